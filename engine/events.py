@@ -1,0 +1,339 @@
+"""The event catalogue: every fact callbridge records about a call.
+
+A call's log is the only source of truth. Everything people and programs read (conversation
+tables, the live feed, metrics, recordings, replays) is a fold over these events, so they are:
+
+- small immutable facts with past-tense names (``CallStarted``, ``CallerSpeechStarted``);
+- versioned: each class carries ``schema_version``; the stored topic is ``Name@version`` and an
+  old payload is brought up to date by the upcasters registered in ``UPCASTERS`` before it is
+  decoded, so logs written today replay after the code changes;
+- independent of module paths: the topic is the event's own name, never ``module:Qualname``.
+
+Every event holds the ``call_id`` (the Twilio CallSid) it belongs to and ``at``, the wall-clock time
+in Unix seconds on the call's monotonic clock (so events of one call never go backwards in time).
+Audio is stored losslessly in chunks (``CallerAudioReceived``, ``AssistantAudioSent``) rather than one
+event per 20 ms frame.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal
+
+import msgspec
+
+SETTINGS_STREAM = "settings"
+"""The ``call_id`` of events that belong to no call (saved defaults)."""
+
+
+class Event(msgspec.Struct, frozen=True, kw_only=True):
+    """Base of every recorded fact. Subclasses register themselves by class name."""
+
+    call_id: str
+    at: float
+
+    schema_version: ClassVar[int] = 1
+    registry: ClassVar[dict[str, type[Event]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__name__
+        if name in Event.registry and Event.registry[name] is not cls:
+            raise TypeError(f"event name {name!r} is registered twice")
+        Event.registry[name] = cls
+
+    @classmethod
+    def topic(cls) -> str:
+        return f"{cls.__name__}@{cls.schema_version}"
+
+    @property
+    def name(self) -> str:
+        return type(self).__name__
+
+
+# --- the call's life ---------------------------------------------------------------------------
+
+
+class CallStarted(Event, frozen=True, kw_only=True):
+    """Twilio's ``start`` frame arrived: a caller is on the line."""
+
+    stream_sid: str
+    account_sid: str = ""
+    from_number: str = ""
+    to_number: str = ""
+    custom_parameters: dict[str, str] = {}
+    model: str = "sim"
+    """``openai`` or ``sim``: which realtime peer the call was bridged to."""
+    session_config: dict[str, Any] = {}
+    """The session configuration the call started with (never contains secrets)."""
+
+
+class CallEnded(Event, frozen=True, kw_only=True):
+    """The call is over. ``reason`` says why: ``caller_hangup`` (Twilio ``stop``),
+    ``twilio_disconnected`` (socket closed without ``stop``), ``model_unavailable`` (reconnects
+    exhausted), ``server_shutdown``, ``supervisor_gave_up`` (a task kept crashing)."""
+
+    reason: str
+    detail: str = ""
+
+
+class CallSessionConfigChanged(Event, frozen=True, kw_only=True):
+    """The session configuration of one live call was changed (from the console or the API)."""
+
+    session_config: dict[str, Any]
+    source: str = "console"
+
+
+class DefaultSessionConfigSaved(Event, frozen=True, kw_only=True):
+    """The default session configuration for new calls was saved (``call_id`` is ``settings``)."""
+
+    session_config: dict[str, Any]
+    source: str = "console"
+
+
+# --- the Twilio side ---------------------------------------------------------------------------
+
+
+class CallerAudioReceived(Event, frozen=True, kw_only=True):
+    """A run of caller audio frames, losslessly: the μ-law bytes of consecutive ``media`` frames,
+    with each frame's Twilio ``timestamp`` (ms since stream start) and size so frame boundaries and
+    gaps can be rebuilt. ``at`` is when the first frame of the run arrived."""
+
+    first_chunk: int
+    timestamps: list[int]
+    frame_sizes: list[int]
+    payload: bytes
+
+
+class DtmfReceived(Event, frozen=True, kw_only=True):
+    digit: str
+    sequence_number: int = 0
+
+
+class TwilioFrameRejected(Event, frozen=True, kw_only=True):
+    """A frame from Twilio could not be decoded. The call goes on; ``raw`` is cut to 2 KiB."""
+
+    error: str
+    raw: str
+
+
+class TwilioEventIgnored(Event, frozen=True, kw_only=True):
+    """A well-formed frame with an event name the bridge does not know (recorded, then dropped)."""
+
+    event: str
+    raw: str
+
+
+class TwilioSocketClosed(Event, frozen=True, kw_only=True):
+    """The Twilio WebSocket closed (after ``stop`` or abruptly)."""
+
+    code: int | None = None
+    reason: str = ""
+
+
+class AssistantAudioSent(Event, frozen=True, kw_only=True):
+    """Assistant audio forwarded to Twilio, losslessly, in chunks of one item. ``at`` is when the
+    first byte of the chunk was sent; ``offset_bytes`` is where the chunk starts within the item."""
+
+    response_id: str
+    item_id: str
+    content_index: int = 0
+    offset_bytes: int
+    payload: bytes
+
+
+class AssistantAudioDiscarded(Event, frozen=True, kw_only=True):
+    """Audio deltas that were not forwarded (late deltas of an interrupted item)."""
+
+    response_id: str
+    item_id: str
+    byte_count: int
+    reason: str
+
+
+class AssistantAudioPlayed(Event, frozen=True, kw_only=True):
+    """Twilio echoed marks: ``played_bytes`` more of ``item_id`` have been played to the caller
+    (``total_played_bytes`` so far). Marks echoed because of a ``clear`` are not counted."""
+
+    item_id: str
+    marks: int
+    played_bytes: int
+    total_played_bytes: int
+
+
+class PlaybackCleared(Event, frozen=True, kw_only=True):
+    """A Twilio ``clear`` was sent: buffered assistant audio was dropped."""
+
+    item_id: str | None
+    unplayed_bytes: int
+
+
+class BargeInDecided(Event, frozen=True, kw_only=True):
+    """The caller spoke over the assistant. The decision, with the numbers it was made from:
+    ``played_ms`` from mark echoes, ``received_ms`` from the model's deltas, ``audio_end_ms`` sent in
+    ``conversation.item.truncate`` (None when skipped). ``action`` is ``truncated``,
+    ``skipped_nothing_playing`` or ``skipped_fully_played``."""
+
+    item_id: str | None
+    played_ms: int
+    received_ms: int
+    audio_end_ms: int | None
+    action: str
+
+
+# --- the model side ----------------------------------------------------------------------------
+
+
+class ModelConnected(Event, frozen=True, kw_only=True):
+    """The realtime model socket is open. ``attempt`` 0 is the first connection; later ones are
+    reconnects. ``url`` never holds a secret."""
+
+    url: str
+    attempt: int = 0
+    seeded_items: int = 0
+
+
+class ModelConnectionFailed(Event, frozen=True, kw_only=True):
+    attempt: int
+    error: str
+    retry_in_s: float | None
+    """Seconds until the next try; None when the supervisor gave up."""
+
+
+class ModelDisconnected(Event, frozen=True, kw_only=True):
+    """The model socket closed or failed while the call was live."""
+
+    code: int | None
+    reason: str
+    error: str = ""
+
+
+class ModelEventReceived(Event, frozen=True, kw_only=True):
+    """A server event from the realtime model, verbatim (audio deltas excepted: their bytes are in
+    ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids)."""
+
+    type: str
+    raw: str
+
+
+class ModelEventSent(Event, frozen=True, kw_only=True):
+    """A client event the bridge sent to the model, verbatim (caller audio appends excepted: their
+    bytes are in ``CallerAudioReceived``)."""
+
+    type: str
+    raw: str
+
+
+class ModelEventUnknown(Event, frozen=True, kw_only=True):
+    """A server event type the bridge does not know, or a malformed one: recorded and ignored."""
+
+    type: str
+    raw: str
+    error: str = ""
+
+
+class ModelErrorReported(Event, frozen=True, kw_only=True):
+    """An ``error`` event from the model, with its code (also kept verbatim as ModelEventReceived)."""
+
+    code: str | None
+    message: str
+    error_type: str = ""
+    param: str | None = None
+
+
+# --- tools -------------------------------------------------------------------------------------
+
+
+class ToolCallRequested(Event, frozen=True, kw_only=True):
+    """The model asked for a function call. ``handler`` is ``backend`` or ``human``."""
+
+    tool_call_id: str
+    name: str
+    arguments: str
+    response_id: str = ""
+    item_id: str = ""
+    handler: str = "backend"
+
+
+class ToolCallCompleted(Event, frozen=True, kw_only=True):
+    tool_call_id: str
+    name: str
+    output: str
+    duration_ms: float
+    source: str = "backend"
+    """``backend`` (a registered handler) or ``human`` (answered from the console)."""
+
+
+class ToolCallFailed(Event, frozen=True, kw_only=True):
+    """A tool crashed, timed out or had no answer in time; ``output`` is the error result the model got."""
+
+    tool_call_id: str
+    name: str
+    error: str
+    output: str
+    duration_ms: float
+    timed_out: bool = False
+
+
+# --- supervision -------------------------------------------------------------------------------
+
+
+class TaskCrashed(Event, frozen=True, kw_only=True):
+    """A task of the call raised. ``action`` is what the supervisor did: ``restarted`` or ``ended_call``."""
+
+    task: str
+    error: str
+    traceback: str = ""
+    action: str = "restarted"
+
+
+Direction = Literal["caller", "assistant"]
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+UPCASTERS: dict[tuple[str, int], Upcaster] = {}
+"""``(name, from_version) -> function`` turning a stored payload of that version into the next one.
+Register one whenever a class's ``schema_version`` goes up."""
+
+
+def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring a stored payload of ``name@version`` up to the current ``schema_version``."""
+    cls = Event.registry[name]
+    while version < cls.schema_version:
+        payload = UPCASTERS[(name, version)](payload)
+        version += 1
+    return payload
+
+
+_encoder = msgspec.json.Encoder()
+
+
+def encode_event(event: Event) -> tuple[str, bytes]:
+    """The stored form of an event: ``(topic, JSON bytes)``."""
+    return type(event).topic(), _encoder.encode(event)
+
+
+_decoders: dict[str, msgspec.json.Decoder[Any]] = {}
+
+
+def decode_event(topic: str, state: bytes) -> Event:
+    """Rebuild an event from its stored form, upcasting old versions.
+
+    Raises ``KeyError`` for a topic this code does not know.
+    """
+    name, _, version_text = topic.partition("@")
+    cls = Event.registry[name]
+    version = int(version_text or 1)
+    if version == cls.schema_version:
+        decoder = _decoders.get(name)
+        if decoder is None:
+            decoder = _decoders[name] = msgspec.json.Decoder(cls)
+        event: Event = decoder.decode(state)
+        return event
+    payload = upcast(name, version, msgspec.json.decode(state))
+    return msgspec.convert(payload, cls)
+
+
+def event_to_dict(event: Event) -> dict[str, Any]:
+    """The JSON-ready form used by the API and the live feed (bytes become base64 strings)."""
+    data: dict[str, Any] = msgspec.to_builtins(event)
+    return data
