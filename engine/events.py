@@ -124,6 +124,14 @@ class TwilioEventIgnored(Event, frozen=True, kw_only=True):
     raw: str
 
 
+class CallStatusReported(Event, frozen=True, kw_only=True):
+    """Twilio's call status callback (``POST /twilio/status``): the phone call's own status."""
+
+    status: str
+    duration_s: int | None = None
+    params: dict[str, str] = {}
+
+
 class TwilioSocketClosed(Event, frozen=True, kw_only=True):
     """The Twilio WebSocket closed (after ``stop`` or abruptly)."""
 

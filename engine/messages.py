@@ -60,15 +60,7 @@ class ClearPlayback(Message, frozen=True, kw_only=True):
     unplayed_bytes: int
 
 
-class DiscardedAudio(Message, frozen=True, kw_only=True):
-    """Deltas of an interrupted item arrived late and were not played (for the record)."""
-
-    response_id: str
-    item_id: str
-    byte_count: int
-
-
-TwilioOutbound = PlayAudio | ClearPlayback | DiscardedAudio
+TwilioOutbound = PlayAudio | ClearPlayback
 
 
 # --- model task <-> tool runner ----------------------------------------------------------------
@@ -114,10 +106,4 @@ class ForwardClientEvent(Message, frozen=True, kw_only=True):
     event: dict[str, Any]
 
 
-class HangUp(Message, frozen=True, kw_only=True):
-    """End the call from the server side (shutdown or the console)."""
-
-    reason: str
-
-
-ConsoleCommand = HumanToolAnswer | UpdateSession | ForwardClientEvent | HangUp
+ConsoleCommand = HumanToolAnswer | UpdateSession | ForwardClientEvent

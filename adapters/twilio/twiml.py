@@ -1,0 +1,74 @@
+"""TwiML for the voice webhook: ``<Connect><Stream>`` with per-call ``<Parameter>``s, and its inverse.
+
+``<Connect><Stream>`` makes the stream bidirectional (we may send media, marks and clears back).
+The stream URL carries no query string (Twilio drops it), so per-call data travels as
+``<Parameter>``s and comes back in the ``start`` frame's ``customParameters`` (protocols.md A1).
+
+Building goes through ``twilio.twiml.voice_response`` so escaping and attribute naming are
+Twilio's own; parsing (for the simulated caller) uses the standard library.
+"""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+
+from twilio.twiml.voice_response import VoiceResponse
+
+# Characters XML 1.0 cannot carry at all, not even escaped.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+class TwimlError(ValueError):
+    """A TwiML document that is not a ``<Response><Connect><Stream>`` we can use."""
+
+
+def _xml_safe(text: str) -> str:
+    """Replace characters XML cannot represent (control characters, lone surrogates) with U+FFFD,
+    so a strange caller-ID string can never make the whole TwiML unparseable."""
+    return _NOT_XML_CHAR.sub("\ufffd", text)
+
+
+def connect_stream_twiml(
+    stream_url: str, parameters: Mapping[str, str], *, status_callback: str | None = None
+) -> str:
+    """``<Response><Connect><Stream url=…><Parameter name value/>…</Stream></Connect></Response>``.
+
+    ``parameters`` keep their order; ``status_callback`` (optional) receives the stream's
+    ``stream-started``/``stream-stopped``/``stream-error`` callbacks.
+    """
+    response = VoiceResponse()
+    stream = response.connect().stream(
+        url=_xml_safe(stream_url),
+        status_callback=_xml_safe(status_callback) if status_callback is not None else None,
+    )
+    for name, value in parameters.items():
+        stream.parameter(name=_xml_safe(name), value=_xml_safe(value))
+    return str(response)
+
+
+def parse_connect_stream(twiml: str | bytes) -> tuple[str, dict[str, str]]:
+    """The stream URL and the ``<Parameter>``s of a ``<Connect><Stream>`` TwiML document.
+
+    Raises ``TwimlError`` when the text is not XML or has no ``<Response><Connect><Stream url>``.
+    """
+    try:
+        root = ET.fromstring(twiml)
+    except ET.ParseError as exc:
+        raise TwimlError(f"TwiML is not well-formed XML: {exc}") from None
+    if root.tag != "Response":
+        raise TwimlError(f"TwiML root element is <{root.tag}>, expected <Response>")
+    stream = root.find("Connect/Stream")
+    if stream is None:
+        raise TwimlError("TwiML has no <Connect><Stream> (a <Start><Stream> would be one-way)")
+    url = stream.get("url")
+    if not url:
+        raise TwimlError("TwiML <Stream> has no url attribute")
+    parameters: dict[str, str] = {}
+    for parameter in stream.findall("Parameter"):
+        name = parameter.get("name")
+        if name is None:
+            raise TwimlError("TwiML <Parameter> has no name attribute")
+        parameters[name] = parameter.get("value", "")
+    return url, parameters

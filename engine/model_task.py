@@ -1,0 +1,492 @@
+"""The model task: the realtime model's side of one call, and the conversation's brain.
+
+It owns the model socket. Caller audio from the Twilio task is appended to the model's input
+buffer; assistant audio deltas go back to the Twilio task with a mark each (``engine/playback.py``
+counts what was really played). Everything the model says is recorded verbatim. Here live the
+decisions that make a phone agent good:
+
+- **barge-in**: on ``input_audio_buffer.speech_started`` Twilio's buffer is cleared and the item is
+  truncated at what the caller really heard (mark echoes, clamped to what was received); late
+  deltas of the interrupted items are dropped; the decision is recorded as ``BargeInDecided``;
+- **tools**: each finished function call goes to the tool runner; its output is sent once as
+  ``function_call_output``; ``response.create`` follows only when the response that asked has
+  finished and every output it waits for is in, never while another response runs;
+- **reconnects**: a dropped socket or an expired session is reopened with bounded backoff, the
+  session config re-sent and the conversation re-seeded from the call's own recorded events,
+  while the caller stays on the line. After ``max_attempts`` failures in a row the task raises
+  ``ModelUnavailable`` and the supervisor ends the call.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from functools import partial
+from typing import Any
+
+import msgspec
+import trio
+from adapters.openai.session import session_update_payload
+
+from adapters.openai import codec as oa
+from engine.context import CallContext, ModelConnection, ModelLinkError
+from engine.events import (
+    AssistantAudioDiscarded,
+    AssistantAudioPlayed,
+    BargeInDecided,
+    CallSessionConfigChanged,
+    ModelConnected,
+    ModelConnectionFailed,
+    ModelDisconnected,
+    ModelErrorReported,
+    ModelEventReceived,
+    ModelEventSent,
+    ModelEventUnknown,
+    ToolCallRequested,
+)
+from engine.messages import (
+    CallerAudio,
+    ClearPlayback,
+    ForwardClientEvent,
+    MarkEchoed,
+    Message,
+    PlayAudio,
+    RunTool,
+    ToolResult,
+    UpdateSession,
+)
+from engine.playback import Playback
+
+log = logging.getLogger(__name__)
+
+_json_encoder = msgspec.json.Encoder()
+_json_decoder = msgspec.json.Decoder()
+
+CONSOLE_CLIENT_EVENTS = frozenset({"conversation.item.create", "response.create"})
+
+
+class ModelUnavailable(Exception):
+    """Reconnects were exhausted: the call cannot go on without a model."""
+
+
+def link_error_in(raised: BaseException) -> ModelLinkError:
+    """The ModelLinkError behind ``raised`` (bare, or alone in nested exception groups, as a
+    connection's own nursery may wrap it). Anything else is re-raised: it is a bug, not the network."""
+    if isinstance(raised, ModelLinkError):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        links, rest = raised.split(ModelLinkError)
+        if rest is None and links is not None:
+            leaf: BaseException = links
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            assert isinstance(leaf, ModelLinkError)
+            return leaf
+    raise raised
+
+
+def _b64_size(text: str) -> int:
+    padding = text.endswith("=") + text.endswith("==")
+    return len(text) * 3 // 4 - padding
+
+
+def _tag(event: Any) -> str:
+    tag = type(event).__struct_config__.tag
+    return str(tag)
+
+
+class ModelSide:
+    def __init__(
+        self,
+        ctx: CallContext,
+        inbox: trio.MemoryReceiveChannel[Message],
+        to_twilio: trio.MemorySendChannel[Message],
+        to_tools: trio.MemorySendChannel[Message],
+    ) -> None:
+        self.ctx = ctx
+        self.inbox = inbox
+        self.to_twilio = to_twilio
+        self.to_tools = to_tools
+        self.playback = Playback()
+        self.conn: ModelConnection | None = None
+        self.attempt = 0
+        self.sessions = 0
+        """Sessions opened so far: every one after the first is re-seeded."""
+        self.active_response: str | None = None
+        self.response_requested = False
+        self.active_items: set[str] = set()
+        self.awaiting_outputs: set[str] = set()
+        self.need_response_create = False
+        self.unsent_outputs: list[ToolResult] = []
+        self.audio_dropped = 0
+
+    # --- connection lifecycle --------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Keep a model session open for the whole call; raises ``ModelUnavailable`` when it can't."""
+        policy = self.ctx.settings.reconnect
+        failures = 0
+        while True:
+            connected = False
+            try:
+                async with self.ctx.settings.open_model() as conn:
+                    self.conn = conn
+                    connected = True
+                    seeded = await self._start_session(conn)
+                    self._record(
+                        ModelConnected(
+                            call_id=self.ctx.call_id,
+                            at=self.ctx.clock.now(),
+                            url=self.ctx.settings.model_url,
+                            attempt=self.attempt,
+                            seeded_items=seeded,
+                        )
+                    )
+                    failures = 0
+                    await self._serve_session(conn)
+                    return  # the inbox closed: the call is over
+            except (ModelLinkError, ExceptionGroup) as raised:
+                error = link_error_in(raised)
+                self.conn = None
+                self._reset_response_state()
+                if connected:
+                    self._record(
+                        ModelDisconnected(
+                            call_id=self.ctx.call_id,
+                            at=self.ctx.clock.now(),
+                            code=error.code,
+                            reason=error.reason,
+                            error=str(error),
+                        )
+                    )
+                failures += 1
+                self.attempt += 1
+                delay = None if failures > policy.max_attempts else policy.delay(failures)
+                if not connected or delay is None:
+                    self._record(
+                        ModelConnectionFailed(
+                            call_id=self.ctx.call_id,
+                            at=self.ctx.clock.now(),
+                            attempt=self.attempt - 1,
+                            error=str(error),
+                            retry_in_s=delay,
+                        )
+                    )
+                if delay is None:
+                    raise ModelUnavailable(f"model unreachable after {failures} attempts: {error}") from error
+                await self._serve_offline(delay)
+            finally:
+                self.conn = None
+
+    async def _serve_session(self, conn: ModelConnection) -> None:
+        """Read the model and serve the inbox until either ends; a link failure in either is re-raised
+        bare (not wrapped in an exception group) so the reconnect logic sees it."""
+        failures: list[ModelLinkError] = []
+
+        async def guarded(serve: Callable[[], Awaitable[None]], nursery: trio.Nursery) -> None:
+            try:
+                await serve()
+            except ModelLinkError as error:
+                failures.append(error)
+            nursery.cancel_scope.cancel()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(guarded, partial(self._read_model, conn), nursery)
+            nursery.start_soon(guarded, self._serve_inbox, nursery)
+        if failures:
+            raise failures[0]
+
+    async def _start_session(self, conn: ModelConnection) -> int:
+        """Configure the new session and, after a reconnect, retell the conversation so far."""
+        await self._send(conn, {"type": "session.update", "session": self._session_payload()})
+        seeded = 0
+        if self.sessions > 0:
+            for item in self.ctx.record.memory.seed_items():
+                await self._send(conn, {"type": "conversation.item.create", "item": item})
+                seeded += 1
+        for result in self.unsent_outputs:
+            await self._send_output(conn, result)
+        self.unsent_outputs.clear()
+        self.sessions += 1
+        await self._maybe_create_response()
+        return seeded
+
+    def _session_payload(self) -> dict[str, Any]:
+        config = dict(self.ctx.session_config)
+        tools = {tool["name"]: tool for tool in self.ctx.settings.registry.schemas()}
+        for tool in config.get("tools") or []:
+            if isinstance(tool, dict) and tool.get("name"):
+                tools[tool["name"]] = tool
+        config["tools"] = list(tools.values())
+        return session_update_payload(config)
+
+    def _reset_response_state(self) -> None:
+        self.active_response = None
+        self.response_requested = False
+        self.active_items.clear()
+
+    async def _serve_offline(self, delay: float) -> None:
+        """Between reconnect attempts: keep playback accounting and tool results; drop caller audio
+        (it is recorded by the Twilio task, but a model that isn't there cannot hear it)."""
+        with trio.move_on_after(delay):
+            async for message in self.inbox:
+                if isinstance(message, CallerAudio):
+                    self.audio_dropped += 1
+                elif isinstance(message, MarkEchoed):
+                    self._mark_echoed(message.name)
+                elif isinstance(message, ToolResult):
+                    self._tool_result_arrived(message)
+                    self.unsent_outputs.append(message)
+                elif isinstance(message, UpdateSession):
+                    self._update_session(message.session)
+                else:
+                    log.warning(
+                        "call %s: %s dropped while the model is reconnecting", self.ctx.call_id, message
+                    )
+
+    # --- inbox: the Twilio task, the tool runner and the console ---------------------------
+
+    async def _serve_inbox(self) -> None:
+        conn = self.conn
+        assert conn is not None
+        async for message in self.inbox:
+            if isinstance(message, CallerAudio):
+                await self._send_audio(conn, message.payload)
+            elif isinstance(message, MarkEchoed):
+                self._mark_echoed(message.name)
+            elif isinstance(message, ToolResult):
+                self._tool_result_arrived(message)
+                await self._send_output(conn, message)
+                await self._maybe_create_response()
+            elif isinstance(message, UpdateSession):
+                self._update_session(message.session)
+                await self._send(conn, {"type": "session.update", "session": self._session_payload()})
+            elif isinstance(message, ForwardClientEvent):
+                await self._forward_console_event(conn, message.event)
+
+    async def _send_audio(self, conn: ModelConnection, payload: str) -> None:
+        await conn.send_raw(oa.encode_client(oa.InputAudioBufferAppend(audio=payload)))
+
+    async def _send(self, conn: ModelConnection, event: dict[str, Any]) -> None:
+        text = _json_encoder.encode(event).decode()
+        self._record(
+            ModelEventSent(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=event["type"], raw=text)
+        )
+        await conn.send_raw(text)
+
+    def _update_session(self, session: dict[str, Any]) -> None:
+        self.ctx.session_config = {**self.ctx.session_config, **session}
+        self._record(
+            CallSessionConfigChanged(
+                call_id=self.ctx.call_id, at=self.ctx.clock.now(), session_config=self.ctx.session_config
+            )
+        )
+
+    async def _forward_console_event(self, conn: ModelConnection, event: dict[str, Any]) -> None:
+        kind = event.get("type")
+        if kind not in CONSOLE_CLIENT_EVENTS:
+            log.warning("call %s: console event %r refused", self.ctx.call_id, kind)
+            return
+        if kind == "response.create":
+            self.need_response_create = True
+            await self._maybe_create_response()
+            return
+        await self._send(conn, {"type": "conversation.item.create", "item": event.get("item") or {}})
+
+    def _mark_echoed(self, name: str) -> None:
+        played = self.playback.mark_echoed(name)
+        if played is not None:
+            self._record(
+                AssistantAudioPlayed(
+                    call_id=self.ctx.call_id,
+                    at=self.ctx.clock.now(),
+                    item_id=played.item_id,
+                    marks=1,
+                    played_bytes=played.played_bytes,
+                    total_played_bytes=played.total_played_bytes,
+                )
+            )
+
+    # --- tools -----------------------------------------------------------------------------
+
+    def _tool_result_arrived(self, result: ToolResult) -> None:
+        self.awaiting_outputs.discard(result.tool_call_id)
+        self.need_response_create = True
+
+    async def _send_output(self, conn: ModelConnection, result: ToolResult) -> None:
+        item = {"type": "function_call_output", "call_id": result.tool_call_id, "output": result.output}
+        await self._send(conn, {"type": "conversation.item.create", "item": item})
+
+    async def _maybe_create_response(self) -> None:
+        """``response.create`` once nothing is running and no output is still awaited."""
+        conn = self.conn
+        if (
+            conn is None
+            or not self.need_response_create
+            or self.awaiting_outputs
+            or self.active_response is not None
+            or self.response_requested
+        ):
+            return
+        self.need_response_create = False
+        self.response_requested = True
+        await self._send(conn, {"type": "response.create"})
+
+    async def _function_call_done(self, event: Any, raw: str) -> None:
+        tool_call_id = str(event.call_id)
+        tool = self.ctx.settings.registry.get(event.name)
+        handler = "backend" if tool is not None and tool.handler is not None else "human"
+        self.awaiting_outputs.add(tool_call_id)
+        self._record(
+            ToolCallRequested(
+                call_id=self.ctx.call_id,
+                at=self.ctx.clock.now(),
+                tool_call_id=tool_call_id,
+                name=event.name,
+                arguments=event.arguments,
+                response_id=event.response_id,
+                item_id=event.item_id,
+                handler=handler,
+            )
+        )
+        await self.to_tools.send(
+            RunTool(
+                tool_call_id=tool_call_id,
+                name=event.name,
+                arguments=event.arguments,
+                response_id=event.response_id,
+                item_id=event.item_id,
+            )
+        )
+
+    # --- the model's events ----------------------------------------------------------------
+
+    async def _read_model(self, conn: ModelConnection) -> None:
+        while True:
+            raw = await conn.receive_raw()
+            try:
+                event = oa.decode_server(raw)
+            except oa.RealtimeProtocolError as error:
+                self._record(
+                    ModelEventUnknown(
+                        call_id=self.ctx.call_id,
+                        at=self.ctx.clock.now(),
+                        type="",
+                        raw=raw[:4096],
+                        error=str(error),
+                    )
+                )
+                continue
+            await self._on_server_event(event, raw)
+
+    async def _on_server_event(self, event: Any, raw: str) -> None:
+        if isinstance(event, oa.ResponseOutputAudioDelta):
+            await self._audio_delta(event)
+            return
+        if isinstance(event, oa.UnknownServerEvent):
+            self._record(
+                ModelEventUnknown(
+                    call_id=self.ctx.call_id,
+                    at=self.ctx.clock.now(),
+                    type=event.type,
+                    raw=raw,
+                    error=event.error,
+                )
+            )
+            return
+        kind = _tag(event)
+        self._record(
+            ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw)
+        )
+        if isinstance(event, oa.InputAudioBufferSpeechStarted):
+            await self._barge_in()
+        elif isinstance(event, oa.ResponseCreated):
+            self.active_response = event.response.id
+            self.response_requested = False
+            # A response that starts after the outputs were added has seen them.
+            if not self.awaiting_outputs:
+                self.need_response_create = False
+        elif isinstance(event, oa.ResponseOutputItemAdded):
+            item = event.item
+            if item.type == "message" and item.id:
+                self.active_items.add(item.id)
+        elif isinstance(event, oa.ResponseFunctionCallArgumentsDone):
+            await self._function_call_done(event, raw)
+        elif isinstance(event, oa.ResponseDone):
+            if self.active_response in (None, event.response.id):
+                self.active_response = None
+            self.active_items.clear()
+            await self._maybe_create_response()
+        elif isinstance(event, oa.ErrorEvent):
+            error = event.error
+            self._record(
+                ModelErrorReported(
+                    call_id=self.ctx.call_id,
+                    at=self.ctx.clock.now(),
+                    code=error.code,
+                    message=error.message,
+                    error_type=error.type,
+                    param=error.param,
+                )
+            )
+            if error.code == "conversation_already_has_active_response":
+                self.response_requested = False
+
+    async def _audio_delta(self, event: Any) -> None:
+        size = _b64_size(event.delta)
+        mark = self.playback.audio_received(event.response_id, event.item_id, size)
+        if mark is None:
+            self._record(
+                AssistantAudioDiscarded(
+                    call_id=self.ctx.call_id,
+                    at=self.ctx.clock.now(),
+                    response_id=event.response_id,
+                    item_id=event.item_id,
+                    byte_count=size,
+                    reason="late delta of an interrupted item",
+                )
+            )
+            return
+        await self.to_twilio.send(
+            PlayAudio(
+                response_id=event.response_id,
+                item_id=event.item_id,
+                content_index=event.content_index,
+                payload=event.delta,
+                mark=mark,
+            )
+        )
+
+    async def _barge_in(self) -> None:
+        detection = self.ctx.session_config.get("turn_detection") or {}
+        if detection.get("interrupt_response") is False:
+            return
+        decision = self.playback.barge_in(frozenset(self.active_items))
+        self._record(
+            BargeInDecided(
+                call_id=self.ctx.call_id,
+                at=self.ctx.clock.now(),
+                item_id=decision.item_id,
+                played_ms=decision.played_ms,
+                received_ms=decision.received_ms,
+                audio_end_ms=decision.audio_end_ms,
+                action=decision.action,
+            )
+        )
+        if decision.clear:
+            await self.to_twilio.send(
+                ClearPlayback(item_id=decision.item_id, unplayed_bytes=decision.unplayed_bytes)
+            )
+        if decision.audio_end_ms is not None and decision.item_id and self.conn is not None:
+            await self._send(
+                self.conn,
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": decision.item_id,
+                    "content_index": 0,
+                    "audio_end_ms": decision.audio_end_ms,
+                },
+            )
+
+    def _record(self, event: Any) -> None:
+        self.ctx.record(event)

@@ -1,0 +1,454 @@
+"""The event store: every call's log, kept by the ``eventsourcing`` library.
+
+Why this shape:
+
+- Persistence is chosen by configuration only. ``CALLBRIDGE_STORE`` (a SQLite path or a
+  ``postgresql://`` URL) becomes an ``eventsourcing`` environment (:func:`store_env`) and an
+  :class:`eventsourcing.application.Application` builds the recorder from it: SQLite in WAL mode for
+  one process, PostgreSQL when several engines share one log.
+- Events are msgspec Structs, which the library's mapper cannot serialise, so we use its lowest
+  level: ``recorder.insert_events`` with ``StoredEvent(uuid5(call_id), version, topic, bytes)``. Each
+  call is one stream (its events numbered 1, 2, ...); the recorder's notification ids are the global
+  ``position`` readers page through.
+- The library cannot give a stream's events *with* their notification ids, so :class:`EventStore`
+  asks the recorder's own datastore (one small SQL statement per backend, see :class:`_Row`).
+- Readers never crash on a stored event this code cannot decode: it is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import msgspec
+from eventsourcing.application import Application
+from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+from eventsourcing.utils import Environment, EnvType
+
+from engine.events import Event, decode_event, encode_event
+
+logger = logging.getLogger(__name__)
+
+CALL_NAMESPACE = uuid.UUID("4f0d6f1e-8c1b-5d8e-9a57-63a1c2b0ca11")
+"""Namespace of the uuid5 stream ids: ``originator_id = uuid5(CALL_NAMESPACE, call_id)``. Never change
+it: stored logs are found through it."""
+
+_MAX_WARNED = 10_000
+
+
+class RecordedEvent(msgspec.Struct, frozen=True):
+    """An event as read back from the store."""
+
+    position: int
+    """Global notification id: increasing across all calls (gaps are possible on PostgreSQL)."""
+    version: int
+    """1-based index of the event within its call."""
+    event: Event
+
+
+class EncodedEvent(NamedTuple):
+    """An event already in its stored form (see :func:`encode_for_store`)."""
+
+    call_id: str
+    topic: str
+    state: bytes
+
+
+class EventEncodingError(ValueError):
+    """An event cannot be stored (not an ``Event``, empty ``call_id``, unencodable field)."""
+
+
+class StoreOpenError(RuntimeError):
+    """The store could not be opened (bad path, database unreachable, ...)."""
+
+
+class StoreClosedError(RuntimeError):
+    """The store was used after :meth:`EventStore.close`."""
+
+
+def call_originator_id(call_id: str) -> uuid.UUID:
+    """The stream id under which a call's events are stored."""
+    return uuid.uuid5(CALL_NAMESPACE, call_id)
+
+
+def encode_for_store(event: Event) -> EncodedEvent:
+    """Encode one event, or raise :class:`EventEncodingError` saying why it cannot be stored.
+
+    Encoding early (when the event is recorded, not when its batch is written) keeps one bad event
+    from failing a whole batch of good ones.
+    """
+    if not isinstance(event, Event):
+        raise EventEncodingError(f"only engine.events.Event can be stored, got {type(event).__name__}")
+    if not event.call_id:
+        raise EventEncodingError(f"{event.name} has an empty call_id")
+    try:
+        topic, state = encode_event(event)
+    except (TypeError, ValueError, msgspec.MsgspecError) as exc:
+        raise EventEncodingError(f"cannot encode {event.name} of call {event.call_id!r}: {exc}") from exc
+    return EncodedEvent(event.call_id, topic, state)
+
+
+# --- configuration: CALLBRIDGE_STORE -> eventsourcing environment --------------------------------
+
+_ACCEPTED = (
+    "accepted are a file path ('./data/callbridge.db'), 'sqlite:///relative/path.db', "
+    "'sqlite:////absolute/path.db', 'sqlite:///:memory:', and "
+    "'postgresql://user[:password]@host[:port]/dbname[?schema=NAME]' (or 'postgres://')"
+)
+_PG_OPTIONS = {
+    "schema": "POSTGRES_SCHEMA",
+    "pool_size": "POSTGRES_POOL_SIZE",
+    "max_overflow": "POSTGRES_MAX_OVERFLOW",
+    "connect_timeout": "POSTGRES_CONNECT_TIMEOUT",
+    "lock_timeout": "POSTGRES_LOCK_TIMEOUT",
+}
+
+
+@dataclass(frozen=True)
+class _Target:
+    env: dict[str, str]
+    description: str
+    sqlite_path: Path | None = None
+
+
+def store_env(url: str) -> dict[str, str]:
+    """The eventsourcing environment for a ``CALLBRIDGE_STORE`` value.
+
+    SQLite URLs follow SQLAlchemy: ``sqlite:///data/x.db`` is relative to the working directory,
+    ``sqlite:////srv/x.db`` is absolute. PostgreSQL URLs may carry ``schema``, ``pool_size``,
+    ``max_overflow``, ``connect_timeout`` and ``lock_timeout`` query options (the schema must exist).
+    Raises ``ValueError`` (never echoing a password) for anything else.
+    """
+    return _parse_store_url(url).env
+
+
+def _parse_store_url(url: str) -> _Target:
+    text = url.strip()
+    if not text:
+        raise ValueError(f"the event store URL is empty; {_ACCEPTED}")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _sqlite_target(text)
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        if not rest.startswith("/"):
+            raise ValueError(
+                f"a sqlite URL has no host: write sqlite:///relative or sqlite:////absolute; {_ACCEPTED}"
+            )
+        if "?" in rest:
+            raise ValueError(f"a sqlite URL takes no query options; {_ACCEPTED}")
+        return _sqlite_target(rest[1:])
+    if scheme in ("postgresql", "postgres"):
+        return _postgres_target(text)
+    raise ValueError(f"unsupported event store URL scheme {scheme!r}; {_ACCEPTED}")
+
+
+def _sqlite_target(path_text: str) -> _Target:
+    if not path_text:
+        raise ValueError(f"the sqlite URL names no file; {_ACCEPTED}")
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite"}
+    if path_text == ":memory:":
+        # A shared-cache name, so every pooled connection sees the same database.
+        env["SQLITE_DBNAME"] = f"file:callbridge-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        return _Target(env, "sqlite::memory:")
+    path = Path(path_text).expanduser().resolve()
+    env["SQLITE_DBNAME"] = path.as_uri()  # the recorder opens with uri=True: quote odd characters
+    return _Target(env, f"sqlite:{path}", sqlite_path=path)
+
+
+def _postgres_target(text: str) -> _Target:
+    parts = urlsplit(text)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise ValueError("the postgresql URL has an invalid port") from None
+    user = unquote(parts.username or "")
+    host = parts.hostname or ""
+    dbname = unquote(parts.path.removeprefix("/"))
+    if not user or not host or not dbname or "/" in dbname:
+        raise ValueError(f"the postgresql URL needs a user, a host and a database name; {_ACCEPTED}")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": user,
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+    }
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _PG_OPTIONS:
+            raise ValueError(f"unknown postgresql URL option {key!r}; known: {', '.join(_PG_OPTIONS)}")
+        env[_PG_OPTIONS[key]] = value
+    shown_host = f"[{host}]" if ":" in host else host
+    description = f"postgresql://{user}@{shown_host}:{port}/{dbname}"
+    if env.get("POSTGRES_SCHEMA"):
+        description += f"?schema={env['POSTGRES_SCHEMA']}"
+    return _Target(env, description)
+
+
+# --- reading rows with their positions (the library has no such query) -------------------------
+
+
+class _Row(NamedTuple):
+    position: int
+    version: int
+    topic: str
+    state: bytes
+
+
+class _SQLiteRows:
+    """SQLite: the notification id is the table's ``rowid``; ids are stored as hex text."""
+
+    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
+        self._datastore = recorder.datastore
+        self._select = (
+            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+            "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
+            "ORDER BY originator_version"
+        )
+
+    def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[_Row]:
+        params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(self._select, params)
+            return [_Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+
+    def ping(self) -> None:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1")
+
+
+class _PostgresRows:
+    """PostgreSQL: the table has a ``notification_id`` column; ids are ``uuid``."""
+
+    def __init__(self, recorder: Any) -> None:
+        from psycopg.sql import SQL, Identifier
+
+        self._datastore = recorder.datastore
+        self._select = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id = %s AND originator_version > %s AND originator_version <= %s "
+            "ORDER BY originator_version"
+        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+
+    def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[_Row]:
+        params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select, params, prepare=True)
+            return [
+                _Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def ping(self) -> None:
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT 1")
+
+
+def _row_reader(recorder: ApplicationRecorder) -> _SQLiteRows | _PostgresRows:
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        return _SQLiteRows(recorder)
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    if isinstance(recorder, PostgresApplicationRecorder):
+        return _PostgresRows(recorder)
+    raise StoreOpenError(f"unsupported recorder {type(recorder).__name__}: use SQLite or PostgreSQL")
+
+
+class _CallLog(Application[uuid.UUID]):
+    """The eventsourcing application whose recorder holds the log (PostgreSQL table
+    ``callbridge_events``; SQLite always uses ``stored_events``)."""
+
+    name = "CallBridge"
+
+    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
+        # The store URL is the whole configuration: unlike the base class, do not merge
+        # os.environ, so a stray PERSISTENCE_MODULE or CALLBRIDGE_* variable cannot redirect the log.
+        return Environment(name, dict(env or {}))
+
+
+class EventStore:
+    """Append-only log of call events. Thread-safe; every method blocks (call it from a thread,
+    e.g. ``trio.to_thread.run_sync``, or through ``engine.store_writer.EventWriter``)."""
+
+    def __init__(self, url: str) -> None:
+        target = _parse_store_url(url)
+        self._description = target.description
+        try:
+            if target.sqlite_path is not None:
+                target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+            self._app = _CallLog(env=target.env)
+        except Exception as exc:
+            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}") from exc
+        self._recorder: ApplicationRecorder = self._app.recorder
+        self._rows = _row_reader(self._recorder)
+        self._lock = threading.Lock()
+        self._versions: dict[str, int] = {}
+        self._warned: set[int] = set()
+        self._closed = False
+
+    # --- writing ---------------------------------------------------------------------------------
+
+    def append(self, events: Sequence[Event]) -> int:
+        """Write all ``events`` in one transaction, numbering each call's events after the ones
+        already stored. Returns the position of the last event written (the head if none).
+
+        Raises :class:`EventEncodingError` before writing anything if an event cannot be stored;
+        any other failure leaves the store unchanged and may be retried with the same events.
+        """
+        return self.append_encoded([encode_for_store(event) for event in events])
+
+    def append_encoded(self, batch: Sequence[EncodedEvent]) -> int:
+        """:meth:`append` for events already encoded (the writer encodes when recording)."""
+        if not batch:
+            return self.head()
+        with self._lock:
+            self._check_open()
+            next_versions: dict[str, int] = {}
+            stored: list[StoredEvent] = []
+            for item in batch:
+                version = next_versions.get(item.call_id)
+                if version is None:
+                    version = self._last_version(item.call_id)
+                version += 1
+                next_versions[item.call_id] = version
+                oid = call_originator_id(item.call_id)
+                stored.append(StoredEvent(oid, version, item.topic, item.state))
+            try:
+                ids = self._recorder.insert_events(stored)
+            except IntegrityError:
+                position = self._position_if_already_stored(stored)
+                if position is None:
+                    # Someone else wrote to these calls: forget the cached versions so a retry
+                    # numbers after what is really stored.
+                    for call_id in next_versions:
+                        self._versions.pop(call_id, None)
+                    raise
+            else:
+                position = max(ids) if ids else self._head()
+            self._versions.update(next_versions)
+            return position
+
+    def _last_version(self, call_id: str) -> int:
+        """The highest version stored for a call (0 if none); read once per call, then counted."""
+        version = self._versions.get(call_id)
+        if version is None:
+            last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
+            version = last[0].originator_version if last else 0
+            self._versions[call_id] = version
+        return version
+
+    def _position_if_already_stored(self, stored: Sequence[StoredEvent]) -> int | None:
+        """After a conflict: was this very batch committed already (a write reported as failed,
+        then retried)? If so, its last position; else None."""
+        expected: dict[uuid.UUID, list[tuple[int, str, bytes]]] = {}
+        for s in stored:
+            assert isinstance(s.originator_id, uuid.UUID)
+            expected.setdefault(s.originator_id, []).append((s.originator_version, s.topic, s.state))
+        position = 0
+        for oid, rows in expected.items():
+            found = self._rows.call_rows(oid, gt=rows[0][0] - 1, lte=rows[-1][0])
+            if [(r.version, r.topic, r.state) for r in found] != rows:
+                return None
+            position = max(position, *(r.position for r in found))
+        return position
+
+    # --- reading ---------------------------------------------------------------------------------
+
+    def read_call(self, call_id: str) -> list[RecordedEvent]:
+        """All stored events of one call, in version order."""
+        self._check_open()
+        rows = self._rows.call_rows(call_originator_id(call_id))
+        decoded = (self._decode(r.position, r.version, r.topic, r.state) for r in rows)
+        return [recorded for recorded in decoded if recorded is not None]
+
+    def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` events with ``position > after``, in position order.
+
+        An empty list means nothing is stored after ``after``: a page made only of undecodable
+        events is passed over rather than returned empty.
+        """
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        start = after
+        while True:
+            notifications = self._recorder.select_notifications(
+                start=start, limit=limit, inclusive_of_start=False
+            )
+            result = [
+                recorded
+                for n in notifications
+                if (recorded := self._decode(n.id, n.originator_version, n.topic, n.state)) is not None
+            ]
+            if result or len(notifications) < limit:
+                return result
+            start = notifications[-1].id
+
+    def head(self) -> int:
+        """The highest position stored (0 when empty)."""
+        self._check_open()
+        return self._head()
+
+    def _head(self) -> int:
+        return self._recorder.max_notification_id() or 0
+
+    def ping(self) -> bool:
+        """True when the database answers a trivial query (for health checks)."""
+        if self._closed:
+            return False
+        try:
+            self._rows.ping()
+        except Exception as exc:
+            logger.warning("event store %s does not answer: %s", self._description, exc)
+            return False
+        return True
+
+    def _decode(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
+        try:
+            event = decode_event(topic, state)
+        except Exception as exc:
+            if position not in self._warned and len(self._warned) < _MAX_WARNED:
+                self._warned.add(position)
+                logger.warning("skipping undecodable stored event %d (%r): %r", position, topic, exc)
+            return None
+        return RecordedEvent(position=position, version=version, event=event)
+
+    # --- life cycle ------------------------------------------------------------------------------
+
+    @property
+    def description(self) -> str:
+        """Where the log lives, safe to print (never contains a password)."""
+        return self._description
+
+    @property
+    def recorder(self) -> ApplicationRecorder:
+        """The underlying eventsourcing recorder (for tools and tests; writers use :meth:`append`)."""
+        return self._recorder
+
+    def close(self) -> None:
+        """Release the database connections. Idempotent. Waits a little for a write in progress
+        (e.g. one abandoned by a writer's final flush) rather than hanging shutdown on it."""
+        locked = self._lock.acquire(timeout=5.0)
+        try:
+            if not self._closed:
+                self._closed = True
+                self._app.close()
+        finally:
+            if locked:
+                self._lock.release()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"the event store {self._description} is closed")
+
+    def __repr__(self) -> str:
+        return f"EventStore({self._description!r})"

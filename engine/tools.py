@@ -1,0 +1,316 @@
+"""Function tools the realtime model may call: what they are, and how one call is executed.
+
+A ``Tool`` is a JSON-Schema'd function with either a backend ``handler`` or none at all, in which
+case a person answers it from the console (the tool runner waits for a ``HumanToolAnswer``).
+``execute_tool`` runs one backend call and never raises for anything the model or the handler did
+wrong: bad JSON, missing arguments, an unknown name, a crash or a timeout all become an error
+*result*, because the model is waiting for a ``function_call_output`` and must always get one.
+
+Handlers reach the outside world only through the ``ToolContext`` they are given (an injected
+``HttpClient``), so tests swap in fakes or point the real client at a local server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx2
+import msgspec
+import trio
+
+# --- HTTP, the one door handlers have to the network --------------------------------------------
+
+
+class HttpError(Exception):
+    """A GET through an ``HttpClient`` failed; the message is safe to show to the model."""
+
+
+class HttpUnreachable(HttpError):
+    """No HTTP answer at all: DNS, refused connection, reset, no network."""
+
+
+class HttpTimeout(HttpUnreachable):
+    """The server did not answer within the request's timeout."""
+
+
+class HttpStatusError(HttpError):
+    """The server answered with a 4xx/5xx status. ``body`` is the start of its answer."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class HttpBadResponse(HttpError):
+    """The server answered 2xx but the body is not JSON."""
+
+
+class HttpClient(Protocol):
+    """What a handler may do on the network: fetch JSON. Raises only ``HttpError`` subclasses."""
+
+    async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any: ...
+
+
+class Httpx2Client:
+    """``HttpClient`` over ``httpx2.AsyncClient`` (mcp's httpx fork; runs natively under trio).
+
+    Without a ``client`` each request opens and closes its own connection pool: tool calls are
+    rare, and it leaves no pool for anyone to close. Pass a client to share one; its owner closes it.
+    """
+
+    def __init__(self, client: httpx2.AsyncClient | None = None) -> None:
+        self._client = client
+
+    async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any:
+        if self._client is not None:
+            return await self._get_json(self._client, url, params, timeout_s)
+        async with httpx2.AsyncClient() as client:
+            return await self._get_json(client, url, params, timeout_s)
+
+    @staticmethod
+    async def _get_json(
+        client: httpx2.AsyncClient, url: str, params: dict[str, str], timeout_s: float
+    ) -> Any:
+        try:
+            response = await client.get(url, params=params, timeout=timeout_s)
+        except httpx2.TimeoutException as exc:
+            raise HttpTimeout(f"no answer within {timeout_s:g} s") from exc
+        except httpx2.HTTPError as exc:  # connection refused, DNS, reset, bad URL, protocol errors
+            raise HttpUnreachable(_describe(exc)) from exc
+        if response.status_code >= 400:
+            raise HttpStatusError(response.status_code, response.text[:500])
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise HttpBadResponse(f"answer is not JSON ({exc})") from exc
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+# --- tools and the registry ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ToolContext:
+    """What a handler may use besides its arguments (one per call)."""
+
+    call_id: str
+    http: HttpClient
+
+
+Handler = Callable[[dict[str, Any], ToolContext], Awaitable[Any]]
+"""Returns a ``str`` (sent to the model as is) or a JSON-able value (sent as its JSON text)."""
+
+
+class ToolError(Exception):
+    """Raised by a handler to give the model this exact message as ``{"error": message}``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Tool:
+    name: str
+    description: str
+    parameters: dict[str, Any]
+    """JSON Schema of the arguments object."""
+    handler: Handler | None = None
+    """None: a person answers the call from the console."""
+    timeout_s: float = 10.0
+
+    @property
+    def answered_by(self) -> str:
+        """``backend`` or ``human``: the ``handler`` of ``ToolCallRequested``."""
+        return "human" if self.handler is None else "backend"
+
+    def schema(self) -> dict[str, Any]:
+        """The shape of ``GET /tools`` and of ``session.tools``."""
+        return {
+            "type": "function",
+            "name": self.name,
+            "description": self.description,
+            "parameters": self.parameters,
+        }
+
+
+class ToolRegistry:
+    """The tools offered to the model, in registration order."""
+
+    def __init__(self) -> None:
+        self._tools: dict[str, Tool] = {}
+
+    def register(self, tool: Tool) -> None:
+        if tool.name in self._tools:
+            raise ValueError(f"a tool named {tool.name!r} is already registered")
+        self._tools[tool.name] = tool
+
+    def get(self, name: str) -> Tool | None:
+        return self._tools.get(name)
+
+    def schemas(self) -> list[dict[str, Any]]:
+        return [tool.schema() for tool in self._tools.values()]
+
+    def names(self) -> list[str]:
+        return list(self._tools)
+
+
+def default_registry(http: HttpClient | None = None, *, weather_url: str | None = None) -> ToolRegistry:
+    """The reference's tools: ``get_weather_from_coords``.
+
+    ``weather_url`` overrides the Open-Meteo forecast URL (the composition root reads it from
+    ``CALLBRIDGE_WEATHER_URL``). ``http``, when given, pins the tools to that client; otherwise they
+    use the call's ``ToolContext.http``.
+    """
+    from engine.weather import OPEN_METEO_FORECAST_URL, weather_tool  # weather imports this module
+
+    registry = ToolRegistry()
+    registry.register(weather_tool(weather_url or OPEN_METEO_FORECAST_URL, http=http))
+    return registry
+
+
+# --- executing one call -------------------------------------------------------------------------
+
+
+class ToolOutcome(msgspec.Struct, frozen=True, kw_only=True):
+    """How one execution ended. ``output`` is what the model gets, error or not."""
+
+    ok: bool
+    output: str
+    error: str | None = None
+    timed_out: bool = False
+    duration_ms: float = 0.0
+
+
+def error_output(message: str) -> str:
+    """The error result the model receives: ``{"error": message}`` as JSON text."""
+    return json.dumps({"error": message}, ensure_ascii=False)
+
+
+async def execute_tool(tool: Tool | None, name: str, arguments: str, ctx: ToolContext) -> ToolOutcome:
+    """Run one backend call: parse and check ``arguments``, run the handler under its timeout.
+
+    Every ``Exception`` becomes an error outcome; ``BaseException`` (``trio.Cancelled``,
+    ``KeyboardInterrupt``) propagates, so cancelling the caller cancels the handler.
+    Durations use ``trio.current_time()`` (monotonic, and the MockClock in tests).
+    """
+    started = trio.current_time()
+
+    def failed(message: str, *, timed_out: bool = False) -> ToolOutcome:
+        return ToolOutcome(
+            ok=False,
+            output=error_output(message),
+            error=message,
+            timed_out=timed_out,
+            duration_ms=(trio.current_time() - started) * 1000.0,
+        )
+
+    if tool is None:
+        return failed(f"unknown tool {name}")
+    if tool.handler is None:
+        return failed(f"tool {name} is answered by an operator, not by the backend")
+    parsed = parse_arguments(arguments, tool.parameters)
+    if isinstance(parsed, str):
+        return failed(f"invalid arguments for {name}: {parsed}")
+
+    value: Any = None
+    with trio.move_on_after(tool.timeout_s) as scope:
+        try:
+            value = await tool.handler(parsed, ctx)
+        except ToolError as exc:
+            return failed(str(exc))
+        except Exception as exc:
+            return failed(f"tool {name} failed: {_describe(exc)}")
+    if scope.cancelled_caught:
+        return failed(f"tool {name} timed out after {tool.timeout_s:g} s", timed_out=True)
+
+    if isinstance(value, str):
+        output = value
+    else:
+        try:
+            output = json.dumps(value, ensure_ascii=False, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            return failed(f"tool {name} returned a value that is not JSON: {exc}")
+    return ToolOutcome(ok=True, output=output, duration_ms=(trio.current_time() - started) * 1000.0)
+
+
+def parse_arguments(arguments: str, schema: dict[str, Any]) -> dict[str, Any] | str:
+    """The arguments object, or a message saying what is wrong with it.
+
+    The model sends a JSON object as text; an empty string counts as ``{}``.
+    """
+    if not arguments.strip():
+        parsed: Any = {}
+    else:
+        try:
+            parsed = json.loads(arguments)
+        except ValueError as exc:
+            return f"not valid JSON ({exc})"
+    if not isinstance(parsed, dict):
+        return f"expected a JSON object, got {_json_type(parsed)}"
+    problem = check_object(parsed, schema)
+    return problem if problem is not None else parsed
+
+
+def check_object(value: dict[str, Any], schema: dict[str, Any]) -> str | None:
+    """A minimal JSON Schema check of an arguments object: required keys, property types, enums,
+    ``additionalProperties: false``. Returns the first problem found, or None."""
+    properties: dict[str, Any] = schema.get("properties", {})
+    for key in schema.get("required", []):
+        if key not in value:
+            return f"missing required argument {key!r}"
+    if schema.get("additionalProperties") is False:
+        extra = sorted(set(value) - set(properties))
+        if extra:
+            return f"unexpected argument {extra[0]!r}"
+    for key, item in value.items():
+        spec = properties.get(key)
+        if not isinstance(spec, dict):
+            continue
+        expected = spec.get("type")
+        if expected is not None:
+            allowed = [expected] if isinstance(expected, str) else list(expected)
+            if not any(_has_type(item, kind) for kind in allowed):
+                return f"argument {key!r} must be {' or '.join(allowed)}, got {_json_type(item)}"
+        if "enum" in spec and item not in spec["enum"]:
+            return f"argument {key!r} must be one of {json.dumps(spec['enum'])}"
+    return None
+
+
+def _has_type(value: Any, kind: str) -> bool:
+    if kind == "null":
+        return value is None
+    if kind == "boolean":
+        return isinstance(value, bool)
+    if kind == "integer":
+        return (isinstance(value, int) and not isinstance(value, bool)) or (
+            isinstance(value, float) and value.is_integer()
+        )
+    if kind == "number":
+        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+    if kind == "string":
+        return isinstance(value, str)
+    if kind == "array":
+        return isinstance(value, list)
+    if kind == "object":
+        return isinstance(value, dict)
+    return True  # a type this checker does not know: let the handler decide
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"

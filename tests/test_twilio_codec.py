@@ -1,0 +1,422 @@
+"""The Twilio Media Streams codec: what Twilio sends decodes, what we send encodes, and nothing a
+peer can put on the socket makes the decoders raise anything but ``TwilioFrameError``."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.twilio.codec import (
+    Connected,
+    Dtmf,
+    DtmfInfo,
+    Mark,
+    MarkInfo,
+    Media,
+    MediaChunk,
+    MediaFormat,
+    OutboundClear,
+    OutboundMark,
+    OutboundMedia,
+    OutboundMediaPayload,
+    Start,
+    StartInfo,
+    Stop,
+    StopInfo,
+    TwilioFrameError,
+    UnknownTwilioEvent,
+    decode_inbound,
+    decode_outbound,
+    decode_payload,
+    encode_clear,
+    encode_inbound,
+    encode_mark,
+    encode_media,
+    parse_int,
+)
+
+STREAM = "MZ" + "0123456789abcdef" * 2
+CALL = "CA" + "fedcba9876543210" * 2
+ACCOUNT = "AC" + "00112233445566778899aabbccddeeff"
+PAYLOAD = base64.b64encode(bytes(range(160))).decode()
+
+# Shapes of the real 2020 trace (twilio/media-streams node/connect-basic/output.txt): `connected`
+# has neither sequenceNumber nor streamSid, and the streamSid was a UUID, not MZ + 32 hex.
+TRACE_SID = "9e7ee906-377b-408f-a852-eebfb834422a"
+TRACE = [
+    {"event": "connected", "protocol": "Call", "version": "1.0.0"},
+    {
+        "event": "start",
+        "sequenceNumber": "1",
+        "start": {
+            "accountSid": "AC18fbd524d33614fba208030751dffdca",
+            "streamSid": TRACE_SID,
+            "callSid": "CA3c95a2a6bba5fde93a5dea01e388e8fb",
+            "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": {"aCutomParameter": "aCustomValue that was set in TwiML"},
+        },
+        "streamSid": TRACE_SID,
+    },
+    {
+        "event": "media",
+        "sequenceNumber": "2",
+        "media": {"track": "inbound", "chunk": "1", "timestamp": "52", "payload": PAYLOAD},
+        "streamSid": TRACE_SID,
+    },
+    {"event": "mark", "sequenceNumber": "103", "streamSid": TRACE_SID, "mark": {"name": "Repeat message 0"}},
+]
+
+
+def sample_inbound() -> list[Any]:
+    return [
+        Connected(),
+        Start(
+            sequence_number="1",
+            stream_sid=STREAM,
+            start=StartInfo(
+                stream_sid=STREAM,
+                account_sid=ACCOUNT,
+                call_sid=CALL,
+                tracks=["inbound"],
+                custom_parameters={"From": "+15550001111", "To": "+15550002222", "CallSid": CALL},
+                media_format=MediaFormat(),
+            ),
+        ),
+        Media(
+            sequence_number="2",
+            stream_sid=STREAM,
+            media=MediaChunk(chunk="1", timestamp="0", payload=PAYLOAD),
+        ),
+        Mark(sequence_number="3", stream_sid=STREAM, mark=MarkInfo(name="m-1")),
+        Dtmf(sequence_number="4", stream_sid=STREAM, dtmf=DtmfInfo(digit="7")),
+        Stop(sequence_number="5", stream_sid=STREAM, stop=StopInfo(account_sid=ACCOUNT, call_sid=CALL)),
+    ]
+
+
+# --- decoding what Twilio sends ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("message", sample_inbound(), ids=lambda m: type(m).__name__)
+def test_every_inbound_message_round_trips(message: Any) -> None:
+    text = encode_inbound(message)
+    assert json.loads(text)["event"] == type(message).__struct_config__.tag
+    assert decode_inbound(text) == message
+    assert decode_inbound(text.encode()) == message
+
+
+def test_wire_names_are_camel_case_and_counters_are_strings() -> None:
+    start, media = sample_inbound()[1:3]
+    start_json = json.loads(encode_inbound(start))
+    assert start_json["sequenceNumber"] == "1"
+    assert start_json["start"]["customParameters"]["From"] == "+15550001111"
+    assert start_json["start"]["mediaFormat"] == {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1}
+    media_json = json.loads(encode_inbound(media))
+    assert media_json["media"] == {"track": "inbound", "chunk": "1", "timestamp": "0", "payload": PAYLOAD}
+
+
+def test_connected_frame_has_no_sequence_number() -> None:
+    assert json.loads(encode_inbound(Connected())) == {
+        "event": "connected",
+        "protocol": "Call",
+        "version": "1.0.0",
+    }
+
+
+def test_real_trace_shapes_decode() -> None:
+    connected, start, media, mark = (decode_inbound(json.dumps(frame)) for frame in TRACE)
+    assert connected == Connected(protocol="Call", version="1.0.0")
+    assert isinstance(start, Start)
+    assert start.stream_sid == TRACE_SID  # a UUID: SIDs are not validated
+    assert start.start.call_sid == "CA3c95a2a6bba5fde93a5dea01e388e8fb"
+    assert start.start.custom_parameters == {"aCutomParameter": "aCustomValue that was set in TwiML"}
+    assert start.start.media_format == MediaFormat(encoding="audio/x-mulaw", sample_rate=8000, channels=1)
+    assert isinstance(media, Media)
+    assert (media.sequence_number, media.media.chunk, media.media.timestamp) == ("2", "1", "52")
+    assert len(decode_payload(media.media.payload)) == 160
+    assert isinstance(mark, Mark) and mark.mark.name == "Repeat message 0"
+
+
+def test_start_tolerates_absent_optional_parts() -> None:
+    frame = {"event": "start", "sequenceNumber": "1", "streamSid": "s", "start": {"streamSid": "s"}}
+    start = decode_inbound(json.dumps(frame))
+    assert isinstance(start, Start)
+    assert start.start.custom_parameters == {}
+    assert start.start.tracks == []
+    assert start.start.media_format is None
+
+
+def test_unknown_fields_are_ignored() -> None:
+    frame = dict(TRACE[2], extra={"new": 1})
+    frame["media"] = dict(frame["media"], futureField=True)
+    assert isinstance(decode_inbound(json.dumps(frame)), Media)
+
+
+def test_unknown_event_is_returned_not_raised() -> None:
+    raw = '{"event":"transcription","sequenceNumber":"9","streamSid":"s","text":"hi"}'
+    assert decode_inbound(raw) == UnknownTwilioEvent(event="transcription", raw=raw)
+    assert decode_inbound(raw.encode()) == UnknownTwilioEvent(event="transcription", raw=raw)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (
+            '{"event":"media","sequenceNumber":"2","streamSid":"s","media":{"chunk":"1","timestamp":"0"}}',
+            "media frame missing field `media.payload`",
+        ),
+        ('{"event":"start","sequenceNumber":"1","streamSid":"s"}', "start frame missing field `start`"),
+        (
+            '{"event":"media","sequenceNumber":2,"streamSid":"s","media":{}}',
+            "media frame: expected `str`, got `int` at `sequenceNumber`",
+        ),
+        (
+            '{"event":"media","sequenceNumber":"2","streamSid":"s","media":[]}',
+            "media frame: expected `object`, got `array` at `media`",
+        ),
+        (
+            '{"event":"start","sequenceNumber":"1","streamSid":"s",'
+            '"start":{"streamSid":"s","mediaFormat":{"sampleRate":"8000"}}}',
+            "start frame: expected `int`, got `str` at `start.mediaFormat.sampleRate`",
+        ),
+        ('{"event":"mark","sequenceNumber":"3","streamSid":"s","mark":{}}', "mark frame missing field `mark.name`"),
+        ('{"sequenceNumber":"3"}', "inbound frame has no `event` field"),
+        ('{"event":5}', "inbound frame: `event` must be a string"),
+        ('["media"]', "inbound frame is not a JSON object: expected `object`, got `array`"),
+        ('"media"', "inbound frame is not a JSON object: expected `object`, got `str`"),
+        ('{"event":"media",', "inbound frame is not valid JSON"),
+        (b"\xff\xfe{}", "inbound frame is not valid JSON"),
+        ("", "inbound frame is not valid JSON"),
+        ('{"event":"media","event":"stop","sequenceNumber":"1"}', "stop frame has more than one `event` value"),
+    ],
+)
+def test_broken_frames_say_what_is_wrong(frame: str | bytes, message: str) -> None:
+    with pytest.raises(TwilioFrameError) as caught:
+        decode_inbound(frame)
+    assert str(caught.value).startswith(message)
+
+
+def test_deeply_nested_frame_is_a_frame_error() -> None:
+    deep = '{"event":"media","junk":' + "[" * 100_000 + "]" * 100_000 + "}"
+    with pytest.raises(TwilioFrameError, match="nested too deeply"):
+        decode_inbound(deep)
+    with pytest.raises(TwilioFrameError, match="nested too deeply"):
+        decode_outbound(deep)
+
+
+def test_text_with_lone_surrogate_is_a_frame_error() -> None:
+    with pytest.raises(TwilioFrameError, match="not valid UTF-8"):
+        decode_inbound('{"event":"\ud800"}')
+    with pytest.raises(TwilioFrameError, match="not valid UTF-8"):
+        decode_outbound('{"event":"\ud800"}')
+
+
+# --- what the server sends to Twilio -----------------------------------------------------------
+
+
+def test_outbound_encoders_produce_twilio_shapes() -> None:
+    assert json.loads(encode_media(STREAM, PAYLOAD)) == {
+        "event": "media",
+        "streamSid": STREAM,
+        "media": {"payload": PAYLOAD},
+    }
+    assert json.loads(encode_mark(STREAM, "item_1:3")) == {
+        "event": "mark",
+        "streamSid": STREAM,
+        "mark": {"name": "item_1:3"},
+    }
+    assert json.loads(encode_clear(STREAM)) == {"event": "clear", "streamSid": STREAM}
+
+
+def test_outbound_encoders_escape_whatever_they_are_given() -> None:
+    odd = 'a"b\\c\n\u00e9'
+    assert json.loads(encode_mark(odd, odd))["mark"]["name"] == odd
+    assert json.loads(encode_media(odd, odd))["streamSid"] == odd
+
+
+def test_outbound_round_trips() -> None:
+    assert decode_outbound(encode_media(STREAM, PAYLOAD)) == OutboundMedia(
+        stream_sid=STREAM, media=OutboundMediaPayload(payload=PAYLOAD)
+    )
+    assert decode_outbound(encode_mark(STREAM, "m")) == OutboundMark(stream_sid=STREAM, mark=MarkInfo(name="m"))
+    assert decode_outbound(encode_clear(STREAM).encode()) == OutboundClear(stream_sid=STREAM)
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ('{"event":"start","streamSid":"s"}', "outbound frame has unknown event 'start'"),
+        ('{"event":"media","streamSid":"s","media":{}}', "media frame missing field `media.payload`"),
+        ('{"event":"clear"}', "clear frame missing field `streamSid`"),
+        ('{"streamSid":"s"}', "outbound frame has no `event` field"),
+        ("not json", "outbound frame is not valid JSON"),
+    ],
+)
+def test_broken_outbound_frames_say_what_is_wrong(frame: str, message: str) -> None:
+    with pytest.raises(TwilioFrameError) as caught:
+        decode_outbound(frame)
+    assert str(caught.value).startswith(message)
+
+
+# --- wire-string helpers -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("1", 1), ("0", 0), ("103", 103), ("-5", -5), ("", -1), ("1.5", -1), (" 1", -1), ("1_000", -1),
+     ("\u0661", -1), ("9" * 19, -1), ("abc", -1)],
+)
+def test_parse_int_never_raises(text: str, expected: int) -> None:
+    assert parse_int(text, -1) == expected
+
+
+def test_decode_payload() -> None:
+    assert decode_payload(PAYLOAD) == bytes(range(160))
+    for bad in ("@@@@", "abc", "é"):
+        with pytest.raises(TwilioFrameError, match="base64"):
+            decode_payload(bad)
+
+
+# --- fuzzing: only TwilioFrameError may escape a decoder ---------------------------------------
+
+EVENT_NAMES = ["connected", "start", "media", "mark", "dtmf", "stop", "clear", "transcription", ""]
+FIELD_NAMES = [
+    "event", "sequenceNumber", "streamSid", "start", "media", "mark", "dtmf", "stop", "protocol",
+    "version", "accountSid", "callSid", "tracks", "customParameters", "mediaFormat", "encoding",
+    "sampleRate", "channels", "track", "chunk", "timestamp", "payload", "name", "digit",
+]  # fmt: skip
+
+json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12)
+    | st.sampled_from(EVENT_NAMES)
+)
+json_keys = st.sampled_from(FIELD_NAMES) | st.text(max_size=6)
+json_values = st.recursive(
+    json_leaves,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(json_keys, children, max_size=5),
+    max_leaves=25,
+)
+plausible_frames = st.builds(
+    lambda event, body: {**body, "event": event},
+    st.sampled_from(EVENT_NAMES) | st.text(max_size=8) | st.integers(),
+    st.dictionaries(json_keys, json_values, max_size=7),
+)
+
+
+def _valid_frames() -> list[dict[str, Any]]:
+    frames = [json.loads(encode_inbound(message)) for message in sample_inbound()]
+    frames += [json.loads(encode_media(STREAM, PAYLOAD)), json.loads(encode_mark(STREAM, "m"))]
+    frames += [json.loads(encode_clear(STREAM))]
+    return frames
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    found = [prefix] if prefix else []
+    if isinstance(value, dict):
+        for key, child in value.items():
+            found += _paths(child, (*prefix, key))
+    elif isinstance(value, list):
+        for index, child in enumerate(value):
+            found += _paths(child, (*prefix, index))
+    return found
+
+
+@st.composite
+def mutated_frames(draw: st.DrawFn) -> Any:
+    """A real frame with one value replaced (by any JSON) or one key deleted."""
+    frame = draw(st.sampled_from(_valid_frames()))
+    path = draw(st.sampled_from(_paths(frame)))
+    parent = frame
+    for step in path[:-1]:
+        parent = parent[step]
+    if isinstance(parent, dict) and draw(st.booleans()):
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = draw(json_values)
+    return frame
+
+
+def _check_inbound(data: str | bytes) -> None:
+    try:
+        result = decode_inbound(data)
+    except TwilioFrameError as exc:
+        assert str(exc)
+        return
+    assert isinstance(result, Connected | Start | Media | Mark | Dtmf | Stop | UnknownTwilioEvent)
+
+
+def _check_outbound(data: str | bytes) -> None:
+    try:
+        result = decode_outbound(data)
+    except TwilioFrameError as exc:
+        assert str(exc)
+        return
+    assert isinstance(result, OutboundMedia | OutboundMark | OutboundClear)
+
+
+@given(st.text())
+def test_fuzz_decoders_with_text(text: str) -> None:
+    _check_inbound(text)
+    _check_outbound(text)
+
+
+@given(st.binary())
+def test_fuzz_decoders_with_bytes(data: bytes) -> None:
+    _check_inbound(data)
+    _check_outbound(data)
+
+
+@settings(max_examples=300)
+@given(json_values)
+def test_fuzz_decoders_with_any_json(value: Any) -> None:
+    _check_inbound(json.dumps(value))
+    _check_outbound(json.dumps(value).encode())
+
+
+@settings(max_examples=500)
+@given(plausible_frames)
+def test_fuzz_decoders_with_plausible_frames(frame: dict[str, Any]) -> None:
+    _check_inbound(json.dumps(frame))
+    _check_outbound(json.dumps(frame))
+
+
+@settings(max_examples=500)
+@given(mutated_frames())
+def test_fuzz_decoders_with_mutated_real_frames(frame: Any) -> None:
+    text = json.dumps(frame)
+    _check_inbound(text)
+    _check_outbound(text)
+
+
+@given(
+    st.builds(
+        Media,
+        sequence_number=st.text(),
+        stream_sid=st.text(),
+        media=st.builds(MediaChunk, track=st.text(), chunk=st.text(), timestamp=st.text(), payload=st.text()),
+    )
+    | st.builds(
+        Start,
+        sequence_number=st.text(),
+        stream_sid=st.text(),
+        start=st.builds(
+            StartInfo,
+            stream_sid=st.text(),
+            custom_parameters=st.dictionaries(st.text(), st.text(), max_size=4),
+            tracks=st.lists(st.text(), max_size=3),
+            media_format=st.none() | st.builds(MediaFormat, sample_rate=st.integers(0, 48000)),
+        ),
+    )
+    | st.builds(Dtmf, sequence_number=st.text(), stream_sid=st.text(), dtmf=st.builds(DtmfInfo, digit=st.text()))
+)
+def test_any_inbound_message_round_trips(message: Any) -> None:
+    assert decode_inbound(encode_inbound(message)) == message

@@ -1,0 +1,158 @@
+"""The composition root of ``callbridge serve``: store, writer, tools, model, app and listener.
+
+Nothing else knows all of these. ``Server.run`` owns every long-lived task in one nursery; on
+shutdown it stops taking calls, ends the live ones cleanly (each records ``CallEnded``), flushes
+every accepted event and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from functools import partial
+from typing import Any
+
+import trio
+from adapters.openai.session import DEFAULT_SESSION_CONFIG
+from hypercorn.config import Config
+
+from engine.call import LiveCalls, run_call
+from engine.context import CallSettings, ReconnectPolicy
+from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from engine.store import EventStore
+from engine.store_writer import EventWriter
+from engine.tools import Httpx2Client, ToolRegistry, default_registry
+from web.app import create_app
+from web.listener import serve_front
+from web.media import TwilioLink, handle_media_stream
+from web.model_link import realtime_opener
+from web.settings import Settings
+
+log = logging.getLogger(__name__)
+
+SHUTDOWN_CALLS_TIMEOUT_S = 5.0
+
+
+class Server:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: ToolRegistry | None = None,
+        reconnect: ReconnectPolicy | None = None,
+        model_url: str | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = EventStore(settings.store_url)
+        self.writer = EventWriter(self.store)
+        self.http = Httpx2Client()
+        self.registry = registry or default_registry(weather_url=settings.weather_url)
+        self.live = LiveCalls()
+        self.reconnect = reconnect or ReconnectPolicy()
+        self.accepting = True
+        self.model_url = model_url
+        """Where the realtime model is: set at start (the in-process simulated model's URL for ``sim``)."""
+        self.default_session: dict[str, Any] = dict(DEFAULT_SESSION_CONFIG)
+        self.port: int | None = None
+        self.shutdown = trio.Event()
+        self.app = create_app(self)
+
+    @staticmethod
+    def now() -> float:
+        return time.time()
+
+    async def store_answers(self) -> bool:
+        try:
+            return await trio.to_thread.run_sync(self.store.ping)
+        except Exception:
+            log.exception("store ping failed")
+            return False
+
+    def load_default_session(self) -> None:
+        """The last saved default session config survives restarts: it is an event."""
+        for recorded in self.store.read_call(SETTINGS_STREAM):
+            if isinstance(recorded.event, DefaultSessionConfigSaved):
+                self.default_session = dict(recorded.event.session_config)
+
+    def call_settings(self) -> CallSettings:
+        assert self.model_url is not None
+        api_key = self.settings.openai_api_key if self.settings.model == "openai" else "sim"
+        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(
+            realtime_opener, self.model_url, api_key
+        )
+        return CallSettings(
+            open_model=opener,
+            model_kind=self.settings.model,
+            model_url=self.model_url.split("?")[0],
+            registry=self.registry,
+            tool_context_http=self.http,
+            reconnect=self.reconnect,
+        )
+
+    async def _run_call(self, link: TwilioLink, start: Any) -> str:
+        return await run_call(
+            link,
+            start,
+            settings=self.call_settings(),
+            session_config=self.default_session,
+            sink=self.writer.record,
+            live=self.live,
+        )
+
+    async def _media(self, stream: trio.abc.HalfCloseableStream) -> None:
+        await handle_media_stream(
+            stream,
+            public_url=self.settings.public_url,
+            auth_token=self.settings.twilio_auth_token,
+            accepting=lambda: self.accepting,
+            run=self._run_call,
+        )
+
+    async def _end_calls(self) -> None:
+        self.accepting = False
+        if len(self.live):
+            log.info("ending %d live call(s)", len(self.live))
+        self.live.hang_up_all("server_shutdown")
+        with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
+            await self.live.wait_empty()
+        await self.writer.flush()
+
+    async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+        """Serve until ``self.shutdown`` is set; ``task_status.started`` gets the bound port."""
+        await trio.to_thread.run_sync(self.load_default_session)
+        config = Config()
+        config.graceful_timeout = 2.0
+        config.accesslog = None
+        async with trio.open_nursery() as services:
+            await services.start(self.writer.run)
+            if self.model_url is None:
+                if self.settings.model == "sim":
+                    from adapters.sim.fake_openai import serve_fake_openai
+
+                    fake = await services.start(partial(serve_fake_openai, "127.0.0.1", 0))
+                    self.model_url = fake.url
+                else:
+                    self.model_url = self.settings.openai_realtime_url
+            front_done = trio.Event()
+
+            async def front(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
+                try:
+                    await serve_front(
+                        self.app,
+                        config,
+                        self._media,
+                        host=self.settings.host,
+                        port=self.settings.port,
+                        shutdown=self.shutdown,
+                        before_close=self._end_calls,
+                        task_status=task_status,
+                    )
+                finally:
+                    front_done.set()
+
+            self.port = await services.start(front)
+            task_status.started(self.port)
+            await front_done.wait()
+            services.cancel_scope.cancel()  # the writer flushes what is left as it stops

@@ -1,0 +1,127 @@
+"""Every setting of ``callbridge serve``, read once from flags and the environment (CONTRACT.md).
+
+Secrets (the OpenAI key, the Twilio auth token, the API token) live only here and in the objects
+that need them; ``public_summary`` is what may be printed or shown in the console.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
+DEFAULT_STORE = "./data/callbridge.db"
+TOKEN_FILE = "api-token"
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message says which and what to do."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    public_url: str
+    openai_api_key: str | None
+    openai_realtime_url: str
+    model: str
+    """``openai`` or ``sim``."""
+    twilio_account_sid: str | None
+    twilio_auth_token: str | None
+    twilio_api_base_url: str | None
+    store_url: str
+    api_token: str
+    api_token_generated: bool
+    data_dir: Path
+    weather_url: str
+
+    @property
+    def public_summary(self) -> dict[str, object]:
+        """Settings safe to print or show: no secret values, only whether they are set."""
+        return {
+            "host": self.host,
+            "port": self.port,
+            "public_url": self.public_url,
+            "model": self.model,
+            "openai_realtime_url": self.openai_realtime_url,
+            "openai_api_key_set": bool(self.openai_api_key),
+            "twilio_account_sid_set": bool(self.twilio_account_sid),
+            "twilio_auth_token_set": bool(self.twilio_auth_token),
+            "store": self.store_url.split("@")[-1] if "://" in self.store_url else self.store_url,
+        }
+
+
+def data_dir_for(store_url: str) -> Path:
+    """The folder that holds the SQLite store (and the generated API token)."""
+    if store_url.startswith(("postgresql://", "postgres://")):
+        return Path("./data").resolve()
+    path = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else store_url
+    return Path(path).resolve().parent
+
+
+def load_api_token(data_dir: Path, configured: str | None) -> tuple[str, bool]:
+    """The configured token, or the one kept in the data folder, or a new one (saved, mode 0600)."""
+    if configured:
+        return configured, False
+    path = data_dir / TOKEN_FILE
+    if path.exists():
+        return path.read_text().strip(), False
+    data_dir.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    path.write_text(token + "\n")
+    path.chmod(0o600)
+    return token, True
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    store: str | None = None,
+    model: str | None = None,
+) -> Settings:
+    env = os.environ if env is None else env
+    host = host or env.get("HOST") or "127.0.0.1"
+    try:
+        port = port if port is not None else int(env.get("PORT") or 8081)
+    except ValueError as error:
+        raise SettingsError(f"PORT must be a number, got {env.get('PORT')!r}") from error
+    public_url = (env.get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+    parts = urlsplit(public_url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise SettingsError(
+            f"PUBLIC_URL must look like https://x.ngrok-free.app or http://127.0.0.1:8081, got {public_url!r}"
+        )
+    api_key = env.get("OPENAI_API_KEY") or None
+    model = model or ("openai" if api_key else "sim")
+    if model not in ("openai", "sim"):
+        raise SettingsError(f"--model must be 'openai' or 'sim', got {model!r}")
+    if model == "openai" and not api_key:
+        raise SettingsError(
+            "--model openai needs OPENAI_API_KEY; unset it or use --model sim for the simulated model"
+        )
+    store_url = store or env.get("CALLBRIDGE_STORE") or DEFAULT_STORE
+    data_dir = data_dir_for(store_url)
+    token, generated = load_api_token(data_dir, env.get("CALLBRIDGE_API_TOKEN"))
+    return Settings(
+        host=host,
+        port=port,
+        public_url=public_url,
+        openai_api_key=api_key,
+        openai_realtime_url=env.get("OPENAI_REALTIME_URL") or DEFAULT_REALTIME_URL,
+        model=model,
+        twilio_account_sid=env.get("TWILIO_ACCOUNT_SID") or None,
+        twilio_auth_token=env.get("TWILIO_AUTH_TOKEN") or None,
+        twilio_api_base_url=env.get("TWILIO_API_BASE_URL") or None,
+        store_url=store_url,
+        api_token=token,
+        api_token_generated=generated,
+        data_dir=data_dir,
+        weather_url=env.get("CALLBRIDGE_WEATHER_URL") or "https://api.open-meteo.com/v1/forecast",
+    )
