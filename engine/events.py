@@ -46,10 +46,6 @@ class Event(msgspec.Struct, frozen=True, kw_only=True):
     def topic(cls) -> str:
         return f"{cls.__name__}@{cls.schema_version}"
 
-    @property
-    def name(self) -> str:
-        return type(self).__name__
-
 
 # --- the call's life ---------------------------------------------------------------------------
 

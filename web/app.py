@@ -23,17 +23,16 @@ if TYPE_CHECKING:
 def create_app(server: Server) -> QuartTrio:
     app = QuartTrio("callbridge")
     app.config["CALLBRIDGE"] = server
-    settings = server.settings
 
     async def twilio_params() -> tuple[dict[str, str], Response | None]:
         """The webhook's parameters, or a 403 response when the signature does not match."""
         form = await request.form if request.method == "POST" else {}
         params = {key: form[key] for key in form}
-        if settings.twilio_auth_token:
+        if server.settings.twilio_auth_token:
             query = request.query_string.decode("latin-1")
-            url = signature.webhook_url(settings.public_url, request.path, query)
+            url = signature.webhook_url(server.settings.public_url, request.path, query)
             sent = request.headers.get("X-Twilio-Signature")
-            if not signature.is_valid_signature(settings.twilio_auth_token, url, form, sent):
+            if not signature.is_valid_signature(server.settings.twilio_auth_token, url, form, sent):
                 return params, Response("invalid or missing X-Twilio-Signature\n", status=403)
         if request.method == "GET":
             params = {key: request.args[key] for key in request.args}
@@ -45,11 +44,11 @@ def create_app(server: Server) -> QuartTrio:
         if refused is not None:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
-        if settings.twilio_auth_token:
+        if server.settings.twilio_auth_token:
             parameters[CALL_TOKEN_PARAMETER] = call_token(
-                settings.twilio_auth_token, params.get("CallSid", "")
+                server.settings.twilio_auth_token, params.get("CallSid", "")
             )
-        body = twiml.connect_stream_twiml(signature.stream_url(settings.public_url), parameters)
+        body = twiml.connect_stream_twiml(signature.stream_url(server.settings.public_url), parameters)
         return Response(body, content_type="text/xml")
 
     @app.route("/twilio/status", methods=["POST"])
@@ -77,7 +76,7 @@ def create_app(server: Server) -> QuartTrio:
 
     @app.route("/public-url")
     async def public_url() -> Any:
-        return jsonify({"publicUrl": settings.public_url})
+        return jsonify({"publicUrl": server.settings.public_url})
 
     @app.route("/healthz")
     async def healthz() -> Any:

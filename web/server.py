@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import replace
 from functools import partial
 from typing import Any
 
@@ -153,6 +154,8 @@ class Server:
                     front_done.set()
 
             self.port = await services.start(front)
+            if self.settings.public_url_from_bind and self.settings.port != self.port:
+                self.settings = replace(self.settings, public_url=f"http://{self.settings.host}:{self.port}")
             task_status.started(self.port)
             await front_done.wait()
             services.cancel_scope.cancel()  # the writer flushes what is left as it stops

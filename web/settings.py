@@ -39,6 +39,8 @@ class Settings:
     api_token_generated: bool
     data_dir: Path
     weather_url: str
+    public_url_from_bind: bool = False
+    """No PUBLIC_URL was given: it follows the address actually bound (port 0 in tests)."""
 
     @property
     def public_summary(self) -> dict[str, object]:
@@ -93,6 +95,7 @@ def load_settings(
     except ValueError as error:
         raise SettingsError(f"PORT must be a number, got {env.get('PORT')!r}") from error
     public_url = (env.get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
+    public_url_from_bind = not env.get("PUBLIC_URL")
     parts = urlsplit(public_url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise SettingsError(
@@ -124,4 +127,5 @@ def load_settings(
         api_token_generated=generated,
         data_dir=data_dir,
         weather_url=env.get("CALLBRIDGE_WEATHER_URL") or "https://api.open-meteo.com/v1/forecast",
+        public_url_from_bind=public_url_from_bind,
     )

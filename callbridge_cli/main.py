@@ -1,0 +1,136 @@
+"""``callbridge`` — the command line (CONTRACT.md: serve, simulate, replay, projections, mcp, fake-openai)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+
+import trio
+
+log = logging.getLogger("callbridge")
+
+
+def _configure_logging(verbose: bool = False) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("hypercorn.access", "httpx2", "httpcore2", "trio-websocket"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+async def _until_signal(stop: Callable[[], None]) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            log.info("received %s: stopping (live calls are ended cleanly, events flushed)", signal.Signals(signum).name)
+            stop()
+            return
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from web.server import Server
+    from web.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model)
+    except SettingsError as error:
+        print(f"callbridge: {error}", file=sys.stderr)
+        return 2
+    server = Server(settings)
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_until_signal, server.shutdown.set)
+            port = await nursery.start(server.run)
+            _announce(settings, port)
+            await server.shutdown.wait()
+            nursery.cancel_scope.deadline = trio.current_time() + 9.5
+
+    trio.run(main)
+    log.info("stopped; every accepted event is in %s", server.store.description)
+    return 0
+
+
+def _announce(settings: object, port: int) -> None:
+    from web.settings import Settings
+
+    assert isinstance(settings, Settings)
+    if settings.model == "sim":
+        banner = "SIMULATED realtime model (no OPENAI_API_KEY set): calls talk to callbridge's local fake"
+        log.warning("=" * len(banner))
+        log.warning(banner)
+        log.warning("=" * len(banner))
+    else:
+        log.info("realtime model: %s", settings.openai_realtime_url)
+    log.info("listening on http://%s:%d  (public URL %s)", settings.host, port, settings.public_url)
+    log.info("Twilio voice webhook: %s/twiml", settings.public_url)
+    if not settings.twilio_auth_token:
+        log.warning("TWILIO_AUTH_TOKEN is not set: Twilio requests are NOT signature-checked")
+    if settings.api_token_generated:
+        print(f"\n  Console/API token (shown once, kept in {settings.data_dir}/api-token): {settings.api_token}\n")
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from adapters.sim.caller import format_report, simulate_calls
+
+    token = os.environ.get("TWILIO_AUTH_TOKEN") or None
+    base = args.url or f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8081')}"
+
+    def progress(message: str) -> None:
+        print(message, file=sys.stderr)
+
+    try:
+        reports = trio.run(lambda: simulate_calls(base, calls=args.calls, seconds=args.seconds, auth_token=token, progress=progress))
+    except OSError as error:
+        print(f"callbridge simulate: cannot reach {base}: {error}. Is `callbridge serve` running?", file=sys.stderr)
+        return 1
+    print(format_report(reports))
+    return 0 if all(not report.errors for report in reports) else 1
+
+
+def cmd_fake_openai(args: argparse.Namespace) -> int:
+    from adapters.sim.fake_openai import run_fake_openai_cli
+
+    return run_fake_openai_cli(host=args.host, port=args.port, script_path=args.script)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the bridge, console and API")
+    serve.add_argument("--host", help="listen address (env HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="listen port (env PORT, default 8081)")
+    serve.add_argument("--store", help="event store: SQLite path, sqlite:///path or postgresql://… (env CALLBRIDGE_STORE)")
+    serve.add_argument("--model", choices=["openai", "sim"], help="realtime model (default: openai with OPENAI_API_KEY, else sim)")
+    serve.set_defaults(func=cmd_serve)
+
+    simulate = sub.add_parser("simulate", help="place simulated phone calls against a running server")
+    simulate.add_argument("--url", help="server base URL (default http://HOST:PORT)")
+    simulate.add_argument("--calls", type=int, default=1, help="simultaneous calls (default 1)")
+    simulate.add_argument("--seconds", type=float, default=8.0, help="length of each call (default 8)")
+    simulate.set_defaults(func=cmd_simulate)
+
+    fake = sub.add_parser("fake-openai", help="the simulated realtime model as a standalone server")
+    fake.add_argument("--host", default="127.0.0.1")
+    fake.add_argument("--port", type=int, default=8090)
+    fake.add_argument("--script", help="JSON file with scripted turns")
+    fake.set_defaults(func=cmd_fake_openai)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _configure_logging(args.verbose)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

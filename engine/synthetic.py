@@ -1,0 +1,375 @@
+"""Synthetic call logs: the events a real call would have recorded, built on a virtual clock.
+
+Tests and benchmarks need stores full of calls without running calls: golden logs for the
+projections, a thousand calls for a rebuild benchmark, an hour-long call for replay. ``CallLog``
+writes the same event types, with the same raw model events, that the engine records — caller
+audio as continuous 500 ms chunks (Twilio streams silence too), assistant audio as sent chunks with
+mark echoes, barge-ins with their decision, tool calls, reconnects and the end.
+
+    log = CallLog("CA1").start().caller_says("Hi").assistant_says("Hello!").end()
+    log.write(store)
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+
+from engine.events import (
+    AssistantAudioPlayed,
+    AssistantAudioSent,
+    BargeInDecided,
+    CallEnded,
+    CallerAudioReceived,
+    CallStarted,
+    DtmfReceived,
+    Event,
+    ModelConnected,
+    ModelDisconnected,
+    ModelErrorReported,
+    ModelEventReceived,
+    ModelEventSent,
+    PlaybackCleared,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+)
+
+FRAME_MS = 20
+FRAME_BYTES = 160
+CHUNK_FRAMES = 25
+SILENCE = 0xFF
+VOICE = 0x20
+
+_encode = msgspec.json.Encoder()
+
+
+class CallLog:
+    """Builds one call's events. Every method returns ``self`` so a call reads as a script."""
+
+    def __init__(
+        self,
+        call_id: str = "CA00000000000000000000000000000001",
+        *,
+        start_at: float = 1_767_225_600.0,
+        from_number: str = "+15550100001",
+        to_number: str = "+15550109999",
+        model: str = "sim",
+        session_config: dict[str, Any] | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.start_at = start_at
+        self.from_number = from_number
+        self.to_number = to_number
+        self.model = model
+        self.session_config = session_config or {"instructions": "You are a helpful phone assistant.", "voice": "marin"}
+        self.events: list[Event] = []
+        self.ms = 0
+        self._audio_ms = 0
+        self._frame_chunk = 1
+        self._counter = 0
+        self._speaking = False
+
+    # --- clock and ids -------------------------------------------------------------------
+
+    def _at(self) -> float:
+        return self.start_at + self.ms / 1000
+
+    def _id(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}_{self.call_id[-6:]}{self._counter:04d}"
+
+    def _add(self, event: Event) -> None:
+        self.events.append(event)
+
+    def _received(self, kind: str, **fields: Any) -> None:
+        raw = _encode.encode({"type": kind, "event_id": self._id("event"), **fields}).decode()
+        self._add(ModelEventReceived(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
+
+    def _sent(self, kind: str, **fields: Any) -> None:
+        raw = _encode.encode({"type": kind, **fields}).decode()
+        self._add(ModelEventSent(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
+
+    def wait(self, ms: int) -> CallLog:
+        """Let ``ms`` pass; caller audio keeps streaming (silence unless the caller speaks)."""
+        end = self.ms + ms
+        while self._audio_ms + CHUNK_FRAMES * FRAME_MS <= end:
+            at = self.start_at + self._audio_ms / 1000
+            byte = VOICE if self._speaking else SILENCE
+            self._add(
+                CallerAudioReceived(
+                    call_id=self.call_id,
+                    at=at,
+                    first_chunk=self._frame_chunk,
+                    timestamps=[self._audio_ms + i * FRAME_MS for i in range(CHUNK_FRAMES)],
+                    frame_sizes=[FRAME_BYTES] * CHUNK_FRAMES,
+                    payload=bytes([byte]) * (FRAME_BYTES * CHUNK_FRAMES),
+                )
+            )
+            self._frame_chunk += CHUNK_FRAMES
+            self._audio_ms += CHUNK_FRAMES * FRAME_MS
+        self.ms = end
+        return self
+
+    # --- the call's story ----------------------------------------------------------------
+
+    def start(self) -> CallLog:
+        self._add(
+            CallStarted(
+                call_id=self.call_id,
+                at=self._at(),
+                stream_sid="MZ" + self.call_id[2:],
+                account_sid="AC" + "0" * 32,
+                from_number=self.from_number,
+                to_number=self.to_number,
+                custom_parameters={"From": self.from_number, "To": self.to_number, "CallSid": self.call_id},
+                model=self.model,
+                session_config=self.session_config,
+            )
+        )
+        self._sent("session.update", session={"type": "realtime", **self.session_config})
+        self.wait(40)
+        self._add(ModelConnected(call_id=self.call_id, at=self._at(), url="ws://sim/v1/realtime", attempt=0))
+        self._received("session.created", session={"id": self._id("sess"), "type": "realtime"})
+        self._received("session.updated", session={"id": "sess", "type": "realtime"})
+        return self
+
+    def caller_says(self, text: str, ms: int | None = None) -> CallLog:
+        duration = ms if ms is not None else max(600, 60 * len(text))
+        item_id = self._id("item")
+        self._received("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=self.ms)
+        self._speaking = True
+        self.wait(duration)
+        self._speaking = False
+        self.wait(500)
+        self._received("input_audio_buffer.speech_stopped", item_id=item_id, audio_end_ms=self.ms)
+        self._received("input_audio_buffer.committed", item_id=item_id)
+        user_item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": []}
+        self._received("conversation.item.added", item=user_item)
+        self.wait(120)
+        self._received(
+            "conversation.item.input_audio_transcription.completed",
+            item_id=item_id,
+            content_index=0,
+            transcript=text,
+        )
+        self._received("conversation.item.done", item=user_item)
+        return self
+
+    def assistant_says(
+        self, text: str, ms: int | None = None, *, interrupted_at_ms: int | None = None, first_audio_ms: int = 350
+    ) -> CallLog:
+        """The model answers. With ``interrupted_at_ms`` the caller barges in after that much of the
+        reply was played; the engine's decision, clear and truncate follow."""
+        duration = ms if ms is not None else max(800, 65 * len(text))
+        response_id, item_id = self._id("resp"), self._id("item")
+        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
+        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        self.wait(first_audio_ms)
+        total = duration * 8
+        heard_ms = duration if interrupted_at_ms is None else min(duration, interrupted_at_ms)
+        generated = total if interrupted_at_ms is None else min(total, (heard_ms + 1000) * 8)
+        offset = 0
+        while offset < generated:
+            size = min(4000, generated - offset)
+            self._add(
+                AssistantAudioSent(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    response_id=response_id,
+                    item_id=item_id,
+                    offset_bytes=offset,
+                    payload=bytes([0x55]) * size,
+                )
+            )
+            offset += size
+        played = 0
+        step = 100
+        while played < heard_ms:
+            chunk = min(step, heard_ms - played)
+            self.wait(chunk)
+            played += chunk
+            self._add(
+                AssistantAudioPlayed(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    item_id=item_id,
+                    marks=1,
+                    played_bytes=chunk * 8,
+                    total_played_bytes=played * 8,
+                )
+            )
+        if interrupted_at_ms is not None and heard_ms < duration:
+            return self._barge_in(text, response_id, item_id, heard_ms, generated // 8)
+        words = text.split()
+        for index, word in enumerate(words):
+            delta = word if index == 0 else " " + word
+            self._received(
+                "response.output_audio_transcript.delta", response_id=response_id, item_id=item_id, delta=delta
+            )
+        self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
+        self._received(
+            "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=text
+        )
+        done_item = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
+        self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
+        self._response_done(response_id, "completed", duration, len(text))
+        return self
+
+    def _barge_in(self, text: str, response_id: str, item_id: str, heard_ms: int, received_ms: int) -> CallLog:
+        caller_item = self._id("item")
+        self._received("input_audio_buffer.speech_started", item_id=caller_item, audio_start_ms=self.ms)
+        self._add(
+            BargeInDecided(
+                call_id=self.call_id,
+                at=self._at(),
+                item_id=item_id,
+                played_ms=heard_ms,
+                received_ms=received_ms,
+                audio_end_ms=min(heard_ms, received_ms),
+                action="truncated",
+            )
+        )
+        self._add(
+            PlaybackCleared(
+                call_id=self.call_id, at=self._at(), item_id=item_id, unplayed_bytes=(received_ms - heard_ms) * 8
+            )
+        )
+        self._sent("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
+        self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
+        partial = text[: max(1, int(len(text) * heard_ms / max(1, received_ms)))]
+        self._received(
+            "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=partial
+        )
+        self._response_done(response_id, "cancelled", heard_ms, len(partial), reason="turn_detected")
+        self.wait(20)
+        self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
+        return self
+
+    def _response_done(self, response_id: str, status: str, audio_ms: int, chars: int, reason: str = "") -> None:
+        audio_tokens = math.ceil(audio_ms / 50)
+        usage = {
+            "total_tokens": 120 + audio_tokens + chars // 4,
+            "input_tokens": 120,
+            "output_tokens": audio_tokens + chars // 4,
+            "input_token_details": {"text_tokens": 100, "audio_tokens": 20, "cached_tokens": 64},
+            "output_token_details": {"text_tokens": chars // 4, "audio_tokens": audio_tokens},
+        }
+        details = {"type": status, "reason": reason} if reason else None
+        self._received(
+            "response.done",
+            response={"id": response_id, "status": status, "status_details": details, "output": [], "usage": usage},
+        )
+
+    def tool_call(
+        self,
+        name: str,
+        arguments: dict[str, Any],
+        output: Any,
+        *,
+        duration_ms: int = 300,
+        failed: bool = False,
+        handler: str = "backend",
+    ) -> CallLog:
+        response_id, item_id, tool_call_id = self._id("resp"), self._id("item"), self._id("call")
+        args = _encode.encode(arguments).decode()
+        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        item = {"id": item_id, "type": "function_call", "call_id": tool_call_id, "name": name, "arguments": ""}
+        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        self.wait(200)
+        self._received(
+            "response.function_call_arguments.done",
+            response_id=response_id,
+            item_id=item_id,
+            output_index=0,
+            call_id=tool_call_id,
+            name=name,
+            arguments=args,
+        )
+        self._add(
+            ToolCallRequested(
+                call_id=self.call_id,
+                at=self._at(),
+                tool_call_id=tool_call_id,
+                name=name,
+                arguments=args,
+                response_id=response_id,
+                item_id=item_id,
+                handler=handler,
+            )
+        )
+        self._received(
+            "response.output_item.done", response_id=response_id, output_index=0, item={**item, "arguments": args}
+        )
+        self._response_done(response_id, "completed", 0, len(args))
+        self.wait(duration_ms)
+        text = output if isinstance(output, str) else _encode.encode(output).decode()
+        if failed:
+            self._add(
+                ToolCallFailed(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    tool_call_id=tool_call_id,
+                    name=name,
+                    error=text,
+                    output=text,
+                    duration_ms=float(duration_ms),
+                )
+            )
+        else:
+            self._add(
+                ToolCallCompleted(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    tool_call_id=tool_call_id,
+                    name=name,
+                    output=text,
+                    duration_ms=float(duration_ms),
+                    source=handler,
+                )
+            )
+        self._sent(
+            "conversation.item.create", item={"type": "function_call_output", "call_id": tool_call_id, "output": text}
+        )
+        self._sent("response.create")
+        return self
+
+    def model_drops(self, code: int = 1006, downtime_ms: int = 400, seeded_items: int = 2) -> CallLog:
+        self._add(
+            ModelDisconnected(call_id=self.call_id, at=self._at(), code=code, reason="", error="connection lost")
+        )
+        self.wait(downtime_ms)
+        self._sent("session.update", session={"type": "realtime", **self.session_config})
+        self._add(
+            ModelConnected(
+                call_id=self.call_id, at=self._at(), url="ws://sim/v1/realtime", attempt=1, seeded_items=seeded_items
+            )
+        )
+        self._received("session.created", session={"id": self._id("sess"), "type": "realtime"})
+        return self
+
+    def model_error(self, code: str, message: str) -> CallLog:
+        self._received("error", error={"type": "invalid_request_error", "code": code, "message": message})
+        self._add(
+            ModelErrorReported(
+                call_id=self.call_id, at=self._at(), code=code, message=message, error_type="invalid_request_error"
+            )
+        )
+        return self
+
+    def dtmf(self, digit: str) -> CallLog:
+        self._add(DtmfReceived(call_id=self.call_id, at=self._at(), digit=digit))
+        return self
+
+    def end(self, reason: str = "caller_hangup") -> CallLog:
+        self.wait(200)
+        self._add(CallEnded(call_id=self.call_id, at=self._at(), reason=reason))
+        return self
+
+    def write(self, store: Any) -> int:
+        """Append this call's events to an ``EventStore``; returns the last position."""
+        position: int = store.append(self.events)
+        return position
