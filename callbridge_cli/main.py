@@ -27,7 +27,9 @@ def _configure_logging(verbose: bool = False) -> None:
 async def _until_signal(stop: Callable[[], None]) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
-            log.info("received %s: stopping (live calls are ended cleanly, events flushed)", signal.Signals(signum).name)
+            log.info(
+                "received %s: stopping (live calls are ended cleanly, events flushed)", signal.Signals(signum).name
+            )
             stop()
             return
 
@@ -85,7 +87,16 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         print(message, file=sys.stderr)
 
     try:
-        reports = trio.run(lambda: simulate_calls(base, calls=args.calls, seconds=args.seconds, auth_token=token, progress=progress))
+        reports = trio.run(
+            lambda: simulate_calls(
+                base,
+                calls=args.calls,
+                seconds=args.seconds,
+                auth_token=token,
+                public_url=os.environ.get("PUBLIC_URL") or None,
+                progress=progress,
+            )
+        )
     except OSError as error:
         print(f"callbridge simulate: cannot reach {base}: {error}. Is `callbridge serve` running?", file=sys.stderr)
         return 1
@@ -99,6 +110,18 @@ def cmd_fake_openai(args: argparse.Namespace) -> int:
     return run_fake_openai_cli(host=args.host, port=args.port, script_path=args.script)
 
 
+def _store_url(args: argparse.Namespace) -> str:
+    from web.settings import DEFAULT_STORE
+
+    return str(getattr(args, "store", None) or os.environ.get("CALLBRIDGE_STORE") or DEFAULT_STORE)
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from projections.replay_cli import replay_cli
+
+    return replay_cli(_store_url(args), args.call_id, wav=args.wav, as_json=args.json)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -107,8 +130,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the bridge, console and API")
     serve.add_argument("--host", help="listen address (env HOST, default 127.0.0.1)")
     serve.add_argument("--port", type=int, help="listen port (env PORT, default 8081)")
-    serve.add_argument("--store", help="event store: SQLite path, sqlite:///path or postgresql://… (env CALLBRIDGE_STORE)")
-    serve.add_argument("--model", choices=["openai", "sim"], help="realtime model (default: openai with OPENAI_API_KEY, else sim)")
+    serve.add_argument(
+        "--store", help="event store: SQLite path, sqlite:///path or postgresql://… (env CALLBRIDGE_STORE)"
+    )
+    serve.add_argument(
+        "--model", choices=["openai", "sim"], help="realtime model (default: openai with OPENAI_API_KEY, else sim)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     simulate = sub.add_parser("simulate", help="place simulated phone calls against a running server")
@@ -116,6 +143,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--calls", type=int, default=1, help="simultaneous calls (default 1)")
     simulate.add_argument("--seconds", type=float, default=8.0, help="length of each call (default 8)")
     simulate.set_defaults(func=cmd_simulate)
+
+    replay = sub.add_parser("replay", help="replay a recorded call: timeline, stereo WAV or JSON events")
+    replay.add_argument("call_id", help="the Twilio CallSid")
+    replay.add_argument("--wav", metavar="FILE", help="write the stereo recording (caller left, assistant right)")
+    replay.add_argument("--json", action="store_true", help="print the call's events as JSON")
+    replay.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
+    replay.set_defaults(func=cmd_replay)
 
     fake = sub.add_parser("fake-openai", help="the simulated realtime model as a standalone server")
     fake.add_argument("--host", default="127.0.0.1")

@@ -76,10 +76,12 @@ class ModelLinkError(Exception):
     """The model socket could not be opened, or closed under us (``code``/``reason`` when known).
     Openers and connections raise it for every network-level failure; anything else is a bug."""
 
-    def __init__(self, message: str, code: int | None = None, reason: str = "") -> None:
+    def __init__(self, message: str, code: int | None = None, reason: str = "", *, retryable: bool = True) -> None:
         super().__init__(message)
         self.code = code
         self.reason = reason
+        self.retryable = retryable
+        """False when trying again cannot help (the key was rejected, the URL is malformed)."""
 
 
 class ModelConnection(Protocol):

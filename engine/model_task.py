@@ -29,6 +29,7 @@ import trio
 from adapters.openai.session import session_update_payload
 
 from adapters.openai import codec as oa
+from adapters.openai import server_events as se
 from engine.context import CallContext, ModelConnection, ModelLinkError
 from engine.events import (
     AssistantAudioDiscarded,
@@ -161,7 +162,7 @@ class ModelSide:
                     )
                 failures += 1
                 self.attempt += 1
-                delay = None if failures > policy.max_attempts else policy.delay(failures)
+                delay = None if failures > policy.max_attempts or not error.retryable else policy.delay(failures)
                 if not connected or delay is None:
                     self._record(
                         ModelConnectionFailed(
@@ -265,7 +266,7 @@ class ModelSide:
                 await self._forward_console_event(conn, message.event)
 
     async def _send_audio(self, conn: ModelConnection, payload: str) -> None:
-        await conn.send_raw(oa.encode_client(oa.InputAudioBufferAppend(audio=payload)))
+        await conn.send_raw(oa.encode_append(payload))
 
     async def _send(self, conn: ModelConnection, event: dict[str, Any]) -> None:
         text = _json_encoder.encode(event).decode()
@@ -380,7 +381,7 @@ class ModelSide:
             await self._on_server_event(event, raw)
 
     async def _on_server_event(self, event: Any, raw: str) -> None:
-        if isinstance(event, oa.ResponseOutputAudioDelta):
+        if isinstance(event, se.ResponseOutputAudioDelta):
             await self._audio_delta(event)
             return
         if isinstance(event, oa.UnknownServerEvent):
@@ -398,26 +399,26 @@ class ModelSide:
         self._record(
             ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw)
         )
-        if isinstance(event, oa.InputAudioBufferSpeechStarted):
+        if isinstance(event, se.InputAudioBufferSpeechStarted):
             await self._barge_in()
-        elif isinstance(event, oa.ResponseCreated):
+        elif isinstance(event, se.ResponseCreated):
             self.active_response = event.response.id
             self.response_requested = False
             # A response that starts after the outputs were added has seen them.
             if not self.awaiting_outputs:
                 self.need_response_create = False
-        elif isinstance(event, oa.ResponseOutputItemAdded):
+        elif isinstance(event, se.ResponseOutputItemAdded):
             item = event.item
             if item.type == "message" and item.id:
                 self.active_items.add(item.id)
-        elif isinstance(event, oa.ResponseFunctionCallArgumentsDone):
+        elif isinstance(event, se.ResponseFunctionCallArgumentsDone):
             await self._function_call_done(event, raw)
-        elif isinstance(event, oa.ResponseDone):
+        elif isinstance(event, se.ResponseDone):
             if self.active_response in (None, event.response.id):
                 self.active_response = None
             self.active_items.clear()
             await self._maybe_create_response()
-        elif isinstance(event, oa.ErrorEvent):
+        elif isinstance(event, se.ErrorEvent):
             error = event.error
             self._record(
                 ModelErrorReported(

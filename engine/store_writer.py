@@ -151,7 +151,7 @@ class EventWriter:
 
     async def _write_until(self, target: int, *, abandon_on_cancel: bool = False) -> None:
         """Write batches until ``target`` events in all have been written, retrying failures."""
-        if True:
+        async with self._write_lock:
             while self._written < target:
                 try:
                     await self._write_batch(abandon_on_cancel)

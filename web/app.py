@@ -45,9 +45,7 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
         if server.settings.twilio_auth_token:
-            parameters[CALL_TOKEN_PARAMETER] = call_token(
-                server.settings.twilio_auth_token, params.get("CallSid", "")
-            )
+            parameters[CALL_TOKEN_PARAMETER] = call_token(server.settings.twilio_auth_token, params.get("CallSid", ""))
         body = twiml.connect_stream_twiml(signature.stream_url(server.settings.public_url), parameters)
         return Response(body, content_type="text/xml")
 

@@ -131,9 +131,7 @@ async def serve_front(
             if is_media_upgrade(head):
                 await media_handler(wrapped)
             else:
-                await TCPServer(
-                    app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped
-                ).run()
+                await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:  # one connection's failure must never take the listener down
@@ -146,9 +144,7 @@ async def serve_front(
         bound = listeners[0].socket.getsockname()[1]
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
-                accepting.start_soon(
-                    partial(trio.serve_listeners, handle, listeners, handler_nursery=connections)
-                )
+                accepting.start_soon(partial(trio.serve_listeners, handle, listeners, handler_nursery=connections))
                 task_status.started(bound)
                 await shutdown.wait()
                 accepting.cancel_scope.cancel()

@@ -42,9 +42,7 @@ class TwilioLink:
             return await self._ws.get_message()
         except trio_websocket.ConnectionClosed as closed:
             reason = closed.reason
-            raise PeerClosed(
-                int(reason.code) if reason else None, (reason.reason or "") if reason else ""
-            ) from None
+            raise PeerClosed(int(reason.code) if reason else None, (reason.reason or "") if reason else "") from None
 
     async def send_message(self, message: str) -> None:
         try:
@@ -117,9 +115,7 @@ async def handle_media_stream(
                     await link.aclose(1008, "invalid call token")
                     return
             params = {k: v for k, v in start.start.custom_parameters.items() if k != CALL_TOKEN_PARAMETER}
-            start = msgspec.structs.replace(
-                start, start=msgspec.structs.replace(start.start, custom_parameters=params)
-            )
+            start = msgspec.structs.replace(start, start=msgspec.structs.replace(start.start, custom_parameters=params))
             await run(link, start)
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(1):

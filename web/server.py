@@ -16,9 +16,9 @@ from functools import partial
 from typing import Any
 
 import trio
-from adapters.openai.session import DEFAULT_SESSION_CONFIG
 from hypercorn.config import Config
 
+from adapters.openai.session import DEFAULT_SESSION_CONFIG
 from engine.call import LiveCalls, run_call
 from engine.context import CallSettings, ReconnectPolicy
 from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
@@ -80,9 +80,7 @@ class Server:
     def call_settings(self) -> CallSettings:
         assert self.model_url is not None
         api_key = self.settings.openai_api_key if self.settings.model == "openai" else "sim"
-        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(
-            realtime_opener, self.model_url, api_key
-        )
+        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(realtime_opener, self.model_url, api_key)
         return CallSettings(
             open_model=opener,
             model_kind=self.settings.model,

@@ -11,7 +11,8 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
+
+from adapters.twilio.signature import public_origin
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 DEFAULT_STORE = "./data/callbridge.db"
@@ -96,19 +97,16 @@ def load_settings(
         raise SettingsError(f"PORT must be a number, got {env.get('PORT')!r}") from error
     public_url = (env.get("PUBLIC_URL") or f"http://{host}:{port}").rstrip("/")
     public_url_from_bind = not env.get("PUBLIC_URL")
-    parts = urlsplit(public_url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise SettingsError(
-            f"PUBLIC_URL must look like https://x.ngrok-free.app or http://127.0.0.1:8081, got {public_url!r}"
-        )
+    try:
+        public_origin(public_url)
+    except ValueError as error:
+        raise SettingsError(f"{error} (for example https://x.ngrok-free.app or http://127.0.0.1:8081)") from None
     api_key = env.get("OPENAI_API_KEY") or None
     model = model or ("openai" if api_key else "sim")
     if model not in ("openai", "sim"):
         raise SettingsError(f"--model must be 'openai' or 'sim', got {model!r}")
     if model == "openai" and not api_key:
-        raise SettingsError(
-            "--model openai needs OPENAI_API_KEY; unset it or use --model sim for the simulated model"
-        )
+        raise SettingsError("--model openai needs OPENAI_API_KEY; unset it or use --model sim for the simulated model")
     store_url = store or env.get("CALLBRIDGE_STORE") or DEFAULT_STORE
     data_dir = data_dir_for(store_url)
     token, generated = load_api_token(data_dir, env.get("CALLBRIDGE_API_TOKEN"))

@@ -55,9 +55,7 @@ class ConversationItemCreate(ClientEventBase, tag="conversation.item.create", fr
     previous_item_id: str | None = None
 
 
-class ConversationItemTruncate(
-    ClientEventBase, tag="conversation.item.truncate", frozen=True, kw_only=True
-):
+class ConversationItemTruncate(ClientEventBase, tag="conversation.item.truncate", frozen=True, kw_only=True):
     """Cut an assistant audio item to what the caller actually heard (``audio_end_ms``, inclusive)."""
 
     item_id: str
@@ -69,9 +67,7 @@ class ConversationItemDelete(ClientEventBase, tag="conversation.item.delete", fr
     item_id: str
 
 
-class ConversationItemRetrieve(
-    ClientEventBase, tag="conversation.item.retrieve", frozen=True, kw_only=True
-):
+class ConversationItemRetrieve(ClientEventBase, tag="conversation.item.retrieve", frozen=True, kw_only=True):
     item_id: str
 
 

@@ -10,12 +10,12 @@ Decoding policy (the bridge's, protocols.md B5 and stack-notes §7):
   ``RealtimeProtocolError``. Nothing else escapes (the tests fuzz this).
 
 Hot paths: ``response.output_audio.delta`` decoding (one prebuilt tagged-union decoder) and
-``input_audio_buffer.append`` encoding (a string template; see ``encode_append``).
+``input_audio_buffer.append`` encoding (see the measurements in ``encode_append``).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import msgspec
 
@@ -83,9 +83,6 @@ _server_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ServerEvent)
 _client_decoder: msgspec.json.Decoder[Any] = msgspec.json.Decoder(ClientEvent)
 _envelope_decoder = msgspec.json.Decoder(_Envelope)
 
-_APPEND_HEAD = '{"type":"input_audio_buffer.append","audio":"'
-_BASE64_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
-
 
 def _as_text(data: str | bytes) -> str:
     if isinstance(data, str):
@@ -93,12 +90,10 @@ def _as_text(data: str | bytes) -> str:
     return bytes(data).decode("utf-8", errors="replace")
 
 
-def _decode(
-    data: str | bytes, decoder: msgspec.json.Decoder[Any], side: str
-) -> tuple[Any, None] | tuple[None, tuple[str, str]]:
-    """Typed decode; on a body that does not fit, ``(None, (type, reason))``."""
+def _decode(data: str | bytes, decoder: msgspec.json.Decoder[Any], side: str) -> tuple[Any, str, str]:
+    """``(event, "", "")``, or ``(None, type, reason)`` for an event whose body does not fit."""
     try:
-        return decoder.decode(data), None
+        return decoder.decode(data), "", ""
     except msgspec.ValidationError as exc:
         reason = str(exc)
     except (msgspec.DecodeError, UnicodeError) as exc:
@@ -111,24 +106,26 @@ def _decode(
         raise RealtimeProtocolError(
             f"{side} frame is not a realtime event (an object with a string 'type'): {exc}"
         ) from None
-    return None, (envelope.type, reason)
+    if reason.endswith("at `$.type`"):
+        reason = f"unknown {side} event type {envelope.type!r}"
+    return None, envelope.type, reason
 
 
 def decode_server(data: str | bytes) -> ServerEvent | UnknownServerEvent:
     """One server text frame as a typed event (or ``UnknownServerEvent``, see module docstring)."""
-    event, failure = _decode(data, _server_decoder, "server")
-    if failure is None:
-        return event  # type: ignore[no-any-return]
-    return UnknownServerEvent(type=failure[0], raw=_as_text(data), error=failure[1])
+    event, kind, reason = _decode(data, _server_decoder, "server")
+    if event is not None:
+        return cast(ServerEvent, event)
+    return UnknownServerEvent(type=kind, raw=_as_text(data), error=reason)
 
 
 def decode_client(data: str | bytes) -> ClientEvent | UnknownClientEvent:
     """One client text frame as a typed event (used by the simulated model). Unknown fields make
     the event ``UnknownClientEvent``, since the real server rejects them."""
-    event, failure = _decode(data, _client_decoder, "client")
-    if failure is None:
-        return event  # type: ignore[no-any-return]
-    return UnknownClientEvent(type=failure[0], raw=_as_text(data), error=failure[1])
+    event, kind, reason = _decode(data, _client_decoder, "client")
+    if event is not None:
+        return cast(ClientEvent, event)
+    return UnknownClientEvent(type=kind, raw=_as_text(data), error=reason)
 
 
 def client_event_from_dict(data: dict[str, Any]) -> ClientEvent | UnknownClientEvent:
@@ -136,28 +133,25 @@ def client_event_from_dict(data: dict[str, Any]) -> ClientEvent | UnknownClientE
     if not isinstance(data, dict) or not isinstance(data.get("type"), str):
         raise RealtimeProtocolError("a client event must be an object with a string 'type'")
     try:
-        event: ClientEvent = msgspec.convert(data, ClientEvent)  # type: ignore[arg-type]
+        event = msgspec.convert(data, cast(Any, ClientEvent))
     except msgspec.ValidationError as exc:
         return UnknownClientEvent(type=data["type"], raw=_encoder.encode(data).decode(), error=str(exc))
-    return event
+    return cast(ClientEvent, event)
 
 
 def encode_append(audio: str) -> str:
-    """``input_audio_buffer.append`` for base64 ``audio``, by string template.
+    """``input_audio_buffer.append`` for base64 ``audio`` — the hot path (every caller frame).
 
-    Measured ~3x faster than the struct encoder (it skips building a struct and the bytes→str copy);
-    this runs for every caller frame. Base64 never needs JSON escaping; anything else falls back
-    to the encoder so the output is always valid JSON.
+    Measured (msgspec 0.22, per call, 160/800/3200 audio bytes): the struct encoder 0.23/0.56/1.5 µs;
+    a string template is faster only unchecked (0.05 µs), and checking that the text needs no JSON
+    escaping costs more than the encoder saves (0.34/1.3/5.0 µs). Twilio payloads are untrusted, so
+    the encoder it is.
     """
-    if _BASE64_CHARS.issuperset(audio):
-        return f'{_APPEND_HEAD}{audio}"}}'
     return _encoder.encode(InputAudioBufferAppend(audio=audio)).decode()
 
 
 def encode_client(event: ClientEventBase) -> str:
     """A client event as a JSON text frame (``type`` first, unset optional fields omitted)."""
-    if type(event) is InputAudioBufferAppend and event.event_id is None:
-        return encode_append(event.audio)
     return _encoder.encode(event).decode()
 
 

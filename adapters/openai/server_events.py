@@ -164,9 +164,7 @@ class InputAudioBufferSpeechStopped(
     audio_end_ms: int
 
 
-class InputAudioBufferCommitted(
-    ServerEventBase, tag="input_audio_buffer.committed", frozen=True, kw_only=True
-):
+class InputAudioBufferCommitted(ServerEventBase, tag="input_audio_buffer.committed", frozen=True, kw_only=True):
     item_id: str
     previous_item_id: str | None = None
 
@@ -200,15 +198,11 @@ class ConversationItemCreated(ServerEventBase, tag="conversation.item.created", 
     previous_item_id: str | None = None
 
 
-class ConversationItemRetrieved(
-    ServerEventBase, tag="conversation.item.retrieved", frozen=True, kw_only=True
-):
+class ConversationItemRetrieved(ServerEventBase, tag="conversation.item.retrieved", frozen=True, kw_only=True):
     item: Item
 
 
-class ConversationItemTruncated(
-    ServerEventBase, tag="conversation.item.truncated", frozen=True, kw_only=True
-):
+class ConversationItemTruncated(ServerEventBase, tag="conversation.item.truncated", frozen=True, kw_only=True):
     item_id: str
     content_index: int
     audio_end_ms: int
@@ -291,9 +285,7 @@ class ResponseOutputItemDone(ServerEventBase, tag="response.output_item.done", f
     item: Item
 
 
-class ResponseContentPartAdded(
-    ServerEventBase, tag="response.content_part.added", frozen=True, kw_only=True
-):
+class ResponseContentPartAdded(ServerEventBase, tag="response.content_part.added", frozen=True, kw_only=True):
     response_id: str
     item_id: str
     output_index: int
@@ -309,9 +301,7 @@ class ResponseContentPartDone(ServerEventBase, tag="response.content_part.done",
     part: ContentPart
 
 
-class ResponseOutputAudioDelta(
-    ServerEventBase, tag="response.output_audio.delta", frozen=True, kw_only=True
-):
+class ResponseOutputAudioDelta(ServerEventBase, tag="response.output_audio.delta", frozen=True, kw_only=True):
     """``delta`` is base64 audio in the output format: with ``audio/pcmu`` it is exactly a Twilio
     ``media.payload``."""
 

@@ -171,6 +171,12 @@ class PlaybackModel:
         """Start of the current continuous playback, None when the line is quiet."""
         return self._run_start
 
+    def heard_spans(self) -> list[HeardSpan]:
+        """``heard`` plus the stretch still playing, up to the last ``advance``."""
+        if self._run_start is None:
+            return list(self.heard)
+        return [*self.heard, HeardSpan(start=self._run_start, end=self._cursor, byte_count=self._run_bytes)]
+
     # --- internals --------------------------------------------------------------------------------
 
     def _play(self, audio: _Audio, count: int) -> None:

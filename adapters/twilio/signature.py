@@ -90,9 +90,7 @@ def _url_variants(url: str) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
-def is_valid_signature(
-    auth_token: str, url: str, params: Mapping[str, Any] | None, signature: str | None
-) -> bool:
+def is_valid_signature(auth_token: str, url: str, params: Mapping[str, Any] | None, signature: str | None) -> bool:
     """Whether ``signature`` (the header value) signs ``url`` + ``params`` with ``auth_token``.
 
     False for a missing or empty signature and for an empty token (an empty HMAC key is no secret).

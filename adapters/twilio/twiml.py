@@ -30,9 +30,7 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
-def connect_stream_twiml(
-    stream_url: str, parameters: Mapping[str, str], *, status_callback: str | None = None
-) -> str:
+def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str], *, status_callback: str | None = None) -> str:
     """``<Response><Connect><Stream url=…><Parameter name value/>…</Stream></Connect></Response>``.
 
     ``parameters`` keep their order; ``status_callback`` (optional) receives the stream's

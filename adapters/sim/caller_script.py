@@ -1,0 +1,107 @@
+"""What the simulated caller does on the line: a script of steps, run in order.
+
+Between and during steps the caller's microphone keeps sending 20 ms frames, as Twilio does:
+speech while a ``Speak`` (or the speaking part of a ``BargeIn``) runs, μ-law silence otherwise.
+Durations are counted in frames actually sent, so a ``Speak(1000)`` is exactly 50 speech frames.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+
+import msgspec
+import trio
+
+from adapters.sim.voice import FRAME_MS, Voice, silence
+
+
+class Speak(msgspec.Struct, frozen=True, tag=True):
+    """Talk for ``ms`` (synthetic voice, loud enough for an energy VAD)."""
+
+    ms: int
+
+
+class Silence(msgspec.Struct, frozen=True, tag=True):
+    """Say nothing for ``ms`` (silence frames keep flowing)."""
+
+    ms: int
+
+
+class WaitForAssistant(msgspec.Struct, frozen=True, tag=True):
+    """Wait until the assistant's reply has arrived and finished playing: audio started after the
+    caller last spoke (or is playing now), then the playback buffer stayed empty for
+    ``settle_ms`` (a reply may arrive in bursts). Gives up after ``timeout_s`` (an error)."""
+
+    timeout_s: float = 15.0
+    settle_ms: int = 400
+
+
+class BargeIn(msgspec.Struct, frozen=True, tag=True):
+    """Wait for assistant audio to start playing, then start talking ``after_ms`` later, over it,
+    for ``speak_ms``. Gives up after ``timeout_s`` without assistant audio (an error)."""
+
+    after_ms: int = 500
+    speak_ms: int = 800
+    timeout_s: float = 15.0
+
+
+class Dtmf(msgspec.Struct, frozen=True, tag=True):
+    """Press a key (``0-9``, ``*``, ``#``): Twilio sends a ``dtmf`` frame."""
+
+    digit: str
+
+
+class HangUp(msgspec.Struct, frozen=True, tag=True):
+    """End the call now (Twilio sends ``stop`` and closes). A script that runs out hangs up too."""
+
+
+Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | HangUp
+
+
+def frames_for(ms: int) -> int:
+    """Number of 20 ms frames covering ``ms`` (at least one)."""
+    return max(1, math.ceil(ms / FRAME_MS))
+
+
+def default_script(seconds: float, *, speak_ms: int = 1000, pause_ms: int = 400) -> list[Step]:
+    """``callbridge simulate``'s caller: speak about a second, wait for the reply, pause, and again.
+    The script is long enough to fill ``seconds`` even if replies were instant; run it with
+    ``max_duration_s=seconds`` to hang up on time."""
+    turns = max(1, math.ceil(seconds * 1000 / (speak_ms + pause_ms)))
+    steps: list[Step] = []
+    for _ in range(turns):
+        steps += [Speak(speak_ms), WaitForAssistant(timeout_s=max(1.0, seconds)), Silence(pause_ms)]
+    steps.append(HangUp())
+    return steps
+
+
+_SILENCE_B64 = base64.b64encode(silence(FRAME_MS)).decode()
+
+
+class Mouth:
+    """The caller's microphone: what the next 20 ms frame carries. ``Speak`` and ``Silence`` start
+    an utterance of N frames; the event returned is set once its last frame has been sent."""
+
+    def __init__(self, voice: Voice) -> None:
+        self._voice = voice
+        self._remaining = 0
+        self._speech = False
+        self._done: trio.Event | None = None
+
+    def start(self, frames: int, *, speech: bool) -> trio.Event:
+        if self._done is not None:
+            self._done.set()  # a new utterance replaces an unfinished one
+        self._remaining, self._speech, self._done = frames, speech, trio.Event()
+        return self._done
+
+    def next_frame(self) -> tuple[str, bool, trio.Event | None]:
+        """(base64 payload, is speech, event to set once this last frame has been sent)."""
+        if self._remaining <= 0:
+            return _SILENCE_B64, False, None
+        self._remaining -= 1
+        payload = base64.b64encode(self._voice.frame()).decode() if self._speech else _SILENCE_B64
+        finished = None
+        if self._remaining == 0:
+            finished, self._done = self._done, None
+        return payload, self._speech, finished

@@ -1,0 +1,112 @@
+"""What the simulated realtime model "hears" and says: a script of caller turns.
+
+The simulated model cannot understand audio, so a script tells it what each caller turn said
+(``transcript``, reported as the input transcription) and how to answer: a spoken ``reply``, or a
+``function_call`` whose result it then speaks through ``after_tool`` (``{output}`` is replaced by
+the tool output string). Turn N is the N-th user message of the conversation, so a session
+re-seeded after a reconnect carries on where the old one stopped.
+
+JSON form (``callbridge fake-openai --script FILE``), either the object or just the turn list::
+
+    {"greeting": "Hello!", "turns": [
+        {"transcript": "What's the weather at 37.77, -122.42?",
+         "function_call": {"name": "get_weather_from_coords",
+                           "arguments": {"latitude": 37.77, "longitude": -122.42}}},
+        {"transcript": "Thanks!", "reply": "You're welcome."}]}
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+DEFAULT_AFTER_TOOL = "Here is what I found: {output}"
+
+
+class ScriptError(ValueError):
+    """A script file that cannot be used; the message says where it is wrong."""
+
+
+class FunctionCall(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    arguments: dict[str, Any] | str = {}
+
+    @property
+    def arguments_json(self) -> str:
+        """The arguments as the JSON string the protocol carries."""
+        if isinstance(self.arguments, str):
+            return self.arguments
+        return json.dumps(self.arguments, separators=(",", ":"))
+
+
+class Turn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    transcript: str
+    reply: str | None = None
+    function_call: FunctionCall | None = None
+    after_tool: str = DEFAULT_AFTER_TOOL
+
+    def __post_init__(self) -> None:
+        if (self.reply is None) == (self.function_call is None):
+            raise ValueError("a turn needs exactly one of 'reply' and 'function_call'")
+
+    def tool_reply(self, output: str) -> str:
+        """What the model says once the tool answered (plain replacement: outputs contain braces)."""
+        return self.after_tool.replace("{output}", output)
+
+
+class Script(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    turns: list[Turn]
+    greeting: str = "Hello! Thanks for calling. How can I help you today?"
+    """Said when a response is requested before the caller has said anything."""
+    fallback_transcript: str = "Hello?"
+    fallback_reply: str = "I'm still here. Is there anything else I can help you with?"
+    """Turns past the end of the script hear ``fallback_transcript`` and get ``fallback_reply``."""
+
+    def turn(self, index: int) -> Turn:
+        if 0 <= index < len(self.turns):
+            return self.turns[index]
+        return Turn(transcript=self.fallback_transcript, reply=self.fallback_reply)
+
+
+LONG_REPLY = "Once upon a time, a small wooden boat sailed across a calm blue ocean, while the sailors sang."
+"""About 6 s of speech: long enough to talk over (barge-in demos)."""
+
+DEFAULT_SCRIPT = Script(
+    turns=[
+        Turn(
+            transcript="What's the weather like at latitude 37.77, longitude -122.42?",
+            function_call=FunctionCall(
+                name="get_weather_from_coords", arguments={"latitude": 37.77, "longitude": -122.42}
+            ),
+        ),
+        Turn(transcript="Can you tell me a story about the ocean?", reply=LONG_REPLY),
+        Turn(transcript="What can you help me with?", reply="I can look up the weather and answer questions."),
+        Turn(transcript="Thank you, that's all.", reply="You're welcome! Have a great day. Goodbye."),
+    ]
+)
+
+
+def parse_script(data: str | bytes) -> Script:
+    """A script from JSON text (an object, or a bare list of turns)."""
+    try:
+        raw = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise ScriptError(f"script is not valid JSON: {exc}") from None
+    if isinstance(raw, list):
+        raw = {"turns": raw}
+    try:
+        return msgspec.convert(raw, Script)
+    except msgspec.ValidationError as exc:
+        raise ScriptError(f"script does not fit the expected shape: {exc}") from None
+
+
+def load_script(path: str | Path) -> Script:
+    """A script from a JSON file."""
+    try:
+        text = Path(path).read_bytes()
+    except OSError as exc:
+        raise ScriptError(f"cannot read script {path}: {exc}") from None
+    return parse_script(text)

@@ -1,0 +1,91 @@
+"""``callbridge replay CALL_ID [--wav FILE] [--json]``: one recorded call, rebuilt from its events.
+
+Read-only by design: a store path that does not exist is an error here, not a new empty database
+(opening a SQLite store creates it), and a mistyped call id says where to find real ones.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import unquote, urlsplit
+
+from engine.store import EventStore, StoreOpenError, store_env
+from projections.recording import SAMPLE_RATE, iter_recording
+from projections.timeline import build_timeline, render_json, render_text
+
+LIST_HINT = "list calls with `GET /api/conversations` (or the web console)"
+
+
+def _missing_sqlite_file(store_url: str) -> Path | None:
+    """The SQLite file ``store_url`` names, when it does not exist (else None)."""
+    env = store_env(store_url)
+    if env.get("PERSISTENCE_MODULE") != "eventsourcing.sqlite":
+        return None
+    name = env.get("SQLITE_DBNAME", "")
+    if not name.startswith("file:///"):
+        return None  # in-memory
+    path = Path(unquote(urlsplit(name).path))
+    return None if path.exists() else path
+
+
+def _wants_color(out: TextIO) -> bool:
+    if os.environ.get("NO_COLOR"):
+        return False
+    isatty = getattr(out, "isatty", None)
+    return bool(isatty and isatty())
+
+
+def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
+    """Print the call's timeline (or, with ``as_json``, its events as JSON) and, with ``wav``, write
+    its stereo recording there. Returns the exit code: 0, or 1 with a message on stderr."""
+    try:
+        missing = _missing_sqlite_file(store_url)
+        if missing is not None:
+            print(f"callbridge replay: no event store at {missing} (set CALLBRIDGE_STORE)", file=sys.stderr)
+            return 1
+        store = EventStore(store_url)
+    except (ValueError, StoreOpenError) as error:
+        print(f"callbridge replay: {error}", file=sys.stderr)
+        return 1
+    try:
+        recorded = store.read_call(call_id)
+        where = store.description
+    finally:
+        store.close()
+    if not recorded:
+        print(f"callbridge replay: no events for call {call_id} in {where}; {LIST_HINT}", file=sys.stderr)
+        return 1
+    events = [r.event for r in recorded]
+    if as_json:
+        out.write(render_json(recorded))
+    elif wav is None:
+        out.write(render_text(build_timeline(events), color=_wants_color(out)))
+    if wav is not None:
+        try:
+            samples = _write_wav(Path(wav), iter_recording(events))
+        except (OSError, ValueError) as error:
+            print(f"callbridge replay: cannot write {wav}: {error}", file=sys.stderr)
+            return 1
+        message = f"wrote {wav}: {samples / SAMPLE_RATE:.1f} s, stereo 8 kHz 16-bit (caller left, assistant right)\n"
+        (sys.stderr if as_json else out).write(message)
+    return 0
+
+
+def _write_wav(path: Path, pieces: Iterable[bytes]) -> int:
+    """Write the WAV pieces to ``path`` via a temporary file; returns the stereo sample count."""
+    tmp = path.with_name(path.name + ".partial")
+    written = 0
+    try:
+        with tmp.open("wb") as file:
+            for index, piece in enumerate(pieces):
+                file.write(piece)
+                if index:
+                    written += len(piece)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return written // 4

@@ -1,0 +1,445 @@
+"""The projection framework: fold the event log into SQLite views, exactly once, resumably.
+
+Why this shape:
+
+- A projection is a fold: ``apply(db, recorded)`` for each event of the topics it declares, in log
+  order. It keeps no state in memory: everything it needs to fold the next event is in its tables,
+  so any process can continue where another stopped, and a rebuild gives the same rows.
+- Exactly once: :meth:`ProjectionRunner.step` reads one page of the log and applies it inside one
+  ``BEGIN IMMEDIATE`` transaction that also advances ``projection_positions``. A crash rolls back
+  both; the next step (in this or another process) starts from the recorded position. Positions
+  are read inside the transaction, so two runners on one view file never apply an event twice.
+- A bad event must not stop the views forever: when a page fails, it is applied again event by
+  event under savepoints; an event whose fold raises is skipped, logged, and noted in
+  ``projection_errors`` (deterministically, so a rebuild skips it too). Database errors
+  (``sqlite3.OperationalError``: locked, disk full) are not the event's fault and are re-raised.
+- Waking up: :class:`ProjectionService` catches up, then awaits ``wait_for_appends(position)``. The
+  default wakes at once on an in-process ``EventWriter`` write and otherwise polls every 0.5 s
+  (SQLite cannot push); a PostgreSQL LISTEN/NOTIFY waiter can be passed instead.
+- A projection whose ``version`` changed is dropped and rebuilt from position 0 at start-up.
+"""
+
+from __future__ import annotations
+
+import abc
+import logging
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+from typing import ClassVar, NamedTuple, TextIO
+
+import trio
+
+from engine.store import EventStore, RecordedEvent
+from engine.store_writer import EventWriter
+from projections.source import LogSource
+from projections.views_db import open_views
+
+logger = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int, int], None]
+"""``progress(position_reached, head)`` after each page."""
+
+WaitForAppends = Callable[[int], Awaitable[None]]
+"""``await wait(position)`` returns when events after ``position`` may exist (or after a while)."""
+
+POSITIONS_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS projection_positions ("
+    " name TEXT PRIMARY KEY, position INTEGER NOT NULL, version INTEGER NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS projection_errors ("
+    " name TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (name, position))",
+)
+
+
+class Projection(abc.ABC):
+    """One view: its tables, the event classes it folds, and the fold."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    """Bump when the tables or the fold change: the view is then rebuilt at start-up."""
+    topics: ClassVar[frozenset[str]]
+    """Names of the event classes (``engine.events``) this projection folds."""
+    schema: ClassVar[tuple[str, ...]]
+    """``CREATE ... IF NOT EXISTS`` statements, one each (``executescript`` would commit)."""
+    tables: ClassVar[tuple[str, ...]]
+    """Tables dropped by :meth:`drop`, children first."""
+
+    def create(self, db: sqlite3.Connection) -> None:
+        for statement in self.schema:
+            db.execute(statement)
+
+    def drop(self, db: sqlite3.Connection) -> None:
+        for table in self.tables:
+            db.execute(f'DROP TABLE IF EXISTS "{table}"')
+
+    @abc.abstractmethod
+    def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
+        """Fold one event into the tables (inside the runner's transaction)."""
+
+
+def default_projections() -> list[Projection]:
+    """The views callbridge maintains: conversations and metrics."""
+    from projections.conversations import ConversationsProjection
+    from projections.metrics import MetricsProjection
+
+    return [ConversationsProjection(), MetricsProjection()]
+
+
+class Step(NamedTuple):
+    position: int
+    """The lowest position of all projections after this step."""
+    head: int
+    """The log's head when the step read it."""
+    events: int
+    """Events applied in this step."""
+
+    @property
+    def caught_up(self) -> bool:
+        return self.position >= self.head
+
+
+class ProjectionRunner:
+    """Applies pages of the log to a set of projections sharing one view database. Blocking: run it
+    in a thread. Not thread-safe: one thread at a time per runner (and per connection)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        db: sqlite3.Connection,
+        projections: Sequence[Projection] | None = None,
+        *,
+        page_size: int = 1000,
+    ) -> None:
+        self.db = db
+        self.projections = list(default_projections() if projections is None else projections)
+        names = [p.name for p in self.projections]
+        if len(set(names)) != len(names):
+            raise ValueError(f"projection names must be unique, got {names}")
+        if page_size < 1:
+            raise ValueError("page_size must be at least 1")
+        self.page_size = page_size
+        topics: set[str] = set().union(*(p.topics for p in self.projections))
+        self._source = LogSource(store, topics)
+        self._by_topic: dict[str, list[Projection]] = {
+            name: [p for p in self.projections if name in p.topics] for name in topics
+        }
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Create missing tables; drop and restart a projection whose version changed."""
+        with self._transaction():
+            for statement in POSITIONS_SCHEMA:
+                self.db.execute(statement)
+            stored = dict(self.db.execute("SELECT name, version FROM projection_positions").fetchall())
+            for projection in self.projections:
+                version = stored.get(projection.name)
+                if version is not None and version != projection.version:
+                    logger.warning(
+                        "projection %s changed (version %s -> %s): rebuilding it",
+                        projection.name,
+                        version,
+                        projection.version,
+                    )
+                    projection.drop(self.db)
+                    self.db.execute("DELETE FROM projection_errors WHERE name=?", (projection.name,))
+                if version != projection.version:
+                    self.db.execute(
+                        "INSERT OR REPLACE INTO projection_positions(name, position, version) VALUES (?, 0, ?)",
+                        (projection.name, projection.version),
+                    )
+                projection.create(self.db)
+
+    def reset(self) -> None:
+        """Drop every view and forget every position (one transaction), then recreate empty views."""
+        with self._transaction():
+            for statement in POSITIONS_SCHEMA:
+                self.db.execute(statement)
+            for projection in self.projections:
+                projection.drop(self.db)
+            self.db.execute("DELETE FROM projection_positions")
+            self.db.execute("DELETE FROM projection_errors")
+            for projection in self.projections:
+                self.db.execute(
+                    "INSERT INTO projection_positions(name, position, version) VALUES (?, 0, ?)",
+                    (projection.name, projection.version),
+                )
+                projection.create(self.db)
+
+    def positions(self) -> dict[str, int]:
+        rows = self.db.execute("SELECT name, position FROM projection_positions").fetchall()
+        recorded = dict(rows)
+        return {p.name: int(recorded.get(p.name, 0)) for p in self.projections}
+
+    # --- folding ---------------------------------------------------------------------------------
+
+    def step(self) -> Step:
+        """Apply the next page of the log to every projection behind, in one transaction."""
+        with self._transaction():
+            positions = self.positions()
+            start = min(positions.values(), default=0)
+            head = self._source.head()
+            if start >= head:
+                return Step(start, head, 0)
+            page = self._source.page(start, head, self.page_size)
+            self.db.execute("SAVEPOINT page")
+            try:
+                applied = self._apply(page.events, positions, guarded=False)
+            except sqlite3.OperationalError:
+                raise
+            except Exception:
+                self.db.execute("ROLLBACK TO page")
+                applied = self._apply(page.events, positions, guarded=True)
+            self.db.execute("RELEASE page")
+            new_positions = {name: max(position, page.reached) for name, position in positions.items()}
+            self.db.executemany(
+                "UPDATE projection_positions SET position=? WHERE name=?",
+                [(position, name) for name, position in new_positions.items()],
+            )
+        return Step(min(new_positions.values(), default=page.reached), head, applied)
+
+    def catch_up(self, progress: ProgressCallback | None = None) -> int:
+        """Step until the head seen at the last step is reached; returns the position."""
+        while True:
+            step = self.step()
+            if progress is not None:
+                progress(step.position, step.head)
+            if step.caught_up:
+                return step.position
+
+    def _apply(self, events: list[RecordedEvent], positions: dict[str, int], *, guarded: bool) -> int:
+        applied = 0
+        by_topic = self._by_topic
+        for recorded in events:
+            for projection in by_topic.get(type(recorded.event).__name__, ()):
+                if recorded.position <= positions[projection.name]:
+                    continue
+                if guarded:
+                    self._apply_guarded(projection, recorded)
+                else:
+                    projection.apply(self.db, recorded)
+                applied += 1
+        return applied
+
+    def _apply_guarded(self, projection: Projection, recorded: RecordedEvent) -> None:
+        self.db.execute("SAVEPOINT event")
+        try:
+            projection.apply(self.db, recorded)
+        except sqlite3.OperationalError:
+            raise
+        except Exception as exc:
+            self.db.execute("ROLLBACK TO event")
+            error = f"{type(exc).__name__}: {exc}"
+            logger.error(
+                "projection %s skipped event %d (%s of call %s): %s",
+                projection.name,
+                recorded.position,
+                type(recorded.event).__name__,
+                recorded.event.call_id,
+                error,
+                exc_info=True,
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO projection_errors(name, position, error) VALUES (?, ?, ?)",
+                (projection.name, recorded.position, error[:2000]),
+            )
+        self.db.execute("RELEASE event")
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on any exception (crashes included)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            self.db.execute("COMMIT")
+        elif self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
+
+# --- rebuilding ----------------------------------------------------------------------------------
+
+
+def rebuild(
+    store: EventStore,
+    views_path: str | Path,
+    progress: ProgressCallback | None = None,
+    *,
+    projections: Sequence[Projection] | None = None,
+    page_size: int = 2000,
+) -> int:
+    """Drop every view in ``views_path`` and fold the whole log again; returns the position reached.
+
+    Readers see the views fill up as the rebuild goes; a rebuild interrupted part-way resumes like
+    any projection (from its recorded position) the next time a runner steps.
+    """
+    db = open_views(views_path)
+    try:
+        runner = ProjectionRunner(store, db, projections, page_size=page_size)
+        runner.reset()
+        return runner.catch_up(progress)
+    finally:
+        db.close()
+
+
+# --- the live service ----------------------------------------------------------------------------
+
+
+def polling_wait(writer: EventWriter | None = None, interval: float = 0.5) -> WaitForAppends:
+    """Wake at once when ``writer`` writes beyond the position, else after ``interval`` seconds."""
+
+    async def wait(position: int) -> None:
+        with trio.move_on_after(interval):
+            if writer is None:
+                await trio.sleep_forever()
+            else:
+                await writer.wait_appended(position)
+
+    return wait
+
+
+class ProjectionService:
+    """Keeps the views up to date while the server runs (a trio task; DB work in threads)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        views_path: str | Path,
+        *,
+        projections: Sequence[Projection] | None = None,
+        writer: EventWriter | None = None,
+        wait_for_appends: WaitForAppends | None = None,
+        poll_interval: float = 0.5,
+        page_size: int = 1000,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.views_path = views_path
+        self._projections = projections
+        self._wait = wait_for_appends or polling_wait(writer, poll_interval)
+        self._page_size = page_size
+        self._max_backoff = max_backoff
+        self._position = 0
+        self._moved = trio.Event()
+        self.failures = 0
+        """Consecutive failed catch-ups (logged; retried with backoff)."""
+
+    @property
+    def position(self) -> int:
+        """Every event up to here is in the views."""
+        return self._position
+
+    async def wait_for_position(self, position: int) -> None:
+        """Return once the views include every event up to ``position`` (read-your-writes)."""
+        while self._position < position:
+            await self._moved.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Set the views up, report started, then follow the log until cancelled."""
+        db = await trio.to_thread.run_sync(open_views, self.views_path)
+        try:
+            runner = ProjectionRunner(self.store, db, self._projections, page_size=self._page_size)
+            await trio.to_thread.run_sync(runner.setup)
+            self._advance(min(runner.positions().values(), default=0))
+            task_status.started()
+            while True:
+                try:
+                    await self._catch_up(runner)
+                except Exception as exc:
+                    self.failures += 1
+                    delay = min(self._max_backoff, 0.5 * 2 ** (self.failures - 1))
+                    logger.error(
+                        "projections failed (attempt %d, retrying in %.1f s): %s",
+                        self.failures,
+                        delay,
+                        exc,
+                        exc_info=self.failures == 1,
+                    )
+                    await trio.sleep(delay)
+                    continue
+                self.failures = 0
+                await self._wait(self._position)
+        finally:
+            db.close()
+
+    async def _catch_up(self, runner: ProjectionRunner) -> None:
+        while True:
+            step = await trio.to_thread.run_sync(runner.step)
+            self._advance(step.position)
+            if step.caught_up:
+                return
+
+    def _advance(self, position: int) -> None:
+        if position > self._position:
+            self._position = position
+            moved, self._moved = self._moved, trio.Event()
+            moved.set()
+
+
+# --- command line --------------------------------------------------------------------------------
+
+
+class ProgressBar:
+    """``[#####-----]  52,000/100,000 events  41,234 events/s`` on one terminal line, redrawn at most
+    ten times a second (and always at the end)."""
+
+    def __init__(self, stream: TextIO, width: int = 30) -> None:
+        self.stream = stream
+        self.width = width
+        self.started = time.perf_counter()
+        self._last_draw = 0.0
+
+    def __call__(self, done: int, total: int) -> None:
+        now = time.perf_counter()
+        if done < total and now - self._last_draw < 0.1:
+            return
+        self._last_draw = now
+        total = max(total, done, 1)
+        filled = int(self.width * done / total)
+        rate = done / max(now - self.started, 1e-9)
+        bar = "#" * filled + "-" * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {done:,}/{total:,} events  {rate:,.0f} events/s")
+        self.stream.flush()
+
+
+def rebuild_cli(store_url: str, views_path: str | Path | None = None) -> int:
+    """``callbridge projections rebuild``: rebuild with a progress bar on stderr; the exit status.
+
+    ``views_path`` None means ``CALLBRIDGE_VIEWS`` or ``<data dir>/views.db``.
+    """
+    import sys
+
+    from engine.store import StoreOpenError
+    from projections.views_db import data_dir_for_store
+    from projections.views_db import views_path as default_views_path
+
+    path = Path(views_path) if views_path is not None else default_views_path(data_dir_for_store(store_url))
+    try:
+        store = EventStore(store_url)
+    except (StoreOpenError, ValueError) as exc:
+        print(f"callbridge: {exc}", file=sys.stderr)
+        return 2
+    bar = ProgressBar(sys.stderr)
+    try:
+        position = rebuild(store, path, bar)
+    except sqlite3.Error as exc:
+        print(f"\ncallbridge: cannot rebuild the views in {path}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        store.close()
+    seconds = time.perf_counter() - bar.started
+    print(
+        f"\nrebuilt the views in {path} from {store.description}: {position:,} events in {seconds:.2f} s "
+        f"({position / max(seconds, 1e-9):,.0f} events/s)",
+        file=sys.stderr,
+    )
+    return 0

@@ -1,0 +1,83 @@
+"""Reading the event log for projections: only the topics they fold, up to a known head.
+
+Why not ``EventStore.read_all``: it decodes every event, and most of a call's log is audio
+(caller chunks, playback echoes) that no view reads. Here the recorder is asked for the wanted
+topics only (``select_notifications(..., topics=...)``, a ``topic IN (...)`` filter in SQL), so
+audio rows are never fetched or decoded. Each page also says how far the log was *scanned*
+(``reached``), which may be beyond the last event returned: projections record that, so their
+position is the log's head once they are caught up, and waiting for "anything after my position"
+works.
+
+This is a small addition to the store API, kept here: ``EventStore.read_all`` could grow ``topics``
+and ``until`` arguments and return the scanned position.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from engine.events import Event, decode_event
+from engine.store import EventStore, RecordedEvent
+
+logger = logging.getLogger(__name__)
+
+_MAX_WARNED = 1000
+
+
+class Page(NamedTuple):
+    events: list[RecordedEvent]
+    reached: int
+    """Every event with a position up to here has been considered (returned or filtered out)."""
+
+
+def stored_topics(names: Iterable[str]) -> tuple[str, ...]:
+    """Every stored topic (``Name@version``, all versions up to the current one) of these event names.
+
+    Raises ``KeyError`` naming an unknown event class.
+    """
+    topics: list[str] = []
+    for name in sorted(set(names)):
+        try:
+            cls = Event.registry[name]
+        except KeyError:
+            raise KeyError(f"no event class named {name!r} in engine.events") from None
+        topics.extend(f"{name}@{version}" for version in range(1, cls.schema_version + 1))
+    return tuple(topics)
+
+
+class LogSource:
+    """Pages of the log restricted to some event classes (all of them when ``names`` is None)."""
+
+    def __init__(self, store: EventStore, names: Iterable[str] | None = None) -> None:
+        self._store = store
+        self._topics = () if names is None else stored_topics(names)
+        self._warned: set[int] = set()
+
+    def head(self) -> int:
+        """The highest position in the log."""
+        return self._store.head()
+
+    def page(self, after: int, head: int, limit: int) -> Page:
+        """Up to ``limit`` wanted events with ``after < position <= head``, in order."""
+        if head <= after:
+            return Page([], after)
+        rows = self._store.recorder.select_notifications(
+            start=after, limit=limit, stop=head, topics=self._topics, inclusive_of_start=False
+        )
+        events: list[RecordedEvent] = []
+        for row in rows:
+            try:
+                event = decode_event(row.topic, row.state)
+            except Exception as exc:
+                self._warn(row.id, row.topic, exc)
+                continue
+            events.append(RecordedEvent(position=row.id, version=row.originator_version, event=event))
+        reached = head if len(rows) < limit else rows[-1].id
+        return Page(events, reached)
+
+    def _warn(self, position: int, topic: str, exc: Exception) -> None:
+        if position not in self._warned and len(self._warned) < _MAX_WARNED:
+            self._warned.add(position)
+            logger.warning("projections skip undecodable stored event %d (%r): %r", position, topic, exc)
