@@ -86,12 +86,13 @@ def encode_for_store(event: Event) -> EncodedEvent:
     """
     if not isinstance(event, Event):
         raise EventEncodingError(f"only engine.events.Event can be stored, got {type(event).__name__}")
+    kind = type(event).__name__
     if not event.call_id:
-        raise EventEncodingError(f"{event.name} has an empty call_id")
+        raise EventEncodingError(f"{kind} has an empty call_id")
     try:
         topic, state = encode_event(event)
     except (TypeError, ValueError, msgspec.MsgspecError) as exc:
-        raise EventEncodingError(f"cannot encode {event.name} of call {event.call_id!r}: {exc}") from exc
+        raise EventEncodingError(f"cannot encode {kind} of call {event.call_id!r}: {exc}") from exc
     return EncodedEvent(event.call_id, topic, state)
 
 
@@ -139,9 +140,7 @@ def _parse_store_url(url: str) -> _Target:
     scheme = scheme.lower()
     if scheme == "sqlite":
         if not rest.startswith("/"):
-            raise ValueError(
-                f"a sqlite URL has no host: write sqlite:///relative or sqlite:////absolute; {_ACCEPTED}"
-            )
+            raise ValueError(f"a sqlite URL has no host: write sqlite:///relative or sqlite:////absolute; {_ACCEPTED}")
         if "?" in rest:
             raise ValueError(f"a sqlite URL takes no query options; {_ACCEPTED}")
         return _sqlite_target(rest[1:])
@@ -381,9 +380,7 @@ class EventStore:
         self._check_open()
         start = after
         while True:
-            notifications = self._recorder.select_notifications(
-                start=start, limit=limit, inclusive_of_start=False
-            )
+            notifications = self._recorder.select_notifications(start=start, limit=limit, inclusive_of_start=False)
             result = [
                 recorded
                 for n in notifications

@@ -165,9 +165,7 @@ class EventWriter:
         with self._guard:
             batch = list(itertools.islice(self._pending, self._max_batch))
         started = time.perf_counter()
-        position = await trio.to_thread.run_sync(
-            self._store.append_encoded, batch, abandon_on_cancel=abandon_on_cancel
-        )
+        position = await trio.to_thread.run_sync(self._store.append_encoded, batch, abandon_on_cancel=abandon_on_cancel)
         with self._guard:
             for _ in batch:
                 self._pending.popleft()

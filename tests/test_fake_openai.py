@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,10 +20,10 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_
 from adapters.openai import codec
 from adapters.openai import server_events as se
 from adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
-from adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
+from adapters.sim.fake_openai import FakeOpenAI, run_fake_openai_cli, serve_fake_openai
 from adapters.sim.fake_openai_conversation import Ids
 from adapters.sim.fake_openai_response import ResponseRun, split_transcript
-from adapters.sim.fake_openai_script import DEFAULT_SCRIPT, ScriptError, parse_script
+from adapters.sim.fake_openai_script import DEFAULT_SCRIPT, LONG_REPLY, ScriptError, parse_script
 from adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
 from adapters.sim.fake_openai_vad import EnergyVad, SpeechStarted, SpeechStopped, VadSettings
 from adapters.sim.voice import rms, silence, speech
@@ -460,3 +461,39 @@ async def test_session_expiry_sends_session_expired_then_closes_1001(nursery: tr
             await ws.get_message()
     assert closed.value.reason is not None
     assert closed.value.reason.code == 1001
+
+
+async def test_barge_in_over_the_socket_stops_the_paced_stream(nursery: trio.Nursery) -> None:
+    """At the default 2x real-time pace a 6 s reply streams for ~3 s; caller speech after the first
+    chunk must cut it: speech_started, then the cancelled response, and no later audio."""
+    story = parse_script(json.dumps([{"transcript": "A story please.", "reply": LONG_REPLY}]))
+    fake: FakeOpenAI = await nursery.start(lambda task_status: serve_fake_openai(script=story, task_status=task_status))
+
+    async def append(ws: Any, audio: bytes) -> None:
+        for start in range(0, len(audio), 800):
+            await ws.send_message(codec.encode_append(base64.b64encode(audio[start : start + 800]).decode()))
+
+    async with open_websocket_url(fake.url, extra_headers=AUTH) as ws:
+        await ws.send_message(codec.encode_client(codec.SessionUpdate(session=session_update_payload({}))))
+        await append(ws, utterance())
+        while json.loads(await ws.get_message())["type"] != "response.output_audio.delta":
+            pass
+        await append(ws, speech(200))
+        after: list[str] = []
+        while not after or after[-1] != "response.done":
+            after.append(json.loads(await ws.get_message())["type"])
+    assert "input_audio_buffer.speech_started" in after
+    cut = after.index("input_audio_buffer.speech_started")
+    assert "response.output_audio.delta" not in after[cut:]
+    done = json.loads((await fake.sessions[0].wait_for_server("response.done")).raw)
+    assert done["response"]["status_details"] == {"type": "cancelled", "reason": "turn_detected"}
+
+
+def test_cli_runner_reports_bad_scripts_and_busy_ports(tmp_path: Any) -> None:
+    bad = tmp_path / "script.json"
+    bad.write_text('[{"transcript": "no reply"}]')
+    assert run_fake_openai_cli("127.0.0.1", 0, str(bad)) == 2
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        assert run_fake_openai_cli("127.0.0.1", busy.getsockname()[1]) == 1

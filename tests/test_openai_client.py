@@ -59,6 +59,13 @@ async def test_session_update_and_audio_round_trip_against_the_fake(fake: FakeOp
     assert record.path == "/v1/realtime?model=gpt-realtime"
 
 
+async def test_receive_raw_gives_the_frame_verbatim(fake: FakeOpenAI) -> None:
+    async with open_realtime(fake.url, KEY) as conn:
+        raw = await conn.receive_raw()
+    assert raw == fake.sessions[0].server_events[0].raw
+    assert isinstance(codec.decode_server(raw), se.SessionCreated)
+
+
 async def test_receive_raises_connection_closed_when_the_peer_drops(fake: FakeOpenAI) -> None:
     async with open_realtime(fake.url, KEY) as conn:
         await conn.receive()

@@ -59,9 +59,7 @@ def a_call(call_id: str) -> list[Event]:
             offset_bytes=0,
             payload=b"\x7f" * 8000,
         ),
-        ToolCallCompleted(
-            call_id=call_id, at=3.0, tool_call_id="t1", name="lookup", output="{}", duration_ms=1.5
-        ),
+        ToolCallCompleted(call_id=call_id, at=3.0, tool_call_id="t1", name="lookup", output="{}", duration_ms=1.5),
         ended(call_id, 4.0),
     ]
 
@@ -329,19 +327,20 @@ async def test_cancelling_the_writer_flushes_everything_accepted(sqlite_store_ur
 
 
 async def test_a_failed_write_is_retried_and_loses_nothing(
-    sqlite_store_url: str, autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture
+    sqlite_store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = FlakyStore(sqlite_store_url, failures=2)
-    writer = EventWriter(store, flush_interval=0.1)
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
-        for i in range(3):
-            writer.record(started("CA1", at=float(i)))
-        await store.failed.wait()
-        for i in range(3, 5):  # recorded while the store is failing: queued behind the others
-            writer.record(started("CA1", at=float(i)))
-        await writer.flush()
-        nursery.cancel_scope.cancel()
+    writer = EventWriter(store, flush_interval=0.01, max_backoff=0.01)
+    with trio.fail_after(10):  # a safety net that turns a hang into a failure, not a timing check
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            for i in range(3):
+                writer.record(started("CA1", at=float(i)))
+            await store.failed.wait()
+            for i in range(3, 5):  # recorded while the store is failing: queued behind the others
+                writer.record(started("CA1", at=float(i)))
+            await writer.flush()
+            nursery.cancel_scope.cancel()
 
     assert [(r.version, r.event.at) for r in store.read_call("CA1")] == [(i + 1, float(i)) for i in range(5)]
     stats = writer.statistics()
@@ -351,9 +350,7 @@ async def test_a_failed_write_is_retried_and_loses_nothing(
     store.close()
 
 
-async def test_flushes_beside_the_loop_write_each_event_once_in_order(
-    sqlite_event_store: EventStore, autojump_clock: trio.testing.MockClock
-) -> None:
+async def test_flushes_beside_the_loop_write_each_event_once_in_order(sqlite_event_store: EventStore) -> None:
     writer = EventWriter(sqlite_event_store, flush_interval=0.01)
 
     async def call_that_flushes(n: int) -> None:
@@ -363,23 +360,22 @@ async def test_flushes_beside_the_loop_write_each_event_once_in_order(
                 await writer.flush()
             await trio.sleep(0.003)
 
-    async with trio.open_nursery() as nursery:
-        await nursery.start(writer.run)
-        async with trio.open_nursery() as calls:
-            for n in range(5):
-                calls.start_soon(call_that_flushes, n)
-        await writer.flush()
-        nursery.cancel_scope.cancel()
+    with trio.fail_after(10):  # a safety net that turns a hang into a failure, not a timing check
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            async with trio.open_nursery() as calls:
+                for n in range(5):
+                    calls.start_soon(call_that_flushes, n)
+            await writer.flush()
+            nursery.cancel_scope.cancel()
 
     assert sqlite_event_store.head() == 150
     for n in range(5):
         assert [r.event.at for r in sqlite_event_store.read_call(f"CA{n}")] == [float(i) for i in range(30)]
 
 
-async def test_waiters_wake_as_soon_as_events_are_written(
-    sqlite_event_store: EventStore, autojump_clock: trio.testing.MockClock
-) -> None:
-    writer = EventWriter(sqlite_event_store, flush_interval=0.1)
+async def test_waiters_wake_as_soon_as_events_are_written(sqlite_event_store: EventStore) -> None:
+    writer = EventWriter(sqlite_event_store, flush_interval=0.01)
     woke: list[int] = []
 
     async def wait_appended() -> None:
@@ -390,17 +386,19 @@ async def test_waiters_wake_as_soon_as_events_are_written(
         woke.append(writer.head)
         nursery.cancel_scope.cancel()
 
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(wait_appended)
-        nursery.start_soon(wait_for_two)
-        await trio.testing.wait_all_tasks_blocked()
-        writer.record(started("CA1"))
-        await writer.flush()  # no loop running: the flush itself wakes the waiters
-        await trio.testing.wait_all_tasks_blocked()
-        assert woke == [1]
+    with trio.fail_after(10):  # a safety net that turns a hang into a failure, not a timing check
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_appended)
+            nursery.start_soon(wait_for_two)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.record(started("CA1"))
+            await writer.flush()  # no loop running: the flush itself wakes the waiters
+            await trio.testing.wait_all_tasks_blocked()
+            assert woke == [1]
 
-        await nursery.start(writer.run)
-        writer.record(ended("CA1", 1.0))  # written by the loop within one interval
+            await nursery.start(writer.run)
+            writer.record(ended("CA1", 1.0))  # written by the loop within one interval
+
     assert woke == [1, 2]
 
 
@@ -409,3 +407,14 @@ async def test_record_refuses_a_bad_event_at_once(sqlite_event_store: EventStore
     with pytest.raises(EventEncodingError):
         writer.record(CallStarted(call_id="CA1", at=0.0, stream_sid="MZ", session_config={"x": object()}))
     assert writer.pending_count == 0
+
+
+async def test_a_large_backlog_is_written_in_batches_of_at_most_max_batch(sqlite_event_store: EventStore) -> None:
+    writer = EventWriter(sqlite_event_store, max_batch=5)
+    for i in range(12):
+        writer.record(started("CA1", at=float(i)))
+
+    assert await writer.flush() == 12
+
+    assert (writer.statistics().batches, writer.statistics().last_batch_size) == (3, 2)
+    assert [r.event.at for r in sqlite_event_store.read_call("CA1")] == [float(i) for i in range(12)]

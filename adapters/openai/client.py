@@ -47,6 +47,8 @@ def redact_url(url: str) -> str:
     misconfigured ``OPENAI_REALTIME_URL`` might carry credentials)."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # IPv6 literal
+        host = f"[{host}]"
     netloc = f"{host}:{parts.port}" if parts.port else host
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
@@ -96,10 +98,10 @@ class RealtimeConnection:
         if scope.cancelled_caught:
             raise self._closed_error()
 
-    async def receive(self) -> ServerEvent | UnknownServerEvent:
-        """The next server event. Raises ``RealtimeConnectionClosed`` once the socket is closed
-        (after delivering what arrived before the close) or the peer stopped answering pings;
-        raises ``RealtimeProtocolError`` for a frame that is not an event at all."""
+    async def receive_raw(self) -> str:
+        """The next server frame as text, undecoded (the engine records it verbatim). Raises
+        ``RealtimeConnectionClosed`` once the socket is closed (after delivering what arrived
+        before the close) or the peer stopped answering pings."""
         if self._failure is not None:
             raise self._failure
         with trio.CancelScope() as scope:
@@ -112,7 +114,12 @@ class RealtimeConnection:
                 self._scopes.discard(scope)
         if scope.cancelled_caught:
             raise self._closed_error()
-        return decode_server(message)
+        return message if isinstance(message, str) else message.decode("utf-8", errors="replace")
+
+    async def receive(self) -> ServerEvent | UnknownServerEvent:
+        """The next server event, decoded (see ``receive_raw`` for closing); raises
+        ``RealtimeProtocolError`` for a frame that is not an event at all."""
+        return decode_server(await self.receive_raw())
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the socket (idempotent)."""

@@ -20,7 +20,10 @@ from __future__ import annotations
 
 import logging
 import math
+import signal
+import sys
 import weakref
+from functools import partial
 from typing import Any, cast
 
 import msgspec
@@ -33,7 +36,7 @@ from adapters.openai.server_events import ServerEventBase
 from adapters.sim.fake_openai_conversation import Ids
 from adapters.sim.fake_openai_records import SessionRecord
 from adapters.sim.fake_openai_response import ResponseRun
-from adapters.sim.fake_openai_script import DEFAULT_SCRIPT, Script
+from adapters.sim.fake_openai_script import DEFAULT_SCRIPT, Script, ScriptError, load_script
 from adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
 from adapters.sim.fake_openai_vad import RMS_AT_THRESHOLD_HALF
 
@@ -46,8 +49,9 @@ class FakeOpenAIOptions(msgspec.Struct, frozen=True, kw_only=True):
     script: Script = DEFAULT_SCRIPT
     api_key: str | None = None
     """When set, only this bearer token is accepted; otherwise any non-empty one."""
-    expire_after_s: float | None = None
-    """Send ``session_expired`` and close 1001 after this long (the real cap is 3600 s)."""
+    expire_after_s: float | None = 3600.0
+    """Send ``session_expired`` and close 1001 after this long, like the real 60-minute cap
+    (None: never)."""
     audio_speed: float = 2.0
     response_latency_s: float = 0.0
     """Delay before a response's first audio chunk (the real model takes a few hundred ms)."""
@@ -265,8 +269,8 @@ class FakeOpenAI:
                     record.ended(item.code, item.reason)
                     break
                 text = encode_server(item)
+                record.sent(text, _event_type(item))  # before the await: a test may read it first
                 await ws.send_message(text)
-                record.sent(text, _event_type(item))
         except ConnectionClosed:
             pass
         scope.cancel()
@@ -277,18 +281,24 @@ async def serve_fake_openai(
     port: int = 0,
     *,
     script: Script | None = None,
+    api_key: str | None = None,
+    expire_after_s: float | None = None,
+    audio_speed: float | None = None,
+    response_latency_s: float | None = None,
     options: FakeOpenAIOptions | None = None,
     task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED,
-    **overrides: Any,
 ) -> None:
     """Serve the simulated model until cancelled. ``task_status.started`` gets the ``FakeOpenAI``
-    handle (``.port``, ``.url``, ``.sessions``, ``drop_all()``). Options come from ``options``,
-    then ``script`` and keyword ``overrides`` (any ``FakeOpenAIOptions`` field)."""
-    opts = options or FakeOpenAIOptions()
-    if script is not None:
-        overrides["script"] = script
-    if overrides:
-        opts = msgspec.structs.replace(opts, **overrides)
+    handle (``.port``, ``.url``, ``.sessions``, ``drop_all()``). Keyword arguments override the
+    matching ``FakeOpenAIOptions`` fields (see there for what each means)."""
+    given = {
+        "script": script,
+        "api_key": api_key,
+        "expire_after_s": expire_after_s,
+        "audio_speed": audio_speed,
+        "response_latency_s": response_latency_s,
+    }
+    opts = msgspec.structs.replace(options or FakeOpenAIOptions(), **{k: v for k, v in given.items() if v is not None})
     fake = FakeOpenAI(opts, host)
     inner = await trio.open_tcp_listeners(port, host=host)
     if port == 0:  # several address families would each get a different port: keep one
@@ -307,3 +317,33 @@ async def serve_fake_openai(
     async with trio.open_nursery() as nursery:
         await nursery.start(server.run)
         task_status.started(fake)
+
+
+def run_fake_openai_cli(host: str = "127.0.0.1", port: int = 8090, script_path: str | None = None) -> int:
+    """``callbridge fake-openai``: serve until SIGINT/SIGTERM; returns the process exit code."""
+    try:
+        script = load_script(script_path) if script_path else None
+    except ScriptError as error:
+        print(f"callbridge fake-openai: {error}", file=sys.stderr)
+        return 2
+
+    failures: list[OSError] = []
+
+    async def main() -> None:
+        async with trio.open_nursery() as nursery:
+            try:
+                fake: FakeOpenAI = await nursery.start(partial(serve_fake_openai, host, port, script=script))
+            except OSError as error:
+                failures.append(error)
+                return
+            print(f"simulated realtime model listening on {fake.url} (any bearer token is accepted)", flush=True)
+            with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                async for _ in signals:
+                    nursery.cancel_scope.cancel()
+                    break
+
+    trio.run(main)
+    if failures:
+        print(f"callbridge fake-openai: cannot listen on {host}:{port}: {failures[0]}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,8 +1,8 @@
 """What the simulated model saw and said, per session: the test's window into the fake.
 
-Every client frame is recorded as received (with the decoded event), every server frame as sent,
-each with a ``trio.current_time()`` timestamp. Tests wait on these with ``wait_for_client`` /
-``wait_for_server`` instead of sleeping.
+Every client frame is recorded as received (with the decoded event), every server frame as it is
+handed to the socket, each with a ``trio.current_time()`` timestamp. Tests wait on these with
+``wait_for_client`` / ``wait_for_server`` instead of sleeping.
 """
 
 from __future__ import annotations

@@ -1,0 +1,336 @@
+"""The metrics view: how well each call went, per call and per turn, from the events' timestamps.
+
+Tables:
+
+- ``turn_metrics``: one row per model response. ``response_latency_ms`` is the time from the end
+  of the caller's speech (``input_audio_buffer.speech_stopped`` received) to the first assistant
+  audio sent to Twilio, measured on the first response created after that speech which produced
+  audio (so a turn that went through a tool includes the tool's time); new caller speech cancels a
+  pending measurement. ``first_audio_ms`` is the model's time from ``response.created`` to that
+  response's first audio (the engine forwards a delta the moment it arrives, so first audio sent is
+  first delta received). ``truncated``/``played_ms``/``generated_ms`` come from ``BargeInDecided``;
+  tokens from ``response.done`` usage.
+- ``call_metrics``: one row per call: status, duration, counts (caller turns, responses, barge-ins,
+  truncations, reconnects, disconnects, failed connection attempts, model errors, task crashes,
+  tool calls and failures) and token totals. ``speech_stopped_at`` and ``disconnected_at`` are the
+  fold's pending state (a measurement waiting for its end).
+- ``tool_metrics``: one row per tool call: name, outcome (``pending``, ``completed``, ``failed``,
+  ``timed_out``), duration.
+
+Token columns are ``tokens_<kind>`` for the disjoint kinds of :mod:`projections.pricing`. When the
+model does not say how cached input splits into text and audio, cached tokens are counted as text
+first (the cached prefix is mostly instructions and tools), the rest as audio.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from engine.events import (
+    AssistantAudioSent,
+    BargeInDecided,
+    CallEnded,
+    CallStarted,
+    ModelConnected,
+    ModelConnectionFailed,
+    ModelDisconnected,
+    ModelErrorReported,
+    ModelEventReceived,
+    TaskCrashed,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRequested,
+)
+from engine.store import RecordedEvent
+from projections.conversations import call_status
+from projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from projections.pricing import TOKEN_KINDS
+from projections.runner import Projection
+from projections.server_events import ServerEvent, Usage, parse_server_event
+from projections.views_db import iso
+
+__all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "prometheus_lines", "usage_tokens"]
+
+_TOKEN_COLUMNS = ", ".join(f"tokens_{kind} INTEGER NOT NULL DEFAULT 0" for kind in TOKEN_KINDS)
+
+SCHEMA = (
+    f"""CREATE TABLE IF NOT EXISTS call_metrics (
+        call_id TEXT PRIMARY KEY,
+        started_at TEXT,
+        ended_at TEXT,
+        started_at_unix REAL,
+        duration_seconds REAL,
+        status TEXT NOT NULL DEFAULT 'in_progress',
+        end_reason TEXT,
+        model TEXT,
+        caller_turns INTEGER NOT NULL DEFAULT 0,
+        responses INTEGER NOT NULL DEFAULT 0,
+        barge_ins INTEGER NOT NULL DEFAULT 0,
+        truncations INTEGER NOT NULL DEFAULT 0,
+        truncated_played_ms INTEGER NOT NULL DEFAULT 0,
+        truncated_generated_ms INTEGER NOT NULL DEFAULT 0,
+        reconnects INTEGER NOT NULL DEFAULT 0,
+        disconnects INTEGER NOT NULL DEFAULT 0,
+        connection_failures INTEGER NOT NULL DEFAULT 0,
+        reconnect_downtime_ms REAL NOT NULL DEFAULT 0,
+        model_errors INTEGER NOT NULL DEFAULT 0,
+        task_crashes INTEGER NOT NULL DEFAULT 0,
+        tool_calls INTEGER NOT NULL DEFAULT 0,
+        tool_failures INTEGER NOT NULL DEFAULT 0,
+        tool_timeouts INTEGER NOT NULL DEFAULT 0,
+        tool_ms_total REAL NOT NULL DEFAULT 0,
+        {_TOKEN_COLUMNS},
+        speech_stopped_at REAL,
+        disconnected_at REAL
+    )""",
+    "CREATE INDEX IF NOT EXISTS call_metrics_by_start ON call_metrics(started_at)",
+    f"""CREATE TABLE IF NOT EXISTS turn_metrics (
+        call_id TEXT NOT NULL REFERENCES call_metrics(call_id) ON DELETE CASCADE,
+        response_id TEXT NOT NULL,
+        turn INTEGER NOT NULL,
+        created_at TEXT,
+        created_at_unix REAL,
+        status TEXT NOT NULL DEFAULT 'in_progress',
+        item_id TEXT,
+        speech_stopped_at REAL,
+        first_audio_at REAL,
+        response_latency_ms REAL,
+        first_audio_ms REAL,
+        truncated INTEGER NOT NULL DEFAULT 0,
+        played_ms INTEGER,
+        generated_ms INTEGER,
+        {_TOKEN_COLUMNS},
+        PRIMARY KEY (call_id, response_id)
+    )""",
+    """CREATE TABLE IF NOT EXISTS tool_metrics (
+        call_id TEXT NOT NULL REFERENCES call_metrics(call_id) ON DELETE CASCADE,
+        tool_call_id TEXT NOT NULL,
+        name TEXT NOT NULL,
+        requested_at TEXT,
+        handler TEXT,
+        outcome TEXT NOT NULL DEFAULT 'pending',
+        duration_ms REAL,
+        error TEXT,
+        PRIMARY KEY (call_id, tool_call_id)
+    )""",
+)
+
+_NEW_TURN = (
+    "INSERT OR IGNORE INTO turn_metrics(call_id, response_id, turn, created_at, created_at_unix, speech_stopped_at) "
+    "SELECT call_id, ?, responses + 1, ?, ?, speech_stopped_at FROM call_metrics WHERE call_id=?"
+)
+_ADD_TOKENS_TURN = (
+    "UPDATE turn_metrics SET status=?, "
+    + ", ".join(f"tokens_{kind}=tokens_{kind}+?" for kind in TOKEN_KINDS)
+    + " WHERE call_id=? AND response_id=?"
+)
+_ADD_TOKENS_CALL = (
+    "UPDATE call_metrics SET " + ", ".join(f"tokens_{kind}=tokens_{kind}+?" for kind in TOKEN_KINDS) + " WHERE call_id=?"
+)
+_FIRST_AUDIO = (
+    "UPDATE turn_metrics SET first_audio_at=?, item_id=?, "
+    "first_audio_ms=CASE WHEN created_at_unix IS NULL THEN NULL ELSE round((? - created_at_unix) * 1000, 1) END "
+    "WHERE call_id=? AND response_id=? AND first_audio_at IS NULL"
+)
+
+
+def usage_tokens(usage: Usage | None) -> tuple[int, ...]:
+    """Token counts of a ``response.done`` usage, in :data:`TOKEN_KINDS` order."""
+    if usage is None:
+        return (0,) * len(TOKEN_KINDS)
+    given = usage.input_token_details
+    out = usage.output_token_details
+    if given is None:
+        text, audio, cached, cached_text, cached_audio = usage.input_tokens or 0, 0, 0, 0, 0
+    else:
+        text, audio, cached = given.text_tokens or 0, given.audio_tokens or 0, given.cached_tokens or 0
+        split = given.cached_tokens_details
+        if split is not None:
+            cached_text, cached_audio = split.text_tokens or 0, split.audio_tokens or 0
+        else:
+            cached_text = min(cached, text)
+            cached_audio = min(cached - cached_text, audio)
+    out_text = (out.text_tokens or 0) if out is not None else (usage.output_tokens or 0)
+    out_audio = (out.audio_tokens or 0) if out is not None else 0
+    return (
+        max(0, text - cached_text),
+        cached_text,
+        max(0, audio - cached_audio),
+        cached_audio,
+        out_text,
+        out_audio,
+    )
+
+
+class MetricsProjection(Projection):
+    name = "metrics"
+    version = 1
+    topics = frozenset(
+        {
+            "CallStarted",
+            "CallEnded",
+            "ModelEventReceived",
+            "AssistantAudioSent",
+            "BargeInDecided",
+            "ModelConnected",
+            "ModelDisconnected",
+            "ModelConnectionFailed",
+            "ModelErrorReported",
+            "TaskCrashed",
+            "ToolCallRequested",
+            "ToolCallCompleted",
+            "ToolCallFailed",
+        }
+    )
+    schema = SCHEMA
+    tables = ("tool_metrics", "turn_metrics", "call_metrics")
+
+    _SERVER_TYPES = frozenset(
+        {"input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "response.created", "response.done"}
+    )
+
+    def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
+        event = recorded.event
+        if isinstance(event, AssistantAudioSent):  # the hot path: most events here are audio chunks
+            _audio_sent(db, event)
+            return
+        if isinstance(event, ModelEventReceived) and event.type not in self._SERVER_TYPES:
+            return
+        call_id = event.call_id
+        db.execute("INSERT OR IGNORE INTO call_metrics(call_id) VALUES (?)", (call_id,))
+        if isinstance(event, ModelEventReceived):
+            parsed = parse_server_event(event)
+            if parsed is not None:
+                _server_event(db, call_id, event.at, parsed)
+        elif isinstance(event, CallStarted):
+            db.execute(
+                "UPDATE call_metrics SET started_at=?, started_at_unix=?, model=? WHERE call_id=?",
+                (iso(event.at), event.at, event.model, call_id),
+            )
+        elif isinstance(event, CallEnded):
+            db.execute(
+                "UPDATE call_metrics SET ended_at=?, end_reason=?, status=?, duration_seconds="
+                "CASE WHEN started_at_unix IS NULL THEN NULL ELSE round(? - started_at_unix, 3) END WHERE call_id=?",
+                (iso(event.at), event.reason, call_status(event.reason), event.at, call_id),
+            )
+            db.execute("UPDATE turn_metrics SET status='incomplete' WHERE call_id=? AND status='in_progress'", (call_id,))
+        elif isinstance(event, BargeInDecided):
+            _barge_in(db, event)
+        elif isinstance(event, ModelConnected):
+            if event.attempt > 0:
+                db.execute(
+                    "UPDATE call_metrics SET reconnects=reconnects+1, reconnect_downtime_ms=reconnect_downtime_ms+"
+                    "CASE WHEN disconnected_at IS NULL THEN 0 ELSE round((? - disconnected_at) * 1000, 1) END, "
+                    "disconnected_at=NULL WHERE call_id=?",
+                    (event.at, call_id),
+                )
+        elif isinstance(event, ModelDisconnected):
+            db.execute(
+                "UPDATE call_metrics SET disconnects=disconnects+1, disconnected_at=coalesce(disconnected_at, ?) "
+                "WHERE call_id=?",
+                (event.at, call_id),
+            )
+            db.execute("UPDATE turn_metrics SET status='incomplete' WHERE call_id=? AND status='in_progress'", (call_id,))
+        elif isinstance(event, ModelConnectionFailed):
+            db.execute("UPDATE call_metrics SET connection_failures=connection_failures+1 WHERE call_id=?", (call_id,))
+        elif isinstance(event, ModelErrorReported):
+            db.execute("UPDATE call_metrics SET model_errors=model_errors+1 WHERE call_id=?", (call_id,))
+        elif isinstance(event, TaskCrashed):
+            db.execute("UPDATE call_metrics SET task_crashes=task_crashes+1 WHERE call_id=?", (call_id,))
+        elif isinstance(event, ToolCallRequested | ToolCallCompleted | ToolCallFailed):
+            _tool_event(db, event)
+
+
+def _server_event(db: sqlite3.Connection, call_id: str, at: float, e: ServerEvent) -> None:
+    if e.type == "input_audio_buffer.speech_started":
+        db.execute("UPDATE call_metrics SET speech_stopped_at=NULL WHERE call_id=?", (call_id,))
+    elif e.type == "input_audio_buffer.speech_stopped":
+        db.execute(
+            "UPDATE call_metrics SET speech_stopped_at=?, caller_turns=caller_turns+1 WHERE call_id=?", (at, call_id)
+        )
+    elif e.type == "response.created":
+        if e.response is not None and e.response.id:
+            _new_turn(db, call_id, e.response.id, iso(at), at)
+    elif e.type == "response.done":
+        response = e.response
+        if response is None or not response.id:
+            return
+        _new_turn(db, call_id, response.id, None, None)
+        tokens = usage_tokens(response.usage)
+        db.execute(_ADD_TOKENS_TURN, (response.status or "completed", *tokens, call_id, response.id))
+        db.execute(_ADD_TOKENS_CALL, (*tokens, call_id))
+
+
+def _new_turn(db: sqlite3.Connection, call_id: str, response_id: str, at_text: str | None, at: float | None) -> None:
+    if db.execute(_NEW_TURN, (response_id, at_text, at, call_id)).rowcount:
+        db.execute("UPDATE call_metrics SET responses=responses+1 WHERE call_id=?", (call_id,))
+
+
+def _audio_sent(db: sqlite3.Connection, event: AssistantAudioSent) -> None:
+    call_id, response_id = event.call_id, event.response_id
+    first = db.execute(_FIRST_AUDIO, (event.at, event.item_id, event.at, call_id, response_id))
+    if not first.rowcount:
+        return
+    # The first audio of this response: does it end a caller turn still waiting for an answer?
+    waiting = db.execute(
+        "SELECT t.speech_stopped_at FROM turn_metrics t JOIN call_metrics m ON m.call_id = t.call_id "
+        "WHERE t.call_id=? AND t.response_id=? AND t.speech_stopped_at = m.speech_stopped_at",
+        (call_id, response_id),
+    ).fetchone()
+    if waiting is None:
+        return
+    db.execute(
+        "UPDATE turn_metrics SET response_latency_ms=round((? - speech_stopped_at) * 1000, 1) "
+        "WHERE call_id=? AND response_id=?",
+        (event.at, call_id, response_id),
+    )
+    db.execute("UPDATE call_metrics SET speech_stopped_at=NULL WHERE call_id=?", (call_id,))
+
+
+def _barge_in(db: sqlite3.Connection, event: BargeInDecided) -> None:
+    call_id = event.call_id
+    if event.action != "truncated":
+        db.execute("UPDATE call_metrics SET barge_ins=barge_ins+1 WHERE call_id=?", (call_id,))
+        return
+    db.execute(
+        "UPDATE call_metrics SET barge_ins=barge_ins+1, truncations=truncations+1, "
+        "truncated_played_ms=truncated_played_ms+?, truncated_generated_ms=truncated_generated_ms+? WHERE call_id=?",
+        (event.played_ms, event.received_ms, call_id),
+    )
+    if event.item_id:
+        db.execute(
+            "UPDATE turn_metrics SET truncated=1, played_ms=?, generated_ms=? WHERE call_id=? AND item_id=?",
+            (event.played_ms, event.received_ms, call_id, event.item_id),
+        )
+
+
+def _tool_event(db: sqlite3.Connection, event: ToolCallRequested | ToolCallCompleted | ToolCallFailed) -> None:
+    call_id = event.call_id
+    created = db.execute(
+        "INSERT OR IGNORE INTO tool_metrics(call_id, tool_call_id, name, requested_at, handler) VALUES (?, ?, ?, ?, ?)",
+        (
+            call_id,
+            event.tool_call_id,
+            event.name,
+            iso(event.at) if isinstance(event, ToolCallRequested) else None,
+            event.handler if isinstance(event, ToolCallRequested) else None,
+        ),
+    )
+    if created.rowcount:
+        db.execute("UPDATE call_metrics SET tool_calls=tool_calls+1 WHERE call_id=?", (call_id,))
+    if isinstance(event, ToolCallRequested):
+        return
+    if isinstance(event, ToolCallCompleted):
+        outcome, error, failures, timeouts = "completed", None, 0, 0
+    else:
+        outcome = "timed_out" if event.timed_out else "failed"
+        error, failures, timeouts = event.error, 1, int(event.timed_out)
+    db.execute(
+        "UPDATE tool_metrics SET outcome=?, duration_ms=?, error=? WHERE call_id=? AND tool_call_id=?",
+        (outcome, event.duration_ms, error, call_id, event.tool_call_id),
+    )
+    db.execute(
+        "UPDATE call_metrics SET tool_failures=tool_failures+?, tool_timeouts=tool_timeouts+?, "
+        "tool_ms_total=tool_ms_total+? WHERE call_id=?",
+        (failures, timeouts, event.duration_ms, call_id),
+    )

@@ -1,0 +1,272 @@
+"""Reading the metrics view: one call's numbers, a summary over a period, and Prometheus text.
+
+Percentiles are nearest-rank (the smallest value with at least p % of the values at or below it),
+so they are always values that really occurred. Costs are computed from token counts with the
+price table in force (:func:`projections.pricing.load_prices` unless one is passed).
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from projections.pricing import TOKEN_KINDS, cost_usd, load_prices
+from projections.views_db import QueryError, parse_time, rows_as_dicts
+
+CALL_STATUSES = ("in_progress", "completed", "failed")
+TOOL_OUTCOMES = ("completed", "failed", "timed_out", "pending")
+LATENCY_BUCKETS_MS = (100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
+
+_CALL_FIELDS = (
+    "call_id",
+    "started_at",
+    "ended_at",
+    "duration_seconds",
+    "status",
+    "end_reason",
+    "model",
+    "caller_turns",
+    "responses",
+    "barge_ins",
+    "truncations",
+    "truncated_played_ms",
+    "truncated_generated_ms",
+    "reconnects",
+    "disconnects",
+    "connection_failures",
+    "reconnect_downtime_ms",
+    "model_errors",
+    "task_crashes",
+    "tool_calls",
+    "tool_failures",
+    "tool_timeouts",
+    "tool_ms_total",
+)
+_TURN_FIELDS = (
+    "turn",
+    "response_id",
+    "item_id",
+    "created_at",
+    "status",
+    "response_latency_ms",
+    "first_audio_ms",
+    "truncated",
+    "played_ms",
+    "generated_ms",
+)
+_TOOL_FIELDS = ("tool_call_id", "name", "requested_at", "handler", "outcome", "duration_ms", "error")
+_TOKEN_SUMS = ", ".join(f"coalesce(sum(tokens_{kind}), 0)" for kind in TOKEN_KINDS)
+
+
+def percentile(sorted_values: Sequence[float], p: float) -> float | None:
+    """Nearest-rank percentile of already sorted values (None when there are none)."""
+    if not sorted_values:
+        return None
+    rank = max(1, math.ceil(p / 100 * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+def distribution(values: Sequence[float]) -> dict[str, Any]:
+    """``{count, p50, p95, mean, max}`` of some measurements (ms)."""
+    ordered = sorted(values)
+    return {
+        "count": len(ordered),
+        "p50": percentile(ordered, 50),
+        "p95": percentile(ordered, 95),
+        "mean": round(sum(ordered) / len(ordered), 1) if ordered else None,
+        "max": ordered[-1] if ordered else None,
+    }
+
+
+def _tokens(row: Sequence[Any]) -> dict[str, int]:
+    return {kind: int(count) for kind, count in zip(TOKEN_KINDS, row, strict=True)}
+
+
+def get_call_metrics(
+    db: sqlite3.Connection, call_id: str, *, prices: Mapping[str, float] | None = None
+) -> dict[str, Any] | None:
+    """One call's metrics with its ``turns`` and ``tools``, or None when the call is unknown."""
+    if not isinstance(call_id, str) or not call_id:
+        raise QueryError("call_id", "must be a non-empty string")
+    token_columns = ", ".join(f"tokens_{kind}" for kind in TOKEN_KINDS)
+    row = db.execute(
+        f"SELECT {', '.join(_CALL_FIELDS)}, {token_columns} FROM call_metrics WHERE call_id=?", (call_id,)
+    ).fetchone()
+    if row is None:
+        return None
+    metrics: dict[str, Any] = dict(zip(_CALL_FIELDS, row[: len(_CALL_FIELDS)], strict=True))
+    metrics["tokens"] = _tokens(row[len(_CALL_FIELDS) :])
+    metrics["cost_usd"] = cost_usd(metrics["tokens"], load_prices() if prices is None else prices)
+    turns = []
+    for turn_row in db.execute(
+        f"SELECT {', '.join(_TURN_FIELDS)}, {token_columns} FROM turn_metrics WHERE call_id=? ORDER BY turn",
+        (call_id,),
+    ).fetchall():
+        turn = dict(zip(_TURN_FIELDS, turn_row[: len(_TURN_FIELDS)], strict=True))
+        turn["truncated"] = bool(turn["truncated"])
+        turn["tokens"] = _tokens(turn_row[len(_TURN_FIELDS) :])
+        turns.append(turn)
+    metrics["turns"] = turns
+    metrics["tools"] = rows_as_dicts(
+        db.execute(
+            f"SELECT {', '.join(_TOOL_FIELDS)} FROM tool_metrics WHERE call_id=? ORDER BY requested_at, tool_call_id",
+            (call_id,),
+        )
+    )
+    metrics["response_latency_ms"] = distribution(
+        [t["response_latency_ms"] for t in turns if t["response_latency_ms"] is not None]
+    )
+    metrics["first_audio_ms"] = distribution([t["first_audio_ms"] for t in turns if t["first_audio_ms"] is not None])
+    return metrics
+
+
+def metrics_summary(
+    db: sqlite3.Connection,
+    since: str | float | None = None,
+    until: str | float | None = None,
+    *,
+    prices: Mapping[str, float] | None = None,
+) -> dict[str, Any]:
+    """Totals over the calls started in ``[since, until)`` (all calls when both are None)."""
+    start, end = parse_time(since, "since"), parse_time(until, "until")
+    clauses, params = [], []
+    if start is not None:
+        clauses.append("started_at >= ?")
+        params.append(start)
+    if end is not None:
+        clauses.append("started_at < ?")
+        params.append(end)
+    where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+    calls = f"SELECT call_id FROM call_metrics {where}"
+    by_status = dict.fromkeys(CALL_STATUSES, 0)
+    for status, count in db.execute(f"SELECT status, count(*) FROM call_metrics {where} GROUP BY status", params):
+        by_status[status] = count
+    sums = db.execute(
+        "SELECT coalesce(sum(responses), 0), coalesce(sum(barge_ins), 0), coalesce(sum(truncations), 0), "
+        "coalesce(sum(truncated_played_ms), 0), coalesce(sum(truncated_generated_ms), 0), "
+        "coalesce(sum(reconnects), 0), coalesce(sum(disconnects), 0), coalesce(sum(connection_failures), 0), "
+        f"coalesce(sum(model_errors), 0), {_TOKEN_SUMS} FROM call_metrics {where}",
+        params,
+    ).fetchone()
+    latencies = [
+        r[0]
+        for r in db.execute(
+            f"SELECT response_latency_ms FROM turn_metrics WHERE response_latency_ms IS NOT NULL "
+            f"AND call_id IN ({calls})",
+            params,
+        )
+    ]
+    first_audio = [
+        r[0]
+        for r in db.execute(
+            f"SELECT first_audio_ms FROM turn_metrics WHERE first_audio_ms IS NOT NULL AND call_id IN ({calls})",
+            params,
+        )
+    ]
+    tools = dict.fromkeys(TOOL_OUTCOMES, 0)
+    durations = []
+    for outcome, count, total in db.execute(
+        f"SELECT outcome, count(*), coalesce(sum(duration_ms), 0) FROM tool_metrics WHERE call_id IN ({calls}) "
+        "GROUP BY outcome",
+        params,
+    ):
+        tools[outcome] = count
+        durations.append((count if outcome != "pending" else 0, total))
+    finished = sum(count for count, _ in durations)
+    tokens = _tokens(sums[9:])
+    return {
+        "since": start,
+        "until": end,
+        "calls": {"total": sum(by_status.values()), **by_status},
+        "responses": sums[0],
+        "response_latency_ms": distribution(latencies),
+        "first_audio_ms": distribution(first_audio),
+        "barge_ins": sums[1],
+        "truncations": sums[2],
+        "truncated_played_ms": sums[3],
+        "truncated_generated_ms": sums[4],
+        "reconnects": sums[5],
+        "disconnects": sums[6],
+        "connection_failures": sums[7],
+        "model_errors": sums[8],
+        "tool_calls": {
+            "total": sum(tools.values()),
+            **tools,
+            "mean_ms": round(sum(total for _, total in durations) / finished, 1) if finished else None,
+        },
+        "tokens": tokens,
+        "cost_usd": cost_usd(tokens, load_prices() if prices is None else prices),
+    }
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def prometheus_lines(db: sqlite3.Connection, *, prices: Mapping[str, float] | None = None) -> list[str]:
+    """The views' metrics in Prometheus text format (lines without newlines; the web layer adds
+    process and live-call gauges and joins them)."""
+    lines: list[str] = []
+
+    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
+
+    statuses = dict.fromkeys(CALL_STATUSES, 0)
+    statuses.update(dict(db.execute("SELECT status, count(*) FROM call_metrics GROUP BY status").fetchall()))
+    metric(
+        "callbridge_calls_total",
+        "counter",
+        "Calls recorded, by status.",
+        [(f'{{status="{status}"}}', count) for status, count in sorted(statuses.items())],
+    )
+    for name, column, help_text in (
+        ("callbridge_turn_latency_ms", "response_latency_ms", "End of caller speech to first assistant audio sent."),
+        ("callbridge_first_audio_ms", "first_audio_ms", "response.created to the response's first audio."),
+    ):
+        bucket_sql = ", ".join(f"coalesce(sum({column} <= {le}), 0)" for le in LATENCY_BUCKETS_MS)
+        row = db.execute(
+            f"SELECT {bucket_sql}, count({column}), coalesce(sum({column}), 0) FROM turn_metrics "
+            f"WHERE {column} IS NOT NULL"
+        ).fetchone()
+        buckets = [(f'_bucket{{le="{le}"}}', count) for le, count in zip(LATENCY_BUCKETS_MS, row, strict=False)]
+        count, total = row[-2], row[-1]
+        lines.append(f"# HELP {name} {help_text}")
+        lines.append(f"# TYPE {name} histogram")
+        lines.extend(f"{name}{suffix} {value}" for suffix, value in buckets)
+        lines.append(f'{name}_bucket{{le="+Inf"}} {count}')
+        lines.append(f"{name}_sum {_number(total)}")
+        lines.append(f"{name}_count {count}")
+    totals = db.execute(
+        "SELECT coalesce(sum(truncations), 0), coalesce(sum(barge_ins), 0), coalesce(sum(reconnects), 0), "
+        f"coalesce(sum(disconnects), 0), {_TOKEN_SUMS} FROM call_metrics"
+    ).fetchone()
+    metric("callbridge_truncations_total", "counter", "Assistant replies cut by a barge-in.", [("", totals[0])])
+    metric("callbridge_barge_ins_total", "counter", "Times the caller spoke over the assistant.", [("", totals[1])])
+    metric("callbridge_model_reconnects_total", "counter", "Model sessions reopened mid-call.", [("", totals[2])])
+    metric("callbridge_model_disconnects_total", "counter", "Model sockets lost mid-call.", [("", totals[3])])
+    outcomes = dict.fromkeys(TOOL_OUTCOMES, 0)
+    outcomes.update(dict(db.execute("SELECT outcome, count(*) FROM tool_metrics GROUP BY outcome").fetchall()))
+    metric(
+        "callbridge_tool_calls_total",
+        "counter",
+        "Tool calls, by outcome.",
+        [(f'{{outcome="{outcome}"}}', count) for outcome, count in sorted(outcomes.items())],
+    )
+    tokens = _tokens(totals[4:])
+    metric(
+        "callbridge_tokens_total",
+        "counter",
+        "Model tokens, by kind (disjoint: cached input is not in input_text/input_audio).",
+        [(f'{{kind="{kind}"}}', tokens[kind]) for kind in TOKEN_KINDS],
+    )
+    metric(
+        "callbridge_cost_usd_total",
+        "counter",
+        "Estimated model cost in USD from the price table.",
+        [("", cost_usd(tokens, load_prices() if prices is None else prices))],
+    )
+    return lines
