@@ -192,7 +192,7 @@ class ProjectionRunner:
                 self.db.execute("ROLLBACK TO page")
                 applied = self._apply(page.events, positions, guarded=True)
             self.db.execute("RELEASE page")
-            new_positions = {name: max(position, page.reached) for name, position in positions.items()}
+            new_positions = {name: max(position, head) for name, position in positions.items()}
             self.db.executemany(
                 "UPDATE projection_positions SET position=? WHERE name=?",
                 [(position, name) for name, position in new_positions.items()],

@@ -58,6 +58,8 @@ class Server:
         self.default_session: dict[str, Any] = dict(DEFAULT_SESSION_CONFIG)
         self.port: int | None = None
         self.shutdown = trio.Event()
+        self.stopped = trio.Event()
+        """Set once the server has ended its calls and flushed every event."""
         self.app = create_app(self)
 
     @staticmethod
@@ -157,3 +159,4 @@ class Server:
             task_status.started(self.port)
             await front_done.wait()
             services.cancel_scope.cancel()  # the writer flushes what is left as it stops
+        self.stopped.set()
