@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             store.close()
     print(file=sys.stderr)
-    print(f"rebuild: {position:,} events ({events:,} in the store) in {seconds:.2f} s = {position / seconds:,.0f} events/s")
+    rate = position / seconds
+    print(f"rebuild: {position:,} events ({events:,} in the store) in {seconds:.2f} s = {rate:,.0f} events/s")
     print("target: >= 20,000 events/s")
     return 0
 

@@ -26,10 +26,10 @@ from typing import Any
 
 import msgspec
 import trio
-from adapters.openai.session import session_update_payload
 
 from adapters.openai import codec as oa
 from adapters.openai import server_events as se
+from adapters.openai.session import session_update_payload
 from engine.context import CallContext, ModelConnection, ModelLinkError
 from engine.events import (
     AssistantAudioDiscarded,
@@ -241,9 +241,7 @@ class ModelSide:
                 elif isinstance(message, UpdateSession):
                     self._update_session(message.session)
                 else:
-                    log.warning(
-                        "call %s: %s dropped while the model is reconnecting", self.ctx.call_id, message
-                    )
+                    log.warning("call %s: %s dropped while the model is reconnecting", self.ctx.call_id, message)
 
     # --- inbox: the Twilio task, the tool runner and the console ---------------------------
 
@@ -270,9 +268,7 @@ class ModelSide:
 
     async def _send(self, conn: ModelConnection, event: dict[str, Any]) -> None:
         text = _json_encoder.encode(event).decode()
-        self._record(
-            ModelEventSent(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=event["type"], raw=text)
-        )
+        self._record(ModelEventSent(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=event["type"], raw=text))
         await conn.send_raw(text)
 
     def _update_session(self, session: dict[str, Any]) -> None:
@@ -396,9 +392,7 @@ class ModelSide:
             )
             return
         kind = _tag(event)
-        self._record(
-            ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw)
-        )
+        self._record(ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw))
         if isinstance(event, se.InputAudioBufferSpeechStarted):
             await self._barge_in()
         elif isinstance(event, se.ResponseCreated):
@@ -475,9 +469,7 @@ class ModelSide:
             )
         )
         if decision.clear:
-            await self.to_twilio.send(
-                ClearPlayback(item_id=decision.item_id, unplayed_bytes=decision.unplayed_bytes)
-            )
+            await self.to_twilio.send(ClearPlayback(item_id=decision.item_id, unplayed_bytes=decision.unplayed_bytes))
         if decision.audio_end_ms is not None and decision.item_id and self.conn is not None:
             await self._send(
                 self.conn,

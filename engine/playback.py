@@ -96,11 +96,9 @@ class Playback:
     def barge_in(self, active_item_ids: frozenset[str] = frozenset()) -> BargeIn:
         """The caller started speaking. Decide what to clear and truncate, and stop accepting audio
         of the items that were playing or are still being generated (``active_item_ids``)."""
+        item_id: str | None = self._last_item
         if self._pending:
-            first_name = next(iter(self._pending))
-            item_id = self._pending[first_name][0]
-        else:
-            item_id = self._last_item
+            item_id = self._pending[next(iter(self._pending))][0]
         unplayed = self.unplayed_bytes
         self.interrupted.update(active_item_ids)
         if item_id is None:

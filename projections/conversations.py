@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+
 from engine.events import (
     BargeInDecided,
     CallEnded,
@@ -129,9 +130,7 @@ _ENSURE_ITEM = (
     "(call_id, item_id, position, type, role, status, created_at, response_id) "
     "SELECT call_id, ?, item_count, ?, ?, 'in_progress', ?, ? FROM conversations WHERE call_id=?"
 )
-_COUNT_ITEM = (
-    "UPDATE conversations SET item_count=item_count+1, message_count=message_count+? WHERE call_id=?"
-)
+_COUNT_ITEM = "UPDATE conversations SET item_count=item_count+1, message_count=message_count+? WHERE call_id=?"
 
 ServerHandler = Callable[[sqlite3.Connection, str, str, ServerEvent], None]
 
@@ -227,9 +226,7 @@ def _ensure_item(
 
 
 def _close_open_items(db: sqlite3.Connection, call_id: str, status: str) -> None:
-    db.execute(
-        "UPDATE conversation_items SET status=? WHERE call_id=? AND status='in_progress'", (status, call_id)
-    )
+    db.execute("UPDATE conversation_items SET status=? WHERE call_id=? AND status='in_progress'", (status, call_id))
 
 
 # --- the caller ------------------------------------------------------------------------------------

@@ -99,7 +99,9 @@ def list_conversations(
         clauses.append("c.call_id IN (SELECT call_id FROM conversation_items_fts WHERE conversation_items_fts MATCH ?)")
         params.append(match)
     where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
-    cursor = db.execute(f"{_SELECT_CONVERSATION}{where} ORDER BY c.started_at DESC, c.call_id DESC LIMIT ?", [*params, count])
+    cursor = db.execute(
+        f"{_SELECT_CONVERSATION}{where} ORDER BY c.started_at DESC, c.call_id DESC LIMIT ?", [*params, count]
+    )
     return rows_as_dicts(cursor)
 
 

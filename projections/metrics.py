@@ -125,7 +125,9 @@ _ADD_TOKENS_TURN = (
     + " WHERE call_id=? AND response_id=?"
 )
 _ADD_TOKENS_CALL = (
-    "UPDATE call_metrics SET " + ", ".join(f"tokens_{kind}=tokens_{kind}+?" for kind in TOKEN_KINDS) + " WHERE call_id=?"
+    "UPDATE call_metrics SET "
+    + ", ".join(f"tokens_{kind}=tokens_{kind}+?" for kind in TOKEN_KINDS)
+    + " WHERE call_id=?"
 )
 _FIRST_AUDIO = (
     "UPDATE turn_metrics SET first_audio_at=?, item_id=?, "
@@ -213,7 +215,9 @@ class MetricsProjection(Projection):
                 "CASE WHEN started_at_unix IS NULL THEN NULL ELSE round(? - started_at_unix, 3) END WHERE call_id=?",
                 (iso(event.at), event.reason, call_status(event.reason), event.at, call_id),
             )
-            db.execute("UPDATE turn_metrics SET status='incomplete' WHERE call_id=? AND status='in_progress'", (call_id,))
+            db.execute(
+                "UPDATE turn_metrics SET status='incomplete' WHERE call_id=? AND status='in_progress'", (call_id,)
+            )
         elif isinstance(event, BargeInDecided):
             _barge_in(db, event)
         elif isinstance(event, ModelConnected):
@@ -230,7 +234,9 @@ class MetricsProjection(Projection):
                 "WHERE call_id=?",
                 (event.at, call_id),
             )
-            db.execute("UPDATE turn_metrics SET status='incomplete' WHERE call_id=? AND status='in_progress'", (call_id,))
+            db.execute(
+                "UPDATE turn_metrics SET status='incomplete' WHERE call_id=? AND status='in_progress'", (call_id,)
+            )
         elif isinstance(event, ModelConnectionFailed):
             db.execute("UPDATE call_metrics SET connection_failures=connection_failures+1 WHERE call_id=?", (call_id,))
         elif isinstance(event, ModelErrorReported):

@@ -13,9 +13,8 @@ Why this shape:
   event under savepoints; an event whose fold raises is skipped, logged, and noted in
   ``projection_errors`` (deterministically, so a rebuild skips it too). Database errors
   (``sqlite3.OperationalError``: locked, disk full) are not the event's fault and are re-raised.
-- Waking up: :class:`ProjectionService` catches up, then awaits ``wait_for_appends(position)``. The
-  default wakes at once on an in-process ``EventWriter`` write and otherwise polls every 0.5 s
-  (SQLite cannot push); a PostgreSQL LISTEN/NOTIFY waiter can be passed instead.
+- Following the log live is :class:`projections.service.ProjectionService` (trio); this module is
+  blocking and runs in worker threads.
 - A projection whose ``version`` changed is dropped and rebuilt from position 0 at start-up.
 """
 
@@ -24,25 +23,21 @@ from __future__ import annotations
 import abc
 import logging
 import sqlite3
+import sys
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TextIO
 
-import trio
-
-from engine.store import EventStore, RecordedEvent
-from engine.store_writer import EventWriter
+from engine.store import EventStore, RecordedEvent, StoreOpenError
 from projections.source import LogSource
-from projections.views_db import open_views
+from projections.views_db import data_dir_for_store, open_views
+from projections.views_db import views_path as default_views_path
 
 logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int], None]
 """``progress(position_reached, head)`` after each page."""
-
-WaitForAppends = Callable[[int], Awaitable[None]]
-"""``await wait(position)`` returns when events after ``position`` may exist (or after a while)."""
 
 POSITIONS_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS projection_positions ("
@@ -192,7 +187,7 @@ class ProjectionRunner:
                 self.db.execute("ROLLBACK TO page")
                 applied = self._apply(page.events, positions, guarded=True)
             self.db.execute("RELEASE page")
-            new_positions = {name: max(position, head) for name, position in positions.items()}
+            new_positions = {name: max(position, page.reached) for name, position in positions.items()}
             self.db.executemany(
                 "UPDATE projection_positions SET position=? WHERE name=?",
                 [(position, name) for name, position in new_positions.items()],
@@ -291,100 +286,6 @@ def rebuild(
         db.close()
 
 
-# --- the live service ----------------------------------------------------------------------------
-
-
-def polling_wait(writer: EventWriter | None = None, interval: float = 0.5) -> WaitForAppends:
-    """Wake at once when ``writer`` writes beyond the position, else after ``interval`` seconds."""
-
-    async def wait(position: int) -> None:
-        with trio.move_on_after(interval):
-            if writer is None:
-                await trio.sleep_forever()
-            else:
-                await writer.wait_appended(position)
-
-    return wait
-
-
-class ProjectionService:
-    """Keeps the views up to date while the server runs (a trio task; DB work in threads)."""
-
-    def __init__(
-        self,
-        store: EventStore,
-        views_path: str | Path,
-        *,
-        projections: Sequence[Projection] | None = None,
-        writer: EventWriter | None = None,
-        wait_for_appends: WaitForAppends | None = None,
-        poll_interval: float = 0.5,
-        page_size: int = 1000,
-        max_backoff: float = 30.0,
-    ) -> None:
-        self.store = store
-        self.views_path = views_path
-        self._projections = projections
-        self._wait = wait_for_appends or polling_wait(writer, poll_interval)
-        self._page_size = page_size
-        self._max_backoff = max_backoff
-        self._position = 0
-        self._moved = trio.Event()
-        self.failures = 0
-        """Consecutive failed catch-ups (logged; retried with backoff)."""
-
-    @property
-    def position(self) -> int:
-        """Every event up to here is in the views."""
-        return self._position
-
-    async def wait_for_position(self, position: int) -> None:
-        """Return once the views include every event up to ``position`` (read-your-writes)."""
-        while self._position < position:
-            await self._moved.wait()
-
-    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Set the views up, report started, then follow the log until cancelled."""
-        db = await trio.to_thread.run_sync(open_views, self.views_path)
-        try:
-            runner = ProjectionRunner(self.store, db, self._projections, page_size=self._page_size)
-            await trio.to_thread.run_sync(runner.setup)
-            self._advance(min(runner.positions().values(), default=0))
-            task_status.started()
-            while True:
-                try:
-                    await self._catch_up(runner)
-                except Exception as exc:
-                    self.failures += 1
-                    delay = min(self._max_backoff, 0.5 * 2 ** (self.failures - 1))
-                    logger.error(
-                        "projections failed (attempt %d, retrying in %.1f s): %s",
-                        self.failures,
-                        delay,
-                        exc,
-                        exc_info=self.failures == 1,
-                    )
-                    await trio.sleep(delay)
-                    continue
-                self.failures = 0
-                await self._wait(self._position)
-        finally:
-            db.close()
-
-    async def _catch_up(self, runner: ProjectionRunner) -> None:
-        while True:
-            step = await trio.to_thread.run_sync(runner.step)
-            self._advance(step.position)
-            if step.caught_up:
-                return
-
-    def _advance(self, position: int) -> None:
-        if position > self._position:
-            self._position = position
-            moved, self._moved = self._moved, trio.Event()
-            moved.set()
-
-
 # --- command line --------------------------------------------------------------------------------
 
 
@@ -416,12 +317,6 @@ def rebuild_cli(store_url: str, views_path: str | Path | None = None) -> int:
 
     ``views_path`` None means ``CALLBRIDGE_VIEWS`` or ``<data dir>/views.db``.
     """
-    import sys
-
-    from engine.store import StoreOpenError
-    from projections.views_db import data_dir_for_store
-    from projections.views_db import views_path as default_views_path
-
     path = Path(views_path) if views_path is not None else default_views_path(data_dir_for_store(store_url))
     try:
         store = EventStore(store_url)

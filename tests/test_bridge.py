@@ -14,6 +14,8 @@ import httpx2
 import pytest
 import trio
 import trio_websocket
+from bridge_harness import of_type, running_bridge
+from openai_contract import assert_valid_client_event
 
 from adapters.sim.caller import place_call
 from adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, WaitForAssistant
@@ -36,8 +38,6 @@ from engine.events import (
     TwilioFrameRejected,
 )
 from engine.tools import Tool, ToolContext, ToolRegistry
-from bridge_harness import of_type, running_bridge
-from openai_contract import assert_valid_client_event
 
 GREETING_SCRIPT = Script(turns=[Turn(transcript="Hi there", reply="Hello! How can I help you today?")])
 LONG_SCRIPT = Script(
@@ -108,7 +108,9 @@ async def test_a_function_call_runs_the_tool_once_and_the_model_speaks_its_resul
         turns=[
             Turn(
                 transcript="Weather in Berlin?",
-                function_call=FunctionCall(name="get_weather_from_coords", arguments={"latitude": 52.52, "longitude": 13.41}),
+                function_call=FunctionCall(
+                    name="get_weather_from_coords", arguments={"latitude": 52.52, "longitude": 13.41}
+                ),
             )
         ]
     )
@@ -159,8 +161,12 @@ async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(tmp
     assert 1000 <= decision.played_ms <= 2500  # about 1.5 s in, not the whole (much longer) reply
     truncates = [json.loads(r.raw) for r in session.client_events if r.type == "conversation.item.truncate"]
     assert truncates == [
-        {"type": "conversation.item.truncate", "item_id": decision.item_id, "content_index": 0,
-         "audio_end_ms": decision.audio_end_ms}
+        {
+            "type": "conversation.item.truncate",
+            "item_id": decision.item_id,
+            "content_index": 0,
+            "audio_end_ms": decision.audio_end_ms,
+        }
     ]
     assert "conversation.item.truncated" in session.server_types()
     assert len(of_type(events, PlaybackCleared)) == 1
@@ -206,7 +212,14 @@ async def test_a_dropped_model_socket_is_reconnected_and_the_call_goes_on(tmp_pa
             Turn(transcript="What is my name?", reply="Your name is Ada."),
         ]
     )
-    caller_script = [Speak(900), WaitForAssistant(timeout_s=15), Silence(1500), Speak(900), WaitForAssistant(15), HangUp()]
+    caller_script = [
+        Speak(900),
+        WaitForAssistant(timeout_s=15),
+        Silence(1500),
+        Speak(900),
+        WaitForAssistant(15),
+        HangUp(),
+    ]
     async with running_bridge(tmp_path, script=script) as bridge:
         async with trio.open_nursery() as nursery:
             reports = []

@@ -134,9 +134,7 @@ def test_a_model_reconnect_is_counted_with_its_downtime(views: Any) -> None:
     assert metrics["response_latency_ms"]["p95"] == 870.0
 
 
-def test_a_crashed_call_keeps_its_open_turn_and_partial_numbers(
-    sqlite_event_store: EventStore, tmp_path: Path
-) -> None:
+def test_a_crashed_call_keeps_its_open_turn_and_partial_numbers(sqlite_event_store: EventStore, tmp_path: Path) -> None:
     _, events = crashed_call()
     sqlite_event_store.append(events)
     db = views_after(sqlite_event_store, tmp_path / "views.db")

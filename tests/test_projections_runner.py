@@ -23,7 +23,7 @@ from engine.events import AssistantAudioPlayed, CallEnded, CallerAudioReceived, 
 from engine.store import EventStore, RecordedEvent
 from projections.conversations import ConversationsProjection, get_conversation
 from projections.metrics import MetricsProjection
-from projections.runner import POSITIONS_SCHEMA, Projection, ProjectionRunner, ProgressBar, rebuild, rebuild_cli
+from projections.runner import POSITIONS_SCHEMA, ProgressBar, Projection, ProjectionRunner, rebuild, rebuild_cli
 from projections.source import LogSource, stored_topics
 from projections.views_db import dump_views, open_views
 
@@ -58,9 +58,7 @@ class CallCounter(Projection):
 
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         call_id = recorded.event.call_id
-        db.execute(
-            "INSERT INTO counter VALUES (?, 1) ON CONFLICT(call_id) DO UPDATE SET events=events+1", (call_id,)
-        )
+        db.execute("INSERT INTO counter VALUES (?, 1) ON CONFLICT(call_id) DO UPDATE SET events=events+1", (call_id,))
         if call_id in self.poison and isinstance(recorded.event, CallEnded):
             raise ValueError(f"cannot fold the end of {call_id}")
 
@@ -94,9 +92,7 @@ def test_catch_up_folds_everything_once_and_records_the_head(sqlite_event_store:
     db.close()
 
 
-def test_a_crash_mid_page_rolls_back_view_and_position_together(
-    sqlite_event_store: EventStore, tmp_path: Path
-) -> None:
+def test_a_crash_mid_page_rolls_back_view_and_position_together(sqlite_event_store: EventStore, tmp_path: Path) -> None:
     head = _write_golden(sqlite_event_store)
     path = tmp_path / "views.db"
     db = open_views(path)
@@ -322,3 +318,21 @@ def test_progress_bar_always_draws_the_end() -> None:
     drawn = out.getvalue().split("\r")[1:]
     assert drawn[0].startswith("[----------] 0/100 events")
     assert drawn[-1].startswith("[##########] 100/100 events")
+
+
+@pytest.mark.postgres
+def test_views_folded_from_postgresql_equal_those_from_sqlite(
+    postgres_store_url: str, sqlite_event_store: EventStore, tmp_path: Path
+) -> None:
+    store = EventStore(postgres_store_url)
+    try:
+        head = _write_golden(store)
+        from_postgres = _clean_dump(store, tmp_path / "pg.db")
+    finally:
+        store.close()
+    _write_golden(sqlite_event_store)
+    from_sqlite = _clean_dump(sqlite_event_store, tmp_path / "sqlite.db")
+    positions = from_postgres.pop("projection_positions")
+    from_sqlite.pop("projection_positions")
+    assert positions == [("conversations", head, 1), ("metrics", head, 1)]
+    assert from_postgres == from_sqlite

@@ -13,7 +13,7 @@ from test_projections_support import fold, normal_call, tool_call
 from engine.store import EventStore, RecordedEvent
 from engine.store_writer import EventWriter
 from projections.conversations import ConversationsProjection, get_conversation
-from projections.runner import ProjectionService
+from projections.service import ProjectionService
 from projections.views_db import open_views
 
 DEADLINE = 10  # generous: a failure, not a timing assumption

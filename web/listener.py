@@ -131,7 +131,7 @@ async def serve_front(
             if is_media_upgrade(head):
                 await media_handler(wrapped)
             else:
-                await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()
+                await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()  # type: ignore[arg-type]
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:  # one connection's failure must never take the listener down

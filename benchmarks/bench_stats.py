@@ -1,0 +1,83 @@
+"""Small measuring tools shared by the benchmark's processes: percentiles, event-loop lag, CPU.
+
+Every timestamp the benchmark compares across processes is ``time.monotonic()``
+(``CLOCK_MONOTONIC``, one clock for the whole machine on Linux). trio's own clock is
+``perf_counter()`` (also ``CLOCK_MONOTONIC``) plus a random per-run offset, so a peer converts its
+trio timestamps with ``monotonic_offset()``, measured once.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import msgspec
+import trio
+
+
+def monotonic_offset() -> float:
+    """Add this to a ``trio.current_time()`` value to get ``time.monotonic()`` (call inside trio.run)."""
+    return time.monotonic() - trio.current_time()
+
+
+def percentile(values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile (``fraction`` in 0..1) of unsorted ``values``; NaN when empty."""
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+class Summary(msgspec.Struct, frozen=True):
+    count: int
+    p50: float
+    p99: float
+    max: float
+    mean: float
+
+
+def summarize(values: Sequence[float]) -> Summary:
+    if not values:
+        return Summary(0, math.nan, math.nan, math.nan, math.nan)
+    ordered = sorted(values)
+    return Summary(
+        len(ordered), percentile(ordered, 0.5), percentile(ordered, 0.99), ordered[-1], sum(ordered) / len(ordered)
+    )
+
+
+async def watch_loop_lag(samples: list[float], interval_s: float = 0.01) -> None:
+    """How late this process's trio loop wakes a task that asked to sleep ``interval_s``
+    (seconds, one sample per wake-up): the peer's own scheduling delay, which inflates whatever
+    it timestamps. Runs until cancelled."""
+    while True:
+        due = trio.current_time() + interval_s
+        await trio.sleep_until(due)
+        samples.append(trio.current_time() - due)
+
+
+def own_cpu_seconds() -> float:
+    """User + system CPU of this process so far."""
+    times = os.times()
+    return times.user + times.system
+
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU of process ``pid`` (``/proc/PID/stat`` utime + stime)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    fields = stat[stat.rindex(")") + 2 :].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
+def process_peak_rss_mb(pid: int) -> float:
+    """Peak resident set size of process ``pid`` (``VmHWM``), in MiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return math.nan

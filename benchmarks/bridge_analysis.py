@@ -1,0 +1,141 @@
+"""Turning the peers' timings into the numbers the benchmark reports (pure, no I/O).
+
+Uplink: every caller frame carries its (call, frame) tag, so each ``input_audio_buffer.append`` the
+model received is matched to the exact frame sent; latency = received - sent. Frames never
+received are lost. A frame lost in the last ``HANGUP_WINDOW_S`` before the caller's ``stop`` is
+reported apart (it was in the bridge when the call ended) but still counts as lost.
+
+Downlink: per call, the model's audio deltas (all its sessions, in send order) and the caller's
+received media frames (in arrival order) are aligned in order by fingerprint: each received frame
+consumes the next delta with the same content, and deltas skipped over are lost. Delivery on one
+call is FIFO, so this is exact even though replies may repeat content.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import msgspec
+from bench_stats import Summary, summarize
+from peer_callers import CallLog
+from peer_fake import SessionTimings
+
+HANGUP_WINDOW_S = 1.0
+
+
+class Direction(msgspec.Struct, kw_only=True):
+    sent: int
+    matched: int
+    lost: int
+    lost_at_hangup: int = 0
+    duplicates: int = 0
+    unmatched_arrivals: int = 0
+    """Arrivals that matched nothing sent (must be 0: a tag or fingerprint the peer never sent)."""
+    out_of_order: int = 0
+    distinct_contents: int = 0
+    latency_ms: Summary
+    worst_calls: list[tuple[int, int]] = []
+    """(call index, frames lost) for the calls that lost most."""
+
+
+def call_of_session(session: SessionTimings) -> int | None:
+    """The call whose tags a model session received (the most common one)."""
+    if not session.appends:
+        return None
+    counts = Counter(call for _, call, _ in session.appends)
+    return counts.most_common(1)[0][0]
+
+
+def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direction:
+    by_index = {log.index: log for log in logs}
+    seen = {log.index: bytearray(len(log.sent)) for log in logs}
+    latencies: list[float] = []
+    duplicates = unmatched = out_of_order = 0
+    for session in sessions:
+        last_frame: dict[int, int] = {}
+        for at, call, frame in session.appends:
+            log = by_index.get(call)
+            if log is None or frame >= len(log.sent):
+                unmatched += 1
+                continue
+            if seen[call][frame]:
+                duplicates += 1
+                continue
+            seen[call][frame] = 1
+            if frame < last_frame.get(call, -1):
+                out_of_order += 1
+            last_frame[call] = frame
+            latencies.append((at - log.sent[frame]) * 1000)
+    lost = at_hangup = 0
+    worst: list[tuple[int, int]] = []
+    for log in logs:
+        missing = [frame for frame, flag in enumerate(seen[log.index]) if not flag]
+        if not missing:
+            continue
+        lost += len(missing)
+        worst.append((log.index, len(missing)))
+        if log.stop_at is not None:
+            at_hangup += sum(1 for frame in missing if log.stop_at - log.sent[frame] <= HANGUP_WINDOW_S)
+    worst.sort(key=lambda pair: -pair[1])
+    return Direction(
+        sent=sum(len(log.sent) for log in logs),
+        matched=len(latencies),
+        lost=lost,
+        lost_at_hangup=at_hangup,
+        duplicates=duplicates,
+        unmatched_arrivals=unmatched,
+        out_of_order=out_of_order,
+        distinct_contents=len(latencies),
+        latency_ms=summarize(latencies),
+        worst_calls=worst[:5],
+    )
+
+
+def align(deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, int]]) -> tuple[list[float], int]:
+    """Latencies (ms) of received frames matched in order to ``deltas`` (both (time, fingerprint)),
+    and the number of received frames that matched nothing."""
+    latencies: list[float] = []
+    unmatched = position = 0
+    for arrived, fp in received:
+        probe = position
+        while probe < len(deltas) and deltas[probe][1] != fp:
+            probe += 1
+        if probe == len(deltas):
+            unmatched += 1
+            continue
+        latencies.append((arrived - deltas[probe][0]) * 1000)
+        position = probe + 1
+    return latencies, unmatched
+
+
+def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direction:
+    deltas_by_call: dict[int, list[tuple[float, int]]] = {}
+    for session in sessions:
+        call = call_of_session(session)
+        if call is not None:
+            deltas_by_call.setdefault(call, []).extend(session.deltas)
+    latencies: list[float] = []
+    sent = lost = unmatched = distinct = 0
+    worst: list[tuple[int, int]] = []
+    for log in logs:
+        deltas = sorted(deltas_by_call.get(log.index, []))
+        call_latencies, call_unmatched = align(deltas, log.received)
+        latencies += call_latencies
+        unmatched += call_unmatched
+        sent += len(deltas)
+        distinct += len({fp for _, fp in deltas})
+        call_lost = len(deltas) - len(call_latencies)
+        if call_lost:
+            lost += call_lost
+            worst.append((log.index, call_lost))
+    worst.sort(key=lambda pair: -pair[1])
+    return Direction(
+        sent=sent,
+        matched=len(latencies),
+        lost=lost,
+        unmatched_arrivals=unmatched,
+        distinct_contents=distinct,
+        latency_ms=summarize(latencies),
+        worst_calls=worst[:5],
+    )

@@ -1,0 +1,98 @@
+"""The benchmark's peer processes, started by ``bridge.py`` (not meant to be run by hand).
+
+    python benchmarks/peers.py fake OUT [PORT]
+        the simulated realtime model; prints {"url", "port"}; writes frame timings to OUT on SIGINT
+    python benchmarks/peers.py callers BASE_URL OUT --first I --count N --seconds S [--ramp R] [--direct]
+        N timed simulated callers (call indexes I..I+N-1); prints a progress JSON line every second;
+        writes every call's log, then its own CPU and loop lag, to OUT
+    python benchmarks/peers.py proxy MODEL_URL
+        the baseline: a trivial Twilio-to-Realtime forwarder; prints {"port"}
+
+Peers run in their own processes so the bridge's CPU can be read from ``/proc`` alone and the
+peers' Python work does not stall the process being measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from functools import partial
+from pathlib import Path
+
+import msgspec
+import trio
+from bench_stats import own_cpu_seconds, summarize, watch_loop_lag
+from peer_callers import CallLog, Progress, run_callers
+
+
+class CallersSummary(msgspec.Struct, kw_only=True):
+    cpu_s: float
+    loop_lag_ms_p99: float
+    loop_lag_ms_max: float
+
+
+def _print_progress(progress: Progress) -> None:
+    print(msgspec.json.encode(progress).decode(), flush=True)
+
+
+async def _callers(args: argparse.Namespace) -> None:
+    lags: list[float] = []
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(watch_loop_lag, lags)
+        logs = await run_callers(
+            args.base_url,
+            range(args.first, args.first + args.count),
+            seconds=args.seconds,
+            ramp_s=args.ramp,
+            direct=args.direct,
+            progress=_print_progress,
+        )
+        nursery.cancel_scope.cancel()
+    lag = summarize(lags)
+    with Path(args.out).open("wb") as file:
+        for log in logs:
+            file.write(msgspec.json.encode(log) + b"\n")
+        summary = CallersSummary(
+            cpu_s=own_cpu_seconds(), loop_lag_ms_p99=lag.p99 * 1000, loop_lag_ms_max=lag.max * 1000
+        )
+        file.write(msgspec.json.encode(summary) + b"\n")
+
+
+def read_caller_logs(path: Path) -> tuple[list[CallLog], CallersSummary]:
+    lines = path.read_bytes().splitlines()
+    logs = [msgspec.json.decode(line, type=CallLog) for line in lines[:-1]]
+    return logs, msgspec.json.decode(lines[-1], type=CallersSummary)
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="peers.py")
+    sub = parser.add_subparsers(dest="peer", required=True)
+    fake = sub.add_parser("fake")
+    fake.add_argument("out")
+    fake.add_argument("port", nargs="?", type=int, default=0)
+    callers = sub.add_parser("callers")
+    callers.add_argument("base_url")
+    callers.add_argument("out")
+    callers.add_argument("--first", type=int, default=0)
+    callers.add_argument("--count", type=int, required=True)
+    callers.add_argument("--seconds", type=float, required=True)
+    callers.add_argument("--ramp", type=float, default=0.0)
+    callers.add_argument("--direct", action="store_true")
+    proxy = sub.add_parser("proxy")
+    proxy.add_argument("model_url")
+    args = parser.parse_args(argv)
+    if args.peer == "fake":
+        from peer_fake import serve_until_signal
+
+        trio.run(serve_until_signal, Path(args.out), args.port)
+    elif args.peer == "callers":
+        trio.run(_callers, args)
+    else:
+        from peer_proxy import serve_proxy_until_signal
+
+        trio.run(partial(serve_proxy_until_signal, args.model_url))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,118 @@
+"""ProjectionService: keeps the views up to date while the server runs.
+
+Why this shape: the runner (:mod:`projections.runner`) blocks, so each page is folded in
+``trio.to_thread.run_sync``; between catch-ups the service awaits ``wait_for_appends(position)``.
+SQLite cannot push, so the default waiter wakes at once when the in-process ``EventWriter`` writes
+beyond the position (``EventWriter.wait_appended``) and otherwise polls every 0.5 s for appends by
+other processes. A PostgreSQL LISTEN/NOTIFY (or ``recorder.subscribe``) waiter can be passed
+instead: any ``async def wait(position) -> None`` that returns when more events may exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
+
+import trio
+
+from engine.store import EventStore
+from engine.store_writer import EventWriter
+from projections.runner import Projection, ProjectionRunner
+from projections.views_db import open_views
+
+logger = logging.getLogger(__name__)
+
+WaitForAppends = Callable[[int], Awaitable[None]]
+"""``await wait(position)`` returns when events after ``position`` may exist (or after a while)."""
+
+
+def polling_wait(writer: EventWriter | None = None, interval: float = 0.5) -> WaitForAppends:
+    """Wake at once when ``writer`` writes beyond the position, else after ``interval`` seconds."""
+
+    async def wait(position: int) -> None:
+        with trio.move_on_after(interval):
+            if writer is None:
+                await trio.sleep_forever()
+            else:
+                await writer.wait_appended(position)
+
+    return wait
+
+
+class ProjectionService:
+    """Keeps the views up to date while the server runs (a trio task; DB work in threads)."""
+
+    def __init__(
+        self,
+        store: EventStore,
+        views_path: str | Path,
+        *,
+        projections: Sequence[Projection] | None = None,
+        writer: EventWriter | None = None,
+        wait_for_appends: WaitForAppends | None = None,
+        poll_interval: float = 0.5,
+        page_size: int = 1000,
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.views_path = views_path
+        self._projections = projections
+        self._wait = wait_for_appends or polling_wait(writer, poll_interval)
+        self._page_size = page_size
+        self._max_backoff = max_backoff
+        self._position = 0
+        self._moved = trio.Event()
+        self.failures = 0
+        """Consecutive failed catch-ups (logged; retried with backoff)."""
+
+    @property
+    def position(self) -> int:
+        """Every event up to here is in the views."""
+        return self._position
+
+    async def wait_for_position(self, position: int) -> None:
+        """Return once the views include every event up to ``position`` (read-your-writes)."""
+        while self._position < position:
+            await self._moved.wait()
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Set the views up, report started, then follow the log until cancelled."""
+        db = await trio.to_thread.run_sync(open_views, self.views_path)
+        try:
+            runner = ProjectionRunner(self.store, db, self._projections, page_size=self._page_size)
+            await trio.to_thread.run_sync(runner.setup)
+            self._advance(min(runner.positions().values(), default=0))
+            task_status.started()
+            while True:
+                try:
+                    await self._catch_up(runner)
+                except Exception as exc:
+                    self.failures += 1
+                    delay = min(self._max_backoff, 0.5 * 2 ** (self.failures - 1))
+                    logger.error(
+                        "projections failed (attempt %d, retrying in %.1f s): %s",
+                        self.failures,
+                        delay,
+                        exc,
+                        exc_info=self.failures == 1,
+                    )
+                    await trio.sleep(delay)
+                    continue
+                self.failures = 0
+                await self._wait(self._position)
+        finally:
+            db.close()
+
+    async def _catch_up(self, runner: ProjectionRunner) -> None:
+        while True:
+            step = await trio.to_thread.run_sync(runner.step)
+            self._advance(step.position)
+            if step.caught_up:
+                return
+
+    def _advance(self, position: int) -> None:
+        if position > self._position:
+            self._position = position
+            moved, self._moved = self._moved, trio.Event()
+            moved.set()
