@@ -156,7 +156,7 @@ async def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard(tmp
     decision = decisions[0]
     assert decision.audio_end_ms == decision.played_ms <= decision.received_ms
     # played is counted from mark echoes: what the caller's playback really reached, to within one chunk
-    heard_ms = report.assistant_bytes_played / 8
+    heard_ms = report.heard[0].byte_count / 8  # the interrupted reply, as the caller's playback heard it
     assert heard_ms - 150 <= decision.played_ms <= heard_ms
     assert 1000 <= decision.played_ms <= 2500  # about 1.5 s in, not the whole (much longer) reply
     truncates = [json.loads(r.raw) for r in session.client_events if r.type == "conversation.item.truncate"]
