@@ -122,6 +122,12 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay_cli(_store_url(args), args.call_id, wav=args.wav, as_json=args.json)
 
 
+def cmd_projections(args: argparse.Namespace) -> int:
+    from projections.runner import rebuild_cli
+
+    return rebuild_cli(_store_url(args), args.views)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -150,6 +156,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the call's events as JSON")
     replay.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
     replay.set_defaults(func=cmd_replay)
+
+    projections = sub.add_parser("projections", help="the read models rebuilt from the event log")
+    projections_sub = projections.add_subparsers(dest="action", required=True)
+    rebuild = projections_sub.add_parser("rebuild", help="drop every projection and rebuild it from the events")
+    rebuild.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
+    rebuild.add_argument("--views", help="views database (env CALLBRIDGE_VIEWS, default <data dir>/views.db)")
+    rebuild.set_defaults(func=cmd_projections)
 
     fake = sub.add_parser("fake-openai", help="the simulated realtime model as a standalone server")
     fake.add_argument("--host", default="127.0.0.1")

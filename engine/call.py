@@ -260,7 +260,7 @@ class CallSupervisor:
     def _answer_orphaned_tool_calls(self) -> None:
         """The crashed runner took its pending calls with it: the model still gets one (error)
         output for each, so it is never left waiting."""
-        for tool_call_id in sorted(self.model.awaiting_outputs):
+        for tool_call_id in sorted(self.model.gate.awaiting_outputs):
             result = ToolResult(
                 tool_call_id=tool_call_id,
                 name="",

@@ -57,6 +57,7 @@ from engine.messages import (
     UpdateSession,
 )
 from engine.playback import Playback
+from engine.response_gate import ResponseGate
 
 log = logging.getLogger(__name__)
 
@@ -113,11 +114,8 @@ class ModelSide:
         self.attempt = 0
         self.sessions = 0
         """Sessions opened so far: every one after the first is re-seeded."""
-        self.active_response: str | None = None
-        self.response_requested = False
+        self.gate = ResponseGate()
         self.active_items: set[str] = set()
-        self.awaiting_outputs: set[str] = set()
-        self.need_response_create = False
         self.unsent_outputs: list[ToolResult] = []
         self.audio_dropped = 0
 
@@ -222,8 +220,7 @@ class ModelSide:
         return session_update_payload(config)
 
     def _reset_response_state(self) -> None:
-        self.active_response = None
-        self.response_requested = False
+        self.gate.link_lost()
         self.active_items.clear()
 
     async def _serve_offline(self, delay: float) -> None:
@@ -285,7 +282,7 @@ class ModelSide:
             log.warning("call %s: console event %r refused", self.ctx.call_id, kind)
             return
         if kind == "response.create":
-            self.need_response_create = True
+            self.gate.asked()
             await self._maybe_create_response()
             return
         await self._send(conn, {"type": "conversation.item.create", "item": event.get("item") or {}})
@@ -307,8 +304,7 @@ class ModelSide:
     # --- tools -----------------------------------------------------------------------------
 
     def _tool_result_arrived(self, result: ToolResult) -> None:
-        self.awaiting_outputs.discard(result.tool_call_id)
-        self.need_response_create = True
+        self.gate.output_arrived(result.tool_call_id)
 
     async def _send_output(self, conn: ModelConnection, result: ToolResult) -> None:
         item = {"type": "function_call_output", "call_id": result.tool_call_id, "output": result.output}
@@ -317,23 +313,14 @@ class ModelSide:
     async def _maybe_create_response(self) -> None:
         """``response.create`` once nothing is running and no output is still awaited."""
         conn = self.conn
-        if (
-            conn is None
-            or not self.need_response_create
-            or self.awaiting_outputs
-            or self.active_response is not None
-            or self.response_requested
-        ):
-            return
-        self.need_response_create = False
-        self.response_requested = True
-        await self._send(conn, {"type": "response.create"})
+        if conn is not None and self.gate.take():
+            await self._send(conn, {"type": "response.create"})
 
     async def _function_call_done(self, event: Any, raw: str) -> None:
         tool_call_id = str(event.call_id)
         tool = self.ctx.settings.registry.get(event.name)
         handler = "backend" if tool is not None and tool.handler is not None else "human"
-        self.awaiting_outputs.add(tool_call_id)
+        self.gate.tool_requested(tool_call_id)
         self._record(
             ToolCallRequested(
                 call_id=self.ctx.call_id,
@@ -396,11 +383,7 @@ class ModelSide:
         if isinstance(event, se.InputAudioBufferSpeechStarted):
             await self._barge_in()
         elif isinstance(event, se.ResponseCreated):
-            self.active_response = event.response.id
-            self.response_requested = False
-            # A response that starts after the outputs were added has seen them.
-            if not self.awaiting_outputs:
-                self.need_response_create = False
+            self.gate.response_created(event.response.id or "")
         elif isinstance(event, se.ResponseOutputItemAdded):
             item = event.item
             if item.type == "message" and item.id:
@@ -408,8 +391,7 @@ class ModelSide:
         elif isinstance(event, se.ResponseFunctionCallArgumentsDone):
             await self._function_call_done(event, raw)
         elif isinstance(event, se.ResponseDone):
-            if self.active_response in (None, event.response.id):
-                self.active_response = None
+            self.gate.response_done(event.response.id or "")
             self.active_items.clear()
             await self._maybe_create_response()
         elif isinstance(event, se.ErrorEvent):
@@ -425,7 +407,7 @@ class ModelSide:
                 )
             )
             if error.code == "conversation_already_has_active_response":
-                self.response_requested = False
+                self.gate.refused_as_busy()
 
     async def _audio_delta(self, event: Any) -> None:
         size = _b64_size(event.delta)

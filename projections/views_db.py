@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import sqlite3
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
@@ -40,7 +41,7 @@ class QueryError(ValueError):
 def data_dir_for_store(store_url: str) -> Path:
     """The data folder of a ``CALLBRIDGE_STORE`` value: the SQLite file's folder, else ``./data``.
 
-    Mirrors ``web.settings.data_dir_for`` so this package does not import the web layer.
+    The one rule for where data lives: ``web.settings`` uses it too (for the API token file).
     """
     text = store_url.strip()
     if text.startswith(("postgresql://", "postgres://")):
@@ -121,11 +122,15 @@ def iso(at: float) -> str:
     return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms:03d}Z"
 
 
+_UNIX_SECONDS = re.compile(r"\d{9,}(\.\d*)?")
+
+
 def parse_time(value: str | float | int | None, param: str) -> str | None:
     """A user-supplied time as the views' time text (None stays None).
 
     Accepts ISO 8601 (``2026-01-01``, ``2026-01-01T10:00``, with ``Z`` or an offset; no zone means
-    UTC) or Unix seconds. Raises :class:`QueryError` naming ``param`` otherwise.
+    UTC) or Unix seconds (a number, or text of at least nine digits, so ``"2026"`` is not taken for
+    a second of 1970). Raises :class:`QueryError` naming ``param`` otherwise.
     """
     if value is None:
         return None
@@ -136,10 +141,8 @@ def parse_time(value: str | float | int | None, param: str) -> str | None:
     text = value.strip()
     if not text:
         return None
-    try:
+    if _UNIX_SECONDS.fullmatch(text):
         return _iso_checked(float(text), param)
-    except ValueError:
-        pass
     try:
         moment = datetime.fromisoformat(text)
     except ValueError:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from adapters.twilio.signature import public_origin
+from projections.views_db import data_dir_for_store
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 DEFAULT_STORE = "./data/callbridge.db"
@@ -59,14 +60,6 @@ class Settings:
         }
 
 
-def data_dir_for(store_url: str) -> Path:
-    """The folder that holds the SQLite store (and the generated API token)."""
-    if store_url.startswith(("postgresql://", "postgres://")):
-        return Path("./data").resolve()
-    path = store_url.removeprefix("sqlite:///") if store_url.startswith("sqlite:///") else store_url
-    return Path(path).resolve().parent
-
-
 def load_api_token(data_dir: Path, configured: str | None) -> tuple[str, bool]:
     """The configured token, or the one kept in the data folder, or a new one (saved, mode 0600)."""
     if configured:
@@ -108,7 +101,7 @@ def load_settings(
     if model == "openai" and not api_key:
         raise SettingsError("--model openai needs OPENAI_API_KEY; unset it or use --model sim for the simulated model")
     store_url = store or env.get("CALLBRIDGE_STORE") or DEFAULT_STORE
-    data_dir = data_dir_for(store_url)
+    data_dir = data_dir_for_store(store_url)
     token, generated = load_api_token(data_dir, env.get("CALLBRIDGE_API_TOKEN"))
     return Settings(
         host=host,

@@ -1,0 +1,109 @@
+"""``CALLBRIDGE_STORE`` parsing: a SQLite path or a PostgreSQL URL becomes an eventsourcing environment.
+
+The URL is the store's whole configuration (no other environment variable can redirect the log), and
+a password in it never reaches a description, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+_ACCEPTED = (
+    "accepted are a file path ('./data/callbridge.db'), 'sqlite:///relative/path.db', "
+    "'sqlite:////absolute/path.db', 'sqlite:///:memory:', and "
+    "'postgresql://user[:password]@host[:port]/dbname[?schema=NAME]' (or 'postgres://')"
+)
+_PG_OPTIONS = {
+    "schema": "POSTGRES_SCHEMA",
+    "pool_size": "POSTGRES_POOL_SIZE",
+    "max_overflow": "POSTGRES_MAX_OVERFLOW",
+    "connect_timeout": "POSTGRES_CONNECT_TIMEOUT",
+    "lock_timeout": "POSTGRES_LOCK_TIMEOUT",
+}
+
+
+@dataclass(frozen=True)
+class _Target:
+    env: dict[str, str]
+    description: str
+    sqlite_path: Path | None = None
+
+
+def store_env(url: str) -> dict[str, str]:
+    """The eventsourcing environment for a ``CALLBRIDGE_STORE`` value.
+
+    SQLite URLs follow SQLAlchemy: ``sqlite:///data/x.db`` is relative to the working directory,
+    ``sqlite:////srv/x.db`` is absolute. PostgreSQL URLs may carry ``schema``, ``pool_size``,
+    ``max_overflow``, ``connect_timeout`` and ``lock_timeout`` query options (the schema must exist).
+    Raises ``ValueError`` (never echoing a password) for anything else.
+    """
+    return parse_store_url(url).env
+
+
+def parse_store_url(url: str) -> _Target:
+    text = url.strip()
+    if not text:
+        raise ValueError(f"the event store URL is empty; {_ACCEPTED}")
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        return _sqlite_target(text)
+    scheme = scheme.lower()
+    if scheme == "sqlite":
+        if not rest.startswith("/"):
+            raise ValueError(f"a sqlite URL has no host: write sqlite:///relative or sqlite:////absolute; {_ACCEPTED}")
+        if "?" in rest:
+            raise ValueError(f"a sqlite URL takes no query options; {_ACCEPTED}")
+        return _sqlite_target(rest[1:])
+    if scheme in ("postgresql", "postgres"):
+        return _postgres_target(text)
+    raise ValueError(f"unsupported event store URL scheme {scheme!r}; {_ACCEPTED}")
+
+
+def _sqlite_target(path_text: str) -> _Target:
+    if not path_text:
+        raise ValueError(f"the sqlite URL names no file; {_ACCEPTED}")
+    env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite"}
+    if path_text == ":memory:":
+        # A shared-cache name, so every pooled connection sees the same database.
+        env["SQLITE_DBNAME"] = f"file:callbridge-{uuid.uuid4().hex}?mode=memory&cache=shared"
+        return _Target(env, "sqlite::memory:")
+    path = Path(path_text).expanduser().resolve()
+    env["SQLITE_DBNAME"] = path.as_uri()  # the recorder opens with uri=True: quote odd characters
+    return _Target(env, f"sqlite:{path}", sqlite_path=path)
+
+
+def _postgres_target(text: str) -> _Target:
+    parts = urlsplit(text)
+    try:
+        port = parts.port or 5432
+    except ValueError:
+        raise ValueError("the postgresql URL has an invalid port") from None
+    user = unquote(parts.username or "")
+    host = parts.hostname or ""
+    dbname = unquote(parts.path.removeprefix("/"))
+    if not user or not host or not dbname or "/" in dbname:
+        raise ValueError(f"the postgresql URL needs a user, a host and a database name; {_ACCEPTED}")
+    env = {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": dbname,
+        "POSTGRES_HOST": host,
+        "POSTGRES_PORT": str(port),
+        "POSTGRES_USER": user,
+        "POSTGRES_PASSWORD": unquote(parts.password or ""),
+        "POSTGRES_CONNECT_TIMEOUT": "5",
+    }
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key not in _PG_OPTIONS:
+            raise ValueError(f"unknown postgresql URL option {key!r}; known: {', '.join(_PG_OPTIONS)}")
+        env[_PG_OPTIONS[key]] = value
+    shown_host = f"[{host}]" if ":" in host else host
+    description = f"postgresql://{user}@{shown_host}:{port}/{dbname}"
+    if env.get("POSTGRES_SCHEMA"):
+        description += f"?schema={env['POSTGRES_SCHEMA']}"
+    return _Target(env, description)
+
+
+# --- reading rows with their positions (the library has no such query) -------------------------

@@ -1,0 +1,62 @@
+"""The view database helpers: where views live, the time format, and parameter checks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from projections.views_db import QueryError, check_limit, data_dir_for_store, iso, parse_time, views_path
+
+
+def test_iso_is_utc_with_milliseconds_rounded() -> None:
+    assert iso(1_767_225_600.0) == "2026-01-01T00:00:00.000Z"
+    assert iso(1_767_225_600.4705) == "2026-01-01T00:00:00.471Z"
+    assert iso(1_767_225_600.9996) == "2026-01-01T00:00:01.000Z"
+    assert iso(1_767_225_602.46) == "2026-01-01T00:00:02.460Z"  # no float fuzz: 2.4599999...
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("2026-01-01", "2026-01-01T00:00:00.000Z"),
+        ("2026-01-01T10:30", "2026-01-01T10:30:00.000Z"),
+        ("2026-01-01T10:30:00Z", "2026-01-01T10:30:00.000Z"),
+        ("2026-01-01T12:30:00+02:00", "2026-01-01T10:30:00.000Z"),
+        ("2026-01-01T10:30:00.25Z", "2026-01-01T10:30:00.250Z"),
+        (1_767_225_600, "2026-01-01T00:00:00.000Z"),
+        ("1767225600.5", "2026-01-01T00:00:00.500Z"),
+        ("  ", None),
+        (None, None),
+    ],
+)
+def test_parse_time_accepts_iso_8601_and_unix_seconds(given: str | float | None, expected: str | None) -> None:
+    assert parse_time(given, "since") == expected
+
+
+@pytest.mark.parametrize("given", ["yesterday", "2026", "2026-02-30", "1e400", float("nan"), -5, True])
+def test_parse_time_refuses_other_things_naming_the_parameter(given: object) -> None:
+    with pytest.raises(QueryError) as raised:
+        parse_time(given, "until")  # type: ignore[arg-type]
+    assert raised.value.param == "until"
+
+
+@pytest.mark.parametrize(("given", "expected"), [(1, 1), ("25", 25), (1000, 1000)])
+def test_check_limit_accepts_whole_numbers_in_range(given: object, expected: int) -> None:
+    assert check_limit(given) == expected
+
+
+@pytest.mark.parametrize("given", [0, 1001, -1, 2.5, "x", None, True])
+def test_check_limit_refuses_the_rest(given: object) -> None:
+    with pytest.raises(QueryError) as raised:
+        check_limit(given)
+    assert raised.value.param == "limit"
+
+
+def test_views_live_next_to_the_store_unless_configured(tmp_path: Path) -> None:
+    store = tmp_path / "data" / "callbridge.db"
+    assert data_dir_for_store(str(store)) == store.parent
+    assert data_dir_for_store(f"sqlite:///{store}") == store.parent
+    assert data_dir_for_store("postgresql://u@h/db") == Path("./data").resolve()
+    assert views_path(store.parent, {}) == store.parent / "views.db"
+    assert views_path(store.parent, {"CALLBRIDGE_VIEWS": "/srv/v.db"}) == Path("/srv/v.db")
