@@ -84,6 +84,8 @@ class RunResult(msgspec.Struct, kw_only=True):
     """``bridge`` (callbridge serve) or ``baseline`` (the trivial forwarding proxy)."""
     calls: int
     seconds: float
+    lockstep: bool
+    """Every call spoke at the same moments (else their turns were staggered)."""
     peak_concurrent_calls: int
     failed_calls: int
     call_errors: list[str]

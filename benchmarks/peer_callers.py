@@ -7,9 +7,10 @@ which tags each outgoing ``media`` frame with its (call, frame) number (``frame_
 of each ``media`` frame coming back. ``direct=True`` skips the webhook and opens ``/call`` at once
 (the baseline proxy has no TwiML endpoint).
 
-The script never barges in and ends in silence: ``turns`` exchanges of "speak one second, wait
-for the whole reply to play, pause", then silence until the call's time is up, so no assistant
-audio is legitimately lost (not cleared, not in flight at hang-up).
+The script never barges in and ends in silence: a lead-in silence (``lead_in_s``: calls are
+staggered), as many exchanges of "speak one second, wait for the whole reply to play, pause" as
+surely fit, then silence until the call's time is up, so no assistant audio is legitimately lost
+(not cleared, not in flight at hang-up).
 """
 
 from __future__ import annotations
@@ -35,10 +36,22 @@ speech, 3.25 s reply, 0.4 s settle, 0.4 s pause), so the last reply has played b
 
 QUIET_TAIL_S = 2.0
 
+EXCHANGE_S = 5.6
+"""One unhurried exchange: calls are staggered over this much, so they do not all speak at once."""
 
-def bench_script(seconds: float) -> list[Step]:
-    turns = max(1, math.floor((seconds - QUIET_TAIL_S) / TURN_BUDGET_S))
-    steps: list[Step] = []
+_GOLDEN = 0.6180339887498949
+
+
+def lead_in_s(index: int, stagger_s: float) -> float:
+    """Silence before call ``index``'s first turn: spread evenly over ``stagger_s`` whatever the
+    number of calls (golden-ratio sequence). Independent callers do not talk in lockstep; with
+    ``stagger_s=0`` they do (the worst case: every reply streams at the same moment)."""
+    return (index * _GOLDEN) % 1.0 * stagger_s
+
+
+def bench_script(seconds: float, lead_s: float = 0.0) -> list[Step]:
+    turns = max(1, math.floor((seconds - QUIET_TAIL_S - lead_s) / TURN_BUDGET_S))
+    steps: list[Step] = [Silence(round(lead_s * 1000))] if lead_s >= 0.02 else []
     for _ in range(turns):
         steps += [Speak(1000), WaitForAssistant(timeout_s=TURN_BUDGET_S, settle_ms=400), Silence(400)]
     steps.append(Silence(int(seconds * 1000) + 60_000))  # the time limit hangs up during this
@@ -91,15 +104,22 @@ class TimedSocket:
 
 
 async def timed_call(
-    base_url: str, log: CallLog, *, seconds: float, client: httpx2.AsyncClient, direct: bool = False
+    base_url: str,
+    log: CallLog,
+    *,
+    seconds: float,
+    client: httpx2.AsyncClient,
+    stagger_s: float = EXCHANGE_S,
+    direct: bool = False,
 ) -> None:
     """One call from webhook to close; failures end up in ``log.report.errors``."""
     report = CallReport(call_sid=new_sid("CA"), stream_sid=new_sid("MZ"), from_number=f"+1555{log.index:07d}")
     log.call_sid, log.report = report.call_sid, report
     account_sid = new_sid("AC")
+    parameters: dict[str, str] = {}
     try:
         if direct:
-            url, parameters = base_url.replace("http", "ws", 1) + "/call", {}
+            url = base_url.replace("http", "ws", 1) + "/call"
         else:
             params = voice_webhook_params(
                 call_sid=report.call_sid, account_sid=account_sid, from_number=report.from_number, to_number="+1500"
@@ -110,13 +130,21 @@ async def timed_call(
             await run_stream(
                 TimedSocket(ws, log),
                 report,
-                script=bench_script(seconds),
+                script=bench_script(seconds, lead_in_s(log.index, stagger_s)),
                 account_sid=account_sid,
                 custom_parameters=parameters,
                 max_duration_s=seconds,
                 voice_offset_ms=log.index * 370,
             )
-    except (ConnectionRejected, ConnectionClosed, HandshakeError, WebhookError, TwimlError, httpx2.HTTPError, OSError) as exc:
+    except (
+        ConnectionRejected,
+        ConnectionClosed,
+        HandshakeError,
+        WebhookError,
+        TwimlError,
+        httpx2.HTTPError,
+        OSError,
+    ) as exc:
         report.errors.append(f"{type(exc).__name__}: {exc}")
         report.ended_by = "error"
 
@@ -134,6 +162,7 @@ async def run_callers(
     *,
     seconds: float,
     ramp_s: float,
+    stagger_s: float = EXCHANGE_S,
     direct: bool = False,
     progress: Callable[[Progress], None] | None = None,
 ) -> list[CallLog]:
@@ -145,7 +174,7 @@ async def run_callers(
     async def one(position: int, log: CallLog, client: httpx2.AsyncClient) -> None:
         nonlocal ended
         await trio.sleep_until(start + ramp_s * position / max(1, len(logs)))
-        await timed_call(base_url, log, seconds=seconds, client=client, direct=direct)
+        await timed_call(base_url, log, seconds=seconds, client=client, stagger_s=stagger_s, direct=direct)
         ended += 1
 
     def snapshot() -> Progress:

@@ -2,8 +2,9 @@
 
     python benchmarks/peers.py fake OUT [PORT]
         the simulated realtime model; prints {"url", "port"}; writes frame timings to OUT on SIGINT
-    python benchmarks/peers.py callers BASE_URL OUT --first I --count N --seconds S [--ramp R] [--direct]
-        N timed simulated callers (call indexes I..I+N-1); prints a progress JSON line every second;
+    python benchmarks/peers.py callers BASE_URL OUT --first I --count N [--stride K] --seconds S
+                                      [--ramp R] [--stagger S] [--direct]
+        N timed simulated callers (call indexes I, I+K, … N of them); prints a progress JSON line every second;
         writes every call's log, then its own CPU and loop lag, to OUT
     python benchmarks/peers.py proxy MODEL_URL
         the baseline: a trivial Twilio-to-Realtime forwarder; prints {"port"}
@@ -22,7 +23,7 @@ from pathlib import Path
 import msgspec
 import trio
 from bench_stats import own_cpu_seconds, summarize, watch_loop_lag
-from peer_callers import CallLog, Progress, run_callers
+from peer_callers import EXCHANGE_S, CallLog, Progress, run_callers
 
 
 class CallersSummary(msgspec.Struct, kw_only=True):
@@ -41,15 +42,16 @@ async def _callers(args: argparse.Namespace) -> None:
         nursery.start_soon(watch_loop_lag, lags)
         logs = await run_callers(
             args.base_url,
-            range(args.first, args.first + args.count),
+            range(args.first, args.first + args.count * args.stride, args.stride),
             seconds=args.seconds,
             ramp_s=args.ramp,
+            stagger_s=args.stagger,
             direct=args.direct,
             progress=_print_progress,
         )
         nursery.cancel_scope.cancel()
     lag = summarize(lags)
-    with Path(args.out).open("wb") as file:
+    with Path(args.out).open("wb") as file:  # noqa: ASYNC230 (the calls are over)
         for log in logs:
             file.write(msgspec.json.encode(log) + b"\n")
         summary = CallersSummary(
@@ -76,7 +78,9 @@ def main(argv: list[str]) -> int:
     callers.add_argument("--first", type=int, default=0)
     callers.add_argument("--count", type=int, required=True)
     callers.add_argument("--seconds", type=float, required=True)
+    callers.add_argument("--stride", type=int, default=1)
     callers.add_argument("--ramp", type=float, default=0.0)
+    callers.add_argument("--stagger", type=float, default=EXCHANGE_S)
     callers.add_argument("--direct", action="store_true")
     proxy = sub.add_parser("proxy")
     proxy.add_argument("model_url")

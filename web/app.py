@@ -14,6 +14,7 @@ from quart_trio import QuartTrio
 
 from adapters.twilio import signature, twiml
 from engine.events import CallStatusReported
+from web.api import api_blueprint
 from web.media import CALL_TOKEN_PARAMETER, call_token
 
 if TYPE_CHECKING:
@@ -23,6 +24,7 @@ if TYPE_CHECKING:
 def create_app(server: Server) -> QuartTrio:
     app = QuartTrio("callbridge")
     app.config["CALLBRIDGE"] = server
+    app.register_blueprint(api_blueprint(server))
 
     async def twilio_params() -> tuple[dict[str, str], Response | None]:
         """The webhook's parameters, or a 403 response when the signature does not match."""

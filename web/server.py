@@ -25,6 +25,8 @@ from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
 from engine.store import EventStore
 from engine.store_writer import EventWriter
 from engine.tools import Httpx2Client, ToolRegistry, default_registry
+from projections.service import ProjectionService
+from projections.views_db import views_path
 from web.app import create_app
 from web.listener import serve_front
 from web.media import TwilioLink, handle_media_stream
@@ -34,6 +36,8 @@ from web.settings import Settings
 log = logging.getLogger(__name__)
 
 SHUTDOWN_CALLS_TIMEOUT_S = 5.0
+DB_THREADS = 4
+"""Worker threads the API may use at once for views, store reads and recordings."""
 
 
 class Server:
@@ -48,6 +52,9 @@ class Server:
         self.settings = settings
         self.store = EventStore(settings.store_url)
         self.writer = EventWriter(self.store)
+        self.views_path = views_path(settings.data_dir)
+        self.projections = ProjectionService(self.store, self.views_path, writer=self.writer)
+        self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.http = Httpx2Client()
         self.registry = registry or default_registry(weather_url=settings.weather_url)
         self.live = LiveCalls()
@@ -128,6 +135,7 @@ class Server:
         config.accesslog = None
         async with trio.open_nursery() as services:
             await services.start(self.writer.run)
+            await services.start(self.projections.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
                     from adapters.sim.fake_openai import serve_fake_openai

@@ -1,0 +1,235 @@
+"""How much latency, CPU and loss the bridge adds, with simulated calls at real-time pace.
+
+    .venv/bin/python benchmarks/bridge.py [--calls 100] [--seconds 30] [--json] [--baseline]
+
+Three kinds of process, so the bridge's own CPU is read from ``/proc`` alone:
+
+- ``callbridge serve --model openai`` with a temporary SQLite store and a free port, pointed (by
+  ``OPENAI_REALTIME_URL``) at
+- the simulated realtime model (``peers.py fake``: ``serve_fake_openai``, which records when every
+  frame arrived and left), and
+- the simulated callers (``peers.py callers``): one 20 ms ``media`` frame per call at real-time
+  pace, each tagged with its (call, frame) number, replies played and marks echoed like Twilio.
+
+Added latency per direction, from ``time.monotonic()`` in the peers (one clock on Linux): uplink =
+caller sends a frame → the model receives the ``input_audio_buffer.append`` carrying it; downlink =
+the model sends a ``response.output_audio.delta`` → the caller receives the ``media`` carrying it.
+Raw numbers: nothing is subtracted, so they include the peers' own scheduling delays (reported as
+their loop lag). Afterwards the server is stopped with SIGINT (it flushes) and the store checked.
+``--baseline`` then runs the same peers through a trivial forwarding proxy (``peer_proxy.py``).
+
+Progress goes to stderr; the Markdown table (or ``--json``) to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import msgspec
+import trio
+from bench_stats import process_cpu_seconds, process_peak_rss_mb
+from bridge_analysis import downlink, uplink
+from bridge_procs import (
+    Children,
+    Lines,
+    first_json_line,
+    say,
+    server_errors,
+    start_peer,
+    start_profiler,
+    start_server,
+    stop,
+)
+from bridge_report import PeerLoad, RunResult, check_store, render_details, render_table
+from peer_callers import EXCHANGE_S, CallLog, Progress
+from peer_fake import read_timings
+from peers import read_caller_logs
+
+
+async def run_callers(
+    children: Children,
+    base_url: str,
+    workdir: Path,
+    *,
+    calls: int,
+    seconds: float,
+    ramp_s: float,
+    stagger_s: float,
+    procs: int,
+    direct: bool,
+    server_pid: int,
+) -> tuple[list[CallLog], float, float, int]:
+    """Run the caller processes to the end, printing progress; returns (logs, callers' CPU s,
+    their worst loop lag p99 ms, peak concurrent calls)."""
+    shares = [range(calls)[i::procs] for i in range(procs)]
+    callers: list[tuple[trio.Process, Path]] = []
+    progress: list[Progress] = [Progress(0, 0, 0, 0) for _ in shares]
+    peak = 0
+    for number, share in enumerate(shares):
+        out = workdir / f"callers-{number}.jsonl"
+        # interleaved indexes, so each process ramps over the same time span
+        args = ["callers", base_url, str(out), "--first", str(share.start), "--count", str(len(share)),
+                "--stride", str(procs), "--seconds", str(seconds), "--ramp", str(ramp_s),
+                "--stagger", str(stagger_s)]  # fmt: skip
+        callers.append((await start_peer(children, args + (["--direct"] if direct else [])), out))
+    started = time.monotonic()
+
+    async def follow(index: int, process: trio.Process) -> None:
+        assert process.stdout is not None
+        lines = Lines(process.stdout)
+        while (line := await lines.next()) is not None:
+            progress[index] = msgspec.json.decode(line, type=Progress)
+
+    async with trio.open_nursery() as nursery:
+        for index, (process, _) in enumerate(callers):
+            nursery.start_soon(follow, index, process)
+        cpu_before, at_before = process_cpu_seconds(server_pid), time.monotonic()
+        while any(process.poll() is None for process, _ in callers):
+            await trio.sleep(1.0)
+            cpu, now = process_cpu_seconds(server_pid), time.monotonic()
+            connected = sum(p.connected for p in progress)
+            live, ended, failed = (sum(p.live for p in progress), sum(p.ended for p in progress),
+                                   sum(p.failed for p in progress))  # fmt: skip
+            peak = max(peak, live)
+            left = max(0.0, started + ramp_s + seconds - now)
+            say(
+                f"  {now - started:5.1f} s: {connected}/{calls} calls connected, {live} live, {ended} ended"
+                f"{f', {failed} failed' if failed else ''}; ~{left:.0f} s left; "
+                f"server CPU {(cpu - cpu_before) / (now - at_before):.0%} of a core"
+            )
+            cpu_before, at_before = cpu, now
+    logs: list[CallLog] = []
+    cpu_s, lag = 0.0, 0.0
+    for process, out in callers:
+        if process.returncode != 0:
+            raise RuntimeError(f"caller process exited with {process.returncode}")
+        share_logs, summary = read_caller_logs(out)
+        logs += share_logs
+        cpu_s += summary.cpu_s
+        lag = max(lag, summary.loop_lag_ms_p99)
+    logs.sort(key=lambda log: log.index)
+    return logs, cpu_s, lag, peak
+
+
+async def run_once(args: argparse.Namespace, workdir: Path, target: str) -> RunResult:
+    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (before any peer runs)
+    children = Children()
+    try:
+        return await measure(args, workdir, target, children)
+    finally:
+        await children.aclose()
+
+
+async def measure(args: argparse.Namespace, workdir: Path, target: str, children: Children) -> RunResult:
+    fake = await start_peer(children, ["fake", str(workdir / "fake.jsonl")])
+    ready = await first_json_line(fake)
+    store_url = str(workdir / "callbridge.db")
+    log_path: Path | None = None
+    if target == "bridge":
+        server, port, log_path = await start_server(children, workdir, ready["url"])
+    else:
+        server = await start_peer(children, ["proxy", ready["url"]])
+        port = (await first_json_line(server))["port"]
+    base_url = f"http://127.0.0.1:{port}"
+    say(f"{target}: serving on {base_url} (pid {server.pid}), model pid {fake.pid}; "
+        f"{args.calls} calls x {args.seconds:g} s")  # fmt: skip
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
+        await start_profiler(children, server.pid, Path(args.profile) / f"{target}.txt", args.ramp + args.seconds)
+    cpu_start, wall_start = process_cpu_seconds(server.pid), time.monotonic()
+    logs, callers_cpu, callers_lag, peak = await run_callers(
+        children,
+        base_url,
+        workdir,
+        calls=args.calls,
+        seconds=args.seconds,
+        ramp_s=args.ramp,
+        stagger_s=0.0 if args.lockstep else EXCHANGE_S,
+        procs=args.caller_procs,
+        direct=target != "bridge",
+        server_pid=server.pid,
+    )
+    server_cpu, wall = process_cpu_seconds(server.pid) - cpu_start, time.monotonic() - wall_start
+    rss = process_peak_rss_mb(server.pid)
+    say(f"{target}: calls done; stopping the server (SIGINT) and the model")
+    await stop(server, target)
+    await stop(fake, "the simulated model")
+    sessions, fake_summary = read_timings(workdir / "fake.jsonl")
+    store = await trio.to_thread.run_sync(check_store, store_url, logs) if target == "bridge" else None
+    reports = [log.report for log in logs if log.report is not None]
+    call_minutes = sum(log.sent[-1] - log.sent[0] for log in logs if len(log.sent) > 1) / 60
+    return RunResult(
+        target=target,
+        calls=args.calls,
+        seconds=args.seconds,
+        lockstep=args.lockstep,
+        peak_concurrent_calls=peak,
+        failed_calls=sum(1 for report in reports if not report.ok),
+        call_errors=[error for report in reports for error in report.errors],
+        clears_received=sum(report.clears_received for report in reports),
+        call_minutes=call_minutes,
+        uplink=uplink(logs, sessions),
+        downlink=downlink(logs, sessions),
+        server_cpu_s=server_cpu,
+        server_cpu_s_per_call_minute=server_cpu / call_minutes if call_minutes else float("nan"),
+        server_cpu_share=server_cpu / wall,
+        server_peak_rss_mb=rss,
+        store=store,
+        peers=PeerLoad(
+            fake_cpu_s=fake_summary.cpu_s,
+            fake_loop_lag_ms_p99=fake_summary.loop_lag_ms_p99,
+            callers_cpu_s=callers_cpu,
+            callers_loop_lag_ms_p99=callers_lag,
+            caller_processes=args.caller_procs,
+        ),
+        server_log_errors=server_errors(log_path) if log_path else [],
+    )
+
+
+async def main_async(args: argparse.Namespace) -> list[RunResult]:
+    if args.keep:
+        return await run_all(args, Path(args.keep))
+    with tempfile.TemporaryDirectory(prefix="callbridge-bench-") as tmp:
+        return await run_all(args, Path(tmp))
+
+
+async def run_all(args: argparse.Namespace, workdir: Path) -> list[RunResult]:
+    runs = [await run_once(args, workdir / "bridge", "bridge")]
+    if args.baseline:
+        runs.append(await run_once(args, workdir / "baseline", "baseline"))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--calls", type=int, default=100, help="simultaneous calls (default 100)")
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each call (default 30)")
+    parser.add_argument("--ramp", type=float, default=2.0, help="start the calls evenly over this many s (default 2)")
+    parser.add_argument("--caller-procs", type=int, default=1, help="processes the callers are spread over")
+    parser.add_argument(
+        "--lockstep", action="store_true", help="all calls speak at the same moments (default: staggered turns)"
+    )
+    parser.add_argument("--baseline", action="store_true", help="also measure a trivial forwarding proxy")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy record the server during the calls, into DIR")
+    parser.add_argument("--keep", metavar="DIR", help="keep the store, logs and timings in DIR")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    args = parser.parse_args(argv)
+    runs = trio.run(main_async, args)
+    if args.json:
+        print(msgspec.json.format(msgspec.json.encode(runs)).decode())
+    else:
+        print(render_table(runs))
+        print()
+        for run in runs:
+            print(render_details(run))
+    main_run = runs[0]
+    ok = main_run.failed_calls == 0 and main_run.uplink.lost == 0 and main_run.downlink.lost == 0
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

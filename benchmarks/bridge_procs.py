@@ -1,0 +1,124 @@
+"""The benchmark's child processes: starting, reading, profiling and stopping them.
+
+Every process is started through a ``Children`` registry, so whatever happens to the benchmark
+(an error, Ctrl-C) none is left running: ``Children.aclose`` kills what is still alive.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+
+HERE = Path(__file__).resolve().parent
+PEERS = str(HERE / "peers.py")
+STOP_TIMEOUT_S = 20.0
+
+
+class Children:
+    """The processes this benchmark started (killed on ``aclose`` if still running)."""
+
+    def __init__(self) -> None:
+        self.processes: list[trio.Process] = []
+
+    async def start(self, command: list[str], **options: Any) -> trio.Process:
+        process = await trio.lowlevel.open_process(command, **options)
+        self.processes.append(process)
+        return process
+
+    async def aclose(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                with trio.CancelScope(shield=True):
+                    await process.wait()
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+class Lines:
+    """Lines from a child's stdout pipe."""
+
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self._stream = stream
+        self._buffer = b""
+
+    async def next(self) -> str | None:
+        while b"\n" not in self._buffer:
+            chunk = await self._stream.receive_some()
+            if not chunk:
+                return None
+            self._buffer += chunk
+        line, self._buffer = self._buffer.split(b"\n", 1)
+        return line.decode()
+
+
+async def start_peer(children: Children, args: list[str]) -> trio.Process:
+    """``peers.py ARGS`` with its stdout piped to us (stderr shared: a crashing peer is seen)."""
+    return await children.start([sys.executable, PEERS, *args], stdout=subprocess.PIPE)
+
+
+async def first_json_line(process: trio.Process) -> dict[str, Any]:
+    assert process.stdout is not None
+    with trio.fail_after(30):
+        line = await Lines(process.stdout).next()
+    if line is None:
+        raise RuntimeError(f"peer {process.args!r} exited before it was ready")
+    result: dict[str, Any] = msgspec.json.decode(line)
+    return result
+
+
+async def start_server(children: Children, workdir: Path, model_url: str) -> tuple[trio.Process, int, Path]:
+    """``callbridge serve --model openai`` on a free port; returns (process, port, log path)."""
+    env = {k: v for k, v in os.environ.items() if k not in {"TWILIO_AUTH_TOKEN", "PUBLIC_URL", "HOST", "PORT"}}
+    env |= {"OPENAI_API_KEY": "bench-key", "OPENAI_REALTIME_URL": model_url, "CALLBRIDGE_API_TOKEN": "bench"}
+    log_path = workdir / "server.log"
+    store = workdir / "callbridge.db"
+    command = [sys.executable, "-m", "callbridge_cli.main", "serve", "--model", "openai", "--port", "0"]
+    with log_path.open("wb") as log:
+        process = await children.start([*command, "--store", str(store)], stdout=log, stderr=subprocess.STDOUT, env=env)
+    with trio.fail_after(30):
+        while True:
+            found = re.search(r"listening on http://[^:]+:(\d+)", log_path.read_text(errors="replace"))
+            if found:
+                return process, int(found.group(1)), log_path
+            if process.poll() is not None:
+                raise RuntimeError(f"callbridge serve exited early:\n{log_path.read_text()}")
+            await trio.sleep(0.05)
+
+
+async def stop(process: trio.Process, name: str) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    with trio.move_on_after(STOP_TIMEOUT_S):
+        await process.wait()
+        return
+    say(f"{name} did not stop within {STOP_TIMEOUT_S:g} s after SIGINT: killed")
+    process.kill()
+    await process.wait()
+
+
+def server_errors(log_path: Path) -> list[str]:
+    lines = log_path.read_text(errors="replace").splitlines()
+    return [line for line in lines if " ERROR " in line or "Traceback" in line]
+
+
+async def start_profiler(children: Children, pid: int, out: Path, seconds: float) -> trio.Process | None:
+    """``py-spy record`` of ``pid`` for ``seconds`` (collapsed stacks in ``out``), if py-spy is
+    installed next to this Python; None otherwise."""
+    py_spy = Path(sys.executable).parent / "py-spy"
+    if not py_spy.exists():
+        say(f"--profile: {py_spy} not found (pip install py-spy into the venv); not profiling")
+        return None
+    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "250",
+               "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+    return await children.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

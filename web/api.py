@@ -1,0 +1,228 @@
+"""The token-protected read API: conversations, call events, recordings, metrics (CONTRACT
+"Console and API").
+
+Why this shape:
+
+- **Answers come from the views, after they caught up.** Each views request first flushes the
+  event writer and waits (briefly, :data:`FRESHNESS_TIMEOUT_S`) for the projections to reach the
+  store head at request time, so a client that just ended a call sees it (read-your-writes). If the
+  projections are slow the answer is served anyway, a little stale, rather than not at all.
+- **Blocking work runs in threads, bounded.** SQLite reads, store reads, JSON encoding of large
+  event lists and WAV building go through ``trio.to_thread.run_sync`` with the server's shared
+  ``CapacityLimiter``, so a burst of API requests cannot starve the calls. Each request opens its
+  own read connection to the views (WAL mode: readers never block the projection writer).
+- **Bad input is a 400 naming the parameter** (:class:`projections.views_db.QueryError`), unknown
+  calls a 404, both with ``{"error": …}``.
+- ``/metrics`` needs the token too (CONTRACT lists it under the token), and accepts the bearer
+  header, so Prometheus scrapes it with ``authorization: {credentials: TOKEN}``.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import struct
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import msgspec
+import trio
+from quart import Blueprint, Response, request
+
+from engine.store import RecordedEvent
+from projections.conversations_query import get_conversation, list_conversations
+from projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from projections.recording import iter_recording
+from projections.timeline import event_record
+from projections.views_db import QueryError, open_views
+from web.auth import require_token
+
+if TYPE_CHECKING:
+    from web.server import Server
+
+T = TypeVar("T")
+
+FRESHNESS_TIMEOUT_S = 2.0
+"""Longest a request waits for the views to reach the store head before answering anyway."""
+PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+WAV_HEADER_BYTES = 44
+
+_json = msgspec.json.Encoder()
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    return Response(_json.encode(body), status=status, content_type="application/json")
+
+
+def error_response(status: int, message: str, **extra: Any) -> Response:
+    return json_response({"error": message, **extra}, status)
+
+
+# --- /metrics: process gauges ------------------------------------------------------------------
+
+
+def process_lines() -> list[str]:
+    """Standard ``process_*`` gauges from /proc/self (nothing on systems without /proc)."""
+    lines: list[str] = []
+
+    def gauge(name: str, kind: str, help_text: str, value: float) -> None:
+        text = str(value) if isinstance(value, int) else repr(float(value))  # full precision, never 1e+07
+        lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {text}"))
+
+    times = os.times()
+    gauge("process_cpu_seconds_total", "counter", "User and system CPU time spent.", times.user + times.system)
+    try:
+        with open("/proc/self/statm") as statm:
+            resident_pages = int(statm.read().split()[1])
+        gauge(
+            "process_resident_memory_bytes",
+            "gauge",
+            "Resident memory size in bytes.",
+            resident_pages * os.sysconf("SC_PAGE_SIZE"),
+        )
+        gauge("process_open_fds", "gauge", "Open file descriptors.", len(os.listdir("/proc/self/fd")))
+    except (OSError, ValueError, IndexError):
+        pass
+    return lines
+
+
+def bridge_lines(live_calls: int, head: int, projected: int) -> list[str]:
+    """Gauges of the running engine: live calls, the store head and how far the views lag."""
+    return [
+        "# HELP callbridge_live_calls Calls in progress on this engine.",
+        "# TYPE callbridge_live_calls gauge",
+        f"callbridge_live_calls {live_calls}",
+        "# HELP callbridge_store_head_position Highest position in the event store.",
+        "# TYPE callbridge_store_head_position gauge",
+        f"callbridge_store_head_position {head}",
+        "# HELP callbridge_projection_lag_events Store positions not yet in the views.",
+        "# TYPE callbridge_projection_lag_events gauge",
+        f"callbridge_projection_lag_events {max(0, head - projected)}",
+    ]
+
+
+# --- the recording -----------------------------------------------------------------------------
+
+
+def wav_data_size(header: bytes) -> int:
+    """Total file size announced by a 44-byte WAV header (its ``data`` chunk size plus the header)."""
+    (data_bytes,) = struct.unpack_from("<I", header, 40)
+    return WAV_HEADER_BYTES + int(data_bytes)
+
+
+# --- the blueprint -----------------------------------------------------------------------------
+
+
+def api_blueprint(server: Server) -> Blueprint:
+    """The API routes over ``server`` (its store, writer, projections, live calls, limiter)."""
+    api = Blueprint("api", __name__)
+    api.before_request(require_token(lambda: server.settings.api_token))
+
+    @api.errorhandler(QueryError)
+    async def bad_query(error: QueryError) -> Response:
+        return error_response(400, str(error), param=error.param)
+
+    async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+        return await trio.to_thread.run_sync(fn, *args, limiter=server.db_threads)
+
+    def with_views(query: Callable[[sqlite3.Connection], T]) -> Callable[[], T]:
+        def run() -> T:
+            db = open_views(server.views_path)
+            try:
+                return query(db)
+            finally:
+                db.close()
+
+        return run
+
+    async def fresh() -> int:
+        """Flush our writer and wait (bounded) for the views to reach the store head; return it."""
+        head = server.writer.head
+        with trio.move_on_after(FRESHNESS_TIMEOUT_S):
+            await server.writer.flush()
+            head = max(head, await in_thread(server.store.head))
+            await server.projections.wait_for_position(head)
+        return head
+
+    async def views(query: Callable[[sqlite3.Connection], T]) -> T:
+        await fresh()
+        return await in_thread(with_views(query))
+
+    async def stored_events(call_id: str) -> list[RecordedEvent]:
+        with trio.move_on_after(FRESHNESS_TIMEOUT_S):
+            await server.writer.flush()
+        return await in_thread(server.store.read_call, call_id)
+
+    def unknown_call(call_id: str) -> Response:
+        return error_response(404, f"unknown call {call_id!r}")
+
+    @api.get("/api/conversations")
+    async def conversations() -> Response:
+        args = request.args
+        found = await views(
+            lambda db: list_conversations(
+                db,
+                limit=args.get("limit", 50),  # type: ignore[arg-type]  # validated by check_limit
+                phone_number=args.get("phone_number") or None,
+                caller_number=args.get("caller_number") or None,
+                since=args.get("since"),
+                until=args.get("until"),
+                q=args.get("q"),
+            )
+        )
+        return json_response(found)
+
+    @api.get("/api/conversations/<call_id>")
+    async def conversation(call_id: str) -> Response:
+        found = await views(lambda db: get_conversation(db, call_id))
+        return unknown_call(call_id) if found is None else json_response(found)
+
+    @api.get("/api/calls/<call_id>/events")
+    async def call_events(call_id: str) -> Response:
+        recorded = await stored_events(call_id)
+        if not recorded:
+            return unknown_call(call_id)
+        body = await in_thread(lambda: _json.encode([event_record(r) for r in recorded]))
+        return Response(body, content_type="application/json")
+
+    @api.get("/api/calls/<call_id>/recording.wav")
+    async def recording(call_id: str) -> Response:
+        recorded = await stored_events(call_id)
+        if not recorded:
+            return unknown_call(call_id)
+        blocks: Iterator[bytes] = iter_recording([r.event for r in recorded])
+        try:
+            header = await in_thread(next, blocks)  # lays out both tracks: the heavy part
+        except ValueError as error:  # too long for one WAV file
+            return error_response(422, str(error))
+
+        async def body() -> AsyncIterator[bytes]:
+            yield header
+            while (block := await in_thread(next, blocks, b"")) != b"":
+                yield block
+
+        response = Response(body(), content_type="audio/wav")
+        response.headers["Content-Length"] = str(wav_data_size(header))
+        response.headers["Content-Disposition"] = f'inline; filename="{call_id}.wav"'
+        response.timeout = None  # an hour-long call may take longer than RESPONSE_TIMEOUT to send
+        return response
+
+    @api.get("/api/calls/<call_id>/metrics")
+    async def call_metrics(call_id: str) -> Response:
+        found = await views(lambda db: get_call_metrics(db, call_id))
+        return unknown_call(call_id) if found is None else json_response(found)
+
+    @api.get("/api/metrics")
+    async def summary() -> Response:
+        since, until = request.args.get("since"), request.args.get("until")
+        return json_response(await views(lambda db: metrics_summary(db, since, until)))
+
+    @api.get("/metrics")
+    async def prometheus() -> Response:
+        head = await fresh()
+        lines = await in_thread(with_views(prometheus_lines))
+        lines += process_lines()
+        lines += bridge_lines(len(server.live), head, server.projections.position)
+        return Response("\n".join(lines) + "\n", content_type=PROMETHEUS_CONTENT_TYPE)
+
+    return api
