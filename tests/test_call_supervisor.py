@@ -1,0 +1,214 @@
+"""The call's supervisor (engine/call.py), with in-memory peers: what a crash or a lost model means.
+
+No sockets here: the Twilio side is a memory channel of frames, the model is a scripted in-memory
+connection, and trio's MockClock skips the reconnect backoff.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from adapters.twilio import codec
+from engine.call import LiveCalls, run_call
+from engine.context import CallSettings, ModelLinkError, PeerClosed, ReconnectPolicy
+from engine.events import (
+    CallEnded,
+    CallStarted,
+    Event,
+    ModelConnected,
+    ModelConnectionFailed,
+    TaskCrashed,
+    ToolCallFailed,
+    ToolCallRequested,
+)
+from engine.tools import Tool, ToolRegistry
+
+
+class MemoryTwilio:
+    """The caller's socket: frames pushed by the test, frames the bridge sent kept in ``sent``."""
+
+    def __init__(self) -> None:
+        self.inbound_send, self.inbound = trio.open_memory_channel[str](100)
+        self.sent: list[str] = []
+        self.closed: tuple[int, str] | None = None
+
+    async def get_message(self) -> str:
+        try:
+            return await self.inbound.receive()
+        except trio.EndOfChannel:
+            raise PeerClosed(1006, "gone") from None
+
+    async def send_message(self, message: str) -> None:
+        self.sent.append(message)
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        self.closed = (code, reason)
+
+
+class MemoryModel:
+    """A model connection: records what the bridge sends; ``incoming`` feeds server events."""
+
+    def __init__(self, fail_on_send: str | None = None) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.incoming_send, self.incoming = trio.open_memory_channel[str](100)
+        self.fail_on_send = fail_on_send
+        self.configured = trio.Event()
+
+    async def send_raw(self, text: str) -> None:
+        event = json.loads(text)
+        if event["type"] == self.fail_on_send:
+            self.fail_on_send = None
+            raise ValueError("a bug while sending")
+        self.sent.append(event)
+        self.configured.set()
+
+    async def receive_raw(self) -> str:
+        try:
+            return await self.incoming.receive()
+        except trio.EndOfChannel:
+            raise ModelLinkError("closed", 1006) from None
+
+
+def start_frame(call_sid: str = "CAsup") -> codec.Start:
+    return codec.Start(
+        sequence_number="1",
+        stream_sid="MZsup",
+        start=codec.StartInfo(stream_sid="MZsup", call_sid=call_sid, custom_parameters={"From": "+1", "To": "+2"}),
+    )
+
+
+def settings_for(opener: Any, registry: ToolRegistry | None = None, **kwargs: Any) -> CallSettings:
+    return CallSettings(
+        open_model=opener,
+        model_kind="sim",
+        model_url="memory://model",
+        registry=registry or ToolRegistry(),
+        tool_context_http=None,
+        reconnect=ReconnectPolicy(max_attempts=2, first_delay_s=0.5, max_delay_s=1.0),
+        **kwargs,
+    )
+
+
+def stop_frame() -> str:
+    return codec.encode_inbound(codec.Stop(sequence_number="9", stream_sid="MZsup", stop=codec.StopInfo()))
+
+
+async def test_a_model_that_cannot_be_reached_ends_the_call_cleanly(autojump_clock: trio.testing.MockClock) -> None:
+    attempts = 0
+
+    @asynccontextmanager
+    async def unreachable() -> AsyncIterator[MemoryModel]:
+        nonlocal attempts
+        attempts += 1
+        raise ModelLinkError("connection refused")
+        yield MemoryModel()  # pragma: no cover
+
+    events: list[Event] = []
+    twilio = MemoryTwilio()
+    reason = await run_call(
+        twilio, start_frame(), settings=settings_for(unreachable), session_config={}, sink=events.append
+    )
+    assert reason == "model_unavailable"
+    assert attempts == 3  # the first try and two retries
+    failures = [e for e in events if isinstance(e, ModelConnectionFailed)]
+    assert [f.retry_in_s is None for f in failures] == [False, False, True]
+    assert isinstance(events[0], CallStarted) and isinstance(events[-1], CallEnded)
+    assert events[-1].reason == "model_unavailable"
+    assert twilio.closed is not None  # the caller is hung up on, not left in silence
+
+
+async def test_a_crashing_model_task_is_restarted_and_the_conversation_reseeded(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    models = [MemoryModel(fail_on_send="session.update"), MemoryModel()]
+    opened: list[MemoryModel] = []
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[MemoryModel]:
+        model = models[len(opened)]
+        opened.append(model)
+        yield model
+
+    events: list[Event] = []
+    twilio = MemoryTwilio()
+    live = LiveCalls()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_call(
+                twilio, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append, live=live
+            )
+        )
+        await models[1].configured.wait()
+        await twilio.inbound_send.send(stop_frame())
+    crashes = [e for e in events if isinstance(e, TaskCrashed)]
+    assert [(c.task, c.action) for c in crashes] == [("model", "restarted")]
+    assert "a bug while sending" in crashes[0].traceback
+    assert [e.attempt for e in events if isinstance(e, ModelConnected)] == [0]
+    assert opened[1].sent[0]["type"] == "session.update"
+    assert isinstance(events[-1], CallEnded) and events[-1].reason == "caller_hangup"
+    assert len(live) == 0
+
+
+async def test_a_task_that_keeps_crashing_ends_the_call(autojump_clock: trio.testing.MockClock) -> None:
+    @asynccontextmanager
+    async def always_buggy() -> AsyncIterator[MemoryModel]:
+        yield MemoryModel(fail_on_send="session.update")
+
+    events: list[Event] = []
+    reason = await run_call(
+        MemoryTwilio(),
+        start_frame(),
+        settings=settings_for(always_buggy, max_task_restarts=2),
+        session_config={},
+        sink=events.append,
+    )
+    assert reason == "supervisor_gave_up"
+    assert [c.action for c in events if isinstance(c, TaskCrashed)] == ["restarted", "restarted", "ended_call"]
+    assert isinstance(events[-1], CallEnded)
+
+
+async def test_a_tool_call_pending_at_hangup_is_recorded_as_failed(autojump_clock: trio.testing.MockClock) -> None:
+    model = MemoryModel()
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[MemoryModel]:
+        yield model
+
+    registry = ToolRegistry()
+    registry.register(Tool(name="ask_a_human", description="", parameters={"type": "object"}, handler=None))
+    events: list[Event] = []
+    requested = trio.Event()
+
+    def sink(event: Event) -> None:
+        events.append(event)
+        if isinstance(event, ToolCallRequested):
+            requested.set()
+
+    twilio = MemoryTwilio()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_call(
+                twilio, start_frame(), settings=settings_for(opener, registry), session_config={}, sink=sink
+            )
+        )
+        done = {
+            "type": "response.function_call_arguments.done",
+            "event_id": "e1",
+            "response_id": "r1",
+            "item_id": "i1",
+            "output_index": 0,
+            "call_id": "call_1",
+            "name": "ask_a_human",
+            "arguments": "{}",
+        }
+        await model.incoming_send.send(json.dumps(done))
+        await requested.wait()
+        await twilio.inbound_send.send(stop_frame())
+    failed = [e for e in events if isinstance(e, ToolCallFailed)]
+    assert [f.tool_call_id for f in failed] == ["call_1"]
+    assert isinstance(events[-1], CallEnded) and events[-1].reason == "caller_hangup"
