@@ -328,3 +328,18 @@ async def test_shutdown_ends_live_calls_cleanly_and_flushes_their_events(tmp_pat
     assert reports[0].ended_by == "server"
     assert of_type(events, CallEnded)[0].reason == "server_shutdown"
     assert isinstance(events[-1], CallEnded)
+
+
+@pytest.mark.postgres
+async def test_a_call_is_recorded_in_postgresql_when_the_store_scales_out(
+    tmp_path: Path, postgres_store_url: str
+) -> None:
+    env = {"CALLBRIDGE_STORE": postgres_store_url}
+    async with running_bridge(tmp_path, script=GREETING_SCRIPT, env=env) as bridge:
+        assert bridge.server.store.description.startswith("postgresql://")
+        report = await place_call(bridge.base_url, script=ONE_TURN)
+        await bridge.wait_call_ended(report.call_sid)
+        events = await bridge.events(report.call_sid)
+    assert report.ok, report.errors
+    assert isinstance(events[0], CallStarted) and isinstance(events[-1], CallEnded)
+    assert sum(len(e.payload) for e in of_type(events, AssistantAudioSent)) == report.assistant_bytes_received
