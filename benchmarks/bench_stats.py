@@ -81,3 +81,51 @@ def process_peak_rss_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return math.nan
+
+
+def machine_cpu_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot, all cores (``/proc/stat``):
+    busy is everything but idle and iowait."""
+    fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields[:8])  # guest time is already counted in user
+    idle = fields[3] + fields[4]
+    return (total - idle) / _TICKS, total / _TICKS
+
+
+class CpuWatch:
+    """CPU use of named processes and of the whole machine, between successive ``sample()`` calls.
+
+    "other" is the machine's busy time not spent in the watched processes: other programs on the
+    machine compete for the same cores and make a run's latencies worse than the bridge's own."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self._last: dict[str, float] = {}
+        self._last = self._read()
+        self._first = self._last
+        self._first_at = self._last_at = time.monotonic()
+
+    def _read(self) -> dict[str, float]:
+        values: dict[str, float] = {}
+        for name, pid in self.pids.items():
+            try:
+                values[name] = process_cpu_seconds(pid)
+            except (OSError, IndexError, ValueError):  # exited
+                values[name] = self._last.get(name, 0.0)
+        busy, _ = machine_cpu_seconds()
+        values["machine"] = busy
+        values["other"] = busy - sum(values[name] for name in self.pids)
+        return values
+
+    def sample(self) -> dict[str, float]:
+        """Cores used by each watched process, ``machine`` and ``other`` since the last sample."""
+        now, values = time.monotonic(), self._read()
+        wall = max(now - self._last_at, 1e-9)
+        shares = {name: (values[name] - self._last[name]) / wall for name in values}
+        self._last, self._last_at = values, now
+        return shares
+
+    def overall(self) -> dict[str, float]:
+        """Cores used by each, averaged since the watch started."""
+        wall = max(self._last_at - self._first_at, 1e-9)
+        return {name: (self._last[name] - self._first[name]) / wall for name in self._last}

@@ -33,9 +33,9 @@ import msgspec
 import trio
 from bench_stats import process_cpu_seconds, process_peak_rss_mb
 from bridge_analysis import downlink, uplink
+from bridge_callers import run_callers
 from bridge_procs import (
     Children,
-    Lines,
     first_json_line,
     say,
     server_errors,
@@ -43,76 +43,11 @@ from bridge_procs import (
     start_profiler,
     start_server,
     stop,
+    wait_until_quiet,
 )
 from bridge_report import PeerLoad, RunResult, check_store, render_details, render_table
-from peer_callers import EXCHANGE_S, CallLog, Progress
+from peer_callers import EXCHANGE_S
 from peer_fake import read_timings
-from peers import read_caller_logs
-
-
-async def run_callers(
-    children: Children,
-    base_url: str,
-    workdir: Path,
-    *,
-    calls: int,
-    seconds: float,
-    ramp_s: float,
-    stagger_s: float,
-    procs: int,
-    direct: bool,
-    server_pid: int,
-) -> tuple[list[CallLog], float, float, int]:
-    """Run the caller processes to the end, printing progress; returns (logs, callers' CPU s,
-    their worst loop lag p99 ms, peak concurrent calls)."""
-    shares = [range(calls)[i::procs] for i in range(procs)]
-    callers: list[tuple[trio.Process, Path]] = []
-    progress: list[Progress] = [Progress(0, 0, 0, 0) for _ in shares]
-    peak = 0
-    for number, share in enumerate(shares):
-        out = workdir / f"callers-{number}.jsonl"
-        # interleaved indexes, so each process ramps over the same time span
-        args = ["callers", base_url, str(out), "--first", str(share.start), "--count", str(len(share)),
-                "--stride", str(procs), "--seconds", str(seconds), "--ramp", str(ramp_s),
-                "--stagger", str(stagger_s)]  # fmt: skip
-        callers.append((await start_peer(children, args + (["--direct"] if direct else [])), out))
-    started = time.monotonic()
-
-    async def follow(index: int, process: trio.Process) -> None:
-        assert process.stdout is not None
-        lines = Lines(process.stdout)
-        while (line := await lines.next()) is not None:
-            progress[index] = msgspec.json.decode(line, type=Progress)
-
-    async with trio.open_nursery() as nursery:
-        for index, (process, _) in enumerate(callers):
-            nursery.start_soon(follow, index, process)
-        cpu_before, at_before = process_cpu_seconds(server_pid), time.monotonic()
-        while any(process.poll() is None for process, _ in callers):
-            await trio.sleep(1.0)
-            cpu, now = process_cpu_seconds(server_pid), time.monotonic()
-            connected = sum(p.connected for p in progress)
-            live, ended, failed = (sum(p.live for p in progress), sum(p.ended for p in progress),
-                                   sum(p.failed for p in progress))  # fmt: skip
-            peak = max(peak, live)
-            left = max(0.0, started + ramp_s + seconds - now)
-            say(
-                f"  {now - started:5.1f} s: {connected}/{calls} calls connected, {live} live, {ended} ended"
-                f"{f', {failed} failed' if failed else ''}; ~{left:.0f} s left; "
-                f"server CPU {(cpu - cpu_before) / (now - at_before):.0%} of a core"
-            )
-            cpu_before, at_before = cpu, now
-    logs: list[CallLog] = []
-    cpu_s, lag = 0.0, 0.0
-    for process, out in callers:
-        if process.returncode != 0:
-            raise RuntimeError(f"caller process exited with {process.returncode}")
-        share_logs, summary = read_caller_logs(out)
-        logs += share_logs
-        cpu_s += summary.cpu_s
-        lag = max(lag, summary.loop_lag_ms_p99)
-    logs.sort(key=lambda log: log.index)
-    return logs, cpu_s, lag, peak
 
 
 async def run_once(args: argparse.Namespace, workdir: Path, target: str) -> RunResult:
@@ -125,12 +60,14 @@ async def run_once(args: argparse.Namespace, workdir: Path, target: str) -> RunR
 
 
 async def measure(args: argparse.Namespace, workdir: Path, target: str, children: Children) -> RunResult:
+    if args.wait_quiet:
+        await wait_until_quiet(args.wait_quiet)
     fake = await start_peer(children, ["fake", str(workdir / "fake.jsonl")])
     ready = await first_json_line(fake)
     store_url = str(workdir / "callbridge.db")
     log_path: Path | None = None
     if target == "bridge":
-        server, port, log_path = await start_server(children, workdir, ready["url"])
+        server, port, log_path = await start_server(children, workdir, ready["url"], args.server_prelude)
     else:
         server = await start_peer(children, ["proxy", ready["url"]])
         port = (await first_json_line(server))["port"]
@@ -141,7 +78,7 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
         Path(args.profile).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
         await start_profiler(children, server.pid, Path(args.profile) / f"{target}.txt", args.ramp + args.seconds)
     cpu_start, wall_start = process_cpu_seconds(server.pid), time.monotonic()
-    logs, callers_cpu, callers_lag, peak = await run_callers(
+    run = await run_callers(
         children,
         base_url,
         workdir,
@@ -151,8 +88,9 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
         stagger_s=0.0 if args.lockstep else EXCHANGE_S,
         procs=args.caller_procs,
         direct=target != "bridge",
-        server_pid=server.pid,
+        watched={"server": server.pid, "model": fake.pid},
     )
+    logs = run.logs
     server_cpu, wall = process_cpu_seconds(server.pid) - cpu_start, time.monotonic() - wall_start
     rss = process_peak_rss_mb(server.pid)
     say(f"{target}: calls done; stopping the server (SIGINT) and the model")
@@ -167,7 +105,7 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
         calls=args.calls,
         seconds=args.seconds,
         lockstep=args.lockstep,
-        peak_concurrent_calls=peak,
+        peak_concurrent_calls=run.peak_live,
         failed_calls=sum(1 for report in reports if not report.ok),
         call_errors=[error for report in reports for error in report.errors],
         clears_received=sum(report.clears_received for report in reports),
@@ -180,13 +118,16 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
         server_peak_rss_mb=rss,
         store=store,
         peers=PeerLoad(
-            fake_cpu_s=fake_summary.cpu_s,
-            fake_loop_lag_ms_p99=fake_summary.loop_lag_ms_p99,
-            callers_cpu_s=callers_cpu,
-            callers_loop_lag_ms_p99=callers_lag,
+            model_cores=run.cores["model"],
+            model_loop_lag_ms_p99=fake_summary.loop_lag_ms_p99,
+            callers_cores=sum(share for name, share in run.cores.items() if name.startswith("callers")),
+            callers_loop_lag_ms_p99=run.loop_lag_ms_p99,
             caller_processes=args.caller_procs,
+            other_cores=run.cores["other"],
+            other_cores_peak=max((sample.other for sample in run.timeline), default=0.0),
         ),
         server_log_errors=server_errors(log_path) if log_path else [],
+        cpu_timeline=run.timeline,
     )
 
 
@@ -215,6 +156,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--baseline", action="store_true", help="also measure a trivial forwarding proxy")
     parser.add_argument("--profile", metavar="DIR", help="py-spy record the server during the calls, into DIR")
+    parser.add_argument(
+        "--server-prelude", metavar="FILE", help="run this Python file in the server process first (try a patch)"
+    )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=120.0,
+        metavar="S",
+        help="before each run, wait up to S s for other programs to leave the CPU alone (0: don't)",
+    )
     parser.add_argument("--keep", metavar="DIR", help="keep the store, logs and timings in DIR")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
     args = parser.parse_args(argv)

@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import trio
+from bench_stats import CpuWatch
 
 HERE = Path(__file__).resolve().parent
 PEERS = str(HERE / "peers.py")
@@ -77,13 +78,28 @@ async def first_json_line(process: trio.Process) -> dict[str, Any]:
     return result
 
 
-async def start_server(children: Children, workdir: Path, model_url: str) -> tuple[trio.Process, int, Path]:
-    """``callbridge serve --model openai`` on a free port; returns (process, port, log path)."""
+SERVE_WITH_PRELUDE = (
+    "import runpy, sys; runpy.run_path(sys.argv.pop(1)); "
+    "from callbridge_cli.main import main; sys.exit(main(sys.argv[1:]))"
+)
+
+
+async def start_server(
+    children: Children, workdir: Path, model_url: str, prelude: str | None = None
+) -> tuple[trio.Process, int, Path]:
+    """``callbridge serve --model openai`` on a free port; returns (process, port, log path).
+    ``prelude``: a Python file run in the server process first (to try a change without editing
+    the code: a monkeypatch, ``sys.setswitchinterval``, …)."""
     env = {k: v for k, v in os.environ.items() if k not in {"TWILIO_AUTH_TOKEN", "PUBLIC_URL", "HOST", "PORT"}}
     env |= {"OPENAI_API_KEY": "bench-key", "OPENAI_REALTIME_URL": model_url, "CALLBRIDGE_API_TOKEN": "bench"}
     log_path = workdir / "server.log"
     store = workdir / "callbridge.db"
-    command = [sys.executable, "-m", "callbridge_cli.main", "serve", "--model", "openai", "--port", "0"]
+    start = (
+        [sys.executable, "-c", SERVE_WITH_PRELUDE, prelude]
+        if prelude
+        else [sys.executable, "-m", "callbridge_cli.main"]
+    )
+    command = [*start, "serve", "--model", "openai", "--port", "0"]
     with log_path.open("wb") as log:
         process = await children.start([*command, "--store", str(store)], stdout=log, stderr=subprocess.STDOUT, env=env)
     with trio.fail_after(30):
@@ -122,3 +138,21 @@ async def start_profiler(children: Children, pid: int, out: Path, seconds: float
     command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "250",
                "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
     return await children.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def wait_until_quiet(max_wait_s: float, threshold_cores: float = 0.15) -> float:
+    """Wait (up to ``max_wait_s``) until the rest of the machine uses less than ``threshold_cores``
+    over two seconds: other programs on a shared machine (a test suite, a build) steal the
+    cores the bridge and its peers need and make a run's latencies meaningless. Returns what the
+    machine used in the last window."""
+    watch = CpuWatch({"benchmark": os.getpid()})
+    deadline = trio.current_time() + max_wait_s
+    while True:
+        await trio.sleep(2.0)
+        cores = watch.sample()
+        other = cores["machine"] - cores["benchmark"]
+        if other < threshold_cores or trio.current_time() >= deadline:
+            if other >= threshold_cores:
+                say(f"the machine is still busy ({other:.2f} cores used by other programs): measuring anyway")
+            return other
+        say(f"waiting for the machine to be quiet: other programs use {other:.2f} cores")

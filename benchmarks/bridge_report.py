@@ -14,12 +14,15 @@ from collections.abc import Sequence
 import msgspec
 from bench_stats import Summary
 from bridge_analysis import Direction
+from bridge_callers import CpuSample
 from peer_callers import CallLog
 
 from engine.events import CallEnded, CallerAudioReceived, CallStarted, TaskCrashed
 from engine.store import EventStore
 
 TARGET_P99_MS = 20.0
+TAINT_CORES = 0.3
+"""A second in which other programs used more than this much CPU taints the run's latencies."""
 
 
 class StoreCheck(msgspec.Struct, kw_only=True):
@@ -72,11 +75,15 @@ class PeerLoad(msgspec.Struct, kw_only=True):
     """How busy the peers were: their CPU and how late their event loops woke up (a late peer
     inflates the latencies it timestamps)."""
 
-    fake_cpu_s: float
-    fake_loop_lag_ms_p99: float
-    callers_cpu_s: float
+    model_cores: float
+    model_loop_lag_ms_p99: float
+    callers_cores: float
     callers_loop_lag_ms_p99: float
     caller_processes: int
+    other_cores: float
+    """CPU the rest of the machine used meanwhile, on average (other programs compete for the cores)."""
+    other_cores_peak: float
+    """The busiest second of the rest of the machine."""
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -101,6 +108,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     store: StoreCheck | None
     peers: PeerLoad
     server_log_errors: list[str]
+    cpu_timeline: list[CpuSample]
 
 
 def _ms(summary: Summary) -> str:
@@ -135,6 +143,8 @@ def render_table(runs: Sequence[RunResult]) -> str:
                                         for r in runs], ""),
         ("server peak RSS", [f"{r.server_peak_rss_mb:.0f} MiB" for r in runs], ""),
         ("peers: model / callers CPU (cores), loop lag p99 (ms)", [_peers(r) for r in runs], ""),
+        ("other programs' CPU meanwhile: mean / busiest second (cores)",
+         [f"{r.peers.other_cores:.2f} / {r.peers.other_cores_peak:.2f}" for r in runs], "~0"),
     ]  # fmt: skip
     lines = [header, rule]
     lines += [f"| {name} | " + " | ".join(values) + f" | {target} |" for name, values, target in rows]
@@ -159,11 +169,10 @@ def _stored(store: StoreCheck | None) -> str:
 
 
 def _peers(run: RunResult) -> str:
-    wall = run.seconds
     peers = run.peers
     return (
-        f"{peers.fake_cpu_s / wall:.2f} / {peers.callers_cpu_s / wall:.2f}; "
-        f"{peers.fake_loop_lag_ms_p99:.1f} / {peers.callers_loop_lag_ms_p99:.1f}"
+        f"{peers.model_cores:.2f} / {peers.callers_cores:.2f}; "
+        f"{peers.model_loop_lag_ms_p99:.1f} / {peers.callers_loop_lag_ms_p99:.1f}"
     )
 
 
@@ -187,6 +196,11 @@ def render_details(run: RunResult) -> str:
         lines.append(
             f"  store: {store.events:,} events; missing CallStarted {store.missing_started}, CallEnded "
             f"{store.missing_ended}; end reasons {store.end_reasons}; TaskCrashed {store.tasks_crashed}"
+        )
+    if run.peers.other_cores_peak > TAINT_CORES:
+        lines.append(
+            f"  ⚠ other programs used up to {run.peers.other_cores_peak:.2f} cores during this run (mean "
+            f"{run.peers.other_cores:.2f}): the latencies are inflated by them; re-run on a quiet machine"
         )
     lines += [f"  call error: {error}" for error in run.call_errors[:5]]
     lines += [f"  server log: {line}" for line in run.server_log_errors[:5]]

@@ -128,6 +128,12 @@ def cmd_projections(args: argparse.Namespace) -> int:
     return rebuild_cli(_store_url(args), args.views)
 
 
+def cmd_mcp(args: argparse.Namespace) -> int:
+    from mcp_server.stdio import mcp_cli
+
+    return mcp_cli(_store_url(args), args.views)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -163,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     rebuild.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
     rebuild.add_argument("--views", help="views database (env CALLBRIDGE_VIEWS, default <data dir>/views.db)")
     rebuild.set_defaults(func=cmd_projections)
+
+    mcp = sub.add_parser("mcp", help="the MCP server over stdio (for Claude Desktop and other assistants)")
+    mcp.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
+    mcp.add_argument("--views", help="this process's own views database (default <data dir>/views-mcp.db)")
+    mcp.set_defaults(func=cmd_mcp)
 
     fake = sub.add_parser("fake-openai", help="the simulated realtime model as a standalone server")
     fake.add_argument("--host", default="127.0.0.1")

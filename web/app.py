@@ -15,6 +15,9 @@ from quart_trio import QuartTrio
 from adapters.twilio import signature, twiml
 from engine.events import CallStatusReported
 from web.api import api_blueprint
+from web.console import console_blueprint
+from web.console_api import console_api_blueprint
+from web.live_feed import live_feed_blueprint
 from web.media import CALL_TOKEN_PARAMETER, call_token
 
 if TYPE_CHECKING:
@@ -25,6 +28,9 @@ def create_app(server: Server) -> QuartTrio:
     app = QuartTrio("callbridge")
     app.config["CALLBRIDGE"] = server
     app.register_blueprint(api_blueprint(server))
+    app.register_blueprint(console_api_blueprint(server))
+    app.register_blueprint(live_feed_blueprint(server))
+    app.register_blueprint(console_blueprint(server))
 
     async def twilio_params() -> tuple[dict[str, str], Response | None]:
         """The webhook's parameters, or a 403 response when the signature does not match."""

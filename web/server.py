@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from functools import partial
@@ -25,10 +25,12 @@ from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
 from engine.store import EventStore
 from engine.store_writer import EventWriter
 from engine.tools import Httpx2Client, ToolRegistry, default_registry
+from mcp_server.http import server_mcp
 from projections.service import ProjectionService
 from projections.views_db import views_path
 from web.app import create_app
 from web.listener import serve_front
+from web.live_feed import LiveFeed
 from web.media import TwilioLink, handle_media_stream
 from web.model_link import realtime_opener
 from web.settings import Settings
@@ -54,6 +56,8 @@ class Server:
         self.writer = EventWriter(self.store)
         self.views_path = views_path(settings.data_dir)
         self.projections = ProjectionService(self.store, self.views_path, writer=self.writer)
+        self.feed = LiveFeed(self.store, self.writer)
+        """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.http = Httpx2Client()
         self.registry = registry or default_registry(weather_url=settings.weather_url)
@@ -65,9 +69,12 @@ class Server:
         self.default_session: dict[str, Any] = dict(DEFAULT_SESSION_CONFIG)
         self.port: int | None = None
         self.shutdown = trio.Event()
+        self._services: trio.Nursery | None = None
         self.stopped = trio.Event()
         """Set once the server has ended its calls and flushed every event."""
         self.app = create_app(self)
+        self.mcp = server_mcp(self)
+        """``/mcp``: the MCP server over streamable HTTP, in front of the app."""
 
     @staticmethod
     def now() -> float:
@@ -85,6 +92,21 @@ class Server:
         for recorded in self.store.read_call(SETTINGS_STREAM):
             if isinstance(recorded.event, DefaultSessionConfigSaved):
                 self.default_session = dict(recorded.event.session_config)
+
+    def start_background(self, fn: Callable[[], Awaitable[object]]) -> None:
+        """Run ``fn()`` in the server's own nursery (e.g. a console test call): it is cancelled when
+        the server stops, and an exception is logged, never fatal to the server. RuntimeError when
+        the server is not running."""
+        if self._services is None or self.stopped.is_set():
+            raise RuntimeError("the server is not running")
+
+        async def guarded() -> None:
+            try:
+                await fn()
+            except Exception:
+                log.exception("background task failed")
+
+        self._services.start_soon(guarded)
 
     def call_settings(self) -> CallSettings:
         assert self.model_url is not None
@@ -134,8 +156,11 @@ class Server:
         config.graceful_timeout = 2.0
         config.accesslog = None
         async with trio.open_nursery() as services:
+            self._services = services
             await services.start(self.writer.run)
             await services.start(self.projections.run)
+            await services.start(self.mcp.run)
+            await services.start(self.feed.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
                     from adapters.sim.fake_openai import serve_fake_openai
@@ -149,7 +174,7 @@ class Server:
             async def front(task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
                 try:
                     await serve_front(
-                        self.app,
+                        self.mcp.wrap(self.app),
                         config,
                         self._media,
                         host=self.settings.host,
@@ -164,6 +189,7 @@ class Server:
             self.port = await services.start(front)
             if self.settings.public_url_from_bind and self.settings.port != self.port:
                 self.settings = replace(self.settings, public_url=f"http://{self.settings.host}:{self.port}")
+            self.mcp.allow(self.settings.public_url, self.port)
             task_status.started(self.port)
             await front_done.wait()
             services.cancel_scope.cancel()  # the writer flushes what is left as it stops

@@ -74,6 +74,7 @@ async def place_call(
     http_client: httpx2.AsyncClient | None = None,
     on_frame_sent: FrameCallback | None = None,
     on_media_received: MediaCallback | None = None,
+    call_sid: str | None = None,
 ) -> CallReport:
     """Place one simulated inbound call against the server at ``base_url`` and report on it.
 
@@ -81,12 +82,14 @@ async def place_call(
     signatures are made over it. Network and protocol failures do not raise: they end the call with
     ``ended_by="error"`` and a message in ``errors``. ``max_duration_s`` hangs up on time whatever
     the script is doing; ``status_callback`` also POSTs ``/twilio/status`` after the call.
+    ``call_sid`` is the CallSid to use (a new one when None), for callers that must know it first.
     """
     if script is None:  # the default caller talks for max_duration_s (10 s unless given)
         max_duration_s = 10.0 if max_duration_s is None else max_duration_s
         script = default_script(max_duration_s)
     account_sid = account_sid or new_sid("AC")
-    report = CallReport(call_sid=new_sid("CA"), stream_sid=new_sid("MZ"), from_number=from_number, to_number=to_number)
+    call_sid = call_sid or new_sid("CA")
+    report = CallReport(call_sid=call_sid, stream_sid=new_sid("MZ"), from_number=from_number, to_number=to_number)
     params = voice_webhook_params(
         call_sid=report.call_sid, account_sid=account_sid, from_number=from_number, to_number=to_number
     )

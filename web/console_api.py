@@ -1,0 +1,270 @@
+"""The console's own API: the setup checklist, the session config, test calls, live calls.
+
+Behind the API token like ``web/api.py`` (same ``require_token`` hook). Routes:
+
+- ``GET /api/setup`` — the checklist (Twilio credentials, phone numbers, public URL, webhook,
+  model) and the account's numbers; see :mod:`web.setup_checks`. Twilio failures fail a check
+  with a clear detail, never the request.
+- ``POST /api/setup/webhook`` ``{"sid": "PN…"}`` — points that number's voice webhook at
+  ``PUBLIC_URL/twiml`` (POST) and its status callback at ``PUBLIC_URL/twilio/status``.
+- ``GET /api/session`` / ``POST /api/session`` ``{"session": {...}, "call_id"?}`` — the default
+  session config for new calls, or a live call's.
+- ``POST /api/test-call`` ``{"seconds"?}`` — a simulated call against this very server.
+- ``GET /api/calls/live`` — the calls in progress.
+
+Why the session functions are public: the live feed (``WS /logs``) accepts ``session.update`` too,
+and both doors must do the same thing, so both call :func:`save_default_session` and
+:func:`update_call_session`. Semantics (the same as the feed's): a session object is *merged* —
+over the current default when saving the default, over the call's current config for a live call
+(the call merges it) — and checked with ``normalize_session_config`` before anything changes.
+
+No response carries a secret: the Twilio auth token, the OpenAI key and the API token stay in
+``Settings`` (checks say only whether they are set), and Twilio error texts are redacted.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+from functools import partial
+from typing import TYPE_CHECKING, Any
+
+import trio
+from quart import Blueprint, Response, request
+
+from adapters.openai.session import VOICES, SessionConfigError, normalize_session_config
+from adapters.sim.caller import place_call
+from adapters.sim.caller_http import new_sid
+from adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
+from adapters.twilio.rest import RestErrorKind, TwilioRestError
+from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from projections.views_db import iso
+from web.api import error_response, json_response
+from web.auth import require_token
+from web.setup_checks import number_view, phone_numbers_client, setup_report, status_callback_url, twiml_url
+
+if TYPE_CHECKING:
+    from web.server import Server
+
+log = logging.getLogger(__name__)
+
+TEST_CALL_DEFAULT_S = 20.0
+TEST_CALL_MAX_S = 120.0
+TEST_CALL_FROM = "+15005550006"
+"""The test caller's number (Twilio's magic "valid" test number)."""
+
+
+class CallNotLive(LookupError):
+    """No live call with that id on this server."""
+
+
+class CallNotTakingCommands(RuntimeError):
+    """The call is ending, or its inbox is full: the session update was not delivered."""
+
+
+# --- the session config: shared with the live feed ---------------------------------------------
+
+
+def save_default_session(server: Server, session: dict[str, Any]) -> dict[str, Any]:
+    """Merge ``session`` over the server's default for new calls, check it, record
+    ``DefaultSessionConfigSaved`` (so it survives restarts) and make it the default.
+
+    Returns the saved config. Raises ``SessionConfigError`` (nothing changed) when it is invalid.
+    """
+    if not isinstance(session, dict):
+        raise SessionConfigError("'session' must be an object of session settings")
+    config = normalize_session_config({**server.default_session, **session})
+    saved = DefaultSessionConfigSaved(call_id=SETTINGS_STREAM, at=server.now(), session_config=config, source="console")
+    try:
+        server.writer.record(saved)
+    except ValueError as exc:  # the event cannot be encoded: nothing was queued
+        raise SessionConfigError(f"cannot save this session config: {exc}") from None
+    server.default_session = config
+    return config
+
+
+def update_call_session(server: Server, call_id: str, session: dict[str, Any]) -> dict[str, Any]:
+    """Check ``session`` and hand it to live call ``call_id``, which merges it into its config,
+    sends ``session.update`` to its model and records ``CallSessionConfigChanged``.
+
+    Returns ``session``. Raises ``SessionConfigError`` when it is invalid, :class:`CallNotLive`
+    when there is no such live call, :class:`CallNotTakingCommands` when the call is ending.
+    """
+    if not isinstance(session, dict):
+        raise SessionConfigError("'session' must be an object of session settings")
+    normalize_session_config(session)
+    call = server.live.get(call_id)
+    if call is None:
+        raise CallNotLive(f"no live call {call_id!r} on this server")
+    if not call.update_session(session):
+        raise CallNotTakingCommands(f"call {call_id!r} is ending or not taking commands now; try again")
+    return session
+
+
+# --- the test call -----------------------------------------------------------------------------
+
+
+def test_call_script(seconds: float) -> list[Step]:
+    """Speak, wait for the assistant, speak again, wait for the reply, hang up; the caller also
+    hangs up after ``seconds`` whatever is happening."""
+    wait = WaitForAssistant(timeout_s=max(1.0, seconds))
+    return [Speak(1200), wait, Silence(400), Speak(1200), wait, HangUp()]
+
+
+def local_base_url(host: str, port: int) -> str:
+    """How this process reaches its own listener: loopback for a wildcard or loopback bind,
+    else the bound address itself."""
+    if host in ("", "0.0.0.0", "localhost"):
+        return f"http://127.0.0.1:{port}"
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return f"http://{host}:{port}"  # a host name
+    if address.version == 6:
+        return f"http://[{'::1' if address.is_unspecified else address}]:{port}"
+    return f"http://{address}:{port}"
+
+
+async def run_test_call(server: Server, call_sid: str, seconds: float) -> None:
+    """Place the simulated call against this server, as Twilio would (signed with the Twilio auth
+    token when one is configured), and log how it went."""
+    assert server.port is not None
+    settings = server.settings
+    report = await place_call(
+        local_base_url(settings.host, server.port),
+        script=test_call_script(seconds),
+        auth_token=settings.twilio_auth_token,
+        public_url=settings.public_url,
+        account_sid=settings.twilio_account_sid,
+        from_number=TEST_CALL_FROM,
+        max_duration_s=seconds,
+        status_callback=True,
+        call_sid=call_sid,
+    )
+    if report.errors:
+        log.warning("test call %s ended by %s: %s", call_sid, report.ended_by, "; ".join(report.errors))
+    else:
+        log.info("test call %s ended by %s after %.1f s", call_sid, report.ended_by, report.duration_s)
+
+
+def test_call_seconds(body: dict[str, Any]) -> float:
+    """The requested length, checked: ValueError with the reason."""
+    seconds = body.get("seconds", TEST_CALL_DEFAULT_S)
+    if seconds is None:
+        return TEST_CALL_DEFAULT_S
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 1 <= seconds <= TEST_CALL_MAX_S:
+        raise ValueError(f"'seconds' must be a number from 1 to {TEST_CALL_MAX_S:g}")
+    return float(seconds)
+
+
+# --- the blueprint -----------------------------------------------------------------------------
+
+
+async def json_object() -> dict[str, Any] | None:
+    """The request's JSON body when it is an object (an empty body counts as ``{}``), else None."""
+    if not await request.get_data():
+        return {}
+    body = await request.get_json(force=True, silent=True)
+    return body if isinstance(body, dict) else None
+
+
+def console_api_blueprint(server: Server) -> Blueprint:
+    """The console routes over ``server`` (settings, registry, live calls, writer, nursery)."""
+    api = Blueprint("console_api", __name__)
+    api.before_request(require_token(lambda: server.settings.api_token))
+
+    def not_an_object() -> Response:
+        return error_response(400, "the request body must be a JSON object")
+
+    @api.get("/api/setup")
+    async def setup() -> Response:
+        return json_response(await setup_report(server.settings))
+
+    @api.post("/api/setup/webhook")
+    async def set_webhook() -> Response:
+        body = await json_object()
+        if body is None:
+            return not_an_object()
+        sid = body.get("sid")
+        if not isinstance(sid, str) or not sid:
+            return error_response(400, "'sid' must be the SID of one of the account's numbers (PN…)")
+        settings = server.settings
+        numbers = phone_numbers_client(settings)
+        if numbers is None:
+            return error_response(409, "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN first")
+        try:
+            updated = await numbers.aset_voice_webhook(
+                sid, voice_url=twiml_url(settings.public_url), status_callback=status_callback_url(settings.public_url)
+            )
+        except TwilioRestError as error:
+            status = {RestErrorKind.NOT_FOUND: 404}.get(error.kind, 502)
+            return error_response(status, str(error), kind=str(error.kind))
+        log.info("voice webhook of %s (%s) set to %s", updated.phone_number, sid, updated.voice_url)
+        return json_response(number_view(updated, settings.public_url))
+
+    @api.get("/api/session")
+    async def get_session() -> Response:
+        return json_response(
+            {"session": server.default_session, "voices": list(VOICES), "backend_tools": server.registry.schemas()}
+        )
+
+    @api.post("/api/session")
+    async def post_session() -> Response:
+        body = await json_object()
+        if body is None:
+            return not_an_object()
+        session = body.get("session")
+        call_id = body.get("call_id")
+        if not isinstance(session, dict):
+            return error_response(400, "'session' must be an object of session settings")
+        if call_id is not None and (not isinstance(call_id, str) or not call_id):
+            return error_response(400, "'call_id' must be the id of a live call, or absent")
+        try:
+            if call_id is None:
+                saved = save_default_session(server, session)
+                with trio.move_on_after(5):
+                    await server.writer.flush()  # saved means stored, when the store answers
+                return json_response({"session": saved, "call_id": None})
+            return json_response({"session": update_call_session(server, call_id, session), "call_id": call_id})
+        except SessionConfigError as error:
+            return error_response(400, str(error))
+        except CallNotLive as error:
+            return error_response(404, str(error))
+        except CallNotTakingCommands as error:
+            return error_response(409, str(error))
+
+    @api.post("/api/test-call")
+    async def test_call() -> Response:
+        body = await json_object()
+        if body is None:
+            return not_an_object()
+        try:
+            seconds = test_call_seconds(body)
+        except ValueError as error:
+            return error_response(400, str(error))
+        if not server.accepting or server.port is None:
+            return error_response(503, "the server is not taking calls now")
+        call_sid = new_sid("CA")
+        try:
+            server.start_background(partial(run_test_call, server, call_sid, seconds))
+        except RuntimeError as error:
+            return error_response(503, str(error))
+        return json_response({"call_sid": call_sid}, 202)
+
+    @api.get("/api/calls/live")
+    async def live_calls() -> Response:
+        calls = sorted(server.live.calls.values(), key=lambda call: call.started_at)
+        return json_response(
+            [
+                {
+                    "call_id": call.call_id,
+                    "stream_sid": call.stream_sid,
+                    "from": call.from_number,
+                    "to": call.to_number,
+                    "started_at": iso(call.started_at),
+                }
+                for call in calls
+            ]
+        )
+
+    return api

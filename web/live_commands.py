@@ -1,0 +1,142 @@
+"""What a browser may send on ``WS /logs``, checked before anything reaches a call or the log.
+
+Accepted (one JSON object per message; anything else gets an ``error`` message back and changes
+nothing):
+
+- ``{"type": "session.update", "session": {...}}`` — the default for new calls: merged over the
+  current default, checked (``normalize_session_config``), recorded as ``DefaultSessionConfigSaved``
+  (so it survives restarts) and made the server's default;
+- ``{"type": "session.update", "call_id": CALL, "session": {...}}`` — that live call only (checked,
+  then ``LiveCall.update_session``: the call records ``CallSessionConfigChanged``);
+- ``{"type": "conversation.item.create", "call_id": CALL, "item": {"type": "function_call_output",
+  "call_id": TOOL_CALL_ID, "output": "..."}}`` — answers a pending tool call of that call (the tool
+  runner records it and sends it to the model); a non-string ``output`` is sent as its JSON text;
+- ``{"type": "response.create", "call_id": CALL}`` — asks that call's model for a response (through
+  the call's response gate, so never over a running one).
+
+Why this is synchronous and separate from the socket: every check and hand-off is non-blocking
+(channels with ``send_nowait``, the writer's ``record``), so a browser can never stall a call, and
+the rules are testable without one.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from adapters.openai.session import SessionConfigError, normalize_session_config
+from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from projections.live import LiveProjection, Message, envelope
+
+if TYPE_CHECKING:
+    from web.server import Server
+
+COMMANDS = ("session.update", "conversation.item.create", "response.create")
+_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class CommandError(Exception):
+    """A refused command: ``code`` for programs, ``message`` for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def error_message(
+    code: str, message: str, *, call_id: str | None = None, stream_sid: str | None = None, event_type: str | None = None
+) -> Message:
+    """The ``error`` message sent back to the one browser whose command was refused."""
+    error = {"type": "feed_error", "code": code, "message": message, "event_type": event_type}
+    return envelope("error", call_id, stream_sid, error=error)
+
+
+def handle_command(server: Server, projection: LiveProjection, data: str | bytes) -> Message | None:
+    """Carry out one browser message; returns the error message to send back, or None."""
+    try:
+        command = _decoder.decode(data)
+    except msgspec.DecodeError as exc:
+        return error_message("invalid_json", f"not JSON: {exc}")
+    if not isinstance(command, dict):
+        return error_message("invalid_event", "a feed message must be a JSON object with a 'type'")
+    kind = command.get("type")
+    call_id = command.get("call_id")
+    call_id = call_id if isinstance(call_id, str) and call_id else None
+    try:
+        if kind not in COMMANDS:
+            raise CommandError("unknown_event", f"unsupported type {kind!r}: send one of {', '.join(COMMANDS)}")
+        if kind == "session.update" and call_id is None:
+            _save_default(server, command)
+        else:
+            _to_call(server, projection, command, call_id)
+    except CommandError as error:
+        return error_message(
+            error.code,
+            error.message,
+            call_id=call_id,
+            stream_sid=projection.stream_sid(call_id),
+            event_type=kind if isinstance(kind, str) else None,
+        )
+    return None
+
+
+def _session(command: dict[str, Any]) -> dict[str, Any]:
+    session = command.get("session")
+    if not isinstance(session, dict):
+        raise CommandError("invalid_session", "'session' must be an object of session settings")
+    return session
+
+
+def _save_default(server: Server, command: dict[str, Any]) -> None:
+    try:
+        config = normalize_session_config({**server.default_session, **_session(command)})
+    except SessionConfigError as exc:
+        raise CommandError("invalid_session", str(exc)) from None
+    saved = DefaultSessionConfigSaved(call_id=SETTINGS_STREAM, at=server.now(), session_config=config, source="console")
+    try:
+        server.writer.record(saved)
+    except ValueError as exc:  # EventEncodingError: nothing was queued
+        raise CommandError("invalid_session", f"cannot save this session config: {exc}") from None
+    server.default_session = config
+
+
+def _to_call(server: Server, projection: LiveProjection, command: dict[str, Any], call_id: str | None) -> None:
+    kind = command["type"]
+    if call_id is None:
+        raise CommandError("missing_call_id", f"{kind} needs the 'call_id' of a live call")
+    call = server.live.get(call_id)
+    if call is None:
+        raise CommandError("unknown_call", f"no live call {call_id!r} on this server")
+    if kind == "session.update":
+        session = _session(command)
+        try:
+            normalize_session_config(session)
+        except SessionConfigError as exc:
+            raise CommandError("invalid_session", str(exc)) from None
+        delivered = call.update_session(session)
+    elif kind == "response.create":
+        delivered = call.forward_client_event({"type": "response.create"})
+    else:
+        item = _function_call_output(command)
+        if not projection.is_pending(call_id, item["call_id"]):
+            raise CommandError("unknown_tool_call", f"call {call_id!r} has no pending tool call {item['call_id']!r}")
+        delivered = call.forward_client_event({"type": "conversation.item.create", "item": item})
+    if not delivered:
+        raise CommandError("call_busy", f"call {call_id!r} is ending or not taking commands now; try again")
+
+
+def _function_call_output(command: dict[str, Any]) -> dict[str, Any]:
+    item = command.get("item")
+    if not isinstance(item, dict) or item.get("type") != "function_call_output":
+        raise CommandError("invalid_item", "only an item of type 'function_call_output' can be created")
+    tool_call_id = item.get("call_id")
+    if not isinstance(tool_call_id, str) or not tool_call_id:
+        raise CommandError("invalid_item", "item.call_id must be the id of the pending tool call")
+    output = item.get("output")
+    if output is None:
+        raise CommandError("invalid_item", "item.output is missing")
+    text = output if isinstance(output, str) else _encoder.encode(output).decode()
+    return {"type": "function_call_output", "call_id": tool_call_id, "output": text}

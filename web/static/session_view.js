@@ -1,0 +1,178 @@
+// Session configuration: instructions, voice, turn detection, input transcription, tools.
+// Saved as the default for new calls, or applied to one live call. Keys the form does not edit
+// (model, tool_choice, …) are kept as loaded, so saving never drops them.
+
+import { ApiError, getJSON, postJSON } from "./api.js";
+import { clear, h, notice } from "./dom.js";
+import { ToolsEditor } from "./tools_editor.js";
+
+const TRANSCRIPTION_MODELS = ["gpt-4o-mini-transcribe", "gpt-4o-transcribe", "whisper-1"];
+const EAGERNESS = ["auto", "low", "medium", "high"];
+
+function field(id, label, control, hint) {
+  return h(
+    "div",
+    { class: "field" },
+    h("label", { for: id }, label),
+    control,
+    hint ? h("p", { class: "hint", id: `${id}-hint` }, hint) : null,
+  );
+}
+
+function numberInput(id, value, attrs) {
+  return h("input", { id, type: "number", inputmode: "decimal", value: value ?? "", ...attrs });
+}
+
+function checkbox(id, label, checked) {
+  return h("div", { class: "field check" }, h("input", { id, type: "checkbox", checked: Boolean(checked) }), h("label", { for: id }, label));
+}
+
+function turnDetectionFields(current) {
+  const td = current || {};
+  const server = h(
+    "fieldset",
+    { class: "vad server_vad" },
+    h("legend", {}, "Server VAD"),
+    field("vad-threshold", "Threshold (0–1)", numberInput("vad-threshold", td.threshold, { min: 0, max: 1, step: 0.05 })),
+    field("vad-prefix", "Prefix padding (ms)", numberInput("vad-prefix", td.prefix_padding_ms, { min: 0, step: 50 })),
+    field("vad-silence", "Silence duration (ms)", numberInput("vad-silence", td.silence_duration_ms, { min: 0, step: 50 })),
+    field("vad-idle", "Idle timeout (ms, empty for none)", numberInput("vad-idle", td.idle_timeout_ms, { min: 0, step: 500 })),
+  );
+  const eagerness = h("select", { id: "vad-eagerness" }, EAGERNESS.map((e) => h("option", { value: e }, e)));
+  eagerness.value = td.eagerness || "auto";
+  const semantic = h("fieldset", { class: "vad semantic_vad" }, h("legend", {}, "Semantic VAD"), field("vad-eagerness", "Eagerness", eagerness));
+  const common = h(
+    "div",
+    { class: "vad-common" },
+    checkbox("vad-create", "Answer automatically when the caller stops", td.create_response ?? true),
+    checkbox("vad-interrupt", "Let the caller interrupt the assistant", td.interrupt_response ?? true),
+  );
+  return { server, semantic, common };
+}
+
+function readNumber(form, id, key, target, integer = true) {
+  const text = form.querySelector(`#${id}`).value.trim();
+  if (text === "") return;
+  const value = Number(text);
+  if (!Number.isFinite(value)) throw new Error(`${key} must be a number`);
+  target[key] = integer ? Math.round(value) : value;
+}
+
+function readTurnDetection(form) {
+  const type = form.querySelector("#td-type").value;
+  if (type === "none") return null;
+  const td = { type };
+  if (type === "server_vad") {
+    readNumber(form, "vad-threshold", "threshold", td, false);
+    readNumber(form, "vad-prefix", "prefix_padding_ms", td);
+    readNumber(form, "vad-silence", "silence_duration_ms", td);
+    readNumber(form, "vad-idle", "idle_timeout_ms", td);
+  } else {
+    td.eagerness = form.querySelector("#vad-eagerness").value;
+  }
+  td.create_response = form.querySelector("#vad-create").checked;
+  td.interrupt_response = form.querySelector("#vad-interrupt").checked;
+  return td;
+}
+
+export function mountSession(main, params) {
+  const status = h("p", { class: "notice", role: "status" }, "Loading…");
+  const root = h("section", { class: "session" }, h("h1", {}, "Session configuration"), status);
+  main.append(root);
+  let alive = true;
+  Promise.all([getJSON("/api/session"), getJSON("/api/calls/live")])
+    .then(([config, live]) => alive && render(root, status, config, live, params.get("call_id")))
+    .catch((error) => notice(status, `Could not load the session: ${error.message}`, "error"));
+  return { unmount: () => (alive = false) };
+}
+
+function render(root, status, config, liveCalls, wantedCall) {
+  const session = config.session || {};
+  const voices = [...(config.voices || [])];
+  const voice = h("select", { id: "voice" });
+  const customVoice = typeof session.voice === "object" && session.voice ? session.voice.id : null;
+  if (typeof session.voice === "string" && !voices.includes(session.voice)) voices.push(session.voice);
+  voice.append(...voices.map((v) => h("option", { value: v }, v)));
+  if (customVoice) voice.append(h("option", { value: `custom:${customVoice}` }, `custom voice ${customVoice}`));
+  voice.value = customVoice ? `custom:${customVoice}` : session.voice;
+
+  const tdType = h(
+    "select",
+    { id: "td-type" },
+    h("option", { value: "server_vad" }, "Server VAD (silence based)"),
+    h("option", { value: "semantic_vad" }, "Semantic VAD (meaning based)"),
+    h("option", { value: "none" }, "None (manual turns)"),
+  );
+  tdType.value = session.turn_detection?.type || "none";
+  const vad = turnDetectionFields(session.turn_detection);
+  const showVad = () => {
+    vad.server.hidden = tdType.value !== "server_vad";
+    vad.semantic.hidden = tdType.value !== "semantic_vad";
+    vad.common.hidden = tdType.value === "none";
+  };
+  tdType.addEventListener("change", showVad);
+  showVad();
+
+  const transcription = h("input", { id: "transcription", list: "transcription-models", value: session.input_transcription_model || "", spellcheck: "false" });
+  const toolsRoot = h("div", { class: "field tools-field" });
+  const editor = new ToolsEditor(toolsRoot, { tools: session.tools, templates: config.backend_tools || [] });
+
+  const target = h("select", { id: "target" }, h("option", { value: "" }, "Default for new calls"));
+  for (const call of liveCalls) target.append(h("option", { value: call.call_id }, `Live call ${call.call_id} (${call.from || "unknown"})`));
+  if (wantedCall && liveCalls.some((c) => c.call_id === wantedCall)) target.value = wantedCall;
+
+  const save = h("button", { type: "submit", class: "primary" }, "Save");
+  const form = h(
+    "form",
+    { class: "session-form", novalidate: true },
+    field("instructions", "Instructions", h("textarea", { id: "instructions", rows: 6, value: session.instructions || "" })),
+    h("div", { class: "row-fields" }, field("voice", "Voice", voice), field("td-type", "Turn detection", tdType)),
+    vad.server,
+    vad.semantic,
+    vad.common,
+    field("transcription", "Input transcription model", transcription, "Empty: no caller transcripts."),
+    h("datalist", { id: "transcription-models" }, TRANSCRIPTION_MODELS.map((m) => h("option", { value: m }))),
+    toolsRoot,
+    h("div", { class: "save-row" }, h("label", { for: "target" }, "Apply to"), target, save),
+  );
+
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const checked = editor.check();
+    if (checked.error) {
+      notice(status, `Tools: ${checked.error}`, "error");
+      editor.textarea.focus();
+      return;
+    }
+    let next;
+    try {
+      next = {
+        ...session,
+        instructions: form.querySelector("#instructions").value,
+        voice: voice.value.startsWith("custom:") ? { id: voice.value.slice(7) } : voice.value,
+        turn_detection: readTurnDetection(form),
+        input_transcription_model: transcription.value.trim() || null,
+        tools: checked.tools,
+      };
+    } catch (error) {
+      notice(status, error.message, "error");
+      return;
+    }
+    const callId = target.value || null;
+    save.disabled = true;
+    try {
+      const saved = await postJSON("/api/session", callId ? { session: next, call_id: callId } : { session: next });
+      if (!callId) Object.assign(session, saved.session);
+      notice(status, callId ? `Applied to live call ${callId}.` : "Saved: new calls use this configuration.", "ok");
+    } catch (error) {
+      const reason = error instanceof ApiError ? error.message : String(error);
+      notice(status, `Not saved: ${reason}`, "error");
+    } finally {
+      save.disabled = false;
+    }
+  });
+
+  clear(status);
+  status.className = "notice";
+  root.append(form);
+}
