@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from functools import partial
 from pathlib import Path
 
@@ -21,12 +22,15 @@ from playwright.sync_api import expect
 
 from adapters.sim.caller import place_call
 from adapters.sim.caller_script import HangUp, Silence, Speak, WaitForAssistant
+from adapters.sim.fake_openai import serve_fake_openai
 from adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 from adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
 from engine.store import EventStore
 from engine.synthetic import CallLog
 from engine.tools import Tool, default_registry
 from web.auth import SESSION_COOKIE
+from web.server import Server
+from web.settings import load_settings
 
 TOKEN = "test-token"  # what running_bridge configures
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
@@ -40,8 +44,10 @@ def browser_required() -> None:
     require_browser()
 
 
-def no_page_errors(browser: Browser) -> None:
-    assert browser.errors == [], browser.errors
+def no_page_errors(browser: Browser, *, expected: tuple[str, ...] = ()) -> None:
+    """No script error and no failed request, except those the test caused on purpose."""
+    unexpected = [error for error in browser.errors if not any(part in error for part in expected)]
+    assert unexpected == [], unexpected
 
 
 # --- sign-in -----------------------------------------------------------------------------------
@@ -80,8 +86,8 @@ async def test_the_token_signs_in_a_wrong_one_does_not_and_sign_out_ends_the_ses
 async def test_a_test_call_placed_from_the_console_streams_into_the_live_transcript(tmp_path: Path) -> None:
     script = Script(
         turns=[
-            Turn(transcript="Hi there, is anyone listening?", reply="Hello! I am listening, how can I help you today?"),
-            Turn(transcript="Just testing the line.", reply="The line works perfectly. Goodbye!"),
+            Turn(transcript="Hi there, is anyone listening?", reply="Hello! I am listening, how can I help?"),
+            Turn(transcript="Just testing the line.", reply="It works. Goodbye!"),
         ]
     )
     async with running_bridge(tmp_path, script=script) as bridge:
@@ -105,13 +111,13 @@ async def test_a_test_call_placed_from_the_console_streams_into_the_live_transcr
                 transcript = page.locator(".transcript")
                 expect(transcript.locator(".bubble.caller").first).to_contain_text("Hi there, is anyone listening?")
                 expect(transcript.locator(".bubble.assistant").first).to_contain_text(
-                    "Hello! I am listening, how can I help you today?"
+                    "Hello! I am listening, how can I help?"
                 )
                 expect(page.locator(".call-meta .pill")).to_have_text("live")
                 option = page.locator("#call-select option:checked")
                 expect(option).to_contain_text("+15005550006")
                 browser.screenshot("live-desktop")
-                expect(transcript.locator(".bubble.assistant").nth(1)).to_contain_text("The line works perfectly")
+                expect(transcript.locator(".bubble.assistant").nth(1)).to_contain_text("It works. Goodbye!")
                 expect(page.locator(".call-meta .pill")).to_have_text("ended", timeout=15_000)
                 partials = page.evaluate("window.assistantTexts.size")
                 assert partials > 2, f"the reply appeared at once, not as deltas ({partials} states)"
@@ -188,3 +194,241 @@ async def test_a_function_call_answered_by_hand_reaches_the_model_and_the_reply_
 
 async def _start(nursery: trio.Nursery, fn: object) -> None:
     nursery.start_soon(fn)  # type: ignore[arg-type]
+
+
+# --- history and the call page -----------------------------------------------------------------
+
+
+def past_calls() -> list[CallLog]:
+    """A troubled call (tool call, barge-in, model drop, model error) and two plain ones."""
+    weather = (
+        CallLog("CAweather", start_at=T0, from_number="+15550100001", to_number="+15550109999")
+        .start()
+        .caller_says("What's the weather in Paris?")
+        .tool_call("get_weather", {"city": "Paris"}, {"temperature_c": 18})
+        .assistant_says("It is eighteen degrees in Paris and sunny all afternoon.", interrupted_at_ms=1200)
+        .caller_says("Sorry, will it rain tomorrow?")
+        .model_drops()
+        .assistant_says("No rain is expected tomorrow.")
+        .model_error("rate_limit_exceeded", "Too many requests")
+        .end()
+    )
+    plumber = (
+        CallLog("CAplumber", start_at=T0 + DAY, from_number="+15550100002", to_number="+15550109999")
+        .start()
+        .caller_says("I need a plumber for my kitchen sink")
+        .assistant_says("I can book a plumber for tomorrow morning.")
+        .end()
+    )
+    hello = (
+        CallLog("CAhello", start_at=T0 + 2 * DAY, from_number="+15550100001", to_number="+15550108888")
+        .start()
+        .caller_says("Hello")
+        .assistant_says("Hi, how can I help?")
+        .end()
+    )
+    return [weather, plumber, hello]
+
+
+async def test_history_search_finds_a_past_call_whose_page_plays_the_recording_and_replays_it(tmp_path: Path) -> None:
+    store = EventStore(str(tmp_path / "callbridge.db"))
+    for log in past_calls():
+        log.write(store)
+    store.close()
+    async with running_bridge(tmp_path) as bridge:
+
+        def scenario() -> None:
+            with open_browser(bridge.base_url) as browser:
+                page = browser.page
+                browser.sign_in(TOKEN)
+                page.get_by_role("link", name="History").click()
+                rows = page.locator(".calls-table tbody tr")
+                expect(rows).to_have_count(3)
+                page.get_by_label("Words said").fill("paris")
+                page.get_by_label("Words said").press("Enter")
+                expect(rows).to_have_count(1)
+                expect(rows).to_contain_text("+15550100001")
+                assert "q=paris" in page.url  # the search is in the address: Back and bookmarks work
+                rows.get_by_role("link").click()
+                expect(page.get_by_role("heading", level=1)).to_have_text("Call from +15550100001 to +15550109999")
+
+                # the recording loads and plays
+                audio = page.locator("audio#recording")
+                page.wait_for_function(
+                    "() => { const a = document.querySelector('#recording'); return a.readyState >= 1 && a.duration > 0 }"
+                )
+                assert audio.evaluate("a => a.error") is None
+                assert audio.evaluate("a => a.duration") > 5
+                audio.evaluate("a => a.play()")
+                page.wait_for_function("() => document.querySelector('#recording').currentTime > 0")
+                audio.evaluate("a => a.pause()")
+
+                # one time axis: both voices, the tool call and what went wrong
+                timeline = page.locator("svg.timeline")
+                for selector in ("rect.span.caller", "rect.span.assistant", "rect.span.tool"):
+                    expect(timeline.locator(selector).first).to_be_attached()
+                expect(timeline.locator("rect.span.assistant.status-interrupted")).to_have_count(1)
+                for kind in ("truncation", "reconnect", "error"):
+                    expect(timeline.locator(f"g.mark.{kind}").first).to_be_attached()
+                expect(page.locator(".timeline-list")).to_contain_text("rate_limit_exceeded", use_inner_text=False)
+                expect(page.locator("svg.bars")).to_have_count(2)  # latency and tokens per turn
+                expect(page.locator(".figures")).to_contain_text("Cost")
+                expect(page.locator(".transcript.static")).to_contain_text("get_weather")
+                browser.screenshot("call-page-desktop")
+                page.set_viewport_size(PHONE)
+                page.emulate_media(color_scheme="dark")
+                browser.screenshot("call-page-phone-dark")
+                page.set_viewport_size(DESKTOP)
+
+                # replay through the live view
+                page.get_by_label("Replay speed").select_option("16")
+                page.get_by_role("button", name="Replay in the live view").click()
+                expect(page.locator(".bubble.caller").first).to_contain_text("What's the weather in Paris?")
+                expect(page.locator(".bubble.assistant").last).to_contain_text("No rain is expected tomorrow.")
+                expect(page.locator(".tool-list.finished .tool-card")).to_contain_text("get_weather")
+                expect(page.locator(".toolbar .notice")).to_have_text("replay finished")
+                expect(page.locator(".bubble.assistant.status-interrupted")).to_have_count(1)
+                expect(page.locator(".answer")).to_have_count(0)  # a replay answers nothing
+                no_page_errors(browser)
+
+        await in_browser(scenario)
+
+
+# --- setup and session -------------------------------------------------------------------------
+
+
+async def test_the_setup_checklist_points_a_numbers_webhook_at_this_server(tmp_path: Path) -> None:
+    fake = FakeTwilioRest()
+    ours = fake.add_number("+15005550001", friendly_name="Support line", voice_url="https://demo.twilio.com/voice")
+    other = fake.add_number("+15005550002", friendly_name="Sales line")
+    async with trio.open_nursery() as nursery:
+        await nursery.start(partial(serve_fake_twilio_rest, fake=fake))
+        env = {
+            "TWILIO_ACCOUNT_SID": fake.account_sid,
+            "TWILIO_AUTH_TOKEN": fake.auth_token,
+            "TWILIO_API_BASE_URL": fake.url,
+        }
+        async with running_bridge(tmp_path, env=env) as bridge:
+            twiml = f"{bridge.server.settings.public_url}/twiml"
+
+            def scenario() -> None:
+                with open_browser(bridge.base_url) as browser:
+                    page = browser.page
+                    browser.sign_in(TOKEN)
+                    page.get_by_role("link", name="Setup").click()
+                    checks = page.locator(".checklist .check")
+                    expect(checks.first).to_be_visible()
+                    assert checks.count() >= 4
+                    expect(page.locator(".check[data-check] strong").first).not_to_be_empty()
+                    row = page.locator(f"tr[data-sid='{ours['sid']}']")
+                    expect(row.locator(".webhook")).to_contain_text("not")
+                    browser.screenshot("setup-before")
+                    row.get_by_role("button", name="Point the webhook here").click()
+                    expect(page.locator(".setup .notice")).to_contain_text(f"now sends its calls to {twiml}")
+                    expect(row.locator(".webhook")).to_have_text("✓ points here")
+                    expect(row.locator(".url")).to_have_text(twiml)
+                    other_row = page.locator(f"tr[data-sid='{other['sid']}']")
+                    expect(other_row.locator(".webhook")).to_contain_text("not")
+                    assert fake.auth_token not in page.content()
+                    browser.screenshot("setup-after")
+                    no_page_errors(browser)
+
+            await in_browser(scenario)
+        nursery.cancel_scope.cancel()
+    assert fake.numbers[ours["sid"]]["voice_url"] == twiml
+    assert [sid for sid, _ in fake.updates] == [ours["sid"]]
+    assert fake.numbers[other["sid"]]["voice_url"] == ""
+
+
+async def test_session_settings_are_validated_then_saved_for_new_calls(tmp_path: Path) -> None:
+    async with running_bridge(tmp_path) as bridge:
+
+        def scenario() -> None:
+            with open_browser(bridge.base_url) as browser:
+                page = browser.page
+                browser.sign_in(TOKEN)
+                page.get_by_role("link", name="Session").click()
+                voice = page.get_by_label("Voice")
+                expect(voice.locator("option[value='marin']")).to_be_attached()
+                voice.select_option("cedar")
+                page.get_by_label("Instructions").fill("You are the front desk of a bakery.")
+                tools = page.get_by_label("Tools (JSON)")
+                tools.fill('[{"type": "function", "name": ')
+                expect(page.locator("#tools-status")).to_contain_text("not valid JSON")
+                page.get_by_role("button", name="Save").click()
+                expect(page.locator(".session > .notice")).to_contain_text("Tools: not valid JSON")
+                tools.fill("[]")
+                page.get_by_role("button", name="+ get_weather_from_coords").click()
+                expect(page.locator("#tools-status")).to_have_text("1 tool: get_weather_from_coords")
+                # the server's own check: a threshold outside 0-1 is refused with its reason
+                page.get_by_label("Threshold (0–1)").fill("5")
+                page.get_by_role("button", name="Save").click()
+                expect(page.locator(".session > .notice")).to_contain_text("Not saved")
+                expect(page.locator(".session > .notice")).to_contain_text("threshold")
+                page.get_by_label("Turn detection").select_option("semantic_vad")
+                page.get_by_label("Eagerness").select_option("high")
+                page.get_by_role("button", name="Save").click()
+                expect(page.locator(".session > .notice")).to_contain_text("Saved")
+                browser.screenshot("session")
+                no_page_errors(browser, expected=("status of 400",))
+
+        before = dict(bridge.server.default_session)
+        await in_browser(scenario)
+        saved = bridge.server.default_session
+        assert saved != before
+        assert saved["voice"] == "cedar" and saved["instructions"] == "You are the front desk of a bakery."
+        assert saved["turn_detection"] == {
+            "type": "semantic_vad",
+            "eagerness": "high",
+            "create_response": True,
+            "interrupt_response": True,
+        }
+        assert [tool["name"] for tool in saved["tools"]] == ["get_weather_from_coords"]
+
+
+# --- a server restart --------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def test_the_console_says_it_is_reconnecting_while_the_server_restarts_then_goes_live_again(
+    tmp_path: Path,
+) -> None:
+    port = free_port()  # the restarted server must come back where the page is
+    settings = load_settings(
+        {"CALLBRIDGE_STORE": str(tmp_path / "callbridge.db"), "CALLBRIDGE_API_TOKEN": TOKEN}, port=port, model="sim"
+    )
+    async with trio.open_nursery() as nursery:
+        fake = await nursery.start(partial(serve_fake_openai, "127.0.0.1", 0))
+        servers: list[Server] = []
+
+        async def start() -> None:
+            server = Server(settings, model_url=fake.url)
+            await nursery.start(server.run)
+            servers.append(server)
+
+        async def stop() -> None:
+            servers[-1].shutdown.set()
+            await servers[-1].stopped.wait()
+
+        await start()
+
+        def scenario() -> None:
+            with open_browser(f"http://127.0.0.1:{port}") as browser:
+                status = browser.page.locator("#feed-status")
+                browser.sign_in(TOKEN)
+                from_trio(stop)
+                expect(status).to_contain_text("reconnecting…")
+                browser.screenshot("reconnecting", full_page=False)
+                from_trio(start)
+                expect(status).to_have_text("live")  # the same session cookie opens the new server's feed
+                no_page_errors(browser, expected=("WebSocket", "ERR_CONNECTION_REFUSED"))
+
+        await in_browser(scenario)
+        await stop()
+        nursery.cancel_scope.cancel()
+    assert len(servers) == 2

@@ -124,7 +124,7 @@ export function timelineSvg(timeline, width, { onSeek } = {}) {
 export function barChart(chart, width) {
   const left = 52;
   const bottom = 24;
-  const top = 10;
+  const top = 22;
   const height = 170;
   const plot = width - left - 8;
   const n = Math.max(1, chart.categories.length);
@@ -143,7 +143,7 @@ export function barChart(chart, width) {
       s("text", { class: "tick-label", x: left - 6, y: y(value), "text-anchor": "end", "dominant-baseline": "middle" }, `${Math.round(value)}`),
     );
   }
-  svg.append(s("text", { class: "tick-label unit", x: 4, y: top + 2, "dominant-baseline": "hanging" }, chart.unit));
+  svg.append(s("text", { class: "tick-label unit", x: 4, y: 2, "dominant-baseline": "hanging" }, chart.unit));
   const group = plot / n;
   const barCount = chart.stacked ? 1 : chart.series.length;
   const barWidth = Math.max(2, Math.min(36, (group * 0.7) / barCount));

@@ -3,7 +3,7 @@
 // read-only: a replay cannot answer anything.
 
 import { getJSON, postJSON } from "./api.js";
-import { clear, formatWhen, h, notice } from "./dom.js";
+import { append, clear, formatWhen, h, notice } from "./dom.js";
 import { Feed, statusText } from "./feed.js";
 import { LiveState } from "./live_state.js";
 import { ToolsPanel } from "./tools_panel.js";
@@ -53,7 +53,7 @@ function describeCall(call) {
 function writeMeta(meta, call, { replay = false } = {}) {
   clear(meta);
   if (!call) return;
-  meta.append(
+  append(meta, [
     h("span", { class: `pill ${call.ended ? "ended" : "live"}` }, call.ended ? "ended" : replay ? "replaying" : "live"),
     " ",
     h("span", {}, `${call.from || "unknown caller"} → ${call.to || "?"}`),
@@ -62,7 +62,7 @@ function writeMeta(meta, call, { replay = false } = {}) {
     " ",
     h("a", { href: `#/calls/${encodeURIComponent(call.callId)}` }, "call page"),
     replay || call.ended ? null : [" · ", h("a", { href: `#/session?call_id=${encodeURIComponent(call.callId)}` }, "change this call's session")],
-  );
+  ]);
 }
 
 /**

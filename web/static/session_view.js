@@ -24,7 +24,7 @@ function numberInput(id, value, attrs) {
 }
 
 function checkbox(id, label, checked) {
-  return h("div", { class: "field check" }, h("input", { id, type: "checkbox", checked: Boolean(checked) }), h("label", { for: id }, label));
+  return h("div", { class: "field checkbox" }, h("input", { id, type: "checkbox", checked: Boolean(checked) }), h("label", { for: id }, label));
 }
 
 function turnDetectionFields(current) {

@@ -56,6 +56,8 @@ export function buildTimeline(events) {
       case "ModelEventReceived": {
         const r = raw(event);
         if (d.type === "input_audio_buffer.speech_started") {
+          // nobody starts speaking twice without stopping: a span left open ends here
+          for (const open of callerSpeech.values()) if (open.end === null) open.end = t;
           callerSpeech.set(r.item_id, { lane: "caller", start: t, end: null, itemId: r.item_id });
         } else if (d.type === "input_audio_buffer.speech_stopped") {
           const span = callerSpeech.get(r.item_id);

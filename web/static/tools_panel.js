@@ -49,6 +49,7 @@ export class ToolsPanel {
   }
 
   update(call) {
+    if (!call) this.placeholders();
     if (!call || call !== this.call) return;
     for (const tool of call.tools.values()) {
       let card = this.cards.get(tool.id);
