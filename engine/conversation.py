@@ -67,14 +67,15 @@ class ConversationMemory:
         elif isinstance(event, ToolCallCompleted | ToolCallFailed):
             self.pending_tool_calls.pop(event.tool_call_id, None)
         elif isinstance(event, BargeInDecided) and event.item_id and event.audio_end_ms is not None:
-            item = self.items.get(event.item_id)
-            if item is not None and event.received_ms > 0:
+            # The decision comes before the cancelled response's transcript: remember the cut now.
+            if event.received_ms > 0:
+                item = self._ensure(event.item_id, "assistant")
                 item.heard_fraction = min(1.0, event.audio_end_ms / event.received_ms)
 
     def _apply_server(self, kind: str, raw: str) -> None:
-        if kind in ("conversation.item.added", "conversation.item.created", "conversation.item.done"):
-            self._item_seen(_json.decode(raw).get("item") or {})
-        elif kind == "conversation.item.input_audio_transcription.completed":
+        # Items are learnt from the events of real turns only (transcripts, finished function calls):
+        # ``conversation.item.added`` also echoes the items a re-seed creates, under new ids.
+        if kind == "conversation.item.input_audio_transcription.completed":
             data = _json.decode(raw)
             item = self._ensure(str(data.get("item_id", "")), "user")
             item.text = str(data.get("transcript") or "")
@@ -98,26 +99,6 @@ class ConversationMemory:
         if item is None:
             item = self.items[item_id] = MemoryItem(item_id, kind)
         return item
-
-    def _item_seen(self, item: dict[str, Any]) -> None:
-        item_id = str(item.get("id") or "")
-        if not item_id:
-            return
-        kind = item.get("type")
-        if kind == "message":
-            role = item.get("role")
-            if role not in ("user", "assistant"):
-                return
-            entry = self._ensure(item_id, str(role))
-            for part in item.get("content") or []:
-                text = part.get("transcript") or part.get("text")
-                if text and not entry.text:
-                    entry.text = str(text)
-        elif kind == "function_call":
-            entry = self._ensure(item_id, "function_call")
-            entry.call_id = str(item.get("call_id") or entry.call_id)
-            entry.name = str(item.get("name") or entry.name)
-            entry.arguments = str(item.get("arguments") or entry.arguments)
 
     def seed_items(self) -> list[dict[str, Any]]:
         """GA items for ``conversation.item.create``, oldest first, that retell this conversation."""

@@ -20,6 +20,7 @@ decisions that make a phone agent good:
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -63,6 +64,9 @@ log = logging.getLogger(__name__)
 
 _json_encoder = msgspec.json.Encoder()
 _json_decoder = msgspec.json.Decoder()
+
+PENDING_AUDIO_FRAMES = 750
+"""At most 15 s of caller audio is kept for a new session."""
 
 CONSOLE_CLIENT_EVENTS = frozenset({"conversation.item.create", "response.create"})
 
@@ -117,7 +121,12 @@ class ModelSide:
         self.gate = ResponseGate()
         self.active_items: set[str] = set()
         self.unsent_outputs: list[ToolResult] = []
-        self.audio_dropped = 0
+        self.pending_audio: deque[str] = deque(maxlen=PENDING_AUDIO_FRAMES)
+        """Caller frames since the model last committed its input buffer: an utterance cut by a lost
+        session is sent again to the next one, so the caller need not repeat it."""
+        self.offline_audio: list[str] = []
+        """Caller frames that arrived while no session was open."""
+        self.caller_speaking = False
 
     # --- connection lifecycle --------------------------------------------------------------
 
@@ -203,6 +212,10 @@ class ModelSide:
             for item in self.ctx.record.memory.seed_items():
                 await self._send(conn, {"type": "conversation.item.create", "item": item})
                 seeded += 1
+        replay = list(self.pending_audio) if self.caller_speaking else self.offline_audio
+        for payload in replay:
+            await conn.send_raw(oa.encode_append(payload))
+        self.offline_audio = []
         for result in self.unsent_outputs:
             await self._send_output(conn, result)
         self.unsent_outputs.clear()
@@ -229,7 +242,9 @@ class ModelSide:
         with trio.move_on_after(delay):
             async for message in self.inbox:
                 if isinstance(message, CallerAudio):
-                    self.audio_dropped += 1
+                    self.pending_audio.append(message.payload)
+                    if len(self.offline_audio) < PENDING_AUDIO_FRAMES:
+                        self.offline_audio.append(message.payload)
                 elif isinstance(message, MarkEchoed):
                     self._mark_echoed(message.name)
                 elif isinstance(message, ToolResult):
@@ -261,6 +276,7 @@ class ModelSide:
                 await self._forward_console_event(conn, message.event)
 
     async def _send_audio(self, conn: ModelConnection, payload: str) -> None:
+        self.pending_audio.append(payload)
         await conn.send_raw(oa.encode_append(payload))
 
     async def _send(self, conn: ModelConnection, event: dict[str, Any]) -> None:
@@ -381,7 +397,11 @@ class ModelSide:
         kind = _tag(event)
         self._record(ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw))
         if isinstance(event, se.InputAudioBufferSpeechStarted):
+            self.caller_speaking = True
             await self._barge_in()
+        elif isinstance(event, se.InputAudioBufferCommitted):
+            self.caller_speaking = False
+            self.pending_audio.clear()
         elif isinstance(event, se.ResponseCreated):
             self.gate.response_created(event.response.id or "")
         elif isinstance(event, se.ResponseOutputItemAdded):

@@ -203,7 +203,7 @@ class CallLog:
                 )
             )
         if interrupted_at_ms is not None and heard_ms < duration:
-            return self._barge_in(text, response_id, item_id, heard_ms, generated // 8)
+            return self._barge_in(text, response_id, item_id, heard_ms, generated // 8, duration)
         words = text.split()
         for index, word in enumerate(words):
             delta = word if index == 0 else " " + word
@@ -219,7 +219,9 @@ class CallLog:
         self._response_done(response_id, "completed", duration, len(text))
         return self
 
-    def _barge_in(self, text: str, response_id: str, item_id: str, heard_ms: int, received_ms: int) -> CallLog:
+    def _barge_in(
+        self, text: str, response_id: str, item_id: str, heard_ms: int, received_ms: int, total_ms: int
+    ) -> CallLog:
         caller_item = self._id("item")
         self._received("input_audio_buffer.speech_started", item_id=caller_item, audio_start_ms=self.ms)
         self._add(
@@ -240,7 +242,8 @@ class CallLog:
         )
         self._sent("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
         self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
-        partial = text[: max(1, int(len(text) * heard_ms / max(1, received_ms)))]
+        # the model's transcript covers what it generated (received), not what the caller heard
+        partial = text[: max(1, int(len(text) * min(1.0, received_ms / max(1, total_ms))))]
         self._received(
             "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=partial
         )

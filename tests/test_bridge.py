@@ -343,3 +343,32 @@ async def test_a_call_is_recorded_in_postgresql_when_the_store_scales_out(
     assert report.ok, report.errors
     assert isinstance(events[0], CallStarted) and isinstance(events[-1], CallEnded)
     assert sum(len(e.payload) for e in of_type(events, AssistantAudioSent)) == report.assistant_bytes_received
+
+
+async def test_a_call_outlives_the_model_sessions_time_limit(tmp_path: Path) -> None:
+    """The real API ends a session after 60 minutes (``session_expired``, close 1001); here after 3.5 s.
+    The caller stays on the line, a new session is opened and told the conversation so far."""
+    script = Script(
+        turns=[
+            Turn(transcript="My name is Ada", reply="Nice to meet you, Ada."),
+            Turn(transcript="What is my name?", reply="Your name is Ada."),
+        ]
+    )
+    caller_script = [Speak(900), WaitForAssistant(15), Silence(2500), Speak(900), WaitForAssistant(15), HangUp()]
+    async with running_bridge(tmp_path, script=script, fake_options={"expire_after_s": 3.5}) as bridge:
+        report = await place_call(bridge.base_url, script=caller_script)
+        await bridge.wait_call_ended(report.call_sid)
+        events = await bridge.events(report.call_sid)
+        first = bridge.fake.sessions[0]
+
+    assert report.ok, report.errors
+    assert "session_expired" in [
+        json.loads(e.raw).get("error", {}).get("code") for e in of_type(events, ModelEventReceived)
+    ]
+    assert [d.code for d in of_type(events, ModelDisconnected)][:1] == [1001]
+    assert first.closed.is_set()
+    connected = of_type(events, ModelConnected)
+    assert len(connected) >= 2 and connected[1].seeded_items >= 2
+    transcripts = [json.loads(e.raw).get("transcript") for e in of_type(events, ModelEventReceived)]
+    assert "Your name is Ada." in transcripts
+    assert of_type(events, CallEnded)[0].reason == "caller_hangup"

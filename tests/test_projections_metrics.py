@@ -120,9 +120,9 @@ def test_a_barge_in_records_played_and_generated_ms(views: Any) -> None:
         metrics["truncated_generated_ms"],
     ) == (1, 1, 600, 1600)
     assert metrics["caller_turns"] == 2
-    # partial transcript of 22 chars -> 5 text tokens, 600 ms heard -> 12 audio; "Okay!" -> 1 and 16.
-    assert (metrics["tokens"]["output_text"], metrics["tokens"]["output_audio"]) == (6, 28)
-    assert metrics["cost_usd"] == 0.003507
+    # partial transcript of 24 chars -> 6 text tokens, 600 ms heard -> 12 audio; "Okay!" -> 1 and 16.
+    assert (metrics["tokens"]["output_text"], metrics["tokens"]["output_audio"]) == (7, 28)
+    assert metrics["cost_usd"] == 0.003523
 
 
 def test_a_model_reconnect_is_counted_with_its_downtime(views: Any) -> None:
