@@ -28,7 +28,7 @@ import pytest
 import trio
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Page, ViewportSize
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -43,14 +43,15 @@ CHROMIUM_ARGS = [
 ARTIFACTS = Path(__file__).parent / "artifacts"
 """Screenshots of the run (git-ignored)."""
 TIMEOUT_MS = 10_000
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 
 T = TypeVar("T")
 
 
-def require_browser() -> None:
-    """Skip (or, under ``CI=true``, fail) when Playwright or Chromium is missing."""
+def require_browser(*, module: bool = False) -> None:
+    """Skip (or, under ``CI=true``, fail) when Playwright or Chromium is missing. ``module``: called
+    at a test module's top, before it imports Playwright (skips the whole module)."""
     problem = None
     try:
         import playwright.sync_api  # noqa: F401
@@ -61,8 +62,8 @@ def require_browser() -> None:
     if problem is None:
         return
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"browser tests cannot run: {problem} (CI=true: they must run)")
-    pytest.skip(f"browser tests skipped: {problem}")
+        pytest.fail(f"browser tests cannot run: {problem} (CI=true: they must run)", pytrace=False)
+    pytest.skip(f"browser tests skipped: {problem}", allow_module_level=module)
 
 
 @dataclass
@@ -75,6 +76,8 @@ class Browser:
     def screenshot(self, name: str, *, full_page: bool = True) -> Path:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         path = ARTIFACTS / f"{name}.png"
+        if full_page:
+            self.page.evaluate("() => window.scrollTo(0, 0)")  # else the sticky header lands mid-page
         self.page.screenshot(path=str(path), full_page=full_page)
         return path
 
@@ -96,7 +99,7 @@ class Browser:
 
 @contextmanager
 def open_browser(
-    base_url: str, *, viewport: dict[str, int] | None = None, color_scheme: str = "light"
+    base_url: str, *, viewport: ViewportSize | None = None, color_scheme: str = "light"
 ) -> Iterator[Browser]:
     """A fresh headless Chromium page on ``base_url`` (call from a worker thread)."""
     from playwright.sync_api import expect, sync_playwright
@@ -107,7 +110,7 @@ def open_browser(
         try:
             context = chromium.new_context(
                 base_url=base_url,
-                viewport=viewport or DESKTOP,  # type: ignore[arg-type]
+                viewport=viewport or DESKTOP,
                 color_scheme=color_scheme,  # type: ignore[arg-type]
             )
             page = context.new_page()
@@ -116,9 +119,11 @@ def open_browser(
             page.on("pageerror", lambda error: browser.errors.append(f"page error: {error}"))
             page.on(
                 "console",
-                lambda message: browser.errors.append(f"console {message.type}: {message.text}")
-                if message.type == "error" and not _expected_console_error(message.text)
-                else None,
+                lambda message: (
+                    browser.errors.append(f"console {message.type}: {message.text}")
+                    if message.type == "error" and not _expected_console_error(message.text)
+                    else None
+                ),
             )
             yield browser
         finally:

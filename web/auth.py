@@ -94,6 +94,19 @@ def unauthorized() -> Response:
     return response
 
 
+def set_session_cookie(response: AnyResponse, token: str) -> AnyResponse:
+    """The console session: HttpOnly, SameSite=Strict, an HMAC of the token (never the token)."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_value(token),
+        path="/",
+        httponly=True,
+        samesite="Strict",
+        secure=request.scheme == "https",
+    )
+    return response
+
+
 def require_token(get_token: Callable[[], str]) -> Callable[[], Awaitable[Response | None]]:
     """A ``before_request`` hook: 401 unless the request holds the token; a valid ``?token=``
     also sets the session cookie on the response. ``get_token`` is read per request (settings
@@ -110,13 +123,10 @@ def require_token(get_token: Callable[[], str]) -> Callable[[], Awaitable[Respon
         if credential is None:
             return unauthorized()
         if credential is Credential.QUERY:
-            value = session_value(token)
-            secure = request.scheme == "https"
 
             @after_this_request
             async def set_cookie(response: AnyResponse) -> AnyResponse:
-                response.set_cookie(SESSION_COOKIE, value, path="/", httponly=True, samesite="Strict", secure=secure)
-                return response
+                return set_session_cookie(response, token)
 
         return None
 

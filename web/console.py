@@ -27,7 +27,7 @@ from web.auth import (
     AnyResponse,
     Credential,
     authenticate,
-    session_value,
+    set_session_cookie,
 )
 
 if TYPE_CHECKING:
@@ -48,19 +48,6 @@ def _page_headers(response: AnyResponse) -> AnyResponse:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "no-referrer"
     response.headers["Cache-Control"] = "no-store"
-    return response
-
-
-def _set_session(response: AnyResponse, token: str) -> AnyResponse:
-    """The session cookie exactly as :func:`web.auth.require_token` sets it for ``?token=``."""
-    response.set_cookie(
-        SESSION_COOKIE,
-        session_value(token),
-        path="/",
-        httponly=True,
-        samesite="Strict",
-        secure=request.scheme == "https",
-    )
     return response
 
 
@@ -93,10 +80,15 @@ def console_blueprint(server: Server) -> Blueprint:
         )
         if credential is None:
             return await sign_in_page(status=401)
-        if credential is Credential.QUERY:  # keep the token out of the address bar and history
-            return _page_headers(_set_session(redirect("/", 303), token))
-        body = await render_template("console.html", public_url=server.settings.public_url)
+        if TOKEN_PARAMETER in request.args:  # keep the token out of the address bar and history
+            response = redirect("/", 303)
+            return _page_headers(set_session_cookie(response, token) if credential is Credential.QUERY else response)
+        body = await render_template("console.html")
         return _page_headers(Response(body, content_type="text/html; charset=utf-8"))
+
+    @console.get("/favicon.ico")
+    async def favicon() -> AnyResponse:
+        return Response(b"", status=204)  # browsers ask on every page, even the API's JSON ones
 
     @console.get("/login")
     async def login_form() -> AnyResponse:
@@ -109,7 +101,7 @@ def console_blueprint(server: Server) -> Blueprint:
         token = server.settings.api_token
         if not sent or authenticate(token, authorization=None, cookie=None, query_token=sent) is None:
             return await sign_in_page(BAD_TOKEN_MESSAGE, status=401)
-        return _page_headers(_set_session(redirect("/", 303), token))
+        return _page_headers(set_session_cookie(redirect("/", 303), token))
 
     @console.post("/logout")
     async def logout() -> AnyResponse:

@@ -52,7 +52,8 @@ export class CallState {
   tool(id, init = {}) {
     let found = this.tools.get(id);
     if (!found) {
-      found = { id, name: "", arguments: "", handler: "", status: "pending", output: null, error: "", rev: 0, ...init };
+      // "calling": the model is still producing the call; the engine makes it "pending" when it asks
+      found = { id, name: "", arguments: "", handler: "", status: "calling", output: null, error: "", rev: 0, ...init };
       this.tools.set(id, found);
     }
     found.rev = nextRev();
@@ -71,7 +72,7 @@ export class CallState {
   }
 
   get pendingTools() {
-    return [...this.tools.values()].filter((t) => t.status === "pending" || t.status === "answering");
+    return [...this.tools.values()].filter((t) => ["calling", "pending", "answering"].includes(t.status));
   }
 }
 

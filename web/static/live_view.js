@@ -13,7 +13,7 @@ export const REPLAY_SPEEDS = [0.5, 1, 2, 4, 8, 16];
 const ENDED_IN_SELECTOR = 20;
 
 function layout(toolbar) {
-  const transcript = h("ol", { class: "transcript", "aria-label": "Transcript", "aria-live": "polite" });
+  const transcript = h("ol", { class: "transcript", role: "log", "aria-label": "Transcript" });
   const tools = h("section", { class: "panel tools-panel", "aria-labelledby": "tools-heading" });
   const meta = h("p", { class: "call-meta" });
   const root = h(

@@ -9,6 +9,7 @@ import { clear, h, prettyJson } from "./dom.js";
 import { bump } from "./live_state.js";
 
 const STATUS_TEXT = {
+  calling: "the model is calling it…",
   pending: "waiting for an answer",
   answering: "answer sent…",
   done: "done",
@@ -89,7 +90,7 @@ export class ToolsPanel {
 
   renderCard(card, tool) {
     card.rev = tool.rev;
-    const open = tool.status === "pending" || tool.status === "answering";
+    const open = ["calling", "pending", "answering"].includes(tool.status);
     clear(card.head).append(
       h("strong", { class: "tool-name" }, tool.name || "function"),
       " ",
@@ -116,8 +117,14 @@ export class ToolsPanel {
       return;
     }
     if (card.el.parentElement !== this.pending) this.pending.append(card.el);
-    if (!this.readOnly && !card.form) {
+    const answerable = !this.readOnly && tool.status !== "calling";
+    if (card.form && (!answerable || card.formHandler !== tool.handler)) {
+      card.form.remove(); // who answers decides the form: a person's, or "answer instead of the server"
+      card.form = null;
+    }
+    if (answerable && !card.form) {
       card.form = this.answerForm(tool);
+      card.formHandler = tool.handler;
       card.el.append(card.form);
     }
     if (card.form) card.form.querySelector("button").disabled = tool.status === "answering";

@@ -8,6 +8,7 @@ const STATUS_LABEL = {
   streaming: "…",
   interrupted: "interrupted",
   failed: "failed",
+  calling: "…",
   pending: "waiting",
   answering: "answer sent",
 };
