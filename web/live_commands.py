@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from adapters.openai.session import SessionConfigError, normalize_session_config
-from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from adapters.openai.session import SessionConfigError
 from projections.live import LiveProjection, Message, envelope
+from web.console_api import CallNotTakingCommands, save_default_session, update_call_session
 
 if TYPE_CHECKING:
     from web.server import Server
@@ -92,15 +92,9 @@ def _session(command: dict[str, Any]) -> dict[str, Any]:
 
 def _save_default(server: Server, command: dict[str, Any]) -> None:
     try:
-        config = normalize_session_config({**server.default_session, **_session(command)})
+        save_default_session(server, _session(command))
     except SessionConfigError as exc:
         raise CommandError("invalid_session", str(exc)) from None
-    saved = DefaultSessionConfigSaved(call_id=SETTINGS_STREAM, at=server.now(), session_config=config, source="console")
-    try:
-        server.writer.record(saved)
-    except ValueError as exc:  # EventEncodingError: nothing was queued
-        raise CommandError("invalid_session", f"cannot save this session config: {exc}") from None
-    server.default_session = config
 
 
 def _to_call(server: Server, projection: LiveProjection, command: dict[str, Any], call_id: str | None) -> None:
@@ -111,12 +105,13 @@ def _to_call(server: Server, projection: LiveProjection, command: dict[str, Any]
     if call is None:
         raise CommandError("unknown_call", f"no live call {call_id!r} on this server")
     if kind == "session.update":
-        session = _session(command)
         try:
-            normalize_session_config(session)
+            update_call_session(server, call_id, _session(command))
         except SessionConfigError as exc:
             raise CommandError("invalid_session", str(exc)) from None
-        delivered = call.update_session(session)
+        except CallNotTakingCommands as exc:
+            raise CommandError("call_busy", str(exc)) from None
+        return
     elif kind == "response.create":
         delivered = call.forward_client_event({"type": "response.create"})
     else:
