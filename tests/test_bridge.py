@@ -346,8 +346,9 @@ async def test_a_call_is_recorded_in_postgresql_when_the_store_scales_out(
 
 
 async def test_a_call_outlives_the_model_sessions_time_limit(tmp_path: Path) -> None:
-    """The real API ends a session after 60 minutes (``session_expired``, close 1001); here after 3.5 s.
-    The caller stays on the line, a new session is opened and told the conversation so far."""
+    """The real API ends a session after 60 minutes (``session_expired``, close 1001); here after 4.5 s,
+    while the caller waits. The caller stays on the line, a new session is opened and told the
+    conversation so far. (An utterance cut by a lost session: tests/test_call_supervisor.py.)"""
     script = Script(
         turns=[
             Turn(transcript="My name is Ada", reply="Nice to meet you, Ada."),
@@ -355,7 +356,7 @@ async def test_a_call_outlives_the_model_sessions_time_limit(tmp_path: Path) -> 
         ]
     )
     caller_script = [Speak(900), WaitForAssistant(15), Silence(2500), Speak(900), WaitForAssistant(15), HangUp()]
-    async with running_bridge(tmp_path, script=script, fake_options={"expire_after_s": 3.5}) as bridge:
+    async with running_bridge(tmp_path, script=script, fake_options={"expire_after_s": 4.5}) as bridge:
         report = await place_call(bridge.base_url, script=caller_script)
         await bridge.wait_call_ended(report.call_sid)
         events = await bridge.events(report.call_sid)

@@ -6,6 +6,7 @@ connection, and trio's MockClock skips the reconnect backoff.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -58,6 +59,11 @@ class MemoryModel:
         self.incoming_send, self.incoming = trio.open_memory_channel[str](100)
         self.fail_on_send = fail_on_send
         self.configured = trio.Event()
+        self._changed = trio.Event()
+
+    async def wait_sent(self, kind: str, count: int) -> None:
+        while sum(event["type"] == kind for event in self.sent) < count:
+            await self._changed.wait()
 
     async def send_raw(self, text: str) -> None:
         event = json.loads(text)
@@ -66,6 +72,8 @@ class MemoryModel:
             raise ValueError("a bug while sending")
         self.sent.append(event)
         self.configured.set()
+        self._changed.set()
+        self._changed = trio.Event()
 
     async def receive_raw(self) -> str:
         try:
@@ -212,3 +220,50 @@ async def test_a_tool_call_pending_at_hangup_is_recorded_as_failed(autojump_cloc
     failed = [e for e in events if isinstance(e, ToolCallFailed)]
     assert [f.tool_call_id for f in failed] == ["call_1"]
     assert isinstance(events[-1], CallEnded) and events[-1].reason == "caller_hangup"
+
+
+def media_frame(index: int) -> str:
+    payload = base64.b64encode(bytes([index]) * 160).decode()
+    media = codec.MediaChunk(chunk=str(index), timestamp=str(20 * index), payload=payload)
+    return codec.encode_inbound(codec.Media(sequence_number=str(index + 1), stream_sid="MZsup", media=media))
+
+
+async def test_an_utterance_cut_by_a_lost_session_is_sent_again_to_the_next(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    models = [MemoryModel(), MemoryModel()]
+    opened: list[MemoryModel] = []
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[MemoryModel]:
+        model = models[len(opened)]
+        opened.append(model)
+        yield model
+
+    events: list[Event] = []
+    twilio = MemoryTwilio()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_call(
+                twilio, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
+            )
+        )
+        first, second = models
+        for index in range(1, 4):
+            await twilio.inbound_send.send(media_frame(index))
+        await first.wait_sent("input_audio_buffer.append", 3)
+        started = {"type": "input_audio_buffer.speech_started", "event_id": "e1", "item_id": "u1", "audio_start_ms": 20}
+        await first.incoming_send.send(json.dumps(started))
+        for index in range(4, 6):
+            await twilio.inbound_send.send(media_frame(index))
+        await first.wait_sent("input_audio_buffer.append", 5)
+        await first.incoming_send.aclose()  # the session is lost mid-utterance
+        for index in range(6, 8):  # the caller goes on talking while the bridge reconnects
+            await twilio.inbound_send.send(media_frame(index))
+        await second.wait_sent("input_audio_buffer.append", 7)
+        await twilio.inbound_send.send(stop_frame())
+    first_audio = [e["audio"] for e in first.sent if e["type"] == "input_audio_buffer.append"]
+    second_audio = [e["audio"] for e in second.sent if e["type"] == "input_audio_buffer.append"]
+    assert second_audio[:5] == first_audio  # the whole utterance so far, in order
+    assert len(second_audio) == 7 and len(set(second_audio)) == 7  # then what came while offline, once each
+    assert second.sent[0]["type"] == "session.update"
