@@ -60,9 +60,7 @@ class LiveCall:
         through the tool runner, so the model gets exactly one output per call."""
         item = event.get("item") or {}
         if event.get("type") == "conversation.item.create" and item.get("type") == "function_call_output":
-            answer = HumanToolAnswer(
-                tool_call_id=str(item.get("call_id", "")), output=str(item.get("output", ""))
-            )
+            answer = HumanToolAnswer(tool_call_id=str(item.get("call_id", "")), output=str(item.get("output", "")))
             return self._post(self._tools_inbox, answer)
         return self._post(self._model_inbox, ForwardClientEvent(event=event))
 

@@ -120,6 +120,8 @@ class CallSettings:
     tool_context_http: Any
     reconnect: ReconnectPolicy = field(default_factory=ReconnectPolicy)
     human_tool_timeout_s: float = 60.0
+    tool_wait_announce_s: float | None = 2.0
+    """Say "one moment" when tool outputs are awaited this long in silence (None: never)."""
     max_task_restarts: int = 3
 
 

@@ -24,6 +24,7 @@ from engine.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
+from engine.tool_wait import is_tool_wait_response
 
 _json = msgspec.json.Decoder()
 
@@ -46,6 +47,8 @@ class ConversationMemory:
 
     def __init__(self) -> None:
         self.items: dict[str, MemoryItem] = {}
+        self._out_of_band: set[str] = set()
+        """Responses that were spoken but are not part of the conversation ("one moment…")."""
         self.pending_tool_calls: dict[str, str] = {}
         """tool_call_id -> tool name, for calls requested and not yet answered."""
 
@@ -79,8 +82,14 @@ class ConversationMemory:
             data = _json.decode(raw)
             item = self._ensure(str(data.get("item_id", "")), "user")
             item.text = str(data.get("transcript") or "")
+        elif kind == "response.created":
+            response = _json.decode(raw).get("response") or {}
+            if is_tool_wait_response(response.get("metadata")):
+                self._out_of_band.add(str(response.get("id", "")))
         elif kind == "response.output_audio_transcript.done":
             data = _json.decode(raw)
+            if data.get("response_id") in self._out_of_band:
+                return
             item = self._ensure(str(data.get("item_id", "")), "assistant")
             item.text = str(data.get("transcript") or "")
         elif kind == "response.output_text.done":

@@ -59,6 +59,7 @@ from engine.messages import (
 )
 from engine.playback import Playback
 from engine.response_gate import ResponseGate
+from engine.tool_wait import TOOL_WAIT_RESPONSE, ToolWaitAnnouncer, is_tool_wait_response
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +120,7 @@ class ModelSide:
         self.sessions = 0
         """Sessions opened so far: every one after the first is re-seeded."""
         self.gate = ResponseGate()
+        self.tool_wait = ToolWaitAnnouncer(ctx.settings.tool_wait_announce_s)
         self.active_items: set[str] = set()
         self.unsent_outputs: list[ToolResult] = []
         self.pending_audio: deque[str] = deque(maxlen=PENDING_AUDIO_FRAMES)
@@ -201,6 +203,9 @@ class ModelSide:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(guarded, partial(self._read_model, conn), nursery)
             nursery.start_soon(guarded, self._serve_inbox, nursery)
+            nursery.start_soon(
+                guarded, partial(self.tool_wait.run, self._may_fill_silence, partial(self._fill_silence, conn)), nursery
+            )
         if failures:
             raise failures[0]
 
@@ -321,6 +326,21 @@ class ModelSide:
 
     def _tool_result_arrived(self, result: ToolResult) -> None:
         self.gate.output_arrived(result.tool_call_id)
+        if not self.gate.awaiting_outputs:
+            self.tool_wait.all_answered()
+
+    def _may_fill_silence(self) -> bool:
+        gate = self.gate
+        return (
+            bool(gate.awaiting_outputs)
+            and gate.active_response is None
+            and not gate.requested
+            and not self.playback.is_playing
+        )
+
+    async def _fill_silence(self, conn: ModelConnection) -> None:
+        self.gate.out_of_band_requested()
+        await self._send(conn, {"type": "response.create", "response": TOOL_WAIT_RESPONSE})
 
     async def _send_output(self, conn: ModelConnection, result: ToolResult) -> None:
         item = {"type": "function_call_output", "call_id": result.tool_call_id, "output": result.output}
@@ -337,6 +357,7 @@ class ModelSide:
         tool = self.ctx.settings.registry.get(event.name)
         handler = "backend" if tool is not None and tool.handler is not None else "human"
         self.gate.tool_requested(tool_call_id)
+        self.tool_wait.tool_started()
         self._record(
             ToolCallRequested(
                 call_id=self.ctx.call_id,
@@ -403,7 +424,8 @@ class ModelSide:
             self.caller_speaking = False
             self.pending_audio.clear()
         elif isinstance(event, se.ResponseCreated):
-            self.gate.response_created(event.response.id or "")
+            out_of_band = is_tool_wait_response(event.response.metadata)
+            self.gate.response_created(event.response.id or "", out_of_band=out_of_band)
         elif isinstance(event, se.ResponseOutputItemAdded):
             item = event.item
             if item.type == "message" and item.id:

@@ -32,11 +32,16 @@ class ResponseGate:
         """Somebody (the console) wants the model to respond."""
         self.needed = True
 
-    def response_created(self, response_id: str) -> None:
+    def response_created(self, response_id: str, *, out_of_band: bool = False) -> None:
+        """A response started. An out-of-band one (``conversation: "none"``, e.g. "one moment")
+        blocks others while it runs but answers nothing: the need for a real response stays."""
         self.active_response = response_id
         self.requested = False
-        if not self.awaiting_outputs:
+        if not out_of_band and not self.awaiting_outputs:
             self.needed = False
+
+    def out_of_band_requested(self) -> None:
+        self.requested = True
 
     def response_done(self, response_id: str) -> None:
         if self.active_response in (None, response_id):

@@ -97,6 +97,7 @@ def encode_for_store(event: Event) -> EncodedEvent:
 
 # --- configuration: CALLBRIDGE_STORE -> eventsourcing environment --------------------------------
 
+
 class _Row(NamedTuple):
     position: int
     version: int

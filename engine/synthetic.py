@@ -341,9 +341,7 @@ class CallLog:
         return self
 
     def model_drops(self, code: int = 1006, downtime_ms: int = 400, seeded_items: int = 2) -> CallLog:
-        self._add(
-            ModelDisconnected(call_id=self.call_id, at=self._at(), code=code, reason="", error="connection lost")
-        )
+        self._add(ModelDisconnected(call_id=self.call_id, at=self._at(), code=code, reason="", error="connection lost"))
         self.wait(downtime_ms)
         self._sent("session.update", session={"type": "realtime", **self.session_config})
         self._add(

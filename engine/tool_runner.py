@@ -144,9 +144,7 @@ class _ToolRunner:
             if pending.tool is not None and pending.tool.handler is None:
                 outcome = await self._wait_for_operator(pending)
             else:
-                outcome = await execute_tool(
-                    pending.tool, pending.call.name, pending.call.arguments, self._ctx
-                )
+                outcome = await execute_tool(pending.tool, pending.call.name, pending.call.arguments, self._ctx)
         result = self._decide(pending, outcome)
         try:
             await self._results.send(result)
@@ -180,9 +178,7 @@ class _ToolRunner:
                     source="human",
                 )
             )
-            return ToolResult(
-                tool_call_id=call.tool_call_id, name=call.name, output=pending.human_output, ok=True
-            )
+            return ToolResult(tool_call_id=call.tool_call_id, name=call.name, output=pending.human_output, ok=True)
         if outcome is None:  # the scope can only be cancelled together with human_output being set
             raise AssertionError(f"tool call {call.tool_call_id} ended with neither outcome nor answer")
         if outcome.ok:
@@ -211,9 +207,7 @@ class _ToolRunner:
                     timed_out=outcome.timed_out,
                 )
             )
-        return ToolResult(
-            tool_call_id=call.tool_call_id, name=call.name, output=outcome.output, ok=outcome.ok
-        )
+        return ToolResult(tool_call_id=call.tool_call_id, name=call.name, output=outcome.output, ok=outcome.ok)
 
     @staticmethod
     def _elapsed_ms(pending: _Pending) -> float:

@@ -73,9 +73,7 @@ class Httpx2Client:
             return await self._get_json(client, url, params, timeout_s)
 
     @staticmethod
-    async def _get_json(
-        client: httpx2.AsyncClient, url: str, params: dict[str, str], timeout_s: float
-    ) -> Any:
+    async def _get_json(client: httpx2.AsyncClient, url: str, params: dict[str, str], timeout_s: float) -> Any:
         try:
             response = await client.get(url, params=params, timeout=timeout_s)
         except httpx2.TimeoutException as exc:

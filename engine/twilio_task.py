@@ -71,21 +71,13 @@ class TwilioSide:
             try:
                 data = await self.socket.get_message()
             except PeerClosed as closed:
-                record(
-                    TwilioSocketClosed(
-                        call_id=call_id, at=clock.now(), code=closed.code, reason=closed.reason
-                    )
-                )
+                record(TwilioSocketClosed(call_id=call_id, at=clock.now(), code=closed.code, reason=closed.reason))
                 return "twilio_disconnected"
             try:
                 frame = codec.decode_inbound(data)
             except codec.TwilioFrameError as error:
                 text = data if isinstance(data, str) else data.decode("utf-8", "replace")
-                record(
-                    TwilioFrameRejected(
-                        call_id=call_id, at=clock.now(), error=str(error), raw=text[:RAW_LIMIT]
-                    )
-                )
+                record(TwilioFrameRejected(call_id=call_id, at=clock.now(), error=str(error), raw=text[:RAW_LIMIT]))
                 continue
             if isinstance(frame, codec.Media):
                 self._caller_media(frame)
@@ -105,9 +97,7 @@ class TwilioSide:
                 )
             elif isinstance(frame, codec.UnknownTwilioEvent):
                 record(
-                    TwilioEventIgnored(
-                        call_id=call_id, at=clock.now(), event=frame.event, raw=frame.raw[:RAW_LIMIT]
-                    )
+                    TwilioEventIgnored(call_id=call_id, at=clock.now(), event=frame.event, raw=frame.raw[:RAW_LIMIT])
                 )
             # ``connected`` and a repeated ``start`` carry nothing new once the call runs.
 

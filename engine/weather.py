@@ -61,9 +61,7 @@ def weather_tool(base_url: str = OPEN_METEO_FORECAST_URL, *, http: HttpClient | 
     )
 
 
-async def get_weather_from_coords(
-    arguments: dict[str, Any], http: HttpClient, base_url: str
-) -> dict[str, Any]:
+async def get_weather_from_coords(arguments: dict[str, Any], http: HttpClient, base_url: str) -> dict[str, Any]:
     """Current temperature and wind at the given coordinates, or ``ToolError`` saying why not."""
     latitude = _coordinate(arguments, "latitude", 90.0)
     longitude = _coordinate(arguments, "longitude", 180.0)
@@ -75,9 +73,7 @@ async def get_weather_from_coords(
     try:
         data = await http.get_json(base_url, params, HTTP_TIMEOUT_S)
     except HttpTimeout:
-        raise ToolError(
-            f"weather service did not answer within {HTTP_TIMEOUT_S:g} s; try again later"
-        ) from None
+        raise ToolError(f"weather service did not answer within {HTTP_TIMEOUT_S:g} s; try again later") from None
     except HttpUnreachable as exc:
         raise ToolError(f"weather service unreachable: {exc}; try again later") from None
     except HttpStatusError as exc:

@@ -373,3 +373,53 @@ async def test_a_call_outlives_the_model_sessions_time_limit(tmp_path: Path) -> 
     transcripts = [json.loads(e.raw).get("transcript") for e in of_type(events, ModelEventReceived)]
     assert "Your name is Ada." in transcripts
     assert of_type(events, CallEnded)[0].reason == "caller_hangup"
+
+
+async def test_a_slow_tool_is_filled_with_a_short_out_of_band_reply_not_silence(tmp_path: Path) -> None:
+    release = trio.Event()
+
+    async def slow_lookup(args: dict[str, object], ctx: ToolContext) -> dict[str, object]:
+        await release.wait()
+        return {"status": "found"}
+
+    registry = ToolRegistry()
+    registry.register(
+        Tool(name="lookup_order", description="slow backend", parameters={"type": "object"}, handler=slow_lookup)
+    )
+    script = Script(
+        turns=[Turn(transcript="Where is my order?", function_call=FunctionCall(name="lookup_order", arguments={}))]
+    )
+    async with running_bridge(tmp_path, script=script, registry=registry) as bridge:
+        async with trio.open_nursery() as nursery:
+            reports = []
+
+            heard = trio.Event()
+
+            async def call() -> None:
+                script = [Speak(900), WaitForAssistant(15), WaitForAssistant(15), HangUp()]
+                reports.append(
+                    await place_call(bridge.base_url, script=script, on_media_received=lambda *_: heard.set())
+                )
+
+            nursery.start_soon(call)
+            session = await bridge.fake.wait_for_session(1)
+            filler = await session.wait_for_client("response.create")  # while the tool is still running
+            await heard.wait()  # the caller hears the filler before the tool answers
+            release.set()
+        report = reports[0]
+        await bridge.wait_call_ended(report.call_sid)
+        events = await bridge.events(report.call_sid)
+
+    assert report.ok, report.errors
+    assert json.loads(filler.raw)["response"]["conversation"] == "none"
+    creates = [json.loads(r.raw) for r in session.client_events if r.type == "response.create"]
+    assert len(creates) == 2 and "response" not in creates[1]  # then the real answer, once
+    outputs = [r.at for r in session.client_events if r.type == "conversation.item.create"]
+    assert filler.at < outputs[0]
+    transcripts = [json.loads(e.raw).get("transcript") for e in of_type(events, ModelEventReceived)]
+    assert "One moment, I'm still working on that." in transcripts
+    assert "Here is what I found: " + json.dumps({"status": "found"}) in transcripts
+    assert "error" not in session.server_types()
+    answered_at = of_type(events, ToolCallCompleted)[0].at
+    assert of_type(events, AssistantAudioSent)[0].at < answered_at  # the caller heard something meanwhile
+    assert_client_events_valid(session)

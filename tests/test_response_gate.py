@@ -35,3 +35,15 @@ def test_a_busy_refusal_or_a_new_session_lets_the_request_go_again() -> None:
     gate.link_lost()
     gate.asked()
     assert gate.take()
+
+
+def test_an_out_of_band_reply_blocks_others_while_it_runs_but_answers_nothing() -> None:
+    gate = ResponseGate()
+    gate.tool_requested("call1")
+    gate.out_of_band_requested()  # "one moment…" while the tool runs
+    gate.output_arrived("call1")
+    assert not gate.take()  # the filler was requested and not yet started
+    gate.response_created("resp_filler", out_of_band=True)
+    assert not gate.take()  # it is running
+    gate.response_done("resp_filler")
+    assert gate.take()  # the real answer to the tool output is still owed

@@ -75,8 +75,11 @@ class ResponseRun:
         session: dict[str, Any],
         cached_tokens: int,
         metadata: dict[str, Any] | None = None,
+        out_of_band: bool = False,
     ) -> None:
         self._ids = ids
+        self.out_of_band = out_of_band
+        """``response.conversation == "none"``: the reply is spoken but not added to the conversation."""
         self._conversation = conversation
         self.plan = plan
         self.response_id = ids.new("resp")
@@ -168,10 +171,9 @@ class ResponseRun:
             role="assistant", content=[],
         )  # fmt: skip
         self._add(item, turn=None)
-        events += [
-            self._event(se.ResponseOutputItemAdded, response_id=self.response_id, output_index=0, item=item),
-            self._event(se.ConversationItemAdded, item=item, previous_item_id=self._previous),
-        ]
+        events.append(self._event(se.ResponseOutputItemAdded, response_id=self.response_id, output_index=0, item=item))
+        if not self.out_of_band:
+            events.append(self._event(se.ConversationItemAdded, item=item, previous_item_id=self._previous))
         text = self.plan.text
         if self._modality == "text":
             self._chunks = [("", 0)] * max(1, len(text.split(" ")))
@@ -192,7 +194,8 @@ class ResponseRun:
 
     def _add(self, item: se.Item, turn: int | None) -> None:
         self._stored = StoredItem(item=item, turn=turn)
-        self._previous = self._conversation.insert(self._stored)
+        if not self.out_of_band:
+            self._previous = self._conversation.insert(self._stored)
 
     def _ids_of_part(self) -> dict[str, Any]:
         return {
@@ -279,8 +282,8 @@ class ResponseRun:
         assert self._stored is not None
         self._stored.item = item
         self.status = status
-        return [
-            self._event(se.ResponseOutputItemDone, response_id=self.response_id, output_index=0, item=item),
-            self._event(se.ConversationItemDone, item=item, previous_item_id=self._previous),
-            self._event(se.ResponseDone, response=self._response(status, reason)),
-        ]
+        events = [self._event(se.ResponseOutputItemDone, response_id=self.response_id, output_index=0, item=item)]
+        if not self.out_of_band:
+            events.append(self._event(se.ConversationItemDone, item=item, previous_item_id=self._previous))
+        events.append(self._event(se.ResponseDone, response=self._response(status, reason)))
+        return events

@@ -46,6 +46,9 @@ class Reaction(msgspec.Struct, kw_only=True):
     close: tuple[int, str] | None = None
 
 
+OUT_OF_BAND_REPLY = "One moment, I'm still working on that."
+
+
 class FakeRealtimeSession:
     def __init__(
         self,
@@ -316,9 +319,10 @@ class FakeRealtimeSession:
         return ReplyPlan(text=self.script.fallback_reply)
 
     def _start(
-        self, plan: Plan, reaction: Reaction, metadata: dict[str, Any] | None = None
+        self, plan: Plan, reaction: Reaction, metadata: dict[str, Any] | None = None, *, out_of_band: bool = False
     ) -> list[se.ServerEventBase]:
         run = ResponseRun(
+            out_of_band=out_of_band,
             ids=self.ids,
             conversation=self.conversation,
             plan=plan,
@@ -346,6 +350,11 @@ class FakeRealtimeSession:
         options = event.response or {}
         metadata = options.get("metadata") if isinstance(options.get("metadata"), dict) else None
         reaction = Reaction(events=[])
+        if options.get("conversation") == "none":
+            # An out-of-band response (e.g. "still looking that up"): spoken, not remembered.
+            plan: Plan = ReplyPlan(text=OUT_OF_BAND_REPLY)
+            reaction.events += self._start(plan, reaction, metadata, out_of_band=True)
+            return reaction
         reaction.events += self._start(self._plan(), reaction, metadata)
         return reaction
 
