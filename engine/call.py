@@ -27,7 +27,8 @@ from adapters.twilio import codec
 from engine.context import CallClock, CallContext, CallRecorder, CallSettings, MessageSocket
 from engine.events import CallEnded, CallStarted, Event, TaskCrashed
 from engine.messages import ForwardClientEvent, HumanToolAnswer, Message, ToolResult, UpdateSession
-from engine.model_task import ModelSide, ModelUnavailable
+from engine.model_reconnect import ModelUnavailable
+from engine.model_task import ModelSide
 from engine.tool_runner import run_tool_runner
 from engine.tools import ToolContext, error_output
 from engine.twilio_task import TwilioSide

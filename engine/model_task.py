@@ -20,7 +20,6 @@ decisions that make a phone agent good:
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -37,9 +36,6 @@ from engine.events import (
     AssistantAudioPlayed,
     BargeInDecided,
     CallSessionConfigChanged,
-    ModelConnected,
-    ModelConnectionFailed,
-    ModelDisconnected,
     ModelErrorReported,
     ModelEventReceived,
     ModelEventSent,
@@ -57,39 +53,17 @@ from engine.messages import (
     ToolResult,
     UpdateSession,
 )
+from engine.model_reconnect import keep_session
 from engine.playback import Playback
 from engine.response_gate import ResponseGate
 from engine.tool_wait import TOOL_WAIT_RESPONSE, ToolWaitAnnouncer, is_tool_wait_response
+from engine.utterance_buffer import UtteranceBuffer
 
 log = logging.getLogger(__name__)
 
 _json_encoder = msgspec.json.Encoder()
-_json_decoder = msgspec.json.Decoder()
-
-PENDING_AUDIO_FRAMES = 750
-"""At most 15 s of caller audio is kept for a new session."""
 
 CONSOLE_CLIENT_EVENTS = frozenset({"conversation.item.create", "response.create"})
-
-
-class ModelUnavailable(Exception):
-    """Reconnects were exhausted: the call cannot go on without a model."""
-
-
-def link_error_in(raised: BaseException) -> ModelLinkError:
-    """The ModelLinkError behind ``raised`` (bare, or alone in nested exception groups, as a
-    connection's own nursery may wrap it). Anything else is re-raised: it is a bug, not the network."""
-    if isinstance(raised, ModelLinkError):
-        return raised
-    if isinstance(raised, BaseExceptionGroup):
-        links, rest = raised.split(ModelLinkError)
-        if rest is None and links is not None:
-            leaf: BaseException = links
-            while isinstance(leaf, BaseExceptionGroup):
-                leaf = leaf.exceptions[0]
-            assert isinstance(leaf, ModelLinkError)
-            return leaf
-    raise raised
 
 
 def _b64_size(text: str) -> int:
@@ -116,77 +90,25 @@ class ModelSide:
         self.to_tools = to_tools
         self.playback = Playback()
         self.conn: ModelConnection | None = None
-        self.attempt = 0
         self.sessions = 0
         """Sessions opened so far: every one after the first is re-seeded."""
         self.gate = ResponseGate()
         self.tool_wait = ToolWaitAnnouncer(ctx.settings.tool_wait_announce_s)
         self.active_items: set[str] = set()
         self.unsent_outputs: list[ToolResult] = []
-        self.pending_audio: deque[str] = deque(maxlen=PENDING_AUDIO_FRAMES)
-        """Caller frames since the model last committed its input buffer: an utterance cut by a lost
-        session is sent again to the next one, so the caller need not repeat it."""
-        self.offline_audio: list[str] = []
-        """Caller frames that arrived while no session was open."""
-        self.caller_speaking = False
+        self.utterance = UtteranceBuffer()
 
     # --- connection lifecycle --------------------------------------------------------------
 
     async def run(self) -> None:
         """Keep a model session open for the whole call; raises ``ModelUnavailable`` when it can't."""
-        policy = self.ctx.settings.reconnect
-        failures = 0
-        while True:
-            connected = False
-            try:
-                async with self.ctx.settings.open_model() as conn:
-                    self.conn = conn
-                    connected = True
-                    seeded = await self._start_session(conn)
-                    self._record(
-                        ModelConnected(
-                            call_id=self.ctx.call_id,
-                            at=self.ctx.clock.now(),
-                            url=self.ctx.settings.model_url,
-                            attempt=self.attempt,
-                            seeded_items=seeded,
-                        )
-                    )
-                    failures = 0
-                    await self._serve_session(conn)
-                    return  # the inbox closed: the call is over
-            except (ModelLinkError, ExceptionGroup) as raised:
-                error = link_error_in(raised)
-                self.conn = None
-                self._reset_response_state()
-                if connected:
-                    self._record(
-                        ModelDisconnected(
-                            call_id=self.ctx.call_id,
-                            at=self.ctx.clock.now(),
-                            code=error.code,
-                            reason=error.reason,
-                            error=str(error),
-                        )
-                    )
-                failures += 1
-                self.attempt += 1
-                delay = None if failures > policy.max_attempts or not error.retryable else policy.delay(failures)
-                if not connected or delay is None:
-                    self._record(
-                        ModelConnectionFailed(
-                            call_id=self.ctx.call_id,
-                            at=self.ctx.clock.now(),
-                            attempt=self.attempt - 1,
-                            error=str(error),
-                            retry_in_s=delay,
-                        )
-                    )
-                if delay is None:
-                    raise ModelUnavailable(f"model unreachable after {failures} attempts: {error}") from error
-                await self._serve_offline(delay)
-            finally:
-                self.conn = None
+        await keep_session(
+            self.ctx, start=self._start_session, serve=self._serve_session, offline=self._serve_offline, lost=self._lost
+        )
+
+    def _lost(self) -> None:
+        self.conn = None
+        self._reset_response_state()
 
     async def _serve_session(self, conn: ModelConnection) -> None:
         """Read the model and serve the inbox until either ends; a link failure in either is re-raised
@@ -211,16 +133,15 @@ class ModelSide:
 
     async def _start_session(self, conn: ModelConnection) -> int:
         """Configure the new session and, after a reconnect, retell the conversation so far."""
+        self.conn = conn
         await self._send(conn, {"type": "session.update", "session": self._session_payload()})
         seeded = 0
         if self.sessions > 0:
             for item in self.ctx.record.memory.seed_items():
                 await self._send(conn, {"type": "conversation.item.create", "item": item})
                 seeded += 1
-        replay = list(self.pending_audio) if self.caller_speaking else self.offline_audio
-        for payload in replay:
+        for payload in self.utterance.take_replay():
             await conn.send_raw(oa.encode_append(payload))
-        self.offline_audio = []
         for result in self.unsent_outputs:
             await self._send_output(conn, result)
         self.unsent_outputs.clear()
@@ -247,9 +168,7 @@ class ModelSide:
         with trio.move_on_after(delay):
             async for message in self.inbox:
                 if isinstance(message, CallerAudio):
-                    self.pending_audio.append(message.payload)
-                    if len(self.offline_audio) < PENDING_AUDIO_FRAMES:
-                        self.offline_audio.append(message.payload)
+                    self.utterance.arrived_offline(message.payload)
                 elif isinstance(message, MarkEchoed):
                     self._mark_echoed(message.name)
                 elif isinstance(message, ToolResult):
@@ -281,7 +200,7 @@ class ModelSide:
                 await self._forward_console_event(conn, message.event)
 
     async def _send_audio(self, conn: ModelConnection, payload: str) -> None:
-        self.pending_audio.append(payload)
+        self.utterance.sent(payload)
         await conn.send_raw(oa.encode_append(payload))
 
     async def _send(self, conn: ModelConnection, event: dict[str, Any]) -> None:
@@ -418,11 +337,10 @@ class ModelSide:
         kind = _tag(event)
         self._record(ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw))
         if isinstance(event, se.InputAudioBufferSpeechStarted):
-            self.caller_speaking = True
+            self.utterance.speech_started()
             await self._barge_in()
         elif isinstance(event, se.InputAudioBufferCommitted):
-            self.caller_speaking = False
-            self.pending_audio.clear()
+            self.utterance.committed()
         elif isinstance(event, se.ResponseCreated):
             out_of_band = is_tool_wait_response(event.response.metadata)
             self.gate.response_created(event.response.id or "", out_of_band=out_of_band)
