@@ -84,12 +84,13 @@ def process_peak_rss_mb(pid: int) -> float:
 
 
 def machine_cpu_seconds() -> tuple[float, float]:
-    """(busy, total) CPU seconds of the whole machine since boot, all cores (``/proc/stat``):
-    busy is everything but idle and iowait."""
+    """(busy, interrupts) CPU seconds of the whole machine since boot, all cores (``/proc/stat``):
+    busy is everything but idle and iowait; interrupts (irq + softirq, where the kernel moves
+    loopback packets) is part of busy but charged to no process."""
     fields = [int(value) for value in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
     total = sum(fields[:8])  # guest time is already counted in user
     idle = fields[3] + fields[4]
-    return (total - idle) / _TICKS, total / _TICKS
+    return (total - idle) / _TICKS, (fields[5] + fields[6]) / _TICKS
 
 
 class CpuWatch:
@@ -102,8 +103,7 @@ class CpuWatch:
         self.pids = pids
         self._last: dict[str, float] = {}
         self._last = self._read()
-        self._first = self._last
-        self._first_at = self._last_at = time.monotonic()
+        self._last_at = time.monotonic()
 
     def _read(self) -> dict[str, float]:
         values: dict[str, float] = {}
@@ -112,20 +112,17 @@ class CpuWatch:
                 values[name] = process_cpu_seconds(pid)
             except (OSError, IndexError, ValueError):  # exited
                 values[name] = self._last.get(name, 0.0)
-        busy, _ = machine_cpu_seconds()
+        busy, interrupts = machine_cpu_seconds()
         values["machine"] = busy
-        values["other"] = busy - sum(values[name] for name in self.pids)
+        values["interrupts"] = interrupts
+        values["other"] = busy - interrupts - sum(values[name] for name in self.pids)
         return values
 
     def sample(self) -> dict[str, float]:
-        """Cores used by each watched process, ``machine`` and ``other`` since the last sample."""
+        """Cores used by each watched process, ``machine``, ``interrupts`` and ``other`` (programs
+        not watched) since the last sample."""
         now, values = time.monotonic(), self._read()
         wall = max(now - self._last_at, 1e-9)
         shares = {name: (values[name] - self._last[name]) / wall for name in values}
         self._last, self._last_at = values, now
         return shares
-
-    def overall(self) -> dict[str, float]:
-        """Cores used by each, averaged since the watch started."""
-        wall = max(self._last_at - self._first_at, 1e-9)
-        return {name: (self._last[name] - self._first[name]) / wall for name in self._last}

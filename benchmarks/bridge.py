@@ -1,24 +1,33 @@
 """How much latency, CPU and loss the bridge adds, with simulated calls at real-time pace.
 
-    .venv/bin/python benchmarks/bridge.py [--calls 100] [--seconds 30] [--json] [--baseline]
+    .venv/bin/python benchmarks/bridge.py [--calls 100] [--seconds 30] [--baseline] [--json]
 
 Three kinds of process, so the bridge's own CPU is read from ``/proc`` alone:
 
 - ``callbridge serve --model openai`` with a temporary SQLite store and a free port, pointed (by
   ``OPENAI_REALTIME_URL``) at
-- the simulated realtime model (``peers.py fake``: ``serve_fake_openai``, which records when every
-  frame arrived and left), and
-- the simulated callers (``peers.py callers``): one 20 ms ``media`` frame per call at real-time
-  pace, each tagged with its (call, frame) number, replies played and marks echoed like Twilio.
+- the simulated realtime model (``peers.py fake``: ``serve_fake_openai``, the code behind
+  ``callbridge fake-openai``, which records when every frame arrived and left), and
+- the simulated callers (``peers.py callers``, one process): a 20 ms ``media`` frame per call at
+  real-time pace, each tagged with its (call, frame) number; replies played and marks echoed like
+  Twilio; turns staggered across calls (``--lockstep``: every call speaks at the same moments).
 
 Added latency per direction, from ``time.monotonic()`` in the peers (one clock on Linux): uplink =
 caller sends a frame → the model receives the ``input_audio_buffer.append`` carrying it; downlink =
 the model sends a ``response.output_audio.delta`` → the caller receives the ``media`` carrying it.
-Raw numbers: nothing is subtracted, so they include the peers' own scheduling delays (reported as
-their loop lag). Afterwards the server is stopped with SIGINT (it flushes) and the store checked.
-``--baseline`` then runs the same peers through a trivial forwarding proxy (``peer_proxy.py``).
+Raw numbers: nothing is subtracted, so they include the peers' own scheduling delays (their loop
+lag is reported; their garbage collector is kept from pausing them, see ``peers.quiet_collector``).
+Afterwards the server is stopped with SIGINT (it flushes) and the store is checked: every call has
+``CallStarted``, ``CallEnded`` and all the caller frames it sent.
 
-Progress goes to stderr; the Markdown table (or ``--json``) to stdout.
+``--baseline`` then runs the same peers through a trivial forwarding proxy (``peer_proxy.py``): the
+floor this machine and these libraries allow. The machine must be otherwise idle: the run waits for
+quiet (``--wait-quiet``), samples the rest of the machine's CPU every second and flags a run that
+other programs disturbed. To look inside: ``--profile DIR`` (py-spy, see ``profile_summary.py``),
+``--server-prelude FILE`` (try a patch in the server process without editing the code), ``--keep``.
+
+Progress goes to stderr; the Markdown table (or ``--json``) to stdout. Exit status 1 when a call
+failed, a frame was lost or an event is missing from the store; latency is reported, not judged.
 """
 
 from __future__ import annotations
@@ -48,6 +57,7 @@ from bridge_procs import (
 from bridge_report import PeerLoad, RunResult, check_store, render_details, render_table
 from peer_callers import EXCHANGE_S
 from peer_fake import read_timings
+from profile_summary import summarize as summarize_profile
 
 
 async def run_once(args: argparse.Namespace, workdir: Path, target: str) -> RunResult:
@@ -74,9 +84,11 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
     base_url = f"http://127.0.0.1:{port}"
     say(f"{target}: serving on {base_url} (pid {server.pid}), model pid {fake.pid}; "
         f"{args.calls} calls x {args.seconds:g} s")  # fmt: skip
+    profiler = None
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240
-        await start_profiler(children, server.pid, Path(args.profile) / f"{target}.txt", args.ramp + args.seconds)
+        profile = Path(args.profile) / f"{target}.txt"
+        profiler = await start_profiler(children, server.pid, profile, args.ramp + args.seconds)
     cpu_start, wall_start = process_cpu_seconds(server.pid), time.monotonic()
     run = await run_callers(
         children,
@@ -93,6 +105,11 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
     logs = run.logs
     server_cpu, wall = process_cpu_seconds(server.pid) - cpu_start, time.monotonic() - wall_start
     rss = process_peak_rss_mb(server.pid)
+    if profiler is not None:
+        await profiler.wait()
+        summary = summarize_profile(profile.read_text().splitlines(), top=25)
+        (profile.parent / f"{target}-summary.txt").write_text(summary)
+        say(f"{target}: profile of the server (py-spy, {profile}):\n{summary}")
     say(f"{target}: calls done; stopping the server (SIGINT) and the model")
     await stop(server, target)
     await stop(fake, "the simulated model")
@@ -120,9 +137,10 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
         peers=PeerLoad(
             model_cores=run.cores["model"],
             model_loop_lag_ms_p99=fake_summary.loop_lag_ms_p99,
-            callers_cores=sum(share for name, share in run.cores.items() if name.startswith("callers")),
+            callers_cores=run.cores["callers"],
             callers_loop_lag_ms_p99=run.loop_lag_ms_p99,
             caller_processes=args.caller_procs,
+            interrupt_cores=run.cores["interrupts"],
             other_cores=run.cores["other"],
             other_cores_peak=max((sample.other for sample in run.timeline), default=0.0),
         ),
@@ -178,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         for run in runs:
             print(render_details(run))
     main_run = runs[0]
-    ok = main_run.failed_calls == 0 and main_run.uplink.lost == 0 and main_run.downlink.lost == 0
+    stored = main_run.store is not None and main_run.store.complete == main_run.calls
+    ok = stored and main_run.failed_calls == 0 and main_run.uplink.lost == 0 and main_run.downlink.lost == 0
     return 0 if ok else 1
 
 

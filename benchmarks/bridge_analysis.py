@@ -26,6 +26,8 @@ HANGUP_WINDOW_S = 1.0
 
 class Direction(msgspec.Struct, kw_only=True):
     sent: int
+    messages: int
+    """Messages that carried them (appends; media frames): fewer than ``sent`` when coalesced."""
     matched: int
     lost: int
     lost_at_hangup: int = 0
@@ -35,6 +37,9 @@ class Direction(msgspec.Struct, kw_only=True):
     out_of_order: int = 0
     distinct_contents: int = 0
     latency_ms: Summary
+    setup_latency_ms: Summary | None = None
+    """Uplink frames sent before the call's model session was open (they wait for it): a subset
+    of ``latency_ms``, shown apart because it is call set-up, not forwarding."""
     worst_calls: list[tuple[int, int]] = []
     """(call index, frames lost) for the calls that lost most."""
 
@@ -51,7 +56,9 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
     by_index = {log.index: log for log in logs}
     seen = {log.index: bytearray(len(log.sent)) for log in logs}
     latencies: list[float] = []
-    duplicates = unmatched = out_of_order = 0
+    setup: list[float] = []
+    duplicates = out_of_order = 0
+    unmatched = sum(session.untagged_appends for session in sessions)
     for session in sessions:
         last_frame: dict[int, int] = {}
         for at, call, frame in session.appends:
@@ -67,6 +74,8 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
                 out_of_order += 1
             last_frame[call] = frame
             latencies.append((at - log.sent[frame]) * 1000)
+            if log.sent[frame] < session.connected_at:
+                setup.append(latencies[-1])
     lost = at_hangup = 0
     worst: list[tuple[int, int]] = []
     for log in logs:
@@ -80,6 +89,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
     worst.sort(key=lambda pair: -pair[1])
     return Direction(
         sent=sum(len(log.sent) for log in logs),
+        messages=sum(session.client_types.get("input_audio_buffer.append", 0) for session in sessions),
         matched=len(latencies),
         lost=lost,
         lost_at_hangup=at_hangup,
@@ -88,6 +98,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
         out_of_order=out_of_order,
         distinct_contents=len(latencies),
         latency_ms=summarize(latencies),
+        setup_latency_ms=summarize(setup),
         worst_calls=worst[:5],
     )
 
@@ -132,6 +143,7 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
     worst.sort(key=lambda pair: -pair[1])
     return Direction(
         sent=sent,
+        messages=sum(len(log.received) for log in logs),
         matched=len(latencies),
         lost=lost,
         unmatched_arrivals=unmatched,

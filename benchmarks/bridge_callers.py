@@ -21,6 +21,8 @@ class CpuSample(msgspec.Struct, array_like=True):
     server: float
     model: float
     callers: float
+    interrupts: float
+    """Kernel interrupt time (loopback networking), charged to no process."""
     other: float
 
 
@@ -32,7 +34,8 @@ class CallersRun(msgspec.Struct, kw_only=True):
     """The worst caller process's event-loop lag p99."""
     peak_live: int
     cores: dict[str, float]
-    """Average cores used by each watched process (and ``other``) over the calls."""
+    """Average cores used by ``server``, ``model``, ``callers`` and ``other`` (the rest of the
+    machine) while every caller process ran."""
     timeline: list[CpuSample]
 
 
@@ -79,15 +82,18 @@ async def run_callers(
             nursery.start_soon(follow, index, process)
         while any(process.poll() is None for process, _ in callers):
             await trio.sleep(1.0)
+            all_running = all(process.poll() is None for process, _ in callers)
             cores, now = watch.sample(), time.monotonic()
             sample = CpuSample(
                 t=now - started,
                 server=cores["server"],
                 model=cores["model"],
                 callers=sum(cores[name] for name in caller_pids),
+                interrupts=cores["interrupts"],
                 other=cores["other"] - cores["benchmark"],
             )
-            timeline.append(sample)
+            if all_running:  # an exited process's last CPU would be counted as "other"
+                timeline.append(sample)
             connected = sum(p.connected for p in progress)
             live, ended, failed = (sum(p.live for p in progress), sum(p.ended for p in progress),
                                    sum(p.failed for p in progress))  # fmt: skip
@@ -97,7 +103,7 @@ async def run_callers(
                 f"  {sample.t:5.1f} s: {connected}/{calls} calls connected, {live} live, {ended} ended"
                 f"{f', {failed} failed' if failed else ''}; ~{left:.0f} s left; CPU (cores): "
                 f"server {sample.server:.2f}, model {sample.model:.2f}, callers {sample.callers:.2f}, "
-                f"other {sample.other:+.2f}"
+                f"kernel irq {sample.interrupts:.2f}, other {sample.other:+.2f}"
             )
     logs: list[CallLog] = []
     cpu_s, lag = 0.0, 0.0
@@ -109,6 +115,12 @@ async def run_callers(
         cpu_s += summary.cpu_s
         lag = max(lag, summary.loop_lag_ms_p99)
     logs.sort(key=lambda log: log.index)
-    overall = watch.overall()
-    overall["other"] -= overall.pop("benchmark")
+    count = max(1, len(timeline))
+    overall = {
+        "server": sum(sample.server for sample in timeline) / count,
+        "model": sum(sample.model for sample in timeline) / count,
+        "callers": sum(sample.callers for sample in timeline) / count,
+        "interrupts": sum(sample.interrupts for sample in timeline) / count,
+        "other": sum(sample.other for sample in timeline) / count,
+    }
     return CallersRun(logs=logs, cpu_s=cpu_s, loop_lag_ms_p99=lag, peak_live=peak, cores=overall, timeline=timeline)

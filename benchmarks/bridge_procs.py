@@ -135,8 +135,10 @@ async def start_profiler(children: Children, pid: int, out: Path, seconds: float
     if not py_spy.exists():
         say(f"--profile: {py_spy} not found (pip install py-spy into the venv); not profiling")
         return None
-    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "250",
-               "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+    # blocking mode (the default) pauses the process for each sample (~1% at 100 Hz) but reads whole
+    # stacks; --nonblocking often records torn ones
+    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
+               "--format", "raw", "--output", str(out)]  # fmt: skip
     return await children.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
@@ -150,7 +152,7 @@ async def wait_until_quiet(max_wait_s: float, threshold_cores: float = 0.15) -> 
     while True:
         await trio.sleep(2.0)
         cores = watch.sample()
-        other = cores["machine"] - cores["benchmark"]
+        other = cores["other"]
         if other < threshold_cores or trio.current_time() >= deadline:
             if other >= threshold_cores:
                 say(f"the machine is still busy ({other:.2f} cores used by other programs): measuring anyway")

@@ -80,6 +80,8 @@ class PeerLoad(msgspec.Struct, kw_only=True):
     callers_cores: float
     callers_loop_lag_ms_p99: float
     caller_processes: int
+    interrupt_cores: float
+    """Kernel interrupt time (loopback networking for all of the above), charged to no process."""
     other_cores: float
     """CPU the rest of the machine used meanwhile, on average (other programs compete for the cores)."""
     other_cores_peak: float
@@ -143,6 +145,7 @@ def render_table(runs: Sequence[RunResult]) -> str:
                                         for r in runs], ""),
         ("server peak RSS", [f"{r.server_peak_rss_mb:.0f} MiB" for r in runs], ""),
         ("peers: model / callers CPU (cores), loop lag p99 (ms)", [_peers(r) for r in runs], ""),
+        ("kernel interrupts (loopback networking, cores)", [f"{r.peers.interrupt_cores:.2f}" for r in runs], ""),
         ("other programs' CPU meanwhile: mean / busiest second (cores)",
          [f"{r.peers.other_cores:.2f} / {r.peers.other_cores_peak:.2f}" for r in runs], "~0"),
     ]  # fmt: skip
@@ -181,12 +184,19 @@ def render_details(run: RunResult) -> str:
     lines = [f"{_title(run)}:"]
     for name, direction in (("uplink", run.uplink), ("downlink", run.downlink)):
         lines.append(
-            f"  {name}: {direction.matched:,} of {direction.sent:,} matched ({direction.distinct_contents:,} distinct "
+            f"  {name}: {direction.matched:,} of {direction.sent:,} matched (in {direction.messages:,} messages; "
+            f"{direction.distinct_contents:,} distinct "
             f"contents), {direction.lost} lost, {direction.duplicates} duplicated, "
             f"{direction.unmatched_arrivals} unmatched arrivals, {direction.out_of_order} out of order; "
             f"mean {direction.latency_ms.mean:.2f} ms"
             + (f"; worst calls (index, lost): {direction.worst_calls}" if direction.worst_calls else "")
         )
+        setup = direction.setup_latency_ms
+        if setup is not None and setup.count:
+            lines.append(
+                f"    of which {setup.count:,} sent before the call's model session was open (set-up): "
+                f"p50 / p99 / max {_ms(setup)} ms"
+            )
     lines.append(
         f"  server: {run.server_cpu_s:.1f} CPU s over {run.call_minutes:.1f} call-minutes; "
         f"clears received by callers: {run.clears_received}; failed calls: {run.failed_calls}"

@@ -27,6 +27,8 @@ TAG_CHARS: Final = TAG_BYTES * 4 // 3
 FRAME_BITS: Final = 30
 CALL_BITS: Final = TAG_BYTES * 5 - FRAME_BITS
 MAX_CALLS: Final = 1 << CALL_BITS
+FRAME_BYTES: Final = 160
+"""A Twilio media frame: 20 ms of 8 kHz μ-law."""
 
 _MEDIA_PREFIX: Final = '{"event":"media"'
 _PAYLOAD_KEY: Final = '"payload":"'
@@ -60,6 +62,22 @@ def read_tag(audio_b64: str) -> tuple[int, int] | None:
             return None
         value |= ((byte & 15) | (0 if high == 0xF else 16)) << (5 * i)
     return value >> FRAME_BITS, value & ((1 << FRAME_BITS) - 1)
+
+
+def read_tags(audio_b64: str, frame_bytes: int = FRAME_BYTES) -> list[tuple[int, int] | None]:
+    """The tag of every ``frame_bytes`` frame in an appended payload: a bridge may coalesce
+    several caller frames into one ``input_audio_buffer.append``."""
+    if len(audio_b64) <= frame_bytes * 4 // 3 + 4:
+        return [read_tag(audio_b64)]
+    try:
+        audio = base64.b64decode(audio_b64, validate=True)
+    except (binascii.Error, ValueError):
+        return [None]
+    tags: list[tuple[int, int] | None] = []
+    for start in range(0, len(audio), frame_bytes):
+        piece = audio[start : start + TAG_BYTES]
+        tags.append(read_tag(base64.b64encode(piece).decode()) if len(piece) == TAG_BYTES else None)
+    return tags
 
 
 def is_media(message: str | bytes) -> bool:

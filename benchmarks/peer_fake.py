@@ -17,26 +17,40 @@ from pathlib import Path
 import msgspec
 import trio
 from bench_stats import monotonic_offset, own_cpu_seconds, summarize, watch_loop_lag
-from frame_tags import delta_fingerprint, read_tag
+from frame_tags import delta_fingerprint, read_tags
 
 from adapters.openai.client_events import InputAudioBufferAppend
 from adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
 from adapters.sim.fake_openai_records import SessionRecord
 from adapters.sim.fake_openai_script import Script, Turn
 
-REPLY = "Sure, I can help with that. What else do you need?"
-"""50 characters: 3.25 s of simulated speech (65 ms a character), streamed at twice real time."""
+REPLIES = (
+    "Sure, I can help with that. What else do you need?",
+    "Of course. Your order ships tomorrow, by noon too.",
+    "Got it. I have booked your table for two at eight.",
+    "Thanks for waiting. The line is all clear now. Go.",
+    "Yes, the store opens at nine, and closes at seven.",
+    "Alright. I sent the receipt to your email address.",
+)
+"""50 characters each: 3.25 s of simulated speech (65 ms a character), streamed at twice real time.
+Different texts start the synthetic voice at different points, so a call's audio chunks differ."""
 
-BENCH_SCRIPT = Script(turns=[Turn(transcript="Benchmark caller speaking.", reply=REPLY)], fallback_reply=REPLY)
+BENCH_SCRIPT = Script(
+    turns=[Turn(transcript=f"Benchmark caller, turn {n}.", reply=reply) for n, reply in enumerate(REPLIES, 1)],
+    fallback_reply=REPLIES[0],
+)
 
 
 class SessionTimings(msgspec.Struct, kw_only=True):
     """One model session as the simulated model saw it (times are ``time.monotonic()``)."""
 
     index: int
+    connected_at: float
     appends: list[tuple[float, int, int]]
-    """(received at, call, frame) per tagged ``input_audio_buffer.append``."""
+    """(received at, call, frame) per tagged caller frame in an ``input_audio_buffer.append``
+    (several when the bridge coalesced frames)."""
     untagged_appends: int
+    """Appended frames without a tag (must be 0)."""
     deltas: list[tuple[float, int]]
     """(sent at, fingerprint) per ``response.output_audio.delta``."""
     client_types: dict[str, int]
@@ -59,11 +73,11 @@ def session_timings(record: SessionRecord, offset: float) -> SessionTimings:
     for received in record.client_events:
         client_types[received.type] = client_types.get(received.type, 0) + 1
         if isinstance(received.event, InputAudioBufferAppend):
-            tag = read_tag(received.event.audio)
-            if tag is None:
-                untagged += 1
-            else:
-                appends.append((received.at + offset, *tag))
+            for tag in read_tags(received.event.audio):
+                if tag is None:
+                    untagged += 1
+                else:
+                    appends.append((received.at + offset, *tag))
     deltas: list[tuple[float, int]] = []
     server_types: dict[str, int] = {}
     for sent in record.server_events:
@@ -74,6 +88,7 @@ def session_timings(record: SessionRecord, offset: float) -> SessionTimings:
                 deltas.append((sent.at + offset, fp))
     return SessionTimings(
         index=record.index,
+        connected_at=record.connected_at + offset,
         appends=appends,
         untagged_appends=untagged,
         deltas=deltas,

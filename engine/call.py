@@ -35,6 +35,9 @@ from engine.twilio_task import TwilioSide
 
 log = logging.getLogger(__name__)
 
+HANGUP_DRAIN_S = 0.5
+"""After ``stop``, how long the caller's last frames still queued for the model may take to go out."""
+
 MODEL_INBOX_SIZE = 500
 """Caller frames (50/s), mark echoes, tool results and console commands for the model task: 10 s."""
 
@@ -222,6 +225,9 @@ class CallSupervisor:
             self._crashed("twilio", error, "ended_call")
             self._end("twilio_task_crashed", repr(error))
             return
+        if reason == "caller_hangup":
+            with trio.move_on_after(HANGUP_DRAIN_S):
+                await self.model.wait_audio_handled(self.twilio.frames_forwarded)
         self._end(reason)
 
     async def _run_tools(self) -> None:

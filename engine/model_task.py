@@ -97,6 +97,9 @@ class ModelSide:
         self.active_items: set[str] = set()
         self.unsent_outputs: list[ToolResult] = []
         self.utterance = UtteranceBuffer()
+        self.audio_handled = 0
+        """Caller frames taken from the inbox (sent, or kept while offline)."""
+        self._audio_waiter: trio.Event | None = None
 
     # --- connection lifecycle --------------------------------------------------------------
 
@@ -169,6 +172,7 @@ class ModelSide:
             async for message in self.inbox:
                 if isinstance(message, CallerAudio):
                     self.utterance.arrived_offline(message.payload)
+                    self._audio_done()
                 elif isinstance(message, MarkEchoed):
                     self._mark_echoed(message.name)
                 elif isinstance(message, ToolResult):
@@ -202,6 +206,20 @@ class ModelSide:
     async def _send_audio(self, conn: ModelConnection, payload: str) -> None:
         self.utterance.sent(payload)
         await conn.send_raw(oa.encode_append(payload))
+        self._audio_done()
+
+    def _audio_done(self) -> None:
+        self.audio_handled += 1
+        if self._audio_waiter is not None:
+            self._audio_waiter.set()
+
+    async def wait_audio_handled(self, count: int) -> None:
+        """Until ``count`` caller frames have been dealt with (the caller hung up: let the last
+        words reach the model and the log before the call's tasks are cancelled)."""
+        while self.audio_handled < count:
+            self._audio_waiter = trio.Event()
+            await self._audio_waiter.wait()
+        self._audio_waiter = None
 
     async def _send(self, conn: ModelConnection, event: dict[str, Any]) -> None:
         text = _json_encoder.encode(event).decode()

@@ -48,6 +48,8 @@ class TwilioSide:
         self.assistant_audio = AssistantAudioChunker(ctx.call_id)
         self.frames_dropped = 0
         self.frames_in = 0
+        self.frames_forwarded = 0
+        """Caller frames handed to the model task (it counts those it has dealt with)."""
 
     async def run(self) -> str:
         """Serve the call's Twilio side until the caller hangs up or the socket goes away."""
@@ -120,6 +122,7 @@ class TwilioSide:
             self.ctx.record(chunk)
         try:
             self.to_model.send_nowait(CallerAudio(payload=media.payload, timestamp=timestamp))
+            self.frames_forwarded += 1
         except trio.WouldBlock:
             # The model side is stalled (reconnecting); the audio is recorded, not forwarded.
             self.frames_dropped += 1
