@@ -1,20 +1,20 @@
 """The model task: the realtime model's side of one call, and the conversation's brain.
 
 It owns the model socket. Caller audio from the Twilio task is appended to the model's input
-buffer; assistant audio deltas go back to the Twilio task with a mark each (``engine/playback.py``
-counts what was really played). Everything the model says is recorded verbatim. Here live the
+buffer; assistant audio deltas go back to the Twilio task with a mark each
+(``engine/assistant_audio.py``). Everything the model says is recorded verbatim. Here live the
 decisions that make a phone agent good:
 
 - **barge-in**: on ``input_audio_buffer.speech_started`` Twilio's buffer is cleared and the item is
-  truncated at what the caller really heard (mark echoes, clamped to what was received); late
-  deltas of the interrupted items are dropped; the decision is recorded as ``BargeInDecided``;
+  truncated at what the caller really heard (``engine/assistant_audio.py``, ``engine/playback.py``);
 - **tools**: each finished function call goes to the tool runner; its output is sent once as
   ``function_call_output``; ``response.create`` follows only when the response that asked has
-  finished and every output it waits for is in, never while another response runs;
-- **reconnects**: a dropped socket or an expired session is reopened with bounded backoff, the
-  session config re-sent and the conversation re-seeded from the call's own recorded events,
-  while the caller stays on the line. After ``max_attempts`` failures in a row the task raises
-  ``ModelUnavailable`` and the supervisor ends the call.
+  finished and every output it waits for is in (``engine/response_gate.py``); a slow tool gets a
+  short "one moment" instead of silence (``engine/tool_wait.py``);
+- **reconnects**: a dropped socket or an expired session is reopened with bounded backoff
+  (``engine/model_reconnect.py``), the session config re-sent, the conversation re-seeded from the
+  call's own recorded events (``engine/conversation.py``) and a cut utterance re-sent
+  (``engine/utterance_buffer.py``), while the caller stays on the line.
 """
 
 from __future__ import annotations
@@ -30,11 +30,9 @@ import trio
 from adapters.openai import codec as oa
 from adapters.openai import server_events as se
 from adapters.openai.session import session_update_payload
+from engine.assistant_audio import AssistantAudio
 from engine.context import CallContext, ModelConnection, ModelLinkError
 from engine.events import (
-    AssistantAudioDiscarded,
-    AssistantAudioPlayed,
-    BargeInDecided,
     CallSessionConfigChanged,
     ModelErrorReported,
     ModelEventReceived,
@@ -44,17 +42,14 @@ from engine.events import (
 )
 from engine.messages import (
     CallerAudio,
-    ClearPlayback,
     ForwardClientEvent,
     MarkEchoed,
     Message,
-    PlayAudio,
     RunTool,
     ToolResult,
     UpdateSession,
 )
 from engine.model_reconnect import keep_session
-from engine.playback import Playback
 from engine.response_gate import ResponseGate
 from engine.tool_wait import TOOL_WAIT_RESPONSE, ToolWaitAnnouncer, is_tool_wait_response
 from engine.utterance_buffer import UtteranceBuffer
@@ -64,11 +59,6 @@ log = logging.getLogger(__name__)
 _json_encoder = msgspec.json.Encoder()
 
 CONSOLE_CLIENT_EVENTS = frozenset({"conversation.item.create", "response.create"})
-
-
-def _b64_size(text: str) -> int:
-    padding = text.endswith("=") + text.endswith("==")
-    return len(text) * 3 // 4 - padding
 
 
 def _tag(event: Any) -> str:
@@ -88,13 +78,12 @@ class ModelSide:
         self.inbox = inbox
         self.to_twilio = to_twilio
         self.to_tools = to_tools
-        self.playback = Playback()
+        self.audio = AssistantAudio(ctx, to_twilio)
         self.conn: ModelConnection | None = None
         self.sessions = 0
         """Sessions opened so far: every one after the first is re-seeded."""
         self.gate = ResponseGate()
         self.tool_wait = ToolWaitAnnouncer(ctx.settings.tool_wait_announce_s)
-        self.active_items: set[str] = set()
         self.unsent_outputs: list[ToolResult] = []
         self.utterance = UtteranceBuffer()
         self.audio_handled = 0
@@ -163,7 +152,7 @@ class ModelSide:
 
     def _reset_response_state(self) -> None:
         self.gate.link_lost()
-        self.active_items.clear()
+        self.audio.active_items.clear()
 
     async def _serve_offline(self, delay: float) -> None:
         """Between reconnect attempts: keep playback accounting and tool results; drop caller audio
@@ -174,7 +163,7 @@ class ModelSide:
                     self.utterance.arrived_offline(message.payload)
                     self._audio_done()
                 elif isinstance(message, MarkEchoed):
-                    self._mark_echoed(message.name)
+                    self.audio.mark_echoed(message.name)
                 elif isinstance(message, ToolResult):
                     self._tool_result_arrived(message)
                     self.unsent_outputs.append(message)
@@ -192,7 +181,7 @@ class ModelSide:
             if isinstance(message, CallerAudio):
                 await self._send_audio(conn, message.payload)
             elif isinstance(message, MarkEchoed):
-                self._mark_echoed(message.name)
+                self.audio.mark_echoed(message.name)
             elif isinstance(message, ToolResult):
                 self._tool_result_arrived(message)
                 await self._send_output(conn, message)
@@ -245,20 +234,6 @@ class ModelSide:
             return
         await self._send(conn, {"type": "conversation.item.create", "item": event.get("item") or {}})
 
-    def _mark_echoed(self, name: str) -> None:
-        played = self.playback.mark_echoed(name)
-        if played is not None:
-            self._record(
-                AssistantAudioPlayed(
-                    call_id=self.ctx.call_id,
-                    at=self.ctx.clock.now(),
-                    item_id=played.item_id,
-                    marks=1,
-                    played_bytes=played.played_bytes,
-                    total_played_bytes=played.total_played_bytes,
-                )
-            )
-
     # --- tools -----------------------------------------------------------------------------
 
     def _tool_result_arrived(self, result: ToolResult) -> None:
@@ -272,7 +247,7 @@ class ModelSide:
             bool(gate.awaiting_outputs)
             and gate.active_response is None
             and not gate.requested
-            and not self.playback.is_playing
+            and not self.audio.is_playing
         )
 
     async def _fill_silence(self, conn: ModelConnection) -> None:
@@ -339,7 +314,7 @@ class ModelSide:
 
     async def _on_server_event(self, event: Any, raw: str) -> None:
         if isinstance(event, se.ResponseOutputAudioDelta):
-            await self._audio_delta(event)
+            await self.audio.delta(event.response_id, event.item_id, event.content_index, event.delta)
             return
         if isinstance(event, oa.UnknownServerEvent):
             self._record(
@@ -356,7 +331,9 @@ class ModelSide:
         self._record(ModelEventReceived(call_id=self.ctx.call_id, at=self.ctx.clock.now(), type=kind, raw=raw))
         if isinstance(event, se.InputAudioBufferSpeechStarted):
             self.utterance.speech_started()
-            await self._barge_in()
+            truncate = await self.audio.barge_in()
+            if truncate is not None and self.conn is not None:
+                await self._send(self.conn, truncate)
         elif isinstance(event, se.InputAudioBufferCommitted):
             self.utterance.committed()
         elif isinstance(event, se.ResponseCreated):
@@ -365,12 +342,12 @@ class ModelSide:
         elif isinstance(event, se.ResponseOutputItemAdded):
             item = event.item
             if item.type == "message" and item.id:
-                self.active_items.add(item.id)
+                self.audio.active_items.add(item.id)
         elif isinstance(event, se.ResponseFunctionCallArgumentsDone):
             await self._function_call_done(event, raw)
         elif isinstance(event, se.ResponseDone):
             self.gate.response_done(event.response.id or "")
-            self.active_items.clear()
+            self.audio.active_items.clear()
             await self._maybe_create_response()
         elif isinstance(event, se.ErrorEvent):
             error = event.error
@@ -386,60 +363,6 @@ class ModelSide:
             )
             if error.code == "conversation_already_has_active_response":
                 self.gate.refused_as_busy()
-
-    async def _audio_delta(self, event: Any) -> None:
-        size = _b64_size(event.delta)
-        mark = self.playback.audio_received(event.response_id, event.item_id, size)
-        if mark is None:
-            self._record(
-                AssistantAudioDiscarded(
-                    call_id=self.ctx.call_id,
-                    at=self.ctx.clock.now(),
-                    response_id=event.response_id,
-                    item_id=event.item_id,
-                    byte_count=size,
-                    reason="late delta of an interrupted item",
-                )
-            )
-            return
-        await self.to_twilio.send(
-            PlayAudio(
-                response_id=event.response_id,
-                item_id=event.item_id,
-                content_index=event.content_index,
-                payload=event.delta,
-                mark=mark,
-            )
-        )
-
-    async def _barge_in(self) -> None:
-        detection = self.ctx.session_config.get("turn_detection") or {}
-        if detection.get("interrupt_response") is False:
-            return
-        decision = self.playback.barge_in(frozenset(self.active_items))
-        self._record(
-            BargeInDecided(
-                call_id=self.ctx.call_id,
-                at=self.ctx.clock.now(),
-                item_id=decision.item_id,
-                played_ms=decision.played_ms,
-                received_ms=decision.received_ms,
-                audio_end_ms=decision.audio_end_ms,
-                action=decision.action,
-            )
-        )
-        if decision.clear:
-            await self.to_twilio.send(ClearPlayback(item_id=decision.item_id, unplayed_bytes=decision.unplayed_bytes))
-        if decision.audio_end_ms is not None and decision.item_id and self.conn is not None:
-            await self._send(
-                self.conn,
-                {
-                    "type": "conversation.item.truncate",
-                    "item_id": decision.item_id,
-                    "content_index": 0,
-                    "audio_end_ms": decision.audio_end_ms,
-                },
-            )
 
     def _record(self, event: Any) -> None:
         self.ctx.record(event)
