@@ -44,6 +44,7 @@ POSITIONS_SCHEMA = (
     " name TEXT PRIMARY KEY, position INTEGER NOT NULL, version INTEGER NOT NULL)",
     "CREATE TABLE IF NOT EXISTS projection_errors ("
     " name TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (name, position))",
+    "CREATE TABLE IF NOT EXISTS views_source (id INTEGER PRIMARY KEY CHECK (id = 1), store TEXT NOT NULL)",
 )
 
 
@@ -116,6 +117,7 @@ class ProjectionRunner:
         self.page_size = page_size
         topics: set[str] = set().union(*(p.topics for p in self.projections))
         self._source = LogSource(store, topics)
+        self._store_identity = store.description
         self._by_topic: dict[str, list[Projection]] = {
             name: [p for p in self.projections if name in p.topics] for name in topics
         }
@@ -127,6 +129,7 @@ class ProjectionRunner:
         with self._transaction():
             for statement in POSITIONS_SCHEMA:
                 self.db.execute(statement)
+            self._forget_another_store()
             stored = dict(self.db.execute("SELECT name, version FROM projection_positions").fetchall())
             for projection in self.projections:
                 version = stored.get(projection.name)
@@ -146,6 +149,18 @@ class ProjectionRunner:
                     )
                 projection.create(self.db)
 
+    def _forget_another_store(self) -> None:
+        """Positions are positions in one log: views built from another store are dropped (and
+        rebuilt from this one), e.g. after ``CALLBRIDGE_STORE`` pointed at a new database."""
+        row = self.db.execute("SELECT store FROM views_source WHERE id = 1").fetchone()
+        if row is not None and row[0] != self._store_identity:
+            logger.warning("views were built from %s, not %s: rebuilding them", row[0], self._store_identity)
+            for projection in self.projections:
+                projection.drop(self.db)
+            self.db.execute("DELETE FROM projection_positions")
+            self.db.execute("DELETE FROM projection_errors")
+        self.db.execute("INSERT OR REPLACE INTO views_source(id, store) VALUES (1, ?)", (self._store_identity,))
+
     def reset(self) -> None:
         """Drop every view and forget every position (one transaction), then recreate empty views."""
         with self._transaction():
@@ -155,6 +170,7 @@ class ProjectionRunner:
                 projection.drop(self.db)
             self.db.execute("DELETE FROM projection_positions")
             self.db.execute("DELETE FROM projection_errors")
+            self.db.execute("INSERT OR REPLACE INTO views_source(id, store) VALUES (1, ?)", (self._store_identity,))
             for projection in self.projections:
                 self.db.execute(
                     "INSERT INTO projection_positions(name, position, version) VALUES (?, 0, ?)",

@@ -21,6 +21,7 @@ from test_projections_support import (
 
 from engine.events import AssistantAudioPlayed, CallEnded, CallerAudioReceived, CallStarted
 from engine.store import EventStore, RecordedEvent
+from engine.synthetic import CallLog
 from projections.conversations import ConversationsProjection, get_conversation
 from projections.metrics import MetricsProjection
 from projections.runner import POSITIONS_SCHEMA, ProgressBar, Projection, ProjectionRunner, rebuild, rebuild_cli
@@ -335,4 +336,23 @@ def test_views_folded_from_postgresql_equal_those_from_sqlite(
     positions = from_postgres.pop("projection_positions")
     from_sqlite.pop("projection_positions")
     assert positions == [("conversations", head, 1), ("metrics", head, 1)]
+    sources = from_postgres.pop("views_source"), from_sqlite.pop("views_source")  # each names its own store
+    assert sources[0][0][1].startswith("postgresql://") and sources[1][0][1].startswith("sqlite:")
     assert from_postgres == from_sqlite
+
+
+def test_views_built_from_another_store_are_rebuilt_from_this_one(tmp_path: Path) -> None:
+    first = EventStore(str(tmp_path / "first.db"))
+    second = EventStore(str(tmp_path / "second.db"))
+    CallLog("CAfirst").start().caller_says("Hello from the first store").end().write(first)
+    CallLog("CAsecond").start().caller_says("Hello from the second store").end().write(second)
+    db = open_views(tmp_path / "views.db")
+    fold(first, db)
+    assert get_conversation(db, "CAfirst") is not None
+    fold(second, db)  # CALLBRIDGE_STORE now names another database; the views file stayed
+    assert get_conversation(db, "CAfirst") is None
+    assert get_conversation(db, "CAsecond") is not None
+    assert dump_views(db) == _clean_dump(second, tmp_path / "clean.db")
+    db.close()
+    first.close()
+    second.close()
