@@ -55,6 +55,7 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from engine.store import StoreOpenError
     from web.server import Server
     from web.settings import SettingsError, load_settings
 
@@ -63,7 +64,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
         return 2
-    server = Server(settings)
+    try:
+        server = Server(settings)
+    except (StoreOpenError, ValueError) as error:
+        print(
+            f"callbridge: {error}\n"
+            "Check CALLBRIDGE_STORE (a SQLite path, sqlite:///path or postgresql://user@host:5432/db) "
+            "and that the database is running.",
+            file=sys.stderr,
+        )
+        return 2
     _tune_gc_for_latency()
 
     async def main() -> None:

@@ -225,9 +225,7 @@ async def test_an_operator_answers_a_human_tool() -> None:
         result = await runner.results.receive()
         await runner.stop()
 
-    assert result == ToolResult(
-        tool_call_id="call_1", name="ask_operator", output='{"approved": true}', ok=True
-    )
+    assert result == ToolResult(tool_call_id="call_1", name="ask_operator", output='{"approved": true}', ok=True)
     [event] = runner.events
     assert isinstance(event, ToolCallCompleted)
     assert (event.source, event.output, event.call_id) == ("human", '{"approved": true}', "CA42")

@@ -148,9 +148,7 @@ async def test_unknown_tool_gets_an_error_result() -> None:
         ('{"text": "a", "count": true}', "argument 'count' must be integer, got boolean"),
     ],
 )
-async def test_bad_arguments_get_an_error_result_and_never_reach_the_handler(
-    arguments: str, problem: str
-) -> None:
+async def test_bad_arguments_get_an_error_result_and_never_reach_the_handler(arguments: str, problem: str) -> None:
     called = False
 
     async def handler(args: dict[str, Any], ctx: ToolContext) -> str:
@@ -257,9 +255,7 @@ async def test_execute_tool_refuses_a_tool_meant_for_an_operator() -> None:
 
 
 async def run_weather(arguments: dict[str, Any], http: Any) -> Any:
-    outcome = await execute_tool(
-        weather_tool(), "get_weather_from_coords", json.dumps(arguments), ctx_with(http)
-    )
+    outcome = await execute_tool(weather_tool(), "get_weather_from_coords", json.dumps(arguments), ctx_with(http))
     return outcome.ok, json.loads(outcome.output)
 
 
@@ -315,9 +311,7 @@ async def test_weather_failures_become_clear_error_results(failure: Exception, m
 
 
 async def test_weather_answer_of_the_wrong_shape_is_a_clear_error() -> None:
-    ok, output = await run_weather(
-        {"latitude": 1, "longitude": 2}, FakeHttp(lambda url, params: {"hourly": {}})
-    )
+    ok, output = await run_weather({"latitude": 1, "longitude": 2}, FakeHttp(lambda url, params: {"hourly": {}}))
     assert not ok
     assert output == {"error": "weather service sent an unexpected answer: no 'current' block"}
 
