@@ -21,6 +21,7 @@ from collections.abc import Awaitable, Callable
 from enum import Enum
 
 from quart import Response, after_this_request, jsonify, request
+from quart.wrappers.base import BaseRequestWebsocket
 from werkzeug.wrappers import Response as WerkzeugResponse
 
 AnyResponse = Response | WerkzeugResponse
@@ -107,6 +108,16 @@ def set_session_cookie(response: AnyResponse, token: str) -> AnyResponse:
     return response
 
 
+def credential_of(token: str, incoming: BaseRequestWebsocket) -> Credential | None:
+    """What authenticates this HTTP request or WebSocket handshake, if anything."""
+    return authenticate(
+        token,
+        authorization=incoming.headers.get("Authorization"),
+        cookie=incoming.cookies.get(SESSION_COOKIE),
+        query_token=incoming.args.get(TOKEN_PARAMETER),
+    )
+
+
 def require_token(get_token: Callable[[], str]) -> Callable[[], Awaitable[Response | None]]:
     """A ``before_request`` hook: 401 unless the request holds the token; a valid ``?token=``
     also sets the session cookie on the response. ``get_token`` is read per request (settings
@@ -114,12 +125,7 @@ def require_token(get_token: Callable[[], str]) -> Callable[[], Awaitable[Respon
 
     async def check() -> Response | None:
         token = get_token()
-        credential = authenticate(
-            token,
-            authorization=request.headers.get("Authorization"),
-            cookie=request.cookies.get(SESSION_COOKIE),
-            query_token=request.args.get(TOKEN_PARAMETER),
-        )
+        credential = credential_of(token, request)
         if credential is None:
             return unauthorized()
         if credential is Credential.QUERY:

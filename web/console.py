@@ -27,6 +27,7 @@ from web.auth import (
     AnyResponse,
     Credential,
     authenticate,
+    credential_of,
     set_session_cookie,
 )
 
@@ -72,12 +73,7 @@ def console_blueprint(server: Server) -> Blueprint:
     @console.get("/")
     async def index() -> AnyResponse:
         token = server.settings.api_token
-        credential = authenticate(
-            token,
-            authorization=request.headers.get("Authorization"),
-            cookie=request.cookies.get(SESSION_COOKIE),
-            query_token=request.args.get(TOKEN_PARAMETER),
-        )
+        credential = credential_of(token, request)
         if credential is None:
             return await sign_in_page(status=401)
         if TOKEN_PARAMETER in request.args:  # keep the token out of the address bar and history

@@ -38,7 +38,7 @@ from engine.store_writer import EventWriter
 from projections.live import LiveProjection, Message, envelope, replay_messages
 from projections.service import polling_wait
 from projections.source import LogSource, Page
-from web.auth import SESSION_COOKIE, TOKEN_PARAMETER, authenticate, unauthorized
+from web.auth import credential_of, unauthorized
 from web.live_commands import error_message, handle_command
 
 if TYPE_CHECKING:
@@ -245,12 +245,7 @@ def live_feed_blueprint(server: Server) -> Blueprint:
 
     @blueprint.websocket("/logs")
     async def logs() -> Any:
-        credential = authenticate(
-            server.settings.api_token,
-            authorization=websocket.headers.get("Authorization"),
-            cookie=websocket.cookies.get(SESSION_COOKIE),
-            query_token=websocket.args.get(TOKEN_PARAMETER),
-        )
+        credential = credential_of(server.settings.api_token, websocket)
         if credential is None:
             return unauthorized()
         await websocket.accept()
