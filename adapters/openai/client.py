@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Final
+from functools import partial
+from typing import Final, TypeVar
 
 import trio
 from trio_websocket import (
@@ -33,6 +34,8 @@ from adapters.openai.client_events import ClientEventBase
 from adapters.openai.codec import decode_server, encode_client
 from adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from adapters.openai.server_events import ServerEvent, UnknownServerEvent
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
 
@@ -83,37 +86,30 @@ class RealtimeConnection:
         """Encode and send one client event."""
         await self.send_raw(encode_client(event))
 
-    async def send_raw(self, text: str) -> None:
-        """Send an already-encoded client event (one JSON text frame)."""
+    async def _guarded(self, operation: Callable[[], Awaitable[T]]) -> T:
+        """Run one socket operation so that a closed socket, or a peer the keepalive found dead
+        (``_mark_dead`` cancels the scope), raises ``RealtimeConnectionClosed``."""
         if self._failure is not None:
             raise self._failure
         with trio.CancelScope() as scope:
             self._scopes.add(scope)
             try:
-                await self._ws.send_message(text)
+                return await operation()
             except ConnectionClosed as exc:
                 raise self._closed_error(exc) from None
             finally:
                 self._scopes.discard(scope)
-        if scope.cancelled_caught:
-            raise self._closed_error()
+        raise self._closed_error()
+
+    async def send_raw(self, text: str) -> None:
+        """Send an already-encoded client event (one JSON text frame)."""
+        await self._guarded(partial(self._ws.send_message, text))
 
     async def receive_raw(self) -> str:
         """The next server frame as text, undecoded (the engine records it verbatim). Raises
         ``RealtimeConnectionClosed`` once the socket is closed (after delivering what arrived
         before the close) or the peer stopped answering pings."""
-        if self._failure is not None:
-            raise self._failure
-        with trio.CancelScope() as scope:
-            self._scopes.add(scope)
-            try:
-                message = await self._ws.get_message()
-            except ConnectionClosed as exc:
-                raise self._closed_error(exc) from None
-            finally:
-                self._scopes.discard(scope)
-        if scope.cancelled_caught:
-            raise self._closed_error()
+        message = await self._guarded(self._ws.get_message)
         return message if isinstance(message, str) else message.decode("utf-8", errors="replace")
 
     async def receive(self) -> ServerEvent | UnknownServerEvent:
