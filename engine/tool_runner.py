@@ -166,20 +166,13 @@ class _ToolRunner:
         """Settle a call once: an operator's answer beats ``outcome``. Records, then returns the result."""
         call = pending.call
         del self._pending[call.tool_call_id]
+        source = "backend"
         if pending.human_output is not None:
-            self._record(
-                ToolCallCompleted(
-                    call_id=self._ctx.call_id,
-                    at=self._clock(),
-                    tool_call_id=call.tool_call_id,
-                    name=call.name,
-                    output=pending.human_output,
-                    duration_ms=self._elapsed_ms(pending),
-                    source="human",
-                )
+            source = "human"
+            outcome = ToolOutcome(
+                ok=True, output=pending.human_output, error=None, timed_out=False, duration_ms=self._elapsed_ms(pending)
             )
-            return ToolResult(tool_call_id=call.tool_call_id, name=call.name, output=pending.human_output, ok=True)
-        if outcome is None:  # the scope can only be cancelled together with human_output being set
+        elif outcome is None:  # the scope can only be cancelled together with human_output being set
             raise AssertionError(f"tool call {call.tool_call_id} ended with neither outcome nor answer")
         if outcome.ok:
             self._record(
@@ -190,7 +183,7 @@ class _ToolRunner:
                     name=call.name,
                     output=outcome.output,
                     duration_ms=outcome.duration_ms,
-                    source="backend",
+                    source=source,
                 )
             )
         else:
