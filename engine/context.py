@@ -60,6 +60,10 @@ class MessageSocket(Protocol):
 
     async def send_message(self, message: str) -> None: ...
 
+    async def send_messages(self, messages: list[str]) -> None:
+        """Several messages in order, in one write (a ``media`` and its ``mark``)."""
+        ...
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None: ...
 
 

@@ -136,8 +136,9 @@ class TwilioSide:
                     clock.now(), message.response_id, message.item_id, message.content_index, message.payload
                 ):
                     record(event)
-                await self._send(codec.encode_media(stream_sid, message.payload))
-                await self._send(codec.encode_mark(stream_sid, message.mark))
+                await self._send(
+                    codec.encode_media(stream_sid, message.payload), codec.encode_mark(stream_sid, message.mark)
+                )
             elif isinstance(message, ClearPlayback):
                 await self._send(codec.encode_clear(stream_sid))
                 chunk = self.assistant_audio.flush()
@@ -152,9 +153,12 @@ class TwilioSide:
                     )
                 )
 
-    async def _send(self, text: str) -> None:
+    async def _send(self, *texts: str) -> None:
         try:
-            await self.socket.send_message(text)
+            if len(texts) == 1:
+                await self.socket.send_message(texts[0])
+            else:
+                await self.socket.send_messages(list(texts))
         except PeerClosed:
             # The listener sees the same closure and ends the call; nothing more to play.
             log.debug("call %s: Twilio socket closed while sending", self.ctx.call_id)

@@ -47,6 +47,9 @@ class MemoryTwilio:
     async def send_message(self, message: str) -> None:
         self.sent.append(message)
 
+    async def send_messages(self, messages: list[str]) -> None:
+        self.sent.extend(messages)
+
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         self.closed = (code, reason)
 

@@ -1,10 +1,10 @@
-"""One port, two paths: Twilio media straight to trio-websocket, everything else to hypercorn.
+"""One port, two paths: Twilio media straight to a wsproto socket, everything else to hypercorn.
 
 The media stream is the hot path — 50 frames a second per call in each direction. Measured on
 our machines (stack-notes.md §9), an ASGI WebSocket route costs about twice the CPU per message of
-a direct trio-websocket connection and its tail latency explodes near one core. So the listener
+a direct WebSocket loop and its tail latency explodes near one core. So the listener
 reads each new connection's request head: a WebSocket upgrade of ``/call`` is handed, head and
-all, to ``media_handler`` (trio-websocket over the same stream); any other request goes to
+all, to ``media_handler`` (``adapters.websocket`` over the same stream); any other request goes to
 hypercorn's own per-connection server, serving the Quart app (console, API, ``/logs``, ``/mcp``).
 
 This replicates the few lines of ``hypercorn.trio.run.worker_serve`` that wire the lifespan and

@@ -1,4 +1,4 @@
-"""``WS /call``: a Twilio media stream, accepted over trio-websocket and handed to the engine.
+"""``WS /call``: a Twilio media stream, accepted over ``adapters.websocket`` and handed to the engine.
 
 The upgrade is refused with 403 (and nothing starts) when a Twilio auth token is configured and
 ``X-Twilio-Signature`` does not sign exactly the stream URL derived from ``PUBLIC_URL`` with empty
@@ -15,15 +15,17 @@ from collections.abc import Awaitable, Callable
 
 import msgspec
 import trio
-import trio_websocket
 
 from adapters.twilio import codec, signature
+from adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request
 from engine.context import PeerClosed
 
 log = logging.getLogger(__name__)
 
 CALL_TOKEN_PARAMETER = "callbridge_token"
 START_TIMEOUT_S = 10.0
+MAX_MESSAGE_BYTES = 1024 * 1024
+"""Twilio's frames are a few hundred bytes; anything near this is not a media stream."""
 
 
 def call_token(secret: str, call_sid: str) -> str:
@@ -32,26 +34,31 @@ def call_token(secret: str, call_sid: str) -> str:
 
 
 class TwilioLink:
-    """trio-websocket's connection seen through the engine's ``MessageSocket`` protocol."""
+    """The media-stream WebSocket seen through the engine's ``MessageSocket`` protocol."""
 
-    def __init__(self, ws: trio_websocket.WebSocketConnection) -> None:
+    def __init__(self, ws: WebSocket) -> None:
         self._ws = ws
 
     async def get_message(self) -> str | bytes:
         try:
             return await self._ws.get_message()
-        except trio_websocket.ConnectionClosed as closed:
-            reason = closed.reason
-            raise PeerClosed(int(reason.code) if reason else None, (reason.reason or "") if reason else "") from None
+        except WebSocketClosed as closed:
+            raise PeerClosed(closed.code, closed.reason) from None
 
     async def send_message(self, message: str) -> None:
         try:
             await self._ws.send_message(message)
-        except trio_websocket.ConnectionClosed as closed:
-            raise PeerClosed(None, str(closed)) from None
+        except WebSocketClosed as closed:
+            raise PeerClosed(closed.code, closed.reason) from None
+
+    async def send_messages(self, messages: list[str]) -> None:
+        try:
+            await self._ws.send_messages(messages)
+        except WebSocketClosed as closed:
+            raise PeerClosed(closed.code, closed.reason) from None
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        await self._ws.aclose(code, reason[:120])
+        await self._ws.aclose(code, reason)
 
 
 async def read_start(link: TwilioLink) -> codec.Start | None:
@@ -86,38 +93,39 @@ async def handle_media_stream(
     accepting: Callable[[], bool],
     run: CallRunner,
 ) -> None:
-    async with trio.open_nursery() as nursery:
-        request = await trio_websocket.wrap_server_stream(nursery, stream, message_queue_size=16)
-        if auth_token:
-            headers = {name.lower(): value for name, value in request.headers}
-            sent = headers.get(b"x-twilio-signature", b"").decode("latin-1")
-            url = signature.stream_url(public_url)
-            if not signature.is_valid_signature(auth_token, url, {}, sent):
-                log.warning("media stream refused: missing or wrong X-Twilio-Signature for %s", url)
-                await request.reject(403, body=b"invalid or missing X-Twilio-Signature\n")
-                nursery.cancel_scope.cancel()
-                return
-        if not accepting():
-            await request.reject(503, body=b"server is shutting down\n")
-            nursery.cancel_scope.cancel()
+    try:
+        request = await accept_request(stream)
+    except WebSocketHandshakeError as error:
+        log.warning("media stream: %s", error)
+        await stream.aclose()
+        return
+    if auth_token:
+        headers = {name.lower(): value for name, value in request.headers}
+        sent = headers.get(b"x-twilio-signature", b"").decode("latin-1")
+        url = signature.stream_url(public_url)
+        if not signature.is_valid_signature(auth_token, url, {}, sent):
+            log.warning("media stream refused: missing or wrong X-Twilio-Signature for %s", url)
+            await request.reject(403, body=b"invalid or missing X-Twilio-Signature\n")
             return
-        ws = await request.accept()
-        link = TwilioLink(ws)
-        try:
-            start = await read_start(link)
-            if start is None:
+    if not accepting():
+        await request.reject(503, body=b"server is shutting down\n")
+        return
+    ws = await request.accept(max_message_size=MAX_MESSAGE_BYTES)
+    link = TwilioLink(ws)
+    try:
+        start = await read_start(link)
+        if start is None:
+            return
+        if auth_token:
+            expected = call_token(auth_token, start.start.call_sid)
+            got = start.start.custom_parameters.get(CALL_TOKEN_PARAMETER, "")
+            if not hmac.compare_digest(expected, got):
+                log.warning("media stream refused: start frame without a valid per-call token")
+                await link.aclose(1008, "invalid call token")
                 return
-            if auth_token:
-                expected = call_token(auth_token, start.start.call_sid)
-                got = start.start.custom_parameters.get(CALL_TOKEN_PARAMETER, "")
-                if not hmac.compare_digest(expected, got):
-                    log.warning("media stream refused: start frame without a valid per-call token")
-                    await link.aclose(1008, "invalid call token")
-                    return
-            params = {k: v for k, v in start.start.custom_parameters.items() if k != CALL_TOKEN_PARAMETER}
-            start = msgspec.structs.replace(start, start=msgspec.structs.replace(start.start, custom_parameters=params))
-            await run(link, start)
-        finally:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                await ws.aclose()
-            nursery.cancel_scope.cancel()
+        params = {k: v for k, v in start.start.custom_parameters.items() if k != CALL_TOKEN_PARAMETER}
+        start = msgspec.structs.replace(start, start=msgspec.structs.replace(start.start, custom_parameters=params))
+        await run(link, start)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(1):
+            await ws.aclose()

@@ -1,11 +1,10 @@
-"""The realtime model socket: trio-websocket at the edge, the sans-IO codec inside.
+"""The realtime model socket: ``adapters.websocket`` (wsproto) at the edge, the sans-IO codec inside.
 
 ``open_realtime`` connects (``Authorization: Bearer``, no ``OpenAI-Beta`` header: GA only), yields a
-``RealtimeConnection`` and keeps it honest with a keepalive: trio-websocket has none, and a
-half-open TCP connection (NAT timeout, a dead peer) would otherwise leave ``receive()`` waiting
-forever while the caller talks to nobody. When a ping goes unanswered, the connection is marked
-dead: pending and later ``receive()``/``send()`` calls raise ``RealtimeConnectionClosed(1006, …)``
-and the engine reconnects.
+``RealtimeConnection`` and keeps it honest with a keepalive: a half-open TCP connection (NAT
+timeout, a dead peer) would otherwise leave ``receive()`` waiting forever while the caller talks to
+nobody. When a ping goes unanswered, the connection is aborted: pending and later
+``receive()``/``send()`` calls raise ``RealtimeConnectionClosed(1006, …)`` and the engine reconnects.
 
 The API key goes into one header and nowhere else: not into errors, logs or ``repr``.
 """
@@ -14,35 +13,29 @@ from __future__ import annotations
 
 import logging
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from functools import partial
-from typing import Final, TypeVar
+from typing import Final
 
 import trio
-from trio_websocket import (
-    ConnectionClosed,
-    ConnectionRejected,
-    ConnectionTimeout,
-    DisconnectionTimeout,
-    HandshakeError,
-    WebSocketConnection,
-    open_websocket_url,
-)
 
 from adapters.openai.client_events import ClientEventBase
 from adapters.openai.codec import decode_server, encode_client
 from adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from adapters.openai.server_events import ServerEvent, UnknownServerEvent
-
-T = TypeVar("T")
+from adapters.websocket import (
+    ABNORMAL_CLOSURE,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketHandshakeError,
+    WebSocketRejected,
+    connect,
+)
 
 logger = logging.getLogger(__name__)
 
 MAX_MESSAGE_SIZE: Final = 16 * 1024 * 1024
-"""Audio deltas can be large; trio-websocket's 1 MiB default would close the socket with 1009."""
-
-ABNORMAL_CLOSURE: Final = 1006
+"""Audio deltas can be large (a 1 MiB limit would close the socket with 1009)."""
 
 
 def redact_url(url: str) -> str:
@@ -56,14 +49,16 @@ def redact_url(url: str) -> str:
     return urllib.parse.urlunsplit((parts.scheme, netloc, parts.path, parts.query, ""))
 
 
+def _closed(closed: WebSocketClosed) -> RealtimeConnectionClosed:
+    return RealtimeConnectionClosed(closed.code, closed.reason or "closed")
+
+
 class RealtimeConnection:
     """One open realtime socket. Use only inside ``open_realtime``'s context."""
 
-    def __init__(self, ws: WebSocketConnection, url: str) -> None:
+    def __init__(self, ws: WebSocket, url: str) -> None:
         self._ws = ws
         self.url = redact_url(url)
-        self._failure: RealtimeConnectionClosed | None = None
-        self._scopes: set[trio.CancelScope] = set()
         self.pongs = 0
         """Keepalive pings answered so far (a liveness signal for metrics and tests)."""
 
@@ -72,44 +67,27 @@ class RealtimeConnection:
 
     @property
     def closed(self) -> bool:
-        return self._failure is not None or self._ws.closed is not None
-
-    def _closed_error(self, exc: ConnectionClosed | None = None) -> RealtimeConnectionClosed:
-        if self._failure is not None:
-            return self._failure
-        reason = exc.reason if exc is not None else self._ws.closed
-        if reason is None:
-            return RealtimeConnectionClosed(None, "closed")
-        return RealtimeConnectionClosed(int(reason.code), reason.reason or reason.name)
+        return self._ws.closed is not None
 
     async def send(self, event: ClientEventBase) -> None:
         """Encode and send one client event."""
         await self.send_raw(encode_client(event))
 
-    async def _guarded(self, operation: Callable[[], Awaitable[T]]) -> T:
-        """Run one socket operation so that a closed socket, or a peer the keepalive found dead
-        (``_mark_dead`` cancels the scope), raises ``RealtimeConnectionClosed``."""
-        if self._failure is not None:
-            raise self._failure
-        with trio.CancelScope() as scope:
-            self._scopes.add(scope)
-            try:
-                return await operation()
-            except ConnectionClosed as exc:
-                raise self._closed_error(exc) from None
-            finally:
-                self._scopes.discard(scope)
-        raise self._closed_error()
-
     async def send_raw(self, text: str) -> None:
         """Send an already-encoded client event (one JSON text frame)."""
-        await self._guarded(partial(self._ws.send_message, text))
+        try:
+            await self._ws.send_message(text)
+        except WebSocketClosed as closed:
+            raise _closed(closed) from None
 
     async def receive_raw(self) -> str:
         """The next server frame as text, undecoded (the engine records it verbatim). Raises
         ``RealtimeConnectionClosed`` once the socket is closed (after delivering what arrived
         before the close) or the peer stopped answering pings."""
-        message = await self._guarded(self._ws.get_message)
+        try:
+            message = await self._ws.get_message()
+        except WebSocketClosed as closed:
+            raise _closed(closed) from None
         return message if isinstance(message, str) else message.decode("utf-8", errors="replace")
 
     async def receive(self) -> ServerEvent | UnknownServerEvent:
@@ -119,37 +97,30 @@ class RealtimeConnection:
 
     async def close(self, code: int = 1000, reason: str = "") -> None:
         """Close the socket (idempotent)."""
-        await self._ws.aclose(code, reason or None)
+        await self._ws.aclose(code, reason)
 
-    def _mark_dead(self, reason: str) -> None:
-        """Fail every pending and future send/receive with ``RealtimeConnectionClosed``."""
-        if self._failure is None:
-            self._failure = RealtimeConnectionClosed(ABNORMAL_CLOSURE, reason)
-        for scope in list(self._scopes):
-            scope.cancel()
-
-    async def keepalive(self, interval: float, pong_timeout: float, close_timeout: float) -> None:
-        """Ping every ``interval`` s; no pong within ``pong_timeout`` s marks the connection dead
-        and closes it. Returns when the socket is closed; never raises (a background task)."""
+    async def keepalive(self, interval: float, pong_timeout: float) -> None:
+        """Ping every ``interval`` s; no pong within ``pong_timeout`` s aborts the connection.
+        Returns when the socket is closed; never raises (a background task)."""
         while True:
             await trio.sleep(interval)
             with trio.move_on_after(pong_timeout) as ping_scope:
                 try:
                     await self._ws.ping()
-                except ConnectionClosed:
+                except WebSocketClosed:
                     return
                 self.pongs += 1
             if ping_scope.cancelled_caught:
                 logger.warning("realtime peer %s did not answer a ping within %.1fs", self.url, pong_timeout)
-                self._mark_dead(f"keepalive: no pong within {pong_timeout:g}s, the peer is unresponsive")
-                with trio.move_on_after(close_timeout):
-                    await self._ws.aclose(1011, "keepalive timeout")
+                await self._ws.abort(
+                    ABNORMAL_CLOSURE, f"keepalive: no pong within {pong_timeout:g}s, the peer is unresponsive"
+                )
                 return
 
 
 def _connect_error(exc: BaseException, url: str, connect_timeout: float) -> RealtimeConnectError:
     where = redact_url(url)
-    if isinstance(exc, ConnectionRejected):
+    if isinstance(exc, WebSocketRejected):
         status = exc.status_code
         if status in (401, 403):
             return RealtimeConnectError(
@@ -158,20 +129,19 @@ def _connect_error(exc: BaseException, url: str, connect_timeout: float) -> Real
                 status=status,
                 retryable=False,
             )
-        body = (exc.body or b"")[:300].decode("utf-8", errors="replace")
+        body = exc.body[:300].decode("utf-8", errors="replace")
         return RealtimeConnectError(
             f"realtime endpoint {where} refused the WebSocket upgrade with HTTP {status}: {body}",
             status=status,
             retryable=status in (408, 425, 429) or status >= 500,
         )
-    if isinstance(exc, ConnectionTimeout):
+    if isinstance(exc, WebSocketHandshakeError) and "within" in str(exc):
         return RealtimeConnectError(
             f"no answer from the realtime endpoint {where} within {connect_timeout:g}s; "
             "check OPENAI_REALTIME_URL and the network"
         )
-    cause = exc.__cause__ or exc
     return RealtimeConnectError(
-        f"could not connect to the realtime endpoint {where}: {cause}; "
+        f"could not connect to the realtime endpoint {where}: {exc}; "
         "check OPENAI_REALTIME_URL and that the endpoint is reachable"
     )
 
@@ -197,38 +167,29 @@ async def open_realtime(
     if api_key:
         headers.append((b"Authorization", b"Bearer " + api_key.encode()))
     try:
-        websocket = open_websocket_url(
-            url,
-            extra_headers=headers,
-            max_message_size=max_message_size,
-            connect_timeout=connect_timeout,
-            disconnect_timeout=close_timeout,
-        )
+        ws = await connect(url, headers, timeout_s=connect_timeout, max_message_size=max_message_size)
     except ValueError as exc:
         raise RealtimeConnectError(
             f"OPENAI_REALTIME_URL {redact_url(url)!r} is not a usable ws:// or wss:// URL: {exc}",
             retryable=False,
         ) from None
-    connection: RealtimeConnection | None = None
+    except (WebSocketHandshakeError, OSError) as exc:
+        raise _connect_error(exc, url, connect_timeout) from None
+    connection = RealtimeConnection(ws, url)
     block_error: BaseException | None = None
     try:
-        async with websocket as ws:
-            connection = RealtimeConnection(ws, url)
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(connection.keepalive, ping_interval, ping_timeout, close_timeout)
-                try:
-                    yield connection
-                except BaseException as exc:
-                    # Re-raised below, outside the nursery, so it is not wrapped in an ExceptionGroup
-                    # nor mistaken for a connection error.
-                    block_error = exc
-                finally:
-                    nursery.cancel_scope.cancel()
-    except (HandshakeError, OSError) as exc:
-        if connection is None:
-            raise _connect_error(exc, url, connect_timeout) from None
-        if not isinstance(exc, DisconnectionTimeout):
-            raise
-        # The close handshake timed out: the socket is closed anyway.
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(connection.keepalive, ping_interval, ping_timeout)
+            try:
+                yield connection
+            except BaseException as exc:
+                # Re-raised below, outside the nursery, so it is not wrapped in an ExceptionGroup
+                # nor mistaken for a connection error.
+                block_error = exc
+            finally:
+                nursery.cancel_scope.cancel()
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(close_timeout):
+            await ws.aclose()
     if block_error is not None:
         raise block_error

@@ -1,0 +1,384 @@
+"""A WebSocket over a trio stream, driven by wsproto in the calling task: the media path's socket.
+
+Both sockets of a call carry 50 messages a second each way. trio-websocket runs a reader task per
+connection and hands every message across a memory channel, so each one costs two task switches
+before the engine sees it, and every send takes a lock that always yields. Measured in
+stack-notes.md §9, wsproto driven directly costs about a quarter less CPU per message, and on
+this machine the bridge's tail latency follows its CPU. So here:
+
+- ``get_message`` reads the socket in the task that wants the message (one task reads at a time);
+  one ``receive_some`` often yields several messages, queued for the next calls;
+- ``send_messages`` writes several frames with one ``send_all`` (a Twilio ``media`` and its
+  ``mark``); any number of tasks may send, a send lock orders them and yields only when contended;
+- pings are answered while reading; ``ping`` waits for the matching pong (delivered by the reader);
+- ``abort`` fails every pending and later call at once (the keepalive found the peer dead).
+
+``accept_request`` (server side, after the listener peeked at the request head) and ``connect``
+(client side, ``ws://`` and ``wss://``) do the opening handshakes. Errors are ``WebSocketClosed``
+(with the close code; 1006 when the connection was lost), ``WebSocketRejected`` (the server
+answered the upgrade with an HTTP status) and ``WebSocketHandshakeError``.
+"""
+
+from __future__ import annotations
+
+import ssl
+import urllib.parse
+from collections import deque
+from collections.abc import Iterable, Sequence
+from typing import Final
+
+import trio
+from wsproto import ConnectionType, WSConnection
+from wsproto.connection import ConnectionState
+from wsproto.events import (
+    AcceptConnection,
+    BytesMessage,
+    CloseConnection,
+    Event,
+    Ping,
+    Pong,
+    RejectConnection,
+    RejectData,
+    Request,
+    TextMessage,
+)
+from wsproto.utilities import RemoteProtocolError
+
+RECEIVE_BYTES: Final = 65536
+DEFAULT_MAX_MESSAGE: Final = 16 * 1024 * 1024
+MAX_HANDSHAKE_BYTES: Final = 64 * 1024
+MAX_REJECT_BODY: Final = 64 * 1024
+CLOSE_TIMEOUT_S: Final = 2.0
+ABNORMAL_CLOSURE: Final = 1006
+MESSAGE_TOO_BIG: Final = 1009
+
+
+class WebSocketClosed(Exception):
+    """The socket is closed: by the peer (its code and reason), by us, or lost (1006)."""
+
+    def __init__(self, code: int | None, reason: str = "") -> None:
+        super().__init__(code, reason)
+        self.code = code
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"WebSocket closed ({self.code}{': ' + self.reason if self.reason else ''})"
+
+
+class WebSocketHandshakeError(Exception):
+    """The opening handshake failed (timeout, a connection that ended, not a WebSocket peer)."""
+
+
+class WebSocketRejected(WebSocketHandshakeError):
+    """The server answered the upgrade with an HTTP status instead of 101."""
+
+    def __init__(self, status_code: int, body: bytes) -> None:
+        super().__init__(f"upgrade refused with HTTP {status_code}")
+        self.status_code = status_code
+        self.body = body
+
+
+class WebSocket:
+    """One open WebSocket. Build it with ``accept_request`` or ``connect``."""
+
+    def __init__(
+        self,
+        stream: trio.abc.Stream,
+        connection: WSConnection,
+        *,
+        max_message_size: int = DEFAULT_MAX_MESSAGE,
+        pending: Iterable[Event] = (),
+    ) -> None:
+        self._stream = stream
+        self._ws = connection
+        self._max_message_size = max_message_size
+        self._pending: list[Event] = list(pending)
+        """Events that arrived with the handshake, handled by the first read."""
+        self._messages: deque[str | bytes] = deque()
+        self._parts: list[str | bytes] = []
+        self._parts_size = 0
+        self._send_lock = trio.Lock()
+        self._pongs: dict[bytes, trio.Event] = {}
+        self._ping_count = 0
+        self._reading = False
+        self._peer_closed = trio.Event()
+        self.closed: WebSocketClosed | None = None
+        """Why the socket is closed, once it is."""
+
+    # --- reading ----------------------------------------------------------------------------
+
+    async def get_message(self) -> str | bytes:
+        """The next whole message. Raises ``WebSocketClosed`` once the socket is closed, after the
+        messages that arrived before the close were delivered."""
+        while not self._messages:
+            if self.closed is not None:
+                raise self.closed
+            await self._read()
+        return self._messages.popleft()
+
+    async def _read(self) -> None:
+        if self._pending:
+            events, self._pending = self._pending, []
+            await self._handle(events)
+            return
+        self._reading = True
+        try:
+            data: bytes | bytearray | None = await self._stream.receive_some(RECEIVE_BYTES)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            data = None
+        finally:
+            self._reading = False
+        if self.closed is not None:  # aborted or closed by us while we waited
+            return
+        self._ws.receive_data(bytes(data) if data else None)
+        await self._handle(self._ws.events())
+
+    async def _handle(self, events: Iterable[Event]) -> None:
+        for event in events:
+            if isinstance(event, (TextMessage, BytesMessage)):
+                data = event.data if isinstance(event.data, (str, bytes)) else bytes(event.data)
+                if event.message_finished and not self._parts:
+                    size = len(data)
+                    self._messages.append(data)
+                else:
+                    self._parts.append(data)
+                    self._parts_size = size = self._parts_size + len(data)
+                    if event.message_finished:
+                        whole = "".join(self._parts) if isinstance(event, TextMessage) else b"".join(self._parts)  # type: ignore[arg-type]
+                        self._parts, self._parts_size = [], 0
+                        self._messages.append(whole)
+                if size > self._max_message_size:
+                    await self._refuse(MESSAGE_TOO_BIG, f"message of {size} bytes exceeds the limit")
+                    return
+            elif isinstance(event, Ping):
+                await self._write_quietly(self._ws.send(event.response()))
+            elif isinstance(event, Pong):
+                waiter = self._pongs.pop(bytes(event.payload), None)
+                if waiter is not None:
+                    waiter.set()
+            elif isinstance(event, CloseConnection):
+                if self._ws.state is ConnectionState.REMOTE_CLOSING:
+                    await self._write_quietly(self._ws.send(event.response()))
+                elif self._ws.state is ConnectionState.OPEN:  # a frame wsproto could not parse
+                    await self._refuse(event.code, event.reason or "protocol error")
+                    return
+                self._peer_closed.set()
+                await self._finish(WebSocketClosed(event.code, event.reason or ""))
+                return
+
+    async def _refuse(self, code: int, reason: str) -> None:
+        """The peer broke the protocol (or a size limit): tell it why, and close."""
+        self._messages.clear()
+        await self._write_quietly(self._ws.send(CloseConnection(code=code, reason=reason[:120])))
+        await self._finish(WebSocketClosed(code, reason))
+
+    # --- writing ----------------------------------------------------------------------------
+
+    async def send_message(self, message: str | bytes) -> None:
+        """Send one message (text for ``str``)."""
+        await self._write(self._frame(message))
+
+    async def send_messages(self, messages: Sequence[str | bytes]) -> None:
+        """Send several messages, in order, with one write to the socket."""
+        await self._write(b"".join(self._frame(message) for message in messages))
+
+    def _frame(self, message: str | bytes) -> bytes:
+        if self.closed is not None:
+            raise self.closed
+        if self._ws.state is not ConnectionState.OPEN:
+            raise WebSocketClosed(None, "closing")
+        if isinstance(message, str):
+            return self._ws.send(TextMessage(data=message))
+        return self._ws.send(BytesMessage(data=message))
+
+    async def _write(self, data: bytes) -> None:
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
+            if self.closed is not None:
+                raise self.closed
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._finish(WebSocketClosed(ABNORMAL_CLOSURE, "connection lost"))
+            assert self.closed is not None
+            raise self.closed from None
+        finally:
+            lock.release()
+
+    async def _write_quietly(self, data: bytes) -> None:
+        """A protocol reply (pong, close): a peer already gone is no error here."""
+        try:
+            await self._write(data)
+        except WebSocketClosed:
+            pass
+
+    async def ping(self) -> None:
+        """Send a ping and wait for its pong (it arrives through whichever task is reading)."""
+        self._ping_count += 1
+        payload = self._ping_count.to_bytes(8, "big")
+        answered = self._pongs[payload] = trio.Event()
+        await self._write(self._ws.send(Ping(payload=payload)))
+        await answered.wait()
+        if self.closed is not None:
+            raise self.closed
+
+    # --- closing ----------------------------------------------------------------------------
+
+    async def aclose(self, code: int = 1000, reason: str = "") -> None:
+        """Close politely: send a close frame, wait (bounded) for the peer's, close the stream.
+        Idempotent; never raises for a peer that is already gone."""
+        if self.closed is None and self._ws.state is ConnectionState.OPEN:
+            await self._write_quietly(self._ws.send(CloseConnection(code=code, reason=reason[:120])))
+            with trio.move_on_after(CLOSE_TIMEOUT_S):
+                if self._reading:  # another task reads: it will see the peer's close frame
+                    await self._peer_closed.wait()
+                else:
+                    while self.closed is None and not self._peer_closed.is_set():
+                        await self._read()
+        await self._finish(WebSocketClosed(code, reason))
+
+    async def abort(self, code: int, reason: str) -> None:
+        """Close at once, without a handshake: pending and later calls raise with this reason."""
+        await self._finish(WebSocketClosed(code, reason))
+
+    async def _finish(self, closed: WebSocketClosed) -> None:
+        if self.closed is not None:
+            return
+        self.closed = closed
+        for waiter in self._pongs.values():
+            waiter.set()
+        self._pongs.clear()
+        self._peer_closed.set()
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+
+async def _handshake_events(stream: trio.abc.Stream, connection: WSConnection, received: list[int]) -> list[Event]:
+    """Events from the next bytes of a handshake; raises when the stream ended or ran too long."""
+    try:
+        data = await stream.receive_some(RECEIVE_BYTES)
+    except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
+        raise WebSocketHandshakeError(f"the connection failed during the handshake: {error}") from None
+    if not data:
+        raise WebSocketHandshakeError("the connection ended during the handshake")
+    received[0] += len(data)
+    if received[0] > MAX_HANDSHAKE_BYTES:
+        raise WebSocketHandshakeError("handshake larger than 64 KiB")
+    try:
+        connection.receive_data(bytes(data))
+    except RemoteProtocolError as error:
+        raise WebSocketHandshakeError(f"not a WebSocket handshake: {error}") from None
+    return list(connection.events())
+
+
+# --- server side ----------------------------------------------------------------------------
+
+
+class IncomingRequest:
+    """An upgrade request read off a stream: accept it or reject it with an HTTP status."""
+
+    def __init__(self, stream: trio.abc.Stream, connection: WSConnection, request: Request, pending: list[Event]):
+        self._stream = stream
+        self._ws = connection
+        self._pending = pending
+        self.path = request.target
+        self.headers: list[tuple[bytes, bytes]] = [(bytes(n), bytes(v)) for n, v in request.extra_headers]
+
+    async def accept(self, *, max_message_size: int = DEFAULT_MAX_MESSAGE) -> WebSocket:
+        await self._stream.send_all(self._ws.send(AcceptConnection()))
+        return WebSocket(self._stream, self._ws, max_message_size=max_message_size, pending=self._pending)
+
+    async def reject(self, status_code: int, body: bytes = b"") -> None:
+        headers = [(b"content-type", b"text/plain; charset=utf-8"), (b"content-length", str(len(body)).encode())]
+        data = self._ws.send(RejectConnection(status_code=status_code, headers=headers, has_body=bool(body)))
+        if body:
+            data += self._ws.send(RejectData(data=body, body_finished=True))
+        try:
+            await self._stream.send_all(data)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            pass
+        await self._stream.aclose()
+
+
+async def accept_request(stream: trio.abc.Stream, *, timeout_s: float = 10.0) -> IncomingRequest:
+    """Read a WebSocket upgrade request from ``stream`` (the head may come from a peek)."""
+    connection = WSConnection(ConnectionType.SERVER)
+    received = [0]
+    with trio.move_on_after(timeout_s):
+        while True:
+            events = await _handshake_events(stream, connection, received)
+            for index, event in enumerate(events):
+                if isinstance(event, Request):
+                    return IncomingRequest(stream, connection, event, events[index + 1 :])
+    raise WebSocketHandshakeError(f"no upgrade request within {timeout_s:g}s")
+
+
+# --- client side ----------------------------------------------------------------------------
+
+
+def _host_header(host: str, port: int, default_port: int) -> str:
+    name = f"[{host}]" if ":" in host else host
+    return name if port == default_port else f"{name}:{port}"
+
+
+async def connect(
+    url: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    timeout_s: float = 10.0,
+    max_message_size: int = DEFAULT_MAX_MESSAGE,
+    ssl_context: ssl.SSLContext | None = None,
+) -> WebSocket:
+    """Open a client WebSocket to ``ws://`` or ``wss://`` ``url``. Raises ``ValueError`` for a URL
+    that is not one, ``OSError`` when the host cannot be reached, ``WebSocketRejected`` or
+    ``WebSocketHandshakeError`` when the upgrade fails (also on timeout)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("ws", "wss") or not parts.hostname:
+        raise ValueError(f"not a ws:// or wss:// URL (scheme {parts.scheme!r})")
+    secure = parts.scheme == "wss"
+    default_port = 443 if secure else 80
+    port = parts.port or default_port
+    target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    stream: trio.abc.Stream | None = None
+    with trio.move_on_after(timeout_s):
+        try:
+            stream = await trio.open_tcp_stream(parts.hostname, port)
+            if secure:
+                context = ssl_context or ssl.create_default_context()
+                stream = trio.SSLStream(stream, context, server_hostname=parts.hostname, https_compatible=True)
+                await stream.do_handshake()
+            return await _client_handshake(
+                stream, _host_header(parts.hostname, port, default_port), target, headers, max_message_size
+            )
+        except BaseException:
+            if stream is not None:
+                with trio.CancelScope(shield=True):
+                    await stream.aclose()
+            raise
+    raise WebSocketHandshakeError(f"no WebSocket handshake within {timeout_s:g}s")
+
+
+async def _client_handshake(
+    stream: trio.abc.Stream, host: str, target: str, headers: Sequence[tuple[bytes, bytes]], max_message_size: int
+) -> WebSocket:
+    connection = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(connection.send(Request(host=host, target=target, extra_headers=list(headers))))
+    received = [0]
+    rejected: RejectConnection | None = None
+    body = b""
+    while True:
+        events = await _handshake_events(stream, connection, received)
+        for index, event in enumerate(events):
+            if isinstance(event, AcceptConnection):
+                return WebSocket(stream, connection, max_message_size=max_message_size, pending=events[index + 1 :])
+            if isinstance(event, RejectConnection):
+                rejected = event
+                if not event.has_body:
+                    raise WebSocketRejected(event.status_code, b"")
+            elif isinstance(event, RejectData) and rejected is not None:
+                body = (body + event.data)[:MAX_REJECT_BODY]
+                if event.body_finished:
+                    raise WebSocketRejected(rejected.status_code, body)
