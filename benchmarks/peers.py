@@ -26,6 +26,8 @@ import trio
 from bench_stats import own_cpu_seconds, summarize, watch_loop_lag
 from peer_callers import EXCHANGE_S, CallLog, Progress, run_callers
 
+from adapters.sim import voice
+
 
 class CallersSummary(msgspec.Struct, kw_only=True):
     cpu_s: float
@@ -97,6 +99,7 @@ def main(argv: list[str]) -> int:
     proxy.add_argument("model_url")
     args = parser.parse_args(argv)
     if args.peer != "proxy":  # the baseline proxy stands for a server: it keeps the defaults
+        voice.warm_up()  # rendered now, and frozen with the rest, not inside the first call
         quiet_collector()
     if args.peer == "fake":
         from peer_fake import serve_until_signal

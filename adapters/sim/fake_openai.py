@@ -33,6 +33,7 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketReque
 from adapters.openai.client_events import UnknownClientEvent
 from adapters.openai.codec import RealtimeProtocolError, decode_client, encode_server
 from adapters.openai.server_events import ServerEventBase
+from adapters.sim import voice
 from adapters.sim.fake_openai_conversation import Ids
 from adapters.sim.fake_openai_records import SessionRecord
 from adapters.sim.fake_openai_response import ResponseRun
@@ -300,6 +301,7 @@ async def serve_fake_openai(
     }
     opts = msgspec.structs.replace(options or FakeOpenAIOptions(), **{k: v for k, v in given.items() if v is not None})
     fake = FakeOpenAI(opts, host)
+    voice.warm_up()
     inner = await trio.open_tcp_listeners(port, host=host)
     if port == 0:  # several address families would each get a different port: keep one
         for extra in inner[1:]:

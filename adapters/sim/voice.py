@@ -111,6 +111,12 @@ def _speech_loop() -> bytes:
     return ulaw_encode(samples)
 
 
+def warm_up() -> None:
+    """Render the voice now (~70 ms of CPU, once per process) rather than inside the first reply or
+    utterance, where it would stall every other call this peer serves."""
+    _speech_loop()
+
+
 def speech(ms: int, *, offset_ms: int = 0) -> bytes:
     """``ms`` of synthetic speech starting ``offset_ms`` into the (looping) rendered voice.
     Different offsets give different-sounding utterances of the same voice."""
