@@ -1,7 +1,7 @@
 """The baseline: the least a Twilio-to-Realtime bridge can do, on the same sockets as callbridge.
 
-One trio-websocket server for the Twilio side, one trio-websocket client per call to the model —
-the same libraries, message for message the same traffic as ``callbridge serve``: each caller
+``adapters.websocket`` (wsproto driven in the calling task) for the Twilio side and for one model
+socket per call — the same sockets, message for message the same traffic as ``callbridge serve``: each caller
 ``media`` frame becomes one ``input_audio_buffer.append``, each ``response.output_audio.delta`` one
 ``media`` frame plus one ``mark``. Nothing else: no session setup (the simulated model's default
 session already uses server VAD), no recording, no playback accounting, no barge-in, no tools.
@@ -16,13 +16,14 @@ from typing import Any
 
 import msgspec
 import trio
-from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, open_websocket_url, serve_websocket
+
+from adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request, connect
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()
 
 
-async def _uplink(twilio: WebSocketConnection, model: WebSocketConnection, started: dict[str, str]) -> None:
+async def _uplink(twilio: WebSocket, model: WebSocket, started: dict[str, str]) -> None:
     while True:
         message: Any = _decoder.decode(await twilio.get_message())
         event = message.get("event")
@@ -35,36 +36,47 @@ async def _uplink(twilio: WebSocketConnection, model: WebSocketConnection, start
             return
 
 
-async def _downlink(twilio: WebSocketConnection, model: WebSocketConnection, started: dict[str, str]) -> None:
+async def _downlink(twilio: WebSocket, model: WebSocket, started: dict[str, str]) -> None:
     marks = 0
     while True:
         event: Any = _decoder.decode(await model.get_message())
         if event.get("type") == "response.output_audio.delta":
             sid = started.get("stream_sid", "")
             media = {"event": "media", "streamSid": sid, "media": {"payload": event["delta"]}}
-            await twilio.send_message(_encoder.encode(media).decode())
             marks += 1
             mark = {"event": "mark", "streamSid": sid, "mark": {"name": f"m{marks}"}}
-            await twilio.send_message(_encoder.encode(mark).decode())
+            await twilio.send_messages([_encoder.encode(media).decode(), _encoder.encode(mark).decode()])
 
 
-async def _bridge(model_url: str, request: WebSocketRequest) -> None:
-    twilio = await request.accept()
+async def _bridge(model_url: str, stream: trio.SocketStream) -> None:
+    try:
+        await _forward(model_url, stream)
+    except* (WebSocketClosed, WebSocketHandshakeError, OSError):
+        pass  # one call ended badly; the proxy serves the others
+
+
+async def _forward(model_url: str, stream: trio.SocketStream) -> None:
+    twilio = await (await accept_request(stream)).accept()
     started: dict[str, str] = {}
     try:
-        headers = [(b"Authorization", b"Bearer baseline")]
-        async with open_websocket_url(model_url, extra_headers=headers) as model, trio.open_nursery() as nursery:
-            nursery.start_soon(_downlink, twilio, model, started)
-            await _uplink(twilio, model, started)
-            nursery.cancel_scope.cancel()
-    except ConnectionClosed:
-        pass
+        model = await connect(model_url, [(b"Authorization", b"Bearer baseline")])
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_downlink, twilio, model, started)
+                await _uplink(twilio, model, started)
+                nursery.cancel_scope.cancel()
+        finally:
+            await model.aclose()
+    finally:
+        await twilio.aclose()
 
 
 async def serve_proxy_until_signal(model_url: str) -> None:
     async with trio.open_nursery() as nursery:
-        server = await nursery.start(partial(serve_websocket, partial(_bridge, model_url), "127.0.0.1", 0, None))
-        print(msgspec.json.encode({"port": server.port}).decode(), flush=True)
+        listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+        port = listeners[0].socket.getsockname()[1]
+        nursery.start_soon(trio.serve_listeners, partial(_bridge, model_url), listeners)
+        print(msgspec.json.encode({"port": port}).decode(), flush=True)
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for _ in signals:
                 break
