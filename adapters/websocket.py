@@ -137,21 +137,22 @@ class WebSocket:
         for event in events:
             if isinstance(event, (TextMessage, BytesMessage)):
                 data = event.data if isinstance(event.data, (str, bytes)) else bytes(event.data)
-                if event.message_finished and not self._parts:
-                    size = len(data)
-                    self._messages.append(data)
-                else:
-                    self._parts.append(data)
-                    self._parts_size = size = self._parts_size + len(data)
-                    if event.message_finished:
-                        whole = "".join(self._parts) if isinstance(event, TextMessage) else b"".join(self._parts)  # type: ignore[arg-type]
-                        self._parts, self._parts_size = [], 0
-                        self._messages.append(whole)
-                if size > self._max_message_size:
+                size = self._parts_size + len(data)
+                if size > self._max_message_size:  # messages queued before it are still delivered
                     await self._refuse(MESSAGE_TOO_BIG, f"message of {size} bytes exceeds the limit")
                     return
+                if event.message_finished and not self._parts:
+                    self._messages.append(data)
+                    continue
+                self._parts.append(data)
+                self._parts_size = size
+                if event.message_finished:
+                    whole = "".join(self._parts) if isinstance(event, TextMessage) else b"".join(self._parts)  # type: ignore[arg-type]
+                    self._parts, self._parts_size = [], 0
+                    self._messages.append(whole)
             elif isinstance(event, Ping):
-                await self._write_quietly(self._ws.send(event.response()))
+                if self._ws.state is ConnectionState.OPEN:  # closing: the close frame is the answer
+                    await self._write_quietly(self._ws.send(event.response()))
             elif isinstance(event, Pong):
                 waiter = self._pongs.pop(bytes(event.payload), None)
                 if waiter is not None:
@@ -168,7 +169,6 @@ class WebSocket:
 
     async def _refuse(self, code: int, reason: str) -> None:
         """The peer broke the protocol (or a size limit): tell it why, and close."""
-        self._messages.clear()
         await self._write_quietly(self._ws.send(CloseConnection(code=code, reason=reason[:120])))
         await self._finish(WebSocketClosed(code, reason))
 
@@ -182,11 +182,14 @@ class WebSocket:
         """Send several messages, in order, with one write to the socket."""
         await self._write(b"".join(self._frame(message) for message in messages))
 
-    def _frame(self, message: str | bytes) -> bytes:
+    def _raise_unless_open(self) -> None:
         if self.closed is not None:
             raise self.closed
         if self._ws.state is not ConnectionState.OPEN:
             raise WebSocketClosed(None, "closing")
+
+    def _frame(self, message: str | bytes) -> bytes:
+        self._raise_unless_open()
         if isinstance(message, str):
             return self._ws.send(TextMessage(data=message))
         return self._ws.send(BytesMessage(data=message))
@@ -217,6 +220,7 @@ class WebSocket:
 
     async def ping(self) -> None:
         """Send a ping and wait for its pong (it arrives through whichever task is reading)."""
+        self._raise_unless_open()
         self._ping_count += 1
         payload = self._ping_count.to_bytes(8, "big")
         answered = self._pongs[payload] = trio.Event()
@@ -262,16 +266,17 @@ async def _handshake_events(stream: trio.abc.Stream, connection: WSConnection, r
         data = await stream.receive_some(RECEIVE_BYTES)
     except (trio.BrokenResourceError, trio.ClosedResourceError) as error:
         raise WebSocketHandshakeError(f"the connection failed during the handshake: {error}") from None
-    if not data:
-        raise WebSocketHandshakeError("the connection ended during the handshake")
     received[0] += len(data)
     if received[0] > MAX_HANDSHAKE_BYTES:
         raise WebSocketHandshakeError("handshake larger than 64 KiB")
     try:
-        connection.receive_data(bytes(data))
+        connection.receive_data(bytes(data) if data else None)  # None: the end, which may end a body
+        events = list(connection.events())
     except RemoteProtocolError as error:
         raise WebSocketHandshakeError(f"not a WebSocket handshake: {error}") from None
-    return list(connection.events())
+    if not data and not any(isinstance(event, (RejectData, AcceptConnection, Request)) for event in events):
+        raise WebSocketHandshakeError("the connection ended during the handshake")
+    return events
 
 
 # --- server side ----------------------------------------------------------------------------
@@ -370,7 +375,12 @@ async def _client_handshake(
     rejected: RejectConnection | None = None
     body = b""
     while True:
-        events = await _handshake_events(stream, connection, received)
+        try:
+            events = await _handshake_events(stream, connection, received)
+        except WebSocketHandshakeError:
+            if rejected is not None:  # the refusal's body ended with the connection
+                raise WebSocketRejected(rejected.status_code, body) from None
+            raise
         for index, event in enumerate(events):
             if isinstance(event, AcceptConnection):
                 return WebSocket(stream, connection, max_message_size=max_message_size, pending=events[index + 1 :])

@@ -1,0 +1,391 @@
+"""The media path's WebSocket (adapters/websocket.py): against itself, trio-websocket and hand-built frames."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Awaitable, Callable
+
+import pytest
+import trio
+import trio.testing
+import trio_websocket
+from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
+from wsproto import ConnectionType, WSConnection
+from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
+
+from adapters.websocket import (
+    IncomingRequest,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketHandshakeError,
+    WebSocketRejected,
+    accept_request,
+    connect,
+)
+
+# --- servers ---------------------------------------------------------------------------------
+
+
+async def hang_guard() -> None:
+    """Started next to every test's servers: a bug here tends to hang a read, so fail after 10 s instead."""
+    await trio.sleep(10)
+    raise trio.TooSlowError("the test hung for 10 s")
+
+
+async def serve_raw(nursery: trio.Nursery, handler: Callable[[trio.SocketStream], Awaitable[object]]) -> str:
+    """A plain TCP server on 127.0.0.1; its ``ws://`` URL."""
+    nursery.start_soon(hang_guard)
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    await nursery.start(trio.serve_listeners, handler, listeners)
+    return f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}"
+
+
+async def serve_ours(nursery: trio.Nursery, handler: Callable[[IncomingRequest], Awaitable[object]]) -> str:
+    """Our ``accept_request`` over the plain streams of ``serve_listeners``."""
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        await handler(await accept_request(stream))
+
+    return await serve_raw(nursery, on_stream)
+
+
+async def serve_trio_websocket(
+    nursery: trio.Nursery, handler: Callable[[WebSocketConnection], Awaitable[object]]
+) -> str:
+    async def on_request(request: trio_websocket.WebSocketRequest) -> None:
+        await handler(await request.accept())
+
+    nursery.start_soon(hang_guard)
+    server = await nursery.start(trio_websocket.serve_websocket, on_request, "127.0.0.1", 0, None)
+    return f"ws://127.0.0.1:{server.port}"
+
+
+async def echo(request: IncomingRequest) -> None:
+    ws = await request.accept()
+    with contextlib.suppress(WebSocketClosed):
+        while True:
+            await ws.send_message(await ws.get_message())
+
+
+class RawPeer:
+    """The far end, framed by hand with wsproto (fragments, pings, frames sent along with the 101)."""
+
+    def __init__(self, stream: trio.SocketStream) -> None:
+        self.stream = stream
+        self.ws = WSConnection(ConnectionType.SERVER)
+
+    async def receive(self) -> list[Event]:
+        self.ws.receive_data(await self.stream.receive_some() or None)  # b"" (end of stream) -> None
+        return list(self.ws.events())
+
+    async def send(self, *events: Event) -> None:
+        await self.stream.send_all(b"".join(self.ws.send(event) for event in events))
+
+    async def accept(self, *then: Event) -> None:
+        """Answer the upgrade; ``then`` goes out in the same write as the 101."""
+        while not any(isinstance(event, Request) for event in await self.receive()):
+            pass
+        await self.send(AcceptConnection(), *then)
+
+
+async def connect_to_raw_peer(
+    nursery: trio.Nursery, *first: Event, max_message_size: int = 1 << 24
+) -> tuple[WebSocket, RawPeer]:
+    peers_in, peers_out = trio.open_memory_channel[RawPeer](1)
+
+    async def handler(stream: trio.SocketStream) -> None:
+        peer = RawPeer(stream)
+        await peer.accept(*first)
+        await peers_in.send(peer)
+        await trio.sleep_forever()  # serve_listeners closes the stream when its handler returns
+
+    ws = await connect(await serve_raw(nursery, handler), max_message_size=max_message_size)
+    return ws, await peers_out.receive()
+
+
+async def close_code_seen_by(peer: WebSocketConnection) -> int | None:
+    """Read on a trio-websocket connection until it closes; the close code it saw."""
+    with contextlib.suppress(ConnectionClosed):
+        while True:
+            await peer.get_message()
+    return peer.closed.code if peer.closed else None
+
+
+async def abort_once_blocked(ws: WebSocket) -> None:
+    await trio.testing.wait_all_tasks_blocked()  # the test's task is waiting inside ws
+    await ws.abort(1006, "keepalive")
+
+
+# --- our client <-> our server ----------------------------------------------------------------
+
+
+async def test_text_and_bytes_round_trip_between_our_client_and_our_server(nursery: trio.Nursery) -> None:
+    ws = await connect(await serve_ours(nursery, echo))
+    await ws.send_message("hello")
+    assert await ws.get_message() == "hello"
+    await ws.send_message(b"\x00\xff")
+    assert await ws.get_message() == b"\x00\xff"
+    await ws.send_messages(["a", b"b", "c"])  # one write, three messages
+    assert [await ws.get_message() for _ in range(3)] == ["a", b"b", "c"]
+    await ws.aclose()
+    assert ws.closed is not None and ws.closed.code == 1000
+
+
+async def test_the_server_sees_the_request_path_with_query_and_custom_headers(nursery: trio.Nursery) -> None:
+    seen: list[IncomingRequest] = []
+
+    async def record(request: IncomingRequest) -> None:
+        seen.append(request)
+        await echo(request)
+
+    url = await serve_ours(nursery, record) + "/media?call=CA123"
+    ws = await connect(url, [(b"authorization", b"Bearer sk-test"), (b"x-call", b"7")])
+    [request] = seen
+    assert request.path == "/media?call=CA123"
+    assert (b"authorization", b"Bearer sk-test") in request.headers
+    assert (b"x-call", b"7") in request.headers
+    await ws.aclose()
+
+
+# --- interoperability with trio-websocket -------------------------------------------------------
+
+
+async def test_our_client_round_trips_with_trio_websocket_and_sees_its_close_code(nursery: trio.Nursery) -> None:
+    async def echo_twice_then_bye(peer: WebSocketConnection) -> None:
+        for _ in range(2):
+            await peer.send_message(await peer.get_message())
+        await peer.aclose(4000, "bye")
+
+    ws = await connect(await serve_trio_websocket(nursery, echo_twice_then_bye))
+    await ws.send_message("text")
+    assert await ws.get_message() == "text"
+    await ws.send_message(b"\x01\x02")
+    assert await ws.get_message() == b"\x01\x02"
+    with pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert (closed.value.code, closed.value.reason) == (4000, "bye")
+
+
+async def test_trio_websocket_sees_the_code_of_our_close(nursery: trio.Nursery) -> None:
+    codes_in, codes = trio.open_memory_channel[int | None](1)
+
+    async def wait_for_close(peer: WebSocketConnection) -> None:
+        await codes_in.send(await close_code_seen_by(peer))
+
+    ws = await connect(await serve_trio_websocket(nursery, wait_for_close))
+    await ws.aclose(1000)
+    assert await codes.receive() == 1000
+
+
+async def test_a_trio_websocket_client_round_trips_and_pings_with_our_server(nursery: trio.Nursery) -> None:
+    closes_in, closes = trio.open_memory_channel[WebSocketClosed](1)
+
+    async def echo_and_record(request: IncomingRequest) -> None:
+        ws = await request.accept()
+        try:
+            while True:
+                await ws.send_message(await ws.get_message())
+        except WebSocketClosed as closed:
+            await closes_in.send(closed)
+
+    async with open_websocket_url(await serve_ours(nursery, echo_and_record)) as client:
+        await client.send_message("hi")
+        assert await client.get_message() == "hi"
+        await client.send_message(b"\x00")
+        assert await client.get_message() == b"\x00"
+        with trio.fail_after(5):
+            await client.ping()  # answered by the server's reading task
+        await client.aclose(4001, "done")
+    closed = await closes.receive()
+    assert (closed.code, closed.reason) == (4001, "done")
+
+
+async def test_reject_gives_a_trio_websocket_client_the_status_and_body(nursery: trio.Nursery) -> None:
+    async def refuse(request: IncomingRequest) -> None:
+        await request.reject(403, b"no")
+
+    with pytest.raises(ConnectionRejected) as rejected:
+        async with open_websocket_url(await serve_ours(nursery, refuse)):
+            pass
+    assert (rejected.value.status_code, rejected.value.body) == (403, b"no")
+
+
+# --- framing -------------------------------------------------------------------------------------
+
+
+async def test_fragmented_messages_are_reassembled_and_pings_between_fragments_answered(nursery: trio.Nursery) -> None:
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.send(TextMessage(data="frag", message_finished=False))
+
+    async def send_the_rest_once_the_first_part_was_read() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        await peer.send(
+            Ping(payload=b"p"),
+            TextMessage(data="mented"),
+            BytesMessage(data=b"\x00", message_finished=False),
+            BytesMessage(data=b"\x01"),
+        )
+
+    nursery.start_soon(send_the_rest_once_the_first_part_was_read)
+    assert await ws.get_message() == "fragmented"
+    assert await ws.get_message() == b"\x00\x01"
+    assert Pong(payload=b"p") in await peer.receive()
+    await ws.abort(1000, "done")
+
+
+async def test_a_message_over_max_message_size_closes_the_socket_with_1009(nursery: trio.Nursery) -> None:
+    codes_in, codes = trio.open_memory_channel[int | None](1)
+
+    async def send_too_much(peer: WebSocketConnection) -> None:
+        await peer.send_message(b"x" * 2000)
+        await codes_in.send(await close_code_seen_by(peer))
+
+    ws = await connect(await serve_trio_websocket(nursery, send_too_much), max_message_size=1000)
+    with pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert closed.value.code == 1009
+    assert await codes.receive() == 1009  # the peer was told why
+
+
+async def test_a_fragmented_message_over_the_limit_is_refused_too(nursery: trio.Nursery) -> None:
+    part = TextMessage(data="y" * 400, message_finished=False)
+    ws, peer = await connect_to_raw_peer(nursery, part, part, part, TextMessage(data="!"), max_message_size=1000)
+    with pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert closed.value.code == 1009
+    assert [event.code for event in await peer.receive() if isinstance(event, CloseConnection)] == [1009]
+
+
+async def test_messages_queued_before_an_oversized_one_are_still_delivered(nursery: trio.Nursery) -> None:
+    ws, peer = await connect_to_raw_peer(nursery, max_message_size=1000)
+    await peer.send(TextMessage(data="fits"), TextMessage(data="z" * 1001))
+    assert await ws.get_message() == "fits"
+    with pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert closed.value.code == 1009
+
+
+async def test_the_first_frame_sent_along_with_the_101_is_not_lost(nursery: trio.Nursery) -> None:
+    ws, _ = await connect_to_raw_peer(nursery, TextMessage(data="first"))
+    with trio.fail_after(5):
+        assert await ws.get_message() == "first"
+    await ws.abort(1000, "done")
+
+
+# --- pings, aborts and endings --------------------------------------------------------------------
+
+
+async def test_our_ping_returns_once_the_pong_arrives_while_another_task_reads(nursery: trio.Nursery) -> None:
+    ws = await connect(await serve_trio_websocket(nursery, close_code_seen_by))
+
+    async def read_until_closed() -> None:
+        with contextlib.suppress(WebSocketClosed):
+            await ws.get_message()
+
+    async with trio.open_nursery() as readers:
+        readers.start_soon(read_until_closed)
+        with trio.fail_after(5):
+            await ws.ping()
+            await ws.ping()
+        await ws.aclose()
+    assert ws.closed is not None and ws.closed.code == 1000
+
+
+@pytest.mark.parametrize("blocked_in", ["get_message", "ping"])
+async def test_abort_fails_a_blocked_read_or_ping_and_later_sends(nursery: trio.Nursery, blocked_in: str) -> None:
+    """No task reads in the ping case, so its pong never gets through."""
+    ws, _ = await connect_to_raw_peer(nursery)
+    nursery.start_soon(abort_once_blocked, ws)
+    with trio.fail_after(5), pytest.raises(WebSocketClosed) as closed:
+        await (ws.get_message() if blocked_in == "get_message" else ws.ping())
+    assert (closed.value.code, closed.value.reason) == (1006, "keepalive")
+    with pytest.raises(WebSocketClosed) as later:
+        await ws.send_message("too late")
+    assert later.value.code == 1006
+
+
+async def test_a_dropped_connection_reads_as_1006_and_later_sends_fail(nursery: trio.Nursery) -> None:
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.stream.aclose()
+    with trio.fail_after(5), pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert closed.value.code == 1006
+    with pytest.raises(WebSocketClosed):
+        await ws.send_message("anyone?")
+
+
+async def test_ping_after_the_connection_dropped_raises_websocket_closed(nursery: trio.Nursery) -> None:
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.stream.aclose()
+    with pytest.raises(WebSocketClosed):
+        await ws.get_message()
+    with pytest.raises(WebSocketClosed) as closed:  # not wsproto's LocalProtocolError
+        await ws.ping()
+    assert closed.value.code == 1006
+
+
+async def test_messages_before_the_peers_close_frame_are_delivered_first(nursery: trio.Nursery) -> None:
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.send(TextMessage(data="one"), BytesMessage(data=b"two"), CloseConnection(code=4000, reason="bye"))
+    assert await ws.get_message() == "one"
+    assert await ws.get_message() == b"two"
+    with pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert (closed.value.code, closed.value.reason) == (4000, "bye")
+    assert [event.code for event in await peer.receive() if isinstance(event, CloseConnection)] == [4000]
+
+
+async def test_aclose_does_not_raise_when_the_peer_pings_during_the_closing_handshake(nursery: trio.Nursery) -> None:
+    """Once our close frame is out, wsproto refuses to send a pong: the ping must go unanswered."""
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.send(Ping(payload=b"late"), CloseConnection(code=1000))
+    with trio.fail_after(5):
+        await ws.aclose()
+    assert ws.closed is not None and ws.closed.code == 1000
+
+
+# --- handshake failures -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "response",
+    [
+        pytest.param(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 9\r\n\r\nforbidden", id="content-length"),
+        pytest.param(b"HTTP/1.1 403 Forbidden\r\nConnection: close\r\n\r\nforbidden", id="body-ends-with-connection"),
+    ],
+)
+async def test_a_403_answer_raises_websocket_rejected_with_status_and_body(
+    nursery: trio.Nursery, response: bytes
+) -> None:
+    async def forbid(stream: trio.SocketStream) -> None:
+        await stream.receive_some()  # the request head (one read on loopback)
+        await stream.send_all(response)
+        await stream.aclose()
+
+    with pytest.raises(WebSocketRejected) as rejected:
+        await connect(await serve_raw(nursery, forbid))
+    assert (rejected.value.status_code, rejected.value.body) == (403, b"forbidden")
+
+
+async def test_a_server_that_hangs_up_at_once_is_a_handshake_error(nursery: trio.Nursery) -> None:
+    async def hang_up(stream: trio.SocketStream) -> None:
+        await stream.aclose()
+
+    with pytest.raises(WebSocketHandshakeError) as failed:
+        await connect(await serve_raw(nursery, hang_up))
+    assert not isinstance(failed.value, WebSocketRejected)
+
+
+async def test_a_server_that_never_answers_is_a_handshake_error_after_timeout_s(nursery: trio.Nursery) -> None:
+    async def say_nothing(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        await trio.sleep_forever()
+
+    url = await serve_raw(nursery, say_nothing)
+    with trio.fail_after(5), pytest.raises(WebSocketHandshakeError, match=r"within 0\.2s"):
+        await connect(url, timeout_s=0.2)
+
+
+async def test_a_url_that_is_not_ws_or_wss_is_a_value_error() -> None:
+    with pytest.raises(ValueError):
+        await connect("http://x")
