@@ -354,7 +354,10 @@ async def connect(
             if secure:
                 context = ssl_context or ssl.create_default_context()
                 stream = trio.SSLStream(stream, context, server_hostname=parts.hostname, https_compatible=True)
-                await stream.do_handshake()
+                try:
+                    await stream.do_handshake()
+                except trio.BrokenResourceError as error:
+                    raise WebSocketHandshakeError(f"TLS handshake failed: {error.__cause__ or error}") from None
             return await _client_handshake(
                 stream, _host_header(parts.hostname, port, default_port), target, headers, max_message_size
             )

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import ssl
 from collections.abc import Awaitable, Callable
 
 import pytest
 import trio
 import trio.testing
 import trio_websocket
+import trustme
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
@@ -389,3 +391,36 @@ async def test_a_server_that_never_answers_is_a_handshake_error_after_timeout_s(
 async def test_a_url_that_is_not_ws_or_wss_is_a_value_error() -> None:
     with pytest.raises(ValueError):
         await connect("http://x")
+
+
+# --- wss:// ------------------------------------------------------------------------------------
+
+
+async def serve_ours_over_tls(nursery: trio.Nursery, ca: trustme.CA) -> str:
+    """Our server behind TLS with a certificate for 127.0.0.1 from ``ca``, echoing; its ``wss://`` URL."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(context)
+
+    async def on_stream(stream: trio.SocketStream) -> None:
+        with contextlib.suppress(WebSocketHandshakeError, trio.BrokenResourceError):
+            await echo(await accept_request(trio.SSLStream(stream, context, server_side=True)))
+
+    return (await serve_raw(nursery, on_stream)).replace("ws://", "wss://")
+
+
+async def test_wss_round_trips_when_the_servers_certificate_is_trusted(nursery: trio.Nursery) -> None:
+    ca = trustme.CA()
+    url = await serve_ours_over_tls(nursery, ca)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+    ws = await connect(url + "/v1/realtime?model=m", ssl_context=client_context)
+    await ws.send_message("over TLS")
+    assert await ws.get_message() == "over TLS"
+    await ws.aclose()
+
+
+async def test_wss_to_an_untrusted_certificate_is_a_handshake_error_naming_tls(nursery: trio.Nursery) -> None:
+    url = await serve_ours_over_tls(nursery, trustme.CA())
+    with pytest.raises(WebSocketHandshakeError) as error:
+        await connect(url, timeout_s=5)  # the system's trust store: this CA is not in it
+    assert "TLS handshake failed" in str(error.value) and "certificate" in str(error.value)
