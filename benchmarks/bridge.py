@@ -24,6 +24,7 @@ Afterwards the server is stopped with SIGINT (it flushes) and the store is check
 floor this machine and these libraries allow. The machine must be otherwise idle: the run waits for
 quiet (``--wait-quiet``), samples the rest of the machine's CPU every second and flags a run that
 other programs disturbed. To look inside: ``--profile DIR`` (py-spy, see ``profile_summary.py``),
+``--stalls DIR`` (every trio loop stall in every process, see ``stall_watch/sitecustomize.py``),
 ``--server-prelude FILE`` (try a patch in the server process without editing the code), ``--keep``.
 
 Progress goes to stderr; the Markdown table (or ``--json``) to stdout. Exit status 1 when a call
@@ -33,6 +34,7 @@ failed, a frame was lost or an event is missing from the store; latency is repor
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -62,6 +64,10 @@ from profile_summary import summarize as summarize_profile
 
 async def run_once(args: argparse.Namespace, workdir: Path, target: str) -> RunResult:
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 (before any peer runs)
+    if args.stalls:
+        stalls = Path(args.stalls).resolve() / target  # noqa: ASYNC240 (before any peer runs)
+        stalls.mkdir(parents=True, exist_ok=True)
+        os.environ["CALLBRIDGE_STALLS_DIR"] = str(stalls)
     children = Children()
     try:
         return await measure(args, workdir, target, children)
@@ -113,6 +119,9 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
     say(f"{target}: calls done; stopping the server (SIGINT) and the model")
     await stop(server, target)
     await stop(fake, "the simulated model")
+    if args.stalls:
+        stalls_found = summarize_stalls(Path(os.environ["CALLBRIDGE_STALLS_DIR"]))
+        say(f"{target}: trio loop stalls over 10 ms, per process:\n{stalls_found}")
     sessions, fake_summary = read_timings(workdir / "fake.jsonl")
     store = await trio.to_thread.run_sync(check_store, store_url, logs) if target == "bridge" else None
     reports = [log.report for log in logs if log.report is not None]
@@ -163,6 +172,17 @@ async def run_all(args: argparse.Namespace, workdir: Path) -> list[RunResult]:
     return runs
 
 
+def summarize_stalls(directory: Path, worst: int = 3) -> str:
+    """Per process file of ``stall_watch``: how many stalls, and the longest few."""
+    lines = []
+    for path in sorted(directory.glob("*.txt")):
+        rows = [line.split(maxsplit=5) for line in path.read_text().splitlines()]
+        rows.sort(key=lambda row: -float(row[2]))
+        longest = "; ".join(f"{float(r[2]):.0f} ms {r[1]} ({r[5] if len(r) > 5 else '-'})" for r in rows[:worst])
+        lines.append(f"  {path.stem}: {len(rows)} stalls{'; longest ' + longest if rows else ''}")
+    return "\n".join(lines) or "  (no stall files: did the processes exit cleanly?)"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--calls", type=int, default=100, help="simultaneous calls (default 100)")
@@ -186,7 +206,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--keep", metavar="DIR", help="keep the store, logs and timings in DIR")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")
+    parser.add_argument(
+        "--stalls", metavar="DIR", help="note every trio loop stall over 10 ms in every process, into DIR"
+    )
     args = parser.parse_args(argv)
+    if args.stalls:  # the children import stall_watch/sitecustomize.py at start-up
+        watch = str(Path(__file__).resolve().parent / "stall_watch")
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [watch, os.environ.get("PYTHONPATH")]))
     runs = trio.run(main_async, args)
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(runs)).decode())
