@@ -16,7 +16,8 @@ this machine the bridge's tail latency follows its CPU. So here:
 ``accept_request`` (server side, after the listener peeked at the request head) and ``connect``
 (client side, ``ws://`` and ``wss://``) do the opening handshakes. Errors are ``WebSocketClosed``
 (with the close code; 1006 when the connection was lost), ``WebSocketRejected`` (the server
-answered the upgrade with an HTTP status) and ``WebSocketHandshakeError``.
+answered the upgrade with an HTTP status), ``WebSocketHandshakeTimeout`` and their base
+``WebSocketHandshakeError``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,10 @@ class WebSocketClosed(Exception):
 
 class WebSocketHandshakeError(Exception):
     """The opening handshake failed (timeout, a connection that ended, not a WebSocket peer)."""
+
+
+class WebSocketHandshakeTimeout(WebSocketHandshakeError):
+    """The opening handshake did not finish within its time limit."""
 
 
 class WebSocketRejected(WebSocketHandshakeError):
@@ -318,7 +323,7 @@ async def accept_request(stream: trio.abc.Stream, *, timeout_s: float = 10.0) ->
             for index, event in enumerate(events):
                 if isinstance(event, Request):
                     return IncomingRequest(stream, connection, event, events[index + 1 :])
-    raise WebSocketHandshakeError(f"no upgrade request within {timeout_s:g}s")
+    raise WebSocketHandshakeTimeout(f"no upgrade request within {timeout_s:g}s")
 
 
 # --- client side ----------------------------------------------------------------------------
@@ -366,7 +371,7 @@ async def connect(
                 with trio.CancelScope(shield=True):
                     await stream.aclose()
             raise
-    raise WebSocketHandshakeError(f"no WebSocket handshake within {timeout_s:g}s")
+    raise WebSocketHandshakeTimeout(f"no WebSocket handshake within {timeout_s:g}s")
 
 
 async def _client_handshake(

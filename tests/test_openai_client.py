@@ -212,3 +212,18 @@ async def test_malformed_url_is_not_retryable() -> None:
             pass
     assert not error.value.retryable
     assert "pw" not in str(error.value)
+
+
+async def test_an_endpoint_that_never_answers_the_upgrade_is_a_retryable_timeout(nursery: trio.Nursery) -> None:
+    async def say_nothing(stream: trio.SocketStream) -> None:
+        await stream.receive_some()
+        await trio.sleep_forever()
+
+    listeners = await trio.open_tcp_listeners(0, host="127.0.0.1")
+    await nursery.start(trio.serve_listeners, say_nothing, listeners)
+    url = f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/v1/realtime"
+    with trio.fail_after(5), pytest.raises(RealtimeConnectError) as error:  # fail_after: a hang guard
+        async with open_realtime(url, KEY, connect_timeout=0.2):
+            pass
+    assert "no answer from the realtime endpoint" in str(error.value) and "within 0.2s" in str(error.value)
+    assert error.value.retryable and KEY not in str(error.value)

@@ -20,6 +20,7 @@ from adapters.websocket import (
     WebSocket,
     WebSocketClosed,
     WebSocketHandshakeError,
+    WebSocketHandshakeTimeout,
     WebSocketRejected,
     accept_request,
     connect,
@@ -384,7 +385,7 @@ async def test_a_server_that_never_answers_is_a_handshake_error_after_timeout_s(
         await trio.sleep_forever()
 
     url = await serve_raw(nursery, say_nothing)
-    with trio.fail_after(5), pytest.raises(WebSocketHandshakeError, match=r"within 0\.2s"):
+    with trio.fail_after(5), pytest.raises(WebSocketHandshakeTimeout, match=r"within 0\.2s"):
         await connect(url, timeout_s=0.2)
 
 

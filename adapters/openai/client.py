@@ -28,6 +28,7 @@ from adapters.websocket import (
     WebSocket,
     WebSocketClosed,
     WebSocketHandshakeError,
+    WebSocketHandshakeTimeout,
     WebSocketRejected,
     connect,
 )
@@ -135,7 +136,7 @@ def _connect_error(exc: BaseException, url: str, connect_timeout: float) -> Real
             status=status,
             retryable=status in (408, 425, 429) or status >= 500,
         )
-    if isinstance(exc, WebSocketHandshakeError) and "within" in str(exc):
+    if isinstance(exc, WebSocketHandshakeTimeout):
         return RealtimeConnectError(
             f"no answer from the realtime endpoint {where} within {connect_timeout:g}s; "
             "check OPENAI_REALTIME_URL and the network"
