@@ -80,10 +80,10 @@ async def measure(args: argparse.Namespace, workdir: Path, target: str, children
         await wait_until_quiet(args.wait_quiet)
     fake = await start_peer(children, ["fake", str(workdir / "fake.jsonl")])
     ready = await first_json_line(fake)
-    store_url = str(workdir / "callbridge.db")
+    store_url = args.store or str(workdir / "callbridge.db")
     log_path: Path | None = None
     if target == "bridge":
-        server, port, log_path = await start_server(children, workdir, ready["url"], args.server_prelude)
+        server, port, log_path = await start_server(children, workdir, ready["url"], store_url, args.server_prelude)
     else:
         server = await start_peer(children, ["proxy", ready["url"]])
         port = (await first_json_line(server))["port"]
@@ -203,6 +203,11 @@ def main(argv: list[str] | None = None) -> int:
         default=120.0,
         metavar="S",
         help="before each run, wait up to S s for other programs to leave the CPU alone (0: don't)",
+    )
+    parser.add_argument(
+        "--store",
+        metavar="URL",
+        help="the server's event store (default: a new SQLite file per run), e.g. postgresql://…?schema=bench",
     )
     parser.add_argument("--keep", metavar="DIR", help="keep the store, logs and timings in DIR")
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of the table")

@@ -85,15 +85,15 @@ SERVE_WITH_PRELUDE = (
 
 
 async def start_server(
-    children: Children, workdir: Path, model_url: str, prelude: str | None = None
+    children: Children, workdir: Path, model_url: str, store_url: str, prelude: str | None = None
 ) -> tuple[trio.Process, int, Path]:
-    """``callbridge serve --model openai`` on a free port; returns (process, port, log path).
-    ``prelude``: a Python file run in the server process first (to try a change without editing
-    the code: a monkeypatch, ``sys.setswitchinterval``, …)."""
+    """``callbridge serve --model openai`` on a free port, recording into ``store_url`` (its views
+    in ``workdir``); returns (process, port, log path). ``prelude``: a Python file run in the
+    server process first (to try a change without editing the code: a monkeypatch, …)."""
     env = {k: v for k, v in os.environ.items() if k not in {"TWILIO_AUTH_TOKEN", "PUBLIC_URL", "HOST", "PORT"}}
     env |= {"OPENAI_API_KEY": "bench-key", "OPENAI_REALTIME_URL": model_url, "CALLBRIDGE_API_TOKEN": "bench"}
+    env["CALLBRIDGE_VIEWS"] = str(workdir / "views.db")
     log_path = workdir / "server.log"
-    store = workdir / "callbridge.db"
     start = (
         [sys.executable, "-c", SERVE_WITH_PRELUDE, prelude]
         if prelude
@@ -101,7 +101,7 @@ async def start_server(
     )
     command = [*start, "serve", "--model", "openai", "--port", "0"]
     with log_path.open("wb") as log:
-        process = await children.start([*command, "--store", str(store)], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = await children.start([*command, "--store", store_url], stdout=log, stderr=subprocess.STDOUT, env=env)
     with trio.fail_after(30):
         while True:
             found = re.search(r"listening on http://[^:]+:(\d+)", log_path.read_text(errors="replace"))
