@@ -1,43 +1,27 @@
 """ProjectionService: keeps the views up to date while the server runs.
 
 Why this shape: the runner (:mod:`projections.runner`) blocks, so each page is folded in
-``trio.to_thread.run_sync``; between catch-ups the service awaits ``wait_for_appends(position)``.
-SQLite cannot push, so the default waiter wakes at once when the in-process ``EventWriter`` writes
-beyond the position (``EventWriter.wait_appended``) and otherwise polls every 0.5 s for appends by
-other processes. A PostgreSQL LISTEN/NOTIFY (or ``recorder.subscribe``) waiter can be passed
-instead: any ``async def wait(position) -> None`` that returns when more events may exist.
+``trio.to_thread.run_sync``; between catch-ups the service awaits ``wait_for_appends(position)``:
+by default a waiter of :class:`projections.appends.AppendSignal` (woken by the in-process
+``EventWriter``, by PostgreSQL's NOTIFY when the server runs the signal, else polling every 0.5 s).
+Any ``async def wait(position) -> None`` that returns when more events may exist will do.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
 
 from engine.store import EventStore
 from engine.store_writer import EventWriter
+from projections.appends import AppendSignal, WaitForAppends
 from projections.runner import Projection, ProjectionRunner
 from projections.views_db import open_views
 
 logger = logging.getLogger(__name__)
-
-WaitForAppends = Callable[[int], Awaitable[None]]
-"""``await wait(position)`` returns when events after ``position`` may exist (or after a while)."""
-
-
-def polling_wait(writer: EventWriter | None = None, interval: float = 0.5) -> WaitForAppends:
-    """Wake at once when ``writer`` writes beyond the position, else after ``interval`` seconds."""
-
-    async def wait(position: int) -> None:
-        with trio.move_on_after(interval):
-            if writer is None:
-                await trio.sleep_forever()
-            else:
-                await writer.wait_appended(position)
-
-    return wait
 
 
 class ProjectionService:
@@ -58,7 +42,7 @@ class ProjectionService:
         self.store = store
         self.views_path = views_path
         self._projections = projections
-        self._wait = wait_for_appends or polling_wait(writer, poll_interval)
+        self._wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
         self._page_size = page_size
         self._max_backoff = max_backoff
         self._position = 0

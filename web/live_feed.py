@@ -35,8 +35,8 @@ from werkzeug.datastructures import MultiDict
 from engine.events import Event
 from engine.store import EventStore
 from engine.store_writer import EventWriter
+from projections.appends import AppendSignal, WaitForAppends
 from projections.live import LiveProjection, Message, envelope, replay_messages
-from projections.service import polling_wait
 from projections.source import LogSource, Page
 from web.auth import credential_of, unauthorized
 from web.live_commands import error_message, handle_command
@@ -130,6 +130,7 @@ class LiveFeed:
         *,
         buffer_size: int = BUFFER_SIZE,
         poll_interval: float = 0.5,
+        wait_for_appends: WaitForAppends | None = None,
         page_size: int = 500,
         max_backoff: float = 5.0,
     ) -> None:
@@ -140,7 +141,7 @@ class LiveFeed:
         self.projection = LiveProjection()
         self._store = store
         self._source = LogSource(store, self.projection.event_names)
-        self._wait = polling_wait(writer, poll_interval)
+        self._wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
         self._page_size = page_size
         self._max_backoff = max_backoff
         self._subscriptions: set[Subscription] = set()

@@ -26,6 +26,7 @@ from engine.store import EventStore
 from engine.store_writer import EventWriter
 from engine.tools import Httpx2Client, ToolRegistry, default_registry
 from mcp_server.http import server_mcp
+from projections.appends import AppendSignal
 from projections.service import ProjectionService
 from projections.views_db import views_path
 from web.app import create_app
@@ -55,8 +56,10 @@ class Server:
         self.store = EventStore(settings.store_url)
         self.writer = EventWriter(self.store)
         self.views_path = views_path(settings.data_dir)
-        self.projections = ProjectionService(self.store, self.views_path, writer=self.writer)
-        self.feed = LiveFeed(self.store, self.writer)
+        self.appends = AppendSignal(self.store, self.writer)
+        """Wakes the followers below on this server's writes and (PostgreSQL) on any process's."""
+        self.projections = ProjectionService(self.store, self.views_path, wait_for_appends=self.appends.waiter())
+        self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.http = Httpx2Client()
@@ -158,6 +161,7 @@ class Server:
         async with trio.open_nursery() as services:
             self._services = services
             await services.start(self.writer.run)
+            await services.start(self.appends.run)
             await services.start(self.projections.run)
             await services.start(self.mcp.run)
             await services.start(self.feed.run)
