@@ -4,7 +4,8 @@
 
 Three kinds of process, so the bridge's own CPU is read from ``/proc`` alone:
 
-- ``callbridge serve --model openai`` with a temporary SQLite store and a free port, pointed (by
+- ``callbridge serve --model openai`` with a temporary SQLite store (``--store URL``: another, e.g.
+  PostgreSQL) and a free port, pointed (by
   ``OPENAI_REALTIME_URL``) at
 - the simulated realtime model (``peers.py fake``: ``serve_fake_openai``, the code behind
   ``callbridge fake-openai``, which records when every frame arrived and left), and
