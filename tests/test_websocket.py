@@ -1,4 +1,4 @@
-"""The media path's WebSocket (adapters/websocket.py): against itself, trio-websocket and hand-built frames."""
+"""The media path's WebSocket (adapters/websocket/): against itself, trio-websocket and hand-built frames."""
 
 from __future__ import annotations
 

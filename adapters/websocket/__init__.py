@@ -1,0 +1,28 @@
+"""The media path's WebSocket: wsproto driven in the calling task (``connection``), with its
+opening handshakes (``handshake``). Import from here."""
+
+from adapters.websocket.connection import (
+    ABNORMAL_CLOSURE,
+    DEFAULT_MAX_MESSAGE,
+    MESSAGE_TOO_BIG,
+    WebSocket,
+    WebSocketClosed,
+    WebSocketHandshakeError,
+    WebSocketHandshakeTimeout,
+    WebSocketRejected,
+)
+from adapters.websocket.handshake import IncomingRequest, accept_request, connect
+
+__all__ = [
+    "ABNORMAL_CLOSURE",
+    "DEFAULT_MAX_MESSAGE",
+    "MESSAGE_TOO_BIG",
+    "IncomingRequest",
+    "WebSocket",
+    "WebSocketClosed",
+    "WebSocketHandshakeError",
+    "WebSocketHandshakeTimeout",
+    "WebSocketRejected",
+    "accept_request",
+    "connect",
+]
