@@ -79,8 +79,7 @@ async def first_json_line(process: trio.Process) -> dict[str, Any]:
 
 
 SERVE_WITH_PRELUDE = (
-    "import runpy, sys; runpy.run_path(sys.argv.pop(1)); "
-    "from callbridge_cli.main import main; sys.exit(main(sys.argv[1:]))"
+    "import runpy, sys; runpy.run_path(sys.argv.pop(1)); from callbridge.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 
 
@@ -94,11 +93,7 @@ async def start_server(
     env |= {"OPENAI_API_KEY": "bench-key", "OPENAI_REALTIME_URL": model_url, "CALLBRIDGE_API_TOKEN": "bench"}
     env["CALLBRIDGE_VIEWS"] = str(workdir / "views.db")
     log_path = workdir / "server.log"
-    start = (
-        [sys.executable, "-c", SERVE_WITH_PRELUDE, prelude]
-        if prelude
-        else [sys.executable, "-m", "callbridge_cli.main"]
-    )
+    start = [sys.executable, "-c", SERVE_WITH_PRELUDE, prelude] if prelude else [sys.executable, "-m", "callbridge"]
     command = [*start, "serve", "--model", "openai", "--port", "0"]
     with log_path.open("wb") as log:
         process = await children.start([*command, "--store", store_url], stdout=log, stderr=subprocess.STDOUT, env=env)

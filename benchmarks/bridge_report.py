@@ -17,8 +17,8 @@ from bridge_analysis import Direction
 from bridge_callers import CpuSample
 from peer_callers import CallLog
 
-from engine.events import CallEnded, CallerAudioReceived, CallStarted, TaskCrashed
-from engine.store import EventStore
+from callbridge.engine.events import CallEnded, CallerAudioReceived, CallStarted, TaskCrashed
+from callbridge.engine.store import EventStore
 
 TARGET_P99_MS = 20.0
 TAINT_CORES = 0.3

@@ -25,10 +25,10 @@ import trio
 from frame_tags import is_media, media_fingerprint, tag_media_message
 from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
 
-from adapters.sim.caller import CallReport, Silence, Speak, Step, WaitForAssistant
-from adapters.sim.caller_http import WebhookError, connect_url, new_sid, request_twiml, voice_webhook_params
-from adapters.sim.caller_stream import MediaSocket, run_stream
-from adapters.twilio.twiml import TwimlError
+from callbridge.adapters.sim.caller import CallReport, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.caller_http import WebhookError, connect_url, new_sid, request_twiml, voice_webhook_params
+from callbridge.adapters.sim.caller_stream import MediaSocket, run_stream
+from callbridge.adapters.twilio.twiml import TwimlError
 
 TURN_BUDGET_S = 7.0
 """Time allowed per exchange when planning the script (~5.6 s unloaded: 1 s speech, 0.5 s end of

@@ -19,10 +19,10 @@ import trio
 from bench_stats import monotonic_offset, own_cpu_seconds, summarize, watch_loop_lag
 from frame_tags import delta_fingerprint, read_tags
 
-from adapters.openai.client_events import InputAudioBufferAppend
-from adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
-from adapters.sim.fake_openai_records import SessionRecord
-from adapters.sim.fake_openai_script import Script, Turn
+from callbridge.adapters.openai.client_events import InputAudioBufferAppend
+from callbridge.adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
+from callbridge.adapters.sim.fake_openai_records import SessionRecord
+from callbridge.adapters.sim.fake_openai_script import Script, Turn
 
 REPLIES = (
     "Sure, I can help with that. What else do you need?",

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import trio
 
-from adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request, connect
+from callbridge.adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request, connect
 
 _decoder = msgspec.json.Decoder()
 _encoder = msgspec.json.Encoder()

@@ -26,7 +26,7 @@ import trio
 from bench_stats import own_cpu_seconds, summarize, watch_loop_lag
 from peer_callers import EXCHANGE_S, CallLog, Progress, run_callers
 
-from adapters.sim import voice
+from callbridge.adapters.sim import voice
 
 
 class CallersSummary(msgspec.Struct, kw_only=True):

@@ -18,9 +18,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.runner import ProgressBar, rebuild
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.runner import ProgressBar, rebuild
 
 PHRASES = (
     "Hi, I would like to know what the weather is going to be like tomorrow",

@@ -20,11 +20,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.recording import build_recording
-from projections.replay_cli import replay_cli
-from projections.timeline import build_timeline, render_json, render_text
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.recording import build_recording
+from callbridge.projections.replay_cli import replay_cli
+from callbridge.projections.timeline import build_timeline, render_json, render_text
 
 QUESTIONS = [
     "What's the weather like in Paris tomorrow?",

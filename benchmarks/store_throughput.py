@@ -17,9 +17,9 @@ from pathlib import Path
 
 import trio
 
-from engine.events import CallerAudioReceived, Event, ToolCallCompleted
-from engine.store import EventStore
-from engine.store_writer import EventWriter
+from callbridge.engine.events import CallerAudioReceived, Event, ToolCallCompleted
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
 
 
 def small_events(n: int) -> list[Event]:

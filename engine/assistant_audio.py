@@ -12,10 +12,10 @@ from typing import Any
 
 import trio
 
-from engine.context import CallContext
-from engine.events import AssistantAudioDiscarded, AssistantAudioPlayed, BargeInDecided
-from engine.messages import ClearPlayback, Message, PlayAudio
-from engine.playback import Playback
+from callbridge.engine.context import CallContext
+from callbridge.engine.events import AssistantAudioDiscarded, AssistantAudioPlayed, BargeInDecided
+from callbridge.engine.messages import ClearPlayback, Message, PlayAudio
+from callbridge.engine.playback import Playback
 
 
 def b64_size(text: str) -> int:

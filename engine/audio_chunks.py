@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import base64
 
-from engine.events import AssistantAudioSent, CallerAudioReceived
+from callbridge.engine.events import AssistantAudioSent, CallerAudioReceived
 
 CALLER_CHUNK_FRAMES = 25
 """Caller audio chunk: 25 frames = 500 ms."""

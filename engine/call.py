@@ -23,15 +23,15 @@ from typing import Any
 
 import trio
 
-from adapters.twilio import codec
-from engine.context import CallClock, CallContext, CallRecorder, CallSettings, MessageSocket
-from engine.events import CallEnded, CallStarted, Event, TaskCrashed
-from engine.messages import ForwardClientEvent, HumanToolAnswer, Message, ToolResult, UpdateSession
-from engine.model_reconnect import ModelUnavailable
-from engine.model_task import ModelSide
-from engine.tool_runner import run_tool_runner
-from engine.tools import ToolContext, error_output
-from engine.twilio_task import TwilioSide
+from callbridge.adapters.twilio import codec
+from callbridge.engine.context import CallClock, CallContext, CallRecorder, CallSettings, MessageSocket
+from callbridge.engine.events import CallEnded, CallStarted, Event, TaskCrashed
+from callbridge.engine.messages import ForwardClientEvent, HumanToolAnswer, Message, ToolResult, UpdateSession
+from callbridge.engine.model_reconnect import ModelUnavailable
+from callbridge.engine.model_task import ModelSide
+from callbridge.engine.tool_runner import run_tool_runner
+from callbridge.engine.tools import ToolContext, error_output
+from callbridge.engine.twilio_task import TwilioSide
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from typing import Any, Protocol
 
 import trio
 
-from engine.conversation import ConversationMemory
-from engine.events import Event
-from engine.tools import ToolRegistry
+from callbridge.engine.conversation import ConversationMemory
+from callbridge.engine.events import Event
+from callbridge.engine.tools import ToolRegistry
 
 
 class CallClock:

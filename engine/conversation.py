@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from engine.events import (
+from callbridge.engine.events import (
     BargeInDecided,
     Event,
     ModelEventReceived,
@@ -24,7 +24,7 @@ from engine.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
-from engine.tool_wait import is_tool_wait_response
+from callbridge.engine.tool_wait import is_tool_wait_response
 
 _json = msgspec.json.Decoder()
 

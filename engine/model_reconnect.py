@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from engine.context import CallContext, ModelConnection, ModelLinkError
-from engine.events import ModelConnected, ModelConnectionFailed, ModelDisconnected
+from callbridge.engine.context import CallContext, ModelConnection, ModelLinkError
+from callbridge.engine.events import ModelConnected, ModelConnectionFailed, ModelDisconnected
 
 
 class ModelUnavailable(Exception):

@@ -27,12 +27,12 @@ from typing import Any
 import msgspec
 import trio
 
-from adapters.openai import codec as oa
-from adapters.openai import server_events as se
-from adapters.openai.session import session_update_payload
-from engine.assistant_audio import AssistantAudio
-from engine.context import CallContext, ModelConnection, ModelLinkError
-from engine.events import (
+from callbridge.adapters.openai import codec as oa
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.openai.session import session_update_payload
+from callbridge.engine.assistant_audio import AssistantAudio
+from callbridge.engine.context import CallContext, ModelConnection, ModelLinkError
+from callbridge.engine.events import (
     CallSessionConfigChanged,
     ModelErrorReported,
     ModelEventReceived,
@@ -40,7 +40,7 @@ from engine.events import (
     ModelEventUnknown,
     ToolCallRequested,
 )
-from engine.messages import (
+from callbridge.engine.messages import (
     CallerAudio,
     ForwardClientEvent,
     MarkEchoed,
@@ -49,10 +49,10 @@ from engine.messages import (
     ToolResult,
     UpdateSession,
 )
-from engine.model_reconnect import keep_session
-from engine.response_gate import ResponseGate
-from engine.tool_wait import TOOL_WAIT_RESPONSE, ToolWaitAnnouncer, is_tool_wait_response
-from engine.utterance_buffer import UtteranceBuffer
+from callbridge.engine.model_reconnect import keep_session
+from callbridge.engine.response_gate import ResponseGate
+from callbridge.engine.tool_wait import TOOL_WAIT_RESPONSE, ToolWaitAnnouncer, is_tool_wait_response
+from callbridge.engine.utterance_buffer import UtteranceBuffer
 
 log = logging.getLogger(__name__)
 

@@ -29,9 +29,9 @@ from eventsourcing.persistence import ApplicationRecorder, IntegrityError, Store
 from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import Environment, EnvType
 
-from engine.events import Event, decode_event, encode_event
-from engine.store_url import parse_store_url
-from engine.store_url import store_env as store_env  # re-exported: part of the store API
+from callbridge.engine.events import Event, decode_event, encode_event
+from callbridge.engine.store_url import parse_store_url
+from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ from collections import deque
 import msgspec
 import trio
 
-from engine.events import Event
-from engine.store import EncodedEvent, EventStore, encode_for_store
+from callbridge.engine.events import Event
+from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from engine.events import (
+from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
     BargeInDecided,

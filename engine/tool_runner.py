@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from engine.events import Event, ToolCallCompleted, ToolCallFailed
-from engine.messages import HumanToolAnswer, Message, RunTool, ToolResult
-from engine.tools import Tool, ToolContext, ToolOutcome, ToolRegistry, error_output, execute_tool
+from callbridge.engine.events import Event, ToolCallCompleted, ToolCallFailed
+from callbridge.engine.messages import HumanToolAnswer, Message, RunTool, ToolResult
+from callbridge.engine.tools import Tool, ToolContext, ToolOutcome, ToolRegistry, error_output, execute_tool
 
 log = logging.getLogger(__name__)
 

@@ -165,7 +165,7 @@ def default_registry(http: HttpClient | None = None, *, weather_url: str | None 
     ``CALLBRIDGE_WEATHER_URL``). ``http``, when given, pins the tools to that client; otherwise they
     use the call's ``ToolContext.http``.
     """
-    from engine.weather import OPEN_METEO_FORECAST_URL, weather_tool  # weather imports this module
+    from callbridge.engine.weather import OPEN_METEO_FORECAST_URL, weather_tool  # weather imports this module
 
     registry = ToolRegistry()
     registry.register(weather_tool(weather_url or OPEN_METEO_FORECAST_URL, http=http))

@@ -15,17 +15,17 @@ import logging
 
 import trio
 
-from adapters.twilio import codec
-from engine.audio_chunks import AssistantAudioChunker, CallerAudioChunker
-from engine.context import CallContext, MessageSocket, PeerClosed
-from engine.events import (
+from callbridge.adapters.twilio import codec
+from callbridge.engine.audio_chunks import AssistantAudioChunker, CallerAudioChunker
+from callbridge.engine.context import CallContext, MessageSocket, PeerClosed
+from callbridge.engine.events import (
     DtmfReceived,
     PlaybackCleared,
     TwilioEventIgnored,
     TwilioFrameRejected,
     TwilioSocketClosed,
 )
-from engine.messages import CallerAudio, ClearPlayback, MarkEchoed, Message, PlayAudio
+from callbridge.engine.messages import CallerAudio, ClearPlayback, MarkEchoed, Message, PlayAudio
 
 log = logging.getLogger(__name__)
 

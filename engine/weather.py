@@ -14,7 +14,7 @@ import json
 import math
 from typing import Any
 
-from engine.tools import (
+from callbridge.engine.tools import (
     HttpBadResponse,
     HttpClient,
     HttpStatusError,

@@ -26,11 +26,11 @@ from typing import Protocol, TypeVar
 
 import trio
 
-from engine.store import EventStore, RecordedEvent
-from engine.store_writer import EventWriter
-from projections.runner import ProjectionRunner
-from projections.service import ProjectionService
-from projections.views_db import BUSY_TIMEOUT_S, open_views
+from callbridge.engine.store import EventStore, RecordedEvent
+from callbridge.engine.store_writer import EventWriter
+from callbridge.projections.runner import ProjectionRunner
+from callbridge.projections.service import ProjectionService
+from callbridge.projections.views_db import BUSY_TIMEOUT_S, open_views
 
 logger = logging.getLogger(__name__)
 

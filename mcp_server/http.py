@@ -25,12 +25,12 @@ import trio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
-from mcp_server.data import ServerCallData
-from mcp_server.server import CallbridgeMCP
-from web.auth import authenticate
+from callbridge.mcp_server.data import ServerCallData
+from callbridge.mcp_server.server import CallbridgeMCP
+from callbridge.web.auth import authenticate
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 MCP_PATH = "/mcp"
 UNAUTHORIZED_MESSAGE = (

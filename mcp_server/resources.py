@@ -21,8 +21,8 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import INVALID_PARAMS, EmbeddedResource, TextResourceContents
 from mcp_types import Resource as MCPResource
 
-from mcp_server.data import CallData
-from projections.conversations_query import get_conversation
+from callbridge.mcp_server.data import CallData
+from callbridge.projections.conversations_query import get_conversation
 
 URI_SCHEME = "conversation"
 URI_TEMPLATE = f"{URI_SCHEME}://{{call_id}}"

@@ -12,10 +12,10 @@ from importlib.metadata import PackageNotFoundError, version
 from mcp.server.mcpserver import MCPServer
 from mcp_types import Resource as MCPResource
 
-from mcp_server.data import CallData
-from mcp_server.resources import RECENT_RESOURCES, register_resources, resource_for
-from mcp_server.tools import register_tools
-from projections.conversations_query import list_conversations
+from callbridge.mcp_server.data import CallData
+from callbridge.mcp_server.resources import RECENT_RESOURCES, register_resources, resource_for
+from callbridge.mcp_server.tools import register_tools
+from callbridge.projections.conversations_query import list_conversations
 
 INSTRUCTIONS = (
     "callbridge answers phone calls with a voice assistant and records everything. These tools read "

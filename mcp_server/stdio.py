@@ -17,11 +17,11 @@ from pathlib import Path
 
 import trio
 
-from engine.store import EventStore, StoreOpenError
-from mcp_server.data import MCP_VIEWS_FILE, FollowingCallData
-from mcp_server.server import CallbridgeMCP
-from projections.runner import ProjectionRunner
-from projections.views_db import data_dir_for_store, open_views
+from callbridge.engine.store import EventStore, StoreOpenError
+from callbridge.mcp_server.data import MCP_VIEWS_FILE, FollowingCallData
+from callbridge.mcp_server.server import CallbridgeMCP
+from callbridge.projections.runner import ProjectionRunner
+from callbridge.projections.views_db import data_dir_for_store, open_views
 
 logger = logging.getLogger(__name__)
 

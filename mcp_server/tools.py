@@ -18,10 +18,10 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp_types import ToolAnnotations
 from pydantic import Field
 
-from engine.events import Event
-from engine.store import RecordedEvent
-from mcp_server.data import CallData, ViewsQuery
-from mcp_server.schemas import (
+from callbridge.engine.events import Event
+from callbridge.engine.store import RecordedEvent
+from callbridge.mcp_server.data import CallData, ViewsQuery
+from callbridge.mcp_server.schemas import (
     CallEvent,
     CallEvents,
     CallMetrics,
@@ -31,9 +31,9 @@ from mcp_server.schemas import (
     MetricsSummary,
     SearchResults,
 )
-from projections import conversations_query, metrics_query
-from projections.timeline import event_record
-from projections.views_db import QueryError, check_limit
+from callbridge.projections import conversations_query, metrics_query
+from callbridge.projections.timeline import event_record
+from callbridge.projections.views_db import QueryError, check_limit
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from functools import partial
 
 import trio
 
-from engine.store import EventStore
-from engine.store_writer import EventWriter
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
 
 log = logging.getLogger(__name__)
 

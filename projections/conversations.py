@@ -28,7 +28,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 
-from engine.events import (
+from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
     CallStarted,
@@ -38,11 +38,11 @@ from engine.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
-from engine.store import RecordedEvent
-from projections.conversations_query import get_conversation, list_conversations, search_conversations
-from projections.runner import Projection
-from projections.server_events import ServerEvent, parse_server_event
-from projections.views_db import iso
+from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
+from callbridge.projections.runner import Projection
+from callbridge.projections.server_events import ServerEvent, parse_server_event
+from callbridge.projections.views_db import iso
 
 __all__ = [
     "FAILED_REASONS",

@@ -16,7 +16,7 @@ import re
 import sqlite3
 from typing import Any
 
-from projections.views_db import QueryError, check_limit, parse_time, rows_as_dicts
+from callbridge.projections.views_db import QueryError, check_limit, parse_time, rows_as_dicts
 
 CONVERSATION_FIELDS = (
     "call_id",

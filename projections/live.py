@@ -30,7 +30,7 @@ from typing import Any
 
 import msgspec
 
-from engine.events import (
+from callbridge.engine.events import (
     SETTINGS_STREAM,
     BargeInDecided,
     CallEnded,
@@ -52,7 +52,7 @@ from engine.events import (
     ToolCallRequested,
     TwilioFrameRejected,
 )
-from projections.views_db import iso
+from callbridge.projections.views_db import iso
 
 Message = dict[str, Any]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from engine.events import (
+from callbridge.engine.events import (
     AssistantAudioSent,
     BargeInDecided,
     CallEnded,
@@ -41,13 +41,13 @@ from engine.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
-from engine.store import RecordedEvent
-from projections.conversations import call_status
-from projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
-from projections.pricing import TOKEN_KINDS
-from projections.runner import Projection
-from projections.server_events import ServerEvent, Usage, parse_server_event
-from projections.views_db import iso
+from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations import call_status
+from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from callbridge.projections.pricing import TOKEN_KINDS
+from callbridge.projections.runner import Projection
+from callbridge.projections.server_events import ServerEvent, Usage, parse_server_event
+from callbridge.projections.views_db import iso
 
 __all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "prometheus_lines", "usage_tokens"]
 

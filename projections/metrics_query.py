@@ -12,8 +12,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from projections.pricing import TOKEN_KINDS, cost_usd, load_prices
-from projections.views_db import QueryError, parse_time, rows_as_dicts
+from callbridge.projections.pricing import TOKEN_KINDS, cost_usd, load_prices
+from callbridge.projections.views_db import QueryError, parse_time, rows_as_dicts
 
 CALL_STATUSES = ("in_progress", "completed", "failed")
 TOOL_OUTCOMES = ("completed", "failed", "timed_out", "pending")

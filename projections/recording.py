@@ -26,8 +26,8 @@ import struct
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from adapters.sim.voice import ulaw_decode
-from engine.events import (
+from callbridge.adapters.sim.voice import ulaw_decode
+from callbridge.engine.events import (
     AssistantAudioSent,
     CallEnded,
     CallerAudioReceived,

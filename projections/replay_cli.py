@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import unquote, urlsplit
 
-from engine.store import EventStore, StoreOpenError, store_env
-from projections.recording import SAMPLE_RATE, iter_recording
-from projections.timeline import build_timeline, render_json, render_text
+from callbridge.engine.store import EventStore, StoreOpenError, store_env
+from callbridge.projections.recording import SAMPLE_RATE, iter_recording
+from callbridge.projections.timeline import build_timeline, render_json, render_text
 
 LIST_HINT = "list calls with `GET /api/conversations` (or the web console)"
 

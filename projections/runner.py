@@ -29,10 +29,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TextIO
 
-from engine.store import EventStore, RecordedEvent, StoreOpenError
-from projections.source import LogSource
-from projections.views_db import data_dir_for_store, open_views
-from projections.views_db import views_path as default_views_path
+from callbridge.engine.store import EventStore, RecordedEvent, StoreOpenError
+from callbridge.projections.source import LogSource
+from callbridge.projections.views_db import data_dir_for_store, open_views
+from callbridge.projections.views_db import views_path as default_views_path
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,8 @@ class Projection(abc.ABC):
 
 def default_projections() -> list[Projection]:
     """The views callbridge maintains: conversations and metrics."""
-    from projections.conversations import ConversationsProjection
-    from projections.metrics import MetricsProjection
+    from callbridge.projections.conversations import ConversationsProjection
+    from callbridge.projections.metrics import MetricsProjection
 
     return [ConversationsProjection(), MetricsProjection()]
 

@@ -12,7 +12,7 @@ import logging
 
 import msgspec
 
-from engine.events import ModelEventReceived
+from callbridge.engine.events import ModelEventReceived
 
 logger = logging.getLogger(__name__)
 

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import trio
 
-from engine.store import EventStore
-from engine.store_writer import EventWriter
-from projections.appends import AppendSignal, WaitForAppends
-from projections.runner import Projection, ProjectionRunner
-from projections.views_db import open_views
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
+from callbridge.projections.appends import AppendSignal, WaitForAppends
+from callbridge.projections.runner import Projection, ProjectionRunner
+from callbridge.projections.views_db import open_views
 
 logger = logging.getLogger(__name__)
 

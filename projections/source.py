@@ -18,8 +18,8 @@ import logging
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from engine.events import Event, decode_event
-from engine.store import EventStore, RecordedEvent
+from callbridge.engine.events import Event, decode_event
+from callbridge.engine.store import EventStore, RecordedEvent
 
 logger = logging.getLogger(__name__)
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import msgspec
 
-from engine.events import (
+from callbridge.engine.events import (
     AssistantAudioDiscarded,
     AssistantAudioPlayed,
     AssistantAudioSent,
@@ -49,8 +49,8 @@ from engine.events import (
     TwilioFrameRejected,
     TwilioSocketClosed,
 )
-from engine.store import RecordedEvent
-from projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
+from callbridge.engine.store import RecordedEvent
+from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
 
 KINDS = ("call", "caller", "assistant", "tool", "barge_in", "model", "error", "dtmf", "twilio")
 TEXT_LIMIT = 120

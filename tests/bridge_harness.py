@@ -12,14 +12,14 @@ from typing import Any
 
 import trio
 
-from adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, serve_fake_openai
-from adapters.sim.fake_openai_script import Script
-from engine.context import ReconnectPolicy
-from engine.events import Event
-from engine.store import RecordedEvent
-from engine.tools import ToolRegistry
-from web.server import Server
-from web.settings import load_settings
+from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, serve_fake_openai
+from callbridge.adapters.sim.fake_openai_script import Script
+from callbridge.engine.context import ReconnectPolicy
+from callbridge.engine.events import Event
+from callbridge.engine.store import RecordedEvent
+from callbridge.engine.tools import ToolRegistry
+from callbridge.web.server import Server
+from callbridge.web.settings import load_settings
 
 
 @dataclass

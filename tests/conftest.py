@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.store import EventStore
+from callbridge.engine.store import EventStore
 
 # --- event store -------------------------------------------------------------------------------
 

@@ -10,8 +10,8 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
-from engine.synthetic import CallLog
-from engine.tools import Tool, ToolRegistry, default_registry
+from callbridge.engine.synthetic import CallLog
+from callbridge.engine.tools import Tool, ToolRegistry, default_registry
 
 TOKEN = "test-token"
 """The API token ``running_bridge`` configures."""

@@ -18,13 +18,13 @@ import pytest
 import trio
 from bridge_harness import Bridge, running_bridge
 
-from adapters.sim.caller import place_call
-from adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
-from adapters.sim.fake_openai_script import Script, Turn
-from engine.events import ModelEventReceived
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from web.auth import SESSION_COOKIE
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.engine.events import ModelEventReceived
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.web.auth import SESSION_COOKIE
 
 TOKEN = "test-token"  # what running_bridge configures
 BEARER = {"Authorization": f"Bearer {TOKEN}"}

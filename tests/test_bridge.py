@@ -17,11 +17,11 @@ import trio_websocket
 from bridge_harness import of_type, running_bridge
 from openai_contract import assert_valid_client_event
 
-from adapters.sim.caller import place_call
-from adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, WaitForAssistant
-from adapters.sim.fake_openai_script import FunctionCall, Script, Turn
-from adapters.twilio import codec, signature
-from engine.events import (
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.adapters.twilio import codec, signature
+from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
     BargeInDecided,
@@ -37,7 +37,7 @@ from engine.events import (
     TwilioEventIgnored,
     TwilioFrameRejected,
 )
-from engine.tools import Tool, ToolContext, ToolRegistry
+from callbridge.engine.tools import Tool, ToolContext, ToolRegistry
 
 GREETING_SCRIPT = Script(turns=[Turn(transcript="Hi there", reply="Hello! How can I help you today?")])
 LONG_SCRIPT = Script(

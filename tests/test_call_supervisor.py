@@ -14,10 +14,10 @@ from typing import Any
 
 import trio
 
-from adapters.twilio import codec
-from engine.call import LiveCalls, run_call
-from engine.context import CallSettings, ModelLinkError, PeerClosed, ReconnectPolicy
-from engine.events import (
+from callbridge.adapters.twilio import codec
+from callbridge.engine.call import LiveCalls, run_call
+from callbridge.engine.context import CallSettings, ModelLinkError, PeerClosed, ReconnectPolicy
+from callbridge.engine.events import (
     CallEnded,
     CallStarted,
     Event,
@@ -27,7 +27,7 @@ from engine.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
-from engine.tools import Tool, ToolRegistry
+from callbridge.engine.tools import Tool, ToolRegistry
 
 
 class MemoryTwilio:

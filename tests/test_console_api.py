@@ -17,12 +17,12 @@ import pytest
 import trio
 from bridge_harness import Bridge, of_type, running_bridge
 
-from adapters.openai.session import DEFAULT_SESSION_CONFIG, VOICES
-from adapters.sim.caller import place_call
-from adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
-from adapters.sim.fake_openai_script import Script, Turn
-from adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
-from engine.events import (
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG, VOICES
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
+from callbridge.engine.events import (
     SETTINGS_STREAM,
     CallEnded,
     CallSessionConfigChanged,
@@ -30,7 +30,7 @@ from engine.events import (
     CallStatusReported,
     DefaultSessionConfigSaved,
 )
-from web.console_api import TEST_CALL_FROM, local_base_url
+from callbridge.web.console_api import TEST_CALL_FROM, local_base_url
 
 API_TOKEN = "test-token"  # what running_bridge configures
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}

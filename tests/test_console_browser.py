@@ -20,15 +20,15 @@ from bridge_harness import running_bridge
 from browser import DESKTOP, PHONE, Browser, from_trio, in_browser, open_browser, require_browser
 from console_data import TOKEN, free_port, operator_registry, past_calls, start_soon
 
-from adapters.sim.caller import place_call
-from adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
-from adapters.sim.fake_openai import serve_fake_openai
-from adapters.sim.fake_openai_script import FunctionCall, Script, Turn
-from adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
-from engine.store import EventStore
-from web.auth import SESSION_COOKIE
-from web.server import Server
-from web.settings import load_settings
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.fake_openai import serve_fake_openai
+from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
+from callbridge.engine.store import EventStore
+from callbridge.web.auth import SESSION_COOKIE
+from callbridge.web.server import Server
+from callbridge.web.settings import load_settings
 
 if importlib.util.find_spec("playwright") is None:
     require_browser(module=True)  # skip with the reason (under CI=true: fail) rather than an ImportError

@@ -2,9 +2,9 @@
 
 import json
 
-from engine.conversation import ConversationMemory
-from engine.events import ModelEventReceived
-from engine.synthetic import CallLog
+from callbridge.engine.conversation import ConversationMemory
+from callbridge.engine.events import ModelEventReceived
+from callbridge.engine.synthetic import CallLog
 
 
 def memory_of(log: CallLog) -> ConversationMemory:

@@ -17,16 +17,16 @@ import trio
 from openai_contract import assert_valid_server_event
 from trio_websocket import ConnectionClosed, ConnectionRejected, open_websocket_url
 
-from adapters.openai import codec
-from adapters.openai import server_events as se
-from adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
-from adapters.sim.fake_openai import FakeOpenAI, run_fake_openai_cli, serve_fake_openai
-from adapters.sim.fake_openai_conversation import Ids
-from adapters.sim.fake_openai_response import ResponseRun, split_transcript
-from adapters.sim.fake_openai_script import DEFAULT_SCRIPT, LONG_REPLY, ScriptError, parse_script
-from adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
-from adapters.sim.fake_openai_vad import EnergyVad, SpeechStarted, SpeechStopped, VadSettings
-from adapters.sim.voice import rms, silence, speech
+from callbridge.adapters.openai import codec
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
+from callbridge.adapters.sim.fake_openai import FakeOpenAI, run_fake_openai_cli, serve_fake_openai
+from callbridge.adapters.sim.fake_openai_conversation import Ids
+from callbridge.adapters.sim.fake_openai_response import ResponseRun, split_transcript
+from callbridge.adapters.sim.fake_openai_script import DEFAULT_SCRIPT, LONG_REPLY, ScriptError, parse_script
+from callbridge.adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
+from callbridge.adapters.sim.fake_openai_vad import EnergyVad, SpeechStarted, SpeechStopped, VadSettings
+from callbridge.adapters.sim.voice import rms, silence, speech
 
 # --- helpers -----------------------------------------------------------------------------------
 

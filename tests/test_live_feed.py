@@ -18,13 +18,13 @@ import trio
 from bridge_harness import Bridge, running_bridge
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
 
-from adapters.sim.caller import place_call
-from adapters.sim.caller_report import CallReport
-from adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
-from adapters.sim.fake_openai_script import FunctionCall, Script, Turn
-from engine.events import SETTINGS_STREAM, CallSessionConfigChanged, DefaultSessionConfigSaved
-from engine.tools import Tool, ToolRegistry
-from web.live_feed import Subscription
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_report import CallReport
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.engine.events import SETTINGS_STREAM, CallSessionConfigChanged, DefaultSessionConfigSaved
+from callbridge.engine.tools import Tool, ToolRegistry
+from callbridge.web.live_feed import Subscription
 
 TOKEN = "test-token"  # what running_bridge configures
 WAIT_S = 20.0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from engine.events import (
+from callbridge.engine.events import (
     SETTINGS_STREAM,
     AssistantAudioPlayed,
     AssistantAudioSent,
@@ -15,8 +15,8 @@ from engine.events import (
     ModelEventUnknown,
     ToolCallRequested,
 )
-from engine.synthetic import CallLog
-from projections.live import LiveProjection, replay_messages
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.live import LiveProjection, replay_messages
 
 CALL = "CA00000000000000000000000000000042"
 STREAM = "MZ00000000000000000000000000000042"  # CallLog's stream sid for CALL

@@ -22,12 +22,12 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from test_mcp_support import TOKEN, TOOL_NAMES, call_ids, fill_store, structured, synthetic_calls, tool_error
 
-from adapters.sim.caller import place_call
-from adapters.sim.caller_script import HangUp, Silence, Speak, Step
-from adapters.sim.fake_openai_script import Script, Turn
-from engine.events import CallStarted
-from mcp_server.http import allowed_hosts_and_origins
-from web.auth import SESSION_COOKIE
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step
+from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.engine.events import CallStarted
+from callbridge.mcp_server.http import allowed_hosts_and_origins
+from callbridge.web.auth import SESSION_COOKIE
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 INITIALIZE = {

@@ -17,10 +17,10 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import EmbeddedResource, TextContent, TextResourceContents
 from test_mcp_support import T0, fill_store, structured, synthetic_calls, tool_error
 
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from mcp_server.data import FollowingCallData, open_views_readonly
-from mcp_server.server import CallbridgeMCP
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.mcp_server.data import FollowingCallData, open_views_readonly
+from callbridge.mcp_server.server import CallbridgeMCP
 
 RESOURCES_LISTED = 100
 

@@ -15,12 +15,12 @@ import trio
 from mcp import Client, StdioServerParameters
 from test_mcp_support import DAY, T0, TOOL_NAMES, call_ids, fill_store, structured, synthetic_calls, tool_error
 
-from engine.store import EventStore
-from engine.synthetic import CallLog
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
 
 
 def mcp_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "callbridge_cli.main", "mcp", *args]
+    return [sys.executable, "-m", "callbridge", "mcp", *args]
 
 
 async def test_callbridge_mcp_over_stdio_answers_from_the_shared_store_and_sees_new_calls_at_once(

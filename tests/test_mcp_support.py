@@ -12,8 +12,8 @@ from typing import Any
 
 from mcp import Client
 
-from engine.store import EventStore
-from engine.synthetic import CallLog
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0

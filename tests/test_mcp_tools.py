@@ -27,11 +27,11 @@ from test_mcp_support import (
     tool_error,
 )
 
-from engine.events import CallerAudioReceived
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from mcp_server.data import FollowingCallData
-from mcp_server.server import CallbridgeMCP
+from callbridge.engine.events import CallerAudioReceived
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.mcp_server.data import FollowingCallData
+from callbridge.mcp_server.server import CallbridgeMCP
 
 
 @dataclass

@@ -12,13 +12,13 @@ import pytest
 import trio
 from trio_websocket import WebSocketRequest, serve_websocket
 
-from adapters.openai import codec
-from adapters.openai import server_events as se
-from adapters.openai.client import open_realtime
-from adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
-from adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
-from adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
-from adapters.sim.voice import silence, speech
+from callbridge.adapters.openai import codec
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.openai.client import open_realtime
+from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
+from callbridge.adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
+from callbridge.adapters.sim.voice import silence, speech
 
 KEY = "sk-test-very-secret-key"
 

@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.openai import codec
-from adapters.openai import server_events as se
-from adapters.openai.client_events import CLIENT_EVENT_TYPES
+from callbridge.adapters.openai import codec
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.openai.client_events import CLIENT_EVENT_TYPES
 
 SERVER_EVENT_TYPES: list[type[se.ServerEventBase]] = list(typing.get_args(se.ServerEvent))
 SERVER_TAGS = [cls.__struct_config__.tag for cls in SERVER_EVENT_TYPES]

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from openai_contract import ContractViolation, assert_valid_client_event, assert_valid_server_event
 
-from adapters.openai import codec
-from adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
+from callbridge.adapters.openai import codec
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG, session_update_payload
 
 WEATHER_TOOL = {
     "type": "function",

@@ -1,6 +1,6 @@
 """Mark accounting and the barge-in decision (engine/playback.py), without sockets."""
 
-from engine.playback import Playback
+from callbridge.engine.playback import Playback
 
 
 def test_only_echoed_marks_count_as_played() -> None:

@@ -9,10 +9,10 @@ import pytest
 import trio
 from test_projections_support import normal_call, tool_call
 
-from engine.store import EventStore
-from projections.appends import AppendSignal
-from projections.service import ProjectionService
-from web.live_feed import LiveFeed
+from callbridge.engine.store import EventStore
+from callbridge.projections.appends import AppendSignal
+from callbridge.projections.service import ProjectionService
+from callbridge.web.live_feed import LiveFeed
 
 DEADLINE = 10  # generous: a failure, not a timing assumption
 AN_HOUR = 3600.0

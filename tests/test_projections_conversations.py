@@ -18,11 +18,11 @@ from test_projections_support import (
     views_after,
 )
 
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.conversations import get_conversation, list_conversations, search_conversations
-from projections.conversations_query import fts_query
-from projections.views_db import QueryError
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.conversations import get_conversation, list_conversations, search_conversations
+from callbridge.projections.conversations_query import fts_query
+from callbridge.projections.views_db import QueryError
 
 
 def _items(conversation: dict[str, Any], *fields: str) -> list[tuple[Any, ...]]:

@@ -17,13 +17,13 @@ from test_projections_support import (
     views_after,
 )
 
-from engine.events import CallEnded, ModelConnectionFailed, ModelErrorReported, TaskCrashed
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.metrics import get_call_metrics, metrics_summary, prometheus_lines, usage_tokens
-from projections.pricing import DEFAULT_PRICES, PricingError, cost_usd, load_prices
-from projections.server_events import CachedTokens, InputTokens, OutputTokens, Usage
-from projections.views_db import QueryError
+from callbridge.engine.events import CallEnded, ModelConnectionFailed, ModelErrorReported, TaskCrashed
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.metrics import get_call_metrics, metrics_summary, prometheus_lines, usage_tokens
+from callbridge.projections.pricing import DEFAULT_PRICES, PricingError, cost_usd, load_prices
+from callbridge.projections.server_events import CachedTokens, InputTokens, OutputTokens, Usage
+from callbridge.projections.views_db import QueryError
 
 
 @pytest.fixture

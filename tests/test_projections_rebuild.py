@@ -10,11 +10,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_projections_support import fold
 
-from engine.events import Event
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.runner import ProjectionRunner
-from projections.views_db import dump_views, open_views
+from callbridge.engine.events import Event
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.runner import ProjectionRunner
+from callbridge.projections.views_db import dump_views, open_views
 
 T0 = 1_767_225_600.0
 

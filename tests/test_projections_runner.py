@@ -19,14 +19,21 @@ from test_projections_support import (
     tool_call,
 )
 
-from engine.events import AssistantAudioPlayed, CallEnded, CallerAudioReceived, CallStarted
-from engine.store import EventStore, RecordedEvent
-from engine.synthetic import CallLog
-from projections.conversations import ConversationsProjection, get_conversation
-from projections.metrics import MetricsProjection
-from projections.runner import POSITIONS_SCHEMA, ProgressBar, Projection, ProjectionRunner, rebuild, rebuild_cli
-from projections.source import LogSource, stored_topics
-from projections.views_db import dump_views, open_views
+from callbridge.engine.events import AssistantAudioPlayed, CallEnded, CallerAudioReceived, CallStarted
+from callbridge.engine.store import EventStore, RecordedEvent
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.conversations import ConversationsProjection, get_conversation
+from callbridge.projections.metrics import MetricsProjection
+from callbridge.projections.runner import (
+    POSITIONS_SCHEMA,
+    ProgressBar,
+    Projection,
+    ProjectionRunner,
+    rebuild,
+    rebuild_cli,
+)
+from callbridge.projections.source import LogSource, stored_topics
+from callbridge.projections.views_db import dump_views, open_views
 
 
 class SimulatedCrash(BaseException):

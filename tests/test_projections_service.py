@@ -10,11 +10,11 @@ import pytest
 import trio
 from test_projections_support import fold, normal_call, tool_call
 
-from engine.store import EventStore, RecordedEvent
-from engine.store_writer import EventWriter
-from projections.conversations import ConversationsProjection, get_conversation
-from projections.service import ProjectionService
-from projections.views_db import open_views
+from callbridge.engine.store import EventStore, RecordedEvent
+from callbridge.engine.store_writer import EventWriter
+from callbridge.projections.conversations import ConversationsProjection, get_conversation
+from callbridge.projections.service import ProjectionService
+from callbridge.projections.views_db import open_views
 
 DEADLINE = 10  # generous: a failure, not a timing assumption
 

@@ -15,11 +15,11 @@ import json
 import sqlite3
 from pathlib import Path
 
-from engine.events import Event, ModelEventReceived
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.runner import ProjectionRunner
-from projections.views_db import open_views
+from callbridge.engine.events import Event, ModelEventReceived
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.runner import ProjectionRunner
+from callbridge.projections.views_db import open_views
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z, CallLog's default start
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from projections.views_db import QueryError, check_limit, data_dir_for_store, iso, parse_time, views_path
+from callbridge.projections.views_db import QueryError, check_limit, data_dir_for_store, iso, parse_time, views_path
 
 
 def test_iso_is_utc_with_milliseconds_rounded() -> None:

@@ -11,10 +11,16 @@ from typing import TypeVar
 
 import pytest
 
-from adapters.sim.voice import ulaw_decode
-from engine.events import AssistantAudioPlayed, AssistantAudioSent, BargeInDecided, CallerAudioReceived, Event
-from engine.synthetic import VOICE, CallLog
-from projections.recording import (
+from callbridge.adapters.sim.voice import ulaw_decode
+from callbridge.engine.events import (
+    AssistantAudioPlayed,
+    AssistantAudioSent,
+    BargeInDecided,
+    CallerAudioReceived,
+    Event,
+)
+from callbridge.engine.synthetic import VOICE, CallLog
+from callbridge.projections.recording import (
     assistant_playback,
     build_recording,
     call_span,

@@ -1,6 +1,6 @@
 """When ``response.create`` may be sent (engine/response_gate.py)."""
 
-from engine.response_gate import ResponseGate
+from callbridge.engine.response_gate import ResponseGate
 
 
 def test_create_waits_for_the_asking_response_to_finish_and_for_every_output() -> None:

@@ -17,7 +17,7 @@ import trio
 import trio.testing
 from trio_websocket import CloseReason, ConnectionClosed
 
-from adapters.sim.caller import (
+from callbridge.adapters.sim.caller import (
     BargeIn,
     CallReport,
     Dtmf,
@@ -30,9 +30,9 @@ from adapters.sim.caller import (
     default_script,
     format_report,
 )
-from adapters.sim.caller_stream import run_stream
-from adapters.sim.voice import rms
-from adapters.twilio import codec
+from callbridge.adapters.sim.caller_stream import run_stream
+from callbridge.adapters.sim.voice import rms
+from callbridge.adapters.twilio import codec
 
 SID = "MZ" + "1" * 32
 CALL = "CA" + "2" * 32

@@ -14,11 +14,11 @@ from hypercorn.config import Config
 from hypercorn.trio import serve
 from trio_websocket import ConnectionClosed, WebSocketRequest, serve_websocket
 
-from adapters.sim.caller import Dtmf, HangUp, Silence, Speak, place_call, simulate_calls
-from adapters.sim.caller_http import connect_url
-from adapters.twilio import codec
-from adapters.twilio.signature import is_valid_signature
-from adapters.twilio.twiml import connect_stream_twiml
+from callbridge.adapters.sim.caller import Dtmf, HangUp, Silence, Speak, place_call, simulate_calls
+from callbridge.adapters.sim.caller_http import connect_url
+from callbridge.adapters.twilio import codec
+from callbridge.adapters.twilio.signature import is_valid_signature
+from callbridge.adapters.twilio.twiml import connect_stream_twiml
 
 
 def test_connect_url_reaches_the_server_where_the_simulator_can() -> None:

@@ -12,7 +12,7 @@ import trio.testing
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.sim.playback import HeardSpan, MarkEcho, PlaybackModel
+from callbridge.adapters.sim.playback import HeardSpan, MarkEcho, PlaybackModel
 
 
 def spans(model: PlaybackModel) -> list[tuple[float, float, int]]:

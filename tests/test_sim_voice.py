@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from adapters.sim.voice import (
+from callbridge.adapters.sim.voice import (
     FRAME_BYTES,
     LOOP_MS,
     SILENCE_BYTE,

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from eventsourcing.persistence import IntegrityError, StoredEvent
 
-from engine.events import (
+from callbridge.engine.events import (
     AssistantAudioSent,
     CallEnded,
     CallerAudioReceived,
@@ -19,7 +19,7 @@ from engine.events import (
     Event,
     ToolCallCompleted,
 )
-from engine.store import (
+from callbridge.engine.store import (
     EncodedEvent,
     EventEncodingError,
     EventStore,
@@ -27,7 +27,7 @@ from engine.store import (
     call_originator_id,
     store_env,
 )
-from engine.store_writer import EventWriter
+from callbridge.engine.store_writer import EventWriter
 
 ALL_BYTES = bytes(range(256))
 
@@ -162,7 +162,7 @@ def test_undecodable_stored_events_are_skipped_with_a_warning(
     store = EventStore(sqlite_store_url)
     store.append([ended("CA1", 5.0)])
 
-    with caplog.at_level(logging.WARNING, logger="engine.store"):
+    with caplog.at_level(logging.WARNING, logger="callbridge.engine.store"):
         assert [(r.version, r.position) for r in store.read_call("CA1")] == [(1, 1), (4, 4)]
         # a page holding only undecodable events is passed over, not returned empty
         assert [r.position for r in store.read_all(after=1, limit=2)] == [4]

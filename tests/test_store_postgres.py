@@ -9,15 +9,15 @@ from __future__ import annotations
 import pytest
 import trio
 
-from engine.events import (
+from callbridge.engine.events import (
     CallEnded,
     CallerAudioReceived,
     CallStarted,
     Event,
     ToolCallRequested,
 )
-from engine.store import EventStore
-from engine.store_writer import EventWriter
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
 
 pytestmark = pytest.mark.postgres
 

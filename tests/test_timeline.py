@@ -11,17 +11,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.events import (
+from callbridge.engine.events import (
     CallerAudioReceived,
     ModelEventReceived,
     ModelEventUnknown,
     TwilioEventIgnored,
     TwilioFrameRejected,
 )
-from engine.store import EventStore
-from engine.synthetic import CallLog
-from projections.replay_cli import replay_cli
-from projections.timeline import KINDS, TimelineEntry, build_timeline, event_record, render_json, render_text
+from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.replay_cli import replay_cli
+from callbridge.projections.timeline import KINDS, TimelineEntry, build_timeline, event_record, render_json, render_text
 
 
 def small_call() -> CallLog:

@@ -14,10 +14,10 @@ import pytest
 import trio
 import trio.testing
 
-from engine.events import Event, ToolCallCompleted, ToolCallFailed
-from engine.messages import HumanToolAnswer, Message, RunTool, ToolResult, UpdateSession
-from engine.tool_runner import STOPPED_ERROR, run_tool_runner
-from engine.tools import Handler, Tool, ToolContext, ToolRegistry
+from callbridge.engine.events import Event, ToolCallCompleted, ToolCallFailed
+from callbridge.engine.messages import HumanToolAnswer, Message, RunTool, ToolResult, UpdateSession
+from callbridge.engine.tool_runner import STOPPED_ERROR, run_tool_runner
+from callbridge.engine.tools import Handler, Tool, ToolContext, ToolRegistry
 
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 

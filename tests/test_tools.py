@@ -15,7 +15,7 @@ import h11
 import pytest
 import trio
 
-from engine.tools import (
+from callbridge.engine.tools import (
     HttpBadResponse,
     HttpStatusError,
     HttpTimeout,
@@ -29,7 +29,7 @@ from engine.tools import (
     execute_tool,
     parse_arguments,
 )
-from engine.weather import OPEN_METEO_FORECAST_URL, weather_tool
+from callbridge.engine.weather import OPEN_METEO_FORECAST_URL, weather_tool
 
 OPEN_METEO_ANSWER = {  # the shape of a real answer, trimmed
     "latitude": 52.52,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from adapters.twilio.codec import (
+from callbridge.adapters.twilio.codec import (
     Connected,
     Dtmf,
     DtmfInfo,

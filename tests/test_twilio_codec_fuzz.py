@@ -10,7 +10,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.twilio.codec import (
+from callbridge.adapters.twilio.codec import (
     Connected,
     Dtmf,
     DtmfInfo,

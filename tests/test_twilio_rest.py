@@ -10,8 +10,8 @@ import httpx2
 import pytest
 import trio
 
-from adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
-from adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
+from callbridge.adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
+from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
 
 ACCOUNT = "AC" + "ab" * 16
 TOKEN = "twilio-secret-token-0123456789"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from werkzeug.datastructures import MultiDict
 
-from adapters.twilio.signature import (
+from callbridge.adapters.twilio.signature import (
     compute_signature,
     is_valid_signature,
     public_origin,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from adapters.twilio.twiml import TwimlError, connect_stream_twiml, parse_connect_stream
+from callbridge.adapters.twilio.twiml import TwimlError, connect_stream_twiml, parse_connect_stream
 
 URL = "wss://abc.ngrok-free.app/call"
 PARAMS = {"From": "+15550001111", "To": "+15550002222", "CallSid": "CA" + "0" * 32}

@@ -15,7 +15,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
 
-from adapters.websocket import (
+from callbridge.adapters.websocket import (
     IncomingRequest,
     WebSocket,
     WebSocketClosed,

@@ -29,16 +29,16 @@ import msgspec
 import trio
 from quart import Blueprint, Response, request
 
-from engine.store import RecordedEvent
-from projections.conversations_query import get_conversation, list_conversations
-from projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
-from projections.recording import iter_recording
-from projections.timeline import event_record
-from projections.views_db import QueryError, open_views
-from web.auth import require_token
+from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations_query import get_conversation, list_conversations
+from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from callbridge.projections.recording import iter_recording
+from callbridge.projections.timeline import event_record
+from callbridge.projections.views_db import QueryError, open_views
+from callbridge.web.auth import require_token
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 T = TypeVar("T")
 

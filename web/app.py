@@ -12,16 +12,16 @@ from typing import TYPE_CHECKING, Any
 from quart import Response, jsonify, request
 from quart_trio import QuartTrio
 
-from adapters.twilio import signature, twiml
-from engine.events import CallStatusReported
-from web.api import api_blueprint
-from web.console import console_blueprint
-from web.console_api import console_api_blueprint
-from web.live_feed import live_feed_blueprint
-from web.media import CALL_TOKEN_PARAMETER, call_token
+from callbridge.adapters.twilio import signature, twiml
+from callbridge.engine.events import CallStatusReported
+from callbridge.web.api import api_blueprint
+from callbridge.web.console import console_blueprint
+from callbridge.web.console_api import console_api_blueprint
+from callbridge.web.live_feed import live_feed_blueprint
+from callbridge.web.media import CALL_TOKEN_PARAMETER, call_token
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 
 def create_app(server: Server) -> QuartTrio:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 
 from quart import Blueprint, Response, redirect, render_template, request
 
-from web.auth import (
+from callbridge.web.auth import (
     SESSION_COOKIE,
     TOKEN_PARAMETER,
     AnyResponse,
@@ -32,7 +32,7 @@ from web.auth import (
 )
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "

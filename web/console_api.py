@@ -32,19 +32,19 @@ from typing import TYPE_CHECKING, Any
 import trio
 from quart import Blueprint, Response, request
 
-from adapters.openai.session import VOICES, SessionConfigError, normalize_session_config
-from adapters.sim.caller import place_call
-from adapters.sim.caller_http import new_sid
-from adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
-from adapters.twilio.rest import RestErrorKind, TwilioRestError
-from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
-from projections.views_db import iso
-from web.api import error_response, json_response
-from web.auth import require_token
-from web.setup_checks import number_view, phone_numbers_client, setup_report, status_callback_url, twiml_url
+from callbridge.adapters.openai.session import VOICES, SessionConfigError, normalize_session_config
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_http import new_sid
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.twilio.rest import RestErrorKind, TwilioRestError
+from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from callbridge.projections.views_db import iso
+from callbridge.web.api import error_response, json_response
+from callbridge.web.auth import require_token
+from callbridge.web.setup_checks import number_view, phone_numbers_client, setup_report, status_callback_url, twiml_url
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 log = logging.getLogger(__name__)
 

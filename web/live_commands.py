@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from adapters.openai.session import SessionConfigError
-from projections.live import LiveProjection, Message, envelope
-from web.console_api import CallNotTakingCommands, save_default_session, update_call_session
+from callbridge.adapters.openai.session import SessionConfigError
+from callbridge.projections.live import LiveProjection, Message, envelope
+from callbridge.web.console_api import CallNotTakingCommands, save_default_session, update_call_session
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 COMMANDS = ("session.update", "conversation.item.create", "response.create")
 _decoder = msgspec.json.Decoder()

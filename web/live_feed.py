@@ -32,17 +32,17 @@ import trio
 from quart import Blueprint, websocket
 from werkzeug.datastructures import MultiDict
 
-from engine.events import Event
-from engine.store import EventStore
-from engine.store_writer import EventWriter
-from projections.appends import AppendSignal, WaitForAppends
-from projections.live import LiveProjection, Message, envelope, replay_messages
-from projections.source import LogSource, Page
-from web.auth import credential_of, unauthorized
-from web.live_commands import error_message, handle_command
+from callbridge.engine.events import Event
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
+from callbridge.projections.appends import AppendSignal, WaitForAppends
+from callbridge.projections.live import LiveProjection, Message, envelope, replay_messages
+from callbridge.projections.source import LogSource, Page
+from callbridge.web.auth import credential_of, unauthorized
+from callbridge.web.live_commands import error_message, handle_command
 
 if TYPE_CHECKING:
-    from web.server import Server
+    from callbridge.web.server import Server
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from collections.abc import Awaitable, Callable
 import msgspec
 import trio
 
-from adapters.twilio import codec, signature
-from adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request
-from engine.context import PeerClosed
+from callbridge.adapters.twilio import codec, signature
+from callbridge.adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request
+from callbridge.engine.context import PeerClosed
 
 log = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from adapters.openai.client import RealtimeConnection, open_realtime
-from adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
-from engine.context import ModelLinkError
+from callbridge.adapters.openai.client import RealtimeConnection, open_realtime
+from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
+from callbridge.engine.context import ModelLinkError
 
 
 class ModelLink:

@@ -18,23 +18,23 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
-from adapters.openai.session import DEFAULT_SESSION_CONFIG
-from engine.call import LiveCalls, run_call
-from engine.context import CallSettings, ReconnectPolicy
-from engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
-from engine.store import EventStore
-from engine.store_writer import EventWriter
-from engine.tools import Httpx2Client, ToolRegistry, default_registry
-from mcp_server.http import server_mcp
-from projections.appends import AppendSignal
-from projections.service import ProjectionService
-from projections.views_db import views_path
-from web.app import create_app
-from web.listener import serve_front
-from web.live_feed import LiveFeed
-from web.media import TwilioLink, handle_media_stream
-from web.model_link import realtime_opener
-from web.settings import Settings
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
+from callbridge.engine.call import LiveCalls, run_call
+from callbridge.engine.context import CallSettings, ReconnectPolicy
+from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
+from callbridge.engine.tools import Httpx2Client, ToolRegistry, default_registry
+from callbridge.mcp_server.http import server_mcp
+from callbridge.projections.appends import AppendSignal
+from callbridge.projections.service import ProjectionService
+from callbridge.projections.views_db import views_path
+from callbridge.web.app import create_app
+from callbridge.web.listener import serve_front
+from callbridge.web.live_feed import LiveFeed
+from callbridge.web.media import TwilioLink, handle_media_stream
+from callbridge.web.model_link import realtime_opener
+from callbridge.web.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ class Server:
             await services.start(self.feed.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
-                    from adapters.sim.fake_openai import serve_fake_openai
+                    from callbridge.adapters.sim.fake_openai import serve_fake_openai
 
                     fake = await services.start(partial(serve_fake_openai, "127.0.0.1", 0))
                     self.model_url = fake.url

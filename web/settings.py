@@ -12,8 +12,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from adapters.twilio.signature import public_origin
-from projections.views_db import data_dir_for_store
+from callbridge.adapters.twilio.signature import public_origin
+from callbridge.projections.views_db import data_dir_for_store
 
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 DEFAULT_STORE = "./data/callbridge.db"

@@ -21,9 +21,9 @@ from urllib.parse import urlsplit
 import httpx2
 import trio
 
-from adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
-from adapters.twilio.signature import webhook_url
-from web.settings import Settings
+from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
+from callbridge.adapters.twilio.signature import webhook_url
+from callbridge.web.settings import Settings
 
 PUBLIC_URL_TIMEOUT_S = 3.0
 TWILIO_TIMEOUT_S = 5.0

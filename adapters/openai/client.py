@@ -19,11 +19,11 @@ from typing import Final
 
 import trio
 
-from adapters.openai.client_events import ClientEventBase
-from adapters.openai.codec import decode_server, encode_client
-from adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
-from adapters.openai.server_events import ServerEvent, UnknownServerEvent
-from adapters.websocket import (
+from callbridge.adapters.openai.client_events import ClientEventBase
+from callbridge.adapters.openai.codec import decode_server, encode_client
+from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
+from callbridge.adapters.openai.server_events import ServerEvent, UnknownServerEvent
+from callbridge.adapters.websocket import (
     ABNORMAL_CLOSURE,
     WebSocket,
     WebSocketClosed,

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import msgspec
 
-from adapters.openai.client_events import (
+from callbridge.adapters.openai.client_events import (
     CLIENT_EVENT_TYPES,
     ClientEvent,
     ClientEventBase,
@@ -37,8 +37,8 @@ from adapters.openai.client_events import (
     UnknownClientEvent,
     UnknownEvent,
 )
-from adapters.openai.errors import RealtimeProtocolError
-from adapters.openai.server_events import (
+from callbridge.adapters.openai.errors import RealtimeProtocolError
+from callbridge.adapters.openai.server_events import (
     ServerEvent,
     ServerEventBase,
     UnknownServerEvent,

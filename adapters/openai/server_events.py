@@ -15,7 +15,7 @@ from typing import Any
 
 import msgspec
 
-from adapters.openai.server_objects import (
+from callbridge.adapters.openai.server_objects import (
     CachedTokensDetails,
     ContentPart,
     ErrorDetail,

@@ -26,7 +26,7 @@ from trio_websocket import (
     open_websocket_url,
 )
 
-from adapters.sim.caller_http import (
+from callbridge.adapters.sim.caller_http import (
     WebhookError,
     connect_url,
     new_sid,
@@ -34,11 +34,20 @@ from adapters.sim.caller_http import (
     request_twiml,
     voice_webhook_params,
 )
-from adapters.sim.caller_report import CallReport, FrameSent, MediaReceived, format_report
-from adapters.sim.caller_script import BargeIn, Dtmf, HangUp, Silence, Speak, Step, WaitForAssistant, default_script
-from adapters.sim.caller_stream import FrameCallback, MediaCallback, run_stream
-from adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
-from adapters.twilio.twiml import TwimlError
+from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived, format_report
+from callbridge.adapters.sim.caller_script import (
+    BargeIn,
+    Dtmf,
+    HangUp,
+    Silence,
+    Speak,
+    Step,
+    WaitForAssistant,
+    default_script,
+)
+from callbridge.adapters.sim.caller_stream import FrameCallback, MediaCallback, run_stream
+from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
+from callbridge.adapters.twilio.twiml import TwimlError
 
 __all__ = [
     "BargeIn",

@@ -14,8 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx2
 
-from adapters.twilio.signature import SIGNATURE_HEADER, compute_signature, public_origin, webhook_url
-from adapters.twilio.twiml import parse_connect_stream
+from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature, public_origin, webhook_url
+from callbridge.adapters.twilio.twiml import parse_connect_stream
 
 API_VERSION = "2010-04-01"
 USER_AGENT = "TwilioProxy/1.1 (callbridge simulator)"

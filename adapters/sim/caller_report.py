@@ -13,8 +13,8 @@ from typing import Literal
 
 import msgspec
 
-from adapters.sim.playback import HeardSpan
-from adapters.sim.voice import BYTES_PER_MS
+from callbridge.adapters.sim.playback import HeardSpan
+from callbridge.adapters.sim.voice import BYTES_PER_MS
 
 EndedBy = Literal["caller", "server", "error"]
 

@@ -13,7 +13,7 @@ import math
 import msgspec
 import trio
 
-from adapters.sim.voice import FRAME_MS, Voice, silence
+from callbridge.adapters.sim.voice import FRAME_MS, Voice, silence
 
 
 class Speak(msgspec.Struct, frozen=True, tag=True):

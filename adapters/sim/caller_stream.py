@@ -22,8 +22,8 @@ from typing import Protocol
 import trio
 from trio_websocket import ConnectionClosed
 
-from adapters.sim.caller_report import CallReport, FrameSent, MediaReceived
-from adapters.sim.caller_script import (
+from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived
+from callbridge.adapters.sim.caller_script import (
     BargeIn,
     Dtmf,
     HangUp,
@@ -34,10 +34,10 @@ from adapters.sim.caller_script import (
     WaitForAssistant,
     frames_for,
 )
-from adapters.sim.playback import HeardSpan, PlaybackModel
-from adapters.sim.voice import FRAME_MS, Voice
-from adapters.twilio import codec
-from adapters.twilio.codec import TwilioFrameError
+from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
+from callbridge.adapters.sim.voice import FRAME_MS, Voice
+from callbridge.adapters.twilio import codec
+from callbridge.adapters.twilio.codec import TwilioFrameError
 
 
 class MediaSocket(Protocol):

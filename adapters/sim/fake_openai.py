@@ -30,16 +30,16 @@ import msgspec
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, WebSocketRequest, WebSocketServer
 
-from adapters.openai.client_events import UnknownClientEvent
-from adapters.openai.codec import RealtimeProtocolError, decode_client, encode_server
-from adapters.openai.server_events import ServerEventBase
-from adapters.sim import voice
-from adapters.sim.fake_openai_conversation import Ids
-from adapters.sim.fake_openai_records import SessionRecord
-from adapters.sim.fake_openai_response import ResponseRun
-from adapters.sim.fake_openai_script import DEFAULT_SCRIPT, Script, ScriptError, load_script
-from adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
-from adapters.sim.fake_openai_vad import RMS_AT_THRESHOLD_HALF
+from callbridge.adapters.openai.client_events import UnknownClientEvent
+from callbridge.adapters.openai.codec import RealtimeProtocolError, decode_client, encode_server
+from callbridge.adapters.openai.server_events import ServerEventBase
+from callbridge.adapters.sim import voice
+from callbridge.adapters.sim.fake_openai_conversation import Ids
+from callbridge.adapters.sim.fake_openai_records import SessionRecord
+from callbridge.adapters.sim.fake_openai_response import ResponseRun
+from callbridge.adapters.sim.fake_openai_script import DEFAULT_SCRIPT, Script, ScriptError, load_script
+from callbridge.adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
+from callbridge.adapters.sim.fake_openai_vad import RMS_AT_THRESHOLD_HALF
 
 logger = logging.getLogger(__name__)
 

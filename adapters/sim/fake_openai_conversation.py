@@ -14,7 +14,7 @@ import string
 
 import msgspec
 
-from adapters.openai.server_events import ErrorDetail, ErrorEvent, Item
+from callbridge.adapters.openai.server_events import ErrorDetail, ErrorEvent, Item
 
 _ALPHABET = string.ascii_letters + string.digits
 

@@ -12,9 +12,9 @@ import base64
 import binascii
 from typing import Any, Final
 
-from adapters.openai.server_events import ContentPart, Item
-from adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem
-from adapters.sim.voice import BYTES_PER_MS
+from callbridge.adapters.openai.server_events import ContentPart, Item
+from callbridge.adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem
+from callbridge.adapters.sim.voice import BYTES_PER_MS
 
 _ITEM_KEYS: Final = frozenset(
     {"id", "type", "object", "status", "role", "content", "call_id", "name", "arguments", "output"}

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 import trio
 
-from adapters.openai.client_events import ClientEvent, UnknownClientEvent
+from callbridge.adapters.openai.client_events import ClientEvent, UnknownClientEvent
 
 
 class ReceivedEvent(msgspec.Struct, frozen=True, kw_only=True):

@@ -19,9 +19,9 @@ from typing import Any, Final
 
 import msgspec
 
-from adapters.openai import server_events as se
-from adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem, text_tokens
-from adapters.sim.voice import BYTES_PER_MS, speech
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem, text_tokens
+from callbridge.adapters.sim.voice import BYTES_PER_MS, speech
 
 MS_PER_CHARACTER: Final = 65
 MAX_SPEECH_MS: Final = 15_000

@@ -15,26 +15,26 @@ from typing import Any
 
 import msgspec
 
-from adapters.openai import client_events as ce
-from adapters.openai import server_events as se
-from adapters.sim.fake_openai_config import (
+from callbridge.adapters.openai import client_events as ce
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.sim.fake_openai_config import (
     BetaShapeRejected,
     ConfigRejected,
     apply_session_update,
     default_session,
 )
-from adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem, error_event, text_tokens
-from adapters.sim.fake_openai_items import ItemRejected, item_from_client, user_audio_item
-from adapters.sim.fake_openai_response import FunctionCallPlan, Plan, ReplyPlan, ResponseRun
-from adapters.sim.fake_openai_script import Script
-from adapters.sim.fake_openai_vad import (
+from callbridge.adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem, error_event, text_tokens
+from callbridge.adapters.sim.fake_openai_items import ItemRejected, item_from_client, user_audio_item
+from callbridge.adapters.sim.fake_openai_response import FunctionCallPlan, Plan, ReplyPlan, ResponseRun
+from callbridge.adapters.sim.fake_openai_script import Script
+from callbridge.adapters.sim.fake_openai_vad import (
     RMS_AT_THRESHOLD_HALF,
     EnergyVad,
     SpeechStarted,
     VadSignal,
     settings_from_turn_detection,
 )
-from adapters.sim.voice import BYTES_PER_MS
+from callbridge.adapters.sim.voice import BYTES_PER_MS
 
 BETA_MESSAGE = "The Realtime Beta API is no longer supported. Please use /v1/realtime for the GA API."
 _SUPPORTED = ", ".join(f"'{cls.__struct_config__.tag}'" for cls in ce.CLIENT_EVENT_TYPES)

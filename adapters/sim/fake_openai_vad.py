@@ -14,7 +14,7 @@ from typing import Any, Final
 
 import msgspec
 
-from adapters.sim.voice import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, rms
+from callbridge.adapters.sim.voice import BYTES_PER_MS, FRAME_BYTES, FRAME_MS, rms
 
 RMS_AT_THRESHOLD_HALF: Final = 150.0
 """RMS (linear scale) treated as speech at the session's default ``threshold`` 0.5. The simulated

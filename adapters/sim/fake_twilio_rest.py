@@ -17,7 +17,7 @@ Error bodies have Twilio's legacy shape ``{code, message, more_info, status}``.
 :class:`FakeTwilioRest` is the sans-IO part (state and ``handle``: request in, status and JSON
 out), usable without sockets; :func:`serve_fake_twilio_rest` serves it over HTTP with hypercorn
 (``nursery.start`` returns the handle, with ``.url`` set). Standalone, for demos:
-``python -m adapters.sim.fake_twilio_rest --port P``.
+``python -m callbridge.adapters.sim.fake_twilio_rest --port P``.
 """
 
 from __future__ import annotations
@@ -332,7 +332,9 @@ def demo_account(account_sid: str, auth_token: str) -> FakeTwilioRest:
 def main(argv: list[str] | None = None) -> int:
     """Serve a demo account until SIGINT/SIGTERM. Credentials come from TWILIO_ACCOUNT_SID and
     TWILIO_AUTH_TOKEN when set (the token is then never printed), else fixed demo values."""
-    parser = argparse.ArgumentParser(prog="python -m adapters.sim.fake_twilio_rest", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m callbridge.adapters.sim.fake_twilio_rest", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8091)
     args = parser.parse_args(argv)

@@ -1,7 +1,7 @@
 """The media path's WebSocket: wsproto driven in the calling task (``connection``), with its
 opening handshakes (``handshake``). Import from here."""
 
-from adapters.websocket.connection import (
+from callbridge.adapters.websocket.connection import (
     ABNORMAL_CLOSURE,
     DEFAULT_MAX_MESSAGE,
     MESSAGE_TOO_BIG,
@@ -11,7 +11,7 @@ from adapters.websocket.connection import (
     WebSocketHandshakeTimeout,
     WebSocketRejected,
 )
-from adapters.websocket.handshake import IncomingRequest, accept_request, connect
+from callbridge.adapters.websocket.handshake import IncomingRequest, accept_request, connect
 
 __all__ = [
     "ABNORMAL_CLOSURE",

@@ -16,7 +16,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
-from adapters.websocket.connection import (
+from callbridge.adapters.websocket.connection import (
     DEFAULT_MAX_MESSAGE,
     RECEIVE_BYTES,
     WebSocket,

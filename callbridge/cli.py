@@ -55,9 +55,9 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from engine.store import StoreOpenError
-    from web.server import Server
-    from web.settings import SettingsError, load_settings
+    from callbridge.engine.store import StoreOpenError
+    from callbridge.web.server import Server
+    from callbridge.web.settings import SettingsError, load_settings
 
     try:
         settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model)
@@ -93,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _announce(settings: object, port: int) -> None:
-    from web.settings import Settings
+    from callbridge.web.settings import Settings
 
     assert isinstance(settings, Settings)
     if settings.model == "sim":
@@ -112,7 +112,7 @@ def _announce(settings: object, port: int) -> None:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
-    from adapters.sim.caller import format_report, simulate_calls
+    from callbridge.adapters.sim.caller import format_report, simulate_calls
 
     token = os.environ.get("TWILIO_AUTH_TOKEN") or None
     base = args.url or f"http://{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8081')}"
@@ -139,31 +139,31 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_fake_openai(args: argparse.Namespace) -> int:
-    from adapters.sim.fake_openai import run_fake_openai_cli
+    from callbridge.adapters.sim.fake_openai import run_fake_openai_cli
 
     return run_fake_openai_cli(host=args.host, port=args.port, script_path=args.script)
 
 
 def _store_url(args: argparse.Namespace) -> str:
-    from web.settings import DEFAULT_STORE
+    from callbridge.web.settings import DEFAULT_STORE
 
     return str(getattr(args, "store", None) or os.environ.get("CALLBRIDGE_STORE") or DEFAULT_STORE)
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from projections.replay_cli import replay_cli
+    from callbridge.projections.replay_cli import replay_cli
 
     return replay_cli(_store_url(args), args.call_id, wav=args.wav, as_json=args.json)
 
 
 def cmd_projections(args: argparse.Namespace) -> int:
-    from projections.runner import rebuild_cli
+    from callbridge.projections.runner import rebuild_cli
 
     return rebuild_cli(_store_url(args), args.views)
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
-    from mcp_server.stdio import mcp_cli
+    from callbridge.mcp_server.stdio import mcp_cli
 
     return mcp_cli(_store_url(args), args.views)
 
