@@ -18,11 +18,15 @@ from callbridge.projections.replay_cli import replay_cli
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "v1"
 
 
-async def collect_answers(store: Path, work: Path) -> dict[str, Any]:
-    """Serve a copy of ``store`` and ask it everything a user can ask of each call."""
+def _fresh_copy(store: Path, work: Path) -> None:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     shutil.copy(store, work / "callbridge.db")
+
+
+async def collect_answers(store: Path, work: Path) -> dict[str, Any]:
+    """Serve a copy of ``store`` and ask it everything a user can ask of each call."""
+    _fresh_copy(store, work)
     answers: dict[str, Any] = {}
     async with running_bridge(work) as bridge:
         headers = {"Authorization": "Bearer test-token"}

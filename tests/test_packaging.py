@@ -101,6 +101,7 @@ def test_every_import_is_the_standard_library_the_package_or_a_declared_dependen
 
 def test_the_old_top_level_names_are_not_importable_once_installed() -> None:
     """Run from outside the repository, where only what the install provides is importable."""
-    probe = "import importlib.util as u; print([n for n in ('engine','web','adapters','projections','mcp_server','callbridge_cli') if u.find_spec(n)])"
+    names = ("engine", "web", "adapters", "projections", "mcp_server", "callbridge_cli")
+    probe = f"import importlib.util as u; print([n for n in {names!r} if u.find_spec(n)])"
     out = subprocess.run([sys.executable, "-c", probe], cwd="/", check=True, capture_output=True, text=True)
     assert out.stdout.strip() == "[]"
