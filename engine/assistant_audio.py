@@ -1,20 +1,20 @@
-"""Assistant audio on its way to the caller: forwarding, mark accounting and barge-in, recorded.
+"""Assistant audio on its way to the caller: forwarding, mark accounting and barge-in — pure.
 
-The model task hands every audio delta, mark echo and ``speech_started`` here. Deltas go to the
-Twilio task with a mark each (or are dropped, and recorded, when their item was interrupted); echoes
-become ``AssistantAudioPlayed``; a barge-in becomes ``BargeInDecided``, a Twilio ``clear`` and the
-``conversation.item.truncate`` the model task must send. The arithmetic lives in ``playback.py``.
+The call core hands every audio delta, mark echo and ``speech_started`` here. Deltas become a Twilio
+``media`` and a named ``mark`` (or are dropped, and recorded, when their item was interrupted), sent
+in one write; the audio is recorded losslessly in chunks; echoes become ``AssistantAudioPlayed``; a
+barge-in becomes ``BargeInDecided``, a Twilio ``clear`` and the ``conversation.item.truncate`` to send
+the model. The arithmetic lives in ``playback.py``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import trio
-
-from callbridge.engine.context import CallContext
-from callbridge.engine.events import AssistantAudioDiscarded, AssistantAudioPlayed, BargeInDecided
-from callbridge.engine.messages import ClearPlayback, Message, PlayAudio
+from callbridge.adapters.twilio import codec
+from callbridge.engine.audio_chunks import AssistantAudioChunker
+from callbridge.engine.call_io import Outbox
+from callbridge.engine.events import AssistantAudioDiscarded, AssistantAudioPlayed, BargeInDecided, PlaybackCleared
 from callbridge.engine.playback import Playback
 
 
@@ -25,10 +25,11 @@ def b64_size(text: str) -> int:
 
 
 class AssistantAudio:
-    def __init__(self, ctx: CallContext, to_twilio: trio.MemorySendChannel[Message]) -> None:
-        self.ctx = ctx
-        self.to_twilio = to_twilio
+    def __init__(self, call_id: str, stream_sid: str) -> None:
+        self.call_id = call_id
+        self.stream_sid = stream_sid
         self.playback = Playback()
+        self.chunker = AssistantAudioChunker(call_id)
         self.active_items: set[str] = set()
         """Assistant message items of the response being generated (silenced on barge-in)."""
 
@@ -36,14 +37,14 @@ class AssistantAudio:
     def is_playing(self) -> bool:
         return self.playback.is_playing
 
-    async def delta(self, response_id: str, item_id: str, content_index: int, audio: str) -> None:
+    def delta(self, out: Outbox, response_id: str, item_id: str, content_index: int, audio: str) -> None:
         size = b64_size(audio)
         mark = self.playback.audio_received(response_id, item_id, size)
         if mark is None:
-            self.ctx.record(
+            out.record(
                 AssistantAudioDiscarded(
-                    call_id=self.ctx.call_id,
-                    at=self.ctx.clock.now(),
+                    call_id=self.call_id,
+                    at=out.now,
                     response_id=response_id,
                     item_id=item_id,
                     byte_count=size,
@@ -51,17 +52,17 @@ class AssistantAudio:
                 )
             )
             return
-        await self.to_twilio.send(
-            PlayAudio(response_id=response_id, item_id=item_id, content_index=content_index, payload=audio, mark=mark)
-        )
+        for chunk in self.chunker.add(out.now, response_id, item_id, content_index, audio):
+            out.record(chunk)
+        out.to_caller(codec.encode_media(self.stream_sid, audio), codec.encode_mark(self.stream_sid, mark))
 
-    def mark_echoed(self, name: str) -> None:
+    def mark_echoed(self, out: Outbox, name: str) -> None:
         played = self.playback.mark_echoed(name)
         if played is not None:
-            self.ctx.record(
+            out.record(
                 AssistantAudioPlayed(
-                    call_id=self.ctx.call_id,
-                    at=self.ctx.clock.now(),
+                    call_id=self.call_id,
+                    at=out.now,
                     item_id=played.item_id,
                     marks=1,
                     played_bytes=played.played_bytes,
@@ -69,17 +70,14 @@ class AssistantAudio:
                 )
             )
 
-    async def barge_in(self) -> dict[str, Any] | None:
+    def barge_in(self, out: Outbox) -> dict[str, Any] | None:
         """The caller started speaking: clear Twilio's buffer if something is playing, record the
         decision, and return the ``conversation.item.truncate`` to send (None: nothing to cut)."""
-        detection = self.ctx.session_config.get("turn_detection") or {}
-        if detection.get("interrupt_response") is False:
-            return None
         decision = self.playback.barge_in(frozenset(self.active_items))
-        self.ctx.record(
+        out.record(
             BargeInDecided(
-                call_id=self.ctx.call_id,
-                at=self.ctx.clock.now(),
+                call_id=self.call_id,
+                at=out.now,
                 item_id=decision.item_id,
                 played_ms=decision.played_ms,
                 received_ms=decision.received_ms,
@@ -88,7 +86,13 @@ class AssistantAudio:
             )
         )
         if decision.clear:
-            await self.to_twilio.send(ClearPlayback(item_id=decision.item_id, unplayed_bytes=decision.unplayed_bytes))
+            out.to_caller(codec.encode_clear(self.stream_sid))
+            self.flush(out)
+            out.record(
+                PlaybackCleared(
+                    call_id=self.call_id, at=out.now, item_id=decision.item_id, unplayed_bytes=decision.unplayed_bytes
+                )
+            )
         if decision.audio_end_ms is None or not decision.item_id:
             return None
         return {
@@ -97,3 +101,9 @@ class AssistantAudio:
             "content_index": 0,
             "audio_end_ms": decision.audio_end_ms,
         }
+
+    def flush(self, out: Outbox) -> None:
+        """Record the audio held in a partial chunk."""
+        chunk = self.chunker.flush()
+        if chunk is not None:
+            out.record(chunk)

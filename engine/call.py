@@ -1,16 +1,20 @@
-"""One phone call as a supervised trio actor.
+"""One phone call as a supervised trio actor: thin pumps around the call's core.
 
-``run_call`` owns a nursery with three children — the Twilio task, the model task and the tool
-runner — connected by memory channels (``engine/messages.py``). The supervisor decides what a
-child's end means:
+Every decision is the core's (``engine/call_core.py``, sans-IO). This module is the I/O around it:
+``run_call`` owns a nursery whose children turn what happens into core inputs and carry out the
+core's outputs, without ever waiting in between (so outputs are carried out in the order decided):
 
-- the Twilio task returns (caller hung up, socket gone): the call is over; the other tasks are
-  cancelled, which closes the model socket;
-- the model task raises ``ModelUnavailable`` (reconnects exhausted): the call ends cleanly;
-- any task crashes (a bug): ``TaskCrashed`` is recorded with the traceback and the task restarted,
-  up to ``max_task_restarts`` times; a crash of the Twilio task, or one restart too many, ends the call.
+- the **Twilio pump** reads the media stream (a malformed frame is recorded and skipped);
+- the **model link** opens the session the core asks for, reads it, and reports its loss;
+- the **writers** send what waits in each socket's ``Outlet`` — everything waiting in one write;
+  caller audio to the model is bounded (100 ms) and dropped oldest-first, never queued for seconds;
+- the **tool runner** runs function calls and settles each once;
+- the **timers** and the **operator inbox** (console commands) feed the core too.
 
-Whatever happens, ``CallEnded`` is recorded last, with the reason, and nothing is silently lost.
+Supervision: a crashed child is recorded (``TaskCrashed``) and restarted, up to
+``max_task_restarts``; a crash of the Twilio pump, or one restart too many, ends the call. When the
+core decides the end (``EndCall``) the caller's last frames may still reach the model (bounded),
+then the children are cancelled and the core records ``CallEnded`` — last, and once.
 """
 
 from __future__ import annotations
@@ -18,99 +22,61 @@ from __future__ import annotations
 import logging
 import traceback
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import trio
 
+from callbridge.adapters.openai import codec as oa
+from callbridge.adapters.openai.errors import RealtimeConnectError
 from callbridge.adapters.twilio import codec
-from callbridge.engine.context import CallClock, CallContext, CallRecorder, CallSettings, MessageSocket
-from callbridge.engine.events import CallEnded, CallStarted, Event, TaskCrashed
-from callbridge.engine.messages import ForwardClientEvent, HumanToolAnswer, Message, ToolResult, UpdateSession
-from callbridge.engine.model_reconnect import ModelUnavailable
-from callbridge.engine.model_task import ModelSide
-from callbridge.engine.tool_runner import run_tool_runner
-from callbridge.engine.tools import ToolContext, error_output
-from callbridge.engine.twilio_task import TwilioSide
+from callbridge.adapters.websocket import WebSocketClosed
+from callbridge.engine.call_core import CallConfig, CallCore
+from callbridge.engine.call_io import (
+    CallBegan,
+    CallerFramesDropped,
+    CallerHungUp,
+    CallerMedia,
+    CallTornDown,
+    CancelTimer,
+    DtmfPressed,
+    EndCall,
+    Input,
+    LogLine,
+    MarkEchoed,
+    ModelFrameInvalid,
+    ModelServerEvent,
+    ModelSessionLost,
+    ModelSessionOpened,
+    OpenModelSession,
+    Record,
+    RunTool,
+    SendToCaller,
+    SendToModel,
+    StartTimer,
+    TaskFailed,
+    Timer,
+    TimerFired,
+    ToolRunnerLost,
+    TwilioEventUnknown,
+    TwilioFrameInvalid,
+    TwilioSocketLost,
+)
+from callbridge.engine.call_state import CallState
+from callbridge.engine.context import CallClock, CallSettings, MessageSocket, ModelConnection
+from callbridge.engine.events import Event
+from callbridge.engine.live_calls import LiveCall, LiveCalls
+from callbridge.engine.outlet import Outlet
+from callbridge.engine.timers import Timers
+from callbridge.engine.tool_runner import ToolMessage, run_tool_runner
+from callbridge.engine.tools import ToolContext
 
 log = logging.getLogger(__name__)
 
 HANGUP_DRAIN_S = 0.5
-"""After ``stop``, how long the caller's last frames still queued for the model may take to go out."""
-
-MODEL_INBOX_SIZE = 500
-"""Caller frames (50/s), mark echoes, tool results and console commands for the model task: 10 s."""
-
-
-@dataclass
-class LiveCall:
-    """The server's handle on a live call: how the console reaches it, and how to end it."""
-
-    call_id: str
-    stream_sid: str
-    started_at: float
-    from_number: str
-    to_number: str
-    _model_inbox: trio.MemorySendChannel[Message]
-    _tools_inbox: trio.MemorySendChannel[Message]
-    _cancel: trio.CancelScope
-    end_reason: str | None = None
-
-    def update_session(self, session: dict[str, Any]) -> bool:
-        return self._post(self._model_inbox, UpdateSession(session=session))
-
-    def forward_client_event(self, event: dict[str, Any]) -> bool:
-        """A console event for this call. A ``function_call_output`` answers the pending tool call
-        through the tool runner, so the model gets exactly one output per call."""
-        item = event.get("item") or {}
-        if event.get("type") == "conversation.item.create" and item.get("type") == "function_call_output":
-            answer = HumanToolAnswer(tool_call_id=str(item.get("call_id", "")), output=str(item.get("output", "")))
-            return self._post(self._tools_inbox, answer)
-        return self._post(self._model_inbox, ForwardClientEvent(event=event))
-
-    def hang_up(self, reason: str) -> None:
-        if self.end_reason is None:
-            self.end_reason = reason
-        self._cancel.cancel()
-
-    @staticmethod
-    def _post(channel: trio.MemorySendChannel[Message], message: Message) -> bool:
-        try:
-            channel.send_nowait(message)
-        except (trio.WouldBlock, trio.ClosedResourceError, trio.BrokenResourceError):
-            return False
-        return True
-
-
-@dataclass
-class LiveCalls:
-    """The calls this process is carrying now (owned by the server, never module-level)."""
-
-    calls: dict[str, LiveCall] = field(default_factory=dict)
-    _emptied: trio.Event | None = None
-
-    def add(self, call: LiveCall) -> None:
-        self.calls[call.call_id] = call
-
-    def remove(self, call_id: str) -> None:
-        self.calls.pop(call_id, None)
-        if not self.calls and self._emptied is not None:
-            self._emptied.set()
-
-    async def wait_empty(self) -> None:
-        while self.calls:
-            self._emptied = trio.Event()
-            await self._emptied.wait()
-
-    def get(self, call_id: str) -> LiveCall | None:
-        return self.calls.get(call_id)
-
-    def hang_up_all(self, reason: str) -> None:
-        for call in list(self.calls.values()):
-            call.hang_up(reason)
-
-    def __len__(self) -> int:
-        return len(self.calls)
+"""After the end is decided, how long the caller's last frames still waiting may take to reach the model."""
+UPLINK_MAX_FRAMES = 5
+"""Caller audio waiting for the model socket: 5 frames = 100 ms; older frames are dropped beyond it."""
+RAW_LIMIT = 2048
 
 
 async def run_call(
@@ -124,121 +90,254 @@ async def run_call(
 ) -> str:
     """Carry one call from Twilio's ``start`` frame to its end; returns the end reason."""
     info = start.start
-    call_id = info.call_sid or start.stream_sid
-    clock = CallClock()
-    recorder = CallRecorder(call_id, clock, sink)
-    ctx = CallContext(
-        call_id=call_id,
-        stream_sid=start.stream_sid,
-        settings=settings,
-        session_config=dict(session_config),
-        clock=clock,
-        record=recorder,
-    )
     params = info.custom_parameters
-    recorder(
-        CallStarted(
-            call_id=call_id,
-            at=clock.now(),
-            stream_sid=start.stream_sid,
-            account_sid=info.account_sid,
-            from_number=params.get("From", ""),
-            to_number=params.get("To", ""),
-            custom_parameters=dict(params),
-            model=settings.model_kind,
-            session_config=ctx.session_config,
-        )
+    config = CallConfig(
+        call_id=info.call_sid or start.stream_sid,
+        stream_sid=start.stream_sid,
+        session_config=dict(session_config),
+        account_sid=info.account_sid,
+        from_number=params.get("From", ""),
+        to_number=params.get("To", ""),
+        custom_parameters=dict(params),
+        model_kind=settings.model_kind,
+        model_url=settings.model_url,
+        tool_schemas=tuple(settings.registry.schemas()),
+        backend_tools=settings.registry.backend_names(),
+        reconnect=settings.reconnect,
+        tool_wait_announce_s=settings.tool_wait_announce_s,
+        apology=settings.apology.chunks,
+        apology_ms=settings.apology.duration_ms,
     )
-    supervisor = CallSupervisor(ctx, socket)
+    call = CallShell(CallCore(config), socket, settings, sink)
     with trio.CancelScope() as scope:
         handle = LiveCall(
-            call_id=call_id,
-            stream_sid=start.stream_sid,
-            started_at=clock.now(),
-            from_number=params.get("From", ""),
-            to_number=params.get("To", ""),
-            _model_inbox=supervisor.model_inbox_send,
-            _tools_inbox=supervisor.tools_send,
-            _cancel=scope,
+            call_id=config.call_id,
+            stream_sid=config.stream_sid,
+            started_at=call.clock.now(),
+            from_number=config.from_number,
+            to_number=config.to_number,
+            _operator=call.operator_send,
+            _tools=call.tools_send,
+            _scope=scope,
         )
         if live is not None:
             live.add(handle)
         try:
-            await supervisor.run()
+            await call.run()
         finally:
             if live is not None:
-                live.remove(call_id)
-    if supervisor.end_reason is None:
-        supervisor.end_reason = handle.end_reason or "server_shutdown"
-    supervisor.finish()
-    return supervisor.end_reason
+                live.remove(config.call_id)
+    return call.finish()
 
 
-class CallSupervisor:
-    def __init__(self, ctx: CallContext, socket: MessageSocket) -> None:
-        self.ctx = ctx
+class CallShell:
+    """The trio side of one call. ``feed`` is the only way anything reaches the core."""
+
+    def __init__(self, core: CallCore, socket: MessageSocket, settings: CallSettings, sink: Callable[[Event], None]):
+        self.core = core
         self.socket = socket
-        self.model_inbox_send, self.model_inbox_recv = trio.open_memory_channel[Message](MODEL_INBOX_SIZE)
-        self.to_twilio_send, self.to_twilio_recv = trio.open_memory_channel[Message](1000)
-        self.tools_send, self.tools_recv = trio.open_memory_channel[Message](100)
-        self.twilio = TwilioSide(ctx, socket, self.model_inbox_send, self.to_twilio_recv)
-        self.model = ModelSide(ctx, self.model_inbox_recv, self.to_twilio_send, self.tools_send)
-        self.end_reason: str | None = None
-        self.end_detail = ""
+        self.settings = settings
+        self.sink = sink
+        self.clock = CallClock()
+        self.call_id = core.config.call_id
+        self.uplink = Outlet(max_audio=UPLINK_MAX_FRAMES)
+        self.downlink = Outlet()
+        self.timers: Timers[Timer] = Timers()
+        self.operator_send, self.operator_recv = trio.open_memory_channel[Input](100)
+        self.tools_send, self.tools_recv = trio.open_memory_channel[ToolMessage](100)
+        self._open_request: OpenModelSession | None = None
+        self._open_wake = trio.Event()
+        self._session = 0
+        self._ending = trio.Event()
         self._nursery: trio.Nursery | None = None
 
+    # --- the core ------------------------------------------------------------------------------
+
+    def feed(self, given: Input) -> None:
+        """Hand ``given`` to the core and carry out what it decides, without waiting."""
+        for output in self.core.handle(given, self.clock.now()):
+            kind = type(output)
+            if kind is SendToModel:
+                self.uplink.push(output.text, audio=output.audio)  # type: ignore[attr-defined]
+            elif kind is Record:
+                self.sink(output.event)  # type: ignore[attr-defined]
+            elif kind is SendToCaller:
+                self.downlink.push_many(output.frames)  # type: ignore[attr-defined]
+            else:
+                self._carry_out(output)
+
+    def _carry_out(self, output: Any) -> None:
+        if isinstance(output, StartTimer):
+            self.timers.start(output.timer, output.delay_s)
+        elif isinstance(output, CancelTimer):
+            self.timers.cancel(output.timer)
+        elif isinstance(output, RunTool):
+            try:
+                self.tools_send.send_nowait(output)
+            except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
+                log.error("call %s: tool call %s could not be started", self.call_id, output.tool_call_id)
+        elif isinstance(output, OpenModelSession):
+            self._open_request = output
+            self._open_wake.set()
+        elif isinstance(output, EndCall):
+            self._ending.set()
+        elif isinstance(output, LogLine):
+            log.log(output.level, "call %s: %s", self.call_id, output.message)
+        else:
+            raise TypeError(f"no way to carry out {type(output).__name__}")
+
+    # --- the actor -----------------------------------------------------------------------------
+
     async def run(self) -> None:
+        self.feed(CallBegan())
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._supervise, "model", self.model.run)
-                nursery.start_soon(self._supervise, "tools", self._run_tools)
+                nursery.start_soon(self._end_when_decided, nursery)
                 nursery.start_soon(self._run_twilio)
+                nursery.start_soon(self._supervise, "model", self._model_link)
+                nursery.start_soon(self._supervise, "tools", self._run_tools)
+                nursery.start_soon(self._write_caller)
+                nursery.start_soon(self.timers.run, self._timer_fired)
+                nursery.start_soon(self._serve_operators)
         finally:
-            self.twilio.flush_audio()
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 try:
-                    await self.socket.aclose(1000, self.end_reason or "call ended")
+                    await self.socket.aclose(1000, self.core.end_reason or "call ended")
                 except Exception:  # the socket is already gone: nothing left to tell the caller
-                    log.debug("call %s: closing the Twilio socket failed", self.ctx.call_id, exc_info=True)
+                    log.debug("call %s: closing the Twilio socket failed", self.call_id, exc_info=True)
 
-    def finish(self) -> None:
-        self.ctx.record(
-            CallEnded(
-                call_id=self.ctx.call_id,
-                at=self.ctx.clock.now(),
-                reason=self.end_reason or "unknown",
-                detail=self.end_detail,
-            )
-        )
+    def finish(self, reason: str = "") -> str:
+        """Record the end (the core writes ``CallEnded`` last); returns the end reason."""
+        self.feed(CallTornDown(reason=reason))
+        assert self.core.end_reason is not None
+        return self.core.end_reason
 
-    def _end(self, reason: str, detail: str = "") -> None:
-        if self.end_reason is None:
-            self.end_reason, self.end_detail = reason, detail
-        if self._nursery is not None:
-            self._nursery.cancel_scope.cancel()
+    async def _end_when_decided(self, nursery: trio.Nursery) -> None:
+        await self._ending.wait()
+        with trio.move_on_after(HANGUP_DRAIN_S):
+            await self.uplink.wait_drained()
+        nursery.cancel_scope.cancel()
+
+    def _timer_fired(self, timer: Timer) -> None:
+        self.feed(TimerFired(timer=timer))
+
+    async def _serve_operators(self) -> None:
+        async for command in self.operator_recv:
+            self.feed(command)
+
+    # --- the caller's side ---------------------------------------------------------------------
 
     async def _run_twilio(self) -> None:
         try:
-            reason = await self.twilio.run()
+            await self._read_twilio()
         except Exception as error:
             self._crashed("twilio", error, "ended_call")
-            self._end("twilio_task_crashed", repr(error))
-            return
-        if reason == "caller_hangup":
-            with trio.move_on_after(HANGUP_DRAIN_S):
-                await self.model.wait_audio_handled(self.twilio.frames_forwarded)
-        self._end(reason)
+
+    async def _read_twilio(self) -> None:
+        feed = self.feed
+        while True:
+            try:
+                data = await self.socket.get_message()
+            except WebSocketClosed as closed:
+                feed(TwilioSocketLost(code=closed.code, reason=closed.reason))
+                return
+            try:
+                frame = codec.decode_inbound(data)
+            except codec.TwilioFrameError as error:
+                text = data if isinstance(data, str) else data.decode("utf-8", "replace")
+                feed(TwilioFrameInvalid(error=str(error), raw=text[:RAW_LIMIT]))
+                continue
+            if isinstance(frame, codec.Media):
+                media = frame.media
+                feed(
+                    CallerMedia(
+                        payload=media.payload,
+                        timestamp=codec.parse_int(media.timestamp, 0),
+                        chunk=codec.parse_int(media.chunk, 0),
+                    )
+                )
+            elif isinstance(frame, codec.Mark):
+                feed(MarkEchoed(name=frame.mark.name))
+            elif isinstance(frame, codec.Stop):
+                feed(CallerHungUp())
+                return
+            elif isinstance(frame, codec.Dtmf):
+                feed(DtmfPressed(digit=frame.dtmf.digit, sequence_number=codec.parse_int(frame.sequence_number, 0)))
+            elif isinstance(frame, codec.UnknownTwilioEvent):
+                feed(TwilioEventUnknown(event=frame.event, raw=frame.raw[:RAW_LIMIT]))
+            # ``connected`` and a repeated ``start`` carry nothing new once the call runs.
+
+    async def _write_caller(self) -> None:
+        while True:
+            frames = await self.downlink.take()
+            try:
+                await self.socket.send_messages(frames)
+            except WebSocketClosed:
+                # The Twilio pump sees the same closure and ends the call; nothing more to play.
+                self.downlink.clear()
+                return
+            self.downlink.written()
+
+    # --- the model's side ----------------------------------------------------------------------
+
+    async def _model_link(self) -> None:
+        """Open each session the core asks for, serve it until it is lost, and say so."""
+        while True:
+            while self._open_request is None:
+                self._open_wake = trio.Event()
+                await self._open_wake.wait()
+            request, self._open_request = self._open_request, None
+            await trio.sleep(request.delay_s)
+            self._session = request.session
+            await self._serve_session(request.session)
+
+    async def _serve_session(self, session: int) -> None:
+        connected = False
+        try:
+            async with self.settings.open_model() as conn:
+                connected = True
+                self.uplink.clear()
+                self.feed(ModelSessionOpened(session=session))
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(self._write_model, conn)
+                    await self._read_model(conn, session)
+        except (WebSocketClosed, RealtimeConnectError, ExceptionGroup) as raised:
+            error = _link_failure(raised)
+            self.uplink.clear()
+            self.feed(_session_lost(session, connected, error))
+
+    async def _read_model(self, conn: ModelConnection, session: int) -> None:
+        feed = self.feed
+        while True:
+            raw = await conn.receive_raw()
+            try:
+                event = oa.decode_server(raw)
+            except oa.RealtimeProtocolError as error:
+                feed(ModelFrameInvalid(session=session, raw=raw, error=str(error)))
+                continue
+            feed(ModelServerEvent(session=session, event=event, raw=raw))
+
+    async def _write_model(self, conn: ModelConnection) -> None:
+        uplink = self.uplink
+        while True:
+            texts = await uplink.take()
+            await conn.send_raw_many(texts)
+            uplink.written()
+            dropped = uplink.take_dropped()
+            if dropped:
+                self.feed(CallerFramesDropped(count=dropped, queued_limit=UPLINK_MAX_FRAMES))
+
+    # --- tools and supervision -----------------------------------------------------------------
 
     async def _run_tools(self) -> None:
-        settings = self.ctx.settings
+        settings = self.settings
         await run_tool_runner(
             self.tools_recv,
-            self.model_inbox_send,
+            self.feed,
             registry=settings.registry,
-            ctx=ToolContext(call_id=self.ctx.call_id, http=settings.tool_context_http),
-            record=self.ctx.record,
-            clock=self.ctx.clock.now,
+            ctx=ToolContext(call_id=self.call_id, http=settings.tool_context_http),
+            clock=self.clock.now,
             human_timeout_s=settings.human_tool_timeout_s,
         )
 
@@ -249,40 +348,23 @@ class CallSupervisor:
                 await run()
                 return
             except Exception as error:
-                unavailable = _find(error, ModelUnavailable)
-                if unavailable is not None:
-                    self._end("model_unavailable", str(unavailable))
-                    return
                 restarts += 1
-                give_up = restarts > self.ctx.settings.max_task_restarts
+                give_up = restarts > self.settings.max_task_restarts
                 self._crashed(name, error, "ended_call" if give_up else "restarted")
                 if give_up:
-                    self._end("supervisor_gave_up", f"{name}: {error!r}")
                     return
                 if name == "tools":
-                    self._answer_orphaned_tool_calls()
-
-    def _answer_orphaned_tool_calls(self) -> None:
-        """The crashed runner took its pending calls with it: the model still gets one (error)
-        output for each, so it is never left waiting."""
-        for tool_call_id in sorted(self.model.gate.awaiting_outputs):
-            result = ToolResult(
-                tool_call_id=tool_call_id,
-                name="",
-                output=error_output("the tool runner crashed; the call was not completed"),
-                ok=False,
-            )
-            try:
-                self.model_inbox_send.send_nowait(result)
-            except trio.WouldBlock:
-                log.error("call %s: could not answer orphaned tool call %s", self.ctx.call_id, tool_call_id)
+                    self.feed(ToolRunnerLost(error=repr(error)))
+                elif name == "model" and self.core.state is CallState.ACTIVE:
+                    self.uplink.clear()
+                    lost = ModelSessionLost(
+                        session=self._session, connected=True, error=f"model task crashed: {error!r}"
+                    )
+                    self.feed(lost)
 
     def _crashed(self, task: str, error: BaseException, action: str) -> None:
-        log.error("call %s: task %s crashed (%s): %r", self.ctx.call_id, task, action, error)
-        self.ctx.record(
-            TaskCrashed(
-                call_id=self.ctx.call_id,
-                at=self.ctx.clock.now(),
+        self.feed(
+            TaskFailed(
                 task=task,
                 error=repr(error),
                 traceback="".join(traceback.format_exception(error))[-8000:],
@@ -291,12 +373,32 @@ class CallSupervisor:
         )
 
 
-def _find(error: BaseException, kind: type[BaseException]) -> BaseException | None:
-    if isinstance(error, kind):
-        return error
-    if isinstance(error, BaseExceptionGroup):
-        for inner in error.exceptions:
-            found = _find(inner, kind)
-            if found is not None:
-                return found
-    return None
+LinkFailure = (WebSocketClosed, RealtimeConnectError)
+
+
+def _link_failure(raised: BaseException) -> WebSocketClosed | RealtimeConnectError:
+    """The socket failure behind ``raised`` (bare, or the only kind in the exception groups the
+    session's nursery wraps it in). Anything else is re-raised: it is a bug, not the network."""
+    if isinstance(raised, LinkFailure):
+        return raised
+    if isinstance(raised, BaseExceptionGroup):
+        links, rest = raised.split(LinkFailure)
+        if rest is None and links is not None:
+            leaf: BaseException = links
+            while isinstance(leaf, BaseExceptionGroup):
+                leaf = leaf.exceptions[0]
+            assert isinstance(leaf, LinkFailure)
+            return leaf
+    raise raised
+
+
+def _session_lost(session: int, connected: bool, error: WebSocketClosed | RealtimeConnectError) -> ModelSessionLost:
+    if isinstance(error, RealtimeConnectError):
+        return ModelSessionLost(session=session, connected=connected, error=str(error), retryable=error.retryable)
+    return ModelSessionLost(
+        session=session,
+        connected=connected,
+        error=f"model socket closed: {error}",
+        code=error.code,
+        reason=error.reason,
+    )

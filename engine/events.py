@@ -101,6 +101,16 @@ class CallerAudioReceived(Event, frozen=True, kw_only=True):
     payload: bytes
 
 
+class CallerAudioDropped(Event, frozen=True, kw_only=True):
+    """Caller audio frames that were not passed to the model, and why: ``count`` frames arrived
+    faster than a phone sends them, or the model socket could not keep up and the uplink dropped the
+    oldest rather than let the caller's audio fall behind. (Every received frame is still in
+    ``CallerAudioReceived`` unless it arrived faster than a phone sends.)"""
+
+    count: int
+    reason: str
+
+
 class DtmfReceived(Event, frozen=True, kw_only=True):
     digit: str
     sequence_number: int = 0

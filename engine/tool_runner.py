@@ -7,21 +7,18 @@ Rules, and why:
 - **Exactly one result per ``tool_call_id``.** The model must get one ``function_call_output`` per
   call, so every path (success, error, crash, timeout, operator silence) ends in one result. A
   second ``RunTool`` with an id already seen is ignored (logged): it would otherwise answer twice.
-- **Humans.** A tool without a handler waits for a ``HumanToolAnswer`` with its id (arriving on the
+- **Humans.** A call the core marked ``handler="human"`` (a session tool without a backend, or a
+  registered tool without a handler) waits for a ``HumanToolAnswer`` with its id (arriving on the
   same inbox) for ``human_timeout_s``, then gets an error result. A ``HumanToolAnswer`` may also
   answer a *backend* tool that is still running: **the human wins**, the backend task is cancelled
   and its late result, if any, is dropped. A person who steps in knows better than a stuck backend.
   Answers for unknown or already answered ids are ignored (logged).
-- **Recording.** Each decided call is recorded once, as ``ToolCallCompleted`` (``source`` backend or
-  human) or ``ToolCallFailed``, *before* its result is sent, so the log holds the answer even if the
-  call ends mid-send. ``ToolCallRequested`` is the model task's, not ours.
-- **The results channel** belongs to the call's supervisor and outlives model-task restarts, so a
-  result is simply sent; a result is never retried. If the receiving side is gone for good
-  (``BrokenResourceError``: the call is ending) the result is dropped with a log line — it is
-  already in the event log. The runner never closes ``results``.
-- **Shutdown.** When the inbox closes (or the runner is cancelled) pending tools are cancelled,
-  each is recorded as ``ToolCallFailed`` ("tool runner stopped ..."), no result is sent, and the
-  runner returns.
+- **Settling.** Each decided call is handed to ``settle`` once, as a ``ToolSettled`` carrying the
+  event to record (``ToolCallCompleted``, ``source`` backend or human, or ``ToolCallFailed``) and the
+  output; the call core records it and sends the output (``ToolCallRequested`` is the core's).
+  ``settle`` does not wait, so a result can never be lost between the runner and the core.
+- **Shutdown.** When the inbox closes (or the runner is cancelled) pending tools are cancelled and
+  each is settled as ``ToolCallFailed`` ("tool runner stopped ..."); the runner returns.
 
 Event times come from the injected ``clock`` (the call's wall clock); durations from
 ``trio.current_time()`` (monotonic, and the MockClock in tests).
@@ -35,8 +32,9 @@ from dataclasses import dataclass, field
 
 import trio
 
-from callbridge.engine.events import Event, ToolCallCompleted, ToolCallFailed
-from callbridge.engine.messages import HumanToolAnswer, Message, RunTool, ToolResult
+from callbridge.engine.call_io import RunTool, ToolSettled
+from callbridge.engine.events import ToolCallCompleted, ToolCallFailed
+from callbridge.engine.messages import HumanToolAnswer
 from callbridge.engine.tools import Tool, ToolContext, ToolOutcome, ToolRegistry, error_output, execute_tool
 
 log = logging.getLogger(__name__)
@@ -44,19 +42,21 @@ log = logging.getLogger(__name__)
 STOPPED_ERROR = "tool runner stopped before the tool finished (the call is ending)"
 
 
+ToolMessage = RunTool | HumanToolAnswer
+
+
 async def run_tool_runner(
-    inbox: trio.MemoryReceiveChannel[Message],
-    results: trio.MemorySendChannel[ToolResult],
+    inbox: trio.MemoryReceiveChannel[ToolMessage],
+    settle: Callable[[ToolSettled], None],
     *,
     registry: ToolRegistry,
     ctx: ToolContext,
-    record: Callable[[Event], None],
     clock: Callable[[], float],
     human_timeout_s: float = 60.0,
 ) -> None:
     """Serve ``inbox`` (``RunTool`` and ``HumanToolAnswer``; other messages are logged and
     ignored) until it closes; see the module docstring for the rules."""
-    runner = _ToolRunner(results, registry, ctx, record, clock, human_timeout_s)
+    runner = _ToolRunner(settle, registry, ctx, clock, human_timeout_s)
     try:
         async with trio.open_nursery() as nursery:
             async for message in inbox:
@@ -85,17 +85,15 @@ class _Pending:
 class _ToolRunner:
     def __init__(
         self,
-        results: trio.MemorySendChannel[ToolResult],
+        settle: Callable[[ToolSettled], None],
         registry: ToolRegistry,
         ctx: ToolContext,
-        record: Callable[[Event], None],
         clock: Callable[[], float],
         human_timeout_s: float,
     ) -> None:
-        self._results = results
+        self._settle = settle
         self._registry = registry
         self._ctx = ctx
-        self._record = record
         self._clock = clock
         self._human_timeout_s = human_timeout_s
         self._pending: dict[str, _Pending] = {}
@@ -124,7 +122,7 @@ class _ToolRunner:
         pending.scope.cancel()
 
     def abandon_pending(self) -> None:
-        """Record every undecided call as failed (the runner is stopping); sends nothing."""
+        """Settle every undecided call as failed (the runner is stopping)."""
         for pending in list(self._pending.values()):
             self._decide(
                 pending,
@@ -141,15 +139,11 @@ class _ToolRunner:
     async def _serve(self, pending: _Pending) -> None:
         outcome: ToolOutcome | None = None
         with pending.scope:  # cancelled only by an operator's answer
-            if pending.tool is not None and pending.tool.handler is None:
+            if pending.call.handler == "human" or (pending.tool is not None and pending.tool.handler is None):
                 outcome = await self._wait_for_operator(pending)
             else:
                 outcome = await execute_tool(pending.tool, pending.call.name, pending.call.arguments, self._ctx)
-        result = self._decide(pending, outcome)
-        try:
-            await self._results.send(result)
-        except trio.BrokenResourceError:
-            log.warning("tool result for %s dropped: nobody receives results any more", result.tool_call_id)
+        self._decide(pending, outcome)
 
     async def _wait_for_operator(self, pending: _Pending) -> ToolOutcome:
         await trio.sleep(self._human_timeout_s)
@@ -162,8 +156,8 @@ class _ToolRunner:
             duration_ms=self._elapsed_ms(pending),
         )
 
-    def _decide(self, pending: _Pending, outcome: ToolOutcome | None) -> ToolResult:
-        """Settle a call once: an operator's answer beats ``outcome``. Records, then returns the result."""
+    def _decide(self, pending: _Pending, outcome: ToolOutcome | None) -> None:
+        """Settle a call once: an operator's answer beats ``outcome``."""
         call = pending.call
         del self._pending[call.tool_call_id]
         source = "backend"
@@ -174,33 +168,30 @@ class _ToolRunner:
             )
         elif outcome is None:  # the scope can only be cancelled together with human_output being set
             raise AssertionError(f"tool call {call.tool_call_id} ended with neither outcome nor answer")
+        event: ToolCallCompleted | ToolCallFailed
         if outcome.ok:
-            self._record(
-                ToolCallCompleted(
-                    call_id=self._ctx.call_id,
-                    at=self._clock(),
-                    tool_call_id=call.tool_call_id,
-                    name=call.name,
-                    output=outcome.output,
-                    duration_ms=outcome.duration_ms,
-                    source=source,
-                )
+            event = ToolCallCompleted(
+                call_id=self._ctx.call_id,
+                at=self._clock(),
+                tool_call_id=call.tool_call_id,
+                name=call.name,
+                output=outcome.output,
+                duration_ms=outcome.duration_ms,
+                source=source,
             )
         else:
             log.info("tool call %s (%s) failed: %s", call.tool_call_id, call.name, outcome.error)
-            self._record(
-                ToolCallFailed(
-                    call_id=self._ctx.call_id,
-                    at=self._clock(),
-                    tool_call_id=call.tool_call_id,
-                    name=call.name,
-                    error=outcome.error or "",
-                    output=outcome.output,
-                    duration_ms=outcome.duration_ms,
-                    timed_out=outcome.timed_out,
-                )
+            event = ToolCallFailed(
+                call_id=self._ctx.call_id,
+                at=self._clock(),
+                tool_call_id=call.tool_call_id,
+                name=call.name,
+                error=outcome.error or "",
+                output=outcome.output,
+                duration_ms=outcome.duration_ms,
+                timed_out=outcome.timed_out,
             )
-        return ToolResult(tool_call_id=call.tool_call_id, name=call.name, output=outcome.output, ok=outcome.ok)
+        self._settle(ToolSettled(tool_call_id=call.tool_call_id, output=outcome.output, event=event))
 
     @staticmethod
     def _elapsed_ms(pending: _Pending) -> float:

@@ -1,19 +1,17 @@
-"""No dead air while a tool runs.
+"""No dead air while a tool runs — pure.
 
 A weather API that takes four seconds, or a person answering from the console, leaves the caller
-in silence — and callers hang up on silence. When tool outputs have been awaited for
-``after_s`` and nothing is playing or being said, the bridge asks the model for one short
-out-of-band response ("one moment, I'm still looking that up"): ``response.create`` with
-``conversation: "none"``, so it is spoken but not added to the conversation, and tagged in its
-``metadata`` so the response gate knows it does not answer the tool call. Once per wait.
+in silence — and callers hang up on silence. When tool outputs have been awaited for ``after_s``
+and nothing is playing or being said, the bridge asks the model for one short out-of-band response
+("one moment, I'm still looking that up"): ``response.create`` with ``conversation: "none"``, so it
+is spoken but not added to the conversation, and tagged in its ``metadata`` so the response gate
+knows it does not answer the tool call. Once per wait. The call core owns the timer
+(``Timer.TOOL_WAIT``); this class says when to arm it and what to do when it fires.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
-
-import trio
 
 TOOL_WAIT_TAG = "tool_wait"
 TOOL_WAIT_RESPONSE: dict[str, Any] = {
@@ -33,36 +31,33 @@ def is_tool_wait_response(metadata: Any) -> bool:
     return isinstance(metadata, dict) and metadata.get("callbridge") == TOOL_WAIT_TAG
 
 
-class ToolWaitAnnouncer:
+class ToolWait:
+    """One wait at a time: from the first tool call without an output to the last output."""
+
     def __init__(self, after_s: float | None) -> None:
         self.after_s = after_s
-        self._waiting_since: float | None = None
-        self._announced = False
-        self._wake = trio.Event()
+        self.waiting = False
+        self.announced = False
 
-    def tool_started(self) -> None:
-        if self._waiting_since is None:
-            self._waiting_since = trio.current_time()
-            self._announced = False
-        self._wake.set()
+    def tool_started(self) -> float | None:
+        """A tool call began; returns the delay to arm the timer with (None: leave it as it is)."""
+        if self.waiting or self.after_s is None:
+            return None
+        self.waiting, self.announced = True, False
+        return self.after_s
 
-    def all_answered(self) -> None:
-        self._waiting_since = None
+    def all_answered(self) -> bool:
+        """Every output is in; True when a wait was running (disarm the timer)."""
+        was = self.waiting
+        self.waiting = False
+        return was
 
-    async def run(self, may_speak: Callable[[], bool], announce: Callable[[], Awaitable[None]]) -> None:
-        """Serve until cancelled: ``announce()`` once per wait that outlasts ``after_s``, when
-        ``may_speak()`` (nothing playing, no response running)."""
-        if self.after_s is None:
-            await trio.sleep_forever()
-            return
-        while True:
-            while self._waiting_since is None or self._announced:
-                self._wake = trio.Event()
-                await self._wake.wait()
-            await trio.sleep_until(self._waiting_since + self.after_s)
-            while self._waiting_since is not None and not self._announced:
-                if may_speak():
-                    self._announced = True
-                    await announce()
-                else:
-                    await trio.sleep(RETRY_S)
+    def fired(self, may_speak: bool) -> str:
+        """The timer fired: ``announce`` (say "one moment" now), ``retry`` (re-arm ``RETRY_S``), or
+        ``idle`` (nothing to do)."""
+        if not self.waiting or self.announced:
+            return "idle"
+        if not may_speak:
+            return "retry"
+        self.announced = True
+        return "announce"

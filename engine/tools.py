@@ -157,6 +157,10 @@ class ToolRegistry:
     def names(self) -> list[str]:
         return list(self._tools)
 
+    def backend_names(self) -> frozenset[str]:
+        """Tools a backend answers (the others wait for an operator)."""
+        return frozenset(name for name, tool in self._tools.items() if tool.handler is not None)
+
 
 def default_registry(http: HttpClient | None = None, *, weather_url: str | None = None) -> ToolRegistry:
     """The reference's tools: ``get_weather_from_coords``.

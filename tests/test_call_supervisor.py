@@ -1,4 +1,4 @@
-"""The call's supervisor (engine/call.py), with in-memory peers: what a crash or a lost model means.
+"""The call's shell and supervisor (engine/call.py), with in-memory peers: what a crash or a lost model means.
 
 No sockets here: the Twilio side is a memory channel of frames, the model is a scripted in-memory
 connection, and trio's MockClock skips the reconnect backoff.
@@ -15,8 +15,12 @@ from typing import Any
 import trio
 
 from callbridge.adapters.twilio import codec
-from callbridge.engine.call import LiveCalls, run_call
-from callbridge.engine.context import CallSettings, ModelLinkError, PeerClosed, ReconnectPolicy
+from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
+from callbridge.adapters.websocket import WebSocketClosed
+from callbridge.engine.call import run_call
+from callbridge.engine.context import CallSettings
+from callbridge.engine.live_calls import LiveCalls
+from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.events import (
     CallEnded,
     CallStarted,
@@ -42,10 +46,7 @@ class MemoryTwilio:
         try:
             return await self.inbound.receive()
         except trio.EndOfChannel:
-            raise PeerClosed(1006, "gone") from None
-
-    async def send_message(self, message: str) -> None:
-        self.sent.append(message)
+            raise WebSocketClosed(1006, "gone") from None
 
     async def send_messages(self, messages: list[str]) -> None:
         self.sent.extend(messages)
@@ -68,12 +69,13 @@ class MemoryModel:
         while sum(event["type"] == kind for event in self.sent) < count:
             await self._changed.wait()
 
-    async def send_raw(self, text: str) -> None:
-        event = json.loads(text)
-        if event["type"] == self.fail_on_send:
-            self.fail_on_send = None
-            raise ValueError("a bug while sending")
-        self.sent.append(event)
+    async def send_raw_many(self, texts: list[str]) -> None:
+        for text in texts:
+            event = json.loads(text)
+            if event["type"] == self.fail_on_send:
+                self.fail_on_send = None
+                raise ValueError("a bug while sending")
+            self.sent.append(event)
         self.configured.set()
         self._changed.set()
         self._changed = trio.Event()
@@ -82,7 +84,7 @@ class MemoryModel:
         try:
             return await self.incoming.receive()
         except trio.EndOfChannel:
-            raise ModelLinkError("closed", 1006) from None
+            raise RealtimeConnectionClosed(1006, "closed") from None
 
 
 def start_frame(call_sid: str = "CAsup") -> codec.Start:
@@ -116,7 +118,7 @@ async def test_a_model_that_cannot_be_reached_ends_the_call_cleanly(autojump_clo
     async def unreachable() -> AsyncIterator[MemoryModel]:
         nonlocal attempts
         attempts += 1
-        raise ModelLinkError("connection refused")
+        raise RealtimeConnectError("connection refused")
         yield MemoryModel()  # pragma: no cover
 
     events: list[Event] = []
@@ -159,7 +161,8 @@ async def test_a_crashing_model_task_is_restarted_and_the_conversation_reseeded(
     crashes = [e for e in events if isinstance(e, TaskCrashed)]
     assert [(c.task, c.action) for c in crashes] == [("model", "restarted")]
     assert "a bug while sending" in crashes[0].traceback
-    assert [e.attempt for e in events if isinstance(e, ModelConnected)] == [0]
+    # the session was configured before the bug struck: the next one is a reconnect, re-seeded
+    assert [e.attempt for e in events if isinstance(e, ModelConnected)] == [0, 1]
     assert opened[1].sent[0]["type"] == "session.update"
     assert isinstance(events[-1], CallEnded) and events[-1].reason == "caller_hangup"
     assert len(live) == 0

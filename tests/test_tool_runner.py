@@ -1,5 +1,5 @@
-"""Specification of engine/tool_runner.py: one ToolResult per call, concurrently, with operators,
-timeouts and shutdown, and the events it records."""
+"""Specification of engine/tool_runner.py: one settled result per call, concurrently, with operators,
+timeouts and shutdown, and the events it settles with."""
 
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import pytest
 import trio
 import trio.testing
 
+from callbridge.engine.call_io import RunTool, ToolSettled
 from callbridge.engine.events import Event, ToolCallCompleted, ToolCallFailed
-from callbridge.engine.messages import HumanToolAnswer, Message, RunTool, ToolResult, UpdateSession
-from callbridge.engine.tool_runner import STOPPED_ERROR, run_tool_runner
+from callbridge.engine.messages import HumanToolAnswer
+from callbridge.engine.tool_runner import STOPPED_ERROR, ToolMessage, run_tool_runner
 from callbridge.engine.tools import Handler, Tool, ToolContext, ToolRegistry
 
 PARAMETERS = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
@@ -42,19 +43,37 @@ def registry_of(*tools: Tool) -> ToolRegistry:
     return registry
 
 
-def run(tool_call_id: str, name: str, city: str = "Paris") -> RunTool:
-    return RunTool(tool_call_id=tool_call_id, name=name, arguments=json.dumps({"city": city}))
+def run(tool_call_id: str, name: str, city: str = "Paris", handler: str = "backend") -> RunTool:
+    return RunTool(tool_call_id=tool_call_id, name=name, arguments=json.dumps({"city": city}), handler=handler)
+
+
+@dataclass(frozen=True)
+class ToolResult:
+    """What the model gets for one call, read off a ``ToolSettled``."""
+
+    tool_call_id: str
+    name: str
+    output: str
+    ok: bool
+
+    @classmethod
+    def of(cls, settled: ToolSettled) -> ToolResult:
+        event = settled.event
+        assert isinstance(event, ToolCallCompleted | ToolCallFailed)
+        return cls(settled.tool_call_id, event.name, settled.output, isinstance(event, ToolCallCompleted))
 
 
 @dataclass
 class Runner:
-    inbox: trio.MemorySendChannel[Message]
+    inbox: trio.MemorySendChannel[ToolMessage]
     results: trio.MemoryReceiveChannel[ToolResult]
     events: list[Event] = field(default_factory=list)
     stopped: trio.Event = field(default_factory=trio.Event)
+    stopping: bool = False
 
     async def stop(self) -> None:
-        """Close the inbox and wait for the runner to return."""
+        """Close the inbox and wait for the runner to return (what it settles then is recorded only)."""
+        self.stopping = True
         await self.inbox.aclose()
         await self.stopped.wait()
 
@@ -68,18 +87,22 @@ class Runner:
 
 @asynccontextmanager
 async def running(registry: ToolRegistry, human_timeout_s: float = 60.0) -> AsyncIterator[Runner]:
-    inbox_send, inbox_receive = trio.open_memory_channel[Message](10)
+    inbox_send, inbox_receive = trio.open_memory_channel[ToolMessage](10)
     results_send, results_receive = trio.open_memory_channel[ToolResult](10)
     runner = Runner(inbox_send, results_receive)
     ticks = itertools.count(1_700_000_000)
 
+    def settle(settled: ToolSettled) -> None:
+        runner.events.append(settled.event)
+        if not runner.stopping:
+            results_send.send_nowait(ToolResult.of(settled))
+
     async def serve() -> None:
         await run_tool_runner(
             inbox_receive,
-            results_send,
+            settle,
             registry=registry,
             ctx=ToolContext(call_id="CA42", http=NoHttp()),
-            record=runner.events.append,
             clock=lambda: float(next(ticks)),
             human_timeout_s=human_timeout_s,
         )
@@ -121,7 +144,7 @@ async def test_unknown_tool_and_bad_arguments_still_get_one_error_result_each() 
     async with running(registry_of(tool("forecast", forecast))) as runner:
         await runner.inbox.send(run("call_1", "teleport"))
         unknown = await runner.results.receive()
-        await runner.inbox.send(RunTool(tool_call_id="call_2", name="forecast", arguments="{oops"))
+        await runner.inbox.send(RunTool(tool_call_id="call_2", name="forecast", arguments="{oops", handler="backend"))
         bad = await runner.results.receive()
         await runner.stop()
 
@@ -278,10 +301,9 @@ async def test_an_operator_answer_beats_a_running_backend_tool() -> None:
     assert isinstance(event, ToolCallCompleted) and event.source == "human"
 
 
-async def test_an_answer_for_an_unknown_call_and_other_messages_are_ignored() -> None:
+async def test_an_answer_for_an_unknown_call_is_ignored() -> None:
     async with running(registry_of(tool("forecast", forecast))) as runner:
         await runner.inbox.send(HumanToolAnswer(tool_call_id="nobody", output="hello"))
-        await runner.inbox.send(UpdateSession(session={"voice": "ash"}))
         await runner.inbox.send(run("call_1", "forecast"))
         result = await runner.results.receive()
         await runner.stop()

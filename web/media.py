@@ -18,7 +18,6 @@ import trio
 
 from callbridge.adapters.twilio import codec, signature
 from callbridge.adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request
-from callbridge.engine.context import PeerClosed
 
 log = logging.getLogger(__name__)
 
@@ -33,41 +32,13 @@ def call_token(secret: str, call_sid: str) -> str:
     return hmac.new(secret.encode(), call_sid.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-class TwilioLink:
-    """The media-stream WebSocket seen through the engine's ``MessageSocket`` protocol."""
-
-    def __init__(self, ws: WebSocket) -> None:
-        self._ws = ws
-
-    async def get_message(self) -> str | bytes:
-        try:
-            return await self._ws.get_message()
-        except WebSocketClosed as closed:
-            raise PeerClosed(closed.code, closed.reason) from None
-
-    async def send_message(self, message: str) -> None:
-        try:
-            await self._ws.send_message(message)
-        except WebSocketClosed as closed:
-            raise PeerClosed(closed.code, closed.reason) from None
-
-    async def send_messages(self, messages: list[str]) -> None:
-        try:
-            await self._ws.send_messages(messages)
-        except WebSocketClosed as closed:
-            raise PeerClosed(closed.code, closed.reason) from None
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        await self._ws.aclose(code, reason)
-
-
-async def read_start(link: TwilioLink) -> codec.Start | None:
+async def read_start(link: WebSocket) -> codec.Start | None:
     """Skip ``connected`` (and anything unreadable) until ``start``; None if the stream ends first."""
     with trio.move_on_after(START_TIMEOUT_S):
         while True:
             try:
                 data = await link.get_message()
-            except PeerClosed:
+            except WebSocketClosed:
                 return None
             try:
                 frame = codec.decode_inbound(data)
@@ -82,7 +53,7 @@ async def read_start(link: TwilioLink) -> codec.Start | None:
     return None
 
 
-CallRunner = Callable[[TwilioLink, codec.Start], Awaitable[object]]
+CallRunner = Callable[[WebSocket, codec.Start], Awaitable[object]]
 
 
 async def handle_media_stream(
@@ -111,7 +82,7 @@ async def handle_media_stream(
         await request.reject(503, body=b"server is shutting down\n")
         return
     ws = await request.accept(max_message_size=MAX_MESSAGE_BYTES)
-    link = TwilioLink(ws)
+    link = ws
     try:
         start = await read_start(link)
         if start is None:

@@ -18,10 +18,14 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
+from callbridge.adapters.openai.client import open_realtime
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
-from callbridge.engine.call import LiveCalls, run_call
-from callbridge.engine.context import CallSettings, ReconnectPolicy
+from callbridge.engine.apology import Apology
+from callbridge.engine.call import run_call
+from callbridge.engine.context import CallSettings
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from callbridge.engine.live_calls import LiveCalls
+from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import Httpx2Client, ToolRegistry, default_registry
@@ -32,8 +36,7 @@ from callbridge.projections.views_db import views_path
 from callbridge.web.app import create_app
 from callbridge.web.listener import serve_front
 from callbridge.web.live_feed import LiveFeed
-from callbridge.web.media import TwilioLink, handle_media_stream
-from callbridge.web.model_link import realtime_opener
+from callbridge.web.media import handle_media_stream
 from callbridge.web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -51,6 +54,7 @@ class Server:
         registry: ToolRegistry | None = None,
         reconnect: ReconnectPolicy | None = None,
         model_url: str | None = None,
+        apology: Apology | None = None,
     ) -> None:
         self.settings = settings
         self.store = EventStore(settings.store_url)
@@ -66,6 +70,7 @@ class Server:
         self.registry = registry or default_registry(weather_url=settings.weather_url)
         self.live = LiveCalls()
         self.reconnect = reconnect or ReconnectPolicy()
+        self.apology = apology if apology is not None else Apology.bundled()
         self.accepting = True
         self.model_url = model_url
         """Where the realtime model is: set at start (the in-process simulated model's URL for ``sim``)."""
@@ -114,7 +119,7 @@ class Server:
     def call_settings(self) -> CallSettings:
         assert self.model_url is not None
         api_key = self.settings.openai_api_key if self.settings.model == "openai" else "sim"
-        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(realtime_opener, self.model_url, api_key)
+        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(open_realtime, self.model_url, api_key)
         return CallSettings(
             open_model=opener,
             model_kind=self.settings.model,
@@ -122,9 +127,10 @@ class Server:
             registry=self.registry,
             tool_context_http=self.http,
             reconnect=self.reconnect,
+            apology=self.apology,
         )
 
-    async def _run_call(self, link: TwilioLink, start: Any) -> str:
+    async def _run_call(self, link: Any, start: Any) -> str:
         return await run_call(
             link,
             start,

@@ -81,6 +81,13 @@ class RealtimeConnection:
         except WebSocketClosed as closed:
             raise _closed(closed) from None
 
+    async def send_raw_many(self, texts: list[str]) -> None:
+        """Send already-encoded client events, in order, with one write (each its own frame)."""
+        try:
+            await self._ws.send_messages(texts)
+        except WebSocketClosed as closed:
+            raise _closed(closed) from None
+
     async def receive_raw(self) -> str:
         """The next server frame as text, undecoded (the engine records it verbatim). Raises
         ``RealtimeConnectionClosed`` once the socket is closed (after delivering what arrived

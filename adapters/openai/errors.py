@@ -6,6 +6,8 @@ operator's terminal. None of them ever carries the API key.
 
 from __future__ import annotations
 
+from callbridge.adapters.websocket import WebSocketClosed
+
 
 class RealtimeError(Exception):
     """Base of every error raised by ``adapters.openai``."""
@@ -32,12 +34,14 @@ class RealtimeConnectError(RealtimeError):
         self.retryable = retryable
 
 
-class RealtimeConnectionClosed(RealtimeError):
+class RealtimeConnectionClosed(RealtimeError, WebSocketClosed):
     """The realtime socket is closed: by the peer, by us, by a network drop, or because the peer
     stopped answering keepalive pings. ``code`` is the WebSocket close code (1006 for an abnormal
-    closure or a dead peer); the engine reconnects and re-seeds the conversation."""
+    closure or a dead peer); the engine reconnects and re-seeds the conversation. It is a
+    ``WebSocketClosed``, the one way both of a call's sockets say their peer is gone."""
 
     def __init__(self, code: int | None, reason: str = "") -> None:
-        super().__init__(f"realtime connection closed (code {code}): {reason or 'no reason given'}")
-        self.code = code
-        self.reason = reason
+        WebSocketClosed.__init__(self, code, reason)
+
+    def __str__(self) -> str:
+        return f"realtime connection closed (code {self.code}): {self.reason or 'no reason given'}"

@@ -1,0 +1,381 @@
+"""The call core's model side: sessions, server events, tools and operators — pure.
+
+Part of ``CallCore`` (``engine/call_core.py``), kept in its own module because it is the larger half:
+
+- **sessions**: a new session is configured (``session.update``) and, after the first, re-seeded
+  from the call's own recorded conversation (``engine/conversation.py``), told the utterance a lost
+  session cut short (``engine/utterance_buffer.py``), and given the tool outputs that arrived while
+  it was away; a lost one is reopened with bounded backoff (``engine/reconnect.py``), or the call
+  ends (with an apology) when it cannot be;
+- **barge-in**: on ``input_audio_buffer.speech_started`` Twilio's buffer is cleared and the item
+  truncated at what the caller really heard (``engine/assistant_audio.py``);
+- **tools**: each finished function call is handed to the tool runner, as a backend call or one
+  an operator answers (a session tool without a backend); its output goes to the model exactly once;
+  ``response.create`` follows only when nothing is running and every output is in
+  (``engine/response_gate.py``); a slow tool gets a short "one moment" instead of silence
+  (``engine/tool_wait.py``);
+- **operators**: session changes and the console's client events.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+
+from callbridge.adapters.openai import codec as oa
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.openai.session import session_update_payload
+from callbridge.engine.call_io import (
+    CancelTimer,
+    ClientEventRequested,
+    CoreStateError,
+    Input,
+    LogLine,
+    ModelFrameInvalid,
+    ModelServerEvent,
+    ModelSessionLost,
+    ModelSessionOpened,
+    OpenModelSession,
+    RunTool,
+    SessionUpdateRequested,
+    StartTimer,
+    Timer,
+    ToolRunnerLost,
+    ToolSettled,
+)
+from callbridge.engine.call_state import LIVE, OFFLINE, CallState
+from callbridge.engine.events import (
+    CallSessionConfigChanged,
+    ModelConnected,
+    ModelConnectionFailed,
+    ModelDisconnected,
+    ModelErrorReported,
+    ModelEventReceived,
+    ModelEventSent,
+    ModelEventUnknown,
+    ToolCallFailed,
+    ToolCallRequested,
+)
+from callbridge.engine.response_gate import ResponseGate
+from callbridge.engine.tool_wait import RETRY_S, TOOL_WAIT_RESPONSE, ToolWait, is_tool_wait_response
+from callbridge.engine.tools import error_output
+from callbridge.engine.utterance_buffer import UtteranceBuffer
+
+if TYPE_CHECKING:
+    from callbridge.engine.call_core import CallCore
+
+_json = msgspec.json.Encoder()
+
+CONSOLE_CLIENT_EVENTS = frozenset({"conversation.item.create", "response.create"})
+RUNNER_LOST_ERROR = "the tool runner crashed; the call was not completed"
+
+
+def _tag(event: Any) -> str:
+    return str(type(event).__struct_config__.tag)
+
+
+class ModelSide:
+    def __init__(self, core: CallCore) -> None:
+        self.core = core
+        self.out = core.out
+        self.session = 1
+        """The session the core is on, or is asking for."""
+        self.opened = 0
+        """Sessions opened so far: every one after the first is re-seeded."""
+        self.attempt = 0
+        self.failures = 0
+        self.gate = ResponseGate()
+        self.tool_wait = ToolWait(core.config.tool_wait_announce_s)
+        self.utterance = UtteranceBuffer()
+        self.unsent_outputs: list[tuple[str, str]] = []
+        """(tool_call_id, output) settled while no session was open."""
+        self.answered: set[str] = set()
+        """Tool calls whose output has been decided (each gets exactly one)."""
+        self.requested: dict[str, str] = {}
+        """tool_call_id -> name, for every call the model asked for."""
+        self._handlers: dict[type, Any] = {
+            ModelSessionOpened: self._opened,
+            ModelServerEvent: self._server_event,
+            ModelFrameInvalid: self._frame_invalid,
+            ModelSessionLost: self._lost,
+            ToolSettled: self._tool_settled,
+            ToolRunnerLost: self._runner_lost,
+            SessionUpdateRequested: self._update_session,
+            ClientEventRequested: self._client_event,
+        }
+
+    def handle(self, given: Input) -> None:
+        handler = self._handlers.get(type(given))
+        if handler is None:
+            raise TypeError(f"the call core has no handler for {type(given).__name__}")
+        handler(given)
+
+    # --- sending ---------------------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self.core.state is CallState.ACTIVE
+
+    def send(self, event: dict[str, Any]) -> None:
+        """A client event for the open session, recorded verbatim."""
+        text = _json.encode(event).decode()
+        self.out.record(ModelEventSent(call_id=self.core.config.call_id, at=self.out.now, type=event["type"], raw=text))
+        self.out.to_model(text)
+
+    def _maybe_create_response(self) -> None:
+        if self.connected and self.gate.take():
+            self.send({"type": "response.create"})
+
+    def _session_payload(self) -> dict[str, Any]:
+        config = dict(self.core.session_config)
+        tools = {tool["name"]: tool for tool in self.core.config.tool_schemas}
+        for tool in config.get("tools") or []:
+            if isinstance(tool, dict) and tool.get("name"):
+                tools[tool["name"]] = tool
+        config["tools"] = list(tools.values())
+        return session_update_payload(config)
+
+    # --- sessions --------------------------------------------------------------------------------
+
+    def _opened(self, given: ModelSessionOpened) -> None:
+        core = self.core
+        if core.state not in OFFLINE or given.session != self.session:
+            raise CoreStateError(core.state, given)
+        core.state = CallState.ACTIVE
+        self.send({"type": "session.update", "session": self._session_payload()})
+        seeded = 0
+        if self.opened > 0:
+            for item in core.memory.seed_items():
+                self.send({"type": "conversation.item.create", "item": item})
+                seeded += 1
+        for payload in self.utterance.take_replay():
+            self.out.to_model(oa.encode_append(payload))
+        for tool_call_id, output in self.unsent_outputs:
+            self._send_output(tool_call_id, output)
+        self.unsent_outputs.clear()
+        self.opened += 1
+        self._maybe_create_response()
+        self.out.record(
+            ModelConnected(
+                call_id=core.config.call_id,
+                at=self.out.now,
+                url=core.config.model_url,
+                attempt=self.attempt,
+                seeded_items=seeded,
+            )
+        )
+        self.failures = 0
+
+    def _lost(self, given: ModelSessionLost) -> None:
+        core = self.core
+        if given.session != self.session or core.state not in LIVE:
+            raise CoreStateError(core.state, given)
+        was_active = core.state is CallState.ACTIVE
+        if not was_active and core.state not in OFFLINE:
+            return  # ending or apologizing: the session is no longer wanted
+        self.gate.link_lost()
+        core.assistant.active_items.clear()
+        call_id, now = core.config.call_id, self.out.now
+        if given.connected:
+            self.out.record(
+                ModelDisconnected(call_id=call_id, at=now, code=given.code, reason=given.reason, error=given.error)
+            )
+        self.failures += 1
+        self.attempt += 1
+        delay = core.config.reconnect.next_delay(self.failures, retryable=given.retryable)
+        if not given.connected or delay is None:
+            self.out.record(
+                ModelConnectionFailed(
+                    call_id=call_id, at=now, attempt=self.attempt - 1, error=given.error, retry_in_s=delay
+                )
+            )
+        if delay is None:
+            core.model_unavailable(f"model unreachable after {self.failures} attempts: {given.error}")
+            return
+        self.out.emit(
+            LogLine(level=logging.WARNING, message=f"model session lost ({given.error}); retry in {delay:g} s")
+        )
+        core.state = CallState.RECONNECTING
+        self.session += 1
+        self.out.emit(OpenModelSession(session=self.session, delay_s=delay))
+
+    # --- the model's events ----------------------------------------------------------------------
+
+    def _check_current(self, given: ModelServerEvent | ModelFrameInvalid) -> None:
+        """Events come from the open session (still read while the call ends); an event of another
+        session, or with none open, is a bug in the code that feeds the core."""
+        state = self.core.state
+        if given.session != self.session or state not in (CallState.ACTIVE, CallState.ENDING):
+            raise CoreStateError(state, given)
+
+    def _frame_invalid(self, given: ModelFrameInvalid) -> None:
+        self._check_current(given)
+        self.out.record(
+            ModelEventUnknown(
+                call_id=self.core.config.call_id, at=self.out.now, type="", raw=given.raw[:4096], error=given.error
+            )
+        )
+
+    def _server_event(self, given: ModelServerEvent) -> None:
+        self._check_current(given)
+        core, out, event = self.core, self.out, given.event
+        if isinstance(event, se.ResponseOutputAudioDelta):
+            core.assistant.delta(out, event.response_id, event.item_id, event.content_index, event.delta)
+            return
+        call_id = core.config.call_id
+        if isinstance(event, oa.UnknownServerEvent):
+            out.record(
+                ModelEventUnknown(call_id=call_id, at=out.now, type=event.type, raw=given.raw, error=event.error)
+            )
+            return
+        out.record(ModelEventReceived(call_id=call_id, at=out.now, type=_tag(event), raw=given.raw))
+        if isinstance(event, se.InputAudioBufferSpeechStarted):
+            self.utterance.speech_started()
+            detection = core.session_config.get("turn_detection") or {}
+            if detection.get("interrupt_response") is not False:
+                truncate = core.assistant.barge_in(out)
+                if truncate is not None and self.connected:
+                    self.send(truncate)
+        elif isinstance(event, se.InputAudioBufferCommitted):
+            self.utterance.committed()
+        elif isinstance(event, se.ResponseCreated):
+            out_of_band = is_tool_wait_response(event.response.metadata)
+            self.gate.response_created(event.response.id or "", out_of_band=out_of_band)
+        elif isinstance(event, se.ResponseOutputItemAdded):
+            item = event.item
+            if item.type == "message" and item.id:
+                core.assistant.active_items.add(item.id)
+        elif isinstance(event, se.ResponseFunctionCallArgumentsDone):
+            self._function_call(event)
+        elif isinstance(event, se.ResponseDone):
+            self.gate.response_done(event.response.id or "")
+            core.assistant.active_items.clear()
+            self._maybe_create_response()
+        elif isinstance(event, se.ErrorEvent):
+            error = event.error
+            out.record(
+                ModelErrorReported(
+                    call_id=call_id,
+                    at=out.now,
+                    code=error.code,
+                    message=error.message,
+                    error_type=error.type,
+                    param=error.param,
+                )
+            )
+            if error.code == "conversation_already_has_active_response":
+                self.gate.refused_as_busy()
+
+    # --- tools -----------------------------------------------------------------------------------
+
+    def _handler_of(self, name: str) -> str:
+        return "backend" if name in self.core.config.backend_tools else "human"
+
+    def _function_call(self, event: Any) -> None:
+        tool_call_id = str(event.call_id)
+        if tool_call_id in self.requested:
+            self.out.emit(LogLine(level=logging.WARNING, message=f"duplicate function call {tool_call_id} ignored"))
+            return
+        handler = self._handler_of(event.name)
+        self.requested[tool_call_id] = event.name
+        self.gate.tool_requested(tool_call_id)
+        delay = self.tool_wait.tool_started()
+        if delay is not None:
+            self.out.emit(StartTimer(timer=Timer.TOOL_WAIT, delay_s=delay))
+        self.out.record(
+            ToolCallRequested(
+                call_id=self.core.config.call_id,
+                at=self.out.now,
+                tool_call_id=tool_call_id,
+                name=event.name,
+                arguments=event.arguments,
+                response_id=event.response_id,
+                item_id=event.item_id,
+                handler=handler,
+            )
+        )
+        self.out.emit(RunTool(tool_call_id=tool_call_id, name=event.name, arguments=event.arguments, handler=handler))
+
+    def _tool_settled(self, given: ToolSettled) -> None:
+        tool_call_id = given.tool_call_id
+        if tool_call_id in self.answered or tool_call_id not in self.requested:
+            why = "already answered" if tool_call_id in self.answered else "never requested"
+            self.out.emit(LogLine(level=logging.WARNING, message=f"tool result for {tool_call_id} dropped: {why}"))
+            return
+        self.answered.add(tool_call_id)
+        self.out.record(given.event)
+        self.gate.output_arrived(tool_call_id)
+        if not self.gate.awaiting_outputs and self.tool_wait.all_answered():
+            self.out.emit(CancelTimer(timer=Timer.TOOL_WAIT))
+        if self.connected:
+            self._send_output(tool_call_id, given.output)
+            self._maybe_create_response()
+        elif self.core.state in OFFLINE:
+            self.unsent_outputs.append((tool_call_id, given.output))
+
+    def _send_output(self, tool_call_id: str, output: str) -> None:
+        self.send(
+            {
+                "type": "conversation.item.create",
+                "item": {"type": "function_call_output", "call_id": tool_call_id, "output": output},
+            }
+        )
+
+    def _runner_lost(self, given: ToolRunnerLost) -> None:
+        """The crashed runner took its pending calls with it: each still gets one (error) output."""
+        for tool_call_id in sorted(self.gate.awaiting_outputs):
+            output = error_output(RUNNER_LOST_ERROR)
+            failed = ToolCallFailed(
+                call_id=self.core.config.call_id,
+                at=self.out.now,
+                tool_call_id=tool_call_id,
+                name=self.requested.get(tool_call_id, ""),
+                error=f"{RUNNER_LOST_ERROR}: {given.error}",
+                output=output,
+                duration_ms=0.0,
+            )
+            self._tool_settled(ToolSettled(tool_call_id=tool_call_id, output=output, event=failed))
+
+    def timer_fired(self, timer: Timer) -> None:
+        if timer is not Timer.TOOL_WAIT:
+            return
+        gate = self.gate
+        may_speak = (
+            self.connected
+            and bool(gate.awaiting_outputs)
+            and gate.active_response is None
+            and not gate.requested
+            and not self.core.assistant.is_playing
+        )
+        decision = self.tool_wait.fired(may_speak)
+        if decision == "announce":
+            gate.out_of_band_requested()
+            self.send({"type": "response.create", "response": TOOL_WAIT_RESPONSE})
+        elif decision == "retry":
+            self.out.emit(StartTimer(timer=Timer.TOOL_WAIT, delay_s=RETRY_S))
+
+    # --- operators -------------------------------------------------------------------------------
+
+    def _update_session(self, given: SessionUpdateRequested) -> None:
+        core = self.core
+        core.session_config = {**core.session_config, **given.session}
+        self.out.record(
+            CallSessionConfigChanged(
+                call_id=core.config.call_id, at=self.out.now, session_config=core.session_config, source=given.source
+            )
+        )
+        if self.connected:
+            self.send({"type": "session.update", "session": self._session_payload()})
+
+    def _client_event(self, given: ClientEventRequested) -> None:
+        kind = given.event.get("type")
+        if kind not in CONSOLE_CLIENT_EVENTS:
+            self.out.emit(LogLine(level=logging.WARNING, message=f"console event {kind!r} refused"))
+            return
+        if kind == "response.create":
+            self.gate.asked()
+            self._maybe_create_response()
+        elif self.connected:
+            self.send({"type": "conversation.item.create", "item": given.event.get("item") or {}})
