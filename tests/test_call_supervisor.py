@@ -14,13 +14,11 @@ from typing import Any
 
 import trio
 
-from callbridge.adapters.twilio import codec
 from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
+from callbridge.adapters.twilio import codec
 from callbridge.adapters.websocket import WebSocketClosed
 from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings
-from callbridge.engine.live_calls import LiveCalls
-from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.events import (
     CallEnded,
     CallStarted,
@@ -31,6 +29,8 @@ from callbridge.engine.events import (
     ToolCallFailed,
     ToolCallRequested,
 )
+from callbridge.engine.live_calls import LiveCalls
+from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.tools import Tool, ToolRegistry
 
 
