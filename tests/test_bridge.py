@@ -7,6 +7,7 @@ keep simultaneous calls apart, survive a dropped model socket, and refuse unsign
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, WaitForAssistant
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 from callbridge.adapters.twilio import codec, signature
+from callbridge.engine.apology import Apology
 from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
@@ -29,6 +31,7 @@ from callbridge.engine.events import (
     CallerAudioReceived,
     CallStarted,
     ModelConnected,
+    ModelConnectionFailed,
     ModelDisconnected,
     ModelEventReceived,
     PlaybackCleared,
@@ -423,3 +426,25 @@ async def test_a_slow_tool_is_filled_with_a_short_out_of_band_reply_not_silence(
     answered_at = of_type(events, ToolCallCompleted)[0].at
     assert of_type(events, AssistantAudioSent)[0].at < answered_at  # the caller heard something meanwhile
     assert_client_events_valid(session)
+
+
+async def test_a_model_that_rejects_the_key_is_logged_and_the_caller_hears_the_apology_before_the_hang_up(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    apology = Apology.bundled()
+    async with running_bridge(tmp_path, script=GREETING_SCRIPT, fake_options={"api_key": "not-what-we-send"}) as bridge:
+        bridge.server.apology = apology
+        report = await place_call(bridge.base_url, script=[Silence(20_000), HangUp()])
+        await bridge.wait_call_ended(report.call_sid)
+        events = await bridge.events(report.call_sid)
+
+    assert report.ended_by == "server"
+    apology_bytes = sum(len(base64.b64decode(chunk)) for chunk in apology.chunks)
+    assert report.assistant_bytes_received == apology_bytes  # every byte of it reached the caller
+    assert report.assistant_bytes_played == report.assistant_bytes_received  # and was played before the hang-up
+    [failed] = of_type(events, ModelConnectionFailed)
+    assert failed.retry_in_s is None and "OPENAI_API_KEY was rejected" in failed.error  # a rejected key: no retry
+    ended = of_type(events, CallEnded)[0]
+    assert ended.reason == "model_unavailable" and "rejected" in ended.detail
+    logged = [r for r in caplog.records if r.levelname == "ERROR" and "realtime model is unavailable" in r.getMessage()]
+    assert logged and report.call_sid in logged[0].getMessage()

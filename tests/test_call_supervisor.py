@@ -17,10 +17,12 @@ import trio
 from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from callbridge.adapters.twilio import codec
 from callbridge.adapters.websocket import WebSocketClosed
-from callbridge.engine.call import run_call
+from callbridge.engine.call import UPLINK_MAX_FRAMES, run_call
 from callbridge.engine.context import CallSettings
 from callbridge.engine.events import (
     CallEnded,
+    CallerAudioDropped,
+    CallerAudioReceived,
     CallStarted,
     Event,
     ModelConnected,
@@ -60,6 +62,8 @@ class MemoryModel:
 
     def __init__(self, fail_on_send: str | None = None) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.unstalled: trio.Event | None = None
+        """While set to an unset event, sends wait for it (a model that stopped reading)."""
         self.incoming_send, self.incoming = trio.open_memory_channel[str](100)
         self.fail_on_send = fail_on_send
         self.configured = trio.Event()
@@ -70,6 +74,8 @@ class MemoryModel:
             await self._changed.wait()
 
     async def send_raw_many(self, texts: list[str]) -> None:
+        if self.unstalled is not None:
+            await self.unstalled.wait()
         for text in texts:
             event = json.loads(text)
             if event["type"] == self.fail_on_send:
@@ -273,3 +279,40 @@ async def test_an_utterance_cut_by_a_lost_session_is_sent_again_to_the_next(
     assert second_audio[:5] == first_audio  # the whole utterance so far, in order
     assert len(second_audio) == 7 and len(set(second_audio)) == 7  # then what came while offline, once each
     assert second.sent[0]["type"] == "session.update"
+
+
+async def test_a_stalled_model_socket_drops_the_oldest_caller_frames_and_records_it_instead_of_queueing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    model = MemoryModel()
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[MemoryModel]:
+        yield model
+
+    events: list[Event] = []
+    twilio = MemoryTwilio()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_call(
+                twilio, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
+            )
+        )
+        await model.configured.wait()
+        model.unstalled = trio.Event()  # the model stops reading
+        await twilio.inbound_send.send(media_frame(0))
+        await trio.testing.wait_all_tasks_blocked()  # the writer is stuck sending frame 0
+        for index in range(1, 51):
+            await twilio.inbound_send.send(media_frame(index))
+        await trio.testing.wait_all_tasks_blocked()
+        model.unstalled.set()
+        await model.wait_sent("input_audio_buffer.append", 1 + UPLINK_MAX_FRAMES)
+        await trio.testing.wait_all_tasks_blocked()
+        await twilio.inbound_send.send(stop_frame())
+    appended = [e["audio"] for e in model.sent if e["type"] == "input_audio_buffer.append"]
+    newest = [json.loads(media_frame(i))["media"]["payload"] for i in range(51 - UPLINK_MAX_FRAMES, 51)]
+    assert appended[1:] == newest  # the model hears the latest 100 ms, not 1 s-old audio
+    dropped = [e for e in events if isinstance(e, CallerAudioDropped)]
+    assert sum(d.count for d in dropped) == 50 - UPLINK_MAX_FRAMES and "uplink" in dropped[0].reason
+    stored = sum(len(e.frame_sizes) for e in events if isinstance(e, CallerAudioReceived))
+    assert stored == 51  # the store still has every frame the caller sent
