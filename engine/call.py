@@ -38,6 +38,7 @@ from callbridge.engine.call_io import (
     CallerMedia,
     CallTornDown,
     CancelTimer,
+    CloseModelSession,
     DtmfPressed,
     EndCall,
     Input,
@@ -61,7 +62,7 @@ from callbridge.engine.call_io import (
     TwilioFrameInvalid,
     TwilioSocketLost,
 )
-from callbridge.engine.call_state import CallState
+from callbridge.engine.call_state import OFFLINE, CallState
 from callbridge.engine.context import CallClock, CallSettings, MessageSocket, ModelConnection
 from callbridge.engine.events import Event
 from callbridge.engine.live_calls import LiveCall, LiveCalls
@@ -140,14 +141,15 @@ class CallShell:
         self.sink = sink
         self.clock = CallClock()
         self.call_id = core.config.call_id
-        self.uplink = Outlet(max_audio=UPLINK_MAX_FRAMES)
+        self.outlets: dict[int, Outlet] = {}
+        """What waits for each open model session's socket (caller audio capped at 100 ms)."""
         self.downlink = Outlet()
         self.timers: Timers[Timer] = Timers()
         self.operator_send, self.operator_recv = trio.open_memory_channel[Input](100)
         self.tools_send, self.tools_recv = trio.open_memory_channel[ToolMessage](100)
-        self._open_request: OpenModelSession | None = None
+        self._open_requests: list[OpenModelSession] = []
         self._open_wake = trio.Event()
-        self._session = 0
+        self._session_scopes: dict[int, trio.CancelScope] = {}
         self._ending = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -158,7 +160,9 @@ class CallShell:
         for output in self.core.handle(given, self.clock.now()):
             kind = type(output)
             if kind is SendToModel:
-                self.uplink.push(output.text, audio=output.audio)  # type: ignore[attr-defined]
+                outlet = self.outlets.get(output.session)  # type: ignore[attr-defined]
+                if outlet is not None:  # else the session is gone: the core hears of it next
+                    outlet.push(output.text, audio=output.audio)  # type: ignore[attr-defined]
             elif kind is Record:
                 self.sink(output.event)  # type: ignore[attr-defined]
             elif kind is SendToCaller:
@@ -177,8 +181,12 @@ class CallShell:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.error("call %s: tool call %s could not be started", self.call_id, output.tool_call_id)
         elif isinstance(output, OpenModelSession):
-            self._open_request = output
+            self._open_requests.append(output)
             self._open_wake.set()
+        elif isinstance(output, CloseModelSession):
+            scope = self._session_scopes.get(output.session)
+            if scope is not None:
+                scope.cancel()
         elif isinstance(output, EndCall):
             self._ending.set()
         elif isinstance(output, LogLine):
@@ -215,8 +223,10 @@ class CallShell:
 
     async def _end_when_decided(self, nursery: trio.Nursery) -> None:
         await self._ending.wait()
-        with trio.move_on_after(HANGUP_DRAIN_S):
-            await self.uplink.wait_drained()
+        outlet = self.outlets.get(self.core.model.session)
+        if outlet is not None:
+            with trio.move_on_after(HANGUP_DRAIN_S):
+                await outlet.wait_drained()
         nursery.cancel_scope.cancel()
 
     def _timer_fired(self, timer: Timer) -> None:
@@ -282,30 +292,45 @@ class CallShell:
     # --- the model's side ----------------------------------------------------------------------
 
     async def _model_link(self) -> None:
-        """Open each session the core asks for, serve it until it is lost, and say so."""
-        while True:
-            while self._open_request is None:
-                self._open_wake = trio.Event()
-                await self._open_wake.wait()
-            request, self._open_request = self._open_request, None
-            await trio.sleep(request.delay_s)
-            self._session = request.session
-            await self._serve_session(request.session)
+        """Open each session the core asks for (a recycled one beside the current), serve it until
+        it is lost or retired, and say when it is lost."""
+        async with trio.open_nursery() as sessions:
+            while True:
+                while not self._open_requests:
+                    self._open_wake = trio.Event()
+                    await self._open_wake.wait()
+                request = self._open_requests.pop(0)
+                scope = trio.CancelScope()
+                self._session_scopes[request.session] = scope
+                sessions.start_soon(self._serve_session, request, scope)
 
-    async def _serve_session(self, session: int) -> None:
+    async def _serve_session(self, request: OpenModelSession, scope: trio.CancelScope) -> None:
+        session = request.session
         connected = False
-        try:
-            async with self.settings.open_model() as conn:
-                connected = True
-                self.uplink.clear()
-                self.feed(ModelSessionOpened(session=session))
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._write_model, conn)
-                    await self._read_model(conn, session)
-        except (WebSocketClosed, RealtimeConnectError, ExceptionGroup) as raised:
-            error = _link_failure(raised)
-            self.uplink.clear()
-            self.feed(_session_lost(session, connected, error))
+        outlet = Outlet(max_audio=UPLINK_MAX_FRAMES)
+        with scope:
+            try:
+                await trio.sleep(request.delay_s)
+                async with self.settings.open_model() as conn:
+                    connected = True
+                    self.outlets[session] = outlet
+                    self.feed(ModelSessionOpened(session=session))
+                    async with trio.open_nursery() as nursery:
+                        nursery.start_soon(self._write_model, conn, outlet)
+                        await self._read_model(conn, session)
+            except (WebSocketClosed, RealtimeConnectError, ExceptionGroup) as raised:
+                error = _link_failure(raised)
+                self._forget_session(session)
+                self.feed(_session_lost(session, connected, error))
+                return
+            finally:
+                self._forget_session(session)
+
+    def _forget_session(self, session: int) -> None:
+        outlet = self.outlets.pop(session, None)
+        if outlet is not None:
+            outlet.clear()
+        self._session_scopes.pop(session, None)
 
     async def _read_model(self, conn: ModelConnection, session: int) -> None:
         feed = self.feed
@@ -318,13 +343,12 @@ class CallShell:
                 continue
             feed(ModelServerEvent(session=session, event=event, raw=raw))
 
-    async def _write_model(self, conn: ModelConnection) -> None:
-        uplink = self.uplink
+    async def _write_model(self, conn: ModelConnection, outlet: Outlet) -> None:
         while True:
-            texts = await uplink.take()
+            texts = await outlet.take()
             await conn.send_raw_many(texts)
-            uplink.written()
-            dropped = uplink.take_dropped()
+            outlet.written()
+            dropped = outlet.take_dropped()
             if dropped:
                 self.feed(CallerFramesDropped(count=dropped, queued_limit=UPLINK_MAX_FRAMES))
 
@@ -355,12 +379,13 @@ class CallShell:
                     return
                 if name == "tools":
                     self.feed(ToolRunnerLost(error=repr(error)))
-                elif name == "model" and self.core.state is CallState.ACTIVE:
-                    self.uplink.clear()
-                    lost = ModelSessionLost(
-                        session=self._session, connected=True, error=f"model task crashed: {error!r}"
-                    )
-                    self.feed(lost)
+                elif name == "model" and self.core.state in OFFLINE | {CallState.ACTIVE}:
+                    self._open_requests.clear()
+                    for session in list(self.outlets):
+                        self._forget_session(session)
+                    connected = self.core.state is CallState.ACTIVE
+                    error_text = f"model task crashed: {error!r}"
+                    self.feed(ModelSessionLost(session=self.core.model.session, connected=connected, error=error_text))
 
     def _crashed(self, task: str, error: BaseException, action: str) -> None:
         self.feed(

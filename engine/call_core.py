@@ -249,7 +249,7 @@ class CallCore:
         state = self.state
         if state is CallState.ACTIVE:
             self.model.utterance.sent(given.payload)
-            out.to_model(oa.encode_append(given.payload), audio=True)
+            out.to_model(oa.encode_append(given.payload), self.model.session, audio=True)
         elif state in OFFLINE:
             self.model.utterance.arrived_offline(given.payload)
 

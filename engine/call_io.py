@@ -206,10 +206,11 @@ class SendToCaller(Output, frozen=True, kw_only=True):
 
 
 class SendToModel(Output, frozen=True, kw_only=True):
-    """One encoded client event for the current session. ``audio`` marks caller audio, which the
-    uplink may drop (oldest first) rather than queue beyond its limit; nothing else is dropped."""
+    """One encoded client event for model session ``session``. ``audio`` marks caller audio, which
+    the uplink may drop (oldest first) rather than queue beyond its limit; nothing else is dropped."""
 
     text: str
+    session: int
     audio: bool = False
 
 
@@ -237,10 +238,18 @@ class RunTool(Output, frozen=True, kw_only=True):
 
 
 class OpenModelSession(Output, frozen=True, kw_only=True):
-    """Open session number ``session`` after ``delay_s`` (0 for the first)."""
+    """Open session number ``session`` after ``delay_s`` (0 for the first). A ``recycle`` session is
+    opened beside the current one, which keeps serving until the core switches over."""
 
     session: int
     delay_s: float
+    recycle: bool = False
+
+
+class CloseModelSession(Output, frozen=True, kw_only=True):
+    """Close session ``session`` (replaced by a newer one): it is not lost, just retired."""
+
+    session: int
 
 
 class EndCall(Output, frozen=True, kw_only=True):
@@ -290,8 +299,8 @@ class Outbox:
     def to_caller(self, *frames: str) -> None:
         self.outputs.append(SendToCaller(frames=frames))
 
-    def to_model(self, text: str, *, audio: bool = False) -> None:
-        self.outputs.append(SendToModel(text=text, audio=audio))
+    def to_model(self, text: str, session: int, *, audio: bool = False) -> None:
+        self.outputs.append(SendToModel(text=text, session=session, audio=audio))
 
     def emit(self, output: Output) -> None:
         self.outputs.append(output)

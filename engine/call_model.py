@@ -118,11 +118,11 @@ class ModelSide:
     def connected(self) -> bool:
         return self.core.state is CallState.ACTIVE
 
-    def send(self, event: dict[str, Any]) -> None:
-        """A client event for the open session, recorded verbatim."""
+    def send(self, event: dict[str, Any], session: int | None = None) -> None:
+        """A client event for the open session (or ``session``), recorded verbatim."""
         text = _json.encode(event).decode()
         self.out.record(ModelEventSent(call_id=self.core.config.call_id, at=self.out.now, type=event["type"], raw=text))
-        self.out.to_model(text)
+        self.out.to_model(text, self.session if session is None else session)
 
     def _maybe_create_response(self) -> None:
         if self.connected and self.gate.take():
@@ -151,7 +151,7 @@ class ModelSide:
                 self.send({"type": "conversation.item.create", "item": item})
                 seeded += 1
         for payload in self.utterance.take_replay():
-            self.out.to_model(oa.encode_append(payload))
+            self.out.to_model(oa.encode_append(payload), self.session)
         for tool_call_id, output in self.unsent_outputs:
             self._send_output(tool_call_id, output)
         self.unsent_outputs.clear()

@@ -1,0 +1,153 @@
+"""An agent: how calls are answered and controlled, from a TOML file (``callbridge serve --agent FILE``).
+
+The session configuration says what the model is (instructions, voice, tools); the agent adds what
+a phone line needs around it: a greeting, hanging up after the goodbye is heard, transfers to
+people the operator listed, the keypad both ways, what to do about silence and long calls,
+voicemail, and when to renew the model's session before its time limit. Every key is optional::
+
+    instructions = "You answer calls for Acme Plumbing."
+    voice = "marin"
+    greeting = "Thanks for calling Acme Plumbing, how can I help?"   # absent: the caller speaks first
+    end_call = true                  # offer the end_call tool
+    dtmf = "model"                   # model | collect | ignore
+    dtmf_collect_timeout_s = 3.0     # collect: a pause this long ends the entry (so does '#')
+    silence_reprompt_s = 10          # caller silent this long after hearing us: ask if they are there
+    silence_hangup_s = 15            # still silent this long after the re-prompt: goodbye and hang up
+    max_duration_s = 1800            # the longest a call may last
+    max_duration_warning_s = 60      # ask the agent to wrap up this long before
+    voicemail_message = "Hi, this is Acme Plumbing returning your call. Please call us back."
+    session_recycle_s = 3000         # open a fresh model session, at a quiet moment, after this long
+    dtmf_tone_ms = 100               # send_dtmf: each key's tone, and the gap after it
+    dtmf_gap_ms = 80
+
+    [[transfer_targets]]
+    label = "sales"
+    to = "+15551234567"              # E.164, or a sip: URI
+    caller_id = "+15557654321"       # optional: the number the person sees
+    timeout_s = 30                   # how long their phone rings
+    mode = "cold"                    # cold: announce, then connect | warm: hold, brief them, then connect
+
+An unknown key or a bad value raises ``AgentError`` naming the key (``serve`` exits 2 with it).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
+SIP = re.compile(r"^sips?:[^\s<>\"]+@[^\s<>\"]+$")
+LABEL = re.compile(r"^[A-Za-z0-9_ -]{1,40}$")
+DTMF_KEYS = re.compile(r"^[0-9*#wW]{1,64}$")
+"""Keys ``send_dtmf`` may press: digits, ``*``, ``#``; ``w`` waits half a second."""
+
+
+class AgentError(ValueError):
+    """An agent file or profile that cannot be used; the message names the key."""
+
+
+class TransferTarget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    label: str
+    to: str
+    caller_id: str | None = None
+    timeout_s: int = 30
+    mode: Literal["cold", "warm"] = "cold"
+
+    def __post_init__(self) -> None:
+        if not LABEL.match(self.label):
+            raise ValueError("label: 1-40 letters, digits, spaces, '-' or '_'")
+        if not (E164.match(self.to) or SIP.match(self.to)):
+            raise ValueError(f"to: {self.to!r} is neither an E.164 number (+15551234567) nor a sip: URI")
+        if self.caller_id is not None and not E164.match(self.caller_id):
+            raise ValueError(f"caller_id: {self.caller_id!r} is not an E.164 number")
+        if not 5 <= self.timeout_s <= 600:
+            raise ValueError("timeout_s: between 5 and 600 seconds")
+
+
+def _positive(name: str, value: float | None, *, low: float = 0.0, high: float = 86_400) -> None:
+    if value is not None and not low < value <= high:
+        raise ValueError(f"{name}: must be more than {low:g} and at most {high:g}")
+
+
+class Agent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    instructions: str | None = None
+    voice: str | None = None
+    greeting: str | None = None
+    end_call: bool = True
+    dtmf: Literal["model", "collect", "ignore"] = "model"
+    dtmf_collect_timeout_s: float = 3.0
+    silence_reprompt_s: float | None = None
+    silence_hangup_s: float | None = None
+    max_duration_s: float | None = None
+    max_duration_warning_s: float = 60.0
+    voicemail_message: str | None = None
+    session_recycle_s: float = 3000.0
+    dtmf_tone_ms: int = 100
+    dtmf_gap_ms: int = 80
+    transfer_targets: list[TransferTarget] = []
+
+    def __post_init__(self) -> None:
+        if self.greeting is not None and not self.greeting.strip():
+            raise ValueError("greeting: empty (leave it out for the caller to speak first)")
+        _positive("dtmf_collect_timeout_s", self.dtmf_collect_timeout_s, high=60)
+        _positive("silence_reprompt_s", self.silence_reprompt_s, low=1.0, high=3600)
+        _positive("silence_hangup_s", self.silence_hangup_s, low=1.0, high=3600)
+        _positive("max_duration_s", self.max_duration_s, low=10.0, high=4 * 3600)
+        _positive("max_duration_warning_s", self.max_duration_warning_s, high=3600)
+        _positive("session_recycle_s", self.session_recycle_s, low=60.0, high=3540)
+        if not 40 <= self.dtmf_tone_ms <= 1000:
+            raise ValueError("dtmf_tone_ms: between 40 and 1000")
+        if not 40 <= self.dtmf_gap_ms <= 2000:
+            raise ValueError("dtmf_gap_ms: between 40 and 2000")
+        labels = [target.label.lower() for target in self.transfer_targets]
+        if len(set(labels)) != len(labels):
+            raise ValueError("transfer_targets: two targets share a label")
+
+    def target(self, label: str) -> TransferTarget | None:
+        """The configured target called ``label`` (case-insensitive), or None."""
+        wanted = label.strip().lower()
+        return next((target for target in self.transfer_targets if target.label.lower() == wanted), None)
+
+    def session_defaults(self) -> dict[str, Any]:
+        """The session keys the agent sets (merged over the built-in defaults)."""
+        return {key: value for key, value in (("instructions", self.instructions), ("voice", self.voice)) if value}
+
+
+DEFAULT_AGENT = Agent()
+
+
+def parse_agent(data: dict[str, Any], *, where: str = "agent") -> Agent:
+    try:
+        return msgspec.convert(data, Agent)
+    except msgspec.ValidationError as error:
+        raise AgentError(f"{where}: {_explain(error)}") from None
+
+
+def load_agent(path: str | Path) -> Agent:
+    """The agent in a TOML file; ``AgentError`` says which key is wrong, or why the file can't be read."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise AgentError(f"cannot read the agent file {path}: {error.strerror or error}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise AgentError(f"{path} is not valid TOML: {error}") from None
+    return parse_agent(data, where=str(path))
+
+
+def _explain(error: msgspec.ValidationError) -> str:
+    """msgspec says ``Object contains unknown field `x` - at `$.transfer_targets[0]```: name the key first."""
+    text = str(error)
+    path = ""
+    if " - at `" in text:
+        text, _, path = text.partition(" - at `")
+        path = path.rstrip("`").removeprefix("$").lstrip(".")
+    unknown = re.search(r"unknown field `([^`]+)`", text)
+    if unknown:
+        key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
+        return f"unknown key {key!r}"
+    return f"{path or 'value'}: {text}" if path else text
