@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from callbridge.engine.mulaw import pcm16_to_ulaw
+
 BYTES_PER_MS = 8
 CHUNK_BYTES = 1600
 """200 ms per ``media`` message: few messages, each well under Twilio's frame size limits."""
@@ -91,21 +93,3 @@ def _data_chunk(data: bytes, path: Path) -> bytes:
             return data[offset + 8 : offset + 8 + size]
         offset += 8 + size + (size & 1)
     raise ApologyError(f"{path} has no data chunk")
-
-
-def _ulaw_byte(sample: int) -> int:
-    """G.711 μ-law encoding of one signed 16-bit sample."""
-    sign = 0x80 if sample < 0 else 0
-    magnitude = min(-sample if sample < 0 else sample, 32635) + 0x84
-    exponent = 7
-    for bit in range(7):
-        if magnitude < (0x100 << bit):
-            exponent = bit
-            break
-    mantissa = (magnitude >> (exponent + 3)) & 0x0F
-    return ~(sign | (exponent << 4) | mantissa) & 0xFF
-
-
-def pcm16_to_ulaw(pcm: bytes) -> bytes:
-    samples = memoryview(pcm).cast("h")
-    return bytes(_ulaw_byte(sample) for sample in samples)
