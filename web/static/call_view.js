@@ -69,12 +69,12 @@ function metricsSection(metrics, cleanups) {
         ["Turns", String(metrics.turns.length)],
         ["Latency p50", latency.p50 != null ? `${latency.p50} ms` : "—"],
         ["Latency p95", latency.p95 != null ? `${latency.p95} ms` : "—"],
-        ["Barge-ins", String(metrics.barge_ins ?? 0)],
+        ["Barge-ins", String(metrics.barge_ins ?? 0), "Times the caller interrupted a reply that was playing (the reply was cut)."],
         ["Tool calls", String(metrics.tool_calls ?? 0)],
         ["Reconnects", String(metrics.reconnects ?? 0)],
         ["Tokens", String(totalTokens)],
         ["Cost", `$${Number(metrics.cost_usd || 0).toFixed(4)}`],
-      ].map(([label, value]) => h("div", { class: "figure" }, h("span", { class: "value" }, value), h("span", { class: "label" }, label))),
+      ].map(([label, value, title]) => h("div", { class: "figure", title, dataset: { figure: label } }, h("span", { class: "value" }, value), h("span", { class: "label" }, label))),
     ),
   );
   const turns = metrics.turns;
