@@ -347,11 +347,20 @@ async def test_an_invalid_session_is_refused_with_the_reason_and_changes_nothing
         ({"voice": ""}, "voice"),
         ({"turn_detection": {"type": "loud_vad"}}, "turn_detection"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
-        ({"colour": "blue"}, "unknown keys"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
         ("not an object", "'session'"),
+        ({"voice": "fable"}, "'voice'"),  # not a Realtime GA voice
+        ({"voice": "x" * 100_000}, "'voice'"),
+        ({"tools": [{"type": "function", "name": "n" * 1_000_000}]}, "'tools[0].name'"),
+        ({"tools": [{"type": "function", "name": "<img src=x onerror=alert(1)>"}]}, "'tools[0].name'"),
+        ({"tools": [{"type": "function", "name": "a"}, {"type": "function", "name": "a"}]}, "'tools[1].name'"),
+        ({"tools": [{"type": "function", "name": "a", "code": "x"}]}, "unknown key 'code'"),
+        ({"turn_detection": {"type": "server_vad", "eagerness": "low"}}, "'turn_detection'"),
+        ({"max_output_tokens": True}, "'max_output_tokens'"),
     ):
         error = await console.post("/api/session", {"session": session}, status=400)
         assert reason in error["error"], (session, error)
+        assert len(error["error"]) < 600  # a huge refused value does not come back whole
     assert (await console.post("/api/session", "nope", status=400))["error"]
     assert (await console.get("/api/session"))["session"] == DEFAULT_SESSION_CONFIG
     assert of_type(await console.bridge.events(SETTINGS_STREAM), DefaultSessionConfigSaved) == []

@@ -16,7 +16,8 @@ Why the session functions are public: the live feed (``WS /logs``) accepts ``ses
 and both doors must do the same thing, so both call :func:`save_default_session` and
 :func:`update_call_session`. Semantics (the same as the feed's): a session object is *merged* —
 over the current default when saving the default, over the call's current config for a live call
-(the call merges it) — and checked with ``normalize_session_config`` before anything changes.
+(the call merges it) — and checked (``normalize_session_config``: a msgspec decode into
+``SessionConfig``) before anything changes.
 
 No response carries a secret: the Twilio auth token, the OpenAI key and the API token stay in
 ``Settings`` (checks say only whether they are set), and Twilio error texts are redacted.

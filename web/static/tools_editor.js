@@ -1,10 +1,11 @@
 // The tools JSON editor: a textarea checked as you type with the same rules the server applies
-// (adapters/openai/session.py `_check_tools`), so a mistake is named before saving, and the
+// (adapters/openai/session.py `FunctionTool`), so a mistake is named before saving, and the
 // backend tools from the server as one-click templates.
 
 import { clear, h } from "./dom.js";
 
 const TOOL_KEYS = new Set(["type", "name", "description", "parameters"]);
+const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/; // the Realtime API's rule for function names
 
 const HUMAN_TOOL_TEMPLATE = {
   type: "function",
@@ -33,7 +34,7 @@ export function validateTools(text) {
     if (tool.type !== "function") return { error: `${where}.type must be "function"` };
     const extra = Object.keys(tool).filter((key) => !TOOL_KEYS.has(key));
     if (extra.length) return { error: `${where} has unknown keys ${extra.join(", ")} (allowed: ${[...TOOL_KEYS].join(", ")})` };
-    if (typeof tool.name !== "string" || !tool.name) return { error: `${where}.name must be a non-empty string` };
+    if (typeof tool.name !== "string" || !TOOL_NAME.test(tool.name)) return { error: `${where}.name must be 1-64 letters, digits, _ or -` };
     if (names.has(tool.name)) return { error: `${where}.name "${tool.name}" is defined twice` };
     names.add(tool.name);
     if ("description" in tool && typeof tool.description !== "string") return { error: `${where}.description must be a string` };
