@@ -36,7 +36,7 @@ from quart import Blueprint, Response, request
 from callbridge.adapters.openai.session import VOICES, SessionConfigError, normalize_session_config
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_http import new_sid
-from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant, barge_in_turn
 from callbridge.adapters.twilio.rest import RestErrorKind, TwilioRestError
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
 from callbridge.projections.views_db import iso
@@ -49,7 +49,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-TEST_CALL_DEFAULT_S = 20.0
+TEST_CALL_DEFAULT_S = 40.0
+"""Room for the test call's four turns (one through a tool, one interrupted) and goodbye."""
 TEST_CALL_MAX_S = 120.0
 TEST_CALL_FROM = "+15005550006"
 """The test caller's number (Twilio's magic "valid" test number)."""
@@ -106,10 +107,22 @@ def update_call_session(server: Server, call_id: str, session: dict[str, Any]) -
 
 
 def test_call_script(seconds: float) -> list[Step]:
-    """Speak, wait for the assistant, speak again, wait for the reply, hang up; the caller also
-    hangs up after ``seconds`` whatever is happening."""
+    """What the console's test caller does: ask (the simulated model looks up the weather), wait
+    for the answer; ask again and talk over the (long) reply once it has played a while — a real
+    barge-in; wait for the answer to that, then say goodbye and hang up. The caller also hangs up
+    after ``seconds`` whatever is happening."""
     wait = WaitForAssistant(timeout_s=max(1.0, seconds))
-    return [Speak(1200), wait, Silence(400), Speak(1200), wait, HangUp()]
+    return [
+        Speak(1200),
+        wait,
+        Silence(400),
+        Speak(1200),
+        *barge_in_turn(seconds),
+        Silence(400),
+        Speak(1000),
+        wait,
+        HangUp(),
+    ]
 
 
 def local_base_url(host: str, port: int) -> str:

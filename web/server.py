@@ -19,6 +19,7 @@ import trio
 from hypercorn.config import Config
 
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
+from callbridge.adapters.sim.fake_weather import simulated_weather
 from callbridge.engine.call import LiveCalls, run_call
 from callbridge.engine.context import CallSettings, ReconnectPolicy
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
@@ -63,7 +64,7 @@ class Server:
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.http = Httpx2Client()
-        self.registry = registry or default_registry(weather_url=settings.weather_url)
+        self.registry = registry or default_registry(weather_url=settings.weather_url, http=simulated_weather(settings))
         self.live = LiveCalls()
         self.reconnect = reconnect or ReconnectPolicy()
         self.accepting = True
