@@ -312,7 +312,8 @@ async def test_without_twilio_credentials_the_checklist_says_what_to_set(tmp_pat
 
 async def test_session_shows_the_default_the_voices_and_the_backend_tools(console: Console) -> None:
     answer = await console.get("/api/session")
-    assert set(answer) == {"session", "voices", "backend_tools"}
+    assert set(answer) == {"session", "call_id", "voices", "backend_tools", "voice_locked"}
+    assert (answer["call_id"], answer["voice_locked"]) == (None, False)
     assert answer["session"] == DEFAULT_SESSION_CONFIG
     assert answer["voices"] == list(VOICES) and {"marin", "cedar"} <= set(answer["voices"])
     assert answer["backend_tools"] == (await console.http.get("/tools")).json()
@@ -388,7 +389,8 @@ async def test_a_session_update_reaches_a_live_call_only(console: Console) -> No
         await wait_live(bridge, call_id)
 
         answer = await console.post("/api/session", {"session": {"instructions": "Be brief."}, "call_id": call_id})
-        assert answer == {"session": {"instructions": "Be brief."}, "call_id": call_id}
+        assert answer["applied"] is True and "confirmed" in answer["message"]
+        assert (answer["session"], answer["call_id"]) == ({"instructions": "Be brief."}, call_id)
         changed = await wait_recorded(bridge, call_id, CallSessionConfigChanged)
         assert changed[0].session_config["instructions"] == "Be brief."
         with trio.fail_after(10):  # the call's model was told (the first update is the call's own)

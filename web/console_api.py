@@ -7,8 +7,12 @@ Behind the API token like ``web/api.py`` (same ``require_token`` hook). Routes:
   with a clear detail, never the request.
 - ``POST /api/setup/webhook`` ``{"sid": "PN…"}`` — points that number's voice webhook at
   ``PUBLIC_URL/twiml`` (POST) and its status callback at ``PUBLIC_URL/twilio/status``.
-- ``GET /api/session`` / ``POST /api/session`` ``{"session": {...}, "call_id"?}`` — the default
-  session config for new calls, or a live call's.
+- ``GET /api/session[?call_id=CA…]`` — the default session config for new calls, or the one a
+  live call runs now (from its log; ``voice_locked`` once the assistant has spoken), with the
+  voices and the backend tools.
+- ``POST /api/session`` ``{"session": {...}, "call_id"?}`` — save the default, or change a live
+  call's session: answered once the model has (``applied: true`` on ``session.updated``; 409 with
+  the model's own error message, e.g. ``cannot_update_voice``; 504 when it did not answer in time).
 - ``POST /api/test-call`` ``{"seconds"?}`` — a simulated call against this very server.
 - ``GET /api/calls/live`` — the calls in progress.
 
@@ -28,8 +32,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+import msgspec
 import trio
 from quart import Blueprint, Response, request
 
@@ -42,6 +47,7 @@ from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
 from callbridge.projections.views_db import iso
 from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
+from callbridge.web.console_session import CallSession, call_session, model_answer
 from callbridge.web.setup_checks import number_view, phone_numbers_client, setup_report, status_callback_url, twiml_url
 
 if TYPE_CHECKING:
@@ -54,6 +60,23 @@ TEST_CALL_DEFAULT_S = 40.0
 TEST_CALL_MAX_S = 120.0
 TEST_CALL_FROM = "+15005550006"
 """The test caller's number (Twilio's magic "valid" test number)."""
+
+
+class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /api/session``."""
+
+    session: dict[str, Any]
+    call_id: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+
+
+def request_error(error: msgspec.ValidationError) -> str:
+    """A msgspec error about a request body, naming the parameter in the API's words."""
+    text = str(error)
+    problem, _, where = text.partition(" - at `$.")
+    param = where.rstrip("`").split(".")[0].split("[")[0] if where else ""
+    if not param and "`" in problem:  # missing or unknown field: named inside the message
+        param = problem.split("`")[1]
+    return f"{param!r}: {problem}" if param else problem
 
 
 class CallNotLive(LookupError):
@@ -216,36 +239,68 @@ def console_api_blueprint(server: Server) -> Blueprint:
         log.info("voice webhook of %s (%s) set to %s", updated.phone_number, sid, updated.voice_url)
         return json_response(number_view(updated, settings.public_url))
 
+    async def live_session(call_id: str) -> CallSession | None:
+        """The session live call ``call_id`` runs now (from its log), or None when it is not live here."""
+        if server.live.get(call_id) is None:
+            return None
+        await server.writer.flush()
+        events = await trio.to_thread.run_sync(server.store.read_call, call_id, limiter=server.db_threads)
+        return call_session(events)
+
+    def session_answer(session: dict[str, Any], call_id: str | None, **extra: Any) -> dict[str, Any]:
+        return {
+            "session": session,
+            "call_id": call_id,
+            "voices": list(VOICES),
+            "backend_tools": server.registry.schemas(),
+            **extra,
+        }
+
     @api.get("/api/session")
     async def get_session() -> Response:
-        return json_response(
-            {"session": server.default_session, "voices": list(VOICES), "backend_tools": server.registry.schemas()}
-        )
+        call_id = request.args.get("call_id")
+        if call_id is None:
+            return json_response(session_answer(server.default_session, None, voice_locked=False))
+        if not call_id:
+            return error_response(400, "'call_id' must be the id of a live call, or absent")
+        found = await live_session(call_id)
+        if found is None:
+            return error_response(404, f"no live call {call_id!r} on this server")
+        return json_response(session_answer(found.config, call_id, voice_locked=found.voice_locked))
 
     @api.post("/api/session")
     async def post_session() -> Response:
         body = await json_object()
         if body is None:
             return not_an_object()
-        session = body.get("session")
-        call_id = body.get("call_id")
-        if not isinstance(session, dict):
-            return error_response(400, "'session' must be an object of session settings")
-        if call_id is not None and (not isinstance(call_id, str) or not call_id):
-            return error_response(400, "'call_id' must be the id of a live call, or absent")
         try:
-            if call_id is None:
-                saved = save_default_session(server, session)
+            wanted = msgspec.convert(body, SessionRequest)
+        except msgspec.ValidationError as error:
+            return error_response(400, request_error(error))
+        try:
+            if wanted.call_id is None:
+                saved = save_default_session(server, wanted.session)
                 with trio.move_on_after(5):
                     await server.writer.flush()  # saved means stored, when the store answers
-                return json_response({"session": saved, "call_id": None})
-            return json_response({"session": update_call_session(server, call_id, session), "call_id": call_id})
+                return json_response({"session": saved, "call_id": None, "applied": True})
+            # Over what the model runs now, not the call's own merge: a change the model refused
+            # (a new voice after the assistant spoke) must not ride along with the next one.
+            current = await live_session(wanted.call_id)
+            change = {**current.config, **wanted.session} if current is not None else wanted.session
+            with server.feed.subscribe(wanted.call_id) as answers:  # before the call sends it
+                update_call_session(server, wanted.call_id, change)
+                outcome = await model_answer(answers)
         except SessionConfigError as error:
             return error_response(400, str(error))
         except CallNotLive as error:
             return error_response(404, str(error))
         except CallNotTakingCommands as error:
             return error_response(409, str(error))
+        answer = {"session": wanted.session, "call_id": wanted.call_id, "applied": outcome.applied}
+        if outcome.applied:
+            return json_response({**answer, "message": outcome.message})
+        status = 504 if outcome.code == "timeout" else 409
+        return error_response(status, outcome.message, code=outcome.code, call_id=wanted.call_id, applied=False)
 
     @api.post("/api/test-call")
     async def test_call() -> Response:
