@@ -215,7 +215,7 @@ def console_api_blueprint(server: Server) -> Blueprint:
 
     @api.get("/api/setup")
     async def setup() -> Response:
-        return json_response(await setup_report(server.settings))
+        return json_response(await setup_report(server.settings, server.model_url))
 
     @api.post("/api/setup/webhook")
     async def set_webhook() -> Response:

@@ -23,6 +23,7 @@ export class CallState {
     this.startedAt = null;
     this.ended = false;
     this.endReason = "";
+    this.modelFailure = ""; // the last model connection error, until the model connects
     this.entries = []; // {key, role: caller|assistant|tool|note, text, status, rev, error?}
     this.byKey = new Map();
     this.tools = new Map(); // tool_call_id → {id, name, arguments, handler, status, output, error, rev}
@@ -257,7 +258,11 @@ const HANDLERS = {
       tool.status = "failed";
       call.syncToolEntry(tool);
     }
-    call.note(`call ended${m.reason ? `: ${m.reason}` : ""}`);
+    if (m.reason === "model_unavailable") {
+      call.note(`call ended: the realtime model was unavailable, so the caller heard no assistant${call.modelFailure ? ` (${call.modelFailure})` : ""}`, "error");
+    } else {
+      call.note(`call ended${m.reason ? `: ${m.reason}` : ""}`);
+    }
   },
   "feed.gap"(call, m) {
     const count = m.missed ?? m.skipped ?? m.count;
@@ -352,6 +357,15 @@ const HANDLERS = {
   "callbridge.tool_call.failed": toolFinished("failed"),
   "callbridge.model.reconnected"(call, m) {
     call.note(`model reconnected (attempt ${m.attempt})`);
+  },
+  "callbridge.model.connection_failed"(call, m) {
+    const next = m.retry_in_s == null ? "gave up" : `retrying in ${Number(m.retry_in_s).toFixed(1)} s`;
+    call.modelFailure = m.error || "the realtime model could not be reached";
+    call.note(`the realtime model could not be reached (attempt ${(m.attempt ?? 0) + 1}, ${next}): ${m.error || "no detail"}`, "error");
+  },
+  "callbridge.model.connected"(call) {
+    call.modelFailure = "";
+    call.touch();
   },
   "callbridge.model.disconnected"(call, m) {
     call.note(`model disconnected${m.error ? `: ${m.error}` : ""}`, "error");

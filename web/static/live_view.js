@@ -59,6 +59,7 @@ function writeMeta(meta, call, { replay = false } = {}) {
     h("span", {}, `${call.from || "unknown caller"} → ${call.to || "?"}`),
     call.startedAt ? h("span", { class: "muted" }, ` · started ${formatWhen(call.startedAt)}`) : null,
     call.endReason ? h("span", { class: "muted" }, ` · ${call.endReason}`) : null,
+    call.modelFailure ? h("span", { class: "model-failure error", role: "alert" }, ` · realtime model unavailable: ${call.modelFailure}`) : null,
     " ",
     h("a", { href: `#/calls/${encodeURIComponent(call.callId)}` }, "call page"),
     replay || call.ended ? null : [" · ", h("a", { href: `#/session?call_id=${encodeURIComponent(call.callId)}` }, "change this call's session")],
