@@ -33,7 +33,7 @@ from callbridge.web.settings import load_settings
 if importlib.util.find_spec("playwright") is None:
     require_browser(module=True)  # skip with the reason (under CI=true: fail) rather than an ImportError
 
-from playwright.sync_api import expect
+from playwright.sync_api import Dialog, expect
 
 pytestmark = pytest.mark.usefixtures("browser_required")
 
@@ -282,9 +282,23 @@ async def test_the_setup_checklist_points_a_numbers_webhook_at_this_server(tmp_p
                     expect(page.locator(".check[data-check] strong").first).not_to_be_empty()
                     row = page.locator(f"tr[data-sid='{ours['sid']}']")
                     expect(row.locator(".webhook")).to_contain_text("not")
+                    expect(page.locator(".public-url-problem")).to_contain_text("local or private address")
                     browser.screenshot("setup-before")
+                    dialogs: list[str] = []
+                    answers = [False]  # decline replacing the number's webhook first
+
+                    def answer(dialog: Dialog) -> None:
+                        dialogs.append(dialog.message)
+                        (dialog.accept if (answers.pop(0) if answers else True) else dialog.dismiss)()
+
+                    page.on("dialog", answer)
+                    row.get_by_role("button", name="Point the webhook here").click()
+                    expect(page.locator(".setup .notice")).to_contain_text("left as it is")
+                    assert fake.updates == [] and "https://demo.twilio.com/voice" in dialogs[0]
                     row.get_by_role("button", name="Point the webhook here").click()
                     expect(page.locator(".setup .notice")).to_contain_text(f"now sends its calls to {twiml}")
+                    expect(page.locator(".setup .notice")).to_contain_text("it was https://demo.twilio.com/voice")
+                    assert "Replace it with" in dialogs[1] and "Twilio cannot reach" in dialogs[2]
                     expect(row.locator(".webhook")).to_have_text("✓ points here")
                     expect(row.locator(".url")).to_have_text(twiml)
                     other_row = page.locator(f"tr[data-sid='{other['sid']}']")

@@ -5,8 +5,11 @@ Behind the API token like ``web/api.py`` (same ``require_token`` hook). Routes:
 - ``GET /api/setup`` — the checklist (Twilio credentials, phone numbers, public URL, webhook,
   model) and the account's numbers; see :mod:`web.setup_checks`. Twilio failures fail a check
   with a clear detail, never the request.
-- ``POST /api/setup/webhook`` ``{"sid": "PN…"}`` — points that number's voice webhook at
-  ``PUBLIC_URL/twiml`` (POST) and its status callback at ``PUBLIC_URL/twilio/status``.
+- ``POST /api/setup/webhook`` ``{"sid": "PN…", "replace"?, "force"?}`` — points that number's voice
+  webhook at ``PUBLIC_URL/twiml`` (POST) and its status callback at ``PUBLIC_URL/twilio/status``.
+  Refused (409, nothing changed) when the number's webhook points elsewhere unless ``replace`` (the
+  answer names the current URL), and when Twilio cannot reach ``PUBLIC_URL`` (localhost,
+  127.0.0.0/8, private ranges, plain http) unless ``force``.
 - ``GET /api/session[?call_id=CA…]`` — the default session config for new calls, or the one a
   live call runs now (from its log; ``voice_locked`` once the assistant has spoken), with the
   voices and the backend tools.
@@ -48,7 +51,15 @@ from callbridge.projections.views_db import iso
 from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
 from callbridge.web.console_session import CallSession, call_session, model_answer
-from callbridge.web.setup_checks import number_view, phone_numbers_client, setup_report, status_callback_url, twiml_url
+from callbridge.web.setup_checks import (
+    MAX_NUMBERS,
+    number_view,
+    phone_numbers_client,
+    setup_report,
+    status_callback_url,
+    twiml_url,
+    unreachable_reason,
+)
 
 if TYPE_CHECKING:
     from callbridge.web.server import Server
@@ -60,6 +71,16 @@ TEST_CALL_DEFAULT_S = 40.0
 TEST_CALL_MAX_S = 120.0
 TEST_CALL_FROM = "+15005550006"
 """The test caller's number (Twilio's magic "valid" test number)."""
+
+
+class WebhookRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The body of ``POST /api/setup/webhook``."""
+
+    sid: Annotated[str, msgspec.Meta(min_length=1)]
+    replace: bool = False
+    """Replace a voice webhook that points elsewhere (the console asks first)."""
+    force: bool = False
+    """Set it even though Twilio cannot reach ``PUBLIC_URL`` (local, private or plain http)."""
 
 
 class SessionRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -222,22 +243,48 @@ def console_api_blueprint(server: Server) -> Blueprint:
         body = await json_object()
         if body is None:
             return not_an_object()
-        sid = body.get("sid")
-        if not isinstance(sid, str) or not sid:
-            return error_response(400, "'sid' must be the SID of one of the account's numbers (PN…)")
+        try:
+            wanted = msgspec.convert(body, WebhookRequest)
+        except msgspec.ValidationError as error:
+            return error_response(400, f"{request_error(error)} ('sid': the SID of one of the account's numbers, PN…)")
         settings = server.settings
         numbers = phone_numbers_client(settings)
         if numbers is None:
             return error_response(409, "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN first")
+        target = twiml_url(settings.public_url)
+        problem = unreachable_reason(settings.public_url)
+        if problem and not wanted.force:
+            message = (
+                f"Twilio cannot reach {target}: {problem}. Set PUBLIC_URL to a public https URL (e.g. an "
+                "ngrok tunnel) and restart, or send force: true to set it anyway"
+            )
+            return error_response(409, message, code="unreachable_url", url=target)
         try:
+            listed = await numbers.alist_numbers(limit=MAX_NUMBERS)
+            number = next((n for n in listed if n.sid == wanted.sid), None)
+            if number is None:
+                return error_response(404, f"number {wanted.sid} not found in this Twilio account")
+            current = number.voice_url
+            if current and current != target and not wanted.replace:
+                message = (
+                    f"{number.phone_number} already sends its calls to {current}; "
+                    "send replace: true to point it here instead"
+                )
+                return error_response(409, message, code="webhook_in_use", current_voice_url=current)
             updated = await numbers.aset_voice_webhook(
-                sid, voice_url=twiml_url(settings.public_url), status_callback=status_callback_url(settings.public_url)
+                wanted.sid, voice_url=target, status_callback=status_callback_url(settings.public_url)
             )
         except TwilioRestError as error:
             status = {RestErrorKind.NOT_FOUND: 404}.get(error.kind, 502)
             return error_response(status, str(error), kind=str(error.kind))
-        log.info("voice webhook of %s (%s) set to %s", updated.phone_number, sid, updated.voice_url)
-        return json_response(number_view(updated, settings.public_url))
+        log.info(
+            "voice webhook of %s (%s) set to %s (was %s)",
+            updated.phone_number,
+            wanted.sid,
+            updated.voice_url,
+            current or "unset",
+        )
+        return json_response({**number_view(updated, settings.public_url), "previous_voice_url": current})
 
     async def live_session(call_id: str) -> CallSession | None:
         """The session live call ``call_id`` runs now (from its log), or None when it is not live here."""

@@ -78,6 +78,18 @@ def phone_numbers_client(settings: Settings) -> IncomingPhoneNumbers | None:
     )
 
 
+def unreachable_reason(public_url: str) -> str | None:
+    """Why Twilio could not call a webhook under ``public_url`` (None when it looks reachable):
+    plain http (the media stream needs wss://), or a local or private address."""
+    parts = urlsplit(public_url)
+    host = parts.hostname or ""
+    if is_local_host(host):
+        return f"{host} is a local or private address, not reachable from the internet"
+    if parts.scheme != "https":
+        return "it is plain http; Twilio needs https (and wss:// for the media stream)"
+    return None
+
+
 def is_local_host(host: str) -> bool:
     """A host Twilio cannot reach from the internet (loopback, private, link-local)."""
     if host == "localhost" or host.endswith(".localhost"):
@@ -264,5 +276,6 @@ async def setup_report(settings: Settings, model_url: str | None = None) -> dict
         "numbers": [number_view(number, settings.public_url) for number in numbers or []],
         "public_url": settings.public_url,
         "twiml_url": twiml_url(settings.public_url),
+        "public_url_problem": unreachable_reason(settings.public_url),
         "model": settings.model,
     }
