@@ -77,6 +77,17 @@ export class CallState {
   }
 }
 
+/** The call is over: nothing is streaming any more. A caller bubble waiting for its transcript
+ * is done (with what it has), an assistant reply still streaming was cut off by the hang-up. */
+export function finishStreaming(call) {
+  for (const entry of call.entries) {
+    if (entry.status !== "streaming") continue;
+    entry.status = entry.role === "assistant" ? "interrupted" : "done";
+    entry.rev = nextRev();
+  }
+  call.touch();
+}
+
 function itemText(item) {
   const parts = Array.isArray(item?.content) ? item.content : [];
   return parts
@@ -135,7 +146,7 @@ export class LiveState {
         call.ended = true;
         call.endReason = call.endReason || "ended while the console was disconnected";
         for (const tool of call.pendingTools) tool.status = "failed";
-        call.touch();
+        finishStreaming(call);
       }
     }
     for (const info of infos) this.addLiveCall(info);
@@ -254,6 +265,7 @@ const HANDLERS = {
   "call.ended"(call, m) {
     call.ended = true;
     call.endReason = m.reason || "";
+    finishStreaming(call);
     for (const tool of call.pendingTools) {
       tool.status = "failed";
       call.syncToolEntry(tool);
