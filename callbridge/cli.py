@@ -129,6 +129,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
                 auth_token=token,
                 public_url=os.environ.get("PUBLIC_URL") or None,
                 progress=progress,
+                barge_in=args.barge_in,
             )
         )
     except OSError as error:
@@ -188,6 +189,9 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--url", help="server base URL (default http://HOST:PORT)")
     simulate.add_argument("--calls", type=int, default=1, help="simultaneous calls (default 1)")
     simulate.add_argument("--seconds", type=float, default=8.0, help="length of each call (default 8)")
+    simulate.add_argument(
+        "--barge-in", action="store_true", help="each caller talks over the reply to its second question"
+    )
     simulate.set_defaults(func=cmd_simulate)
 
     replay = sub.add_parser("replay", help="replay a recorded call: timeline, stereo WAV or JSON events")

@@ -75,7 +75,8 @@ def list_conversations(
     q: str | None = None,
 ) -> list[dict[str, Any]]:
     """Conversation summaries, newest first, filtered by the called number (``phone_number``), the
-    caller (``caller_number``), start time, and transcript words (``q``)."""
+    caller (``caller_number``), start time, and transcript words (``q``; each result then carries
+    ``matches``, the snippets that matched, as :func:`search_conversations`)."""
     count = check_limit(limit)
     clauses: list[str] = []
     params: list[Any] = []
@@ -102,7 +103,30 @@ def list_conversations(
     cursor = db.execute(
         f"{_SELECT_CONVERSATION}{where} ORDER BY c.started_at DESC, c.call_id DESC LIMIT ?", [*params, count]
     )
-    return rows_as_dicts(cursor)
+    rows = rows_as_dicts(cursor)
+    if q is not None and q.strip() and rows:  # say why each call matched
+        found = _matches(db, params[-1], [row["call_id"] for row in rows])
+        rows = [{**row, "matches": found[row["call_id"]]} for row in rows]
+    return rows
+
+
+def _matches(db: sqlite3.Connection, match: str, call_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
+    """Up to five ``{item_id, role, created_at, snippet}`` per call (FTS5 ``snippet()``, matched
+    words in ``**``), best first."""
+    marks = ", ".join("?" * len(call_ids))
+    snippets = db.execute(
+        "SELECT f.call_id, f.item_id, i.role, i.created_at, "
+        "snippet(conversation_items_fts, 0, '**', '**', '…', 12) "
+        "FROM conversation_items_fts f JOIN conversation_items i ON i.rowid = f.rowid "
+        f"WHERE conversation_items_fts MATCH ? AND f.call_id IN ({marks}) ORDER BY f.rank, i.position",
+        [match, *call_ids],
+    ).fetchall()
+    matches: dict[str, list[dict[str, Any]]] = {call_id: [] for call_id in call_ids}
+    for call_id, item_id, role, created_at, snippet in snippets:
+        found = matches[call_id]
+        if len(found) < MATCHES_PER_CONVERSATION:
+            found.append({"item_id": item_id, "role": role, "created_at": created_at, "snippet": snippet})
+    return matches
 
 
 def get_conversation(db: sqlite3.Connection, call_id: str) -> dict[str, Any] | None:
@@ -144,18 +168,7 @@ def search_conversations(db: sqlite3.Connection, query: str, limit: int = 20) ->
         row["call_id"]: row
         for row in rows_as_dicts(db.execute(f"{_SELECT_CONVERSATION} WHERE c.call_id IN ({marks})", call_ids))
     }
-    snippets = db.execute(
-        "SELECT f.call_id, f.item_id, i.role, i.created_at, "
-        "snippet(conversation_items_fts, 0, '**', '**', '…', 12) "
-        "FROM conversation_items_fts f JOIN conversation_items i ON i.rowid = f.rowid "
-        f"WHERE conversation_items_fts MATCH ? AND f.call_id IN ({marks}) ORDER BY f.rank, i.position",
-        [match, *call_ids],
-    ).fetchall()
-    matches: dict[str, list[dict[str, Any]]] = {call_id: [] for call_id in call_ids}
-    for call_id, item_id, role, created_at, snippet in snippets:
-        found = matches[call_id]
-        if len(found) < MATCHES_PER_CONVERSATION:
-            found.append({"item_id": item_id, "role": role, "created_at": created_at, "snippet": snippet})
+    matches = _matches(db, match, call_ids)
     results = []
     for call_id in call_ids:
         summary = summaries.get(call_id) or {"call_id": call_id}

@@ -11,9 +11,13 @@ Tables:
   first delta received). ``truncated``/``played_ms``/``generated_ms`` come from ``BargeInDecided``;
   tokens from ``response.done`` usage.
 - ``call_metrics``: one row per call: status, duration, counts (caller turns, responses, barge-ins,
-  truncations, reconnects, disconnects, failed connection attempts, model errors, task crashes,
-  tool calls and failures) and token totals. ``speech_stopped_at`` and ``disconnected_at`` are the
-  fold's pending state (a measurement waiting for its end).
+  truncations, skipped barge-in decisions, reconnects, disconnects, failed connection attempts,
+  model errors, task crashes, tool calls and failures) and token totals. A *barge-in* is a real
+  interruption: the caller spoke over assistant audio that was playing and the reply was cut
+  (``BargeInDecided.action == "truncated"``), so ``barge_ins`` equals ``truncations``. The caller
+  starting to speak while nothing was playing (or after the reply had fully played) interrupts
+  nothing: those decisions are counted apart, in ``barge_ins_skipped``. ``speech_stopped_at`` and
+  ``disconnected_at`` are the fold's pending state (a measurement waiting for its end).
 - ``tool_metrics``: one row per tool call: name, outcome (``pending``, ``completed``, ``failed``,
   ``timed_out``), duration.
 
@@ -66,6 +70,7 @@ SCHEMA = (
         caller_turns INTEGER NOT NULL DEFAULT 0,
         responses INTEGER NOT NULL DEFAULT 0,
         barge_ins INTEGER NOT NULL DEFAULT 0,
+        barge_ins_skipped INTEGER NOT NULL DEFAULT 0,
         truncations INTEGER NOT NULL DEFAULT 0,
         truncated_played_ms INTEGER NOT NULL DEFAULT 0,
         truncated_generated_ms INTEGER NOT NULL DEFAULT 0,
@@ -166,7 +171,8 @@ def usage_tokens(usage: Usage | None) -> tuple[int, ...]:
 
 class MetricsProjection(Projection):
     name = "metrics"
-    version = 1
+    version = 2
+    """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions."""
     topics = frozenset(
         {
             "CallStarted",
@@ -296,7 +302,7 @@ def _audio_sent(db: sqlite3.Connection, event: AssistantAudioSent) -> None:
 def _barge_in(db: sqlite3.Connection, event: BargeInDecided) -> None:
     call_id = event.call_id
     if event.action != "truncated":
-        db.execute("UPDATE call_metrics SET barge_ins=barge_ins+1 WHERE call_id=?", (call_id,))
+        db.execute("UPDATE call_metrics SET barge_ins_skipped=barge_ins_skipped+1 WHERE call_id=?", (call_id,))
         return
     db.execute(
         "UPDATE call_metrics SET barge_ins=barge_ins+1, truncations=truncations+1, "

@@ -30,6 +30,7 @@ _CALL_FIELDS = (
     "caller_turns",
     "responses",
     "barge_ins",
+    "barge_ins_skipped",
     "truncations",
     "truncated_played_ms",
     "truncated_generated_ms",
@@ -147,7 +148,7 @@ def metrics_summary(
         "SELECT coalesce(sum(responses), 0), coalesce(sum(barge_ins), 0), coalesce(sum(truncations), 0), "
         "coalesce(sum(truncated_played_ms), 0), coalesce(sum(truncated_generated_ms), 0), "
         "coalesce(sum(reconnects), 0), coalesce(sum(disconnects), 0), coalesce(sum(connection_failures), 0), "
-        f"coalesce(sum(model_errors), 0), {_TOKEN_SUMS} FROM call_metrics {where}",
+        f"coalesce(sum(model_errors), 0), coalesce(sum(barge_ins_skipped), 0), {_TOKEN_SUMS} FROM call_metrics {where}",
         params,
     ).fetchone()
     latencies = [
@@ -175,7 +176,7 @@ def metrics_summary(
         tools[outcome] = count
         durations.append((count if outcome != "pending" else 0, total))
     finished = sum(count for count, _ in durations)
-    tokens = _tokens(sums[9:])
+    tokens = _tokens(sums[10:])
     return {
         "since": start,
         "until": end,
@@ -184,6 +185,7 @@ def metrics_summary(
         "response_latency_ms": distribution(latencies),
         "first_audio_ms": distribution(first_audio),
         "barge_ins": sums[1],
+        "barge_ins_skipped": sums[9],
         "truncations": sums[2],
         "truncated_played_ms": sums[3],
         "truncated_generated_ms": sums[4],
@@ -245,7 +247,12 @@ def prometheus_lines(db: sqlite3.Connection, *, prices: Mapping[str, float] | No
         f"coalesce(sum(disconnects), 0), {_TOKEN_SUMS} FROM call_metrics"
     ).fetchone()
     metric("callbridge_truncations_total", "counter", "Assistant replies cut by a barge-in.", [("", totals[0])])
-    metric("callbridge_barge_ins_total", "counter", "Times the caller spoke over the assistant.", [("", totals[1])])
+    metric(
+        "callbridge_barge_ins_total",
+        "counter",
+        "Times the caller interrupted assistant audio that was playing (the reply was cut).",
+        [("", totals[1])],
+    )
     metric("callbridge_model_reconnects_total", "counter", "Model sessions reopened mid-call.", [("", totals[2])])
     metric("callbridge_model_disconnects_total", "counter", "Model sockets lost mid-call.", [("", totals[3])])
     outcomes = dict.fromkeys(TOOL_OUTCOMES, 0)

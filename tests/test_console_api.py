@@ -219,6 +219,7 @@ async def test_setup_lists_the_numbers_and_checks_each_step(console: Console) ->
     assert checks["phone_numbers"]["ok"] is True and "2 numbers" in checks["phone_numbers"]["detail"]
     assert checks["public_url"]["ok"] is True  # the server answered its own /healthz through PUBLIC_URL
     assert "local address" in checks["public_url"]["detail"]  # …but Twilio could not reach 127.0.0.1
+    assert "127.0.0.1 is a local or private address" in setup["public_url_problem"]
     assert checks["webhook"]["ok"] is False and twiml in checks["webhook"]["detail"]
     assert checks["openai"]["ok"] is True and "simulated" in checks["openai"]["detail"]
 
@@ -226,7 +227,11 @@ async def test_setup_lists_the_numbers_and_checks_each_step(console: Console) ->
 async def test_setting_the_webhook_points_the_number_at_us_and_turns_the_check_ok(console: Console) -> None:
     sales = SALES
 
-    updated = await console.post("/api/setup/webhook", {"sid": sales})
+    refused = await console.post("/api/setup/webhook", {"sid": sales}, status=409)
+    assert refused["code"] == "unreachable_url" and "127.0.0.1 is a local or private address" in refused["error"]
+    assert "force: true" in refused["error"] and console.twilio.updates == []
+
+    updated = await console.post("/api/setup/webhook", {"sid": sales, "force": True})
 
     twiml = f"{console.public_url}/twiml"
     assert updated == {
@@ -235,6 +240,7 @@ async def test_setting_the_webhook_points_the_number_at_us_and_turns_the_check_o
         "friendly_name": "Sales",
         "voice_url": twiml,
         "webhook_ok": True,
+        "previous_voice_url": "",
     }
     assert console.twilio.updates == [
         (
@@ -253,8 +259,45 @@ async def test_setting_the_webhook_points_the_number_at_us_and_turns_the_check_o
     assert [number["webhook_ok"] for number in setup["numbers"]] == [False, True]
 
 
+async def test_an_existing_webhook_is_replaced_only_when_asked_to(console: Console) -> None:
+    kept = await console.post("/api/setup/webhook", {"sid": SUPPORT, "force": True}, status=409)
+    assert kept["code"] == "webhook_in_use" and kept["current_voice_url"] == "https://old.example/voice"
+    assert "https://old.example/voice" in kept["error"] and "replace: true" in kept["error"]
+    assert console.twilio.updates == []
+    replaced = await console.post("/api/setup/webhook", {"sid": SUPPORT, "force": True, "replace": True})
+    assert replaced["previous_voice_url"] == "https://old.example/voice"
+    assert replaced["voice_url"] == f"{console.public_url}/twiml"
+    again = await console.post("/api/setup/webhook", {"sid": SUPPORT, "force": True})  # already ours: no question
+    assert again["webhook_ok"] is True
+
+
+async def test_a_public_https_url_needs_no_force(tmp_path: Path) -> None:
+    async with open_console(tmp_path, {"PUBLIC_URL": "https://bridge.example.com"}) as console:
+        updated = await console.post("/api/setup/webhook", {"sid": SALES})  # talks to the fake Twilio only
+    assert updated["voice_url"] == "https://bridge.example.com/twiml"
+
+
+@pytest.mark.parametrize(
+    ("public_url", "problem"),
+    [
+        ("http://localhost:8081", "localhost is a local or private address"),
+        ("http://10.1.2.3:8081", "10.1.2.3 is a local or private address"),
+        ("http://192.168.1.20", "192.168.1.20 is a local or private address"),
+        ("http://bridge.example.com", "plain http"),
+    ],
+)
+async def test_a_url_twilio_cannot_reach_is_refused_unless_forced(
+    tmp_path: Path, public_url: str, problem: str
+) -> None:
+    async with open_console(tmp_path, {"PUBLIC_URL": public_url}) as console:
+        # (no GET /api/setup here: its probe would connect to PUBLIC_URL, and these are not ours)
+        refused = await console.post("/api/setup/webhook", {"sid": SALES}, status=409)
+        assert console.twilio.updates == []
+    assert problem in refused["error"]
+
+
 async def test_setting_the_webhook_of_an_unknown_number_is_404(console: Console) -> None:
-    error = await console.post("/api/setup/webhook", {"sid": "PN" + "9" * 32}, status=404)
+    error = await console.post("/api/setup/webhook", {"sid": "PN" + "9" * 32, "force": True}, status=404)
     assert "not found" in error["error"]
     assert (await console.post("/api/setup/webhook", {}, status=400))["error"].startswith("'sid'")
     assert (await console.post("/api/setup/webhook", ["PN1"], status=400))["error"]
@@ -265,7 +308,7 @@ async def test_bad_twilio_credentials_fail_the_checks_with_a_reason_not_the_requ
     wrong = "wrong-twilio-token-0123456789"
     async with open_console(tmp_path, {"TWILIO_AUTH_TOKEN": wrong}) as console:
         setup = await console.get("/api/setup")
-        refused = await console.post("/api/setup/webhook", {"sid": SALES}, status=502)
+        refused = await console.post("/api/setup/webhook", {"sid": SALES, "force": True}, status=502)
         seen = console.seen
         assert console.twilio.refused_auth == 2
 
@@ -283,7 +326,7 @@ async def test_unreachable_twilio_api_and_public_url_fail_their_checks(tmp_path:
     env = {"TWILIO_API_BASE_URL": f"http://127.0.0.1:{twilio_port}", "PUBLIC_URL": f"http://127.0.0.1:{public_port}"}
     async with open_console(tmp_path, env) as console:
         setup = await console.get("/api/setup")
-        webhook = await console.post("/api/setup/webhook", {"sid": SALES}, status=502)
+        webhook = await console.post("/api/setup/webhook", {"sid": SALES, "force": True}, status=502)
 
     checks = checks_by_id(setup)
     assert checks["twilio_credentials"]["ok"] is True  # present; nobody refused them
@@ -312,7 +355,8 @@ async def test_without_twilio_credentials_the_checklist_says_what_to_set(tmp_pat
 
 async def test_session_shows_the_default_the_voices_and_the_backend_tools(console: Console) -> None:
     answer = await console.get("/api/session")
-    assert set(answer) == {"session", "voices", "backend_tools"}
+    assert set(answer) == {"session", "call_id", "voices", "backend_tools", "voice_locked"}
+    assert (answer["call_id"], answer["voice_locked"]) == (None, False)
     assert answer["session"] == DEFAULT_SESSION_CONFIG
     assert answer["voices"] == list(VOICES) and {"marin", "cedar"} <= set(answer["voices"])
     assert answer["backend_tools"] == (await console.http.get("/tools")).json()
@@ -347,11 +391,20 @@ async def test_an_invalid_session_is_refused_with_the_reason_and_changes_nothing
         ({"voice": ""}, "voice"),
         ({"turn_detection": {"type": "loud_vad"}}, "turn_detection"),
         ({"tools": [{"type": "function"}]}, "tools[0].name"),
-        ({"colour": "blue"}, "unknown keys"),
+        ({"colour": "blue"}, "unknown key 'colour'"),
         ("not an object", "'session'"),
+        ({"voice": "fable"}, "'voice'"),  # not a Realtime GA voice
+        ({"voice": "x" * 100_000}, "'voice'"),
+        ({"tools": [{"type": "function", "name": "n" * 1_000_000}]}, "'tools[0].name'"),
+        ({"tools": [{"type": "function", "name": "<img src=x onerror=alert(1)>"}]}, "'tools[0].name'"),
+        ({"tools": [{"type": "function", "name": "a"}, {"type": "function", "name": "a"}]}, "'tools[1].name'"),
+        ({"tools": [{"type": "function", "name": "a", "code": "x"}]}, "unknown key 'code'"),
+        ({"turn_detection": {"type": "server_vad", "eagerness": "low"}}, "'turn_detection'"),
+        ({"max_output_tokens": True}, "'max_output_tokens'"),
     ):
         error = await console.post("/api/session", {"session": session}, status=400)
         assert reason in error["error"], (session, error)
+        assert len(error["error"]) < 600  # a huge refused value does not come back whole
     assert (await console.post("/api/session", "nope", status=400))["error"]
     assert (await console.get("/api/session"))["session"] == DEFAULT_SESSION_CONFIG
     assert of_type(await console.bridge.events(SETTINGS_STREAM), DefaultSessionConfigSaved) == []
@@ -379,7 +432,8 @@ async def test_a_session_update_reaches_a_live_call_only(console: Console) -> No
         await wait_live(bridge, call_id)
 
         answer = await console.post("/api/session", {"session": {"instructions": "Be brief."}, "call_id": call_id})
-        assert answer == {"session": {"instructions": "Be brief."}, "call_id": call_id}
+        assert answer["applied"] is True and "confirmed" in answer["message"]
+        assert (answer["session"], answer["call_id"]) == ({"instructions": "Be brief."}, call_id)
         changed = await wait_recorded(bridge, call_id, CallSessionConfigChanged)
         assert changed[0].session_config["instructions"] == "Be brief."
         with trio.fail_after(10):  # the call's model was told (the first update is the call's own)
@@ -440,8 +494,8 @@ async def test_a_test_call_of_a_wrong_length_is_refused(console: Console, second
 
 async def test_no_response_carries_a_secret(console: Console) -> None:
     await console.get("/api/setup")
-    await console.post("/api/setup/webhook", {"sid": SUPPORT})
-    await console.post("/api/setup/webhook", {"sid": "PN" + "9" * 32}, status=404)
+    await console.post("/api/setup/webhook", {"sid": SUPPORT, "force": True, "replace": True})
+    await console.post("/api/setup/webhook", {"sid": "PN" + "9" * 32, "force": True}, status=404)
     await console.get("/api/setup")
     await console.get("/api/session")
     await console.post("/api/session", {"session": {"voice": "marin"}})

@@ -33,7 +33,7 @@ from callbridge.web.settings import load_settings
 if importlib.util.find_spec("playwright") is None:
     require_browser(module=True)  # skip with the reason (under CI=true: fail) rather than an ImportError
 
-from playwright.sync_api import expect
+from playwright.sync_api import Dialog, expect
 
 pytestmark = pytest.mark.usefixtures("browser_required")
 
@@ -282,9 +282,23 @@ async def test_the_setup_checklist_points_a_numbers_webhook_at_this_server(tmp_p
                     expect(page.locator(".check[data-check] strong").first).not_to_be_empty()
                     row = page.locator(f"tr[data-sid='{ours['sid']}']")
                     expect(row.locator(".webhook")).to_contain_text("not")
+                    expect(page.locator(".public-url-problem")).to_contain_text("local or private address")
                     browser.screenshot("setup-before")
+                    dialogs: list[str] = []
+                    answers = [False]  # decline replacing the number's webhook first
+
+                    def answer(dialog: Dialog) -> None:
+                        dialogs.append(dialog.message)
+                        (dialog.accept if (answers.pop(0) if answers else True) else dialog.dismiss)()
+
+                    page.on("dialog", answer)
+                    row.get_by_role("button", name="Point the webhook here").click()
+                    expect(page.locator(".setup .notice")).to_contain_text("left as it is")
+                    assert fake.updates == [] and "https://demo.twilio.com/voice" in dialogs[0]
                     row.get_by_role("button", name="Point the webhook here").click()
                     expect(page.locator(".setup .notice")).to_contain_text(f"now sends its calls to {twiml}")
+                    expect(page.locator(".setup .notice")).to_contain_text("it was https://demo.twilio.com/voice")
+                    assert "Replace it with" in dialogs[1] and "Twilio cannot reach" in dialogs[2]
                     expect(row.locator(".webhook")).to_have_text("✓ points here")
                     expect(row.locator(".url")).to_have_text(twiml)
                     other_row = page.locator(f"tr[data-sid='{other['sid']}']")
@@ -316,19 +330,32 @@ async def test_session_settings_are_validated_then_saved_for_new_calls(tmp_path:
                 tools.fill('[{"type": "function", "name": ')
                 expect(page.locator("#tools-status")).to_contain_text("not valid JSON")
                 page.get_by_role("button", name="Save").click()
-                expect(page.locator(".session > .notice")).to_contain_text("Tools: not valid JSON")
+                expect(page.locator("#save-status")).to_contain_text("Tools: not valid JSON")
                 tools.fill("[]")
+                offered = page.locator(".offered-tools li")
+                expect(offered).to_have_count(1)  # the server's tool is offered even with no session tools
+                expect(offered.first).to_contain_text("server tool")
+                expect(page.locator(".unsaved")).to_be_visible()  # typing marked the form unsaved
                 page.get_by_role("button", name="+ get_weather_from_coords").click()
                 expect(page.locator("#tools-status")).to_have_text("1 tool: get_weather_from_coords")
+                page.get_by_role("button", name="+ ask_a_person (answered by hand)").click()
+                expect(page.locator(".offered-tools li[data-kind='session']")).to_contain_text("ask_a_person")
+                expect(page.locator(".offered-tools li[data-kind='session']")).to_contain_text("answered by hand")
+                expect(offered).to_have_count(2)
+                tools.fill('[{"type": "function", "name": "get_weather_from_coords"}]')
                 # the server's own check: a threshold outside 0-1 is refused with its reason
                 page.get_by_label(re.compile("^Threshold")).fill("5")
                 page.get_by_role("button", name="Save").click()
-                expect(page.locator(".session > .notice")).to_contain_text("Not saved")
-                expect(page.locator(".session > .notice")).to_contain_text("threshold")
+                expect(page.locator("#save-status")).to_contain_text("Not saved")
+                expect(page.locator("#save-status")).to_contain_text("threshold")
                 page.get_by_label("Turn detection").select_option("semantic_vad")
                 page.get_by_label("Eagerness").select_option("high")
                 page.get_by_role("button", name="Save").click()
-                expect(page.locator(".session > .notice")).to_contain_text("Saved")
+                expect(page.locator("#save-status")).to_contain_text("Saved")
+                expect(page.locator(".unsaved")).to_be_hidden()
+                save_box = page.get_by_role("button", name="Save").bounding_box()
+                status_box = page.locator("#save-status").bounding_box()
+                assert save_box and status_box and abs(save_box["y"] - status_box["y"]) < 40  # said where the button is
                 browser.screenshot("session")
                 no_page_errors(browser, expected=("status of 400",))
 

@@ -23,7 +23,14 @@ from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG, session_u
 from callbridge.adapters.sim.fake_openai import FakeOpenAI, run_fake_openai_cli, serve_fake_openai
 from callbridge.adapters.sim.fake_openai_conversation import Ids
 from callbridge.adapters.sim.fake_openai_response import ResponseRun, split_transcript
-from callbridge.adapters.sim.fake_openai_script import DEFAULT_SCRIPT, LONG_REPLY, ScriptError, parse_script
+from callbridge.adapters.sim.fake_openai_script import (
+    DEFAULT_SCRIPT,
+    LONG_REPLY,
+    FunctionCall,
+    ScriptError,
+    Turn,
+    parse_script,
+)
 from callbridge.adapters.sim.fake_openai_session import FakeRealtimeSession, Reaction
 from callbridge.adapters.sim.fake_openai_vad import EnergyVad, SpeechStarted, SpeechStopped, VadSettings
 from callbridge.adapters.sim.voice import rms, silence, speech
@@ -169,7 +176,7 @@ def test_tool_output_then_response_create_speaks_the_result() -> None:
     driver = Driver()
     driver.append(utterance())
     call = driver.last(se.ResponseFunctionCallArgumentsDone)
-    output = json.dumps({"temperature_c": 18, "conditions": "fog"})
+    output = json.dumps({"temperature_c": 18.4, "wind_speed_kmh": 9.0})
     added = driver.send(
         codec.ConversationItemCreate(item={"type": "function_call_output", "call_id": call.call_id, "output": output})
     )
@@ -194,7 +201,7 @@ def test_tool_output_then_response_create_speaks_the_result() -> None:
     ]
     assert set(kinds[:-6]) == {"response.output_audio.delta", "response.output_audio_transcript.delta"}
     transcript = "".join(e.delta for e in streamed if isinstance(e, se.ResponseOutputAudioTranscriptDelta))
-    assert transcript == f"Here is what I found: {output}"
+    assert transcript == "It's 18 degrees in San Francisco right now."  # said like an agent, not as JSON
     assert driver.last(se.ResponseOutputAudioTranscriptDone).transcript == transcript
     audio = b"".join(base64.b64decode(e.delta) for e in streamed if isinstance(e, se.ResponseOutputAudioDelta))
     chunks = [e for e in streamed if isinstance(e, se.ResponseOutputAudioDelta)]
@@ -355,6 +362,24 @@ def test_vad_reports_positions_in_appended_audio_across_partial_frames() -> None
     for start in range(0, len(audio), 100):  # 12.5 ms pieces: frames straddle feeds
         signals += vad.feed(audio[start : start + 100])
     assert signals == [SpeechStarted(audio_start_ms=400), SpeechStopped(audio_end_ms=1300)]
+
+
+@pytest.mark.parametrize(
+    ("output", "spoken"),
+    [
+        ('{"temperature_c": 21.4, "latitude": 37.77}', "It's 21 degrees in San Francisco right now."),
+        ('{"error": "weather service unreachable: ConnectError"}', "Sorry, I couldn't look that up right now."),
+        ('{"wind_speed_kmh": 3}', "Sorry, I couldn't look that up right now."),  # not what was asked
+        ("not json {temperature_c}", "Sorry, I couldn't look that up right now."),
+    ],
+)
+def test_the_weather_result_is_spoken_like_an_agent_and_an_error_as_an_apology(output: str, spoken: str) -> None:
+    assert DEFAULT_SCRIPT.turns[0].tool_reply(output) == spoken
+
+
+def test_a_plain_output_template_keeps_braces_in_the_output_as_they_are() -> None:
+    turn = Turn(transcript="?", function_call=FunctionCall(name="ask"), after_tool="The operator says: {output}")
+    assert turn.tool_reply("Use {braces} freely") == "The operator says: Use {braces} freely"
 
 
 def test_vad_ignores_silence_and_quiet_noise() -> None:

@@ -20,6 +20,7 @@ from hypercorn.config import Config
 
 from callbridge.adapters.openai.client import open_realtime
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
+from callbridge.adapters.sim.fake_weather import simulated_weather
 from callbridge.engine.apology import Apology
 from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings
@@ -67,7 +68,7 @@ class Server:
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.http = Httpx2Client()
-        self.registry = registry or default_registry(weather_url=settings.weather_url)
+        self.registry = registry or default_registry(weather_url=settings.weather_url, http=simulated_weather(settings))
         self.live = LiveCalls()
         self.reconnect = reconnect or ReconnectPolicy()
         self.apology = apology if apology is not None else Apology.bundled()

@@ -4,28 +4,33 @@ Five checks, each ``{id, label, ok, detail}`` where ``detail`` says in a sentenc
 and what to do: Twilio credentials present (and accepted), the account's phone numbers listed
 (Twilio REST, ``TWILIO_API_BASE_URL`` when set), the public URL reachable (``GET
 PUBLIC_URL/healthz`` answers 200), a number's voice webhook pointing at ``PUBLIC_URL/twiml``, and
-which realtime model answers.
+the realtime model answering a real handshake with the key calls use (HTTP status or error
+otherwise: a wrong key is found here, not by a caller hearing silence).
 
 Why it never fails as a whole: a checklist exists to explain what is wrong, so every failure
 (bad credentials, Twilio unreachable, a public URL that does not answer) becomes a failed check
-with its reason. The slow parts — the Twilio listing (a worker thread) and the public URL probe —
+with its reason. The slow parts — the Twilio listing, the public URL probe and the model handshake —
 run concurrently with short timeouts. Details say whether secrets are set, never what they are.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
 import trio
 
+from callbridge.adapters.openai.client import open_realtime, redact_url
+from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
 from callbridge.adapters.twilio.signature import webhook_url
 from callbridge.web.settings import Settings
 
 PUBLIC_URL_TIMEOUT_S = 3.0
+MODEL_TIMEOUT_S = 5.0
 TWILIO_TIMEOUT_S = 5.0
 MAX_NUMBERS = 1000
 """Numbers listed at most (all pages up to this)."""
@@ -71,6 +76,18 @@ def phone_numbers_client(settings: Settings) -> IncomingPhoneNumbers | None:
         base_url=settings.twilio_api_base_url,
         timeout_s=TWILIO_TIMEOUT_S,
     )
+
+
+def unreachable_reason(public_url: str) -> str | None:
+    """Why Twilio could not call a webhook under ``public_url`` (None when it looks reachable):
+    plain http (the media stream needs wss://), or a local or private address."""
+    parts = urlsplit(public_url)
+    host = parts.hostname or ""
+    if is_local_host(host):
+        return f"{host} is a local or private address, not reachable from the internet"
+    if parts.scheme != "https":
+        return "it is plain http; Twilio needs https (and wss:// for the media stream)"
+    return None
 
 
 def is_local_host(host: str) -> bool:
@@ -158,14 +175,58 @@ async def public_url_check(public_url: str, timeout_s: float = PUBLIC_URL_TIMEOU
     return check("public_url", label, True, detail)
 
 
-def model_check(settings: Settings) -> dict[str, Any]:
+async def model_check(settings: Settings, model_url: str | None, timeout_s: float = MODEL_TIMEOUT_S) -> dict[str, Any]:
+    """A real realtime handshake: open the model's WebSocket with the key calls use (the
+    simulated model's own URL in ``sim`` mode), wait for its ``session.created``, close. A
+    rejected key, an unreachable endpoint or a silent one fails the check with the HTTP status or
+    the error, never the key."""
     label = "Realtime model"
-    if settings.model == "openai":
-        endpoint = urlsplit(settings.openai_realtime_url)
-        detail = f"OpenAI Realtime at {endpoint.netloc}{endpoint.path}; OPENAI_API_KEY is set"
-        return check("openai", label, bool(settings.openai_api_key), detail)
-    detail = "the built-in simulated model answers calls (no OPENAI_API_KEY); set OPENAI_API_KEY for real conversations"
+    simulated = settings.model == "sim"
+    url = model_url if simulated else settings.openai_realtime_url
+    if simulated and url is None:
+        return check("openai", label, False, "the simulated model is not running yet; check again in a moment")
+    assert url is not None
+    if not simulated and not settings.openai_api_key:
+        return check("openai", label, False, "OPENAI_API_KEY is not set: set it, or run with --model sim")
+    where = redact_url(url).split("?")[0]
+    try:
+        with trio.fail_after(timeout_s):
+            async with open_realtime(
+                url, "sim" if simulated else settings.openai_api_key, connect_timeout=timeout_s
+            ) as conn:
+                first = await conn.receive_raw()
+    except RealtimeConnectError as error:
+        return check("openai", label, False, _redacted(str(error), settings))
+    except RealtimeConnectionClosed as closed:
+        return check("openai", label, False, f"{where} accepted the key, then closed the socket: {closed}")
+    except trio.TooSlowError:
+        return check(
+            "openai", label, False, f"{where} did not answer within {timeout_s:g} s; check OPENAI_REALTIME_URL"
+        )
+    kind = _event_type(first)
+    if kind != "session.created":
+        return check("openai", label, False, f"{where} answered the handshake with {kind!r}, not 'session.created'")
+    if simulated:
+        detail = (
+            "the built-in simulated model answered a realtime handshake (no OPENAI_API_KEY); "
+            "set OPENAI_API_KEY for real conversations"
+        )
+    else:
+        detail = f"OpenAI Realtime at {where} accepted OPENAI_API_KEY and opened a session"
     return check("openai", label, True, detail)
+
+
+def _event_type(text: str) -> str:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return "not JSON"
+    return str(value.get("type")) if isinstance(value, dict) else "not an object"
+
+
+def _redacted(text: str, settings: Settings) -> str:
+    key = settings.openai_api_key
+    return text.replace(key, "<OPENAI_API_KEY>") if key else text
 
 
 # --- the report --------------------------------------------------------------------------------
@@ -182,10 +243,15 @@ async def list_numbers(settings: Settings) -> tuple[list[PhoneNumber] | None, Tw
         return None, error
 
 
-async def setup_report(settings: Settings) -> dict[str, Any]:
-    """``GET /api/setup``'s answer: the checks, the numbers, and the URLs they are checked against."""
+async def setup_report(settings: Settings, model_url: str | None = None) -> dict[str, Any]:
+    """``GET /api/setup``'s answer: the checks, the numbers, and the URLs they are checked against.
+    ``model_url``: where the simulated model listens (``sim`` mode)."""
     listing: tuple[list[PhoneNumber] | None, TwilioRestError | None] = (None, None)
     reachable: dict[str, Any] = {}
+    model: dict[str, Any] = {}
+
+    async def run_model_check() -> None:
+        model.update(await model_check(settings, model_url))
 
     async def run_listing() -> None:
         nonlocal listing
@@ -197,6 +263,7 @@ async def setup_report(settings: Settings) -> dict[str, Any]:
     async with trio.open_nursery() as nursery:
         nursery.start_soon(run_listing)
         nursery.start_soon(run_probe)
+        nursery.start_soon(run_model_check)
     numbers, error = listing
     return {
         "checks": [
@@ -204,10 +271,11 @@ async def setup_report(settings: Settings) -> dict[str, Any]:
             numbers_check(numbers, error),
             reachable,
             webhook_check(numbers, settings.public_url),
-            model_check(settings),
+            model,
         ],
         "numbers": [number_view(number, settings.public_url) for number in numbers or []],
         "public_url": settings.public_url,
         "twiml_url": twiml_url(settings.public_url),
+        "public_url_problem": unreachable_reason(settings.public_url),
         "model": settings.model,
     }

@@ -17,15 +17,23 @@ Config keys (all optional; missing ones take ``DEFAULT_SESSION_CONFIG``'s value)
 - ``noise_reduction``: ``near_field`` | ``far_field`` | None; ``speed``: 0.25-1.5;
   ``max_output_tokens``: 1-4096 or ``"inf"``.
 
-Bad config raises ``SessionConfigError`` naming the key, so the console can show it before saving.
+The config is decoded by msgspec into :class:`SessionConfig` (unknown keys refused, each value's
+type and range checked); bad config raises ``SessionConfigError`` naming the key and what is
+allowed, so the console can show it before saving. Tool names follow the API's
+``^[a-zA-Z0-9_-]{1,64}$``; voices are the Realtime GA voices (:data:`VOICES`) or a custom voice id.
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any, Final
+import re
+from typing import Annotated, Any, Final, Literal, get_args
 
-VOICES: Final = ("alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar")
+import msgspec
+from msgspec import UNSET, Meta, UnsetType
+
+Voice = Literal["alloy", "ash", "ballad", "coral", "echo", "sage", "shimmer", "verse", "marin", "cedar"]
+VOICES: Final[tuple[str, ...]] = get_args(Voice)
+"""The Realtime GA voices."""
 
 DEFAULT_INSTRUCTIONS: Final = (
     "You are a friendly, concise phone assistant. Callers hear you over a phone line, so speak in "
@@ -43,144 +51,150 @@ DEFAULT_SESSION_CONFIG: Final[dict[str, Any]] = {
     "tool_choice": "auto",
 }
 
-_OPTIONAL_KEYS: Final = ("noise_reduction", "speed", "max_output_tokens")
-_ALLOWED_KEYS: Final = frozenset(DEFAULT_SESSION_CONFIG) | frozenset(_OPTIONAL_KEYS)
+TOOL_NAME_PATTERN: Final = r"^[a-zA-Z0-9_-]{1,64}$"
+"""What the Realtime API accepts as a function name."""
 
-_VAD_KEYS: Final[dict[str, dict[str, tuple[type, ...]]]] = {
-    "server_vad": {
-        "threshold": (int, float),
-        "prefix_padding_ms": (int,),
-        "silence_duration_ms": (int,),
-        "idle_timeout_ms": (int, type(None)),
-        "create_response": (bool,),
-        "interrupt_response": (bool,),
-    },
-    "semantic_vad": {
-        "eagerness": (str,),
-        "create_response": (bool,),
-        "interrupt_response": (bool,),
-    },
+ToolName = Annotated[str, Meta(pattern=TOOL_NAME_PATTERN)]
+NonEmpty = Annotated[str, Meta(min_length=1)]
+
+
+class _Config(msgspec.Struct, forbid_unknown_fields=True):
+    """Unknown keys are refused (a typo must not be saved silently); UNSET keys are left out."""
+
+
+class CustomVoice(_Config):
+    id: NonEmpty
+
+
+class ServerVad(_Config, tag="server_vad", tag_field="type"):
+    threshold: Annotated[float, Meta(ge=0.0, le=1.0)] | UnsetType = UNSET
+    prefix_padding_ms: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    silence_duration_ms: Annotated[int, Meta(ge=0)] | UnsetType = UNSET
+    idle_timeout_ms: Annotated[int, Meta(ge=0)] | UnsetType | None = UNSET
+    create_response: bool | UnsetType = UNSET
+    interrupt_response: bool | UnsetType = UNSET
+
+
+class SemanticVad(_Config, tag="semantic_vad", tag_field="type"):
+    eagerness: Literal["low", "medium", "high", "auto"] | UnsetType = UNSET
+    create_response: bool | UnsetType = UNSET
+    interrupt_response: bool | UnsetType = UNSET
+
+
+class FunctionTool(_Config):
+    type: Literal["function"]
+    name: ToolName
+    description: str | UnsetType = UNSET
+    parameters: dict[str, Any] | UnsetType = UNSET
+
+
+class NamedToolChoice(_Config):
+    type: Literal["function"]
+    name: ToolName
+
+
+class SessionConfig(_Config):
+    """A complete callbridge session config, decoded and checked by msgspec (every key has its
+    default, so a partial config decodes to a complete one)."""
+
+    model: NonEmpty = DEFAULT_SESSION_CONFIG["model"]
+    instructions: str = DEFAULT_INSTRUCTIONS
+    voice: Voice | CustomVoice = "marin"
+    turn_detection: ServerVad | SemanticVad | None = msgspec.field(
+        default_factory=lambda: ServerVad(interrupt_response=True, create_response=True)
+    )
+    input_transcription_model: NonEmpty | None = DEFAULT_SESSION_CONFIG["input_transcription_model"]
+    tools: list[FunctionTool] = msgspec.field(default_factory=list)
+    tool_choice: Literal["auto", "none", "required"] | NamedToolChoice = "auto"
+    noise_reduction: Literal["near_field", "far_field"] | UnsetType | None = UNSET
+    speed: Annotated[float, Meta(ge=0.25, le=1.5)] | UnsetType = UNSET
+    max_output_tokens: Annotated[int, Meta(ge=1, le=4096)] | Literal["inf"] | UnsetType = UNSET
+
+    def __post_init__(self) -> None:
+        seen: set[str] = set()
+        for index, tool in enumerate(self.tools):
+            if tool.name in seen:
+                raise ValueError(f"session config 'tools[{index}].name': {tool.name!r} is defined twice")
+            seen.add(tool.name)
+
+
+SESSION_KEYS: Final = SessionConfig.__struct_fields__
+
+_HINTS: Final[dict[str, str]] = {
+    "voice": f"must be one of {', '.join(VOICES)}, or {{'id': 'voice_…'}} for a custom voice",
+    "turn_detection.type": "must be 'server_vad' or 'semantic_vad' (or turn_detection null for manual turns)",
+    "tool_choice": "must be 'auto', 'none', 'required' or {'type': 'function', 'name': …}",
+    "noise_reduction": "must be 'near_field', 'far_field' or null",
+    "speed": "must be a number between 0.25 and 1.5",
+    "max_output_tokens": "must be 1-4096 or 'inf'",
+    "input_transcription_model": "must be a model name or null",
 }
-_EAGERNESS: Final = ("low", "medium", "high", "auto")
-_TOOL_KEYS: Final = frozenset({"type", "name", "description", "parameters"})
+_AT = re.compile(r"^(?P<problem>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_MISSING = re.compile(r"^Object missing required field `(?P<field>[^`]+)`$")
+_UNKNOWN = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
 
 
 class SessionConfigError(ValueError):
     """The session configuration cannot be turned into a GA session; the message names the key."""
 
 
-def _fail(key: str, problem: str) -> SessionConfigError:
-    return SessionConfigError(f"session config {key!r}: {problem}")
+_NESTED: Final[dict[str, type[msgspec.Struct]]] = {
+    "tools": FunctionTool,
+    "voice": CustomVoice,
+    "tool_choice": NamedToolChoice,
+    "turn_detection/server_vad": ServerVad,
+    "turn_detection/semantic_vad": SemanticVad,
+}
+MAX_PROBLEM_CHARS: Final = 200
+"""A refused value is quoted in the message only this far (a 1 MB name must not come back whole)."""
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def _allowed(path: str, config: dict[str, Any]) -> str:
+    """The keys allowed in the object at ``path`` (``""``: the config itself)."""
+    key = re.sub(r"\[\d+\]", "", path)
+    if key == "turn_detection":
+        kind = config.get("turn_detection", {}).get("type") if isinstance(config.get("turn_detection"), dict) else None
+        key = f"turn_detection/{kind}"
+    struct = _NESTED.get(key, SessionConfig) if path else SessionConfig
+    return ", ".join(struct.__struct_fields__)
 
 
-def _check_turn_detection(value: Any) -> None:
-    if value is None:
-        return
-    if not isinstance(value, dict):
-        raise _fail("turn_detection", "must be an object with a 'type', or null for manual turns")
-    kind = value.get("type")
-    if kind not in _VAD_KEYS:
-        raise _fail("turn_detection", f"type must be 'server_vad' or 'semantic_vad', not {kind!r}")
-    allowed = _VAD_KEYS[kind]
-    for key, setting in value.items():
-        if key == "type":
-            continue
-        if key not in allowed:
-            raise _fail(f"turn_detection.{key}", f"is not a {kind} setting (allowed: {sorted(allowed)})")
-        types = allowed[key]
-        if bool in types:
-            ok = isinstance(setting, bool)
-        else:  # bool is an int subclass: True is not a threshold
-            ok = isinstance(setting, types) and not isinstance(setting, bool)
-        if not ok:
-            raise _fail(f"turn_detection.{key}", f"has the wrong type ({type(setting).__name__})")
-    if "threshold" in value and not 0.0 <= value["threshold"] <= 1.0:
-        raise _fail("turn_detection.threshold", "must be between 0 and 1")
-    for key in ("prefix_padding_ms", "silence_duration_ms"):
-        if key in value and value[key] < 0:
-            raise _fail(f"turn_detection.{key}", "must not be negative")
-    if "eagerness" in value and value["eagerness"] not in _EAGERNESS:
-        raise _fail("turn_detection.eagerness", f"must be one of {list(_EAGERNESS)}")
+def _error(exc: msgspec.ValidationError, config: dict[str, Any]) -> SessionConfigError:
+    """msgspec's message rewritten for people: which key, what is wrong, what is allowed."""
+    match = _AT.match(str(exc))
+    problem = match["problem"] if match else str(exc)
+    path = (match["path"] or "").lstrip(".") if match else ""
+    if problem.startswith("session config "):  # raised by __post_init__: already says where
+        return SessionConfigError(problem)
+    if missing := _MISSING.match(problem):
+        path = f"{path}.{missing['field']}".lstrip(".")
+        return SessionConfigError(f"session config {path!r}: is required")
+    if unknown := _UNKNOWN.match(problem):
+        where = f"{path!r} has" if path else "has"
+        field = unknown["field"][:MAX_PROBLEM_CHARS]
+        return SessionConfigError(f"session config {where} unknown key {field!r} (allowed: {_allowed(path, config)})")
+    if path.endswith(".name") and "regex" in problem:
+        problem = f"must be 1-64 letters, digits, '_' or '-' ({TOOL_NAME_PATTERN})"
+    if len(problem) > MAX_PROBLEM_CHARS:
+        problem = problem[:MAX_PROBLEM_CHARS] + "…"
+    hint = _HINTS.get(path)
+    return SessionConfigError(f"session config {path or 'session'!r}: {problem}{f'; {hint}' if hint else ''}")
 
 
-def _check_tools(tools: Any) -> None:
-    if not isinstance(tools, list):
-        raise _fail("tools", "must be a list of function tool schemas")
-    names: set[str] = set()
-    for index, tool in enumerate(tools):
-        where = f"tools[{index}]"
-        if not isinstance(tool, dict):
-            raise _fail(where, "must be an object")
-        if tool.get("type") != "function":
-            raise _fail(f"{where}.type", "must be 'function'")
-        extra = set(tool) - _TOOL_KEYS
-        if extra:
-            raise _fail(where, f"unknown keys {sorted(extra)} (allowed: {sorted(_TOOL_KEYS)})")
-        name = tool.get("name")
-        if not isinstance(name, str) or not name:
-            raise _fail(f"{where}.name", "must be a non-empty string")
-        if name in names:
-            raise _fail(f"{where}.name", f"{name!r} is defined twice")
-        names.add(name)
-        if not isinstance(tool.get("description", ""), str):
-            raise _fail(f"{where}.description", "must be a string")
-        if not isinstance(tool.get("parameters", {}), dict):
-            raise _fail(f"{where}.parameters", "must be a JSON Schema object")
-
-
-def _check_tool_choice(choice: Any) -> None:
-    if choice in ("auto", "none", "required"):
-        return
-    if isinstance(choice, dict) and choice.get("type") == "function" and set(choice) == {"type", "name"}:
-        if isinstance(choice["name"], str) and choice["name"]:
-            return
-    raise _fail("tool_choice", "must be 'auto', 'none', 'required' or {'type': 'function', 'name': …}")
-
-
-def _check_voice(voice: Any) -> None:
-    if isinstance(voice, str) and voice:
-        return
-    if isinstance(voice, dict) and set(voice) == {"id"} and isinstance(voice["id"], str) and voice["id"]:
-        return
-    raise _fail("voice", f"must be a voice name ({', '.join(VOICES)}) or {{'id': 'voice_…'}}")
+def decode_session_config(config: Any) -> SessionConfig:
+    """``config`` (a partial or complete config object) checked and completed with the defaults."""
+    if not isinstance(config, dict):
+        raise SessionConfigError("session config must be an object of session settings")
+    try:
+        return msgspec.convert(config, SessionConfig)
+    except msgspec.ValidationError as exc:
+        raise _error(exc, config) from None
 
 
 def normalize_session_config(config: dict[str, Any]) -> dict[str, Any]:
-    """``config`` checked and completed with the defaults (a new dict; the input is not changed)."""
-    if not isinstance(config, dict):
-        raise SessionConfigError("session config must be an object")
-    unknown = set(config) - _ALLOWED_KEYS
-    if unknown:
-        raise SessionConfigError(
-            f"session config has unknown keys {sorted(unknown)} (allowed: {sorted(_ALLOWED_KEYS)})"
-        )
-    merged = copy.deepcopy({**DEFAULT_SESSION_CONFIG, **config})
-    for key in ("model", "instructions"):
-        if not isinstance(merged[key], str):
-            raise _fail(key, "must be a string")
-    if not merged["model"]:
-        raise _fail("model", "must not be empty")
-    _check_voice(merged["voice"])
-    _check_turn_detection(merged["turn_detection"])
-    transcription = merged["input_transcription_model"]
-    if transcription is not None and (not isinstance(transcription, str) or not transcription):
-        raise _fail("input_transcription_model", "must be a model name or null")
-    _check_tools(merged["tools"])
-    _check_tool_choice(merged["tool_choice"])
-    if merged.get("noise_reduction") not in (None, "near_field", "far_field"):
-        raise _fail("noise_reduction", "must be 'near_field', 'far_field' or null")
-    speed = merged.get("speed")
-    if speed is not None and (not _is_number(speed) or not 0.25 <= speed <= 1.5):
-        raise _fail("speed", "must be a number between 0.25 and 1.5")
-    limit = merged.get("max_output_tokens")
-    if limit is not None and limit != "inf":
-        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= 4096:
-            raise _fail("max_output_tokens", "must be 1-4096 or 'inf'")
-    return merged
+    """``config`` checked and completed with the defaults, as plain JSON-able data (a new dict)."""
+    builtins: dict[str, Any] = msgspec.to_builtins(decode_session_config(config))
+    return builtins
 
 
 def session_update_payload(config: dict[str, Any]) -> dict[str, Any]:

@@ -181,8 +181,10 @@ async def simulate_calls(
     public_url: str | None = None,
     ramp_s: float = 0.0,
     progress: Callable[[str], None] | None = None,
+    barge_in: bool = False,
 ) -> list[CallReport]:
-    """Run ``calls`` simulated calls of about ``seconds`` each concurrently (the default script),
+    """Run ``calls`` simulated calls of about ``seconds`` each concurrently (the default script;
+    with ``barge_in`` each caller talks over the reply to its second question),
     started evenly over ``ramp_s``. ``progress`` gets a one-line message as each call ends
     (``call 2/5 CA… ended by caller after 8.0 s``). Reports come back in call order."""
     reports: list[CallReport | None] = [None] * calls
@@ -194,7 +196,7 @@ async def simulate_calls(
         await trio.sleep_until(start + (ramp_s * index / calls if calls else 0.0))
         report = await place_call(
             base_url,
-            script=default_script(seconds),
+            script=default_script(seconds, barge_in=barge_in),
             auth_token=auth_token,
             public_url=public_url,
             from_number=f"+1555{index:07d}",

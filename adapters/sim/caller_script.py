@@ -64,16 +64,32 @@ def frames_for(ms: int) -> int:
     return max(1, math.ceil(ms / FRAME_MS))
 
 
-def default_script(seconds: float, *, speak_ms: int = 1000, pause_ms: int = 400) -> list[Step]:
+def default_script(seconds: float, *, speak_ms: int = 1000, pause_ms: int = 400, barge_in: bool = False) -> list[Step]:
     """``callbridge simulate``'s caller: speak about a second, wait for the reply, pause, and again.
     The script is long enough to fill ``seconds`` even if replies were instant; run it with
-    ``max_duration_s=seconds`` to hang up on time."""
+    ``max_duration_s=seconds`` to hang up on time. ``barge_in``: the second question's reply is
+    interrupted (see :func:`barge_in_turn`)."""
     turns = max(1, math.ceil(seconds * 1000 / (speak_ms + pause_ms)))
+    wait = WaitForAssistant(timeout_s=max(1.0, seconds))
     steps: list[Step] = []
-    for _ in range(turns):
-        steps += [Speak(speak_ms), WaitForAssistant(timeout_s=max(1.0, seconds)), Silence(pause_ms)]
+    for turn in range(turns):
+        steps += [Speak(speak_ms), wait, Silence(pause_ms)]
+        if barge_in and turn == 1:
+            steps[-2:-1] = barge_in_turn(seconds)
     steps.append(HangUp())
     return steps
+
+
+BARGE_IN_AFTER_MS = 1500
+"""How much of a reply the caller lets play before talking over it."""
+
+
+def barge_in_turn(seconds: float) -> list[Step]:
+    """After asking: talk over the reply once ``BARGE_IN_AFTER_MS`` of it has played (a real
+    interruption when the reply is longer, like the simulated model's story), then wait for the
+    answer to the interruption."""
+    timeout = max(1.0, seconds)
+    return [BargeIn(after_ms=BARGE_IN_AFTER_MS, speak_ms=1200, timeout_s=timeout), WaitForAssistant(timeout_s=timeout)]
 
 
 _SILENCE_B64 = base64.b64encode(silence(FRAME_MS)).decode()

@@ -2,8 +2,11 @@
 
 The simulated model cannot understand audio, so a script tells it what each caller turn said
 (``transcript``, reported as the input transcription) and how to answer: a spoken ``reply``, or a
-``function_call`` whose result it then speaks through ``after_tool`` (``{output}`` is replaced by
-the tool output string). Turn N is the N-th user message of the conversation, so a session
+``function_call`` whose result it then speaks like a good agent would, never as raw JSON: through
+``after_tool``, where ``{output}`` is the tool output string and ``{key}`` the value of that key of
+a JSON object output (numbers said as whole numbers: ``21.6`` → ``22``); an error result
+(``{"error": …}``), or one without a key the template names, is answered with ``after_tool_error``
+("Sorry, I couldn't look that up right now."). Turn N is the N-th user message of the conversation, so a session
 re-seeded after a reconnect carries on where the old one stopped.
 
 JSON form (``callbridge fake-openai --script FILE``), either the object or just the turn list::
@@ -18,12 +21,16 @@ JSON form (``callbridge fake-openai --script FILE``), either the object or just 
 from __future__ import annotations
 
 import json
+import math
+import re
 from pathlib import Path
 from typing import Any
 
 import msgspec
 
 DEFAULT_AFTER_TOOL = "Here is what I found: {output}"
+DEFAULT_AFTER_TOOL_ERROR = "Sorry, I couldn't look that up right now."
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class ScriptError(ValueError):
@@ -47,14 +54,42 @@ class Turn(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True
     reply: str | None = None
     function_call: FunctionCall | None = None
     after_tool: str = DEFAULT_AFTER_TOOL
+    after_tool_error: str = DEFAULT_AFTER_TOOL_ERROR
 
     def __post_init__(self) -> None:
         if (self.reply is None) == (self.function_call is None):
             raise ValueError("a turn needs exactly one of 'reply' and 'function_call'")
 
     def tool_reply(self, output: str) -> str:
-        """What the model says once the tool answered (plain replacement: outputs contain braces)."""
-        return self.after_tool.replace("{output}", output)
+        """What the model says once the tool answered."""
+        return spoken_tool_result(output, self.after_tool, self.after_tool_error)
+
+
+def _spoken(value: Any) -> str:
+    if isinstance(value, float) and math.isfinite(value):
+        return str(round(value))
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def spoken_tool_result(output: str, template: str, on_error: str = DEFAULT_AFTER_TOOL_ERROR) -> str:
+    """``template`` filled from a tool ``output``, or ``on_error`` when the tool failed (an
+    ``{"error": …}`` object) or its answer lacks a key the template names."""
+    try:
+        data = json.loads(output)
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and "error" in data:
+        return on_error
+    fields = data if isinstance(data, dict) else {}
+    missing = [name for name in _PLACEHOLDER.findall(template) if name != "output" and name not in fields]
+    if missing:
+        return on_error
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return output if name == "output" else _spoken(fields[name])
+
+    return _PLACEHOLDER.sub(fill, template)  # one pass: braces inside outputs stay as they are
 
 
 class Script(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -71,16 +106,19 @@ class Script(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return Turn(transcript=self.fallback_transcript, reply=self.fallback_reply)
 
 
+WEATHER_REPLY = "It's {temperature_c} degrees in San Francisco right now."
+
 LONG_REPLY = "Once upon a time, a small wooden boat sailed across a calm blue ocean, while the sailors sang."
 """About 6 s of speech: long enough to talk over (barge-in demos)."""
 
 DEFAULT_SCRIPT = Script(
     turns=[
         Turn(
-            transcript="What's the weather like at latitude 37.77, longitude -122.42?",
+            transcript="What's the weather like in San Francisco right now?",
             function_call=FunctionCall(
                 name="get_weather_from_coords", arguments={"latitude": 37.77, "longitude": -122.42}
             ),
+            after_tool=WEATHER_REPLY,
         ),
         Turn(transcript="Can you tell me a story about the ocean?", reply=LONG_REPLY),
         Turn(transcript="What can you help me with?", reply="I can look up the weather and answer questions."),

@@ -56,6 +56,25 @@ function transcriptItems(items) {
   );
 }
 
+/** What went wrong with the model on this call, from its events: shown above everything else. */
+function modelProblems(conversation, events) {
+  const failures = events.filter((e) => e.type === "ModelConnectionFailed").map((e) => e.data || {});
+  const errors = events.filter((e) => e.type === "ModelErrorReported").map((e) => e.data || {});
+  const unavailable = conversation.end_reason === "model_unavailable";
+  if (!failures.length && !errors.length && !unavailable) return null;
+  const lines = [
+    ...failures.map((f) => `Could not reach the realtime model (attempt ${(f.attempt ?? 0) + 1}${f.retry_in_s == null ? ", gave up" : ""}): ${f.error}`),
+    ...errors.map((e) => `The model reported an error${e.code ? ` (${e.code})` : ""}: ${e.message}`),
+  ];
+  return h(
+    "section",
+    { class: "panel problems", role: "alert", "aria-labelledby": "problems-heading" },
+    h("h2", { id: "problems-heading" }, unavailable ? "The realtime model was unavailable" : "Model problems"),
+    unavailable ? h("p", {}, "The call ended because the realtime model could not be reached: the caller heard no assistant. Check OPENAI_API_KEY and OPENAI_REALTIME_URL on the Setup page.") : null,
+    h("ul", {}, lines.map((line) => h("li", {}, line))),
+  );
+}
+
 function metricsSection(metrics, cleanups) {
   const section = h("section", { class: "panel metrics" }, h("h2", {}, "Latency, tokens and cost"));
   const latency = metrics.response_latency_ms || {};
@@ -69,12 +88,12 @@ function metricsSection(metrics, cleanups) {
         ["Turns", String(metrics.turns.length)],
         ["Latency p50", latency.p50 != null ? `${latency.p50} ms` : "—"],
         ["Latency p95", latency.p95 != null ? `${latency.p95} ms` : "—"],
-        ["Barge-ins", String(metrics.barge_ins ?? 0)],
+        ["Barge-ins", String(metrics.barge_ins ?? 0), "Times the caller interrupted a reply that was playing (the reply was cut)."],
         ["Tool calls", String(metrics.tool_calls ?? 0)],
         ["Reconnects", String(metrics.reconnects ?? 0)],
         ["Tokens", String(totalTokens)],
         ["Cost", `$${Number(metrics.cost_usd || 0).toFixed(4)}`],
-      ].map(([label, value]) => h("div", { class: "figure" }, h("span", { class: "value" }, value), h("span", { class: "label" }, label))),
+      ].map(([label, value, title]) => h("div", { class: "figure", title, dataset: { figure: label } }, h("span", { class: "value" }, value), h("span", { class: "label" }, label))),
     ),
   );
   const turns = metrics.turns;
@@ -214,10 +233,11 @@ export function mountCall(main, callId) {
           h("a", { href: `/api/calls/${id}/events`, download: `${callId}-events.json` }, "events (JSON)"),
           h("a", { href: recordingUrl(callId), download: `${callId}.wav` }, "recording (WAV)"),
         ),
+        modelProblems(conversation, events),
+        h("section", { class: "panel transcript-panel" }, h("h2", {}, "Transcript"), transcriptItems(conversation.items || [])),
         h("section", { class: "panel recording" }, h("h2", {}, "Recording"), h("p", { class: "hint" }, "Caller on the left channel, assistant on the right."), audio),
         timelineSection(events, audio, cleanups),
         metrics ? metricsSection(metrics, cleanups) : h("p", { class: "muted" }, "No metrics for this call."),
-        h("section", { class: "panel transcript-panel" }, h("h2", {}, "Transcript"), transcriptItems(conversation.items || [])),
       );
     })
     .catch((error) => notice(status, error.status === 404 ? `There is no call ${callId}.` : `Could not load the call: ${error.message}`, "error"));

@@ -20,16 +20,34 @@ export function apiQuery(filter) {
   return query;
 }
 
+/** An FTS snippet ("…the **plumber** is…") as text with the matched words in <mark>. */
+function highlighted(snippet) {
+  return String(snippet)
+    .split("**")
+    .map((part, index) => (index % 2 ? h("mark", {}, part) : part));
+}
+
+function why(call) {
+  if (!Array.isArray(call.matches) || !call.matches.length) return null;
+  return h(
+    "ul",
+    { class: "why", "aria-label": "Why this call matched" },
+    call.matches.slice(0, 2).map((m) =>
+      h("li", {}, h("span", { class: "who" }, m.role === "user" ? "Caller: " : m.role === "assistant" ? "Assistant: " : `${m.role}: `), highlighted(m.snippet)),
+    ),
+  );
+}
+
 function row(call) {
   const link = `#/calls/${encodeURIComponent(call.call_id)}`;
   return h(
     "tr",
     { dataset: { callId: call.call_id } },
-    h("td", {}, h("a", { href: link }, formatWhen(call.started_at))),
+    h("td", { class: "when" }, h("a", { href: link }, formatWhen(call.started_at)), why(call)),
     h("td", {}, call.caller_number || "—"),
-    h("td", {}, call.phone_number || "—"),
-    h("td", { class: "num" }, formatSeconds(call.duration_seconds)),
-    h("td", { class: "num" }, String(call.message_count ?? 0)),
+    h("td", { class: "opt" }, call.phone_number || "—"),
+    h("td", { class: "num opt" }, formatSeconds(call.duration_seconds)),
+    h("td", { class: "num opt" }, String(call.message_count ?? 0)),
     h("td", {}, h("span", { class: `pill ${call.status}` }, call.status || "—"), call.end_reason ? h("span", { class: "muted" }, ` ${call.end_reason}`) : null),
   );
 }
@@ -72,14 +90,29 @@ export function mountHistory(main, params) {
       const calls = await getJSON("/api/conversations", apiQuery(filter));
       if (!alive) return;
       const filtered = FILTERS.some((key) => filter[key]);
-      notice(status, calls.length ? `${calls.length} call${calls.length === 1 ? "" : "s"}${filtered ? " match" : ""}.` : filtered ? "No call matches." : "No calls yet.");
+      notice(status, calls.length ? `${calls.length} call${calls.length === 1 ? "" : "s"}${filtered ? (calls.length === 1 ? " matches" : " match") : ""}.` : filtered ? "No call matches." : "No calls yet.");
       clear(results);
       if (!calls.length) return;
       results.append(
         h(
           "table",
           { class: "calls-table" },
-          h("thead", {}, h("tr", {}, ["Started", "Caller", "Called", "Length", "Messages", "Status"].map((t) => h("th", { scope: "col" }, t)))),
+          h(
+            "thead",
+            {},
+            h(
+              "tr",
+              {},
+              [
+                ["Started", ""],
+                ["Caller", ""],
+                ["Called", "opt"],
+                ["Length", "opt"],
+                ["Messages", "opt"],
+                ["Status", ""],
+              ].map(([t, cls]) => h("th", { scope: "col", class: cls || null }, t)),
+            ),
+          ),
           h("tbody", {}, calls.map(row)),
         ),
       );

@@ -23,6 +23,7 @@ export class CallState {
     this.startedAt = null;
     this.ended = false;
     this.endReason = "";
+    this.modelFailure = ""; // the last model connection error, until the model connects
     this.entries = []; // {key, role: caller|assistant|tool|note, text, status, rev, error?}
     this.byKey = new Map();
     this.tools = new Map(); // tool_call_id → {id, name, arguments, handler, status, output, error, rev}
@@ -74,6 +75,17 @@ export class CallState {
   get pendingTools() {
     return [...this.tools.values()].filter((t) => ["calling", "pending", "answering"].includes(t.status));
   }
+}
+
+/** The call is over: nothing is streaming any more. A caller bubble waiting for its transcript
+ * is done (with what it has), an assistant reply still streaming was cut off by the hang-up. */
+export function finishStreaming(call) {
+  for (const entry of call.entries) {
+    if (entry.status !== "streaming") continue;
+    entry.status = entry.role === "assistant" ? "interrupted" : "done";
+    entry.rev = nextRev();
+  }
+  call.touch();
 }
 
 function itemText(item) {
@@ -134,7 +146,7 @@ export class LiveState {
         call.ended = true;
         call.endReason = call.endReason || "ended while the console was disconnected";
         for (const tool of call.pendingTools) tool.status = "failed";
-        call.touch();
+        finishStreaming(call);
       }
     }
     for (const info of infos) this.addLiveCall(info);
@@ -253,11 +265,16 @@ const HANDLERS = {
   "call.ended"(call, m) {
     call.ended = true;
     call.endReason = m.reason || "";
+    finishStreaming(call);
     for (const tool of call.pendingTools) {
       tool.status = "failed";
       call.syncToolEntry(tool);
     }
-    call.note(`call ended${m.reason ? `: ${m.reason}` : ""}`);
+    if (m.reason === "model_unavailable") {
+      call.note(`call ended: the realtime model was unavailable, so the caller heard no assistant${call.modelFailure ? ` (${call.modelFailure})` : ""}`, "error");
+    } else {
+      call.note(`call ended${m.reason ? `: ${m.reason}` : ""}`);
+    }
   },
   "feed.gap"(call, m) {
     const count = m.missed ?? m.skipped ?? m.count;
@@ -352,6 +369,15 @@ const HANDLERS = {
   "callbridge.tool_call.failed": toolFinished("failed"),
   "callbridge.model.reconnected"(call, m) {
     call.note(`model reconnected (attempt ${m.attempt})`);
+  },
+  "callbridge.model.connection_failed"(call, m) {
+    const next = m.retry_in_s == null ? "gave up" : `retrying in ${Number(m.retry_in_s).toFixed(1)} s`;
+    call.modelFailure = m.error || "the realtime model could not be reached";
+    call.note(`the realtime model could not be reached (attempt ${(m.attempt ?? 0) + 1}, ${next}): ${m.error || "no detail"}`, "error");
+  },
+  "callbridge.model.connected"(call) {
+    call.modelFailure = "";
+    call.touch();
   },
   "callbridge.model.disconnected"(call, m) {
     call.note(`model disconnected${m.error ? `: ${m.error}` : ""}`, "error");

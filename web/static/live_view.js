@@ -13,6 +13,7 @@ export const REPLAY_SPEEDS = [0.5, 1, 2, 4, 8, 16];
 const ENDED_IN_SELECTOR = 20;
 
 function layout(toolbar) {
+  const recent = h("section", { class: "panel recent-calls", "aria-labelledby": "recent-heading", hidden: true });
   const transcript = h("ol", { class: "transcript", role: "log", "aria-label": "Transcript" });
   const tools = h("section", { class: "panel tools-panel", "aria-labelledby": "tools-heading" });
   const meta = h("p", { class: "call-meta" });
@@ -21,6 +22,7 @@ function layout(toolbar) {
     { class: "live" },
     h("div", { class: "toolbar" }, toolbar),
     meta,
+    recent,
     h(
       "div",
       { class: "live-grid" },
@@ -28,7 +30,7 @@ function layout(toolbar) {
       tools,
     ),
   );
-  return { root, transcript, tools, meta };
+  return { root, transcript, tools, meta, recent };
 }
 
 /** Redraw on the next frame at most once, however many messages arrive meanwhile. */
@@ -59,6 +61,7 @@ function writeMeta(meta, call, { replay = false } = {}) {
     h("span", {}, `${call.from || "unknown caller"} → ${call.to || "?"}`),
     call.startedAt ? h("span", { class: "muted" }, ` · started ${formatWhen(call.startedAt)}`) : null,
     call.endReason ? h("span", { class: "muted" }, ` · ${call.endReason}`) : null,
+    call.modelFailure ? h("span", { class: "model-failure error", role: "alert" }, ` · realtime model unavailable: ${call.modelFailure}`) : null,
     " ",
     h("a", { href: `#/calls/${encodeURIComponent(call.callId)}` }, "call page"),
     replay || call.ended ? null : [" · ", h("a", { href: `#/session?call_id=${encodeURIComponent(call.callId)}` }, "change this call's session")],
@@ -103,10 +106,41 @@ export function mountLive(main, ctx) {
     if (!selection.callId && calls.length) selection.callId = calls[0].callId;
   }
 
+  let recentCalls = null; // from the history, for a console opened with no call in sight
+  function drawRecent() {
+    const none = !ordered().length;
+    view.recent.hidden = !none || !recentCalls;
+    if (view.recent.hidden) return;
+    clear(view.recent).append(
+      h("h2", { id: "recent-heading" }, "No live calls now · recent calls"),
+      recentCalls.length
+        ? h(
+            "ul",
+            { class: "recent-list" },
+            recentCalls.map((c) =>
+              h(
+                "li",
+                {},
+                h("a", { href: `#/calls/${encodeURIComponent(c.call_id)}` }, formatWhen(c.started_at)),
+                ` ${c.caller_number || "unknown caller"} → ${c.phone_number || "?"} `,
+                h("span", { class: `pill ${c.status}` }, c.status || "—"),
+              ),
+            ),
+          )
+        : h("p", { class: "muted" }, "No calls have been recorded yet. Place a test call to see one live."),
+    );
+  }
+  getJSON("/api/conversations", { limit: 10 })
+    .then((calls) => {
+      recentCalls = calls;
+      redraw();
+    })
+    .catch(() => {});
+
   function drawSelector() {
     const calls = ordered();
     const options = calls.map((call) => h("option", { value: call.callId }, describeCall(call)));
-    if (!options.length) options.push(h("option", { value: "" }, "No calls yet"));
+    if (!options.length) options.push(h("option", { value: "" }, "No live calls"));
     clear(select).append(...options);
     select.value = selection.callId || "";
     select.disabled = !calls.length;
@@ -134,6 +168,7 @@ export function mountLive(main, ctx) {
       tools.update(call);
     }
     writeMeta(view.meta, call);
+    drawRecent();
   }
   const redraw = batcher(draw);
 

@@ -77,24 +77,82 @@ function readTurnDetection(form) {
 
 export function mountSession(main, params) {
   const status = h("p", { class: "notice", role: "status" }, "Loading…");
-  const root = h("section", { class: "session" }, h("h1", {}, "Session configuration"), status);
+  const target = h("select", { id: "target" }, h("option", { value: "" }, "Default for new calls"));
+  const formHost = h("div", { class: "session-host" });
+  const root = h(
+    "section",
+    { class: "session" },
+    h("h1", {}, "Session configuration"),
+    h("div", { class: "field target-field" }, h("label", { for: "target" }, "Edit"), target),
+    status,
+    formHost,
+  );
   main.append(root);
   let alive = true;
-  Promise.all([getJSON("/api/session"), getJSON("/api/calls/live")])
-    .then(([config, live]) => alive && render(root, status, config, live, params.get("call_id")))
-    .catch((error) => notice(status, `Could not load the session: ${error.message}`, "error"));
-  return { unmount: () => (alive = false) };
+  let dirty = false;
+  const beforeUnload = (event) => {
+    if (dirty) event.preventDefault();
+  };
+  window.addEventListener("beforeunload", beforeUnload);
+
+  async function load(callId) {
+    notice(status, callId ? `Loading the session live call ${callId} runs now…` : "Loading…");
+    try {
+      const config = await getJSON("/api/session", callId ? { call_id: callId } : {});
+      if (!alive) return;
+      clear(status);
+      status.className = "notice";
+      dirty = false;
+      clear(formHost);
+      render(formHost, config, callId, (value) => (dirty = value));
+    } catch (error) {
+      notice(status, callId && error.status === 404 ? `Call ${callId} is no longer live.` : `Could not load the session: ${error.message}`, "error");
+    }
+  }
+
+  target.addEventListener("change", () => {
+    if (dirty && !window.confirm("Discard your unsaved changes?")) {
+      target.value = target.dataset.current || "";
+      return;
+    }
+    target.dataset.current = target.value;
+    load(target.value || null);
+  });
+
+  getJSON("/api/calls/live")
+    .catch(() => [])
+    .then((live) => {
+      if (!alive) return;
+      const wanted = params.get("call_id");
+      for (const call of live) target.append(h("option", { value: call.call_id }, `Live call ${call.call_id} (${call.from || "unknown"})`));
+      if (wanted && live.some((c) => c.call_id === wanted)) target.value = wanted;
+      target.dataset.current = target.value;
+      if (wanted && !target.value) notice(status, `Call ${wanted} is no longer live: showing the default for new calls.`, "warn");
+      load(target.value || null);
+    });
+  return {
+    unmount: () => {
+      alive = false;
+      window.removeEventListener("beforeunload", beforeUnload);
+    },
+  };
 }
 
-function render(root, status, config, liveCalls, wantedCall) {
+function render(host, config, callId, setDirty) {
   const session = config.session || {};
   const voices = [...(config.voices || [])];
-  const voice = h("select", { id: "voice" });
+  const voice = h("select", { id: "voice", "aria-describedby": "voice-hint" });
   const customVoice = typeof session.voice === "object" && session.voice ? session.voice.id : null;
   if (typeof session.voice === "string" && !voices.includes(session.voice)) voices.push(session.voice);
   voice.append(...voices.map((v) => h("option", { value: v }, v)));
   if (customVoice) voice.append(h("option", { value: `custom:${customVoice}` }, `custom voice ${customVoice}`));
   voice.value = customVoice ? `custom:${customVoice}` : session.voice;
+  voice.disabled = Boolean(config.voice_locked);
+  const voiceHint = config.voice_locked
+    ? "The assistant has already spoken on this call: its voice can't change any more (the model refuses it). Change the default for new calls instead."
+    : callId
+      ? "The voice can change only until the assistant first speaks."
+      : null;
 
   const tdType = h(
     "select",
@@ -117,30 +175,40 @@ function render(root, status, config, liveCalls, wantedCall) {
   const toolsRoot = h("div", { class: "field tools-field" });
   const editor = new ToolsEditor(toolsRoot, { tools: session.tools, templates: config.backend_tools || [] });
 
-  const target = h("select", { id: "target" }, h("option", { value: "" }, "Default for new calls"));
-  for (const call of liveCalls) target.append(h("option", { value: call.call_id }, `Live call ${call.call_id} (${call.from || "unknown"})`));
-  if (wantedCall && liveCalls.some((c) => c.call_id === wantedCall)) target.value = wantedCall;
-
-  const save = h("button", { type: "submit", class: "primary" }, "Save");
+  const save = h("button", { type: "submit", class: "primary" }, callId ? "Apply to this call" : "Save");
+  const unsaved = h("span", { class: "unsaved", hidden: true }, "● Unsaved changes");
+  const saveStatus = h("span", { id: "save-status", class: "notice", role: "status", "aria-live": "polite" });
   const form = h(
     "form",
-    { class: "session-form", novalidate: true },
+    { class: "session-form", novalidate: true, dataset: { callId: callId || "" } },
     field("instructions", "Instructions", h("textarea", { id: "instructions", rows: 6, value: session.instructions || "" })),
-    h("div", { class: "row-fields" }, field("voice", "Voice", voice), field("td-type", "Turn detection", tdType)),
+    h("div", { class: "row-fields" }, field("voice", "Voice", voice, voiceHint), field("td-type", "Turn detection", tdType)),
     vad.server,
     vad.semantic,
     vad.common,
     field("transcription", "Input transcription model", transcription, "Empty: no caller transcripts."),
     h("datalist", { id: "transcription-models" }, TRANSCRIPTION_MODELS.map((m) => h("option", { value: m }))),
     toolsRoot,
-    h("div", { class: "save-row" }, h("label", { for: "target" }, "Apply to"), target, save),
+    h("div", { class: "save-row" }, save, unsaved, saveStatus),
   );
+
+  const markDirty = (value) => {
+    setDirty(value);
+    unsaved.hidden = !value;
+    form.classList.toggle("dirty", value);
+  };
+  form.addEventListener("input", () => markDirty(true));
+  form.addEventListener("change", () => markDirty(true));
+  // template buttons change the tools without an input event
+  toolsRoot.addEventListener("click", (event) => {
+    if (event.target.closest("button.template")) markDirty(true);
+  });
 
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const checked = editor.check();
     if (checked.error) {
-      notice(status, `Tools: ${checked.error}`, "error");
+      notice(saveStatus, `Tools: ${checked.error}`, "error");
       editor.textarea.focus();
       return;
     }
@@ -155,24 +223,23 @@ function render(root, status, config, liveCalls, wantedCall) {
         tools: checked.tools,
       };
     } catch (error) {
-      notice(status, error.message, "error");
+      notice(saveStatus, error.message, "error");
       return;
     }
-    const callId = target.value || null;
     save.disabled = true;
+    notice(saveStatus, callId ? "Applying… waiting for the model's answer." : "Saving…");
     try {
       const saved = await postJSON("/api/session", callId ? { session: next, call_id: callId } : { session: next });
-      if (!callId) Object.assign(session, saved.session);
-      notice(status, callId ? `Applied to live call ${callId}.` : "Saved: new calls use this configuration.", "ok");
+      Object.assign(session, callId ? next : saved.session);
+      markDirty(false);
+      notice(saveStatus, callId ? `Applied to live call ${callId}: the model confirmed it.` : "Saved: new calls use this configuration.", "ok");
     } catch (error) {
       const reason = error instanceof ApiError ? error.message : String(error);
-      notice(status, `Not saved: ${reason}`, "error");
+      notice(saveStatus, callId ? `Not applied: ${reason}` : `Not saved: ${reason}`, "error");
     } finally {
       save.disabled = false;
     }
   });
 
-  clear(status);
-  status.className = "notice";
-  root.append(form);
+  host.append(form);
 }

@@ -1,6 +1,7 @@
 // The setup checklist: can a real phone call reach this server? One line per check (from
 // GET /api/setup), the account's numbers, and a button per number that points its voice webhook
-// at PUBLIC_URL/twiml (POST /api/setup/webhook).
+// at PUBLIC_URL/twiml (POST /api/setup/webhook), after asking when that replaces another webhook or
+// when Twilio could not reach the URL.
 
 import { getJSON, postJSON } from "./api.js";
 import { clear, h, notice } from "./dom.js";
@@ -51,12 +52,39 @@ export function mountSetup(main) {
   );
   let alive = true;
 
+  let lastReport = null;
+
+  /** Ask before anything that cannot be undone in one click: replacing another webhook, or
+   * pointing it at a URL Twilio cannot reach. Returns the request body, or null when declined. */
+  function confirmWebhook(number) {
+    const target = lastReport?.twiml_url || "this server";
+    const body = { sid: number.sid };
+    if (number.voice_url && number.voice_url !== target) {
+      const question = `${number.phone_number} now sends its calls to\n${number.voice_url}\n\nReplace it with\n${target}?`;
+      if (!window.confirm(question)) return null;
+      body.replace = true;
+    }
+    const problem = lastReport?.public_url_problem;
+    if (problem) {
+      const question = `Twilio cannot reach ${target}: ${problem}.\nCalls to ${number.phone_number} would fail until PUBLIC_URL is a public https URL.\n\nSet it anyway?`;
+      if (!window.confirm(question)) return null;
+      body.force = true;
+    }
+    return body;
+  }
+
   async function setWebhook(number, button) {
+    const body = confirmWebhook(number);
+    if (!body) {
+      notice(status, `The webhook of ${number.phone_number} was left as it is.`);
+      return;
+    }
     button.disabled = true;
     notice(status, `Setting the voice webhook of ${number.phone_number}…`);
     try {
-      const updated = await postJSON("/api/setup/webhook", { sid: number.sid });
-      notice(status, `${updated.phone_number} now sends its calls to ${updated.voice_url}.`, "ok");
+      const updated = await postJSON("/api/setup/webhook", body);
+      const was = updated.previous_voice_url ? ` (it was ${updated.previous_voice_url})` : "";
+      notice(status, `${updated.phone_number} now sends its calls to ${updated.voice_url}${was}.`, "ok");
       await load(false);
     } catch (error) {
       notice(status, `Could not set the webhook of ${number.phone_number}: ${error.message}`, "error");
@@ -70,12 +98,13 @@ export function mountSetup(main) {
     try {
       const report = await getJSON("/api/setup");
       if (!alive) return;
+      lastReport = report;
       clear(checks).append(...report.checks.map(checkItem));
       clear(facts).append(
         h("dt", {}, "Public URL"),
         h("dd", {}, report.public_url),
         h("dt", {}, "Voice webhook"),
-        h("dd", {}, report.twiml_url),
+        h("dd", {}, report.twiml_url, report.public_url_problem ? h("span", { class: "warn public-url-problem" }, ` — Twilio cannot reach it: ${report.public_url_problem}`) : null),
         h("dt", {}, "Realtime model"),
         h("dd", {}, report.model === "sim" ? "simulated (no OPENAI_API_KEY)" : report.model),
       );
