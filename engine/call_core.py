@@ -29,8 +29,10 @@ from typing import Any
 
 from callbridge.adapters.openai import codec as oa
 from callbridge.adapters.twilio import codec
+from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.assistant_audio import AssistantAudio
 from callbridge.engine.audio_chunks import CallerAudioChunker
+from callbridge.engine.call_control import CallControl
 from callbridge.engine.call_io import (
     AudioFlushDue,
     CallBegan,
@@ -45,6 +47,7 @@ from callbridge.engine.call_io import (
     HangUpRequested,
     Input,
     LogLine,
+    MachineDetectionReported,
     MarkEchoed,
     ModelFrameInvalid,
     ModelServerEvent,
@@ -53,6 +56,7 @@ from callbridge.engine.call_io import (
     OpenModelSession,
     Outbox,
     Output,
+    PhoneCommandDone,
     SessionUpdateRequested,
     StartTimer,
     TaskFailed,
@@ -60,11 +64,14 @@ from callbridge.engine.call_io import (
     TimerFired,
     ToolRunnerLost,
     ToolSettled,
+    TransferOrdered,
     TwilioEventUnknown,
     TwilioFrameInvalid,
     TwilioSocketLost,
 )
+from callbridge.engine.call_keypad import Keypad
 from callbridge.engine.call_model import ModelSide
+from callbridge.engine.call_recycle import Recycler
 from callbridge.engine.call_state import OFFLINE, CallState
 from callbridge.engine.conversation import ConversationMemory
 from callbridge.engine.events import (
@@ -104,6 +111,9 @@ class CallConfig:
     """Base64 μ-law chunks the caller hears when the model cannot be reached (empty: none)."""
     apology_ms: int = 0
     frame_rate: FrameRateLimit = field(default_factory=FrameRateLimit)
+    agent: Agent = DEFAULT_AGENT
+    direction: str = "inbound"
+    """``inbound``, or ``outbound-api`` for a call we placed (it waits for answering-machine detection)."""
 
 
 APOLOGY_MARK = "apology"
@@ -122,6 +132,9 @@ class CallCore:
         self.session_config = dict(config.session_config)
         self.caller_audio = CallerAudioChunker(config.call_id)
         self.assistant = AssistantAudio(config.call_id, config.stream_sid)
+        self.control = CallControl(self)
+        self.keypad = Keypad(self)
+        self.recycler = Recycler(self)
         self.model = ModelSide(self)
         self.frame_limit = config.frame_rate.start()
         self.end_reason: str | None = None
@@ -137,12 +150,15 @@ class CallCore:
             raise CoreStateError(self.state, given)
         if isinstance(given, CallerMedia):  # the hot path first: 50 a second
             self._caller_media(given)
+            return out.take()
+        handler = self._handlers.get(type(given))
+        if handler is None:
+            self.model.handle(given)
         else:
-            handler = self._handlers.get(type(given))
-            if handler is None:
-                self.model.handle(given)
-            else:
-                handler(self, given)
+            handler(self, given)
+        if self.state is CallState.ACTIVE:
+            self.control.after_input()
+            self.recycler.after_input()
         return out.take()
 
     @property
@@ -167,6 +183,7 @@ class CallCore:
             )
         )
         self._out.emit(OpenModelSession(session=self.model.session, delay_s=0.0))
+        self.control.began()
 
     def end(self, reason: str, detail: str = "") -> None:
         """Decide the end (the first reason wins) and ask the shell to stop the call's tasks."""
@@ -187,7 +204,19 @@ class CallCore:
         self.state = CallState.ENDED
 
     def _hang_up(self, given: HangUpRequested) -> None:
-        self.end(given.reason)
+        if given.by == "operator" and self.state is CallState.ACTIVE:
+            self.control.request_end("operator", given.reason, say_goodbye=False)
+        else:
+            self.end(given.reason)
+
+    def _transfer(self, given: TransferOrdered) -> None:
+        self.control.transfer_ordered(given)
+
+    def _phone_done(self, given: PhoneCommandDone) -> None:
+        self.control.phone_done(given)
+
+    def _machine(self, given: MachineDetectionReported) -> None:
+        self.control.machine_detected(given)
 
     def _task_failed(self, given: TaskFailed) -> None:
         self._out.record(
@@ -257,7 +286,8 @@ class CallCore:
         if self.state is CallState.APOLOGIZING and given.name == APOLOGY_MARK:
             self.end("model_unavailable", self.end_detail)
             return
-        self.assistant.mark_echoed(self._out, given.name)
+        if not self.keypad.mark_echoed(given.name):
+            self.assistant.mark_echoed(self._out, given.name)
 
     def _dtmf(self, given: DtmfPressed) -> None:
         self._out.record(
@@ -265,6 +295,8 @@ class CallCore:
                 call_id=self.config.call_id, at=self._out.now, digit=given.digit, sequence_number=given.sequence_number
             )
         )
+        if self.state is CallState.ACTIVE:
+            self.keypad.pressed(given.digit)
 
     def _caller_hung_up(self, _: CallerHungUp) -> None:
         self._out.record(TwilioSocketClosed(call_id=self.config.call_id, at=self._out.now, code=None, reason="stop"))
@@ -297,11 +329,16 @@ class CallCore:
         )
 
     def _timer(self, given: TimerFired) -> None:
-        if given.timer is Timer.APOLOGY_PLAYED:
+        timer = given.timer
+        if timer is Timer.APOLOGY_PLAYED:
             if self.state is CallState.APOLOGIZING:
                 self.end("model_unavailable", self.end_detail)
-        else:
-            self.model.timer_fired(given.timer)
+        elif self.state in (CallState.ENDING, CallState.APOLOGIZING):
+            return
+        elif not (
+            self.control.timer_fired(timer) or self.keypad.timer_fired(timer) or self.recycler.timer_fired(timer)
+        ):
+            self.model.timer_fired(timer)
 
     def _flush_audio(self, _: AudioFlushDue | None = None) -> None:
         chunk = self.caller_audio.flush()
@@ -323,6 +360,9 @@ class CallCore:
         CallerFramesDropped: _frames_dropped,
         TimerFired: _timer,
         AudioFlushDue: _flush_audio,
+        TransferOrdered: _transfer,
+        PhoneCommandDone: _phone_done,
+        MachineDetectionReported: _machine,
     }
     """Inputs handled here; the model side's (sessions, server events, tools, operators) go to
     ``ModelSide.handle``."""

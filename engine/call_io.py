@@ -26,6 +26,20 @@ class Timer(enum.Enum):
     """Tool outputs awaited in silence: say "one moment"."""
     APOLOGY_PLAYED = "apology_played"
     """The cap on waiting for the apology's last mark before the call ends anyway."""
+    SILENCE = "silence"
+    """The caller has said nothing since hearing the agent: re-prompt, then hang up."""
+    DURATION_WARNING = "duration_warning"
+    DURATION_LIMIT = "duration_limit"
+    WRAP_UP_CAP = "wrap_up_cap"
+    """The longest wait for a goodbye (or a transfer announcement) to be heard."""
+    PHONE_CAP = "phone_cap"
+    """After a REST hang-up or transfer, the longest wait for Twilio to end the stream."""
+    DTMF_COLLECT = "dtmf_collect"
+    """A pause that ends a collected keypad entry."""
+    RECYCLE = "recycle"
+    """Time to renew the model session (at the next quiet moment)."""
+    AMD_WAIT = "amd_wait"
+    """An outbound call waits this long for answering-machine detection before greeting anyway."""
 
 
 class Input(msgspec.Struct, frozen=True, kw_only=True):
@@ -51,9 +65,36 @@ class CallTornDown(Input, frozen=True, kw_only=True):
 
 
 class HangUpRequested(Input, frozen=True, kw_only=True):
-    """The server (shutdown) or an operator wants the call ended now."""
+    """The server (shutdown: the stream is closed) or an operator (the phone is hung up too) wants
+    the call ended now."""
 
     reason: str
+    by: str = "server"
+
+
+class TransferOrdered(Input, frozen=True, kw_only=True):
+    """An operator hands the caller to the configured target ``label``."""
+
+    label: str
+    reason: str = ""
+    by: str = "operator"
+
+
+class PhoneCommandDone(Input, frozen=True, kw_only=True):
+    """A ``HangUpPhone`` or ``RedirectPhone`` was carried out: through Twilio's REST API (``rest``),
+    or the stream is to be ended so its ``<Connect action>`` does it (``stream``)."""
+
+    kind: str
+    method: str
+    ok: bool = True
+    error: str = ""
+
+
+class MachineDetectionReported(Input, frozen=True, kw_only=True):
+    """Twilio's asynchronous answering-machine detection result for this (outbound) call."""
+
+    answered_by: str
+    detection_ms: int | None = None
 
 
 # --- inputs: the caller's side (Twilio) --------------------------------------------------------
@@ -257,6 +298,16 @@ class EndCall(Output, frozen=True, kw_only=True):
 
     reason: str
     detail: str = ""
+
+
+class HangUpPhone(Output, frozen=True, kw_only=True):
+    """End the phone call itself (not just the stream): feed ``PhoneCommandDone`` with how."""
+
+
+class RedirectPhone(Output, frozen=True, kw_only=True):
+    """Hand the phone call to ``twiml`` (a ``<Dial>``): feed ``PhoneCommandDone`` with how."""
+
+    twiml: str
 
 
 class LogLine(Output, frozen=True, kw_only=True):

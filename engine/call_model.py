@@ -27,6 +27,8 @@ import msgspec
 from callbridge.adapters.openai import codec as oa
 from callbridge.adapters.openai import server_events as se
 from callbridge.adapters.openai.session import session_update_payload
+from callbridge.engine.builtin_tools import NAMES as BUILTIN_NAMES
+from callbridge.engine.builtin_tools import SEND_DTMF, builtin_schemas
 from callbridge.engine.call_io import (
     CancelTimer,
     ClientEventRequested,
@@ -55,6 +57,7 @@ from callbridge.engine.events import (
     ModelEventReceived,
     ModelEventSent,
     ModelEventUnknown,
+    ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
 )
@@ -82,6 +85,9 @@ class ModelSide:
         self.out = core.out
         self.session = 1
         """The session the core is on, or is asking for."""
+        self._last_session = 1
+        self.next_response: dict[str, Any] | None = None
+        """What the next ``response.create`` asks for (a greeting, a goodbye, …), when the gate allows."""
         self.opened = 0
         """Sessions opened so far: every one after the first is re-seeded."""
         self.attempt = 0
@@ -95,6 +101,8 @@ class ModelSide:
         """Tool calls whose output has been decided (each gets exactly one)."""
         self.requested: dict[str, str] = {}
         """tool_call_id -> name, for every call the model asked for."""
+        self.builtins = builtin_schemas(core.config.agent)
+        self.builtin_names = BUILTIN_NAMES & {tool["name"] for tool in self.builtins}
         self._handlers: dict[type, Any] = {
             ModelSessionOpened: self._opened,
             ModelServerEvent: self._server_event,
@@ -124,13 +132,28 @@ class ModelSide:
         self.out.record(ModelEventSent(call_id=self.core.config.call_id, at=self.out.now, type=event["type"], raw=text))
         self.out.to_model(text, self.session if session is None else session)
 
+    def allocate(self) -> int:
+        """A new session number."""
+        self._last_session += 1
+        return self._last_session
+
+    def request_response(self, payload: dict[str, Any] | None) -> None:
+        """Ask for a response (with ``payload`` as its ``response`` object) as soon as the gate allows."""
+        self.gate.asked()
+        if payload is not None:
+            self.next_response = payload
+        self._maybe_create_response()
+
     def _maybe_create_response(self) -> None:
         if self.connected and self.gate.take():
-            self.send({"type": "response.create"})
+            event: dict[str, Any] = {"type": "response.create"}
+            if self.next_response is not None:
+                event["response"], self.next_response = self.next_response, None
+            self.send(event)
 
     def _session_payload(self) -> dict[str, Any]:
         config = dict(self.core.session_config)
-        tools = {tool["name"]: tool for tool in self.core.config.tool_schemas}
+        tools = {tool["name"]: tool for tool in (*self.core.config.tool_schemas, *self.builtins)}
         for tool in config.get("tools") or []:
             if isinstance(tool, dict) and tool.get("name"):
                 tools[tool["name"]] = tool
@@ -139,17 +162,26 @@ class ModelSide:
 
     # --- sessions --------------------------------------------------------------------------------
 
+    def configure(self, session: int, *, seed: bool) -> int:
+        """Send a new session its configuration and (``seed``) the conversation so far; returns how
+        many items were seeded."""
+        self.send({"type": "session.update", "session": self._session_payload()}, session)
+        seeded = 0
+        if seed:
+            for item in self.core.memory.seed_items():
+                self.send({"type": "conversation.item.create", "item": item}, session)
+                seeded += 1
+        return seeded
+
     def _opened(self, given: ModelSessionOpened) -> None:
         core = self.core
+        if given.session == core.recycler.pending and core.state is CallState.ACTIVE:
+            core.recycler.opened(given.session)
+            return
         if core.state not in OFFLINE or given.session != self.session:
             raise CoreStateError(core.state, given)
         core.state = CallState.ACTIVE
-        self.send({"type": "session.update", "session": self._session_payload()})
-        seeded = 0
-        if self.opened > 0:
-            for item in core.memory.seed_items():
-                self.send({"type": "conversation.item.create", "item": item})
-                seeded += 1
+        seeded = self.configure(given.session, seed=self.opened > 0)
         for payload in self.utterance.take_replay():
             self.out.to_model(oa.encode_append(payload), self.session)
         for tool_call_id, output in self.unsent_outputs:
@@ -167,11 +199,18 @@ class ModelSide:
             )
         )
         self.failures = 0
+        if self.opened == 1:
+            core.control.first_session_opened()
+        core.recycler.session_became_current()
 
     def _lost(self, given: ModelSessionLost) -> None:
         core = self.core
+        if given.session == core.recycler.pending and core.state in LIVE:
+            core.recycler.lost(given.error)
+            return
         if given.session != self.session or core.state not in LIVE:
             raise CoreStateError(core.state, given)
+        core.recycler.abandon()
         was_active = core.state is CallState.ACTIVE
         if not was_active and core.state not in OFFLINE:
             return  # ending or apologizing: the session is no longer wanted
@@ -203,15 +242,20 @@ class ModelSide:
 
     # --- the model's events ----------------------------------------------------------------------
 
-    def _check_current(self, given: ModelServerEvent | ModelFrameInvalid) -> None:
-        """Events come from the open session (still read while the call ends); an event of another
-        session, or with none open, is a bug in the code that feeds the core."""
+    def _check_current(self, given: ModelServerEvent | ModelFrameInvalid) -> bool:
+        """True for events of the open session (still read while the call ends), False for those of a
+        session being readied to take over (recorded, not acted on); anything else is a bug in the
+        code that feeds the core."""
         state = self.core.state
-        if given.session != self.session or state not in (CallState.ACTIVE, CallState.ENDING):
-            raise CoreStateError(state, given)
+        if state in (CallState.ACTIVE, CallState.ENDING):
+            if given.session == self.session:
+                return True
+            if given.session == self.core.recycler.pending:
+                return False
+        raise CoreStateError(state, given)
 
     def _frame_invalid(self, given: ModelFrameInvalid) -> None:
-        self._check_current(given)
+        self._check_current(given)  # recorded whichever session sent it
         self.out.record(
             ModelEventUnknown(
                 call_id=self.core.config.call_id, at=self.out.now, type="", raw=given.raw[:4096], error=given.error
@@ -219,10 +263,11 @@ class ModelSide:
         )
 
     def _server_event(self, given: ModelServerEvent) -> None:
-        self._check_current(given)
+        current = self._check_current(given)
         core, out, event = self.core, self.out, given.event
-        if isinstance(event, se.ResponseOutputAudioDelta):
+        if isinstance(event, se.ResponseOutputAudioDelta) and current:
             core.assistant.delta(out, event.response_id, event.item_id, event.content_index, event.delta)
+            core.control.audio_sent(event.response_id)
             return
         call_id = core.config.call_id
         if isinstance(event, oa.UnknownServerEvent):
@@ -231,18 +276,26 @@ class ModelSide:
             )
             return
         out.record(ModelEventReceived(call_id=call_id, at=out.now, type=_tag(event), raw=given.raw))
+        if not current:
+            return
         if isinstance(event, se.InputAudioBufferSpeechStarted):
             self.utterance.speech_started()
+            core.control.caller_speech(started=True)
             detection = core.session_config.get("turn_detection") or {}
             if detection.get("interrupt_response") is not False:
                 truncate = core.assistant.barge_in(out)
                 if truncate is not None and self.connected:
                     self.send(truncate)
+        elif isinstance(event, se.InputAudioBufferSpeechStopped):
+            core.control.caller_speech(started=False)
         elif isinstance(event, se.InputAudioBufferCommitted):
             self.utterance.committed()
         elif isinstance(event, se.ResponseCreated):
             out_of_band = is_tool_wait_response(event.response.metadata)
             self.gate.response_created(event.response.id or "", out_of_band=out_of_band)
+            if not self.gate.needed:
+                self.next_response = None  # a response began that answers what was waiting
+            core.control.response_created(event.response.id or "", event.response.metadata)
         elif isinstance(event, se.ResponseOutputItemAdded):
             item = event.item
             if item.type == "message" and item.id:
@@ -271,6 +324,8 @@ class ModelSide:
     # --- tools -----------------------------------------------------------------------------------
 
     def _handler_of(self, name: str) -> str:
+        if name in self.builtin_names:
+            return "builtin"
         return "backend" if name in self.core.config.backend_tools else "human"
 
     def _function_call(self, event: Any) -> None:
@@ -280,6 +335,24 @@ class ModelSide:
             return
         handler = self._handler_of(event.name)
         self.requested[tool_call_id] = event.name
+        if handler == "builtin":
+            self.out.record(
+                ToolCallRequested(
+                    call_id=self.core.config.call_id,
+                    at=self.out.now,
+                    tool_call_id=tool_call_id,
+                    name=event.name,
+                    arguments=event.arguments,
+                    response_id=event.response_id,
+                    item_id=event.item_id,
+                    handler=handler,
+                )
+            )
+            if event.name == SEND_DTMF:
+                self.core.keypad.send(tool_call_id, str(_arguments(event.arguments).get("digits") or ""))
+            else:
+                self.core.control.builtin_call(tool_call_id, event.name, event.arguments, event.response_id)
+            return
         self.gate.tool_requested(tool_call_id)
         delay = self.tool_wait.tool_started()
         if delay is not None:
@@ -314,6 +387,42 @@ class ModelSide:
             self._maybe_create_response()
         elif self.core.state in OFFLINE:
             self.unsent_outputs.append((tool_call_id, given.output))
+
+    def settle_builtin(self, tool_call_id: str, name: str, result: dict[str, Any], *, ok: bool = True) -> None:
+        """Answer a built-in tool call: recorded, and its output sent, once. It asks for no response
+        by itself: the caller of this decides what the model should say next."""
+        if tool_call_id in self.answered:
+            return
+        self.answered.add(tool_call_id)
+        output = _json.encode(result).decode()
+        call_id, now = self.core.config.call_id, self.out.now
+        if ok:
+            self.out.record(
+                ToolCallCompleted(
+                    call_id=call_id,
+                    at=now,
+                    tool_call_id=tool_call_id,
+                    name=name,
+                    output=output,
+                    duration_ms=0.0,
+                    source="builtin",
+                )
+            )
+        else:
+            error = str(result.get("error", ""))
+            self.out.record(
+                ToolCallFailed(
+                    call_id=call_id,
+                    at=now,
+                    tool_call_id=tool_call_id,
+                    name=name,
+                    error=error,
+                    output=output,
+                    duration_ms=0.0,
+                )
+            )
+        if self.connected:
+            self._send_output(tool_call_id, output)
 
     def _send_output(self, tool_call_id: str, output: str) -> None:
         self.send(
@@ -379,3 +488,11 @@ class ModelSide:
             self._maybe_create_response()
         elif self.connected:
             self.send({"type": "conversation.item.create", "item": given.event.get("item") or {}})
+
+
+def _arguments(text: str) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(text or "{}")
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

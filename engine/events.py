@@ -289,6 +289,122 @@ class ToolCallFailed(Event, frozen=True, kw_only=True):
     timed_out: bool = False
 
 
+# --- call control ------------------------------------------------------------------------------
+
+
+class GreetingAudioStarted(Event, frozen=True, kw_only=True):
+    """The agent's greeting started to play: its first audio went to the caller ``latency_ms`` after
+    the call started (Twilio's ``start``)."""
+
+    response_id: str
+    latency_ms: int
+
+
+class CallEndRequested(Event, frozen=True, kw_only=True):
+    """Somebody decided the call should end: ``by`` is ``model`` (the end_call tool), ``operator``
+    (console or API), ``silence``, ``max_duration`` or ``voicemail``. The goodbye is played first
+    (unless an operator hung up), then the phone is hung up."""
+
+    by: str
+    reason: str = ""
+
+
+class GoodbyeHeard(Event, frozen=True, kw_only=True):
+    """What had to be said before hanging up or transferring has been played to the caller (its last
+    mark echoed), ``waited_ms`` after the decision; ``capped`` when the wait hit its limit instead."""
+
+    waited_ms: int
+    capped: bool = False
+
+
+class PhoneHangUpSent(Event, frozen=True, kw_only=True):
+    """The phone call was hung up: through Twilio's REST API (``rest``: the call updated to
+    ``completed``), or by ending the media stream, whose ``<Connect action>`` answers ``<Hangup/>``
+    (``stream``)."""
+
+    method: str
+    ok: bool = True
+    error: str = ""
+
+
+class TransferRequested(Event, frozen=True, kw_only=True):
+    """A transfer to a configured target was asked for (``by`` ``model`` or ``operator``)."""
+
+    label: str
+    to: str
+    mode: str
+    reason: str = ""
+    by: str = "model"
+
+
+class TransferRefused(Event, frozen=True, kw_only=True):
+    """A transfer was asked for a target that is not configured: nothing is dialled."""
+
+    label: str
+    reason: str
+    by: str = "model"
+
+
+class TransferDialed(Event, frozen=True, kw_only=True):
+    """The caller was handed to ``to`` with ``twiml`` (a ``<Dial>``), through REST or the stream's
+    ``<Connect action>`` (``method``)."""
+
+    label: str
+    to: str
+    method: str
+    twiml: str
+    ok: bool = True
+    error: str = ""
+
+
+class DtmfForwarded(Event, frozen=True, kw_only=True):
+    """Keys the caller pressed were given to the model (``mode`` ``model``: each key; ``collect``:
+    the whole entry, ended by ``#`` or a pause)."""
+
+    digits: str
+    mode: str
+
+
+class DtmfSent(Event, frozen=True, kw_only=True):
+    """The agent pressed keys (``send_dtmf``): in-band tones sent to the caller as audio (also in
+    ``AssistantAudioSent``, so the recording has them)."""
+
+    digits: str
+    tone_ms: int
+    gap_ms: int
+    audio_ms: int
+
+
+class SilenceReprompted(Event, frozen=True, kw_only=True):
+    """The caller said nothing for ``silent_ms`` after hearing the agent: the agent asked if they are
+    still there."""
+
+    silent_ms: int
+
+
+class DurationWarningGiven(Event, frozen=True, kw_only=True):
+    """The call nears its maximum duration: the agent was told to wrap up."""
+
+    remaining_s: float
+
+
+class MachineDetected(Event, frozen=True, kw_only=True):
+    """Twilio's answering-machine detection result for an outbound call (``human``,
+    ``machine_end_beep``, ``machine_end_silence``, ``machine_end_other``, ``fax``, ``unknown``)."""
+
+    answered_by: str
+    detection_ms: int | None = None
+
+
+class ModelSessionRecycled(Event, frozen=True, kw_only=True):
+    """A fresh model session took over from one nearing its time limit, at a quiet moment: the new
+    one was configured and re-seeded before the switch, so the caller heard no gap."""
+
+    from_session: int
+    to_session: int
+    seeded_items: int
+
+
 # --- supervision -------------------------------------------------------------------------------
 
 

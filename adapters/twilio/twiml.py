@@ -70,3 +70,22 @@ def parse_connect_stream(twiml: str | bytes) -> tuple[str, dict[str, str]]:
             raise TwimlError("TwiML <Parameter> has no name attribute")
         parameters[name] = parameter.get("value", "")
     return url, parameters
+
+
+def hangup_twiml() -> str:
+    """``<Response><Hangup/></Response>``."""
+    response = VoiceResponse()
+    response.hangup()
+    return str(response)
+
+
+def dial_twiml(to: str, *, caller_id: str | None = None, timeout_s: int = 30) -> str:
+    """``<Response><Dial callerId timeout><Number>…</Number></Dial></Response>`` (a ``<Sip>`` for a
+    ``sip:`` URI): a cold transfer."""
+    response = VoiceResponse()
+    dial = response.dial(caller_id=caller_id, timeout=timeout_s)
+    if to.startswith(("sip:", "sips:")):
+        dial.sip(_xml_safe(to))
+    else:
+        dial.number(_xml_safe(to))
+    return str(response)

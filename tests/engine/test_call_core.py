@@ -93,7 +93,8 @@ def test_a_new_session_is_configured_with_the_servers_and_the_sessions_tools() -
     call.start()
     [update] = call.to_model()
     assert update["type"] == "session.update"
-    assert [tool["name"] for tool in update["session"]["tools"]] == ["get_weather", "ask_a_person"]
+    names = [tool["name"] for tool in update["session"]["tools"]]
+    assert names == ["get_weather", "end_call", "send_dtmf", "ask_a_person"]  # server, built-in, session
     assert [c.attempt for c in call.events(ModelConnected)] == [0]
     assert call.core.state is CallState.ACTIVE
 
