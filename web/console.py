@@ -47,7 +47,7 @@ def _page_headers(response: AnyResponse) -> AnyResponse:
     """Headers of every console page: strict CSP, no caching (the page depends on the cookie)."""
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"  # own form posts then carry a real Origin (request_guard)
     response.headers["Cache-Control"] = "no-store"
     return response
 
