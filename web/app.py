@@ -21,12 +21,13 @@ from quart_trio import QuartTrio
 from callbridge.adapters.twilio import signature, twiml
 from callbridge.engine.events import CallStatusReported
 from callbridge.web.api import api_blueprint
-from callbridge.web.auth import require_token
+from callbridge.web.auth import install_sessions, require_token
 from callbridge.web.console import console_blueprint
 from callbridge.web.console_api import console_api_blueprint
 from callbridge.web.live_feed import live_feed_blueprint
 from callbridge.web.media import CALL_TOKEN_PARAMETER, call_token
 from callbridge.web.request_guard import request_guard
+from callbridge.web.sessions import SessionKeeper
 
 if TYPE_CHECKING:
     from callbridge.web.server import Server
@@ -38,6 +39,7 @@ def create_app(server: Server) -> QuartTrio:
     check_request, check_websocket = request_guard(lambda: server.settings.public_url, lambda: server.port)
     app.before_request(check_request)
     app.before_websocket(check_websocket)
+    install_sessions(app, SessionKeeper(server.settings.data_dir), lambda: server.settings.public_url)
     app.register_blueprint(small_endpoints_blueprint(server))
     app.register_blueprint(api_blueprint(server))
     app.register_blueprint(console_api_blueprint(server))
