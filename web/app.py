@@ -25,7 +25,7 @@ from callbridge.web.auth import install_sessions, require_token
 from callbridge.web.console import console_blueprint
 from callbridge.web.console_api import console_api_blueprint
 from callbridge.web.live_feed import live_feed_blueprint
-from callbridge.web.media import CALL_TOKEN_PARAMETER, call_token
+from callbridge.web.media import CALL_TOKEN_PARAMETER
 from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
 
@@ -67,7 +67,8 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
         if server.settings.twilio_auth_token:
-            parameters[CALL_TOKEN_PARAMETER] = call_token(server.settings.twilio_auth_token, params.get("CallSid", ""))
+            call_sid = params.get("CallSid", "")
+            parameters[CALL_TOKEN_PARAMETER] = server.admission.token_for(server.settings.twilio_auth_token, call_sid)
         body = twiml.connect_stream_twiml(signature.stream_url(server.settings.public_url), parameters)
         return Response(body, content_type="text/xml")
 
