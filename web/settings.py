@@ -49,6 +49,8 @@ class Settings:
     weather_url: str
     public_url_from_bind: bool = False
     """No PUBLIC_URL was given: it follows the address actually bound (port 0 in tests)."""
+    api_token_from_env: bool = False
+    """The token is CALLBRIDGE_API_TOKEN's, not the data folder's ``api-token`` file."""
 
     @property
     def public_summary(self) -> dict[str, object]:
@@ -156,4 +158,5 @@ def load_settings(
         data_dir=data_dir,
         weather_url=env.get("CALLBRIDGE_WEATHER_URL") or "https://api.open-meteo.com/v1/forecast",
         public_url_from_bind=public_url_from_bind,
+        api_token_from_env=bool(env.get("CALLBRIDGE_API_TOKEN")),
     )
