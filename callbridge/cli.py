@@ -102,7 +102,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port = await nursery.start(server.run)
             _announce(settings, port)
             await server.shutdown.wait()
-            with trio.move_on_after(9.5):  # CONTRACT: exit within 10 s of SIGINT/SIGTERM
+            with trio.move_on_after(9.5):  # docs/contract.md: exit within 10 s of SIGINT/SIGTERM
                 await server.stopped.wait()
             nursery.cancel_scope.cancel()
 

@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 
 
 class ConversationSummary(TypedDict):
-    """One call as the conversations view knows it (CONTRACT's fields, then ours)."""
+    """One call as the conversations view knows it (the contract's fields (docs/contract.md), then ours)."""
 
     call_id: str
     stream_sid: str | None

@@ -26,7 +26,7 @@ TOOL_NAMES = {
     "get_call_timeline",
     "get_call_metrics",
 }
-CONTRACT_SUMMARY = {
+CONTRACT_SUMMARY = {  # the fields docs/contract.md promises for every conversation
     "call_id",
     "stream_sid",
     "phone_number",

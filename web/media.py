@@ -4,7 +4,7 @@ Before anything starts:
 
 - the upgrade is refused with 403 when a Twilio auth token is configured and
   ``X-Twilio-Signature`` does not sign exactly the stream URL derived from ``PUBLIC_URL`` with
-  empty parameters (docs/protocols.md, "Signatures");
+  empty parameters (docs/protocols.md A7);
 - every message on the socket is capped at :data:`MAX_MESSAGE_BYTES` (a Twilio frame is under
   1 KiB; a bigger one closes the socket with 1009);
 - until ``start`` arrives, at most :data:`MAX_FRAMES_BEFORE_START` other frames are read, for at

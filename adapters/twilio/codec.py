@@ -1,7 +1,6 @@
 """Twilio Media Streams wire format, sans-IO: JSON text frames in, typed messages out (and back).
 
-Every frame on the ``/call`` WebSocket is a JSON object keyed by ``event`` (docs/protocols.md,
-"Twilio Media Streams").
+Every frame on the ``/call`` WebSocket is a JSON object keyed by ``event`` (docs/protocols.md A2-A4).
 This module turns frames into msgspec structs and structs into frames; it never touches a socket,
 so the bridge, the simulated caller and the tests share one definition of the protocol.
 
