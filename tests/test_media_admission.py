@@ -28,6 +28,7 @@ from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistan
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
 from callbridge.adapters.twilio import codec, signature
 from callbridge.engine.events import CallEnded, CallStarted, TwilioFrameRejected
+from callbridge.web import media
 from callbridge.web.call_admission import TOKEN_VALIDITY_S, call_token
 
 AUTH_TOKEN = "twilio-secret-token"
@@ -218,6 +219,16 @@ async def test_garbage_before_start_is_logged_in_two_lines_and_the_connection_cl
     assert "unreadable frame before start" in warnings[0]
     assert "4 unreadable and 4 unexpected frame(s) before start" in warnings[1]
     assert "no start frame in 8 frames" in warnings[2]
+
+
+async def test_a_stream_without_start_in_time_is_closed_saying_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(media, "START_TIMEOUT_S", 0.2)
+    async with running_bridge(tmp_path) as bridge, open_websocket_url(stream_url(bridge)) as ws:
+        await ws.send_message(codec.encode_inbound(codec.Connected()))
+        code, reason = await closed_by_server(ws)
+    assert (code, reason) == (1008, "no start frame within 0.2 s")
 
 
 async def test_a_message_over_8_kib_on_call_closes_the_socket_with_1009(tmp_path: Path) -> None:

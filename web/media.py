@@ -117,8 +117,10 @@ async def read_start(link: TwilioLink, peer: str) -> codec.Start | None:
                 await link.aclose(CLOSE_POLICY_VIOLATION, f"expected a start frame within {MAX_FRAMES_BEFORE_START}")
                 break
     _log_skipped(peer, unreadable, ignored)
+    if outcome == "timed out":
+        await link.aclose(CLOSE_POLICY_VIOLATION, f"no start frame within {START_TIMEOUT_S:g} s")
     if outcome in ("timed out", "too many frames"):
-        what = f"within {START_TIMEOUT_S:.0f} s" if outcome == "timed out" else f"in {MAX_FRAMES_BEFORE_START} frames"
+        what = f"within {START_TIMEOUT_S:g} s" if outcome == "timed out" else f"in {MAX_FRAMES_BEFORE_START} frames"
         log.warning("media stream from %s: no start frame %s; closed", peer, what)
     return None
 
