@@ -1,4 +1,4 @@
-# callbridge: the two commands a newcomer types (CONTRACT.md).
+# callbridge: the two commands a newcomer types (docs/contract.md).
 #   make run   - create .venv, install, start the server (simulated model without OPENAI_API_KEY)
 #   make test  - create .venv if needed, install with dev extras, run the whole suite
 PYTHON ?= python3

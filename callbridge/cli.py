@@ -1,14 +1,20 @@
-"""``callbridge`` — the command line (CONTRACT.md: serve, simulate, replay, projections, mcp, fake-openai)."""
+"""``callbridge`` — the command line: serve, simulate, replay, projections, mcp, fake-openai.
+
+The commands, their flags and the environment they read are the outside contract
+(``docs/contract.md`` in the repository; the README shows them in use).
+"""
 
 from __future__ import annotations
 
 import argparse
+import errno
 import gc
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import trio
 
@@ -21,8 +27,13 @@ def _configure_logging(verbose: bool = False) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )
-    for noisy in ("hypercorn.access", "httpx2", "httpcore2", "trio-websocket"):
+    # twilio.http_client logs every REST request with its headers at INFO (12 lines per Setup load)
+    for noisy in ("hypercorn.access", "httpx2", "httpcore2", "trio-websocket", "twilio.http_client"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+PRIVATE_UMASK = 0o077
+"""Files the commands that write the data folder create (store, views, token) are 0600, folders 0700."""
 
 
 async def _until_signal(stop: Callable[[], None]) -> None:
@@ -56,14 +67,22 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from callbridge.engine.store import StoreOpenError
+    from callbridge.web.connection_gate import ConnectionLimits, raise_fd_limit
     from callbridge.web.server import Server
-    from callbridge.web.settings import SettingsError, load_settings
+    from callbridge.web.settings import SettingsError, data_dir_warning, load_settings
 
+    os.umask(PRIVATE_UMASK)
     try:
         settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model)
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
         return 2
+    before, after = raise_fd_limit()
+    raised = f" (soft limit raised from {before})" if after != before else ""
+    log.info("open files limit %s%s: %s", after, raised, ConnectionLimits.from_process().describe())
+    warning = data_dir_warning(settings.data_dir)
+    if warning:
+        log.warning("%s", warning)
     try:
         server = Server(settings)
     except (StoreOpenError, ValueError) as error:
@@ -83,13 +102,59 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port = await nursery.start(server.run)
             _announce(settings, port)
             await server.shutdown.wait()
-            with trio.move_on_after(9.5):  # CONTRACT: exit within 10 s of SIGINT/SIGTERM
+            with trio.move_on_after(9.5):  # docs/contract.md: exit within 10 s of SIGINT/SIGTERM
                 await server.stopped.wait()
             nursery.cancel_scope.cancel()
 
-    trio.run(main)
+    try:
+        trio.run(main)
+    except (OSError, BaseExceptionGroup) as error:
+        refused = _bind_error(error)
+        if refused is None:
+            raise
+        print(f"callbridge: {_bind_message(refused, settings.host, settings.port)}", file=sys.stderr)
+        server.store.close()
+        return 2
     log.info("stopped; every accepted event is in %s", server.store.description)
     return 0
+
+
+def _bind_error(error: BaseException) -> OSError | None:
+    """The listening socket's failure inside ``error`` (possibly grouped by trio), else None."""
+    if isinstance(error, OSError):
+        return error if error.errno in (errno.EADDRINUSE, errno.EACCES, errno.EADDRNOTAVAIL) else None
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            found = _bind_error(inner)
+            if found is not None:
+                return found
+    return None
+
+
+def _bind_message(error: OSError, host: str, port: int) -> str:
+    if error.errno == errno.EADDRINUSE:
+        return (
+            f"cannot listen on {host}:{port}: the port is already in use (another callbridge?). "
+            "Choose another with --port N or PORT=N."
+        )
+    if error.errno == errno.EACCES:
+        return f"cannot listen on {host}:{port}: permission denied (ports below 1024 need privileges); use --port N."
+    return f"cannot listen on {host}:{port}: {host} is not an address of this machine; use --host or HOST."
+
+
+def _console_url(host: str, port: int) -> str:
+    """Where a browser on this machine opens the console."""
+    if host in ("", "0.0.0.0", "::", "localhost"):
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def _shown_path(path: Path) -> str:
+    """``path`` relative to the working directory when it is inside it (``data/api-token``)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
 
 
 def _announce(settings: object, port: int) -> None:
@@ -107,8 +172,15 @@ def _announce(settings: object, port: int) -> None:
     log.info("Twilio voice webhook: %s/twiml", settings.public_url)
     if not settings.twilio_auth_token:
         log.warning("TWILIO_AUTH_TOKEN is not set: Twilio requests are NOT signature-checked")
+    if settings.api_token_from_env:
+        where = "the CALLBRIDGE_API_TOKEN environment variable"
+    else:
+        token_file = _shown_path(settings.data_dir / "api-token")
+        where = f"{token_file}  (TOKEN=$(cat {token_file}))"
+    lines = [f"  Console:   {_console_url(settings.host, port)}", f"  API token: {where}"]
     if settings.api_token_generated:
-        print(f"\n  Console/API token (shown once, kept in {settings.data_dir}/api-token): {settings.api_token}\n")
+        lines.append(f"  New token (shown once): {settings.api_token}")
+    print("\n" + "\n".join(lines) + "\n", flush=True)
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
@@ -160,12 +232,14 @@ def cmd_replay(args: argparse.Namespace) -> int:
 def cmd_projections(args: argparse.Namespace) -> int:
     from callbridge.projections.runner import rebuild_cli
 
+    os.umask(PRIVATE_UMASK)
     return rebuild_cli(_store_url(args), args.views)
 
 
 def cmd_mcp(args: argparse.Namespace) -> int:
     from callbridge.mcp_server.stdio import mcp_cli
 
+    os.umask(PRIVATE_UMASK)
     return mcp_cli(_store_url(args), args.views)
 
 

@@ -4,7 +4,7 @@ Twilio buffers the assistant audio we send and plays it at 8 bytes per milliseco
 *sent* is not what the caller *heard*. After every outbound media chunk we send a uniquely named
 mark; Twilio echoes it when playback reaches it. Counting echoed bytes gives the audio really
 played, which is what ``conversation.item.truncate`` must receive when the caller barges in
-(protocols.md B6). Marks Twilio echoes *because of* a ``clear`` were not played: once we decide to
+(docs/protocols.md B6). Marks Twilio echoes *because of* a ``clear`` were not played: once we decide to
 clear, the pending marks are forgotten so their echoes count for nothing.
 """
 

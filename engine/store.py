@@ -115,11 +115,20 @@ class _SQLiteRows:
             "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
             "ORDER BY originator_version"
         )
+        self._select_after = (
+            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+            "WHERE originator_id=? AND rowid>? ORDER BY originator_version LIMIT ?"
+        )
 
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[_Row]:
         params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
         with self._datastore.transaction(commit=False) as c:
             c.execute(self._select, params)
+            return [_Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+
+    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[_Row]:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(self._select_after, (oid.hex, after, limit))
             return [_Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
 
     def ping(self) -> None:
@@ -139,11 +148,23 @@ class _PostgresRows:
             "WHERE originator_id = %s AND originator_version > %s AND originator_version <= %s "
             "ORDER BY originator_version"
         ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+        self._select_after = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
+        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
 
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[_Row]:
         params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
         with self._datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select, params, prepare=True)
+            return [
+                _Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[_Row]:
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_after, (oid, after, limit), prepare=True)
             return [
                 _Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
@@ -293,6 +314,27 @@ class EventStore:
         rows = self._rows.call_rows(call_originator_id(call_id))
         decoded = (self._decode(r.position, r.version, r.topic, r.state) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
+
+    def read_call_page(self, call_id: str, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
+        """Up to ``limit`` stored events of one call with ``position > after``, in order: a page of
+        a long call without reading the rest of it. Fewer than ``limit`` means the call has no more
+        (undecodable events are passed over, not counted)."""
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        self._check_open()
+        oid = call_originator_id(call_id)
+        page: list[RecordedEvent] = []
+        while len(page) < limit:
+            wanted = limit - len(page)
+            rows = self._rows.call_rows_after(oid, after, wanted)
+            for r in rows:
+                recorded = self._decode(r.position, r.version, r.topic, r.state)
+                if recorded is not None:
+                    page.append(recorded)
+            if len(rows) < wanted:
+                break
+            after = rows[-1].position
+        return page
 
     def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` events with ``position > after``, in position order.

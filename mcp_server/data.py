@@ -26,7 +26,7 @@ from typing import Protocol, TypeVar
 
 import trio
 
-from callbridge.engine.store import EventStore, RecordedEvent
+from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
 from callbridge.projections.runner import ProjectionRunner
 from callbridge.projections.service import ProjectionService
@@ -53,8 +53,9 @@ class CallData(Protocol):
         """Run ``query`` (blocking, in a thread) on a read-only connection to up-to-date views."""
         ...
 
-    async def call_events(self, call_id: str) -> list[RecordedEvent]:
-        """The call's stored events in order (empty when the call is unknown)."""
+    async def from_store(self, read: Callable[[EventStore], T]) -> T:
+        """Run ``read`` (blocking, in a thread) on the event store, once everything recorded when
+        this was called is stored (a page of a call's events, a whole call for its timeline)."""
         ...
 
 
@@ -109,10 +110,10 @@ class ServerCallData:
             await self.projections.wait_for_position(head)
         return await self._in_thread(run_readonly, self.views_path, query)
 
-    async def call_events(self, call_id: str) -> list[RecordedEvent]:
+    async def from_store(self, read: Callable[[EventStore], T]) -> T:
         with trio.move_on_after(self._freshness_timeout):
             await self.writer.flush()
-        return await self._in_thread(self.store.read_call, call_id)
+        return await self._in_thread(read, self.store)
 
 
 class FollowingCallData:
@@ -170,5 +171,5 @@ class FollowingCallData:
             logger.warning("answering from views not caught up with the store: %s", exc)
         return await trio.to_thread.run_sync(run_readonly, self.views_path, query)
 
-    async def call_events(self, call_id: str) -> list[RecordedEvent]:
-        return await trio.to_thread.run_sync(self.store.read_call, call_id)
+    async def from_store(self, read: Callable[[EventStore], T]) -> T:
+        return await trio.to_thread.run_sync(read, self.store)

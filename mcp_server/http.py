@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
 
 import trio
 from mcp.server.mcpserver import MCPServer
@@ -28,6 +27,7 @@ from mcp.server.transport_security import TransportSecuritySettings
 from callbridge.mcp_server.data import ServerCallData
 from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.web.auth import authenticate
+from callbridge.web.request_guard import allowed_hosts_and_origins
 
 if TYPE_CHECKING:
     from callbridge.web.server import Server
@@ -43,29 +43,6 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-def allowed_hosts_and_origins(public_url: str, port: int | None) -> tuple[list[str], list[str]]:
-    """``Host`` and ``Origin`` values accepted at ``/mcp``: the public URL's, and loopback on ``port``."""
-    parts = urlsplit(public_url)
-    scheme, host = parts.scheme or "http", parts.hostname or ""
-    hosts: list[str] = []
-    origins: list[str] = []
-    if host:
-        name = f"[{host}]" if ":" in host else host
-        public_port = parts.port or _DEFAULT_PORTS.get(scheme)
-        if parts.port is None:
-            hosts.append(name)
-            origins.append(f"{scheme}://{name}")
-        hosts.append(f"{name}:{public_port}")
-        origins.append(f"{scheme}://{name}:{public_port}")
-    if port:
-        for loopback in ("127.0.0.1", "localhost", "[::1]"):
-            hosts.append(f"{loopback}:{port}")
-            origins.append(f"http://{loopback}:{port}")
-    return list(dict.fromkeys(hosts)), list(dict.fromkeys(origins))
 
 
 async def _send_unauthorized(send: Send) -> None:

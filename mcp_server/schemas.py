@@ -20,7 +20,7 @@ from typing_extensions import TypedDict
 
 
 class ConversationSummary(TypedDict):
-    """One call as the conversations view knows it (CONTRACT's fields, then ours)."""
+    """One call as the conversations view knows it (the contract's fields (docs/contract.md), then ours)."""
 
     call_id: str
     stream_sid: str | None
@@ -114,7 +114,26 @@ class CallEvents(TypedDict):
     call_id: str
     events: list[CallEvent]
     more: bool
-    """True when ``limit`` cut the list: ask again with ``after_position`` = the last position."""
+    """True when more events follow this page."""
+    next_after: int | None
+    """Ask again with ``after`` = this for the next page; None on the last page."""
+
+
+class TimelineLine(TypedDict):
+    """One line of ``callbridge replay``'s timeline."""
+
+    t_ms: int
+    """Milliseconds since the call started."""
+    clock: str
+    """The same as ``+MM:SS.mmm``."""
+    kind: str
+    """``call``, ``caller``, ``assistant``, ``tool``, ``barge_in``, ``model``, ``error``, ``dtmf`` or ``twilio``."""
+    summary: str
+
+
+class CallTimeline(TypedDict):
+    call_id: str
+    entries: list[TimelineLine]
 
 
 # --- metrics --------------------------------------------------------------------------------------

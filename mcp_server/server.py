@@ -21,8 +21,9 @@ INSTRUCTIONS = (
     "callbridge answers phone calls with a voice assistant and records everything. These tools read "
     "those records (never change them): list_conversations to find calls (by number or date), "
     "get_conversation for a call's transcript and tool calls, search_conversations for words said in "
-    "any call, get_call_events for the raw event log, get_call_metrics for latency, barge-ins, tokens "
-    "and cost. Calls in progress are included. Call ids are Twilio CallSids (CA...)."
+    "any call, get_call_timeline for a readable account of one call (who said what when, tools, "
+    "barge-ins, errors), get_call_events for its raw event log a page at a time, get_call_metrics for "
+    "latency, barge-ins, tokens and cost. Calls in progress are included. Call ids are Twilio CallSids (CA...)."
 )
 
 

@@ -1,30 +1,37 @@
-"""The MCP tools: conversations, full-text search, a call's raw events, and metrics.
+"""The MCP tools: conversations, full-text search, a call's raw events and timeline, and metrics.
 
 Every tool only reads (``read_only_hint``; there are no write tools at all). Parameters are
 validated twice: their types by the SDK from the signatures, their values by the projections'
 queries, whose :class:`~projections.views_db.QueryError` becomes a :class:`ToolError` that starts
 with the parameter's name (``since: 'yesterday' is not an ISO 8601 time ...``), so the assistant
 can correct itself. An unknown call id is a ``ToolError`` too, never an empty success.
+
+Each result is the structured content (checked against the tool's output schema) plus ONE text
+block. The MCP specification (2025-11-25, Tools, "Structured Content") says a tool returning
+structured content SHOULD also return it serialized in a text block, for clients that read only
+``content`` (several forward nothing else to the model), so the text is kept — as compact JSON,
+not the SDK's indented copy (about 40 % smaller). The timeline's text is the timeline as
+``callbridge replay`` prints it. Call events come a page at a time, without audio unless asked
+(:mod:`web.event_pages`), so no answer carries a whole long call.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, TypeVar, cast
 
 import msgspec
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
-from mcp_types import ToolAnnotations
-from pydantic import Field
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, TypeAdapter
 
 from callbridge.engine.events import Event
-from callbridge.engine.store import RecordedEvent
 from callbridge.mcp_server.data import CallData, ViewsQuery
 from callbridge.mcp_server.schemas import (
-    CallEvent,
     CallEvents,
     CallMetrics,
+    CallTimeline,
     Conversation,
     ConversationList,
     MetricsResult,
@@ -32,13 +39,14 @@ from callbridge.mcp_server.schemas import (
     SearchResults,
 )
 from callbridge.projections import conversations_query, metrics_query
-from callbridge.projections.timeline import event_record
+from callbridge.projections.timeline import build_timeline, clock, render_text
 from callbridge.projections.views_db import QueryError, check_limit
+from callbridge.web.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 
 T = TypeVar("T")
 
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
-MAX_EVENTS = 10_000
+MAX_EVENTS = MAX_LIMIT
 
 TimeParam = Annotated[
     str | float | None,
@@ -59,14 +67,26 @@ async def query_views(data: CallData, query: ViewsQuery[T]) -> T:
         raise ToolError(str(error)) from None
 
 
-def _without_audio(recorded: RecordedEvent, record: dict[str, Any]) -> dict[str, Any]:
-    """Replace bytes fields (audio) by ``{"omitted_bytes": N}``: base64 audio is no use to a model."""
-    data = record["data"]
-    for name in msgspec.structs.fields(type(recorded.event)):
-        value = getattr(recorded.event, name.name)
-        if isinstance(value, bytes | bytearray):
-            data[name.name] = {"omitted_bytes": len(value)}
-    return record
+_json = msgspec.json.Encoder()
+
+
+_adapters: dict[object, TypeAdapter[Any]] = {}
+
+
+def _adapter(shape: type[Any]) -> TypeAdapter[Any]:
+    adapter = _adapters.get(shape)
+    if adapter is None:
+        adapter = _adapters[shape] = TypeAdapter(shape)
+    return adapter
+
+
+def tool_result(shape: type[Any], value: Mapping[str, Any], text: str | None = None) -> CallToolResult:
+    """``value`` as the tool's structured content (validated against ``shape``, keys it does not
+    declare dropped) and one text block: ``text``, or the structured content as compact JSON."""
+    adapter = _adapter(shape)
+    structured = adapter.dump_python(adapter.validate_python(value), mode="json")
+    block = TextContent(type="text", text=_json.encode(structured).decode() if text is None else text)
+    return CallToolResult(content=[block], structured_content=structured)
 
 
 def check_event_types(types: list[str] | None) -> frozenset[str] | None:
@@ -78,24 +98,6 @@ def check_event_types(types: list[str] | None) -> frozenset[str] | None:
         known = ", ".join(sorted(Event.registry))
         raise ToolError(f"types: unknown event type(s) {', '.join(map(repr, unknown))}; known types: {known}")
     return frozenset(types)
-
-
-def select_events(
-    recorded: list[RecordedEvent],
-    *,
-    types: frozenset[str] | None,
-    include_audio: bool,
-    after_position: int,
-    limit: int,
-) -> tuple[list[CallEvent], bool]:
-    """The events to return, in order, and whether ``limit`` cut the list."""
-    chosen = [r for r in recorded if r.position > after_position and (types is None or type(r.event).__name__ in types)]
-    more = len(chosen) > limit
-    records: list[CallEvent] = []
-    for r in chosen[:limit]:
-        record = event_record(r)
-        records.append(record if include_audio else _without_audio(r, record))  # type: ignore[arg-type]
-    return records, more
 
 
 def register_tools(mcp: MCPServer, data: CallData) -> None:
@@ -110,7 +112,7 @@ def register_tools(mcp: MCPServer, data: CallData) -> None:
         since: TimeParam = None,
         until: TimeParam = None,
         limit: Annotated[int, Field(description="At most this many calls (1-1000)")] = 50,
-    ) -> ConversationList:
+    ) -> Annotated[CallToolResult, ConversationList]:
         """List phone calls (conversations), newest first: who called which number, when, for how long,
         how many messages were exchanged and whether the call is still in progress. ``since`` is
         inclusive and ``until`` exclusive, both on the start time."""
@@ -125,26 +127,26 @@ def register_tools(mcp: MCPServer, data: CallData) -> None:
                 until=until,
             ),
         )
-        return {"conversations": found}  # type: ignore[typeddict-item]
+        return tool_result(ConversationList, {"conversations": found})
 
-    async def get_conversation(call_id: CallIdParam) -> Conversation:
+    async def get_conversation(call_id: CallIdParam) -> Annotated[CallToolResult, Conversation]:
         """One call with its full transcript: the caller's and the assistant's messages, and the tool
         calls the assistant made with their arguments and outputs, in conversation order."""
         found = await query_views(data, lambda db: conversations_query.get_conversation(db, call_id))
         if found is None:
             raise unknown_call(call_id)
-        return found  # type: ignore[return-value]
+        return tool_result(Conversation, found)
 
     async def search_conversations(
         query: Annotated[str, Field(description="Words to find in transcripts; a trailing * matches a prefix")],
         limit: Annotated[int, Field(description="At most this many calls (1-1000)")] = 20,
-    ) -> SearchResults:
+    ) -> Annotated[CallToolResult, SearchResults]:
         """Full-text search over every call's transcripts: calls in which all the words occur, best
         match first, each with up to five matching snippets (matched words in **)."""
         if conversations_query.fts_query(query) is None:
             raise ToolError("query: give at least one word to search for")
         found = await query_views(data, lambda db: conversations_query.search_conversations(db, query, limit))
-        return {"query": query, "results": found}  # type: ignore[typeddict-item]
+        return tool_result(SearchResults, {"query": query, "results": found})
 
     async def get_call_events(
         call_id: CallIdParam,
@@ -155,30 +157,49 @@ def register_tools(mcp: MCPServer, data: CallData) -> None:
         include_audio: Annotated[
             bool, Field(description="Include audio payloads (base64); otherwise only their size")
         ] = False,
-        after_position: Annotated[int, Field(description="Only events after this log position (paging)")] = 0,
-        limit: Annotated[int, Field(description=f"At most this many events (1-{MAX_EVENTS})")] = 1000,
-    ) -> CallEvents:
-        """The raw event log of one call, in order: everything the engine recorded (Twilio frames,
-        model events sent and received, barge-in decisions, tool calls, the end of the call), each
-        with its log position, type, time and data."""
+        after: Annotated[
+            int, Field(description="Only events after this log position: 0 from the start, else next_after")
+        ] = 0,
+        limit: Annotated[int, Field(description=f"At most this many events (1-{MAX_EVENTS})")] = DEFAULT_LIMIT,
+    ) -> Annotated[CallToolResult, CallEvents]:
+        """The raw event log of one call, in order, a page at a time: everything the engine recorded
+        (Twilio frames, model events sent and received, barge-in decisions, tool calls, the end of
+        the call), each with its log position, type, time and data. When ``next_after`` is not null,
+        more events follow: ask again with ``after`` = ``next_after``. For a readable overview of a
+        call use get_call_timeline."""
         wanted = check_event_types(types)
         try:
             count = check_limit(limit, maximum=MAX_EVENTS)
         except QueryError as error:
             raise ToolError(str(error)) from None
-        recorded = await data.call_events(call_id)
+        if after < 0:
+            raise ToolError("after: must be a log position (0 for the start)")
+        page = await data.from_store(
+            lambda store: read_event_page(
+                store, call_id, after=after, limit=count, include_audio=include_audio, types=wanted
+            )
+        )
+        if page is None:
+            raise unknown_call(call_id)
+        result = {"call_id": call_id, "events": page.records, "more": page.next_after is not None}
+        return tool_result(CallEvents, {**result, "next_after": page.next_after})
+
+    async def get_call_timeline(call_id: CallIdParam) -> Annotated[CallToolResult, CallTimeline]:
+        """One call as a readable timeline (what ``callbridge replay`` prints): who spoke when with
+        the transcripts, tool calls and results, barge-ins with what the caller really heard, model
+        reconnects and errors, and how the call ended; times are from the start of the call."""
+        recorded = await data.from_store(lambda store: store.read_call(call_id))
         if not recorded:
             raise unknown_call(call_id)
-        events, more = select_events(
-            recorded, types=wanted, include_audio=include_audio, after_position=after_position, limit=count
-        )
-        return {"call_id": call_id, "events": events, "more": more}
+        entries = build_timeline([r.event for r in recorded])
+        lines = [{"t_ms": e.t_ms, "clock": clock(e.t_ms), "kind": e.kind, "summary": e.summary} for e in entries]
+        return tool_result(CallTimeline, {"call_id": call_id, "entries": lines}, render_text(entries, color=False))
 
     async def get_call_metrics(
         call_id: Annotated[str | None, Field(description="One call's metrics (omit for a period)")] = None,
         since: TimeParam = None,
         until: TimeParam = None,
-    ) -> MetricsResult:
+    ) -> Annotated[CallToolResult, MetricsResult]:
         """Latency, barge-ins and truncations, model reconnects, tool calls, tokens and estimated cost:
         of one call (``call_id``, with each turn and tool call), or totals over the calls started in
         [since, until) (all calls when neither is given)."""
@@ -188,9 +209,16 @@ def register_tools(mcp: MCPServer, data: CallData) -> None:
             found = await query_views(data, lambda db: metrics_query.get_call_metrics(db, call_id))
             if found is None:
                 raise unknown_call(call_id)
-            return {"call": cast(CallMetrics, found), "period": None}
+            return tool_result(MetricsResult, {"call": cast(CallMetrics, found), "period": None})
         summary = await query_views(data, lambda db: metrics_query.metrics_summary(db, since, until))
-        return {"call": None, "period": cast(MetricsSummary, summary)}
+        return tool_result(MetricsResult, {"call": None, "period": cast(MetricsSummary, summary)})
 
-    for fn in (list_conversations, get_conversation, search_conversations, get_call_events, get_call_metrics):
+    for fn in (
+        list_conversations,
+        get_conversation,
+        search_conversations,
+        get_call_events,
+        get_call_timeline,
+        get_call_metrics,
+    ):
         tool(fn)

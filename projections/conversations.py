@@ -1,6 +1,6 @@
 """The conversations view: each call and what was said in it, as the console and the MCP server read it.
 
-Tables (the reference's ``conversations`` and ``conversation_items``, shaped for CONTRACT's
+Tables (the reference's ``conversations`` and ``conversation_items``, shaped for docs/contract.md's
 ``/api/conversations``):
 
 - ``conversations``: one row per call. ``status`` is ``in_progress`` until ``CallEnded``, then

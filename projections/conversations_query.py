@@ -32,7 +32,7 @@ CONVERSATION_FIELDS = (
     "last_event_at",
     "model",
 )
-"""A conversation summary: CONTRACT's fields, then ours."""
+"""A conversation summary: the contract's fields (docs/contract.md), then ours."""
 
 ITEM_FIELDS = (
     "item_id",
@@ -50,7 +50,7 @@ ITEM_FIELDS = (
     "truncated_at_ms",
     "position",
 )
-"""A conversation item: CONTRACT's fields, then ours."""
+"""A conversation item: the contract's fields (docs/contract.md), then ours."""
 
 MAX_TERMS = 32
 MATCHES_PER_CONVERSATION = 5

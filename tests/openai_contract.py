@@ -1,4 +1,4 @@
-"""Contract checks against the official ``openai`` package types (protocols.md B8).
+"""Contract checks against the official ``openai`` package types (docs/protocols.md B8).
 
 ``assert_valid_client_event`` / ``assert_valid_server_event`` validate one event (JSON text, bytes
 or dict) with the SDK's GA unions wrapped in a pydantic discriminator (one precise error instead of

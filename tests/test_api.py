@@ -30,7 +30,7 @@ TOKEN = "test-token"  # what running_bridge configures
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
-CONTRACT_SUMMARY = {
+CONTRACT_SUMMARY = {  # the fields docs/contract.md promises for every conversation
     "call_id",
     "stream_sid",
     "phone_number",

@@ -1,4 +1,4 @@
-"""The simulated realtime model: its brain without sockets (order of events per protocols.md B6,
+"""The simulated realtime model: its brain without sockets (order of events per docs/protocols.md B6,
 barge-in, truncation, errors of B7), its VAD, its scripts, and its socket edge (handshake checks,
 beta rejection, drops, expiry). Every server event it emits here is checked against the official
 ``openai`` types."""

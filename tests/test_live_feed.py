@@ -335,6 +335,7 @@ async def test_bad_browser_messages_get_an_error_and_the_feed_goes_on(tmp_path: 
         codes = []
         for message in (
             "{not json",
+            "[" * 100_000 + "]" * 100_000,  # deeper than any parser's recursion limit
             "[1, 2]",
             {"type": "input_audio_buffer.append", "audio": ""},
             {"type": "response.create"},
@@ -350,6 +351,7 @@ async def test_bad_browser_messages_get_an_error_and_the_feed_goes_on(tmp_path: 
         await feed.send({"type": "session.update", "session": {"voice": "cedar"}})
         saved = await feed.next()
     assert codes == [
+        "invalid_json",
         "invalid_json",
         "invalid_event",
         "unknown_event",

@@ -18,8 +18,15 @@ from callbridge.engine.synthetic import CallLog
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
 TOKEN = "test-token"  # what running_bridge configures
-TOOL_NAMES = {"list_conversations", "get_conversation", "search_conversations", "get_call_events", "get_call_metrics"}
-CONTRACT_SUMMARY = {
+TOOL_NAMES = {
+    "list_conversations",
+    "get_conversation",
+    "search_conversations",
+    "get_call_events",
+    "get_call_timeline",
+    "get_call_metrics",
+}
+CONTRACT_SUMMARY = {  # the fields docs/contract.md promises for every conversation
     "call_id",
     "stream_sid",
     "phone_number",

@@ -7,6 +7,8 @@ The store is filled with synthetic calls; the server folds it into views of its 
 from __future__ import annotations
 
 import base64
+import io
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +34,7 @@ from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.mcp_server.data import FollowingCallData
 from callbridge.mcp_server.server import CallbridgeMCP
+from callbridge.projections.replay_cli import replay_cli
 
 
 @dataclass
@@ -58,7 +61,7 @@ async def mcp(tmp_path: Path) -> AsyncIterator[Connected]:
         store.close()
 
 
-async def test_the_five_tools_are_listed_read_only_with_input_and_output_schemas(mcp: Connected) -> None:
+async def test_the_six_tools_are_listed_read_only_with_input_and_output_schemas(mcp: Connected) -> None:
     tools = (await mcp.client.list_tools()).tools
     assert {tool.name for tool in tools} == TOOL_NAMES
     for tool in tools:
@@ -75,7 +78,8 @@ async def test_the_five_tools_are_listed_read_only_with_input_and_output_schemas
     }
     assert schemas["get_conversation"]["required"] == ["call_id"]
     assert schemas["search_conversations"]["required"] == ["query"]
-    assert {"call_id", "types"} <= set(schemas["get_call_events"]["properties"])
+    assert set(schemas["get_call_events"]["properties"]) == {"call_id", "types", "include_audio", "after", "limit"}
+    assert schemas["get_call_timeline"]["required"] == ["call_id"]
     assert set(schemas["get_call_metrics"]["properties"]) == {"call_id", "since", "until"}
 
 
@@ -140,7 +144,7 @@ async def test_a_calls_events_are_its_stored_log_in_order_with_audio_left_out_un
     log = mcp.logs["CAhello"]
     found = await structured(mcp.client, "get_call_events", {"call_id": "CAhello", "limit": 10_000})
     events = found["events"]
-    assert found["call_id"] == "CAhello" and found["more"] is False
+    assert found["call_id"] == "CAhello" and found["more"] is False and found["next_after"] is None
     assert [e["type"] for e in events] == [type(e).__name__ for e in log.events]
     positions = [e["position"] for e in events]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
@@ -165,17 +169,51 @@ async def test_call_events_filter_by_type_and_page_by_position(mcp: Connected) -
     assert only["events"][1]["data"]["name"] == "get_weather"
 
     pages: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = await structured(
-            mcp.client, "get_call_events", {"call_id": "CAweather", "after_position": after, "limit": 7}
-        )
+    after: int | None = 0
+    while after is not None:
+        page = await structured(mcp.client, "get_call_events", {"call_id": "CAweather", "after": after, "limit": 7})
         pages.extend(page["events"])
-        if not page["more"]:
-            break
-        assert len(page["events"]) == 7
-        after = page["events"][-1]["position"]
+        after = page["next_after"]
+        assert page["more"] is (after is not None)
+        if after is not None:
+            assert len(page["events"]) == 7 and after == page["events"][-1]["position"]
     assert [e["type"] for e in pages] == [type(e).__name__ for e in mcp.logs["CAweather"].events]
+    # a type filter pages too: the next page starts after the last event of that type returned
+    first = await structured(
+        mcp.client, "get_call_events", {"call_id": "CAweather", "types": ["ModelEventReceived"], "limit": 2}
+    )
+    second = await structured(
+        mcp.client,
+        "get_call_events",
+        {"call_id": "CAweather", "types": ["ModelEventReceived"], "limit": 2, "after": first["next_after"]},
+    )
+    assert first["next_after"] == first["events"][-1]["position"] < second["events"][0]["position"]
+
+
+async def test_each_result_is_its_structured_content_and_that_json_once_as_compact_text(mcp: Connected) -> None:
+    result = await mcp.client.call_tool("get_call_events", {"call_id": "CAhello", "limit": 10_000})
+    (block,) = result.content
+    text = getattr(block, "text", "")
+    assert json.loads(text) == result.structured_content
+    assert "\n" not in text and text.startswith('{"call_id":')  # compact, not the SDK's indented copy
+
+
+# --- the timeline ------------------------------------------------------------------------------
+
+
+async def test_the_timeline_is_what_callbridge_replay_prints(mcp: Connected) -> None:
+    result = await mcp.client.call_tool("get_call_timeline", {"call_id": "CAplumber"})
+    assert not result.is_error
+    printed = io.StringIO()
+    assert replay_cli(mcp.store_url, "CAplumber", wav=None, as_json=False, out=printed) == 0
+    (block,) = result.content
+    assert getattr(block, "text", "") == printed.getvalue()
+    timeline = result.structured_content
+    assert timeline is not None and timeline["call_id"] == "CAplumber"
+    lines = [f"{e['clock']}  {e['kind']:<10} {e['summary']}" for e in timeline["entries"]]
+    assert lines == printed.getvalue().splitlines()
+    assert "barge_in" in [e["kind"] for e in timeline["entries"]]
+    assert "call_id: unknown call 'CAnope'" in await tool_error(mcp.client, "get_call_timeline", {"call_id": "CAnope"})
 
 
 # --- metrics -----------------------------------------------------------------------------------

@@ -1,5 +1,5 @@
 """Every client event shape callbridge can produce is a valid GA event for the official SDK types,
-with no unknown keys; beta shapes are refused (protocols.md B8)."""
+with no unknown keys; beta shapes are refused (docs/protocols.md B8)."""
 
 from __future__ import annotations
 

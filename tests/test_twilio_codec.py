@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from callbridge.adapters.twilio.codec import (
+    MAX_MEDIA_PAYLOAD_CHARS,
     Connected,
     Dtmf,
     DtmfInfo,
@@ -197,6 +198,25 @@ def test_broken_frames_say_what_is_wrong(frame: str | bytes, message: str) -> No
     with pytest.raises(TwilioFrameError) as caught:
         decode_inbound(frame)
     assert str(caught.value).startswith(message)
+
+
+def test_a_media_payload_longer_than_twilio_sends_is_an_error_naming_the_limit() -> None:
+    def media(payload: str) -> str:
+        chunk = {"chunk": "1", "timestamp": "0", "payload": payload}
+        return json.dumps({"event": "media", "sequenceNumber": "2", "streamSid": "s", "media": chunk})
+
+    assert MAX_MEDIA_PAYLOAD_CHARS == 432  # two 20 ms Twilio frames (216 base64 characters each)
+    assert isinstance(decode_inbound(media("/" * MAX_MEDIA_PAYLOAD_CHARS)), Media)
+    with pytest.raises(TwilioFrameError) as caught:
+        decode_inbound(media("/" * (MAX_MEDIA_PAYLOAD_CHARS + 1)))
+    assert (
+        str(caught.value)
+        == "media frame: `media.payload` is longer than 432 characters (Twilio sends 216: 20 ms of audio)"
+    )
+    # what the server sends is not limited: the model's audio goes out in bigger chunks
+    assert decode_outbound(encode_media("s", "/" * 10_000)) == OutboundMedia(
+        stream_sid="s", media=OutboundMediaPayload(payload="/" * 10_000)
+    )
 
 
 def test_deeply_nested_frame_is_a_frame_error() -> None:

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from callbridge.adapters.twilio.codec import (
+    MAX_MEDIA_PAYLOAD_CHARS,
     Connected,
     Dtmf,
     DtmfInfo,
@@ -177,7 +178,13 @@ def test_fuzz_decoders_with_mutated_real_frames(frame: Any) -> None:
         Media,
         sequence_number=st.text(),
         stream_sid=st.text(),
-        media=st.builds(MediaChunk, track=st.text(), chunk=st.text(), timestamp=st.text(), payload=st.text()),
+        media=st.builds(
+            MediaChunk,
+            track=st.text(),
+            chunk=st.text(),
+            timestamp=st.text(),
+            payload=st.text(max_size=MAX_MEDIA_PAYLOAD_CHARS),
+        ),
     )
     | st.builds(
         Start,

@@ -14,7 +14,7 @@ from callbridge.adapters.twilio.signature import (
     webhook_url,
 )
 
-# The twilio package's own test vector (protocols.md A7).
+# The twilio package's own test vector (docs/protocols.md A7).
 TOKEN = "12345"
 URL = "https://mycompany.com/myapp.php?foo=1&bar=2"
 PARAMS = {

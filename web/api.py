@@ -1,4 +1,4 @@
-"""The token-protected read API: conversations, call events, recordings, metrics (CONTRACT
+"""The token-protected read API: conversations, call events, recordings, metrics (docs/contract.md,
 "Console and API").
 
 Why this shape:
@@ -13,17 +13,25 @@ Why this shape:
   own read connection to the views (WAL mode: readers never block the projection writer).
 - **Bad input is a 400 naming the parameter** (:class:`projections.views_db.QueryError`), unknown
   calls a 404, both with ``{"error": …}``.
-- ``/metrics`` needs the token too (CONTRACT lists it under the token), and accepts the bearer
+- ``/metrics`` needs the token too (the contract lists it under the token), and accepts the bearer
   header, so Prometheus scrapes it with ``authorization: {credentials: TOKEN}``.
+- **A call's events come a page at a time** (:mod:`web.event_pages`): the body stays the contract's
+  JSON array ``[{position, type, at, data}]``; ``?after=POSITION&limit=N`` pages, and a page that
+  is not the last says where the next starts in ``X-Next-After: POSITION`` and a
+  ``Link: <…?after=POSITION…>; rel="next"`` header (RFC 8288). Audio is left out unless ``?audio=1``.
+- **The recording's file name is encoded** (RFC 6266 ``filename*``), with an ASCII fallback: a
+  call id never reaches a header raw.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import struct
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import quote, urlencode
 
 import msgspec
 import trio
@@ -33,9 +41,9 @@ from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_query import get_conversation, list_conversations
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
 from callbridge.projections.recording import iter_recording
-from callbridge.projections.timeline import event_record
-from callbridge.projections.views_db import QueryError, open_views
+from callbridge.projections.views_db import QueryError, check_limit, open_views
 from callbridge.web.auth import require_token
+from callbridge.web.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 
 if TYPE_CHECKING:
     from callbridge.web.server import Server
@@ -99,6 +107,36 @@ def bridge_lines(live_calls: int, head: int, projected: int) -> list[str]:
         "# TYPE callbridge_projection_lag_events gauge",
         f"callbridge_projection_lag_events {max(0, head - projected)}",
     ]
+
+
+# --- query values and headers ------------------------------------------------------------------
+
+_FLAGS = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
+
+
+def position_param(value: str | None, param: str = "after") -> int:
+    """A log position from the query (0 when absent), or :class:`QueryError`."""
+    if value is None or value == "":
+        return 0
+    if not value.isdigit() or len(value) > 18:
+        raise QueryError(param, f"{value[:40]!r} is not a log position (a whole number, 0 for the start)")
+    return int(value)
+
+
+def flag_param(value: str | None, param: str) -> bool:
+    """``1``/``true``/``yes`` or ``0``/``false``/``no`` (absent: false), or :class:`QueryError`."""
+    found = _FLAGS.get((value or "").strip().lower())
+    if found is None:
+        raise QueryError(param, f"{(value or '')[:40]!r} is not 1 or 0")
+    return found
+
+
+def content_disposition(call_id: str, extension: str) -> str:
+    """``inline`` with the call id as file name: an ASCII-safe ``filename`` and the exact one in
+    RFC 6266 ``filename*`` (UTF-8, percent-encoded), so no call id can break or extend the header."""
+    fallback = re.sub(r"[^A-Za-z0-9_.-]", "_", call_id)[:100] or "call"
+    exact = quote(f"{call_id}.{extension}", safe="")
+    return f"inline; filename=\"{fallback}.{extension}\"; filename*=UTF-8''{exact}"
 
 
 # --- the recording -----------------------------------------------------------------------------
@@ -179,11 +217,24 @@ def api_blueprint(server: Server) -> Blueprint:
 
     @api.get("/api/calls/<call_id>/events")
     async def call_events(call_id: str) -> Response:
-        recorded = await stored_events(call_id)
-        if not recorded:
+        args = request.args
+        after = position_param(args.get("after"))
+        limit = check_limit(args.get("limit", DEFAULT_LIMIT), maximum=MAX_LIMIT)
+        audio = flag_param(args.get("audio"), "audio")
+        with trio.move_on_after(FRESHNESS_TIMEOUT_S):
+            await server.writer.flush()
+        page = await in_thread(
+            lambda: read_event_page(server.store, call_id, after=after, limit=limit, include_audio=audio)
+        )
+        if page is None:
             return unknown_call(call_id)
-        body = await in_thread(lambda: _json.encode([event_record(r) for r in recorded]))
-        return Response(body, content_type="application/json")
+        body = await in_thread(_json.encode, page.records)
+        response = Response(body, content_type="application/json")
+        if page.next_after is not None:
+            query = {"after": page.next_after, "limit": limit, **({"audio": 1} if audio else {})}
+            response.headers["X-Next-After"] = str(page.next_after)
+            response.headers["Link"] = f'<{quote(request.path)}?{urlencode(query)}>; rel="next"'
+        return response
 
     @api.get("/api/calls/<call_id>/recording.wav")
     async def recording(call_id: str) -> Response:
@@ -203,7 +254,7 @@ def api_blueprint(server: Server) -> Blueprint:
 
         response = Response(body(), content_type="audio/wav")
         response.headers["Content-Length"] = str(wav_data_size(header))
-        response.headers["Content-Disposition"] = f'inline; filename="{call_id}.wav"'
+        response.headers["Content-Disposition"] = content_disposition(call_id, "wav")
         response.timeout = None  # an hour-long call may take longer than RESPONSE_TIMEOUT to send
         return response
 

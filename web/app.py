@@ -1,24 +1,33 @@
-"""The Quart app: Twilio's webhooks and the small public endpoints.
+"""The Quart app: Twilio's webhooks, the small endpoints, and the hooks every request passes.
 
-Twilio-facing routes are authenticated by ``X-Twilio-Signature`` whenever a Twilio auth token is
-configured (a missing or wrong signature gets 403 and starts nothing). The URL signed is the public
-one Twilio called (``PUBLIC_URL`` + path + query), never the one hypercorn sees behind a proxy.
+- Every HTTP request and WebSocket handshake first passes :mod:`web.request_guard` (cross-origin
+  state changes refused with 403, non-JSON bodies under ``/api/`` with 415), so each blueprint —
+  the API, the console's API, the live feed — is covered without a check of its own.
+- Twilio-facing routes are authenticated by ``X-Twilio-Signature`` whenever a Twilio auth token is
+  configured (a missing or wrong signature gets 403 and starts nothing). The URL signed is the
+  public one Twilio called (``PUBLIC_URL`` + path + query), never the one hypercorn sees behind a
+  proxy.
+- ``GET /tools`` and ``GET /public-url`` need the API token like the rest of the console and API
+  (bearer header or console cookie); only ``/healthz`` and Twilio's routes are open.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from quart import Response, jsonify, request
+from quart import Blueprint, Response, jsonify, request
 from quart_trio import QuartTrio
 
 from callbridge.adapters.twilio import signature, twiml
 from callbridge.engine.events import CallStatusReported
 from callbridge.web.api import api_blueprint
+from callbridge.web.auth import install_sessions, require_token
 from callbridge.web.console import console_blueprint
 from callbridge.web.console_api import console_api_blueprint
 from callbridge.web.live_feed import live_feed_blueprint
-from callbridge.web.media import CALL_TOKEN_PARAMETER, call_token
+from callbridge.web.media import CALL_TOKEN_PARAMETER
+from callbridge.web.request_guard import request_guard
+from callbridge.web.sessions import SessionKeeper
 
 if TYPE_CHECKING:
     from callbridge.web.server import Server
@@ -27,6 +36,11 @@ if TYPE_CHECKING:
 def create_app(server: Server) -> QuartTrio:
     app = QuartTrio("callbridge")
     app.config["CALLBRIDGE"] = server
+    check_request, check_websocket = request_guard(lambda: server.settings.public_url, lambda: server.port)
+    app.before_request(check_request)
+    app.before_websocket(check_websocket)
+    install_sessions(app, SessionKeeper(server.settings.data_dir), lambda: server.settings.public_url)
+    app.register_blueprint(small_endpoints_blueprint(server))
     app.register_blueprint(api_blueprint(server))
     app.register_blueprint(console_api_blueprint(server))
     app.register_blueprint(live_feed_blueprint(server))
@@ -53,7 +67,8 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
         if server.settings.twilio_auth_token:
-            parameters[CALL_TOKEN_PARAMETER] = call_token(server.settings.twilio_auth_token, params.get("CallSid", ""))
+            call_sid = params.get("CallSid", "")
+            parameters[CALL_TOKEN_PARAMETER] = server.admission.token_for(server.settings.twilio_auth_token, call_sid)
         body = twiml.connect_stream_twiml(signature.stream_url(server.settings.public_url), parameters)
         return Response(body, content_type="text/xml")
 
@@ -76,14 +91,6 @@ def create_app(server: Server) -> QuartTrio:
             )
         return Response("", status=204)
 
-    @app.route("/tools")
-    async def tools() -> Any:
-        return jsonify(server.registry.schemas())
-
-    @app.route("/public-url")
-    async def public_url() -> Any:
-        return jsonify({"publicUrl": server.settings.public_url})
-
     @app.route("/healthz")
     async def healthz() -> Any:
         ok = await server.store_answers()
@@ -91,3 +98,19 @@ def create_app(server: Server) -> QuartTrio:
         return jsonify(body), (200 if ok else 503)
 
     return app
+
+
+def small_endpoints_blueprint(server: Server) -> Blueprint:
+    """``GET /tools`` (the function tools' schemas) and ``GET /public-url``, behind the API token."""
+    blueprint = Blueprint("small_endpoints", __name__)
+    blueprint.before_request(require_token(lambda: server.settings.api_token))
+
+    @blueprint.get("/tools")
+    async def tools() -> Any:
+        return jsonify(server.registry.schemas())
+
+    @blueprint.get("/public-url")
+    async def public_url() -> Any:
+        return jsonify({"publicUrl": server.settings.public_url})
+
+    return blueprint

@@ -1,4 +1,4 @@
-"""Who may read the console and the API: holders of the API token (CONTRACT "Console and API").
+"""Who may read the console and the API: holders of the API token (docs/contract.md, "Console and API").
 
 Three ways in, checked in this order:
 
@@ -7,28 +7,37 @@ Three ways in, checked in this order:
 - ``?token=TOKEN`` — for a browser (and WebSockets, which cannot send headers from a page): it
   works once and sets the HttpOnly, SameSite=Strict cookie, so later requests need neither.
 
-Why the cookie is not the token: it is an HMAC of a fixed label under the token, so it proves
-possession of the token without storing it in the browser, needs no server-side session state
-(and no Quart ``SECRET_KEY``), and stops working when the token changes. Every comparison is
-constant-time. The token and the cookie are never logged and never echoed in an error.
+The cookie is not the token: it is a session of :mod:`web.sessions` — an HMAC under the token
+that expires (``Max-Age`` and, whatever the browser does, on the server) and that logout revokes.
+A response that clears the session cookie revokes the session the request carried (the hook
+:func:`install_sessions` adds), so whichever route signs out, the old cookie is dead even if it was
+copied. The cookie is ``Secure`` when the request came over https, or through ``PUBLIC_URL``'s
+host when ``PUBLIC_URL`` is https (a TLS proxy such as ngrok in front of plain http). Every
+comparison is constant-time. The token and the cookie are never logged and never echoed in an error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from enum import Enum
+from urllib.parse import urlsplit
 
-from quart import Response, after_this_request, jsonify, request
+import trio
+from quart import Quart, Response, after_this_request, current_app, has_app_context, jsonify, request
 from quart.wrappers.base import BaseRequestWebsocket
 from werkzeug.wrappers import Response as WerkzeugResponse
+
+from callbridge.web.sessions import SessionKeeper
 
 AnyResponse = Response | WerkzeugResponse
 
 SESSION_COOKIE = "callbridge_session"
 TOKEN_PARAMETER = "token"
-_SESSION_LABEL = b"callbridge console session v1"
+_SESSIONS = "callbridge.sessions"
+_PUBLIC_URL = "callbridge.public_url"
+_STATELESS = SessionKeeper()
+"""Checks signature and expiry only: for code running outside an app with :func:`install_sessions`."""
 UNAUTHORIZED_MESSAGE = (
     "missing or invalid API token: send 'Authorization: Bearer TOKEN', or open the URL once with "
     "'?token=TOKEN' to get a session cookie (the token is CALLBRIDGE_API_TOKEN, or the one printed at "
@@ -42,11 +51,6 @@ class Credential(Enum):
     BEARER = "bearer"
     COOKIE = "cookie"
     QUERY = "query"
-
-
-def session_value(token: str) -> str:
-    """The session cookie's value for ``token`` (an HMAC: the cookie never holds the token)."""
-    return hmac.new(token.encode(), _SESSION_LABEL, hashlib.sha256).hexdigest()
 
 
 def _same(sent: str, expected: str) -> bool:
@@ -69,18 +73,20 @@ def authenticate(
     authorization: str | None,
     cookie: str | None,
     query_token: str | None,
+    sessions: SessionKeeper | None = None,
 ) -> Credential | None:
     """Which credential of a request (or WebSocket handshake) matches ``token``; None when none does.
 
-    ``authorization`` is the header, ``cookie`` the :data:`SESSION_COOKIE` value, ``query_token``
-    the ``?token=`` value. An empty configured token matches nothing: the API is closed, not open.
+    ``authorization`` is the header, ``cookie`` the :data:`SESSION_COOKIE` value (checked by
+    ``sessions``: signature, expiry, revocation), ``query_token`` the ``?token=`` value. An empty
+    configured token matches nothing: the API is closed, not open.
     """
     if not token:
         return None
     sent = bearer_token(authorization)
     if sent is not None and _same(sent, token):
         return Credential.BEARER
-    if cookie and _same(cookie, session_value(token)):
+    if cookie and (sessions or _STATELESS).valid(token, cookie):
         return Credential.COOKIE
     if query_token and _same(query_token, token):
         return Credential.QUERY
@@ -95,15 +101,64 @@ def unauthorized() -> Response:
     return response
 
 
+def install_sessions(app: Quart, sessions: SessionKeeper, public_url: Callable[[], str]) -> None:
+    """Make ``sessions`` the app's console sessions, and revoke a session whenever a response
+    clears the session cookie (logout)."""
+    app.extensions[_SESSIONS] = sessions
+    app.extensions[_PUBLIC_URL] = public_url
+
+    @app.after_request
+    async def revoke_cleared_session(response: AnyResponse) -> AnyResponse:
+        sent = request.cookies.get(SESSION_COOKIE)
+        if sent and _clears_session_cookie(response):
+            token = current_app.config["CALLBRIDGE"].settings.api_token
+            await trio.to_thread.run_sync(sessions.revoke, token, sent)
+        return response
+
+
+def _clears_session_cookie(response: AnyResponse) -> bool:
+    prefix = f"{SESSION_COOKIE}="
+    for header in response.headers.getlist("Set-Cookie"):
+        if header.startswith(prefix) and (header.startswith(prefix + ";") or "Max-Age=0" in header):
+            return True
+    return False
+
+
+def current_sessions() -> SessionKeeper:
+    """The app's console sessions (signature and expiry checks only outside such an app)."""
+    if has_app_context():
+        found = current_app.extensions.get(_SESSIONS)
+        if isinstance(found, SessionKeeper):
+            return found
+    return _STATELESS
+
+
+def _secure_cookie() -> bool:
+    """https to us, or through PUBLIC_URL's host when PUBLIC_URL is https (TLS ends at a proxy)."""
+    if request.scheme == "https":
+        return True
+    public_url = current_app.extensions.get(_PUBLIC_URL) if has_app_context() else None
+    if public_url is None:
+        return False
+    public = urlsplit(public_url())
+    try:
+        host = urlsplit("//" + request.headers.get("Host", "")).hostname
+    except ValueError:
+        return False
+    return public.scheme == "https" and host is not None and host == public.hostname
+
+
 def set_session_cookie(response: AnyResponse, token: str) -> AnyResponse:
-    """The console session: HttpOnly, SameSite=Strict, an HMAC of the token (never the token)."""
+    """A new console session: HttpOnly, SameSite=Strict, expiring, Secure behind https (never the token)."""
+    sessions = current_sessions()
     response.set_cookie(
         SESSION_COOKIE,
-        session_value(token),
+        sessions.issue(token),
+        max_age=sessions.max_age_s,
         path="/",
         httponly=True,
         samesite="Strict",
-        secure=request.scheme == "https",
+        secure=_secure_cookie(),
     )
     return response
 
@@ -115,6 +170,7 @@ def credential_of(token: str, incoming: BaseRequestWebsocket) -> Credential | No
         authorization=incoming.headers.get("Authorization"),
         cookie=incoming.cookies.get(SESSION_COOKIE),
         query_token=incoming.args.get(TOKEN_PARAMETER),
+        sessions=current_sessions(),
     )
 
 

@@ -2,7 +2,7 @@
 
 Why this shape:
 
-- **One secret, one cookie.** Signing in is pasting the API token (CONTRACT); a valid token gets
+- **One secret, one cookie.** Signing in is pasting the API token (docs/contract.md); a valid token gets
   the same HttpOnly, SameSite=Strict session cookie :mod:`web.auth` sets for ``?token=``, so the
   page's ``fetch`` calls and its ``/logs`` WebSocket carry it without any script ever seeing it.
 - **The page holds no secret and no data.** The HTML is a static shell; everything it shows comes
@@ -11,7 +11,7 @@ Why this shape:
   script) makes that a rule the browser enforces, not only a habit of the code.
 - **No build step.** Plain ES modules and CSS under ``web/static``, served from here, so
   ``make run`` stays two commands on a fresh machine.
-- ``/`` without a credential answers the sign-in page with status 401 (CONTRACT: without the
+- ``/`` without a credential answers the sign-in page with status 401 (docs/contract.md: without the
   token, 401), so a script probing ``/`` learns it needs the token, and a person sees the form.
 """
 
@@ -47,7 +47,7 @@ def _page_headers(response: AnyResponse) -> AnyResponse:
     """Headers of every console page: strict CSP, no caching (the page depends on the cookie)."""
     response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
     response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "no-referrer"
+    response.headers["Referrer-Policy"] = "same-origin"  # own form posts then carry a real Origin (request_guard)
     response.headers["Cache-Control"] = "no-store"
     return response
 

@@ -1,11 +1,18 @@
 """One port, two paths: Twilio media straight to a wsproto socket, everything else to hypercorn.
 
-The media stream is the hot path — 50 frames a second per call in each direction. Measured on
-our machines (stack-notes.md §9), an ASGI WebSocket route costs about twice the CPU per message of
-a direct WebSocket loop and its tail latency explodes near one core. So the listener
-reads each new connection's request head: a WebSocket upgrade of ``/call`` is handed, head and
-all, to ``media_handler`` (``adapters.websocket`` over the same stream); any other request goes to
-hypercorn's own per-connection server, serving the Quart app (console, API, ``/logs``, ``/mcp``).
+The media stream is the hot path — 50 frames a second per call in each direction. Measured on a
+2-core machine (README, "Why /call is not a Quart route"), an ASGI WebSocket route costs about
+twice the CPU per message of a direct WebSocket loop and its tail latency explodes near one core.
+So the listener reads each new connection's request head: a WebSocket upgrade of ``/call`` is
+handed, head and all, to ``media_handler`` (``adapters.websocket`` over the same stream); any other
+request goes to hypercorn's own per-connection server, serving the Quart app (console, API,
+``/logs``, ``/mcp``).
+
+Every connection first passes the :class:`~web.connection_gate.ConnectionGate` (a budget of file
+descriptors: calls keep their room however many other connections arrive), and must send its
+whole request head within ``head_timeout_s`` (10 s; slowloris) or get 408 and be closed.
+Connections refused for room get a one-line 503 (or are closed at accept beyond the overflow),
+and the refusals are logged at most once every :data:`REFUSAL_LOG_INTERVAL_S`.
 
 This replicates the few lines of ``hypercorn.trio.run.worker_serve`` that wire the lifespan and
 the per-connection ``TCPServer`` (hypercorn is pinned to 0.18.x for that reason).
@@ -26,10 +33,18 @@ from hypercorn.trio.worker_context import WorkerContext
 from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
+from callbridge.web.connection_gate import ConnectionGate, ConnectionLimits
+
 log = logging.getLogger(__name__)
 
 MAX_HEAD = 64 * 1024
-HEAD_TIMEOUT_S = 10.0
+REFUSAL_LOG_INTERVAL_S = 10.0
+_TOO_SLOW = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+_BUSY_BODY = b"server at capacity: too many connections, try again\n"
+_BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\nRetry-After: 1\r\n"
+    b"Connection: close\r\nContent-Length: %d\r\n\r\n%s" % (len(_BUSY_BODY), _BUSY_BODY)
+)
 
 
 class PrefixedStream(trio.abc.HalfCloseableStream):
@@ -65,17 +80,18 @@ class PrefixedStream(trio.abc.HalfCloseableStream):
         await self._stream.aclose()
 
 
-async def read_head(stream: trio.SocketStream) -> bytes:
-    """Bytes up to and including the end of the HTTP request head (or whatever came before EOF,
-    the size cap or the timeout — the HTTP server then answers the malformed request itself)."""
+async def read_head(stream: trio.SocketStream, timeout_s: float) -> tuple[bytes, bool]:
+    """Bytes up to and including the end of the HTTP request head (or whatever came before EOF or
+    the size cap — the HTTP server then answers the malformed request itself), and whether the
+    time ran out first."""
     data = b""
-    with trio.move_on_after(HEAD_TIMEOUT_S):
+    with trio.move_on_after(timeout_s) as waited:
         while b"\r\n\r\n" not in data and len(data) < MAX_HEAD:
             chunk = await stream.receive_some(MAX_HEAD)
             if not chunk:
                 break
             data += chunk
-    return data
+    return data, waited.cancelled_caught
 
 
 def is_media_upgrade(head: bytes, path: bytes = b"/call") -> bool:
@@ -108,40 +124,68 @@ async def serve_front(
     port: int,
     shutdown: trio.Event,
     before_close: Callable[[], Awaitable[None]] | None = None,
+    limits: ConnectionLimits | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` and the media path on ``host:port`` until ``shutdown`` is set.
 
     Shutdown order: stop accepting, run ``before_close`` (end live calls, flush events), let HTTP
     connections finish within hypercorn's graceful timeout, then run the app's lifespan shutdown.
-    ``task_status.started`` gets the bound port.
+    ``task_status.started`` gets the bound port. ``limits`` default to the process's open-files limit.
     """
     app_wrapper = wrap_app(app, config.wsgi_max_body_size, None)
     lifespan_state: dict[str, Any] = {}
     lifespan = Lifespan(app_wrapper, config, lifespan_state)
     context = WorkerContext(None)
+    gate = ConnectionGate(limits or ConnectionLimits.from_process())
+    refusals = _RefusalLog(gate)
 
     async def handle(stream: trio.SocketStream) -> None:
         try:
-            head = await read_head(stream)
-            if not head:
-                await stream.aclose()
-                return
-            wrapped = PrefixedStream(stream, head)
-            if is_media_upgrade(head):
-                await media_handler(wrapped)
-            else:
-                await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()  # type: ignore[arg-type]
+            with trio.CancelScope() as scope:
+                evicted = gate.evicted
+                admission = gate.admit(scope)
+                if admission is None or gate.evicted != evicted:
+                    refusals.note()
+                if admission is None:
+                    refusals.note()
+                    return
+                try:
+                    await serve_connection(stream, admission)
+                finally:
+                    gate.leave(admission)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
         except Exception:  # one connection's failure must never take the listener down
             log.exception("connection handler failed")
+        finally:
+            with trio.CancelScope(shield=True):
+                await stream.aclose()
+
+    async def serve_connection(stream: trio.SocketStream, admission: Any) -> None:
+        head, timed_out = await read_head(stream, gate.head_timeout(admission))
+        if not head:
+            return
+        if timed_out and b"\r\n\r\n" not in head:
+            await stream.send_all(_TOO_SLOW)
+            return
+        media = is_media_upgrade(head)
+        if not gate.classify(admission, media=media):
+            refusals.note()
+            await stream.send_all(_BUSY)
+            return
+        wrapped = PrefixedStream(stream, head)
+        if media:
+            await media_handler(wrapped)
+        else:
+            await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()  # type: ignore[arg-type]
 
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         listeners = await trio.open_tcp_listeners(port, host=host)
         bound = listeners[0].socket.getsockname()[1]
+        log.info("connection limits: %s", gate.limits.describe())
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(partial(trio.serve_listeners, handle, listeners, handler_nursery=connections))
@@ -154,3 +198,25 @@ async def serve_front(
             connections.cancel_scope.deadline = trio.current_time() + config.graceful_timeout
         await lifespan.wait_for_shutdown()
         lifespan_nursery.cancel_scope.cancel()
+
+
+class _RefusalLog:
+    """One log line per :data:`REFUSAL_LOG_INTERVAL_S` at most about connections refused for room."""
+
+    def __init__(self, gate: ConnectionGate) -> None:
+        self._gate = gate
+        self._logged_at: float | None = None
+
+    def note(self) -> None:
+        now = trio.current_time()
+        if self._logged_at is not None and now - self._logged_at < REFUSAL_LOG_INTERVAL_S:
+            return
+        gate = self._gate
+        log.warning(
+            "at capacity (%s): %d connection(s) refused and %d idle one(s) closed so far; "
+            "raise the open-files limit (ulimit -n) for more",
+            gate.limits.describe(),
+            gate.refused,
+            gate.evicted,
+        )
+        self._logged_at = now

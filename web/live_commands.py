@@ -60,6 +60,8 @@ def handle_command(server: Server, projection: LiveProjection, data: str | bytes
         command = _decoder.decode(data)
     except msgspec.DecodeError as exc:
         return error_message("invalid_json", f"not JSON: {exc}")
+    except RecursionError:
+        return error_message("invalid_json", "JSON nested too deeply: send one flat command object")
     if not isinstance(command, dict):
         return error_message("invalid_event", "a feed message must be a JSON object with a 'type'")
     kind = command.get("type")

@@ -35,6 +35,7 @@ from callbridge.projections.appends import AppendSignal
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import views_path
 from callbridge.web.app import create_app
+from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
 from callbridge.web.live_feed import LiveFeed
 from callbridge.web.media import handle_media_stream
@@ -70,6 +71,8 @@ class Server:
         self.http = Httpx2Client()
         self.registry = registry or default_registry(weather_url=settings.weather_url, http=simulated_weather(settings))
         self.live = LiveCalls()
+        self.admission = CallAdmission(self.store)
+        """CallSids let in (one stream per CallSid, ever) and the per-call tokens of ``/twiml``."""
         self.reconnect = reconnect or ReconnectPolicy()
         self.apology = apology if apology is not None else Apology.bundled()
         self.accepting = True
@@ -148,6 +151,7 @@ class Server:
             auth_token=self.settings.twilio_auth_token,
             accepting=lambda: self.accepting,
             run=self._run_call,
+            admission=self.admission,
         )
 
     async def _end_calls(self) -> None:

@@ -1,13 +1,19 @@
-"""Every setting of ``callbridge serve``, read once from flags and the environment (CONTRACT.md).
+"""Every setting of ``callbridge serve``, read once from flags and the environment (docs/contract.md).
 
 Secrets (the OpenAI key, the Twilio auth token, the API token) live only here and in the objects
 that need them; ``public_summary`` is what may be printed or shown in the console.
+
+The data folder holds the API token, the SQLite store and the views: it is created mode 0700,
+and the token file is mode 0600 from its first byte (written under another name, then linked into
+place, so two first starts never end up with different tokens). ``serve`` also sets the umask to
+077, so the store and views files it creates are 0600 too (see ``callbridge/cli.py``).
 """
 
 from __future__ import annotations
 
 import os
 import secrets
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +49,8 @@ class Settings:
     weather_url: str
     public_url_from_bind: bool = False
     """No PUBLIC_URL was given: it follows the address actually bound (port 0 in tests)."""
+    api_token_from_env: bool = False
+    """The token is CALLBRIDGE_API_TOKEN's, not the data folder's ``api-token`` file."""
 
     @property
     def public_summary(self) -> dict[str, object]:
@@ -67,11 +75,42 @@ def load_api_token(data_dir: Path, configured: str | None) -> tuple[str, bool]:
     path = data_dir / TOKEN_FILE
     if path.exists():
         return path.read_text().strip(), False
-    data_dir.mkdir(parents=True, exist_ok=True)
+    make_private_dir(data_dir)
     token = secrets.token_urlsafe(24)
-    path.write_text(token + "\n")
-    path.chmod(0o600)
+    temporary = data_dir / f".{TOKEN_FILE}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(token + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        try:
+            os.link(temporary, path)  # fails if another process saved its token first: use that one
+        except FileExistsError:
+            return path.read_text().strip(), False
+    finally:
+        temporary.unlink(missing_ok=True)
     return token, True
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) with the folder itself mode 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def data_dir_warning(data_dir: Path) -> str | None:
+    """A warning when the data folder (API token, store, views) is open to other users; None when
+    it is not, or does not exist."""
+    try:
+        mode = data_dir.stat().st_mode
+    except OSError:
+        return None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        return (
+            f"the data folder {data_dir} is readable by other users (mode {stat.S_IMODE(mode):o}): it holds the API "
+            f"token and every call's recording; run: chmod 700 {data_dir}"
+        )
+    return None
 
 
 def load_settings(
@@ -119,4 +158,5 @@ def load_settings(
         data_dir=data_dir,
         weather_url=env.get("CALLBRIDGE_WEATHER_URL") or "https://api.open-meteo.com/v1/forecast",
         public_url_from_bind=public_url_from_bind,
+        api_token_from_env=bool(env.get("CALLBRIDGE_API_TOKEN")),
     )

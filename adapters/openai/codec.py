@@ -1,6 +1,6 @@
 """Sans-IO codec for the OpenAI Realtime GA protocol: text frames in, typed events out, and back.
 
-Decoding policy (the bridge's, protocols.md B5 and stack-notes §7):
+Decoding policy (the bridge's, docs/protocols.md B5):
 
 - a known event decodes to its struct;
 - an unknown type, or a known type with a broken body, decodes to ``UnknownServerEvent`` /

@@ -1,6 +1,6 @@
 """Server events of the OpenAI Realtime GA protocol (what the model sends us), as msgspec structs.
 
-Every event of protocols.md B5 has a struct. What the engine acts on is typed (ids, ``delta``,
+Every event of docs/protocols.md B5 has a struct. What the engine acts on is typed (ids, ``delta``,
 ``transcript``, ``call_id``/``name``/``arguments``, response status, usage, errors, VAD times,
 items); what it only records stays a loose dict. Decoding ignores fields we do not know — the
 provider adds fields over time and the bridge keeps the raw text anyway.
@@ -302,7 +302,7 @@ class RateLimitsUpdated(ServerEventBase, tag="rate_limits.updated", frozen=True,
 
 
 class ErrorEvent(ServerEventBase, tag="error", frozen=True, kw_only=True):
-    """Mostly non-fatal: the session stays open unless a close follows (see protocols.md B7)."""
+    """Mostly non-fatal: the session stays open unless a close follows (see docs/protocols.md B7)."""
 
     error: ErrorDetail
 

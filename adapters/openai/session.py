@@ -1,7 +1,7 @@
 """callbridge's session configuration → the GA ``session`` object of ``session.update``.
 
 callbridge keeps a flat, human-editable config (saved from the console, recorded with each call);
-the wire wants the nested GA shape (protocols.md B3). This module is the only place that knows the
+the wire wants the nested GA shape (docs/protocols.md B3). This module is the only place that knows the
 mapping, and it always produces a GA session: ``type="realtime"``, audio output only, μ-law
 (``audio/pcmu``) both ways so Twilio audio passes through untouched.
 

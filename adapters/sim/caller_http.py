@@ -31,7 +31,7 @@ def new_sid(prefix: str) -> str:
 
 
 def voice_webhook_params(*, call_sid: str, account_sid: str, from_number: str, to_number: str) -> dict[str, str]:
-    """The form Twilio POSTs to the voice URL for a ringing inbound call (protocols.md C),
+    """The form Twilio POSTs to the voice URL for a ringing inbound call (docs/protocols.md C),
     including the legacy ``Caller``/``Called`` duplicates real requests carry."""
     return {
         "AccountSid": account_sid,

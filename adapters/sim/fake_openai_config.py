@@ -1,6 +1,6 @@
 """The simulated model's session configuration: defaults, ``session.update`` merging and checks.
 
-Like the real server (protocols.md B3): only fields present in an update change (``audio.input``
+Like the real server (docs/protocols.md B3): only fields present in an update change (``audio.input``
 and ``audio.output`` merge key by key), ``session.updated`` carries the full effective config, a
 session without ``type`` is the dead beta shape, and unknown parameters are refused with
 ``Unknown parameter: 'session.x'.`` — the check that catches a beta-style top-level ``voice``.

@@ -1,4 +1,4 @@
-"""One simulated response, as the ordered server events of protocols.md B6 (sans-IO).
+"""One simulated response, as the ordered server events of docs/protocols.md B6 (sans-IO).
 
 A ``ResponseRun`` is stepped by its owner: ``start()`` gives the opening events, each ``step()``
 the next ~100 ms audio chunk (``response.output_audio.delta`` followed by the matching slice of

@@ -4,7 +4,7 @@
 that started (the I/O layer then streams it by calling ``advance``), maybe a close. Everything the
 real server does that the bridge depends on is here: server VAD turns, scripted transcripts and
 replies, function calls, barge-in cancelling the active response, truncation bounds, and the
-error answers of protocols.md B7.
+error answers of docs/protocols.md B7.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ class FakeRealtimeSession:
         return [se.SessionCreated(event_id=self.ids.event(), session=self.config)]
 
     def beta_rejection(self) -> Reaction:
-        """The answer to a beta handshake or a beta-shaped session (protocols.md B1)."""
+        """The answer to a beta handshake or a beta-shaped session (docs/protocols.md B1)."""
         error = error_event(self.ids, BETA_MESSAGE, code="beta_api_shape_disabled")
         return Reaction(events=[error], close=(4000, "beta_api_shape_disabled"))
 

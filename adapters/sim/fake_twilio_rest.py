@@ -1,4 +1,4 @@
-"""A local fake of the Twilio REST API's IncomingPhoneNumbers resource (protocols.md A9).
+"""A local fake of the Twilio REST API's IncomingPhoneNumbers resource (docs/protocols.md A9).
 
 Why: the console's setup checklist lists the account's numbers and points one's voice webhook at
 us, and Twilio is unreachable from here. This peer answers exactly what the twilio package sends

@@ -2,7 +2,7 @@
 
 Twilio queues outbound ``media`` and plays it at 8 bytes/ms (μ-law, 8 kHz); a ``mark`` is echoed
 when everything queued before it has played, or at once if nothing is buffered; ``clear`` drops
-the queued audio and echoes every pending mark at once, in order (protocols.md A4). The bridge's
+the queued audio and echoes every pending mark at once, in order (docs/protocols.md A4). The bridge's
 barge-in arithmetic (how much the caller actually heard) depends on exactly these rules, so the
 simulated caller models them faithfully.
 

@@ -1,6 +1,6 @@
 """Twilio Media Streams wire format, sans-IO: JSON text frames in, typed messages out (and back).
 
-Every frame on the ``/call`` WebSocket is a JSON object keyed by ``event`` (protocols.md A2-A4).
+Every frame on the ``/call`` WebSocket is a JSON object keyed by ``event`` (docs/protocols.md A2-A4).
 This module turns frames into msgspec structs and structs into frames; it never touches a socket,
 so the bridge, the simulated caller and the tests share one definition of the protocol.
 
@@ -12,6 +12,9 @@ Rules the bridge relies on:
 - ``sequenceNumber``, ``chunk``, ``timestamp`` and ``digit`` are strings on the wire and stay strings
   here; ``parse_int`` converts them without ever raising.
 - Unknown fields are ignored (providers add fields); missing required ones are errors.
+- An inbound ``media.payload`` longer than :data:`MAX_MEDIA_PAYLOAD_CHARS` is an error naming the
+  limit: Twilio sends 20 ms frames (160 μ-law bytes, 216 base64 characters), so anything much
+  bigger is not Twilio, and every byte of it would be stored and sent to the model.
 
 The media path is hot (50 frames/s per call), so decoders and encoders are built once at import.
 """
@@ -20,12 +23,17 @@ from __future__ import annotations
 
 import binascii
 import re
-from typing import Final
+from typing import Annotated, Final
 
 import msgspec
 from msgspec import Struct
 
 # --- Twilio -> server --------------------------------------------------------------------------
+
+TWILIO_PAYLOAD_CHARS: Final = 216
+"""A Twilio ``media.payload``: 20 ms of 8 kHz μ-law, 160 bytes, in base64."""
+MAX_MEDIA_PAYLOAD_CHARS: Final = 2 * TWILIO_PAYLOAD_CHARS
+"""The longest inbound ``media.payload`` accepted: two Twilio frames' worth, for slack."""
 
 
 class MediaFormat(Struct, rename="camel", kw_only=True):
@@ -64,7 +72,7 @@ class MediaChunk(Struct, rename="camel", kw_only=True):
     track: str = "inbound"
     chunk: str
     timestamp: str
-    payload: str
+    payload: Annotated[str, msgspec.Meta(max_length=MAX_MEDIA_PAYLOAD_CHARS)]
 
 
 class Media(_Inbound, tag="media", kw_only=True):
@@ -174,6 +182,11 @@ def _describe(event: str, error: msgspec.ValidationError) -> str:
         path = (missing["path"] or "").lstrip(".")
         field = f"{path}.{missing['field']}" if path else missing["field"]
         return f"{event} frame missing field `{field}`"
+    if text.startswith(f"Expected `str` of length <= {MAX_MEDIA_PAYLOAD_CHARS}") and text.endswith("`$.media.payload`"):
+        return (
+            f"{event} frame: `media.payload` is longer than {MAX_MEDIA_PAYLOAD_CHARS} characters "
+            f"(Twilio sends {TWILIO_PAYLOAD_CHARS}: 20 ms of audio)"
+        )
     found = _AT.match(text)
     assert found is not None  # the pattern matches any text
     what = found["what"][:1].lower() + found["what"][1:]

@@ -1,6 +1,6 @@
 """Twilio's IncomingPhoneNumbers REST resource: list the account's numbers, point one at us.
 
-The console's setup checklist needs two calls (protocols.md A9): list the numbers with their voice
+The console's setup checklist needs two calls (docs/protocols.md A9): list the numbers with their voice
 webhooks, and set a number's ``voice_url`` / ``status_callback``. Why this wrapper rather than the
 twilio client used directly:
 

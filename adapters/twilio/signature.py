@@ -2,7 +2,7 @@
 
 Twilio signs the URL *it* requested, which is our public origin (``PUBLIC_URL``, e.g. an ngrok
 host), never the ``http://127.0.0.1:8081`` hypercorn sees behind a proxy. So every URL that takes
-part in a signature is built here from ``PUBLIC_URL`` (protocols.md A7, D3-D4):
+part in a signature is built here from ``PUBLIC_URL`` (docs/protocols.md A7, D3-D4):
 
 - webhooks (``/twiml``, ``/twilio/status``): the ``https://`` URL plus the form parameters;
 - the Media Streams upgrade: the ``wss://`` URL exactly as written in the TwiML, with **no**

@@ -2,7 +2,7 @@
 
 ``<Connect><Stream>`` makes the stream bidirectional (we may send media, marks and clears back).
 The stream URL carries no query string (Twilio drops it), so per-call data travels as
-``<Parameter>``s and comes back in the ``start`` frame's ``customParameters`` (protocols.md A1).
+``<Parameter>``s and comes back in the ``start`` frame's ``customParameters`` (docs/protocols.md A1).
 
 Building goes through ``twilio.twiml.voice_response`` so escaping and attribute naming are
 Twilio's own; parsing (for the simulated caller) uses the standard library.

@@ -2,8 +2,8 @@
 
 Both sockets of a call carry 50 messages a second each way. trio-websocket runs a reader task per
 connection and hands every message across a memory channel, so each one costs two task switches
-before the engine sees it, and every send takes a lock that always yields. Measured in
-stack-notes.md §9, wsproto driven directly costs about a quarter less CPU per message, and on
+before the engine sees it, and every send takes a lock that always yields. Measured (README, "Why /call is
+not a Quart route"), wsproto driven directly costs about a quarter less CPU per message, and on
 this machine the bridge's tail latency follows its CPU. So here:
 
 - ``get_message`` reads the socket in the task that wants the message (one task reads at a time);

@@ -1,0 +1,66 @@
+"""``EventStore.read_call_page``: one call's events a page at a time, by log position, without
+reading the rest of the call (the API's and MCP's paged event reads), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+
+from callbridge.engine.events import CallEnded, CallStarted, DtmfReceived
+from callbridge.engine.store import EventStore, call_originator_id, encode_for_store
+
+
+def fill(store: EventStore) -> list[int]:
+    """Two calls written interleaved (so positions of one call have gaps); CAa's positions."""
+    for index in range(5):
+        store.append([DtmfReceived(call_id="CAa", at=float(index), digit=str(index))])
+        store.append([DtmfReceived(call_id="CAb", at=float(index), digit=str(index))])
+    return [recorded.position for recorded in store.read_call("CAa")]
+
+
+def pages(store: EventStore, call_id: str, limit: int) -> list[list[int]]:
+    found: list[list[int]] = []
+    after = 0
+    while page := store.read_call_page(call_id, after=after, limit=limit):
+        found.append([recorded.position for recorded in page])
+        after = page[-1].position
+    return found
+
+
+def check_paging(store: EventStore) -> None:
+    positions = fill(store)
+    assert pages(store, "CAa", 2) == [positions[0:2], positions[2:4], positions[4:5]]
+    assert [r.event.digit for r in store.read_call_page("CAb", after=0, limit=10)] == list("01234")  # type: ignore[attr-defined]
+    assert store.read_call_page("CAa", after=positions[-1], limit=10) == []
+    assert store.read_call_page("CAnobody", limit=10) == []
+    with pytest.raises(ValueError, match="limit"):
+        store.read_call_page("CAa", limit=0)
+
+
+def test_a_calls_events_page_by_position_on_sqlite(sqlite_event_store: EventStore) -> None:
+    check_paging(sqlite_event_store)
+
+
+@pytest.mark.postgres
+def test_a_calls_events_page_by_position_on_postgresql(postgres_store_url: str) -> None:
+    store = EventStore(postgres_store_url)
+    try:
+        check_paging(store)
+    finally:
+        store.close()
+
+
+def test_undecodable_events_are_passed_over_without_cutting_the_page_short(sqlite_event_store: EventStore) -> None:
+    store = sqlite_event_store
+    store.append([CallStarted(call_id="CAx", at=0.0, stream_sid="MZx")])
+    oid = call_originator_id("CAx")
+    ended = encode_for_store(CallEnded(call_id="CAx", at=1.0, reason="caller_hangup"))
+    store.recorder.insert_events(
+        [
+            StoredEvent(oid, 2, "NoSuchEvent@1", b"{}"),
+            StoredEvent(oid, 3, "NoSuchEvent@1", b"{}"),
+            StoredEvent(oid, 4, ended.topic, ended.state),
+        ]
+    )
+    page = store.read_call_page("CAx", after=0, limit=2)
+    assert [type(r.event) for r in page] == [CallStarted, CallEnded]
