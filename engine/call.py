@@ -41,6 +41,7 @@ from callbridge.engine.call_io import (
     CloseModelSession,
     DtmfPressed,
     EndCall,
+    HangUpPhone,
     Input,
     LogLine,
     MarkEchoed,
@@ -49,7 +50,9 @@ from callbridge.engine.call_io import (
     ModelSessionLost,
     ModelSessionOpened,
     OpenModelSession,
+    PhoneCommandDone,
     Record,
+    RedirectPhone,
     RunTool,
     SendToCaller,
     SendToModel,
@@ -63,7 +66,7 @@ from callbridge.engine.call_io import (
     TwilioSocketLost,
 )
 from callbridge.engine.call_state import OFFLINE, CallState
-from callbridge.engine.context import CallClock, CallSettings, MessageSocket, ModelConnection
+from callbridge.engine.context import CallClock, CallSettings, MessageSocket, ModelConnection, TelephonyError
 from callbridge.engine.events import Event
 from callbridge.engine.live_calls import LiveCall, LiveCalls
 from callbridge.engine.outlet import Outlet
@@ -108,6 +111,8 @@ async def run_call(
         tool_wait_announce_s=settings.tool_wait_announce_s,
         apology=settings.apology.chunks,
         apology_ms=settings.apology.duration_ms,
+        agent=settings.agent,
+        direction=params.get("Direction", "inbound") or "inbound",
     )
     call = CallShell(CallCore(config), socket, settings, sink)
     with trio.CancelScope() as scope:
@@ -191,6 +196,8 @@ class CallShell:
             self._ending.set()
         elif isinstance(output, LogLine):
             log.log(output.level, "call %s: %s", self.call_id, output.message)
+        elif isinstance(output, HangUpPhone | RedirectPhone):
+            self._tell_phone(output)
         else:
             raise TypeError(f"no way to carry out {type(output).__name__}")
 
@@ -228,6 +235,29 @@ class CallShell:
             with trio.move_on_after(HANGUP_DRAIN_S):
                 await outlet.wait_drained()
         nursery.cancel_scope.cancel()
+
+    def _tell_phone(self, output: HangUpPhone | RedirectPhone) -> None:
+        """Through Twilio's REST API when there are credentials (in the background: the call's other
+        tasks go on), else by ending the stream, whose ``<Connect action>`` then answers what the core
+        recorded."""
+        kind = "hang_up" if isinstance(output, HangUpPhone) else "redirect"
+        telephony = self.settings.telephony
+        if telephony is None or self._nursery is None:
+            self.feed(PhoneCommandDone(kind=kind, method="stream"))
+            return
+
+        async def tell() -> None:
+            try:
+                if isinstance(output, HangUpPhone):
+                    await telephony.hang_up(self.call_id)
+                else:
+                    await telephony.redirect(self.call_id, output.twiml)
+            except TelephonyError as error:
+                self.feed(PhoneCommandDone(kind=kind, method="rest", ok=False, error=str(error)))
+                return
+            self.feed(PhoneCommandDone(kind=kind, method="rest"))
+
+        self._nursery.start_soon(tell)
 
     def _timer_fired(self, timer: Timer) -> None:
         self.feed(TimerFired(timer=timer))

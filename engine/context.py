@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import trio
 
+from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.apology import Apology
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.tools import ToolRegistry
@@ -47,6 +48,19 @@ class MessageSocket(Protocol):
         ...
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class Telephony(Protocol):
+    """The phone call itself, beyond its media stream (Twilio's REST API: ``adapters/twilio/rest.py``).
+    Each raises ``TelephonyError`` when Twilio refuses or cannot be reached."""
+
+    async def hang_up(self, call_sid: str) -> None: ...
+
+    async def redirect(self, call_sid: str, twiml: str) -> None: ...
+
+
+class TelephonyError(Exception):
+    """Twilio refused a call update, or could not be reached; the message says which and why."""
 
 
 class ModelConnection(Protocol):
@@ -78,3 +92,8 @@ class CallSettings:
     max_task_restarts: int = 3
     apology: Apology = field(default_factory=Apology.none)
     """What the caller hears when the model cannot be reached, before the call ends."""
+    agent: Agent = DEFAULT_AGENT
+    """Greeting, hang-up, transfers, keypad, silence and duration limits (``engine/agent.py``)."""
+    telephony: Telephony | None = None
+    """Twilio's REST API for hang-ups and transfers; None (no credentials): the stream is ended and
+    its ``<Connect action>`` answers with what was decided."""

@@ -13,7 +13,14 @@ from typing import Any
 
 import trio
 
-from callbridge.engine.call_io import ClientEventRequested, HangUpRequested, Input, SessionUpdateRequested
+from callbridge.engine.call_io import (
+    ClientEventRequested,
+    HangUpRequested,
+    Input,
+    MachineDetectionReported,
+    SessionUpdateRequested,
+    TransferOrdered,
+)
 from callbridge.engine.messages import HumanToolAnswer
 from callbridge.engine.tool_runner import ToolMessage
 
@@ -43,6 +50,18 @@ class LiveCall:
             answer = HumanToolAnswer(tool_call_id=str(item.get("call_id", "")), output=str(item.get("output", "")))
             return self._post(self._tools, answer)
         return self._post(self._operator, ClientEventRequested(event=event))
+
+    def hang_up_phone(self, reason: str = "") -> bool:
+        """An operator hangs up: the phone call itself is ended (through Twilio), at once."""
+        return self._post(self._operator, HangUpRequested(reason=reason, by="operator"))
+
+    def transfer(self, label: str, reason: str = "") -> bool:
+        """An operator hands the caller to the configured target ``label`` (announced first)."""
+        return self._post(self._operator, TransferOrdered(label=label, reason=reason))
+
+    def machine_detected(self, answered_by: str, detection_ms: int | None = None) -> bool:
+        """Twilio's answering-machine detection result for this outbound call."""
+        return self._post(self._operator, MachineDetectionReported(answered_by=answered_by, detection_ms=detection_ms))
 
     def hang_up(self, reason: str) -> None:
         """End the call (it records why); forced after ``HANG_UP_GRACE_S`` if it does not end itself."""

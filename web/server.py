@@ -21,9 +21,10 @@ from hypercorn.config import Config
 from callbridge.adapters.openai.client import open_realtime
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.adapters.sim.fake_weather import simulated_weather
+from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.apology import Apology
 from callbridge.engine.call import run_call
-from callbridge.engine.context import CallSettings
+from callbridge.engine.context import CallSettings, Telephony
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
@@ -57,6 +58,8 @@ class Server:
         reconnect: ReconnectPolicy | None = None,
         model_url: str | None = None,
         apology: Apology | None = None,
+        agent: Agent | None = None,
+        telephony: Telephony | None = None,
     ) -> None:
         self.settings = settings
         self.store = EventStore(settings.store_url)
@@ -78,7 +81,12 @@ class Server:
         self.accepting = True
         self.model_url = model_url
         """Where the realtime model is: set at start (the in-process simulated model's URL for ``sim``)."""
-        self.default_session: dict[str, Any] = dict(DEFAULT_SESSION_CONFIG)
+        self.agent = agent or DEFAULT_AGENT
+        """Greeting, hang-up, transfers, keypad, limits (``--agent FILE``); its instructions and voice
+        are the default session's until the console saves another."""
+        self.telephony = telephony
+        """Twilio's REST API for hang-ups and transfers (None: through the stream's ``<Connect action>``)."""
+        self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **self.agent.session_defaults()}
         self.port: int | None = None
         self.shutdown = trio.Event()
         self._services: trio.Nursery | None = None
@@ -132,6 +140,8 @@ class Server:
             tool_context_http=self.http,
             reconnect=self.reconnect,
             apology=self.apology,
+            agent=self.agent,
+            telephony=self.telephony,
         )
 
     async def _run_call(self, link: Any, start: Any) -> str:
