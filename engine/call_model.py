@@ -87,6 +87,9 @@ class ModelSide:
         """The session the core is on, or is asking for."""
         self._last_session = 1
         self.next_response: dict[str, Any] | None = None
+        self._updates: dict[str, dict[str, Any]] = {}
+        """Operator session changes the model has not answered yet: client event id -> the config
+        before the change (restored if the model refuses it)."""
         """What the next ``response.create`` asks for (a greeting, a goodbye, …), when the gate allows."""
         self.opened = 0
         """Sessions opened so far: every one after the first is re-seeded."""
@@ -320,6 +323,10 @@ class ModelSide:
             )
             if error.code == "conversation_already_has_active_response":
                 self.gate.refused_as_busy()
+            elif error.event_id in self._updates:
+                self._session_answered(error.event_id)
+        elif isinstance(event, se.SessionUpdated):
+            self._session_answered(None)
 
     # --- tools -----------------------------------------------------------------------------------
 
@@ -469,14 +476,36 @@ class ModelSide:
 
     def _update_session(self, given: SessionUpdateRequested) -> None:
         core = self.core
-        core.session_config = {**core.session_config, **given.session}
+        before = core.session_config
+        core.session_config = {**before, **given.session}
         self.out.record(
             CallSessionConfigChanged(
                 call_id=core.config.call_id, at=self.out.now, session_config=core.session_config, source=given.source
             )
         )
         if self.connected:
-            self.send({"type": "session.update", "session": self._session_payload()})
+            event_id = f"callbridge_session_{len(self._updates) + 1}_{self.out.now:.3f}"
+            self._updates[event_id] = before
+            self.send({"type": "session.update", "event_id": event_id, "session": self._session_payload()})
+
+    def _session_answered(self, refused_event_id: str | None) -> None:
+        """The model answered an operator's session change: ``session.updated`` (the oldest change is
+        in force) or an ``error`` naming the change, which is then undone — the call's config stays
+        what the model really runs (a refused voice must not ride along with every later change)."""
+        if refused_event_id is None:
+            if self._updates:
+                del self._updates[next(iter(self._updates))]
+            return
+        before = self._updates.pop(refused_event_id, None)
+        if before is None:
+            return
+        core = self.core
+        core.session_config = before
+        self.out.record(
+            CallSessionConfigChanged(
+                call_id=core.config.call_id, at=self.out.now, session_config=before, source="model_refused"
+            )
+        )
 
     def _client_event(self, given: ClientEventRequested) -> None:
         kind = given.event.get("type")

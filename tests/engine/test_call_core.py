@@ -55,6 +55,7 @@ from callbridge.engine.events import (
     CallEnded,
     CallerAudioDropped,
     CallerAudioReceived,
+    CallSessionConfigChanged,
     CallStarted,
     ModelConnected,
     ModelConnectionFailed,
@@ -411,3 +412,28 @@ def test_assistant_audio_chunks_are_recorded_losslessly() -> None:
     call.feed(CallTornDown())
     sent = call.events(AssistantAudioSent)
     assert sum(len(e.payload) for e in sent) == 6000 and [e.offset_bytes for e in sent] == [0, 4000]
+
+
+def test_a_session_change_the_model_refuses_is_undone_so_later_changes_do_not_carry_it() -> None:
+    call = Driver()
+    call.start()
+    outputs = call.feed(SessionUpdateRequested(session={"voice": "ash"}))
+    [update] = call.to_model(outputs)
+    call.server(
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "code": "cannot_update_voice",
+                "message": "Cannot update a conversation's voice if assistant audio is present.",
+                "event_id": update["event_id"],
+            },
+        }
+    )
+    assert call.core.session_config == {"instructions": "Be brief."}
+    assert call.events(CallSessionConfigChanged)[-1].source == "model_refused"
+    outputs = call.feed(SessionUpdateRequested(session={"instructions": "Be kind."}))
+    [update] = call.to_model(outputs)
+    assert update["session"]["audio"]["output"]["voice"] != "ash"  # the refused voice does not ride along
+    call.server({"type": "session.updated", "session": {}})
+    assert call.core.session_config == {"instructions": "Be kind."}
