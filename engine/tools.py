@@ -13,14 +13,17 @@ Handlers reach the outside world only through the ``ToolContext`` they are given
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import httpx2
 import msgspec
 import trio
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+from jsonschema.validators import validator_for
 
 # --- HTTP, the one door handlers have to the network --------------------------------------------
 
@@ -260,48 +263,38 @@ def parse_arguments(arguments: str, schema: dict[str, Any]) -> dict[str, Any] | 
 
 
 def check_object(value: dict[str, Any], schema: dict[str, Any]) -> str | None:
-    """A minimal JSON Schema check of an arguments object: required keys, property types, enums,
-    ``additionalProperties: false``. Returns the first problem found, or None."""
-    properties: dict[str, Any] = schema.get("properties", {})
-    for key in schema.get("required", []):
-        if key not in value:
-            return f"missing required argument {key!r}"
-    if schema.get("additionalProperties") is False:
-        extra = sorted(set(value) - set(properties))
-        if extra:
-            return f"unexpected argument {extra[0]!r}"
-    for key, item in value.items():
-        spec = properties.get(key)
-        if not isinstance(spec, dict):
-            continue
-        expected = spec.get("type")
-        if expected is not None:
-            allowed = [expected] if isinstance(expected, str) else list(expected)
-            if not any(_has_type(item, kind) for kind in allowed):
-                return f"argument {key!r} must be {' or '.join(allowed)}, got {_json_type(item)}"
-        if "enum" in spec and item not in spec["enum"]:
-            return f"argument {key!r} must be one of {json.dumps(spec['enum'])}"
-    return None
+    """Check an arguments object against the tool's JSON Schema (``jsonschema``, the schema's own
+    dialect or 2020-12); returns the most relevant problem in words the model can act on, or None."""
+    error = best_match(_validator(schema).iter_errors(value))
+    if error is None:
+        return None
+    where = ".".join(str(part) for part in error.absolute_path)
+    instance = error.instance
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = next((key for key in error.validator_value if key not in instance), "?")
+        return f"missing required argument {'.'.join(filter(None, [where, str(missing)]))!r}"
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        known = set(error.schema.get("properties", {}))
+        extra = sorted(set(instance) - known)
+        return f"unexpected argument {'.'.join(filter(None, [where, extra[0] if extra else '?']))!r}"
+    if error.validator == "type":
+        expected = error.validator_value
+        allowed = [expected] if isinstance(expected, str) else list(expected)
+        return f"argument {where!r} must be {' or '.join(allowed)}, got {_json_type(instance)}"
+    if error.validator == "enum":
+        return f"argument {where!r} must be one of {json.dumps(error.validator_value)}"
+    return f"argument {where!r}: {error.message}" if where else error.message
 
 
-def _has_type(value: Any, kind: str) -> bool:
-    if kind == "null":
-        return value is None
-    if kind == "boolean":
-        return isinstance(value, bool)
-    if kind == "integer":
-        return (isinstance(value, int) and not isinstance(value, bool)) or (
-            isinstance(value, float) and value.is_integer()
-        )
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "array":
-        return isinstance(value, list)
-    if kind == "object":
-        return isinstance(value, dict)
-    return True  # a type this checker does not know: let the handler decide
+@lru_cache(maxsize=256)
+def _validator_for(schema_text: str) -> Any:
+    schema = json.loads(schema_text)
+    cls = validator_for(schema, default=Draft202012Validator)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def _validator(schema: dict[str, Any]) -> Any:
+    return _validator_for(json.dumps(schema, sort_keys=True))
 
 
 def _json_type(value: Any) -> str:

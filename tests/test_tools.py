@@ -433,3 +433,23 @@ async def test_httpx2_client_reports_a_silent_server_as_a_timeout(nursery: trio.
     port = listeners[0].socket.getsockname()[1]
     with pytest.raises(HttpTimeout, match=r"no answer within 0\.1 s"):
         await Httpx2Client().get_json(f"http://127.0.0.1:{port}/", {}, 0.1)
+
+
+def test_arguments_are_checked_against_the_whole_json_schema() -> None:
+    """What a hand-written check missed: ranges, patterns, nested objects (jsonschema does it all)."""
+    schema = {
+        "type": "object",
+        "properties": {
+            "latitude": {"type": "number", "minimum": -90, "maximum": 90},
+            "digits": {"type": "string", "pattern": "^[0-9*#]{1,8}$"},
+            "address": {"type": "object", "properties": {"zip": {"type": "string"}}, "required": ["zip"]},
+        },
+    }
+    assert parse_arguments('{"latitude": 91}', schema) == "argument 'latitude': 91 is greater than the maximum of 90"
+    assert "does not match" in str(parse_arguments('{"digits": "12a"}', schema))
+    assert parse_arguments('{"address": {}}', schema) == "missing required argument 'address.zip'"
+    assert parse_arguments('{"latitude": 45, "digits": "1#", "address": {"zip": "10115"}}', schema) == {
+        "latitude": 45,
+        "digits": "1#",
+        "address": {"zip": "10115"},
+    }
