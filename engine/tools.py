@@ -16,85 +16,15 @@ import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Protocol
+from typing import Any
 
-import httpx2
 import msgspec
 import trio
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from jsonschema.validators import validator_for
 
-# --- HTTP, the one door handlers have to the network --------------------------------------------
-
-
-class HttpError(Exception):
-    """A GET through an ``HttpClient`` failed; the message is safe to show to the model."""
-
-
-class HttpUnreachable(HttpError):
-    """No HTTP answer at all: DNS, refused connection, reset, no network."""
-
-
-class HttpTimeout(HttpUnreachable):
-    """The server did not answer within the request's timeout."""
-
-
-class HttpStatusError(HttpError):
-    """The server answered with a 4xx/5xx status. ``body`` is the start of its answer."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status = status
-        self.body = body
-
-
-class HttpBadResponse(HttpError):
-    """The server answered 2xx but the body is not JSON."""
-
-
-class HttpClient(Protocol):
-    """What a handler may do on the network: fetch JSON. Raises only ``HttpError`` subclasses."""
-
-    async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any: ...
-
-
-class Httpx2Client:
-    """``HttpClient`` over ``httpx2.AsyncClient`` (mcp's httpx fork; runs natively under trio).
-
-    Without a ``client`` each request opens and closes its own connection pool: tool calls are
-    rare, and it leaves no pool for anyone to close. Pass a client to share one; its owner closes it.
-    """
-
-    def __init__(self, client: httpx2.AsyncClient | None = None) -> None:
-        self._client = client
-
-    async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any:
-        if self._client is not None:
-            return await self._get_json(self._client, url, params, timeout_s)
-        async with httpx2.AsyncClient() as client:
-            return await self._get_json(client, url, params, timeout_s)
-
-    @staticmethod
-    async def _get_json(client: httpx2.AsyncClient, url: str, params: dict[str, str], timeout_s: float) -> Any:
-        try:
-            response = await client.get(url, params=params, timeout=timeout_s)
-        except httpx2.TimeoutException as exc:
-            raise HttpTimeout(f"no answer within {timeout_s:g} s") from exc
-        except httpx2.HTTPError as exc:  # connection refused, DNS, reset, bad URL, protocol errors
-            raise HttpUnreachable(_describe(exc)) from exc
-        if response.status_code >= 400:
-            raise HttpStatusError(response.status_code, response.text[:500])
-        try:
-            return json.loads(response.content)
-        except ValueError as exc:
-            raise HttpBadResponse(f"answer is not JSON ({exc})") from exc
-
-
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
+from callbridge.adapters.http import HttpClient, describe_error
 
 # --- tools and the registry ---------------------------------------------------------------------
 
@@ -165,20 +95,6 @@ class ToolRegistry:
         return frozenset(name for name, tool in self._tools.items() if tool.handler is not None)
 
 
-def default_registry(http: HttpClient | None = None, *, weather_url: str | None = None) -> ToolRegistry:
-    """The reference's tools: ``get_weather_from_coords``.
-
-    ``weather_url`` overrides the Open-Meteo forecast URL (the composition root reads it from
-    ``CALLBRIDGE_WEATHER_URL``). ``http``, when given, pins the tools to that client; otherwise they
-    use the call's ``ToolContext.http``.
-    """
-    from callbridge.engine.weather import OPEN_METEO_FORECAST_URL, weather_tool  # weather imports this module
-
-    registry = ToolRegistry()
-    registry.register(weather_tool(weather_url or OPEN_METEO_FORECAST_URL, http=http))
-    return registry
-
-
 # --- executing one call -------------------------------------------------------------------------
 
 
@@ -230,7 +146,7 @@ async def execute_tool(tool: Tool | None, name: str, arguments: str, ctx: ToolCo
         except ToolError as exc:
             return failed(str(exc))
         except Exception as exc:
-            return failed(f"tool {name} failed: {_describe(exc)}")
+            return failed(f"tool {name} failed: {describe_error(exc)}")
     if scope.cancelled_caught:
         return failed(f"tool {name} timed out after {tool.timeout_s:g} s", timed_out=True)
 

@@ -14,16 +14,8 @@ import json
 import math
 from typing import Any
 
-from callbridge.engine.tools import (
-    HttpBadResponse,
-    HttpClient,
-    HttpStatusError,
-    HttpTimeout,
-    HttpUnreachable,
-    Tool,
-    ToolContext,
-    ToolError,
-)
+from callbridge.adapters.http import HttpBadResponse, HttpClient, HttpStatusError, HttpTimeout, HttpUnreachable
+from callbridge.engine.tools import Tool, ToolContext, ToolError
 
 OPEN_METEO_FORECAST_URL = "https://api.open-meteo.com/v1/forecast"
 WEATHER_URL_ENV = "CALLBRIDGE_WEATHER_URL"

@@ -10,8 +10,9 @@ from collections.abc import Awaitable, Callable
 
 import trio
 
+from callbridge.engine.default_tools import default_registry
 from callbridge.engine.synthetic import CallLog
-from callbridge.engine.tools import Tool, ToolRegistry, default_registry
+from callbridge.engine.tools import Tool, ToolRegistry
 
 TOKEN = "test-token"
 """The API token ``running_bridge`` configures."""

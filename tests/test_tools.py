@@ -15,17 +15,13 @@ import h11
 import pytest
 import trio
 
+from callbridge.adapters.http import HttpBadResponse, HttpStatusError, HttpTimeout, HttpUnreachable, Httpx2Client
+from callbridge.engine.default_tools import default_registry
 from callbridge.engine.tools import (
-    HttpBadResponse,
-    HttpStatusError,
-    HttpTimeout,
-    HttpUnreachable,
-    Httpx2Client,
     Tool,
     ToolContext,
     ToolError,
     ToolRegistry,
-    default_registry,
     execute_tool,
     parse_arguments,
 )

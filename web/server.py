@@ -18,19 +18,20 @@ from typing import Any
 import trio
 from hypercorn.config import Config
 
+from callbridge.adapters.http import Httpx2Client
 from callbridge.adapters.openai.client import open_realtime
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
-from callbridge.adapters.sim.fake_weather import simulated_weather
 from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.apology import Apology
 from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings, Telephony
+from callbridge.engine.default_tools import default_registry
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
-from callbridge.engine.tools import Httpx2Client, ToolRegistry, default_registry
+from callbridge.engine.tools import ToolRegistry
 from callbridge.mcp_server.http import server_mcp
 from callbridge.projections.appends import AppendSignal
 from callbridge.projections.service import ProjectionService
@@ -72,7 +73,9 @@ class Server:
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.http = Httpx2Client()
-        self.registry = registry or default_registry(weather_url=settings.weather_url, http=simulated_weather(settings))
+        self.registry = registry or default_registry(
+            weather_url=settings.weather_url, simulated=settings.model == "sim"
+        )
         self.live = LiveCalls()
         self.admission = CallAdmission(self.store)
         """CallSids let in (one stream per CallSid, ever) and the per-call tokens of ``/twiml``."""

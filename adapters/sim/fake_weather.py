@@ -3,7 +3,7 @@
 Why: every simulated call asks for the weather, and on a machine without internet the sample
 tool's real request fails every time, so the demo's only tool call was always an error. When the
 model is simulated (``--model sim``) and ``CALLBRIDGE_WEATHER_URL`` is unset, the composition root
-pins the weather tool to :class:`FakeWeather` (see :func:`simulated_weather`): the tool code runs
+pins the weather tool to :class:`FakeWeather` (see ``engine.default_tools``): the tool code runs
 exactly as in production (arguments checked, the answer parsed from the Open-Meteo shape), only
 the HTTP round trip is replaced by a deterministic answer computed from the coordinates.
 
@@ -18,13 +18,9 @@ from __future__ import annotations
 import json
 import time
 import zlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from callbridge.engine.tools import HttpStatusError
-from callbridge.engine.weather import OPEN_METEO_FORECAST_URL
-
-if TYPE_CHECKING:
-    from callbridge.web.settings import Settings
+from callbridge.adapters.http import HttpStatusError
 
 CLEAR_CODES = (0, 1, 2, 3)
 """WMO weather codes the fake answers with: clear, mainly clear, partly cloudy, overcast."""
@@ -88,12 +84,3 @@ class FakeWeather:
         self.requests.append((url, dict(params)))
         variables = [name for name in params.get("current", "").split(",") if name]
         return fake_forecast(_number(params, "latitude"), _number(params, "longitude"), variables or None)
-
-
-def simulated_weather(settings: Settings) -> FakeWeather | None:
-    """The fake weather service when the model is simulated and no weather URL was configured
-    (``CALLBRIDGE_WEATHER_URL`` unset, so the URL is Open-Meteo's); None otherwise: the real
-    service, or the one the URL names."""
-    if settings.model == "sim" and settings.weather_url == OPEN_METEO_FORECAST_URL:
-        return FakeWeather()
-    return None

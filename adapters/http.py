@@ -1,0 +1,82 @@
+"""HTTP for tools: the one door their handlers have to the network.
+
+A handler fetches JSON through an ``HttpClient`` it is given (``engine.tools.ToolContext.http``),
+never through a library directly, so tests swap in fakes or point the real client at a local server,
+and every failure arrives as one ``HttpError`` whose message is safe to show the model.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Protocol
+
+import httpx2
+
+
+class HttpError(Exception):
+    """A GET through an ``HttpClient`` failed; the message is safe to show to the model."""
+
+
+class HttpUnreachable(HttpError):
+    """No HTTP answer at all: DNS, refused connection, reset, no network."""
+
+
+class HttpTimeout(HttpUnreachable):
+    """The server did not answer within the request's timeout."""
+
+
+class HttpStatusError(HttpError):
+    """The server answered with a 4xx/5xx status. ``body`` is the start of its answer."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status = status
+        self.body = body
+
+
+class HttpBadResponse(HttpError):
+    """The server answered 2xx but the body is not JSON."""
+
+
+class HttpClient(Protocol):
+    """What a handler may do on the network: fetch JSON. Raises only ``HttpError`` subclasses."""
+
+    async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any: ...
+
+
+class Httpx2Client:
+    """``HttpClient`` over ``httpx2.AsyncClient`` (mcp's httpx fork; runs natively under trio).
+
+    Without a ``client`` each request opens and closes its own connection pool: tool calls are
+    rare, and it leaves no pool for anyone to close. Pass a client to share one; its owner closes it.
+    """
+
+    def __init__(self, client: httpx2.AsyncClient | None = None) -> None:
+        self._client = client
+
+    async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any:
+        if self._client is not None:
+            return await self._get_json(self._client, url, params, timeout_s)
+        async with httpx2.AsyncClient() as client:
+            return await self._get_json(client, url, params, timeout_s)
+
+    @staticmethod
+    async def _get_json(client: httpx2.AsyncClient, url: str, params: dict[str, str], timeout_s: float) -> Any:
+        try:
+            response = await client.get(url, params=params, timeout=timeout_s)
+        except httpx2.TimeoutException as exc:
+            raise HttpTimeout(f"no answer within {timeout_s:g} s") from exc
+        except httpx2.HTTPError as exc:  # connection refused, DNS, reset, bad URL, protocol errors
+            raise HttpUnreachable(describe_error(exc)) from exc
+        if response.status_code >= 400:
+            raise HttpStatusError(response.status_code, response.text[:500])
+        try:
+            return json.loads(response.content)
+        except ValueError as exc:
+            raise HttpBadResponse(f"answer is not JSON ({exc})") from exc
+
+
+def describe_error(exc: BaseException) -> str:
+    """An exception as one line: its type and message."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
