@@ -49,6 +49,8 @@ from callbridge.engine.call_io import (
 )
 from callbridge.engine.call_state import LIVE, OFFLINE, CallState
 from callbridge.engine.events import (
+    AssistantSaid,
+    CallerSaid,
     CallSessionConfigChanged,
     ModelConnected,
     ModelConnectionFailed,
@@ -57,13 +59,15 @@ from callbridge.engine.events import (
     ModelEventReceived,
     ModelEventSent,
     ModelEventUnknown,
+    ResponseFinished,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
 )
 from callbridge.engine.response_gate import ResponseGate
-from callbridge.engine.tool_wait import RETRY_S, TOOL_WAIT_RESPONSE, ToolWait, is_tool_wait_response
+from callbridge.engine.tool_wait import RETRY_S, TOOL_WAIT_RESPONSE, TOOL_WAIT_TAG, ToolWait, is_tool_wait_response
 from callbridge.engine.tools import error_output
+from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 from callbridge.engine.utterance_buffer import UtteranceBuffer
 
 if TYPE_CHECKING:
@@ -87,6 +91,8 @@ class ModelSide:
         """The session the core is on, or is asking for."""
         self._last_session = 1
         self.next_response: dict[str, Any] | None = None
+        self.purposes: dict[str, str] = {}
+        """response id -> what the engine asked it for (``metadata.callbridge``), for responses that had one."""
         self._updates: dict[str, dict[str, Any]] = {}
         """Operator session changes the model has not answered yet: client event id -> the config
         before the change (restored if the model refuses it)."""
@@ -187,8 +193,9 @@ class ModelSide:
         seeded = self.configure(given.session, seed=self.opened > 0)
         for payload in self.utterance.take_replay():
             self.out.to_model(oa.encode_append(payload), self.session)
-        for tool_call_id, output in self.unsent_outputs:
-            self._send_output(tool_call_id, output)
+        if self.opened == 0:  # a re-seeded session was told the outputs with the rest of the conversation
+            for tool_call_id, output in self.unsent_outputs:
+                self._send_output(tool_call_id, output)
         self.unsent_outputs.clear()
         self.opened += 1
         self._maybe_create_response()
@@ -293,8 +300,27 @@ class ModelSide:
             core.control.caller_speech(started=False)
         elif isinstance(event, se.InputAudioBufferCommitted):
             self.utterance.committed()
+        elif isinstance(event, se.InputAudioTranscriptionCompleted):
+            out.record(CallerSaid(call_id=call_id, at=out.now, item_id=event.item_id, text=event.transcript))
+        elif isinstance(event, se.ResponseOutputAudioTranscriptDone | se.ResponseOutputTextDone):
+            text = event.transcript if isinstance(event, se.ResponseOutputAudioTranscriptDone) else event.text
+            purpose = self.purposes.get(event.response_id, "")
+            out.record(
+                AssistantSaid(
+                    call_id=call_id,
+                    at=out.now,
+                    item_id=event.item_id,
+                    response_id=event.response_id,
+                    text=text,
+                    purpose=purpose,
+                    out_of_band=purpose == TOOL_WAIT_TAG,
+                )
+            )
         elif isinstance(event, se.ResponseCreated):
-            out_of_band = is_tool_wait_response(event.response.metadata)
+            metadata = event.response.metadata
+            if isinstance(metadata, dict) and isinstance(metadata.get("callbridge"), str):
+                self.purposes[event.response.id or ""] = metadata["callbridge"]
+            out_of_band = is_tool_wait_response(metadata)
             self.gate.response_created(event.response.id or "", out_of_band=out_of_band)
             if not self.gate.needed:
                 self.next_response = None  # a response began that answers what was waiting
@@ -306,7 +332,20 @@ class ModelSide:
         elif isinstance(event, se.ResponseFunctionCallArgumentsDone):
             self._function_call(event)
         elif isinstance(event, se.ResponseDone):
-            self.gate.response_done(event.response.id or "")
+            response_id = event.response.id or ""
+            purpose = self.purposes.pop(response_id, "")
+            out.record(
+                ResponseFinished(
+                    call_id=call_id,
+                    at=out.now,
+                    response_id=response_id,
+                    status=event.response.status or "",
+                    tokens=dict(zip(TOKEN_KINDS, usage_tokens(event.response.usage), strict=True)),
+                    purpose=purpose,
+                    out_of_band=purpose == TOOL_WAIT_TAG,
+                )
+            )
+            self.gate.response_done(response_id)
             core.assistant.active_items.clear()
             self._maybe_create_response()
         elif isinstance(event, se.ErrorEvent):

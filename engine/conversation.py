@@ -1,11 +1,12 @@
 """The conversation as the call's own log tells it — used to re-seed a new model session.
 
 A model socket can drop, and a session ends after 60 minutes, while the caller stays on the line.
-The new session must know what was said. ``ConversationMemory`` is a fold over the call's recorded
-events (fed by the call's recorder, so it survives a crash of the model task), and ``seed_items``
-turns it into the GA ``conversation.item.create`` items that rebuild the conversation: caller
-transcripts, assistant transcripts cut where the caller interrupted them, function calls and their
-outputs.
+The new session must know what was said. ``ConversationMemory`` is a fold over the call's typed
+facts (fed by the call core as it records them, so it is exactly what the log says): what the caller
+said (``CallerSaid``), what the assistant said (``AssistantSaid``) and where the caller cut it off
+(``BargeInDecided``), the function calls (``ToolCallRequested``) and their outputs
+(``ToolCallCompleted``/``ToolCallFailed``). ``seed_items`` turns it into the GA
+``conversation.item.create`` items that rebuild the conversation. No model JSON is parsed here.
 """
 
 from __future__ import annotations
@@ -13,20 +14,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-import msgspec
-
 from callbridge.engine.events import (
+    AssistantSaid,
     BargeInDecided,
+    CallerSaid,
     Event,
-    ModelEventReceived,
-    ModelEventSent,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
 )
-from callbridge.engine.tool_wait import is_tool_wait_response
-
-_json = msgspec.json.Decoder()
 
 
 @dataclass
@@ -47,61 +43,32 @@ class ConversationMemory:
 
     def __init__(self) -> None:
         self.items: dict[str, MemoryItem] = {}
-        self._out_of_band: set[str] = set()
-        """Responses that were spoken but are not part of the conversation ("one moment…")."""
         self.pending_tool_calls: dict[str, str] = {}
         """tool_call_id -> tool name, for calls requested and not yet answered."""
 
     def apply(self, event: Event) -> None:
-        if isinstance(event, ModelEventReceived):
-            self._apply_server(event.type, event.raw)
-        elif isinstance(event, ModelEventSent) and event.type == "conversation.item.create":
-            item = _json.decode(event.raw).get("item") or {}
-            if item.get("type") == "function_call_output":
-                key = f"output:{item.get('call_id', '')}"
-                self.items[key] = MemoryItem(
-                    key,
-                    "function_call_output",
-                    call_id=str(item.get("call_id", "")),
-                    output=str(item.get("output", "")),
-                )
-        elif isinstance(event, ToolCallRequested):
+        kind = type(event)
+        if kind is CallerSaid:
+            self._ensure(event.item_id, "user").text = event.text  # type: ignore[attr-defined]
+        elif kind is AssistantSaid:
+            if not event.out_of_band:  # type: ignore[attr-defined]
+                self._ensure(event.item_id, "assistant").text = event.text  # type: ignore[attr-defined]
+        elif kind is ToolCallRequested:
+            assert isinstance(event, ToolCallRequested)
+            item = self._ensure(event.item_id or f"call:{event.tool_call_id}", "function_call")
+            item.call_id, item.name, item.arguments = event.tool_call_id, event.name, event.arguments
             self.pending_tool_calls[event.tool_call_id] = event.name
-        elif isinstance(event, ToolCallCompleted | ToolCallFailed):
+        elif kind is ToolCallCompleted or kind is ToolCallFailed:
+            assert isinstance(event, ToolCallCompleted | ToolCallFailed)
             self.pending_tool_calls.pop(event.tool_call_id, None)
-        elif isinstance(event, BargeInDecided) and event.item_id and event.audio_end_ms is not None:
+            key = f"output:{event.tool_call_id}"
+            self.items[key] = MemoryItem(key, "function_call_output", call_id=event.tool_call_id, output=event.output)
+        elif kind is BargeInDecided:
+            assert isinstance(event, BargeInDecided)
             # The decision comes before the cancelled response's transcript: remember the cut now.
-            if event.received_ms > 0:
+            if event.item_id and event.audio_end_ms is not None and event.received_ms > 0:
                 item = self._ensure(event.item_id, "assistant")
                 item.heard_fraction = min(1.0, event.audio_end_ms / event.received_ms)
-
-    def _apply_server(self, kind: str, raw: str) -> None:
-        # Items are learnt from the events of real turns only (transcripts, finished function calls):
-        # ``conversation.item.added`` also echoes the items a re-seed creates, under new ids.
-        if kind == "conversation.item.input_audio_transcription.completed":
-            data = _json.decode(raw)
-            item = self._ensure(str(data.get("item_id", "")), "user")
-            item.text = str(data.get("transcript") or "")
-        elif kind == "response.created":
-            response = _json.decode(raw).get("response") or {}
-            if is_tool_wait_response(response.get("metadata")):
-                self._out_of_band.add(str(response.get("id", "")))
-        elif kind == "response.output_audio_transcript.done":
-            data = _json.decode(raw)
-            if data.get("response_id") in self._out_of_band:
-                return
-            item = self._ensure(str(data.get("item_id", "")), "assistant")
-            item.text = str(data.get("transcript") or "")
-        elif kind == "response.output_text.done":
-            data = _json.decode(raw)
-            item = self._ensure(str(data.get("item_id", "")), "assistant")
-            item.text = str(data.get("text") or "")
-        elif kind == "response.function_call_arguments.done":
-            data = _json.decode(raw)
-            item = self._ensure(str(data.get("item_id", "")), "function_call")
-            item.call_id = str(data.get("call_id", ""))
-            item.name = str(data.get("name", ""))
-            item.arguments = str(data.get("arguments", ""))
 
     def _ensure(self, item_id: str, kind: str) -> MemoryItem:
         item = self.items.get(item_id)
@@ -115,22 +82,14 @@ class ConversationMemory:
         for item in self.items.values():
             if item.kind == "user" and item.text:
                 seeds.append(
-                    {
-                        "type": "message",
-                        "role": "user",
-                        "content": [{"type": "input_text", "text": item.text}],
-                    }
+                    {"type": "message", "role": "user", "content": [{"type": "input_text", "text": item.text}]}
                 )
             elif item.kind == "assistant" and item.text:
                 text = item.text
                 if item.heard_fraction < 1.0:
                     text = text[: int(len(text) * item.heard_fraction)].rstrip() + " —"
                 seeds.append(
-                    {
-                        "type": "message",
-                        "role": "assistant",
-                        "content": [{"type": "output_text", "text": text}],
-                    }
+                    {"type": "message", "role": "assistant", "content": [{"type": "output_text", "text": text}]}
                 )
             elif item.kind == "function_call" and item.call_id:
                 seeds.append(

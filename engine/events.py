@@ -255,6 +255,40 @@ class ModelErrorReported(Event, frozen=True, kw_only=True):
     param: str | None = None
 
 
+# --- what was said (typed facts, so readers never re-parse the model's JSON) ---------------------
+
+
+class CallerSaid(Event, frozen=True, kw_only=True):
+    """The model's transcription of one caller utterance (its input item)."""
+
+    item_id: str
+    text: str
+
+
+class AssistantSaid(Event, frozen=True, kw_only=True):
+    """What the assistant said in one item, as the model transcribed it (what it *generated*: where
+    the caller cut it off is in ``BargeInDecided``). ``purpose`` names a response the engine asked
+    for (``greeting``, ``goodbye:model``, ``tool_wait``, …; empty for a normal turn); an
+    ``out_of_band`` one is spoken but not part of the conversation."""
+
+    item_id: str
+    response_id: str
+    text: str
+    purpose: str = ""
+    out_of_band: bool = False
+
+
+class ResponseFinished(Event, frozen=True, kw_only=True):
+    """A model response ended (``status`` completed, cancelled, failed, incomplete), with its token
+    counts by priced kind (``engine/usage.py`` ``TOKEN_KINDS``)."""
+
+    response_id: str
+    status: str
+    tokens: dict[str, int] = {}
+    purpose: str = ""
+    out_of_band: bool = False
+
+
 # --- tools -------------------------------------------------------------------------------------
 
 

@@ -17,12 +17,15 @@ from typing import Any
 
 import msgspec
 
+from callbridge.adapters.openai.server_objects import Usage
 from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
+    AssistantSaid,
     BargeInDecided,
     CallEnded,
     CallerAudioReceived,
+    CallerSaid,
     CallStarted,
     DtmfReceived,
     Event,
@@ -32,10 +35,12 @@ from callbridge.engine.events import (
     ModelEventReceived,
     ModelEventSent,
     PlaybackCleared,
+    ResponseFinished,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
 )
+from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 
 FRAME_MS = 20
 FRAME_BYTES = 160
@@ -155,6 +160,7 @@ class CallLog:
             content_index=0,
             transcript=text,
         )
+        self._add(CallerSaid(call_id=self.call_id, at=self._at(), item_id=item_id, text=text))
         self._received("conversation.item.done", item=user_item)
         return self
 
@@ -214,6 +220,9 @@ class CallLog:
         self._received(
             "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=text
         )
+        self._add(
+            AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=text)
+        )
         done_item = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
         self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
         self._response_done(response_id, "completed", duration, len(text))
@@ -247,6 +256,9 @@ class CallLog:
         self._received(
             "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=partial
         )
+        self._add(
+            AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=partial)
+        )
         self._response_done(response_id, "cancelled", heard_ms, len(partial), reason="turn_detected")
         self.wait(20)
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
@@ -265,6 +277,16 @@ class CallLog:
         self._received(
             "response.done",
             response={"id": response_id, "status": status, "status_details": details, "output": [], "usage": usage},
+        )
+        tokens = usage_tokens(msgspec.convert(usage, Usage))
+        self._add(
+            ResponseFinished(
+                call_id=self.call_id,
+                at=self._at(),
+                response_id=response_id,
+                status=status,
+                tokens=dict(zip(TOKEN_KINDS, tokens, strict=True)),
+            )
         )
 
     def tool_call(

@@ -46,11 +46,11 @@ from callbridge.engine.events import (
     ToolCallRequested,
 )
 from callbridge.engine.store import RecordedEvent
+from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 from callbridge.projections.conversations import call_status
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
-from callbridge.projections.pricing import TOKEN_KINDS
 from callbridge.projections.runner import Projection
-from callbridge.projections.server_events import ServerEvent, Usage, parse_server_event
+from callbridge.projections.server_events import ServerEvent, parse_server_event
 from callbridge.projections.views_db import iso
 
 __all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "prometheus_lines", "usage_tokens"]
@@ -139,34 +139,6 @@ _FIRST_AUDIO = (
     "first_audio_ms=CASE WHEN created_at_unix IS NULL THEN NULL ELSE round((? - created_at_unix) * 1000, 1) END "
     "WHERE call_id=? AND response_id=? AND first_audio_at IS NULL"
 )
-
-
-def usage_tokens(usage: Usage | None) -> tuple[int, ...]:
-    """Token counts of a ``response.done`` usage, in :data:`TOKEN_KINDS` order."""
-    if usage is None:
-        return (0,) * len(TOKEN_KINDS)
-    given = usage.input_token_details
-    out = usage.output_token_details
-    if given is None:
-        text, audio, cached, cached_text, cached_audio = usage.input_tokens or 0, 0, 0, 0, 0
-    else:
-        text, audio, cached = given.text_tokens or 0, given.audio_tokens or 0, given.cached_tokens or 0
-        split = given.cached_tokens_details
-        if split is not None:
-            cached_text, cached_audio = split.text_tokens or 0, split.audio_tokens or 0
-        else:
-            cached_text = min(cached, text)
-            cached_audio = min(cached - cached_text, audio)
-    out_text = (out.text_tokens or 0) if out is not None else (usage.output_tokens or 0)
-    out_audio = (out.audio_tokens or 0) if out is not None else 0
-    return (
-        max(0, text - cached_text),
-        cached_text,
-        max(0, audio - cached_audio),
-        cached_audio,
-        out_text,
-        out_audio,
-    )
 
 
 class MetricsProjection(Projection):

@@ -15,16 +15,10 @@ import math
 import os
 from collections.abc import Mapping
 
+from callbridge.engine.usage import TOKEN_KINDS
+
 PRICES_ENV = "CALLBRIDGE_PRICES"
 
-TOKEN_KINDS = (
-    "input_text",
-    "input_cached_text",
-    "input_audio",
-    "input_cached_audio",
-    "output_text",
-    "output_audio",
-)
 
 DEFAULT_PRICES: dict[str, float] = {
     "input_text": 4.0,

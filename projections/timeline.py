@@ -24,9 +24,11 @@ from callbridge.engine.events import (
     AssistantAudioDiscarded,
     AssistantAudioPlayed,
     AssistantAudioSent,
+    AssistantSaid,
     BargeInDecided,
     CallEnded,
     CallerAudioReceived,
+    CallerSaid,
     CallSessionConfigChanged,
     CallStarted,
     CallStatusReported,
@@ -41,6 +43,7 @@ from callbridge.engine.events import (
     ModelEventSent,
     ModelEventUnknown,
     PlaybackCleared,
+    ResponseFinished,
     TaskCrashed,
     ToolCallCompleted,
     ToolCallFailed,
@@ -56,7 +59,17 @@ KINDS = ("call", "caller", "assistant", "tool", "barge_in", "model", "error", "d
 TEXT_LIMIT = 120
 """Longest transcript or payload quoted in a summary (``data`` keeps the whole text)."""
 
-_SILENT = (AssistantAudioPlayed, CallerAudioReceived, ModelEventSent, DefaultSessionConfigSaved)
+_SILENT = (
+    AssistantAudioPlayed,
+    CallerAudioReceived,
+    ModelEventSent,
+    DefaultSessionConfigSaved,
+    # typed facts of what was said: the timeline tells the same from the model's own events, which
+    # every log has (old ones recorded no facts)
+    CallerSaid,
+    AssistantSaid,
+    ResponseFinished,
+)
 _json = msgspec.json.Decoder()
 
 

@@ -359,7 +359,7 @@ def test_a_lost_session_is_reopened_after_a_backoff_and_reseeded_from_the_log() 
     connected = call.events(ModelConnected)
     assert [c.attempt for c in connected] == [0, 1] and connected[
         1
-    ].seeded_items == 2  # "I am Ada" and the function call
+    ].seeded_items == 3  # "I am Ada", the function call and its output (once)
 
 
 def test_a_model_that_stays_unreachable_is_apologised_for_then_the_call_ends() -> None:
