@@ -11,6 +11,7 @@ import json
 from typing import Any, Protocol
 
 import httpx2
+import trio
 
 
 class HttpError(Exception):
@@ -38,10 +39,26 @@ class HttpBadResponse(HttpError):
     """The server answered 2xx but the body is not JSON."""
 
 
+class HttpTooLarge(HttpError):
+    """The answer was larger than the caller allows."""
+
+
+class HttpRedirected(HttpError):
+    """The server answered with a redirect: never followed (it could point anywhere, a private
+    address included)."""
+
+
 class HttpClient(Protocol):
-    """What a handler may do on the network: fetch JSON. Raises only ``HttpError`` subclasses."""
+    """What a handler may do on the network: fetch JSON, post JSON. Raises only ``HttpError``s."""
 
     async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any: ...
+
+    async def post_json(
+        self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, max_bytes: int
+    ) -> tuple[int, bytes]:
+        """POST ``body`` (JSON); returns the status and at most ``max_bytes`` of the answer (more is
+        ``HttpTooLarge``); a 3xx is ``HttpRedirected``, a 4xx/5xx ``HttpStatusError``."""
+        ...
 
 
 class Httpx2Client:
@@ -59,6 +76,42 @@ class Httpx2Client:
             return await self._get_json(self._client, url, params, timeout_s)
         async with httpx2.AsyncClient() as client:
             return await self._get_json(client, url, params, timeout_s)
+
+    async def post_json(
+        self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, max_bytes: int
+    ) -> tuple[int, bytes]:
+        if self._client is not None:
+            return await self._post(self._client, url, body, headers, timeout_s, max_bytes)
+        async with httpx2.AsyncClient() as client:
+            return await self._post(client, url, body, headers, timeout_s, max_bytes)
+
+    @staticmethod
+    async def _post(
+        client: httpx2.AsyncClient, url: str, body: bytes, headers: dict[str, str], timeout_s: float, max_bytes: int
+    ) -> tuple[int, bytes]:
+        sent = {"content-type": "application/json", "user-agent": "callbridge", **headers}
+        try:
+            with trio.fail_after(timeout_s):
+                async with client.stream(
+                    "POST", url, content=body, headers=sent, timeout=timeout_s, follow_redirects=False
+                ) as response:
+                    if 300 <= response.status_code < 400:
+                        where = response.headers.get("location", "?")
+                        raise HttpRedirected(f"HTTP {response.status_code} redirect to {where} (not followed)")
+                    data = bytearray()
+                    async for piece in response.aiter_bytes():
+                        data += piece
+                        if len(data) > max_bytes:
+                            raise HttpTooLarge(f"answer larger than {max_bytes} bytes")
+        except trio.TooSlowError as exc:
+            raise HttpTimeout(f"no answer within {timeout_s:g} s") from exc
+        except httpx2.TimeoutException as exc:
+            raise HttpTimeout(f"no answer within {timeout_s:g} s") from exc
+        except httpx2.HTTPError as exc:
+            raise HttpUnreachable(describe_error(exc)) from exc
+        if response.status_code >= 400:
+            raise HttpStatusError(response.status_code, bytes(data[:500]).decode("utf-8", "replace"))
+        return response.status_code, bytes(data)
 
     @staticmethod
     async def _get_json(client: httpx2.AsyncClient, url: str, params: dict[str, str], timeout_s: float) -> Any:

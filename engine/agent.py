@@ -20,6 +20,15 @@ voicemail, and when to renew the model's session before its time limit. Every ke
     dtmf_tone_ms = 100               # send_dtmf: each key's tone, and the gap after it
     dtmf_gap_ms = 80
 
+    [[tools]]                        # the operator's own tools
+    name = "lookup_order"
+    description = "Look up an order by its number."
+    parameters = { type = "object", properties = { order = { type = "string" } }, required = ["order"] }
+    url = "https://acme.example/tools/lookup_order"   # POSTed, signed; without a url a person answers
+    timeout_s = 5
+    idempotent = true                # may be retried (timeouts, 5xx)
+    secret_env = "ACME_TOOLS_SECRET" # its Standard Webhooks signing secret (whsec_…), from the environment
+
     [[transfer_targets]]
     label = "sales"
     to = "+15551234567"              # E.164, or a sip: URI
@@ -38,6 +47,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SIP = re.compile(r"^sips?:[^\s<>\"]+@[^\s<>\"]+$")
@@ -48,6 +59,43 @@ DTMF_KEYS = re.compile(r"^[0-9*#wW]{1,64}$")
 
 class AgentError(ValueError):
     """An agent file or profile that cannot be used; the message names the key."""
+
+
+TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
+
+
+class AgentTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """A tool of this agent: with a ``url``, the operator's HTTP endpoint answers it (POSTed, signed,
+    ``engine/http_tools.py``); without one, a person answers it from the console."""
+
+    name: str
+    description: str = ""
+    parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    url: str | None = None
+    timeout_s: float = 5.0
+    idempotent: bool = False
+    """Safe to send twice: then a timeout, a dropped connection or a 5xx is retried."""
+    retries: int = 2
+    secret_env: str | None = None
+    """The environment variable holding the signing secret (``whsec_…``); never the secret itself."""
+
+    def __post_init__(self) -> None:
+        if not TOOL_NAME.match(self.name):
+            raise ValueError(f"name: {self.name[:80]!r} must match ^[a-zA-Z0-9_-]{{1,64}}$")
+        if self.parameters.get("type") != "object":
+            raise ValueError('parameters: must be a JSON Schema with type = "object"')
+        try:
+            Draft202012Validator.check_schema(self.parameters)
+        except SchemaError as error:
+            raise ValueError(f"parameters: not a valid JSON Schema ({error.message})") from None
+        if self.url is not None and not re.match(r"^https?://[^\s/]+", self.url):
+            raise ValueError(f"url: {self.url[:80]!r} is not an http(s) URL")
+        if not 0.5 <= self.timeout_s <= 30:
+            raise ValueError("timeout_s: between 0.5 and 30 seconds (the caller is waiting)")
+        if not 0 <= self.retries <= 5:
+            raise ValueError("retries: between 0 and 5")
+        if self.secret_env is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", self.secret_env):
+            raise ValueError("secret_env: the name of an environment variable (A-Z, 0-9, _)")
 
 
 class TransferTarget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -89,6 +137,7 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     dtmf_tone_ms: int = 100
     dtmf_gap_ms: int = 80
     transfer_targets: list[TransferTarget] = []
+    tools: list[AgentTool] = []
 
     def __post_init__(self) -> None:
         if self.greeting is not None and not self.greeting.strip():
@@ -106,6 +155,12 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         labels = [target.label.lower() for target in self.transfer_targets]
         if len(set(labels)) != len(labels):
             raise ValueError("transfer_targets: two targets share a label")
+        names = [tool.name for tool in self.tools]
+        if len(set(names)) != len(names):
+            raise ValueError("tools: two tools share a name")
+        reserved = set(names) & {"end_call", "transfer_call", "send_dtmf"}
+        if reserved:
+            raise ValueError(f"tools: {sorted(reserved)[0]!r} is a built-in tool's name")
 
     def target(self, label: str) -> TransferTarget | None:
         """The configured target called ``label`` (case-insensitive), or None."""

@@ -390,7 +390,15 @@ class CallShell:
             self.tools_recv,
             self.feed,
             registry=settings.registry,
-            ctx=ToolContext(call_id=self.call_id, http=settings.tool_context_http),
+            ctx=ToolContext(
+                call_id=self.call_id,
+                http=settings.tool_context_http,
+                call={
+                    "from": self.core.config.from_number,
+                    "to": self.core.config.to_number,
+                    "direction": self.core.config.direction,
+                },
+            ),
             clock=self.clock.now,
             human_timeout_s=settings.human_tool_timeout_s,
         )

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import trio
 
@@ -142,7 +142,8 @@ class _ToolRunner:
             if pending.call.handler == "human" or (pending.tool is not None and pending.tool.handler is None):
                 outcome = await self._wait_for_operator(pending)
             else:
-                outcome = await execute_tool(pending.tool, pending.call.name, pending.call.arguments, self._ctx)
+                ctx = replace(self._ctx, tool_call_id=pending.call.tool_call_id)
+                outcome = await execute_tool(pending.tool, pending.call.name, pending.call.arguments, ctx)
         self._decide(pending, outcome)
 
     async def _wait_for_operator(self, pending: _Pending) -> ToolOutcome:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -31,10 +31,14 @@ from callbridge.adapters.http import HttpClient, describe_error
 
 @dataclass(frozen=True, slots=True)
 class ToolContext:
-    """What a handler may use besides its arguments (one per call)."""
+    """What a handler may use besides its arguments."""
 
     call_id: str
     http: HttpClient
+    tool_call_id: str = ""
+    """The function call being answered (the runner fills it in for each one)."""
+    call: dict[str, str] = field(default_factory=dict)
+    """What the operator's tools may know of the call: ``from``, ``to``, ``direction``."""
 
 
 Handler = Callable[[dict[str, Any], ToolContext], Awaitable[Any]]
@@ -89,6 +93,12 @@ class ToolRegistry:
 
     def names(self) -> list[str]:
         return list(self._tools)
+
+    def with_tools(self, tools: list[Tool]) -> ToolRegistry:
+        """A new registry: these tools, then ``tools`` (a name already here is replaced)."""
+        merged = ToolRegistry()
+        merged._tools = {**self._tools, **{tool.name: tool for tool in tools}}
+        return merged
 
     def backend_names(self) -> frozenset[str]:
         """Tools a backend answers (the others wait for an operator)."""

@@ -107,7 +107,7 @@ def small_endpoints_blueprint(server: Server) -> Blueprint:
 
     @blueprint.get("/tools")
     async def tools() -> Any:
-        return jsonify(server.registry.schemas())
+        return jsonify(server.agent_registry.schemas())
 
     @blueprint.get("/public-url")
     async def public_url() -> Any:

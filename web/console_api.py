@@ -299,7 +299,7 @@ def console_api_blueprint(server: Server) -> Blueprint:
             "session": session,
             "call_id": call_id,
             "voices": list(VOICES),
-            "backend_tools": server.registry.schemas(),
+            "backend_tools": server.agent_registry.schemas(),
             **extra,
         }
 

@@ -27,6 +27,7 @@ from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings, Telephony
 from callbridge.engine.default_tools import default_registry
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.store import EventStore
@@ -90,6 +91,8 @@ class Server:
         self.telephony = telephony
         """Twilio's REST API for hang-ups and transfers (None: through the stream's ``<Connect action>``)."""
         self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **self.agent.session_defaults()}
+        self.agent_registry = agent_registry(self.registry, self.agent)
+        """The server's tools and the agent's own (HTTP tools, tools a person answers)."""
         self.port: int | None = None
         self.shutdown = trio.Event()
         self._services: trio.Nursery | None = None
@@ -139,7 +142,7 @@ class Server:
             open_model=opener,
             model_kind=self.settings.model,
             model_url=self.model_url.split("?")[0],
-            registry=self.registry,
+            registry=self.agent_registry,
             tool_context_http=self.http,
             reconnect=self.reconnect,
             apology=self.apology,

@@ -20,7 +20,7 @@ import time
 import zlib
 from typing import Any
 
-from callbridge.adapters.http import HttpStatusError
+from callbridge.adapters.http import HttpStatusError, HttpUnreachable
 
 CLEAR_CODES = (0, 1, 2, 3)
 """WMO weather codes the fake answers with: clear, mainly clear, partly cloudy, overcast."""
@@ -84,3 +84,8 @@ class FakeWeather:
         self.requests.append((url, dict(params)))
         variables = [name for name in params.get("current", "").split(",") if name]
         return fake_forecast(_number(params, "latitude"), _number(params, "longitude"), variables or None)
+
+    async def post_json(
+        self, url: str, body: bytes, headers: dict[str, str], timeout_s: float, max_bytes: int
+    ) -> tuple[int, bytes]:
+        raise HttpUnreachable("the simulated weather service answers forecast GETs only")
