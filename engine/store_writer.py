@@ -20,6 +20,7 @@ from collections import deque
 import msgspec
 import trio
 
+from callbridge.engine.backoff import Backoff
 from callbridge.engine.events import Event
 from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
 
@@ -62,7 +63,7 @@ class EventWriter:
         self._store = store
         self._flush_interval = flush_interval
         self._max_batch = max_batch
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(min(0.1, max_backoff), max_backoff)
         self._final_flush_timeout = final_flush_timeout
         self._guard = threading.Lock()  # protects _pending and _recorded (record() is thread-safe)
         self._pending: deque[EncodedEvent] = deque()
@@ -187,7 +188,7 @@ class EventWriter:
         self._failed_writes += 1
         self._consecutive_failures += 1
         self._last_error = f"{type(exc).__name__}: {exc}"
-        delay: float = min(self._max_backoff, 0.1 * 2 ** (self._consecutive_failures - 1))
+        delay = self._backoff.delay(self._consecutive_failures)
         logger.error(
             "writing %d pending events to %s failed (attempt %d, retrying in %.1f s): %s",
             self.pending_count,

@@ -16,6 +16,7 @@ from functools import partial
 
 import trio
 
+from callbridge.engine.backoff import Backoff
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
 
@@ -37,7 +38,7 @@ class AppendSignal:
         self.notifications = 0
         """Appends by any process signalled so far (PostgreSQL NOTIFYs received)."""
         self._notified = trio.Event()
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(min(0.5, max_backoff), max_backoff)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen for other processes' appends until cancelled (returns at once where the store
@@ -59,7 +60,7 @@ class AppendSignal:
                 )
             except Exception as exc:
                 failures += 1
-                delay = min(self._max_backoff, 0.5 * 2 ** (failures - 1))
+                delay = self._backoff.delay(failures)
                 log.warning("cannot listen for appends to %s (polling meanwhile; retry in %.1f s): %s",
                             self.store.description, delay, exc)  # fmt: skip
                 await trio.sleep(delay)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import trio
 
+from callbridge.engine.backoff import Backoff
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
 from callbridge.projections.appends import AppendSignal, WaitForAppends
@@ -44,7 +45,7 @@ class ProjectionService:
         self._projections = projections
         self._wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
         self._page_size = page_size
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(min(0.5, max_backoff), max_backoff)
         self._position = 0
         self._moved = trio.Event()
         self.failures = 0
@@ -73,7 +74,7 @@ class ProjectionService:
                     await self._catch_up(runner)
                 except Exception as exc:
                     self.failures += 1
-                    delay = min(self._max_backoff, 0.5 * 2 ** (self.failures - 1))
+                    delay = self._backoff.delay(self.failures)
                     logger.error(
                         "projections failed (attempt %d, retrying in %.1f s): %s",
                         self.failures,
