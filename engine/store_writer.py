@@ -23,6 +23,7 @@ import trio
 from callbridge.engine.backoff import Backoff
 from callbridge.engine.events import Event
 from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
+from callbridge.engine.watermark import Watermark
 
 logger = logging.getLogger(__name__)
 
@@ -70,8 +71,7 @@ class EventWriter:
         self._recorded = 0
         self._written = 0
         self._write_lock = trio.Lock()
-        self._appended = trio.Event()
-        self._head = 0
+        self._head = Watermark()
         self._head_loaded = False
         self._batches = 0
         self._failed_writes = 0
@@ -98,11 +98,11 @@ class EventWriter:
     @property
     def head(self) -> int:
         """Last position known written (by this writer, or found in the store at start)."""
-        return self._head
+        return self._head.value
 
     def statistics(self) -> WriterStatistics:
         return WriterStatistics(
-            head=self._head,
+            head=self._head.value,
             pending=self.pending_count,
             recorded=self._recorded,
             written=self._written,
@@ -124,7 +124,7 @@ class EventWriter:
             await self._write_until(target)
         elif not self._head_loaded:
             await self._load_head()
-        return self._head
+        return self._head.value
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Flush every ``flush_interval`` until cancelled, then write what is left (shielded, for
@@ -210,21 +210,15 @@ class EventWriter:
         self._advance_head(position)
 
     def _advance_head(self, position: int) -> None:
-        if position > self._head:
-            self._head = position
-            woken, self._appended = self._appended, trio.Event()
-            woken.set()
+        self._head.advance(position)
 
     # --- waiting ---------------------------------------------------------------------------------
 
     async def wait_for_position(self, position: int) -> None:
         """Return once this writer knows ``position`` is written."""
-        while self._head < position:
-            await self._appended.wait()
+        await self._head.wait_for(position)
 
     async def wait_appended(self, after: int) -> int:
         """Return the head as soon as it is beyond ``after`` (woken by this writer's writes;
         readers of appends made by other processes must also poll the store)."""
-        while self._head <= after:
-            await self._appended.wait()
-        return self._head
+        return await self._head.wait_beyond(after)
