@@ -183,6 +183,7 @@ class EventStore:
     def __init__(self, url: str) -> None:
         target = parse_store_url(url)
         self._description = target.description
+        self._env = target.env
         try:
             if target.sqlite_path is not None:
                 target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,23 @@ class EventStore:
         self._versions: dict[str, int] = {}
         self._warned: set[int] = set()
         self._closed = False
+
+    def reopen(self) -> None:
+        """Replace every database connection with a fresh one, e.g. once a store that failed is fixed:
+        SQLite keeps a file it found read-only read-only for the connection's life, so a pooled
+        connection never notices that permissions were repaired. Raises (keeping the old connections)
+        when the store cannot be opened now."""
+        with self._lock:
+            self._check_open()
+            app = _CallLog(env=self._env)
+            old, self._app = self._app, app
+            self._recorder = app.recorder
+            self._rows = _row_reader(self._recorder)
+            self._versions.clear()
+        try:
+            old.close()
+        except Exception as exc:
+            logger.warning("closing the old connections to %s failed: %s", self._description, exc)
 
     # --- other processes' appends --------------------------------------------------------------
 
@@ -356,17 +374,22 @@ class EventStore:
         """The underlying eventsourcing recorder (for tools and tests; writers use :meth:`append`)."""
         return self._recorder
 
-    def close(self) -> None:
-        """Release the database connections. Idempotent. Waits a little for a write in progress
-        (e.g. one abandoned by a writer's final flush) rather than hanging shutdown on it."""
-        locked = self._lock.acquire(timeout=5.0)
+    def close(self, timeout: float = 5.0) -> bool:
+        """Release the database connections. Idempotent. Waits at most ``timeout`` seconds for a write
+        in progress (e.g. one abandoned by a writer's final flush); if it is still running then, the
+        connections are left to the process's exit rather than hanging shutdown on them. Returns
+        whether the store is closed."""
+        locked = self._lock.acquire(timeout=max(0.0, timeout))
+        if not locked:
+            logger.warning("a write to %s is still in progress: not waiting for it to close", self._description)
+            return False
         try:
             if not self._closed:
                 self._closed = True
                 self._app.close()
         finally:
-            if locked:
-                self._lock.release()
+            self._lock.release()
+        return True
 
     def _check_open(self) -> None:
         if self._closed:
