@@ -27,6 +27,7 @@ from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import Httpx2Client, ToolRegistry, default_registry
 from callbridge.mcp_server.http import server_mcp
 from callbridge.projections.appends import AppendSignal
+from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import views_path
 from callbridge.web.app import create_app
@@ -62,6 +63,8 @@ class Server:
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
+        self.fresh = ReadYourWrites(self.store, self.writer, self.projections.watermark, limiter=self.db_threads)
+        """Read-your-writes for the API and ``/mcp``: flush, then wait for the views (bounded)."""
         self.http = Httpx2Client()
         self.registry = registry or default_registry(weather_url=settings.weather_url)
         self.live = LiveCalls()
