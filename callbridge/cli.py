@@ -66,6 +66,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     try:
         server = Server(settings)
+    except SettingsError as error:
+        print(f"callbridge: {error}", file=sys.stderr)
+        return 2
     except (StoreOpenError, ValueError) as error:
         print(
             f"callbridge: {error}\n"
@@ -88,8 +91,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             nursery.cancel_scope.cancel()
 
     trio.run(main)
-    log.info("stopped; every accepted event is in %s", server.store.description)
-    return 0
+    return server.finish()  # the truth about the events, and the exit status
 
 
 def _announce(settings: object, port: int) -> None:

@@ -68,6 +68,10 @@ class StoreOpenError(RuntimeError):
     """The store could not be opened (bad path, database unreachable, ...)."""
 
 
+class StoreNotWritableError(StoreOpenError):
+    """The store opens but does not take writes (read-only file or database, disk full, no rights)."""
+
+
 class StoreMissingError(StoreOpenError):
     """A command that only reads was pointed at a store that does not exist (a typo in ``--store``):
     it must not create an empty one."""
@@ -101,6 +105,13 @@ def encode_for_store(event: Event) -> EncodedEvent:
 
 
 # --- configuration: CALLBRIDGE_STORE -> eventsourcing environment --------------------------------
+
+
+def _hint(target: _Target) -> str:
+    """What to check when a store cannot be opened or written."""
+    if target.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+        return "check the URL, that the database is running, and the user's rights"
+    return "check the path, that this user can write the file and its folder, and that the disk has room"
 
 
 def _check_exists(target: _Target) -> None:
@@ -154,7 +165,7 @@ class EventStore:
                 target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             self._app = _CallLog(env=self._env)
         except Exception as exc:
-            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}") from exc
+            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {_hint(target)}") from exc
         self._recorder: ApplicationRecorder = self._app.recorder
         try:
             self._rows: RowReader = row_reader(self._recorder)
@@ -263,6 +274,35 @@ class EventStore:
                 position = max(ids) if ids else self._head()
             self._versions.update(next_versions)
             return position
+
+    def append_if_unchanged(self, call_id: str, last_version: int, events: Sequence[Event]) -> int:
+        """Append ``events`` to one call only if its last stored version is still ``last_version``
+        (optimistic concurrency, for deciding about a call that another process may still be writing:
+        ending a lost call). Raises ``IntegrityError`` when anything was stored for the call since.
+        Returns the position of the last event written."""
+        encoded = [encode_for_store(event) for event in events]
+        if any(item.call_id != call_id for item in encoded):
+            raise EventEncodingError(f"append_if_unchanged takes events of call {call_id!r} only")
+        oid = call_originator_id(call_id)
+        stored = [StoredEvent(oid, last_version + i, item.topic, item.state) for i, item in enumerate(encoded, 1)]
+        with self._lock:
+            self._check_open()
+            try:
+                ids = self._recorder.insert_events(stored)
+            except IntegrityError:
+                self._versions.pop(call_id, None)
+                raise
+            self._versions[call_id] = last_version + len(stored)
+            return max(ids) if ids else self._head()
+
+    def last_event(self, call_id: str) -> tuple[int, Event] | None:
+        """The version and event last stored for a call (None when it has none), read from the store
+        now (never from this process's cache)."""
+        self._check_open()
+        last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
+        if not last:
+            return None
+        return last[0].originator_version, decode_event(last[0].topic, last[0].state)
 
     def _last_version(self, call_id: str) -> int:
         """The highest version stored for a call (0 if none); read once per call, then counted."""

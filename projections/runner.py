@@ -75,11 +75,12 @@ class Projection(abc.ABC):
 
 
 def default_projections() -> list[Projection]:
-    """The views callbridge maintains: conversations and metrics."""
+    """The views callbridge maintains: conversations, metrics, and who carries which call."""
     from callbridge.projections.conversations import ConversationsProjection
     from callbridge.projections.metrics import MetricsProjection
+    from callbridge.projections.ownership import OwnershipProjection
 
-    return [ConversationsProjection(), MetricsProjection()]
+    return [ConversationsProjection(), MetricsProjection(), OwnershipProjection()]
 
 
 class Step(NamedTuple):

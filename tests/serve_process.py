@@ -1,0 +1,148 @@
+"""``callbridge serve`` as the user runs it: a subprocess on a free port, its log read line by line.
+
+For what only a real process shows: its start-up checks and exit status, a SIGTERM, a ``kill -9``.
+The harness waits for log lines and feed messages (never for time): :meth:`Serve.wait_for_line`
+returns when the process has logged a line containing a text.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx2
+import trio
+import trio_websocket
+
+TOKEN = "test-token"
+LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
+
+
+@dataclass
+class Serve:
+    process: trio.Process
+    lines: list[str] = field(default_factory=list)
+    port: int | None = None
+    _new_line: trio.Event = field(default_factory=trio.Event)
+    ended: trio.Event = field(default_factory=trio.Event)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for_line(self, text: str) -> str:
+        """The first logged line containing ``text`` (waiting for it to be logged)."""
+        seen = 0
+        while True:
+            for line in self.lines[seen:]:
+                if text in line:
+                    return line
+            seen = len(self.lines)
+            if self.ended.is_set():
+                raise AssertionError(f"callbridge serve ended without logging {text!r}:\n{self.log}")
+            await self._new_line.wait()
+
+    def http(self) -> httpx2.AsyncClient:
+        return httpx2.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20)
+
+    @asynccontextmanager
+    async def feed(self, call_id: str | None = None) -> AsyncIterator[trio_websocket.WebSocketConnection]:
+        """``WS /logs`` (after its ``feed.hello``)."""
+        query = f"token={TOKEN}" + (f"&call_id={call_id}" if call_id else "")
+        async with trio_websocket.open_websocket_url(f"ws://127.0.0.1:{self.port}/logs?{query}") as ws:
+            assert '"feed.hello"' in await ws.get_message()
+            yield ws
+
+    async def _read(self, stream: trio.abc.ReceiveStream) -> None:
+        buffer = b""
+        try:
+            async for chunk in stream:
+                buffer += chunk
+                *complete, buffer = buffer.split(b"\n")
+                for raw in complete:
+                    self._add(raw.decode(errors="replace"))
+        finally:
+            if buffer:
+                self._add(buffer.decode(errors="replace"))
+            self.ended.set()
+            self._wake()
+
+    def _add(self, line: str) -> None:
+        self.lines.append(line)
+        if self.port is None and (match := LISTENING.search(line)):
+            self.port = int(match.group(1))
+        self._wake()
+
+    def _wake(self) -> None:
+        woken, self._new_line = self._new_line, trio.Event()
+        woken.set()
+
+    def kill(self) -> None:
+        """``kill -9``: no cleanup, no final flush, no ``CallEnded``."""
+        self.process.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.process.send_signal(signal.SIGTERM)
+
+    async def exit_status(self) -> int:
+        status = await self.process.wait()
+        await self.ended.wait()
+        return status
+
+
+@asynccontextmanager
+async def serve(
+    store: str,
+    cwd: Path,
+    *,
+    env: dict[str, str] | None = None,
+    ready: bool = True,
+    preexec: Callable[[], None] | None = None,
+) -> AsyncIterator[Serve]:
+    """Run ``callbridge serve --port 0 --store STORE --model sim`` in ``cwd``; with ``ready``, return
+    once it listens. ``preexec`` runs in the child before it starts (e.g. a file-size limit). The
+    process is killed on exit if it is still running."""
+    environment = {
+        **os.environ,
+        "CALLBRIDGE_API_TOKEN": TOKEN,
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    for secret in ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "CALLBRIDGE_STORE", "PORT", "PUBLIC_URL"):
+        environment.pop(secret, None)
+    command = [sys.executable, "-m", "callbridge", "serve", "--port", "0", "--store", store, "--model", "sim"]
+    process = await trio.lowlevel.open_process(
+        command,
+        cwd=cwd,
+        env=environment,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        preexec_fn=preexec,
+    )
+    assert process.stderr is not None
+    served = Serve(process)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(served._read, process.stderr)
+        try:
+            if ready:
+                with trio.fail_after(60):  # a safety net, not a timing assumption
+                    await served.wait_for_line("listening on http://")
+            yield served
+        finally:
+            if process.returncode is None:
+                process.kill()
+            with trio.CancelScope(shield=True):
+                await process.wait()
+                await served.ended.wait()
