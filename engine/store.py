@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -216,22 +216,6 @@ class EventStore:
     def notifies_appends(self) -> bool:
         """True when other processes' appends can be listened for (PostgreSQL's NOTIFY)."""
         return isinstance(self._rows, PostgresRows)
-
-    def listen_for_appends(self, on_append: Callable[[], None], stop: threading.Event, interval: float = 0.5) -> None:
-        """PostgreSQL: call ``on_append()`` after each commit of events by any process (the recorder
-        NOTIFYs its channel in every insert), until ``stop`` is set (checked every ``interval`` s).
-        Blocking, for a thread; holds one pooled connection. Raises if the connection fails."""
-        from eventsourcing.postgres import PostgresApplicationRecorder
-        from psycopg.sql import SQL, Identifier
-
-        recorder = self._recorder
-        if not isinstance(recorder, PostgresApplicationRecorder):
-            raise StoreOpenError(f"{self._description} has no notifications of appends (PostgreSQL has)")
-        with recorder.datastore.get_connection() as conn:
-            conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
-            while not stop.is_set():
-                for _ in conn.notifies(timeout=interval, stop_after=1):
-                    on_append()
 
     # --- writing ---------------------------------------------------------------------------------
 
