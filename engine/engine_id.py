@@ -48,12 +48,16 @@ class EngineIdentity:
     host: str = field(default_factory=socket.gethostname)
     pid: int = field(default_factory=os.getpid)
     _lock: IO[bytes] | None = None
+    _lock_path: Path | None = None
+    """Removed at release: set for a name made for this process only (nobody takes it again)."""
 
     def release(self) -> None:
         """Let another process take this name (closing the lock file releases the lock)."""
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+            if self._lock_path is not None:
+                self._lock_path.unlink(missing_ok=True)
 
 
 def claim_engine_id(data_dir: Path, configured: str | None = None) -> EngineIdentity:
@@ -83,7 +87,7 @@ def claim_engine_id(data_dir: Path, configured: str | None = None) -> EngineIden
         fresh,
         ENGINE_ID_ENV,
     )
-    return EngineIdentity(fresh, _lock=_try_lock(data_dir, fresh))
+    return EngineIdentity(fresh, _lock=_try_lock(data_dir, fresh), _lock_path=data_dir / f"engine-{fresh}.lock")
 
 
 def _stored_engine_id(data_dir: Path) -> str:

@@ -169,3 +169,4 @@ def test_the_engine_id_lasts_across_restarts_and_is_held_by_one_process(tmp_path
     assert explicit.engine_id == "edge-1"
     explicit.release()
     same_folder.release()
+    assert not (tmp_path / f"engine-{same_folder.engine_id}.lock").exists()  # a one-off name leaves nothing
