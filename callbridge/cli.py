@@ -85,6 +85,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log.warning("%s", warning)
     try:
         server = Server(settings)
+    except SettingsError as error:
+        print(f"callbridge: {error}", file=sys.stderr)
+        return 2
     except (StoreOpenError, ValueError) as error:
         print(
             f"callbridge: {error}\n"
@@ -115,8 +118,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"callbridge: {_bind_message(refused, settings.host, settings.port)}", file=sys.stderr)
         server.store.close()
         return 2
-    log.info("stopped; every accepted event is in %s", server.store.description)
-    return 0
+    return server.finish()  # the truth about the events, and the exit status
 
 
 def _bind_error(error: BaseException) -> OSError | None:

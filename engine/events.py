@@ -24,6 +24,8 @@ import msgspec
 
 SETTINGS_STREAM = "settings"
 """The ``call_id`` of events that belong to no call (saved defaults)."""
+ENGINE_STREAM_PREFIX = "engine:"
+"""``call_id`` prefix of each engine's own stream (its heartbeats): ``engine:<engine_id>``."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,12 +64,16 @@ class CallStarted(Event, frozen=True, kw_only=True):
     """``openai`` or ``sim``: which realtime peer the call was bridged to."""
     session_config: dict[str, Any] = {}
     """The session configuration the call started with (never contains secrets)."""
+    engine_id: str = ""
+    """The engine carrying the call (``CALLBRIDGE_ENGINE_ID``; empty in logs recorded before engines
+    had names). If it stops without recording ``CallEnded``, the call is ended for it."""
 
 
 class CallEnded(Event, frozen=True, kw_only=True):
     """The call is over. ``reason`` says why: ``caller_hangup`` (Twilio ``stop``),
     ``twilio_disconnected`` (socket closed without ``stop``), ``model_unavailable`` (reconnects
-    exhausted), ``server_shutdown``, ``supervisor_gave_up`` (a task kept crashing)."""
+    exhausted), ``server_shutdown``, ``supervisor_gave_up`` (a task kept crashing), ``engine_lost``
+    (the engine carrying it died; recorded by the engine that noticed, ``at`` the call's last event)."""
 
     reason: str
     detail: str = ""
@@ -85,6 +91,19 @@ class DefaultSessionConfigSaved(Event, frozen=True, kw_only=True):
 
     session_config: dict[str, Any]
     source: str = "console"
+
+
+class EngineHeartbeat(Event, frozen=True, kw_only=True):
+    """An engine is running (``call_id`` is ``engine:<engine_id>``). Written when ``callbridge serve``
+    starts (proving the store takes writes) and every ``interval_s`` after. An engine silent for
+    longer than another engine's timeout is taken for dead, and its open calls are ended."""
+
+    engine_id: str
+    instance: str
+    """Random for each process start: tells a restarted engine from the process before it."""
+    interval_s: float
+    host: str = ""
+    pid: int = 0
 
 
 # --- the Twilio side ---------------------------------------------------------------------------

@@ -40,7 +40,7 @@ from callbridge.engine.tools import Tool, ToolContext, ToolError, ToolRegistry
 
 MAX_ANSWER_BYTES = 64 * 1024
 """What the model is given back at most (an answer is conversation context, not a file)."""
-RETRY = Backoff(first_s=0.25, max_s=2.0)
+RETRY = Backoff(first=0.25, maximum=2.0)
 
 _encode = msgspec.json.Encoder()
 
@@ -106,7 +106,7 @@ def http_tool(spec: AgentTool, *, agent: str = "default", environ: dict[str, str
         description=spec.description,
         parameters=spec.parameters,
         handler=handler,
-        timeout_s=attempts * spec.timeout_s + RETRY.max_s * (attempts - 1) + 1.0,
+        timeout_s=attempts * spec.timeout_s + RETRY.maximum * (attempts - 1) + 1.0,
     )
 
 

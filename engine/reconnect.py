@@ -24,4 +24,4 @@ class ReconnectPolicy:
         """Seconds to wait before the next try after ``failures`` consecutive ones; None: give up."""
         if not retryable or failures > self.max_attempts:
             return None
-        return Backoff(first_s=self.first_delay_s, max_s=self.max_delay_s).delay(failures)
+        return Backoff(first=self.first_delay_s, maximum=self.max_delay_s).delay(failures)

@@ -11,7 +11,7 @@ Why this shape:
   call is one stream (its events numbered 1, 2, ...); the recorder's notification ids are the global
   ``position`` readers page through.
 - The library cannot give a stream's events *with* their notification ids, so :class:`EventStore`
-  asks the recorder's own datastore (one small SQL statement per backend, see :class:`_Row`).
+  asks the recorder's own datastore (one small SQL statement per backend, ``engine.store_rows``).
 - Readers never crash on a stored event this code cannot decode: it is skipped with a warning.
 """
 
@@ -20,17 +20,17 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Sequence
+from typing import NamedTuple
 
 import msgspec
 from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
-from eventsourcing.sqlite import SQLiteApplicationRecorder
 from eventsourcing.utils import Environment, EnvType
 
 from callbridge.engine.events import Event, decode_event, encode_event
-from callbridge.engine.store_url import parse_store_url
+from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
+from callbridge.engine.store_url import _Target, parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
 logger = logging.getLogger(__name__)
@@ -68,6 +68,15 @@ class StoreOpenError(RuntimeError):
     """The store could not be opened (bad path, database unreachable, ...)."""
 
 
+class StoreNotWritableError(StoreOpenError):
+    """The store opens but does not take writes (read-only file or database, disk full, no rights)."""
+
+
+class StoreMissingError(StoreOpenError):
+    """A command that only reads was pointed at a store that does not exist (a typo in ``--store``):
+    it must not create an empty one."""
+
+
 class StoreClosedError(RuntimeError):
     """The store was used after :meth:`EventStore.close`."""
 
@@ -98,91 +107,32 @@ def encode_for_store(event: Event) -> EncodedEvent:
 # --- configuration: CALLBRIDGE_STORE -> eventsourcing environment --------------------------------
 
 
-class _Row(NamedTuple):
-    position: int
-    version: int
-    topic: str
-    state: bytes
+def _hint(target: _Target) -> str:
+    """What to check when a store cannot be opened or written."""
+    if target.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+        return "check the URL, that the database is running, and the user's rights"
+    return "check the path, that this user can write the file and its folder, and that the disk has room"
 
 
-class _SQLiteRows:
-    """SQLite: the notification id is the table's ``rowid``; ids are stored as hex text."""
-
-    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
-        self._datastore = recorder.datastore
-        self._select = (
-            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
-            "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
-            "ORDER BY originator_version"
+def _check_exists(target: _Target) -> None:
+    """For commands that only read: refuse a SQLite store that is not there (opening one creates it)."""
+    if target.sqlite_path is not None and not target.sqlite_path.is_file():
+        raise StoreMissingError(
+            f"cannot open the event store {target.sqlite_path}: there is no such file (only `callbridge serve` "
+            "creates a store); check --store or CALLBRIDGE_STORE"
         )
-        self._select_after = (
-            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
-            "WHERE originator_id=? AND rowid>? ORDER BY originator_version LIMIT ?"
+    if target.sqlite_path is None and target.env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+        raise StoreMissingError(
+            f"cannot open the event store {target.description}: an in-memory store is empty in every new "
+            "process; point --store or CALLBRIDGE_STORE at the server's store"
         )
 
-    def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[_Row]:
-        params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
-        with self._datastore.transaction(commit=False) as c:
-            c.execute(self._select, params)
-            return [_Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
 
-    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[_Row]:
-        with self._datastore.transaction(commit=False) as c:
-            c.execute(self._select_after, (oid.hex, after, limit))
-            return [_Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
-
-    def ping(self) -> None:
-        with self._datastore.transaction(commit=False) as c:
-            c.execute("SELECT 1")
-
-
-class _PostgresRows:
-    """PostgreSQL: the table has a ``notification_id`` column; ids are ``uuid``."""
-
-    def __init__(self, recorder: Any) -> None:
-        from psycopg.sql import SQL, Identifier
-
-        self._datastore = recorder.datastore
-        self._select = SQL(
-            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
-            "WHERE originator_id = %s AND originator_version > %s AND originator_version <= %s "
-            "ORDER BY originator_version"
-        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
-        self._select_after = SQL(
-            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
-            "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
-        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
-
-    def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[_Row]:
-        params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select, params, prepare=True)
-            return [
-                _Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
-
-    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[_Row]:
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_after, (oid, after, limit), prepare=True)
-            return [
-                _Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
-
-    def ping(self) -> None:
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute("SELECT 1")
-
-
-def _row_reader(recorder: ApplicationRecorder) -> _SQLiteRows | _PostgresRows:
-    if isinstance(recorder, SQLiteApplicationRecorder):
-        return _SQLiteRows(recorder)
-    from eventsourcing.postgres import PostgresApplicationRecorder
-
-    if isinstance(recorder, PostgresApplicationRecorder):
-        return _PostgresRows(recorder)
-    raise StoreOpenError(f"unsupported recorder {type(recorder).__name__}: use SQLite or PostgreSQL")
+def open_existing_store(url: str) -> EventStore:
+    """The store at ``url`` for a command that only reads (``replay``, ``projections rebuild``,
+    ``mcp``): raises :class:`StoreMissingError`, one line naming the place and the fix, when there is
+    no store there, instead of creating an empty one."""
+    return EventStore(url, create=False)
 
 
 class _CallLog(Application[uuid.UUID]):
@@ -201,44 +151,71 @@ class EventStore:
     """Append-only log of call events. Thread-safe; every method blocks (call it from a thread,
     e.g. ``trio.to_thread.run_sync``, or through ``engine.store_writer.EventWriter``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, create: bool = True) -> None:
+        """Open the store at ``url``, creating it unless ``create`` is false (then a missing store
+        raises :class:`StoreMissingError`; see :func:`open_existing_store`)."""
         target = parse_store_url(url)
         self._description = target.description
+        self._env = dict(target.env)
+        if not create:
+            _check_exists(target)
+            self._env["CREATE_TABLE"] = "no"
         try:
             if target.sqlite_path is not None:
                 target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            self._app = _CallLog(env=target.env)
+            self._app = _CallLog(env=self._env)
         except Exception as exc:
-            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}") from exc
+            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {_hint(target)}") from exc
         self._recorder: ApplicationRecorder = self._app.recorder
-        self._rows = _row_reader(self._recorder)
+        try:
+            self._rows: RowReader = row_reader(self._recorder)
+        except StoreBackendError as exc:
+            raise StoreOpenError(str(exc)) from exc
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._warned: set[int] = set()
         self._closed = False
+        if not create:
+            self._check_table()
+
+    def _check_table(self) -> None:
+        try:
+            exists = self._rows.table_exists()
+        except Exception as exc:
+            self.close()
+            raise StoreOpenError(f"cannot open the event store {self._description}: {exc}") from exc
+        if not exists:
+            self.close()
+            table = self._rows.table
+            what = "it is not a callbridge event store" if self._rows.is_file else "there is no event store there"
+            raise StoreMissingError(
+                f"cannot open the event store {self._description}: {what} (no {table} table; only "
+                f"`callbridge serve` creates a store); check --store or CALLBRIDGE_STORE"
+            )
+
+    def reopen(self) -> None:
+        """Replace every database connection with a fresh one, e.g. once a store that failed is fixed:
+        SQLite keeps a file it found read-only read-only for the connection's life, so a pooled
+        connection never notices that permissions were repaired. Raises (keeping the old connections)
+        when the store cannot be opened now."""
+        with self._lock:
+            self._check_open()
+            app = _CallLog(env=self._env)
+            old, self._app = self._app, app
+            self._recorder = app.recorder
+            self._rows = row_reader(self._recorder)
+            self._versions.clear()
+        try:
+            old.close()
+        except Exception as exc:
+            logger.warning("closing the old connections to %s failed: %s", self._description, exc)
 
     # --- other processes' appends --------------------------------------------------------------
 
     @property
     def notifies_appends(self) -> bool:
         """True when other processes' appends can be listened for (PostgreSQL's NOTIFY)."""
-        return isinstance(self._rows, _PostgresRows)
-
-    def listen_for_appends(self, on_append: Callable[[], None], stop: threading.Event, interval: float = 0.5) -> None:
-        """PostgreSQL: call ``on_append()`` after each commit of events by any process (the recorder
-        NOTIFYs its channel in every insert), until ``stop`` is set (checked every ``interval`` s).
-        Blocking, for a thread; holds one pooled connection. Raises if the connection fails."""
-        from eventsourcing.postgres import PostgresApplicationRecorder
-        from psycopg.sql import SQL, Identifier
-
-        recorder = self._recorder
-        if not isinstance(recorder, PostgresApplicationRecorder):
-            raise StoreOpenError(f"{self._description} has no notifications of appends (PostgreSQL has)")
-        with recorder.datastore.get_connection() as conn:
-            conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
-            while not stop.is_set():
-                for _ in conn.notifies(timeout=interval, stop_after=1):
-                    on_append()
+        return isinstance(self._rows, PostgresRows)
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -281,6 +258,35 @@ class EventStore:
                 position = max(ids) if ids else self._head()
             self._versions.update(next_versions)
             return position
+
+    def append_if_unchanged(self, call_id: str, last_version: int, events: Sequence[Event]) -> int:
+        """Append ``events`` to one call only if its last stored version is still ``last_version``
+        (optimistic concurrency, for deciding about a call that another process may still be writing:
+        ending a lost call). Raises ``IntegrityError`` when anything was stored for the call since.
+        Returns the position of the last event written."""
+        encoded = [encode_for_store(event) for event in events]
+        if any(item.call_id != call_id for item in encoded):
+            raise EventEncodingError(f"append_if_unchanged takes events of call {call_id!r} only")
+        oid = call_originator_id(call_id)
+        stored = [StoredEvent(oid, last_version + i, item.topic, item.state) for i, item in enumerate(encoded, 1)]
+        with self._lock:
+            self._check_open()
+            try:
+                ids = self._recorder.insert_events(stored)
+            except IntegrityError:
+                self._versions.pop(call_id, None)
+                raise
+            self._versions[call_id] = last_version + len(stored)
+            return max(ids) if ids else self._head()
+
+    def last_event(self, call_id: str) -> tuple[int, Event] | None:
+        """The version and event last stored for a call (None when it has none), read from the store
+        now (never from this process's cache)."""
+        self._check_open()
+        last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
+        if not last:
+            return None
+        return last[0].originator_version, decode_event(last[0].topic, last[0].state)
 
     def _last_version(self, call_id: str) -> int:
         """The highest version stored for a call (0 if none); read once per call, then counted."""
@@ -398,17 +404,22 @@ class EventStore:
         """The underlying eventsourcing recorder (for tools and tests; writers use :meth:`append`)."""
         return self._recorder
 
-    def close(self) -> None:
-        """Release the database connections. Idempotent. Waits a little for a write in progress
-        (e.g. one abandoned by a writer's final flush) rather than hanging shutdown on it."""
-        locked = self._lock.acquire(timeout=5.0)
+    def close(self, timeout: float = 5.0) -> bool:
+        """Release the database connections. Idempotent. Waits at most ``timeout`` seconds for a write
+        in progress (e.g. one abandoned by a writer's final flush); if it is still running then, the
+        connections are left to the process's exit rather than hanging shutdown on them. Returns
+        whether the store is closed."""
+        locked = self._lock.acquire(timeout=max(0.0, timeout))
+        if not locked:
+            logger.warning("a write to %s is still in progress: not waiting for it to close", self._description)
+            return False
         try:
             if not self._closed:
                 self._closed = True
                 self._app.close()
         finally:
-            if locked:
-                self._lock.release()
+            self._lock.release()
+        return True
 
     def _check_open(self) -> None:
         if self._closed:

@@ -104,6 +104,3 @@ def _postgres_target(text: str) -> _Target:
     if env.get("POSTGRES_SCHEMA"):
         description += f"?schema={env['POSTGRES_SCHEMA']}"
     return _Target(env, description)
-
-
-# --- reading rows with their positions (the library has no such query) -------------------------

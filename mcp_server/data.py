@@ -4,8 +4,9 @@ Why two implementations of one small interface (:class:`CallData`):
 
 - **In the server** (:class:`ServerCallData`, behind ``/mcp``) the ``ProjectionService`` already
   follows the store into ``views.db``. Before each views query we flush the event writer and wait,
-  briefly, for the projections to reach the store's head — the same read-your-writes rule as the
-  HTTP API — so a call in progress is visible as soon as its events are recorded.
+  briefly, for the projections to reach the store's head — the HTTP API's read-your-writes rule, the
+  same :class:`projections.freshness.ReadYourWrites` — so a call in progress is visible as soon as
+  its events are recorded.
 - **In ``callbridge mcp``** (:class:`FollowingCallData`, a separate process over stdio) nobody
   follows the store for us, and the server's views file must have exactly one writer. So this
   process folds the shared store into a views file of its own (``views-mcp.db``): once at start,
@@ -28,6 +29,7 @@ import trio
 
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
+from callbridge.projections.freshness import FRESHNESS_TIMEOUT_S, ReadYourWrites
 from callbridge.projections.runner import ProjectionRunner
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import BUSY_TIMEOUT_S, open_views
@@ -36,8 +38,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-FRESHNESS_TIMEOUT_S = 2.0
-"""Longest a query waits for the views to reach the store head before answering anyway."""
 POLL_INTERVAL_S = 0.5
 """How often ``callbridge mcp`` folds new events in while idle."""
 MCP_VIEWS_FILE = "views-mcp.db"
@@ -92,27 +92,27 @@ class ServerCallData:
         *,
         limiter: trio.CapacityLimiter | None = None,
         freshness_timeout: float = FRESHNESS_TIMEOUT_S,
+        fresh: ReadYourWrites | None = None,
     ) -> None:
         self.store = store
         self.writer = writer
         self.projections = projections
         self.views_path = views_path
         self._limiter = limiter
-        self._freshness_timeout = freshness_timeout
+        self.fresh = fresh or ReadYourWrites(
+            store, writer, projections.watermark, timeout=freshness_timeout, limiter=limiter
+        )
+        """Read-your-writes (pass the server's to share it with the HTTP API)."""
 
     async def _in_thread(self, fn: Callable[..., T], *args: object) -> T:
         return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     async def views(self, query: ViewsQuery[T]) -> T:
-        with trio.move_on_after(self._freshness_timeout):
-            await self.writer.flush()
-            head = await self._in_thread(self.store.head)
-            await self.projections.wait_for_position(head)
+        await self.fresh.views()
         return await self._in_thread(run_readonly, self.views_path, query)
 
     async def from_store(self, read: Callable[[EventStore], T]) -> T:
-        with trio.move_on_after(self._freshness_timeout):
-            await self.writer.flush()
+        await self.fresh.events()
         return await self._in_thread(read, self.store)
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 
-from callbridge.engine.store import EventStore, StoreOpenError
+from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
 from callbridge.mcp_server.data import MCP_VIEWS_FILE, FollowingCallData
 from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.runner import ProjectionRunner
@@ -58,7 +58,7 @@ def mcp_cli(store_url: str, views: str | None = None) -> int:
     """Run ``callbridge mcp``; returns the exit status."""
     views_path = mcp_views_path(store_url, views)
     try:
-        store = EventStore(store_url)
+        store = open_existing_store(store_url)
     except (StoreOpenError, ValueError) as exc:
         print(f"callbridge mcp: {exc}", file=sys.stderr)
         return 2

@@ -5,6 +5,19 @@ This process's appends wake them at once through the ``EventWriter``. Appends by
 by polling every 0.5 s. On PostgreSQL the recorder NOTIFYs a channel in every insert, so
 ``AppendSignal.run`` LISTENs on it in a thread and wakes every waiter within milliseconds; polling
 stays as the fallback (SQLite cannot push; a lost listener connection is retried with backoff).
+
+Why not eventsourcing's own listening (9.5: ``PostgresApplicationRecorder.subscribe(gt, topics)``,
+a ``PostgresSubscription``): it is a blocking iterator of notifications that runs *two* threads per
+subscriber — one LISTENing on the same channel as here, one pulling pages of 500 notifications into a
+queue — and holds a pooled connection for each. Our followers do not want its notifications: the views
+must read each page inside their own ``BEGIN IMMEDIATE`` transaction, up to a head they read there, to
+apply it exactly once (``projections.runner``), and the live feed reads only its own topics from its
+own position; a subscription would fetch every notification a second time, per follower, only to be
+used as a wake-up. It is not cancellable from trio except by stopping it from another thread, and
+SQLite recorders do not support it at all (``NotImplementedError``), so polling would stay anyway.
+What fits is the part it is built on, which is what :func:`listen_for_appends` does with the
+library's public pieces (the recorder's ``channel_name`` and pooled ``datastore``): one LISTEN, one
+thread and one connection per process, fanned out to every follower here.
 """
 
 from __future__ import annotations
@@ -16,10 +29,32 @@ from functools import partial
 
 import trio
 
+from callbridge.engine.backoff import Backoff
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
+from callbridge.engine.watermark import Watermark
 
 log = logging.getLogger(__name__)
+
+
+def listen_for_appends(
+    store: EventStore, on_append: Callable[[], None], stop: threading.Event, interval: float = 0.5
+) -> None:
+    """PostgreSQL: call ``on_append()`` after each commit of events by any process (the recorder
+    NOTIFYs its channel in every insert), until ``stop`` is set (checked every ``interval`` s).
+    Blocking, for a thread; holds one pooled connection. Raises if the connection fails."""
+    from eventsourcing.postgres import PostgresApplicationRecorder
+    from psycopg.sql import SQL, Identifier
+
+    recorder = store.recorder
+    if not isinstance(recorder, PostgresApplicationRecorder):
+        raise ValueError(f"{store.description} has no notifications of appends (PostgreSQL has)")
+    with recorder.datastore.get_connection() as conn:
+        conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+        while not stop.is_set():
+            for _ in conn.notifies(timeout=interval, stop_after=1):
+                on_append()
+
 
 WaitForAppends = Callable[[int], Awaitable[None]]
 """``await wait(position)`` returns when events after ``position`` may exist (or after a while)."""
@@ -34,10 +69,9 @@ class AppendSignal:
     def __init__(self, store: EventStore, writer: EventWriter | None = None, *, max_backoff: float = 30.0) -> None:
         self.store = store
         self.writer = writer
-        self.notifications = 0
+        self.notified = Watermark()
         """Appends by any process signalled so far (PostgreSQL NOTIFYs received)."""
-        self._notified = trio.Event()
-        self._max_backoff = max_backoff
+        self._backoff = Backoff(min(0.5, max_backoff), max_backoff)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Listen for other processes' appends until cancelled (returns at once where the store
@@ -51,7 +85,8 @@ class AppendSignal:
             stop = threading.Event()
             try:
                 await trio.to_thread.run_sync(
-                    self.store.listen_for_appends,
+                    listen_for_appends,
+                    self.store,
                     lambda: token.run_sync_soon(self._signal),
                     stop,
                     LISTEN_CHECK_S,
@@ -59,17 +94,19 @@ class AppendSignal:
                 )
             except Exception as exc:
                 failures += 1
-                delay = min(self._max_backoff, 0.5 * 2 ** (failures - 1))
+                delay = self._backoff.delay(failures)
                 log.warning("cannot listen for appends to %s (polling meanwhile; retry in %.1f s): %s",
                             self.store.description, delay, exc)  # fmt: skip
                 await trio.sleep(delay)
             finally:
                 stop.set()
 
+    @property
+    def notifications(self) -> int:
+        return self.notified.value
+
     def _signal(self) -> None:
-        self.notifications += 1
-        notified, self._notified = self._notified, trio.Event()
-        notified.set()
+        self.notified.advance(self.notified.value + 1)
 
     def waiter(self, interval: float = 0.5) -> WaitForAppends:
         """A ``wait(position)`` for one follower: returns as soon as this process's writer wrote
@@ -83,7 +120,8 @@ class AppendSignal:
             with trio.move_on_after(interval):
                 if self.notifications == seen:  # else: appended while the follower was reading
                     async with trio.open_nursery() as nursery:
-                        nursery.start_soon(_then_cancel, self._notified.wait, nursery.cancel_scope)
+                        notified = partial(self.notified.wait_beyond, seen)
+                        nursery.start_soon(_then_cancel, notified, nursery.cancel_scope)
                         if writer is not None:
                             written = partial(writer.wait_appended, position)
                             nursery.start_soon(_then_cancel, written, nursery.cancel_scope)

@@ -1,7 +1,7 @@
 """``callbridge replay CALL_ID [--wav FILE] [--json]``: one recorded call, rebuilt from its events.
 
-Read-only by design: a store path that does not exist is an error here, not a new empty database
-(opening a SQLite store creates it), and a mistyped call id says where to find real ones.
+Read-only by design: a store that does not exist is an error here (exit 2), not a new empty database
+(``engine.store.open_existing_store``), and a mistyped call id says where to find real ones.
 """
 
 from __future__ import annotations
@@ -11,25 +11,12 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
-from urllib.parse import unquote, urlsplit
 
-from callbridge.engine.store import EventStore, StoreOpenError, store_env
+from callbridge.engine.store import StoreOpenError, open_existing_store
 from callbridge.projections.recording import SAMPLE_RATE, iter_recording
 from callbridge.projections.timeline import build_timeline, render_json, render_text
 
 LIST_HINT = "list calls with `GET /api/conversations` (or the web console)"
-
-
-def _missing_sqlite_file(store_url: str) -> Path | None:
-    """The SQLite file ``store_url`` names, when it does not exist (else None)."""
-    env = store_env(store_url)
-    if env.get("PERSISTENCE_MODULE") != "eventsourcing.sqlite":
-        return None
-    name = env.get("SQLITE_DBNAME", "")
-    if not name.startswith("file:///"):
-        return None  # in-memory
-    path = Path(unquote(urlsplit(name).path))
-    return None if path.exists() else path
 
 
 def _wants_color(out: TextIO) -> bool:
@@ -41,16 +28,13 @@ def _wants_color(out: TextIO) -> bool:
 
 def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Print the call's timeline (or, with ``as_json``, its events as JSON) and, with ``wav``, write
-    its stereo recording there. Returns the exit code: 0, or 1 with a message on stderr."""
+    its stereo recording there. Returns the exit code: 0; 1 (an unknown call) or 2 (no store there, a
+    bad URL) with a message on stderr."""
     try:
-        missing = _missing_sqlite_file(store_url)
-        if missing is not None:
-            print(f"callbridge replay: no event store at {missing} (set CALLBRIDGE_STORE)", file=sys.stderr)
-            return 1
-        store = EventStore(store_url)
+        store = open_existing_store(store_url)
     except (ValueError, StoreOpenError) as error:
         print(f"callbridge replay: {error}", file=sys.stderr)
-        return 1
+        return 2
     try:
         recorded = store.read_call(call_id)
         where = store.description

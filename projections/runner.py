@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import ClassVar, NamedTuple, TextIO
 
-from callbridge.engine.store import EventStore, RecordedEvent, StoreOpenError
+from callbridge.engine.store import EventStore, RecordedEvent, StoreOpenError, open_existing_store
 from callbridge.projections.source import LogSource
 from callbridge.projections.views_db import data_dir_for_store, open_views
 from callbridge.projections.views_db import views_path as default_views_path
@@ -75,11 +75,12 @@ class Projection(abc.ABC):
 
 
 def default_projections() -> list[Projection]:
-    """The views callbridge maintains: conversations and metrics."""
+    """The views callbridge maintains: conversations, metrics, and who carries which call."""
     from callbridge.projections.conversations import ConversationsProjection
     from callbridge.projections.metrics import MetricsProjection
+    from callbridge.projections.ownership import OwnershipProjection
 
-    return [ConversationsProjection(), MetricsProjection()]
+    return [ConversationsProjection(), MetricsProjection(), OwnershipProjection()]
 
 
 class Step(NamedTuple):
@@ -335,9 +336,9 @@ def rebuild_cli(store_url: str, views_path: str | Path | None = None) -> int:
     """
     path = Path(views_path) if views_path is not None else default_views_path(data_dir_for_store(store_url))
     try:
-        store = EventStore(store_url)
+        store = open_existing_store(store_url)  # a typo in --store must not create an empty store
     except (StoreOpenError, ValueError) as exc:
-        print(f"callbridge: {exc}", file=sys.stderr)
+        print(f"callbridge projections rebuild: {exc}", file=sys.stderr)
         return 2
     bar = ProgressBar(sys.stderr)
     try:

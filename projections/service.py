@@ -1,10 +1,12 @@
 """ProjectionService: keeps the views up to date while the server runs.
 
 Why this shape: the runner (:mod:`projections.runner`) blocks, so each page is folded in
-``trio.to_thread.run_sync``; between catch-ups the service awaits ``wait_for_appends(position)``:
-by default a waiter of :class:`projections.appends.AppendSignal` (woken by the in-process
-``EventWriter``, by PostgreSQL's NOTIFY when the server runs the signal, else polling every 0.5 s).
-Any ``async def wait(position) -> None`` that returns when more events may exist will do.
+``trio.to_thread.run_sync``; following the log — catching up page by page, waiting for appends,
+retrying failures with backoff — is the shared :class:`projections.follower.Follower`. Between
+catch-ups it awaits ``wait_for_appends(position)``: by default a waiter of
+:class:`projections.appends.AppendSignal` (woken by the in-process ``EventWriter``, by PostgreSQL's
+NOTIFY when the server runs the signal, else polling every 0.5 s). Any ``async def wait(position)
+-> None`` that returns when more events may exist will do.
 """
 
 from __future__ import annotations
@@ -15,9 +17,12 @@ from pathlib import Path
 
 import trio
 
+from callbridge.engine.backoff import Backoff
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
+from callbridge.engine.watermark import Watermark
 from callbridge.projections.appends import AppendSignal, WaitForAppends
+from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.runner import Projection, ProjectionRunner
 from callbridge.projections.views_db import open_views
 
@@ -42,23 +47,28 @@ class ProjectionService:
         self.store = store
         self.views_path = views_path
         self._projections = projections
-        self._wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
+        wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
+        self._follower = Follower("projections", wait, backoff=Backoff(min(0.5, max_backoff), max_backoff))
         self._page_size = page_size
-        self._max_backoff = max_backoff
-        self._position = 0
-        self._moved = trio.Event()
-        self.failures = 0
-        """Consecutive failed catch-ups (logged; retried with backoff)."""
 
     @property
     def position(self) -> int:
         """Every event up to here is in the views."""
-        return self._position
+        return self._follower.position.value
+
+    @property
+    def watermark(self) -> Watermark:
+        """The views' position, for waiting on (``await service.watermark.wait_for(head)``)."""
+        return self._follower.position
+
+    @property
+    def failures(self) -> int:
+        """Consecutive failed catch-ups (logged; retried with backoff)."""
+        return self._follower.failures
 
     async def wait_for_position(self, position: int) -> None:
         """Return once the views include every event up to ``position`` (read-your-writes)."""
-        while self._position < position:
-            await self._moved.wait()
+        await self._follower.position.wait_for(position)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Set the views up, report started, then follow the log until cancelled."""
@@ -66,37 +76,12 @@ class ProjectionService:
         try:
             runner = ProjectionRunner(self.store, db, self._projections, page_size=self._page_size)
             await trio.to_thread.run_sync(runner.setup)
-            self._advance(min(runner.positions().values(), default=0))
-            task_status.started()
-            while True:
-                try:
-                    await self._catch_up(runner)
-                except Exception as exc:
-                    self.failures += 1
-                    delay = min(self._max_backoff, 0.5 * 2 ** (self.failures - 1))
-                    logger.error(
-                        "projections failed (attempt %d, retrying in %.1f s): %s",
-                        self.failures,
-                        delay,
-                        exc,
-                        exc_info=self.failures == 1,
-                    )
-                    await trio.sleep(delay)
-                    continue
-                self.failures = 0
-                await self._wait(self._position)
+            self._follower.start_at(min(runner.positions().values(), default=0))
+
+            async def step(_position: int) -> Progress:
+                done = await trio.to_thread.run_sync(runner.step)  # the runner keeps its positions in the views
+                return Progress(done.position, done.caught_up)
+
+            await self._follower.run(step, task_status=task_status)
         finally:
             db.close()
-
-    async def _catch_up(self, runner: ProjectionRunner) -> None:
-        while True:
-            step = await trio.to_thread.run_sync(runner.step)
-            self._advance(step.position)
-            if step.caught_up:
-                return
-
-    def _advance(self, position: int) -> None:
-        if position > self._position:
-            self._position = position
-            moved, self._moved = self._moved, trio.Event()
-            moved.set()

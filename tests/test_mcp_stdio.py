@@ -72,6 +72,8 @@ def test_callbridge_mcp_explains_a_store_or_views_file_it_cannot_use_and_exits(
     tmp_path: Path, store: str, views: str | None, status: int, message: str
 ) -> None:
     (tmp_path / "blocker").write_text("")  # a file where a folder should be
+    if views:
+        EventStore(str(tmp_path / store)).close()  # mcp only reads: the store must exist already
     args = ["--store", str(tmp_path / store)] + (["--views", str(tmp_path / views)] if views else [])
     done = subprocess.run(mcp_command(*args), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60)
     assert done.returncode == status

@@ -8,24 +8,15 @@ from pathlib import Path
 
 import pytest
 import trio
-from test_projections_support import fold, normal_call, tool_call
+from test_projections_support import conversation_status, fold, normal_call, tool_call
 
 from callbridge.engine.store import EventStore, RecordedEvent
 from callbridge.engine.store_writer import EventWriter
-from callbridge.projections.conversations import ConversationsProjection, get_conversation
+from callbridge.projections.conversations import ConversationsProjection
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import open_views
 
 DEADLINE = 10  # generous: a failure, not a timing assumption
-
-
-def _status(path: Path, call_id: str) -> str | None:
-    db = open_views(path)
-    try:
-        conversation = get_conversation(db, call_id)
-        return None if conversation is None else conversation["status"]
-    finally:
-        db.close()
 
 
 async def test_in_process_appends_wake_the_service_at_once(sqlite_event_store: EventStore, tmp_path: Path) -> None:
@@ -42,7 +33,7 @@ async def test_in_process_appends_wake_the_service_at_once(sqlite_event_store: E
         with trio.fail_after(DEADLINE):
             await service.wait_for_position(head)
         assert service.position == head
-        assert _status(path, "CAnormal") == "completed"
+        assert conversation_status(path, "CAnormal") == "completed"
         nursery.cancel_scope.cancel()
 
 
@@ -54,7 +45,7 @@ async def test_appends_by_other_processes_are_found_by_polling(sqlite_event_stor
         head = await trio.to_thread.run_sync(tool_call().write, sqlite_event_store)
         with trio.fail_after(DEADLINE):
             await service.wait_for_position(head)
-        assert _status(path, "CAtool") == "completed"
+        assert conversation_status(path, "CAtool") == "completed"
         nursery.cancel_scope.cancel()
 
 
@@ -124,4 +115,4 @@ async def test_the_service_retries_after_a_failure(
     assert LockedOnce.failed == 1
     assert service.failures == 0
     assert "projections failed (attempt 1" in caplog.text
-    assert _status(path, "CAnormal") == "completed"  # nothing lost: the failed page was folded again
+    assert conversation_status(path, "CAnormal") == "completed"  # nothing lost: the failed page was folded again

@@ -126,3 +126,15 @@ def views_after(store: EventStore, path: Path) -> sqlite3.Connection:
     db = open_views(path)
     fold(store, db)
     return db
+
+
+def conversation_status(views: Path, call_id: str) -> str | None:
+    """The call's ``status`` in the conversations view (None when the view has no such call)."""
+    from callbridge.projections.conversations import get_conversation
+
+    db = open_views(views)
+    try:
+        conversation = get_conversation(db, call_id)
+        return None if conversation is None else conversation["status"]
+    finally:
+        db.close()

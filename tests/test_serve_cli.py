@@ -32,7 +32,7 @@ async def test_every_start_says_where_the_console_and_the_token_are_and_the_data
         twilio: FakeTwilioRest = await nursery.start(partial(serve_fake_twilio_rest, "127.0.0.1", 0, fake=account))
         env = {"TWILIO_ACCOUNT_SID": ACCOUNT, "TWILIO_AUTH_TOKEN": TWILIO_TOKEN, "TWILIO_API_BASE_URL": twilio.url}
         async with serve_process(tmp_path, "--port", "0", env=env) as first:
-            port = await first.port()
+            port = await first.console_port()
             await first.wait_for(r"API token: data/api-token  \(TOKEN=\$\(cat data/api-token\)\)")
             token = (await first.wait_for(r"New token \(shown once\): (\S+)"))[1]
             await first.wait_for(r"open files limit \d+.*: up to \d+ calls and \d+ console/API connections")
@@ -50,13 +50,13 @@ async def test_every_start_says_where_the_console_and_the_token_are_and_the_data
     assert token not in first.output.replace(f"New token (shown once): {token}", "")
 
     async with serve_process(tmp_path, "--port", "0") as again:
-        await again.port()
+        await again.console_port()
         await again.wait_for(r"API token: data/api-token")
         assert await again.stop() == 0
     assert "New token" not in again.output and token not in again.output
 
     async with serve_process(tmp_path, "--port", "0", env={"CALLBRIDGE_API_TOKEN": "from-env"}) as configured:
-        await configured.port()
+        await configured.console_port()
         await configured.wait_for(r"API token: the CALLBRIDGE_API_TOKEN environment variable")
         assert await configured.stop() == 0
 
@@ -88,7 +88,7 @@ async def test_a_flood_of_idle_connections_under_a_low_fd_limit_leaves_health_an
     tmp_path: Path,
 ) -> None:
     async with serve_process(tmp_path, "--port", "0", preexec_fn=few_descriptors) as served:
-        port = await served.port()
+        port = await served.console_port()
         await served.wait_for(r"open files limit 160: up to \d+ calls and \d+ console/API connections")
         idle: list[trio.SocketStream] = []
         try:

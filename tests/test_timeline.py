@@ -268,8 +268,8 @@ def test_replay_refuses_a_store_that_does_not_exist_without_creating_it(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     missing = tmp_path / "nowhere" / "callbridge.db"
-    assert replay_cli(str(missing), "CA1", wav=None, as_json=False, out=io.StringIO()) == 1
-    assert f"no event store at {missing}" in capsys.readouterr().err
+    assert replay_cli(str(missing), "CA1", wav=None, as_json=False, out=io.StringIO()) == 2
+    assert f"cannot open the event store {missing}: there is no such file" in capsys.readouterr().err
     assert not missing.parent.exists()
 
 

@@ -4,9 +4,11 @@
 Why this shape:
 
 - **Answers come from the views, after they caught up.** Each views request first flushes the
-  event writer and waits (briefly, :data:`FRESHNESS_TIMEOUT_S`) for the projections to reach the
-  store head at request time, so a client that just ended a call sees it (read-your-writes). If the
-  projections are slow the answer is served anyway, a little stale, rather than not at all.
+  event writer and waits (briefly, ``projections.freshness.FRESHNESS_TIMEOUT_S``) for the
+  projections to reach the store head at request time, so a client that just ended a call sees it
+  (read-your-writes: the server's :class:`projections.freshness.ReadYourWrites`, shared with
+  ``/mcp``). If the projections are slow the answer is served anyway, a little stale, rather than
+  not at all.
 - **Blocking work runs in threads, bounded.** SQLite reads, store reads, JSON encoding of large
   event lists and WAV building go through ``trio.to_thread.run_sync`` with the server's shared
   ``CapacityLimiter``, so a burst of API requests cannot starve the calls. Each request opens its
@@ -50,8 +52,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-FRESHNESS_TIMEOUT_S = 2.0
-"""Longest a request waits for the views to reach the store head before answering anyway."""
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 WAV_HEADER_BYTES = 44
 
@@ -175,20 +175,14 @@ def api_blueprint(server: Server) -> Blueprint:
 
     async def fresh() -> int:
         """Flush our writer and wait (bounded) for the views to reach the store head; return it."""
-        head = server.writer.head
-        with trio.move_on_after(FRESHNESS_TIMEOUT_S):
-            await server.writer.flush()
-            head = max(head, await in_thread(server.store.head))
-            await server.projections.wait_for_position(head)
-        return head
+        return (await server.fresh.views()).head
 
     async def views(query: Callable[[sqlite3.Connection], T]) -> T:
         await fresh()
         return await in_thread(with_views(query))
 
     async def stored_events(call_id: str) -> list[RecordedEvent]:
-        with trio.move_on_after(FRESHNESS_TIMEOUT_S):
-            await server.writer.flush()
+        await server.fresh.events()
         return await in_thread(server.store.read_call, call_id)
 
     def unknown_call(call_id: str) -> Response:
@@ -221,8 +215,7 @@ def api_blueprint(server: Server) -> Blueprint:
         after = position_param(args.get("after"))
         limit = check_limit(args.get("limit", DEFAULT_LIMIT), maximum=MAX_LIMIT)
         audio = flag_param(args.get("audio"), "audio")
-        with trio.move_on_after(FRESHNESS_TIMEOUT_S):
-            await server.writer.flush()
+        await server.fresh.events()
         page = await in_thread(
             lambda: read_event_page(server.store, call_id, after=after, limit=limit, include_audio=audio)
         )

@@ -25,6 +25,7 @@ import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -32,10 +33,12 @@ import trio
 from quart import Blueprint, websocket
 from werkzeug.datastructures import MultiDict
 
+from callbridge.engine.backoff import Backoff
 from callbridge.engine.events import Event
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
 from callbridge.projections.appends import AppendSignal, WaitForAppends
+from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.live import LiveProjection, Message, envelope, replay_messages
 from callbridge.projections.source import LogSource, Page
 from callbridge.web.auth import credential_of, unauthorized
@@ -143,11 +146,14 @@ class LiveFeed:
         self._source = LogSource(store, self.projection.event_names)
         self._wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
         self._page_size = page_size
-        self._max_backoff = max_backoff
         self._subscriptions: set[Subscription] = set()
-        self.position: int | None = None
+        backoff = Backoff(min(0.25, max_backoff), max_backoff)
+        self._follower = Follower("live feed", self._wait, backoff=backoff)
+
+    @property
+    def position(self) -> int | None:
         """Every event up to here has been offered (None until the store's head is known)."""
-        self._moved = trio.Event()
+        return self._follower.position.value if self._follower.known else None
 
     @property
     def subscriber_count(self) -> int:
@@ -183,56 +189,24 @@ class LiveFeed:
 
     async def wait_for_position(self, position: int) -> None:
         """Return once every event up to ``position`` has been offered."""
-        while self.position is None or self.position < position:
-            await self._moved.wait()
+        await self._follower.position.wait_for(position)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Follow the log until cancelled. Store failures are logged and retried with backoff:
-        the feed may stall, the server never falls over because of it."""
-        await self._start_position()
-        task_status.started()
-        failures = 0
-        while True:
-            try:
-                if self.position is None:
-                    await self._start_position(raise_errors=True)
-                await self._catch_up()
-            except Exception as exc:
-                failures += 1
-                delay = min(self._max_backoff, 0.25 * 2 ** (failures - 1))
-                log.error("live feed cannot read the log (retrying in %.1f s): %s", delay, exc, exc_info=failures == 1)
-                await trio.sleep(delay)
-                continue
-            failures = 0
-            assert self.position is not None
-            await self._wait(self.position)
+        """Follow the log from its head until cancelled. Store failures are logged and retried with
+        backoff (:class:`projections.follower.Follower`): the feed may stall, the server never falls
+        over because of it."""
+        await self._follower.run(
+            self._step, start=partial(trio.to_thread.run_sync, self._source.head), task_status=task_status
+        )
 
-    async def _start_position(self, *, raise_errors: bool = False) -> None:
-        try:
-            self._advance(await trio.to_thread.run_sync(self._source.head))
-        except Exception as exc:
-            if raise_errors:
-                raise
-            log.warning("live feed: cannot read the log head yet: %s", exc)
-
-    async def _catch_up(self) -> None:
-        while True:
-            assert self.position is not None
-            page, head = await trio.to_thread.run_sync(self._read, self.position)
-            self.publish(recorded.event for recorded in page.events)
-            self._advance(page.reached)
-            if page.reached >= head:
-                return
+    async def _step(self, position: int) -> Progress:
+        page, head = await trio.to_thread.run_sync(self._read, position)
+        self.publish(recorded.event for recorded in page.events)
+        return Progress(page.reached, page.reached >= head)
 
     def _read(self, after: int) -> tuple[Page, int]:
         head = self._source.head()
         return self._source.page(after, head, self._page_size), head
-
-    def _advance(self, position: int) -> None:
-        if self.position is None or position > self.position:
-            self.position = position
-            moved, self._moved = self._moved, trio.Event()
-            moved.set()
 
 
 # --- the route -----------------------------------------------------------------------------------

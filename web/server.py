@@ -1,13 +1,22 @@
 """The composition root of ``callbridge serve``: store, writer, tools, model, app and listener.
 
-Nothing else knows all of these. ``Server.run`` owns every long-lived task in one nursery; on
-shutdown it stops taking calls, ends the live ones cleanly (each records ``CallEnded``), flushes
-every accepted event and returns.
+Nothing else knows all of these. ``Server.run`` owns every long-lived task in one nursery.
+
+- **Start**: the engine takes its name (``engine.engine_id``) and writes its first heartbeat before
+  anything is served, so a store that opens but does not take writes stops ``serve`` there
+  (``StoreNotWritableError``, exit 2). Calls a previous process of this engine left open are ended
+  (``projections.lost_calls``).
+- **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (the media path)
+  ask the writer whether the log can take a call, and the store whether it answers.
+- **Shutdown** (SIGINT/SIGTERM) fits in :data:`SHUTDOWN_BUDGET_S`: stop taking calls, end the live ones
+  (each records ``CallEnded``), write every accepted event by a deadline, whatever the store does;
+  :meth:`Server.finish` then says truthfully whether events were lost and gives the exit status.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -15,6 +24,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import msgspec
 import trio
 from hypercorn.config import Config
 
@@ -26,7 +36,8 @@ from callbridge.engine.apology import Apology
 from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings, Telephony
 from callbridge.engine.default_tools import default_registry
-from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from callbridge.engine.engine_id import ENGINE_ID_ENV, EngineIdentity, EngineIdError, claim_engine_id
+from callbridge.engine.events import SETTINGS_STREAM, CallStarted, DefaultSessionConfigSaved, Event
 from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
@@ -35,6 +46,8 @@ from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import ToolRegistry
 from callbridge.mcp_server.http import server_mcp
 from callbridge.projections.appends import AppendSignal
+from callbridge.projections.freshness import ReadYourWrites
+from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import views_path
 from callbridge.web.app import create_app
@@ -42,11 +55,21 @@ from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
 from callbridge.web.live_feed import LiveFeed
 from callbridge.web.media import handle_media_stream
-from callbridge.web.settings import Settings
+from callbridge.web.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 SHUTDOWN_CALLS_TIMEOUT_S = 5.0
+"""How long live calls get to end at shutdown."""
+SHUTDOWN_BUDGET_S = 8.5
+"""From the stop signal to ``Server.run`` returning, whatever the store does (CONTRACT: the process
+exits within 10 s): events are written until ``SHUTDOWN_WRITE_S``, then open HTTP connections get
+hypercorn's graceful time (2 s), then what is still unwritten is counted as lost."""
+SHUTDOWN_WRITE_S = 6.0
+"""Until when, after the stop signal, the events of the ending calls are written before the front
+closes its connections."""
+HEALTH_STORE_TIMEOUT_S = 2.0
+"""``/healthz`` waits at most this for the store to answer before saying it does not."""
 DB_THREADS = 4
 """Worker threads the API may use at once for views, store reads and recordings."""
 
@@ -62,9 +85,30 @@ class Server:
         apology: Apology | None = None,
         agent: Agent | None = None,
         telephony: Telephony | None = None,
+        engine_id: str | None = None,
+        timings: EngineTimings | None = None,
     ) -> None:
+        """Open the store and check it takes writes. Raises ``SettingsError`` (an engine setting is
+        wrong), ``StoreOpenError`` (the store cannot be opened or written)."""
         self.settings = settings
+        try:
+            self.timings = timings or EngineTimings.from_env(os.environ)
+        except ValueError as error:
+            raise SettingsError(str(error)) from None
         self.store = EventStore(settings.store_url)
+        try:
+            self.identity: EngineIdentity = claim_engine_id(
+                settings.data_dir, engine_id if engine_id is not None else os.environ.get(ENGINE_ID_ENV)
+            )
+        except EngineIdError as error:
+            self.store.close()
+            raise SettingsError(str(error)) from None
+        try:
+            self.started_at_position = write_first_heartbeat(self.store, self.identity, self.timings)
+        except Exception:
+            self.identity.release()
+            self.store.close()
+            raise
         self.writer = EventWriter(self.store)
         self.views_path = views_path(settings.data_dir)
         self.appends = AppendSignal(self.store, self.writer)
@@ -73,6 +117,8 @@ class Server:
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
+        self.fresh = ReadYourWrites(self.store, self.writer, self.projections.watermark, limiter=self.db_threads)
+        """Read-your-writes for the API and ``/mcp``: flush, then wait for the views (bounded)."""
         self.http = Httpx2Client()
         self.registry = registry or default_registry(
             weather_url=settings.weather_url, simulated=settings.model == "sim"
@@ -82,7 +128,20 @@ class Server:
         """CallSids let in (one stream per CallSid, ever) and the per-call tokens of ``/twiml``."""
         self.reconnect = reconnect or ReconnectPolicy()
         self.apology = apology if apology is not None else Apology.bundled()
+        self.lost_calls = LostCalls(
+            self.identity,
+            self.store,
+            self.writer,
+            self.views_path,
+            self.projections.watermark,
+            started_at_position=self.started_at_position,
+            live=lambda call_id: self.live.get(call_id) is not None,
+            timings=self.timings,
+        )
+        """Heartbeats; ends the calls of engines that died (this one before a restart included)."""
         self.accepting = True
+        self._stop_started: float | None = None
+        self._stop_started_clock = 0.0
         self.model_url = model_url
         """Where the realtime model is: set at start (the in-process simulated model's URL for ``sim``)."""
         self.agent = agent or DEFAULT_AGENT
@@ -107,11 +166,37 @@ class Server:
         return time.time()
 
     async def store_answers(self) -> bool:
-        try:
-            return await trio.to_thread.run_sync(self.store.ping)
-        except Exception:
-            log.exception("store ping failed")
-            return False
+        """Whether the store answers a trivial query within ``HEALTH_STORE_TIMEOUT_S``."""
+        with trio.move_on_after(HEALTH_STORE_TIMEOUT_S):
+            try:
+                return await trio.to_thread.run_sync(self.store.ping, abandon_on_cancel=True)
+            except Exception:
+                log.exception("store ping failed")
+                return False
+        log.warning("event store %s did not answer within %.0f s", self.store.description, HEALTH_STORE_TIMEOUT_S)
+        return False
+
+    def takes_calls(self) -> bool:
+        """Whether a new call may start now: not shutting down, and the log can take its events."""
+        return self.accepting and self.writer.accepting_calls
+
+    async def health(self) -> tuple[bool, dict[str, Any]]:
+        """``/healthz``: whether this engine can take calls, and if not, why. Public (no token): the
+        problems say what is wrong, never a path, a host or an error text (those are in the log)."""
+        problems = [] if self.accepting else ["the server is shutting down"]
+        problems += self.writer.health()
+        if not await self.store_answers():
+            problems.append("the event store does not answer")
+        stats = self.writer.statistics()
+        body: dict[str, Any] = {
+            "status": "unavailable" if problems else "ok",
+            "problems": problems,
+            "accepting_calls": not problems,
+            "live_calls": len(self.live),
+            "events_pending": stats.pending,
+            "events_dropped": stats.dropped,
+        }
+        return not problems, body
 
     def load_default_session(self) -> None:
         """The last saved default session config survives restarts: it is an event."""
@@ -156,28 +241,64 @@ class Server:
             start,
             settings=self.call_settings(),
             session_config=self.default_session,
-            sink=self.writer.record,
+            sink=self._record_call_event,
             live=self.live,
         )
+
+    def _record_call_event(self, event: Event) -> None:
+        """The calls' sink: the writer, with this engine named as the owner of each call it starts
+        (``CallStarted.engine_id``), so its calls can be ended for it if it dies."""
+        if type(event) is CallStarted and not event.engine_id:
+            event = msgspec.structs.replace(event, engine_id=self.identity.engine_id)
+        self.writer.record(event)
 
     async def _media(self, stream: trio.abc.HalfCloseableStream) -> None:
         await handle_media_stream(
             stream,
             public_url=self.settings.public_url,
             auth_token=self.settings.twilio_auth_token,
-            accepting=lambda: self.accepting,
+            accepting=self.takes_calls,
             run=self._run_call,
             admission=self.admission,
         )
 
     async def _end_calls(self) -> None:
+        """Shutdown, before the front closes its connections: stop taking calls, end the live ones,
+        write their events — each step by its deadline."""
         self.accepting = False
+        started = self._stop_started = trio.current_time()
+        self._stop_started_clock = time.monotonic()
+        self.writer.stop_by(started + SHUTDOWN_BUDGET_S)
         if len(self.live):
             log.info("ending %d live call(s)", len(self.live))
         self.live.hang_up_all("server_shutdown")
         with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
             await self.live.wait_empty()
-        await self.writer.flush()
+        await self.writer.drain(started + SHUTDOWN_WRITE_S)
+
+    def finish(self) -> int:
+        """After ``run``: release the store and the engine's name, log the truth about the events,
+        and return the exit status: 0 when every accepted event is stored, 1 when some were lost."""
+        pending, dropped = self.writer.pending_count, self.writer.dropped_count
+        self.store.close(timeout=0.5)
+        self.identity.release()
+        took = (
+            f" {time.monotonic() - self._stop_started_clock:.1f} s after the stop signal" if self._stop_started else ""
+        )
+        if not pending and not dropped:
+            log.info("stopped%s; every accepted event is in %s", took, self.store.description)
+            return 0
+        log.error(
+            "stopped%s; %d events were NOT written to %s (%d still waiting at exit, %d dropped while it "
+            "was not taking writes; last error: %s)",
+            took,
+            pending + dropped,
+            self.store.description,
+            pending,
+            dropped,
+            self.writer.statistics().last_error,
+        )
+        return 1
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``self.shutdown`` is set; ``task_status.started`` gets the bound port."""
@@ -190,6 +311,7 @@ class Server:
             await services.start(self.writer.run)
             await services.start(self.appends.run)
             await services.start(self.projections.run)
+            await services.start(self.lost_calls.run)
             await services.start(self.mcp.run)
             await services.start(self.feed.run)
             if self.model_url is None:
@@ -224,4 +346,5 @@ class Server:
             task_status.started(self.port)
             await front_done.wait()
             services.cancel_scope.cancel()  # the writer flushes what is left as it stops
+        self.identity.release()  # another process may now run as this engine
         self.stopped.set()

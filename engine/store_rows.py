@@ -1,0 +1,131 @@
+"""Reading a call's stored rows *with* their positions, and small checks, per backend.
+
+Why here: the eventsourcing library cannot give a stream's events together with their notification
+ids (our global ``position``), so :class:`engine.store.EventStore` asks the recorder's own datastore,
+with one small SQL statement per backend. The same readers answer ``ping`` (health) and
+``table_exists`` (commands that only read must not create a store).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, NamedTuple
+
+from eventsourcing.persistence import ApplicationRecorder
+from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+
+class StoreBackendError(RuntimeError):
+    """The recorder is neither SQLite nor PostgreSQL."""
+
+
+class Row(NamedTuple):
+    position: int
+    version: int
+    topic: str
+    state: bytes
+
+
+class SQLiteRows:
+    """SQLite: the notification id is the table's ``rowid``; ids are stored as hex text."""
+
+    def __init__(self, recorder: SQLiteApplicationRecorder) -> None:
+        self._datastore = recorder.datastore
+        self.table: str = recorder.events_table_name
+        self._select = (
+            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+            "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
+            "ORDER BY originator_version"
+        )
+        self._select_after = (
+            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+            "WHERE originator_id=? AND rowid>? ORDER BY originator_version LIMIT ?"
+        )
+
+    def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
+        params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(self._select, params)
+            return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+
+    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
+        """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(self._select_after, (oid.hex, after, limit))
+            return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+
+    is_file = True
+
+    def ping(self) -> None:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1")
+
+    def table_exists(self) -> bool:
+        with self._datastore.transaction(commit=False) as c:
+            c.execute("SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (self.table,))
+            return c.fetchone() is not None
+
+
+class PostgresRows:
+    """PostgreSQL: the table has a ``notification_id`` column; ids are ``uuid``."""
+
+    def __init__(self, recorder: Any) -> None:
+        from psycopg.sql import SQL, Identifier
+
+        self._datastore = recorder.datastore
+        self.table: str = recorder.events_table_name
+        self._select = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id = %s AND originator_version > %s AND originator_version <= %s "
+            "ORDER BY originator_version"
+        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+        self._select_after = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
+        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+
+    def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
+        params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select, params, prepare=True)
+            return [
+                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
+        """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_after, (oid, after, limit), prepare=True)
+            return [
+                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    is_file = False
+
+    def ping(self) -> None:
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute("SELECT 1")
+
+    def table_exists(self) -> bool:
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = %s",
+                (self._datastore.schema, self.table),
+            )
+            return curs.fetchone() is not None
+
+
+def row_reader(recorder: ApplicationRecorder) -> RowReader:
+    """The reader for ``recorder``'s backend."""
+    if isinstance(recorder, SQLiteApplicationRecorder):
+        return SQLiteRows(recorder)
+    from eventsourcing.postgres import PostgresApplicationRecorder
+
+    if isinstance(recorder, PostgresApplicationRecorder):
+        return PostgresRows(recorder)
+    raise StoreBackendError(f"unsupported recorder {type(recorder).__name__}: use SQLite or PostgreSQL")
+
+
+RowReader = SQLiteRows | PostgresRows
