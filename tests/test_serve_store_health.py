@@ -5,6 +5,7 @@ the truth about the events it could not write."""
 
 from __future__ import annotations
 
+import base64
 import re
 import resource
 from pathlib import Path
@@ -15,6 +16,8 @@ from serve_process import serve
 from store_support import fill_disk, free_disk, read_only, store_files
 
 from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Silence
+from callbridge.engine.apology import Apology
 from callbridge.engine.store import EventStore
 
 FAST = {"CALLBRIDGE_HEARTBEAT_SECONDS": "0.5", "CALLBRIDGE_ENGINE_TIMEOUT_SECONDS": "2"}
@@ -70,8 +73,12 @@ async def test_a_full_disk_turns_healthz_503_refuses_calls_and_both_recover(tmp_
             assert body["status"] == "unavailable" and body["accepting_calls"] is False
             assert any(re.fullmatch(r"the last \d+ writes to the event store failed", p) for p in body["problems"])
             assert str(tmp_path) not in sick.text and "disk I/O" not in sick.text  # public: no paths, no errors
-            refused = await place_call(served.base_url, max_duration_s=1)
-            assert refused.errors == ["stream upgrade rejected with HTTP 503"]
+            refused = await place_call(served.base_url, script=[Silence(10_000), HangUp()])
+            apology = Apology.bundled()
+            assert refused.ended_by == "server" and refused.close_reason == "the service cannot take calls right now"
+            heard_all = sum(len(base64.b64decode(chunk)) for chunk in apology.chunks)
+            assert refused.assistant_bytes_played == heard_all  # the whole apology was heard
+            await served.wait_for_line("refused: the event log cannot take calls now; the caller hears the apology")
 
             free_disk(served.process.pid)
             await served.wait_for_line("is writable again after")

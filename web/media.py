@@ -30,6 +30,7 @@ import trio
 
 from callbridge.adapters.twilio import codec, signature
 from callbridge.adapters.websocket import WebSocket, WebSocketClosed, WebSocketHandshakeError, accept_request
+from callbridge.engine.apology import Apology
 from callbridge.web.call_admission import (
     CallAdmission,
     StartRefused,
@@ -147,7 +148,12 @@ async def handle_media_stream(
     accepting: Callable[[], bool],
     run: CallRunner,
     admission: CallAdmission | None = None,
+    refusal: Callable[[], Apology | None] = lambda: None,
 ) -> None:
+    """Serve one ``/call`` upgrade: authenticate it, read ``start``, and carry the call (``run``).
+    ``accepting`` False (shutting down) refuses the upgrade; ``refusal`` returning an apology (the
+    event log cannot take a call now) lets the caller hear it before the stream is closed, instead
+    of a call that could not be recorded."""
     peer = peer_of(stream)
     try:
         request = await accept_request(stream)
@@ -178,10 +184,35 @@ async def handle_media_stream(
             log.warning("media stream from %s refused: %s", peer, refused)
             await link.aclose(CLOSE_POLICY_VIOLATION, str(refused))
             return
+        apology = refusal()
+        if apology is not None:
+            if admission is not None:
+                admission.release(call_id)
+            await _apologize(link, start.stream_sid, call_id, apology)
+            return
         await _run_logged(link, start, call_id, run, admission)
     finally:
         with trio.CancelScope(shield=True), trio.move_on_after(1):
             await ws.aclose()
+
+
+APOLOGY_GRACE_S = 2.0
+
+
+async def _apologize(link: WebSocket, stream_sid: str, call_id: str, apology: Apology) -> None:
+    """Play ``apology`` and wait (bounded) until Twilio echoes the mark after it: the caller heard it."""
+    log.warning("call %s refused: the event log cannot take calls now; the caller hears the apology", call_id)
+    frames = [codec.encode_media(stream_sid, chunk) for chunk in apology.chunks]
+    with trio.move_on_after(apology.duration_ms / 1000 + APOLOGY_GRACE_S):
+        try:
+            await link.send_messages([*frames, codec.encode_mark(stream_sid, "apology")])
+            while True:
+                frame = codec.decode_inbound(await link.get_message())
+                if isinstance(frame, codec.Mark | codec.Stop):
+                    break
+        except (WebSocketClosed, codec.TwilioFrameError):
+            pass
+    await link.aclose(1000, "the service cannot take calls right now")
 
 
 async def _run_logged(

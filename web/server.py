@@ -6,7 +6,8 @@ Nothing else knows all of these. ``Server.run`` owns every long-lived task in on
   anything is served, so a store that opens but does not take writes stops ``serve`` there
   (``StoreNotWritableError``, exit 2). Calls a previous process of this engine left open are ended
   (``projections.lost_calls``).
-- **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (the media path)
+- **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (whether a call would be
+  carried; when the log cannot take one, the media path plays the apology instead)
   ask the writer whether the log can take a call, and the store whether it answers.
 - **Shutdown** (SIGINT/SIGTERM) fits in :data:`SHUTDOWN_BUDGET_S`: stop taking calls, end the live ones
   (each records ``CallEnded``), write every accepted event by a deadline, whatever the store does;
@@ -257,7 +258,8 @@ class Server:
             stream,
             public_url=self.settings.public_url,
             auth_token=self.settings.twilio_auth_token,
-            accepting=self.takes_calls,
+            accepting=lambda: self.accepting,
+            refusal=lambda: None if self.writer.accepting_calls else self.apology,
             run=self._run_call,
             admission=self.admission,
         )
