@@ -32,6 +32,7 @@ from callbridge.adapters.twilio import codec
 from callbridge.adapters.websocket import WebSocketClosed
 from callbridge.engine.call_core import CallConfig, CallCore
 from callbridge.engine.call_io import (
+    AudioFlushDue,
     CallBegan,
     CallerFramesDropped,
     CallerHungUp,
@@ -205,6 +206,8 @@ class CallShell:
 
     async def run(self) -> None:
         self.feed(CallBegan())
+        hook = self.settings.before_each_batch
+        remove_hook = hook(self._hand_over_audio) if hook is not None else None
         try:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
@@ -216,11 +219,17 @@ class CallShell:
                 nursery.start_soon(self.timers.run, self._timer_fired)
                 nursery.start_soon(self._serve_operators)
         finally:
+            if remove_hook is not None:
+                remove_hook()
             with trio.CancelScope(shield=True), trio.move_on_after(2):
                 try:
                     await self.socket.aclose(1000, self.core.end_reason or "call ended")
                 except Exception:  # the socket is already gone: nothing left to tell the caller
                     log.debug("call %s: closing the Twilio socket failed", self.call_id, exc_info=True)
+
+    def _hand_over_audio(self) -> None:
+        if self.core.state is not CallState.ENDED:
+            self.feed(AudioFlushDue())
 
     def finish(self, reason: str = "") -> str:
         """Record the end (the core writes ``CallEnded`` last); returns the end reason."""

@@ -94,6 +94,9 @@ class CallSettings:
     """What the caller hears when the model cannot be reached, before the call ends."""
     agent: Agent = DEFAULT_AGENT
     """Greeting, hang-up, transfers, keypad, silence and duration limits (``engine/agent.py``)."""
+    before_each_batch: Callable[[Callable[[], None]], Callable[[], None]] | None = None
+    """The store writer's hook (``EventWriter.before_each_batch``): each call hands over the audio it
+    holds in partial chunks before every batch, so a crash loses at most one batch window of audio."""
     telephony: Telephony | None = None
     """Twilio's REST API for hang-ups and transfers; None (no credentials): the stream is ended and
     its ``<Connect action>`` answers with what was decided."""

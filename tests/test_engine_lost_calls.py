@@ -92,3 +92,42 @@ async def test_when_one_of_two_engines_on_postgresql_is_killed_the_other_ends_it
                 callers.cancel_scope.cancel()
     assert conversation["status"] == "completed" and conversation["end_reason"] == "engine_lost"
     assert "went silent; ended by engine" in survivor.log
+
+
+async def test_kill_9_loses_at_most_one_batch_window_of_the_callers_audio(tmp_path: Path) -> None:
+    """Audio is stored in half-second chunks; the part of a chunk still being gathered goes to the
+    writer with every batch (100 ms), so a ``kill -9`` loses that much, not the half second held."""
+    from callbridge.engine.events import CallerAudioReceived
+    from callbridge.engine.store import EventStore
+
+    store = str(tmp_path / "data" / "callbridge.db")
+    sent = 0
+    kill_at = 25 * 4 + 20  # 20 frames into the fifth half-second chunk: before, the most a kill could lose
+    reached = trio.Event()
+
+    def counted(_: float, frame: Any) -> None:
+        nonlocal sent
+        sent += 1
+        if sent == kill_at:
+            reached.set()
+
+    with trio.fail_after(DEADLINE):
+        async with trio.open_nursery() as callers:
+            async with serve(store, tmp_path, env=FAST) as engine:
+                callers.start_soon(
+                    lambda: place_call(
+                        engine.base_url, script=A_LONG_CALL, call_sid="CAkilledmidword", on_frame_sent=counted
+                    )
+                )
+                await reached.wait()
+                engine.kill()
+                assert await engine.exit_status() == -9
+            callers.cancel_scope.cancel()
+    stored_store = EventStore(store)
+    try:
+        events = [r.event for r in stored_store.read_call("CAkilledmidword")]
+    finally:
+        stored_store.close()
+    stored = sum(len(e.frame_sizes) for e in events if isinstance(e, CallerAudioReceived))
+    # one batch window (5 frames) plus what was still on its way through the sockets when it died
+    assert kill_at - stored <= 10, f"{kill_at - stored} frames lost of {kill_at} sent"

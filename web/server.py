@@ -234,6 +234,7 @@ class Server:
             apology=self.apology,
             agent=self.agent,
             telephony=self.telephony,
+            before_each_batch=self.writer.before_each_batch,
         )
 
     async def _run_call(self, link: Any, start: Any) -> str:
