@@ -67,8 +67,8 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from callbridge.engine.store import StoreOpenError
+    from callbridge.server import Server
     from callbridge.web.connection_gate import ConnectionLimits, raise_fd_limit
-    from callbridge.web.server import Server
     from callbridge.web.settings import SettingsError, data_dir_warning, load_settings
 
     os.umask(PRIVATE_UMASK)

@@ -18,19 +18,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 from mcp.server.mcpserver import MCPServer
 from mcp.server.transport_security import TransportSecuritySettings
 
-from callbridge.mcp_server.data import ServerCallData
-from callbridge.mcp_server.server import CallbridgeMCP
-from callbridge.web.auth import authenticate
-from callbridge.web.request_guard import allowed_hosts_and_origins
-
-if TYPE_CHECKING:
-    from callbridge.web.server import Server
+from callbridge.adapters.http_security import allowed_hosts_and_origins, bearer_token, same_secret
 
 MCP_PATH = "/mcp"
 UNAUTHORIZED_MESSAGE = (
@@ -91,8 +85,8 @@ class McpHttp:
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         """The ``/mcp`` endpoint: 401 without the token, else the SDK's app."""
         token = self._token()
-        credential = authenticate(token, authorization=_header(scope, b"authorization"), cookie=None, query_token=None)
-        if credential is None:
+        sent = bearer_token(_header(scope, b"authorization"))
+        if not token or sent is None or not same_secret(sent, token):
             await _send_unauthorized(send)
             return
         await self.app(scope, receive, send)
@@ -118,14 +112,3 @@ class McpHttp:
         async with self._manager.run():
             task_status.started()
             await trio.sleep_forever()
-
-
-def server_mcp(server: Server) -> McpHttp:
-    """``/mcp`` for a running ``callbridge serve``: its store, writer, projections and token."""
-    data = ServerCallData(server.store, server.writer, server.projections, server.views_path, limiter=server.db_threads)
-    return McpHttp(
-        CallbridgeMCP(data),
-        token=lambda: server.settings.api_token,
-        public_url=server.settings.public_url,
-        port=server.settings.port,
-    )

@@ -12,7 +12,7 @@ structured content SHOULD also return it serialized in a text block, for clients
 ``content`` (several forward nothing else to the model), so the text is kept — as compact JSON,
 not the SDK's indented copy (about 40 % smaller). The timeline's text is the timeline as
 ``callbridge replay`` prints it. Call events come a page at a time, without audio unless asked
-(:mod:`web.event_pages`), so no answer carries a whole long call.
+(:mod:`projections.event_pages`), so no answer carries a whole long call.
 """
 
 from __future__ import annotations
@@ -39,9 +39,9 @@ from callbridge.mcp_server.schemas import (
     SearchResults,
 )
 from callbridge.projections import conversations_query, metrics_query
+from callbridge.projections.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 from callbridge.projections.timeline import build_timeline, clock, render_text
 from callbridge.projections.views_db import QueryError, check_limit
-from callbridge.web.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 
 T = TypeVar("T")
 

@@ -40,7 +40,7 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
-from callbridge.projections.runner import Projection
+from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
 from callbridge.projections.views_db import iso
 

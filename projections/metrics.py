@@ -49,7 +49,7 @@ from callbridge.engine.store import RecordedEvent
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 from callbridge.projections.conversations import call_status
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
-from callbridge.projections.runner import Projection
+from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
 from callbridge.projections.views_db import iso
 

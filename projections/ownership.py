@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 from callbridge.engine.events import CallEnded, CallStarted, EngineHeartbeat
 from callbridge.engine.store import RecordedEvent
-from callbridge.projections.runner import Projection
+from callbridge.projections.projection import Projection
 
 
 class OpenCall(NamedTuple):

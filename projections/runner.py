@@ -20,16 +20,17 @@ Why this shape:
 
 from __future__ import annotations
 
-import abc
 import logging
 import sqlite3
 import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import ClassVar, NamedTuple, TextIO
+from typing import NamedTuple, TextIO
 
 from callbridge.engine.store import EventStore, RecordedEvent, StoreOpenError, open_existing_store
+from callbridge.projections.catalog import default_projections
+from callbridge.projections.projection import Projection
 from callbridge.projections.source import LogSource
 from callbridge.projections.views_db import data_dir_for_store, open_views
 from callbridge.projections.views_db import views_path as default_views_path
@@ -46,41 +47,6 @@ POSITIONS_SCHEMA = (
     " name TEXT NOT NULL, position INTEGER NOT NULL, error TEXT NOT NULL, PRIMARY KEY (name, position))",
     "CREATE TABLE IF NOT EXISTS views_source (id INTEGER PRIMARY KEY CHECK (id = 1), store TEXT NOT NULL)",
 )
-
-
-class Projection(abc.ABC):
-    """One view: its tables, the event classes it folds, and the fold."""
-
-    name: ClassVar[str]
-    version: ClassVar[int] = 1
-    """Bump when the tables or the fold change: the view is then rebuilt at start-up."""
-    topics: ClassVar[frozenset[str]]
-    """Names of the event classes (``engine.events``) this projection folds."""
-    schema: ClassVar[tuple[str, ...]]
-    """``CREATE ... IF NOT EXISTS`` statements, one each (``executescript`` would commit)."""
-    tables: ClassVar[tuple[str, ...]]
-    """Tables dropped by :meth:`drop`, children first."""
-
-    def create(self, db: sqlite3.Connection) -> None:
-        for statement in self.schema:
-            db.execute(statement)
-
-    def drop(self, db: sqlite3.Connection) -> None:
-        for table in self.tables:
-            db.execute(f'DROP TABLE IF EXISTS "{table}"')
-
-    @abc.abstractmethod
-    def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
-        """Fold one event into the tables (inside the runner's transaction)."""
-
-
-def default_projections() -> list[Projection]:
-    """The views callbridge maintains: conversations, metrics, and who carries which call."""
-    from callbridge.projections.conversations import ConversationsProjection
-    from callbridge.projections.metrics import MetricsProjection
-    from callbridge.projections.ownership import OwnershipProjection
-
-    return [ConversationsProjection(), MetricsProjection(), OwnershipProjection()]
 
 
 class Step(NamedTuple):

@@ -23,7 +23,8 @@ from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.watermark import Watermark
 from callbridge.projections.appends import AppendSignal, WaitForAppends
 from callbridge.projections.follower import Follower, Progress
-from callbridge.projections.runner import Projection, ProjectionRunner
+from callbridge.projections.projection import Projection
+from callbridge.projections.runner import ProjectionRunner
 from callbridge.projections.views_db import open_views
 
 logger = logging.getLogger(__name__)

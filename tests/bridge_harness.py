@@ -19,7 +19,7 @@ from callbridge.engine.events import Event
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.store import RecordedEvent
 from callbridge.engine.tools import ToolRegistry
-from callbridge.web.server import Server
+from callbridge.server import Server
 from callbridge.web.settings import load_settings
 
 

@@ -26,8 +26,8 @@ from callbridge.adapters.sim.fake_openai import serve_fake_openai
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 from callbridge.adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
 from callbridge.engine.store import EventStore
+from callbridge.server import Server
 from callbridge.web.auth import SESSION_COOKIE
-from callbridge.web.server import Server
 from callbridge.web.settings import load_settings
 
 if importlib.util.find_spec("playwright") is None:

@@ -14,7 +14,7 @@ import trio
 from test_console_api import BEARER, closed_port
 
 from callbridge.adapters.sim.fake_openai import serve_fake_openai
-from callbridge.web.server import Server
+from callbridge.server import Server
 from callbridge.web.settings import load_settings
 
 GOOD_KEY = "sk-good-key-0123456789"

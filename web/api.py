@@ -17,7 +17,7 @@ Why this shape:
   calls a 404, both with ``{"error": …}``.
 - ``/metrics`` needs the token too (the contract lists it under the token), and accepts the bearer
   header, so Prometheus scrapes it with ``authorization: {credentials: TOKEN}``.
-- **A call's events come a page at a time** (:mod:`web.event_pages`): the body stays the contract's
+- **A call's events come a page at a time** (:mod:`projections.event_pages`): the body stays the contract's
   JSON array ``[{position, type, at, data}]``; ``?after=POSITION&limit=N`` pages, and a page that
   is not the last says where the next starts in ``X-Next-After: POSITION`` and a
   ``Link: <…?after=POSITION…>; rel="next"`` header (RFC 8288). Audio is left out unless ``?audio=1``.
@@ -41,14 +41,14 @@ from quart import Blueprint, Response, request
 
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_query import get_conversation, list_conversations
+from callbridge.projections.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
 from callbridge.projections.recording import iter_recording
 from callbridge.projections.views_db import QueryError, check_limit, open_views
 from callbridge.web.auth import require_token
-from callbridge.web.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 
 if TYPE_CHECKING:
-    from callbridge.web.server import Server
+    from callbridge.server import Server
 
 T = TypeVar("T")
 

@@ -30,7 +30,7 @@ from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
 
 if TYPE_CHECKING:
-    from callbridge.web.server import Server
+    from callbridge.server import Server
 
 
 def create_app(server: Server) -> QuartTrio:
@@ -93,7 +93,7 @@ def create_app(server: Server) -> QuartTrio:
 
     @app.route("/healthz")
     async def healthz() -> Any:
-        ok, body = await server.health()  # web/server.py: what "can take calls" means
+        ok, body = await server.health()  # callbridge/server.py: what "can take calls" means
         return jsonify(body), (200 if ok else 503)
 
     return app

@@ -18,7 +18,6 @@ comparison is constant-time. The token and the cookie are never logged and never
 
 from __future__ import annotations
 
-import hmac
 from collections.abc import Awaitable, Callable
 from enum import Enum
 from urllib.parse import urlsplit
@@ -28,6 +27,7 @@ from quart import Quart, Response, after_this_request, current_app, has_app_cont
 from quart.wrappers.base import BaseRequestWebsocket
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+from callbridge.adapters.http_security import bearer_token, same_secret
 from callbridge.web.sessions import SessionKeeper
 
 AnyResponse = Response | WerkzeugResponse
@@ -53,20 +53,6 @@ class Credential(Enum):
     QUERY = "query"
 
 
-def _same(sent: str, expected: str) -> bool:
-    return hmac.compare_digest(sent.encode(), expected.encode())
-
-
-def bearer_token(authorization: str | None) -> str | None:
-    """The token of an ``Authorization: Bearer TOKEN`` header (scheme case-insensitive), else None."""
-    if not authorization:
-        return None
-    scheme, _, value = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer" or not value.strip():
-        return None
-    return value.strip()
-
-
 def authenticate(
     token: str,
     *,
@@ -84,11 +70,11 @@ def authenticate(
     if not token:
         return None
     sent = bearer_token(authorization)
-    if sent is not None and _same(sent, token):
+    if sent is not None and same_secret(sent, token):
         return Credential.BEARER
     if cookie and (sessions or _STATELESS).valid(token, cookie):
         return Credential.COOKIE
-    if query_token and _same(query_token, token):
+    if query_token and same_secret(query_token, token):
         return Credential.QUERY
     return None
 

@@ -32,7 +32,7 @@ from callbridge.web.auth import (
 )
 
 if TYPE_CHECKING:
-    from callbridge.web.server import Server
+    from callbridge.server import Server
 
 CONTENT_SECURITY_POLICY = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; media-src 'self'; "

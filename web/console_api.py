@@ -62,7 +62,7 @@ from callbridge.web.setup_checks import (
 )
 
 if TYPE_CHECKING:
-    from callbridge.web.server import Server
+    from callbridge.server import Server
 
 log = logging.getLogger(__name__)
 

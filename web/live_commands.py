@@ -30,7 +30,7 @@ from callbridge.projections.live import LiveProjection, Message, envelope
 from callbridge.web.console_api import CallNotTakingCommands, save_default_session, update_call_session
 
 if TYPE_CHECKING:
-    from callbridge.web.server import Server
+    from callbridge.server import Server
 
 COMMANDS = ("session.update", "conversation.item.create", "response.create")
 _decoder = msgspec.json.Decoder()

@@ -45,7 +45,7 @@ from callbridge.web.auth import credential_of, unauthorized
 from callbridge.web.live_commands import error_message, handle_command
 
 if TYPE_CHECKING:
-    from callbridge.web.server import Server
+    from callbridge.server import Server
 
 log = logging.getLogger(__name__)
 

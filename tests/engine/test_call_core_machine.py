@@ -104,7 +104,7 @@ class CallCoreMachine(RuleBasedStateMachine):
         self.tool_calls = 0
         self.unsettled: list[str] = []
         self.settled: list[str] = []
-        self.outputs_this_session: dict[str, int] = {}
+        self.outputs_per_session: dict[tuple[int, str], int] = {}
         self.ended = False
         self.steps = 0
         self.timers: set[Timer] = set()
@@ -128,7 +128,7 @@ class CallCoreMachine(RuleBasedStateMachine):
     def observe(self, outputs: list[Output]) -> None:
         for output in outputs:
             if isinstance(output, SendToModel) and not output.audio:
-                self.model_received(json.loads(output.text))
+                self.model_received(json.loads(output.text), output.session)
             elif isinstance(output, SendToCaller):
                 for text in output.frames:
                     frame = json.loads(text)
@@ -157,7 +157,7 @@ class CallCoreMachine(RuleBasedStateMachine):
                 assert output.event.tool_call_id not in self.settled, "a tool call settled twice"
                 self.settled.append(output.event.tool_call_id)
 
-    def model_received(self, event: dict[str, Any]) -> None:
+    def model_received(self, event: dict[str, Any], session: int) -> None:
         kind = event["type"]
         if kind == "response.create":
             assert self.active_response is None, "response.create while a response is active"
@@ -168,8 +168,9 @@ class CallCoreMachine(RuleBasedStateMachine):
             assert event["audio_end_ms"] * 8 <= self.received.get(event["item_id"], 0), "truncated past the audio sent"
         elif kind == "conversation.item.create" and event["item"]["type"] == "function_call_output":
             call_id = event["item"]["call_id"]
-            self.outputs_this_session[call_id] = self.outputs_this_session.get(call_id, 0) + 1
-            assert self.outputs_this_session[call_id] == 1, "two outputs for one tool call in one session"
+            key = (session, call_id)
+            self.outputs_per_session[key] = self.outputs_per_session.get(key, 0) + 1
+            assert self.outputs_per_session[key] == 1, "two outputs for one tool call in one session"
 
     # --- sessions ------------------------------------------------------------------------------
 
@@ -182,7 +183,6 @@ class CallCoreMachine(RuleBasedStateMachine):
     def session_opens(self) -> None:
         """The model session asked for opens (the first one at the start of most runs)."""
         self.active_response, self.create_unanswered, self.caller_talking = None, False, False
-        self.outputs_this_session = {}
         self.feed(ModelSessionOpened(session=self.call.core.model.session))
 
     @precondition(lambda self: self.state in OFFLINE | {CallState.ACTIVE})

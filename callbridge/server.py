@@ -45,7 +45,9 @@ from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import ToolRegistry
-from callbridge.mcp_server.http import server_mcp
+from callbridge.mcp_server.data import ServerCallData
+from callbridge.mcp_server.http import McpHttp
+from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.appends import AppendSignal
 from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
@@ -351,3 +353,22 @@ class Server:
             services.cancel_scope.cancel()  # the writer flushes what is left as it stops
         self.identity.release()  # another process may now run as this engine
         self.stopped.set()
+
+
+def server_mcp(server: Server) -> McpHttp:
+    """``/mcp`` for a running ``callbridge serve``: its store, writer, projections, read-your-writes
+    service (the API's own) and token."""
+    data = ServerCallData(
+        server.store,
+        server.writer,
+        server.projections,
+        server.views_path,
+        limiter=server.db_threads,
+        fresh=server.fresh,
+    )
+    return McpHttp(
+        CallbridgeMCP(data),
+        token=lambda: server.settings.api_token,
+        public_url=server.settings.public_url,
+        port=server.settings.port,
+    )

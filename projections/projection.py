@@ -1,0 +1,36 @@
+"""What a view is: its tables, the event classes it folds, and the fold (its own module, so the views
+depend on it and the runner on them, without a circle)."""
+
+from __future__ import annotations
+
+import abc
+import sqlite3
+from typing import ClassVar
+
+from callbridge.engine.store import RecordedEvent
+
+
+class Projection(abc.ABC):
+    """One view: its tables, the event classes it folds, and the fold."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    """Bump when the tables or the fold change: the view is then rebuilt at start-up."""
+    topics: ClassVar[frozenset[str]]
+    """Names of the event classes (``engine.events``) this projection folds."""
+    schema: ClassVar[tuple[str, ...]]
+    """``CREATE ... IF NOT EXISTS`` statements, one each (``executescript`` would commit)."""
+    tables: ClassVar[tuple[str, ...]]
+    """Tables dropped by :meth:`drop`, children first."""
+
+    def create(self, db: sqlite3.Connection) -> None:
+        for statement in self.schema:
+            db.execute(statement)
+
+    def drop(self, db: sqlite3.Connection) -> None:
+        for table in self.tables:
+            db.execute(f'DROP TABLE IF EXISTS "{table}"')
+
+    @abc.abstractmethod
+    def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
+        """Fold one event into the tables (inside the runner's transaction)."""
