@@ -49,6 +49,7 @@ from callbridge.mcp_server.data import ServerCallData
 from callbridge.mcp_server.http import McpHttp
 from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.appends import AppendSignal
+from callbridge.projections.call_commands import CallCommands
 from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
 from callbridge.projections.service import ProjectionService
@@ -127,6 +128,10 @@ class Server:
             weather_url=settings.weather_url, simulated=settings.model == "sim"
         )
         self.live = LiveCalls()
+        self.commands = CallCommands(
+            self.live, self.identity, self.store, self.writer, self.appends.waiter(), clock=self.now
+        )
+        """Operator commands reach a live call on whichever engine carries it (through the log)."""
         self.admission = CallAdmission(self.store)
         """CallSids let in (one stream per CallSid, ever) and the per-call tokens of ``/twiml``."""
         self.reconnect = reconnect or ReconnectPolicy()
@@ -319,6 +324,7 @@ class Server:
             await services.start(self.lost_calls.run)
             await services.start(self.mcp.run)
             await services.start(self.feed.run)
+            await services.start(self.commands.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
                     from callbridge.adapters.sim.fake_openai import serve_fake_openai

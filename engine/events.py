@@ -458,6 +458,33 @@ class ModelSessionRecycled(Event, frozen=True, kw_only=True):
     seeded_items: int
 
 
+# --- commands between engines -------------------------------------------------------------------
+
+
+class CallCommandIssued(Event, frozen=True, kw_only=True):
+    """An operator's command for a live call that this engine does not carry (recorded in the issuing
+    engine's own stream; ``target_call_id`` is the call). The engine that carries the call carries it
+    out and answers with ``CallCommandAnswered``."""
+
+    target_call_id: str
+    command_id: str
+    kind: str
+    """``update_session``, ``client_event``, ``hang_up``, ``transfer`` or ``machine_detected``."""
+    payload: dict[str, Any] = {}
+    issued_by: str = ""
+
+
+class CallCommandAnswered(Event, frozen=True, kw_only=True):
+    """The engine carrying the call carried a command out (``ok``) or could not (the call is ending)."""
+
+    command_id: str
+    kind: str
+    ok: bool
+    detail: str = ""
+    engine_id: str = ""
+    issued_by: str = ""
+
+
 # --- supervision -------------------------------------------------------------------------------
 
 

@@ -85,9 +85,16 @@ class LiveCalls:
 
     calls: dict[str, LiveCall] = field(default_factory=dict)
     _emptied: trio.Event = field(default_factory=trio.Event)
+    _added: trio.Event = field(default_factory=trio.Event)
 
     def add(self, call: LiveCall) -> None:
         self.calls[call.call_id] = call
+        self._added.set()  # every waiter is woken; later waiters get a new event
+        self._added = trio.Event()
+
+    async def wait_added(self) -> None:
+        """Until the next call is added."""
+        await self._added.wait()
 
     def remove(self, call_id: str) -> None:
         self.calls.pop(call_id, None)

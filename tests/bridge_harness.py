@@ -50,6 +50,7 @@ async def running_bridge(
     reconnect: ReconnectPolicy | None = None,
     fake_options: dict[str, Any] | None = None,
     agent: Agent | None = None,
+    engine_id: str | None = None,
 ) -> AsyncIterator[Bridge]:
     async with trio.open_nursery() as nursery:
         options = FakeOpenAIOptions(expire_after_s=None)
@@ -67,6 +68,7 @@ async def running_bridge(
             model_url=fake.url,
             reconnect=reconnect or ReconnectPolicy(max_attempts=3, first_delay_s=0.05, max_delay_s=0.2),
             agent=agent,
+            engine_id=engine_id,
         )
         port = await nursery.start(server.run)
         try:
