@@ -12,9 +12,12 @@ import gc
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -70,6 +73,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from callbridge.server import Server
     from callbridge.web.connection_gate import ConnectionLimits, raise_fd_limit
     from callbridge.web.settings import SettingsError, data_dir_warning, load_settings
+    from callbridge.workers import default_workers
 
     os.umask(PRIVATE_UMASK)
     try:
@@ -83,8 +87,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     warning = data_dir_warning(settings.data_dir)
     if warning:
         log.warning("%s", warning)
+    worker = _worker_place(args)
+    if worker is None:
+        try:
+            workers = args.workers if args.workers is not None else default_workers()
+        except ValueError as error:
+            print(f"callbridge: {error}", file=sys.stderr)
+            return 2
+        if workers < 1:
+            print("callbridge: --workers must be at least 1", file=sys.stderr)
+            return 2
+        if workers > 1:
+            return _serve_with_workers(settings, workers)
+    listen_socket = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
     try:
-        server = Server(settings)
+        server = Server(settings, fold_views=worker is None or worker == 0, listen_socket=listen_socket)
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
         return 2
@@ -103,7 +120,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
             nursery.start_soon(_until_signal, server.shutdown.set)
             nursery.start_soon(_collect_garbage_every, GC_FULL_COLLECTION_EVERY_S)
             port = await nursery.start(server.run)
-            _announce(settings, port)
+            if worker is None:
+                _announce(settings, port)
+            else:
+                log.info("worker %d listening (engine %s)", worker, server.identity.engine_id)
             await server.shutdown.wait()
             with trio.move_on_after(9.5):  # docs/contract.md: exit within 10 s of SIGINT/SIGTERM
                 await server.stopped.wait()
@@ -119,6 +139,40 @@ def cmd_serve(args: argparse.Namespace) -> int:
         server.store.close()
         return 2
     return server.finish()  # the truth about the events, and the exit status
+
+
+def _worker_place(args: argparse.Namespace) -> int | None:
+    """This process's index when the parent started it as a worker (``--worker I/N``), else None."""
+    if args.worker is None:
+        return None
+    return int(str(args.worker).partition("/")[0])
+
+
+def _serve_with_workers(settings: Any, workers: int) -> int:
+    """The parent of ``serve --workers N``: bind once, start the workers, wait for them."""
+    from callbridge.engine.engine_id import ENGINE_ID_ENV, EngineIdError, claim_engine_id
+    from callbridge.workers import bind, run_workers
+
+    try:
+        identity = claim_engine_id(settings.data_dir, os.environ.get(ENGINE_ID_ENV))
+    except EngineIdError as error:
+        print(f"callbridge: {error}", file=sys.stderr)
+        return 2
+    base = identity.engine_id
+    identity.release()
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as error:
+        refused = _bind_error(error)
+        if refused is None:
+            raise
+        print(f"callbridge: {_bind_message(refused, settings.host, settings.port)}", file=sys.stderr)
+        return 2
+    port = sock.getsockname()[1]
+    if settings.public_url_from_bind and settings.port != port:
+        settings = replace(settings, public_url=f"http://{settings.host}:{port}")
+    _announce(settings, port)
+    return run_workers(sys.argv[1:], workers, sock, base)
 
 
 def _bind_error(error: BaseException) -> OSError | None:
@@ -259,6 +313,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--model", choices=["openai", "sim"], help="realtime model (default: openai with OPENAI_API_KEY, else sim)"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        help="engine processes sharing the port, the store and the views (env CALLBRIDGE_WORKERS, default: the cores)",
+    )
+    serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: set by the parent for each worker
+    serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # the socket a worker inherits
     serve.set_defaults(func=cmd_serve)
 
     simulate = sub.add_parser("simulate", help="place simulated phone calls against a running server")

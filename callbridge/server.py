@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -90,6 +91,8 @@ class Server:
         agent: Agent | None = None,
         telephony: Telephony | None = None,
         engine_id: str | None = None,
+        fold_views: bool = True,
+        listen_socket: socket.socket | None = None,
         timings: EngineTimings | None = None,
     ) -> None:
         """Open the store and check it takes writes. Raises ``SettingsError`` (an engine setting is
@@ -117,7 +120,12 @@ class Server:
         self.views_path = views_path(settings.data_dir)
         self.appends = AppendSignal(self.store, self.writer)
         """Wakes the followers below on this server's writes and (PostgreSQL) on any process's."""
-        self.projections = ProjectionService(self.store, self.views_path, wait_for_appends=self.appends.waiter())
+        self.projections = ProjectionService(
+            self.store, self.views_path, wait_for_appends=self.appends.waiter(), fold=fold_views
+        )
+        """The views; with ``fold_views`` False (a worker other than the first) another process folds
+        them and this one follows how far they are."""
+        self.listen_socket = listen_socket
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
@@ -345,6 +353,7 @@ class Server:
                         port=self.settings.port,
                         shutdown=self.shutdown,
                         before_close=self._end_calls,
+                        listen_socket=self.listen_socket,
                         task_status=task_status,
                     )
                 finally:

@@ -44,13 +44,18 @@ class ProjectionService:
         poll_interval: float = 0.5,
         page_size: int = 1000,
         max_backoff: float = 30.0,
+        fold: bool = True,
     ) -> None:
+        """``fold`` False: another process folds the views (``serve --workers``: worker 0 does); this
+        service then only follows how far they have got, from the views' own position table."""
         self.store = store
         self.views_path = views_path
         self._projections = projections
         wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
         self._follower = Follower("projections", wait, backoff=Backoff(min(0.5, max_backoff), max_backoff))
         self._page_size = page_size
+        self.fold = fold
+        self._poll_interval = poll_interval
 
     @property
     def position(self) -> int:
@@ -72,7 +77,11 @@ class ProjectionService:
         await self._follower.position.wait_for(position)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Set the views up, report started, then follow the log until cancelled."""
+        """Set the views up, report started, then follow the log until cancelled (or, not folding,
+        follow the position the folding process reached)."""
+        if not self.fold:
+            await self._follow_positions(task_status)
+            return
         db = await trio.to_thread.run_sync(open_views, self.views_path)
         try:
             runner = ProjectionRunner(self.store, db, self._projections, page_size=self._page_size)
@@ -84,5 +93,28 @@ class ProjectionService:
                 return Progress(done.position, done.caught_up)
 
             await self._follower.run(step, task_status=task_status)
+        finally:
+            db.close()
+
+    async def _follow_positions(self, task_status: trio.TaskStatus[None]) -> None:
+        """The views are folded by another process: read their lowest position now and then (the
+        ``projection_positions`` table, committed with every page) and move the watermark."""
+        db = await trio.to_thread.run_sync(open_views, self.views_path)
+        try:
+
+            def lowest() -> int:
+                row = db.execute("SELECT min(position) FROM projection_positions").fetchone()
+                return int(row[0] or 0) if row else 0
+
+            started = False
+            while True:
+                try:
+                    self._follower.position.advance(await trio.to_thread.run_sync(lowest))
+                except Exception as exc:  # the table appears once the folding process set the views up
+                    logger.debug("views positions not readable yet: %s", exc)
+                if not started:
+                    started = True
+                    task_status.started()
+                await trio.sleep(self._poll_interval / 5)
         finally:
             db.close()

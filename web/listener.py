@@ -21,6 +21,7 @@ the per-connection ``TCPServer`` (hypercorn is pinned to 0.18.x for that reason)
 from __future__ import annotations
 
 import logging
+import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -125,9 +126,11 @@ async def serve_front(
     shutdown: trio.Event,
     before_close: Callable[[], Awaitable[None]] | None = None,
     limits: ConnectionLimits | None = None,
+    listen_socket: socket.socket | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` and the media path on ``host:port`` until ``shutdown`` is set.
+    """Serve ``app`` and the media path on ``host:port`` (or on ``listen_socket``, already bound and
+    listening: shared by the workers of ``serve --workers``) until ``shutdown`` is set.
 
     Shutdown order: stop accepting, run ``before_close`` (end live calls, flush events), let HTTP
     connections finish within hypercorn's graceful timeout, then run the app's lifespan shutdown.
@@ -183,7 +186,10 @@ async def serve_front(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
-        listeners = await trio.open_tcp_listeners(port, host=host)
+        if listen_socket is None:
+            listeners = await trio.open_tcp_listeners(port, host=host)
+        else:
+            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listen_socket))]
         bound = listeners[0].socket.getsockname()[1]
         log.info("connection limits: %s", gate.limits.describe())
         async with trio.open_nursery() as connections:

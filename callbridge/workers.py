@@ -1,0 +1,120 @@
+"""``callbridge serve --workers N``: every core carries calls, on one port.
+
+Python runs one thread of Python at a time, so one process uses one core however many calls it
+carries. ``serve`` with N workers binds the listening socket once and starts N engine processes
+(``python -m callbridge serve --worker I/N --listen-fd FD``) that all accept on it: the kernel hands
+each new connection to one of them. They share the store (SQLite in WAL mode, or PostgreSQL) and the
+views: worker 0 folds the views, the others follow how far it got (one projection process, not N).
+Each worker is an engine of its own (``<engine id>-w<I>``, with its own heartbeats), so the console,
+API, live feed and MCP of any worker see every worker's calls (they read the log and the views), an
+operator's command reaches the call through the log (``projections/call_commands.py``), and the calls
+of a worker that dies are ended for it. This process only starts, watches and stops them: SIGINT or
+SIGTERM is passed on, and it exits with the worst status of theirs.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+WORKERS_ENV = "CALLBRIDGE_WORKERS"
+STOP_GRACE_S = 12.0
+"""A worker has 10 s to stop (docs/contract.md); after this it is killed."""
+
+
+def default_workers(environ: dict[str, str] | None = None) -> int:
+    """``CALLBRIDGE_WORKERS``, else the number of cores this process may run on."""
+    env = os.environ if environ is None else environ
+    text = env.get(WORKERS_ENV, "").strip()
+    if text:
+        count = int(text)  # a bad value is the settings' error to report
+        if count < 1:
+            raise ValueError(f"{WORKERS_ENV} must be at least 1, got {count}")
+        return count
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The shared listening socket (raises ``OSError`` when the port is taken, as ``serve`` alone does)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.create_server((host, port), family=family, backlog=1024, reuse_port=False)
+    sock.set_inheritable(True)
+    return sock
+
+
+def worker_argv(argv: Sequence[str], index: int, count: int, fd: int, port: int) -> list[str]:
+    """The parent's ``serve`` arguments for worker ``index``: its place, the inherited socket, and the
+    bound port (so every worker derives the same public URL)."""
+    kept: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in ("--workers", "--port"):
+            skip = True
+            continue
+        if arg.startswith(("--workers=", "--port=")):
+            continue
+        kept.append(arg)
+    return [*kept, "--port", str(port), "--workers", "1", "--worker", f"{index}/{count}", "--listen-fd", str(fd)]
+
+
+def run_workers(argv: Sequence[str], count: int, sock: socket.socket, base_engine_id: str) -> int:
+    """Start ``count`` workers on ``sock`` and wait for them; returns the worst exit status."""
+    fd = sock.fileno()
+    port = sock.getsockname()[1]
+    children: list[subprocess.Popen[bytes]] = []
+    for index in range(count):
+        env = {**os.environ, "CALLBRIDGE_ENGINE_ID": f"{base_engine_id}-w{index}"}
+        command = [sys.executable, "-m", "callbridge", *worker_argv(argv, index, count, fd, port)]
+        children.append(subprocess.Popen(command, pass_fds=(fd,), env=env))
+    sock.close()  # the workers hold it now
+    log.info("started %d workers (pids %s) on port %d", count, ", ".join(str(c.pid) for c in children), port)
+    stop = threading.Event()
+
+    def pass_on(signum: int, _frame: object) -> None:
+        stop.set()
+        _signal_all(children, signum)
+
+    previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        while not stop.wait(0.5) and all(child.poll() is None for child in children):
+            pass
+        if not stop.is_set():  # a worker ended by itself: stop the others rather than limp on
+            died = next(child for child in children if child.poll() is not None)
+            log.error("worker %d exited with status %s: stopping the others", died.pid, died.returncode)
+            _signal_all(children, signal.SIGTERM)
+        statuses = [_reap(child) for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    worst = max(statuses, key=lambda status: (status != 0, abs(status)))
+    log.info("workers stopped (exit statuses %s)", ", ".join(map(str, statuses)))
+    return 1 if worst < 0 else worst
+
+
+def _signal_all(children: list[subprocess.Popen[bytes]], signum: int) -> None:
+    for child in children:
+        if child.poll() is None:
+            child.send_signal(signum)
+
+
+def _reap(child: subprocess.Popen[bytes]) -> int:
+    try:
+        return child.wait(timeout=STOP_GRACE_S)
+    except subprocess.TimeoutExpired:
+        log.error("worker %d did not stop within %.0f s: killed", child.pid, STOP_GRACE_S)
+        child.kill()
+        return child.wait()

@@ -1,0 +1,63 @@
+"""``callbridge serve --workers 2``: two engine processes on one port, one store, one set of views.
+
+A real ``serve`` (the parent and its workers as processes), simulated callers on the real wire
+protocol, and the API asked over fresh connections (each may land on either worker): every worker
+sees every call, the views are folded once, and SIGTERM stops them all with status 0.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx2
+import trio
+from serve_process import TOKEN, serve_process
+
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
+from callbridge.engine.events import CallStarted, EngineHeartbeat
+from callbridge.engine.store import EventStore
+
+DEADLINE = 90
+
+
+async def test_two_workers_share_the_port_the_store_and_the_views(tmp_path: Path) -> None:
+    store = str(tmp_path / "data" / "callbridge.db")
+    env = {"CALLBRIDGE_API_TOKEN": TOKEN}
+    with trio.fail_after(DEADLINE):
+        async with serve_process(
+            tmp_path, "--workers", "2", "--port", "0", "--store", store, "--model", "sim", env=env
+        ) as served:
+            port = await served.console_port()
+            await served.wait_for(r"worker 0 listening \(engine (\S+)-w0\)")
+            await served.wait_for(r"worker 1 listening \(engine (\S+)-w1\)")
+            base = f"http://127.0.0.1:{port}"
+            reports = []
+
+            async def call(n: int) -> None:
+                script = [Speak(800), WaitForAssistant(15), HangUp()]
+                reports.append(await place_call(base, script=script, from_number=f"+1555000000{n}"))
+
+            async with trio.open_nursery() as nursery:
+                for n in range(6):
+                    nursery.start_soon(call, n)
+            assert all(report.ok for report in reports), [report.errors for report in reports]
+            listings = []
+            for _ in range(6):  # a new connection each time: either worker may answer
+                async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                    listed = (await http.get(f"{base}/api/conversations")).json()
+                listings.append(sorted((c["call_id"], c["status"]) for c in listed))
+            assert all(listing == listings[0] for listing in listings)
+            assert sorted(call_id for call_id, _ in listings[0]) == sorted(r.call_sid for r in reports)
+            assert {status for _, status in listings[0]} == {"completed"}
+            assert await served.stop() == 0
+    assert "workers stopped (exit statuses 0, 0)" in served.output
+    reader = EventStore(store)
+    try:
+        events = [r.event for r in reader.read_all(after=0, limit=100_000)]
+    finally:
+        reader.close()
+    beating = {e.engine_id for e in events if isinstance(e, EngineHeartbeat)}
+    assert {engine.rsplit("-", 1)[1] for engine in beating} == {"w0", "w1"}  # two engines of one base name
+    carried = {e.engine_id for e in events if isinstance(e, CallStarted)}
+    assert carried <= beating
