@@ -88,6 +88,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if warning:
         log.warning("%s", warning)
     worker = _worker_place(args)
+    early_stop: list[int] = []
+    if worker is not None:  # the parent may pass a stop on before trio listens for it: remember it
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda signum, _frame: early_stop.append(signum))
     if worker is None:
         try:
             workers = args.workers if args.workers is not None else default_workers()
@@ -124,6 +128,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 _announce(settings, port)
             else:
                 log.info("worker %d listening (engine %s)", worker, server.identity.engine_id)
+                if args.ready_fd is not None:
+                    os.write(args.ready_fd, b".")  # tell the parent this worker takes calls
+                    os.close(args.ready_fd)
+                if early_stop:
+                    server.shutdown.set()
             await server.shutdown.wait()
             with trio.move_on_after(9.5):  # docs/contract.md: exit within 10 s of SIGINT/SIGTERM
                 await server.stopped.wait()
@@ -171,8 +180,7 @@ def _serve_with_workers(settings: Any, workers: int) -> int:
     port = sock.getsockname()[1]
     if settings.public_url_from_bind and settings.port != port:
         settings = replace(settings, public_url=f"http://{settings.host}:{port}")
-    _announce(settings, port)
-    return run_workers(sys.argv[1:], workers, sock, base)
+    return run_workers(sys.argv[1:], workers, sock, base, announce=lambda: _announce(settings, port))
 
 
 def _bind_error(error: BaseException) -> OSError | None:
@@ -320,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: set by the parent for each worker
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # the socket a worker inherits
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # where a worker says it listens
     serve.set_defaults(func=cmd_serve)
 
     simulate = sub.add_parser("simulate", help="place simulated phone calls against a running server")

@@ -21,7 +21,7 @@ import socket
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def worker_argv(argv: Sequence[str], index: int, count: int, fd: int, port: int) -> list[str]:
+def worker_argv(argv: Sequence[str], index: int, count: int, fd: int, port: int, ready_fd: int) -> list[str]:
     """The parent's ``serve`` arguments for worker ``index``: its place, the inherited socket, and the
     bound port (so every worker derives the same public URL)."""
     kept: list[str] = []
@@ -68,20 +68,18 @@ def worker_argv(argv: Sequence[str], index: int, count: int, fd: int, port: int)
         if arg.startswith(("--workers=", "--port=")):
             continue
         kept.append(arg)
-    return [*kept, "--port", str(port), "--workers", "1", "--worker", f"{index}/{count}", "--listen-fd", str(fd)]
+    place = ["--workers", "1", "--worker", f"{index}/{count}", "--listen-fd", str(fd), "--ready-fd", str(ready_fd)]
+    return [*kept, "--port", str(port), *place]
 
 
-def run_workers(argv: Sequence[str], count: int, sock: socket.socket, base_engine_id: str) -> int:
-    """Start ``count`` workers on ``sock`` and wait for them; returns the worst exit status."""
+def run_workers(
+    argv: Sequence[str], count: int, sock: socket.socket, base_engine_id: str, announce: Callable[[], None]
+) -> int:
+    """Start ``count`` workers on ``sock`` and wait for them; returns the worst exit status. The
+    signals are passed on from before the first worker starts; ``announce`` runs once they are."""
     fd = sock.fileno()
     port = sock.getsockname()[1]
     children: list[subprocess.Popen[bytes]] = []
-    for index in range(count):
-        env = {**os.environ, "CALLBRIDGE_ENGINE_ID": f"{base_engine_id}-w{index}"}
-        command = [sys.executable, "-m", "callbridge", *worker_argv(argv, index, count, fd, port)]
-        children.append(subprocess.Popen(command, pass_fds=(fd,), env=env))
-    sock.close()  # the workers hold it now
-    log.info("started %d workers (pids %s) on port %d", count, ", ".join(str(c.pid) for c in children), port)
     stop = threading.Event()
 
     def pass_on(signum: int, _frame: object) -> None:
@@ -89,6 +87,19 @@ def run_workers(argv: Sequence[str], count: int, sock: socket.socket, base_engin
         _signal_all(children, signum)
 
     previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    ready_read, ready_write = os.pipe()
+    for index in range(count):
+        env = {**os.environ, "CALLBRIDGE_ENGINE_ID": f"{base_engine_id}-w{index}"}
+        command = [sys.executable, "-m", "callbridge", *worker_argv(argv, index, count, fd, port, ready_write)]
+        children.append(subprocess.Popen(command, pass_fds=(fd, ready_write), env=env, preexec_fn=_die_with_parent))
+    sock.close()  # the workers hold it now
+    os.close(ready_write)
+    if stop.is_set():  # a signal came while they were starting
+        _signal_all(children, signal.SIGTERM)
+    log.info("started %d workers (pids %s) on port %d", count, ", ".join(str(c.pid) for c in children), port)
+    if _all_ready(ready_read, count):
+        announce()
+    os.close(ready_read)
     try:
         while not stop.wait(0.5) and all(child.poll() is None for child in children):
             pass
@@ -103,6 +114,29 @@ def run_workers(argv: Sequence[str], count: int, sock: socket.socket, base_engin
     worst = max(statuses, key=lambda status: (status != 0, abs(status)))
     log.info("workers stopped (exit statuses %s)", ", ".join(map(str, statuses)))
     return 1 if worst < 0 else worst
+
+
+def _all_ready(ready_read: int, count: int) -> bool:
+    """Until every worker wrote it listens (False when one ended first: its pipe end closed)."""
+    got = 0
+    while got < count:
+        data = os.read(ready_read, count - got)  # interrupted by a signal: Python retries it
+        if not data:
+            return False
+        got += len(data)
+    return True
+
+
+def _die_with_parent() -> None:
+    """In the worker, before it runs: if this parent dies (even ``kill -9``), the kernel kills the
+    worker too (Linux ``PR_SET_PDEATHSIG``), so no orphaned engine keeps carrying calls nobody manages."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):  # not Linux: the worker outlives a killed parent
+        pass
 
 
 def _signal_all(children: list[subprocess.Popen[bytes]], signum: int) -> None:

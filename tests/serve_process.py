@@ -154,7 +154,21 @@ async def serve(
     }
     for secret in ("OPENAI_API_KEY", "TWILIO_AUTH_TOKEN", "CALLBRIDGE_STORE", "PORT", "PUBLIC_URL"):
         environment.pop(secret, None)
-    command = [sys.executable, "-m", "callbridge", "serve", "--port", "0", "--store", store, "--model", "sim"]
+    # one engine process (--workers 1), so a test can act on it: limit its files, kill it, signal it
+    command = [
+        sys.executable,
+        "-m",
+        "callbridge",
+        "serve",
+        "--port",
+        "0",
+        "--store",
+        store,
+        "--model",
+        "sim",
+        "--workers",
+        "1",
+    ]
     async with _running(command, cwd, environment, preexec, merge_stdout=False) as served:
         if ready:
             with trio.fail_after(60):  # a safety net, not a timing assumption

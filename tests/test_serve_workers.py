@@ -7,6 +7,7 @@ sees every call, the views are folded once, and SIGTERM stops them all with stat
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import httpx2
@@ -38,16 +39,23 @@ async def test_two_workers_share_the_port_the_store_and_the_views(tmp_path: Path
                 script = [Speak(800), WaitForAssistant(15), HangUp()]
                 reports.append(await place_call(base, script=script, from_number=f"+1555000000{n}"))
 
-            async with trio.open_nursery() as nursery:
-                for n in range(6):
-                    nursery.start_soon(call, n)
+            async with served.feed() as feed:  # the feed follows the log: every worker's calls
+                async with trio.open_nursery() as nursery:
+                    for n in range(6):
+                        nursery.start_soon(call, n)
+                ended: set[str] = set()
+                while len(ended) < 6:
+                    message = json.loads(await feed.get_message())
+                    if message["type"] == "call.ended":
+                        ended.add(message["call_id"])
             assert all(report.ok for report in reports), [report.errors for report in reports]
+            assert ended == {report.call_sid for report in reports}
             listings = []
             for _ in range(6):  # a new connection each time: either worker may answer
                 async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
                     listed = (await http.get(f"{base}/api/conversations")).json()
                 listings.append(sorted((c["call_id"], c["status"]) for c in listed))
-            assert all(listing == listings[0] for listing in listings)
+            assert all(listing == listings[0] for listing in listings), listings
             assert sorted(call_id for call_id, _ in listings[0]) == sorted(r.call_sid for r in reports)
             assert {status for _, status in listings[0]} == {"completed"}
             assert await served.stop() == 0
