@@ -14,7 +14,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -39,14 +39,21 @@ PRIVATE_UMASK = 0o077
 """Files the commands that write the data folder create (store, views, token) are 0600, folders 0700."""
 
 
-async def _until_signal(stop: Callable[[], None]) -> None:
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            log.info(
-                "received %s: stopping (live calls are ended cleanly, events flushed)", signal.Signals(signum).name
-            )
-            stop()
-            return
+async def _until_signal(stop: Callable[[], None], drain: Callable[[], Awaitable[None]]) -> None:
+    """SIGINT/SIGTERM: stop now (live calls ended cleanly); SIGUSR1: drain (live calls finish first)."""
+    async with trio.open_nursery() as nursery:
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGUSR1) as signals:
+            async for signum in signals:
+                if signum == signal.SIGUSR1:
+                    log.info("received SIGUSR1: draining for a deploy")
+                    nursery.start_soon(drain)
+                    continue
+                log.info(
+                    "received %s: stopping (live calls are ended cleanly, events flushed)", signal.Signals(signum).name
+                )
+                stop()
+                nursery.cancel_scope.cancel()
+                return
 
 
 GC_FULL_COLLECTION_EVERY_S = 300.0
@@ -121,7 +128,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_until_signal, server.shutdown.set)
+            nursery.start_soon(_until_signal, server.shutdown.set, server.drain)
             nursery.start_soon(_collect_garbage_every, GC_FULL_COLLECTION_EVERY_S)
             port = await nursery.start(server.run)
             if worker is None:

@@ -156,6 +156,7 @@ class Server:
         )
         """Heartbeats; ends the calls of engines that died (this one before a restart included)."""
         self.accepting = True
+        self.draining = False
         self._stop_started: float | None = None
         self._stop_started_clock = 0.0
         self.model_url = model_url
@@ -199,7 +200,11 @@ class Server:
     async def health(self) -> tuple[bool, dict[str, Any]]:
         """``/healthz``: whether this engine can take calls, and if not, why. Public (no token): the
         problems say what is wrong, never a path, a host or an error text (those are in the log)."""
-        problems = [] if self.accepting else ["the server is shutting down"]
+        problems = (
+            []
+            if self.accepting
+            else ["draining: live calls finish, no new ones" if self.draining else "the server is shutting down"]
+        )
         problems += self.writer.health()
         if not await self.store_answers():
             problems.append("the event store does not answer")
@@ -213,6 +218,16 @@ class Server:
             "events_dropped": stats.dropped,
         }
         return not problems, body
+
+    async def drain(self) -> None:
+        """For a deploy (SIGUSR1): take no new calls (``/healthz`` says so, so a load balancer moves
+        new calls to other engines; a ``/call`` upgrade gets 503), let the live ones finish by
+        themselves, then stop."""
+        self.draining = True
+        self.accepting = False
+        log.info("draining: no new calls; %d live call(s) finish first, then this engine stops", len(self.live))
+        await self.live.wait_empty()
+        self.shutdown.set()
 
     def load_default_session(self) -> None:
         """The last saved default session config survives restarts: it is an event."""

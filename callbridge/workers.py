@@ -86,7 +86,11 @@ def run_workers(
         stop.set()
         _signal_all(children, signum)
 
+    def drain(signum: int, _frame: object) -> None:
+        _signal_all(children, signum)  # each worker drains; this process waits for them as ever
+
     previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, drain)
     ready_read, ready_write = os.pipe()
     for index in range(count):
         env = {**os.environ, "CALLBRIDGE_ENGINE_ID": f"{base_engine_id}-w{index}"}

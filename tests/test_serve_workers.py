@@ -69,3 +69,38 @@ async def test_two_workers_share_the_port_the_store_and_the_views(tmp_path: Path
     assert {engine.rsplit("-", 1)[1] for engine in beating} == {"w0", "w1"}  # two engines of one base name
     carried = {e.engine_id for e in events if isinstance(e, CallStarted)}
     assert carried <= beating
+
+
+async def test_draining_for_a_deploy_takes_no_new_calls_and_lets_the_live_one_finish(tmp_path: Path) -> None:
+    import signal
+
+    from serve_process import serve
+
+    from callbridge.adapters.sim.caller_script import Silence
+
+    store = str(tmp_path / "data" / "callbridge.db")
+    with trio.fail_after(DEADLINE):
+        async with serve(store, tmp_path) as engine, engine.http() as http, trio.open_nursery() as nursery:
+            finished = trio.Event()
+            reports = []
+
+            async def live_call() -> None:
+                reports.append(await place_call(engine.base_url, script=[Speak(600), Silence(3000), HangUp()]))
+                finished.set()
+
+            async with engine.feed() as feed:
+                nursery.start_soon(live_call)
+                while json.loads(await feed.get_message())["type"] != "call.started":
+                    pass
+            engine.process.send_signal(signal.SIGUSR1)
+            await engine.wait_for_line("draining: no new calls; 1 live call(s) finish first")
+            health = await http.get("/healthz")
+            assert health.status_code == 503 and health.json()["problems"] == [
+                "draining: live calls finish, no new ones"
+            ]
+            refused = await place_call(engine.base_url, max_duration_s=1)
+            assert refused.errors == ["stream upgrade rejected with HTTP 503"]
+            await finished.wait()
+            assert await engine.exit_status() == 0  # it stopped by itself once the call was over
+    [report] = reports
+    assert report.ok and report.ended_by == "caller"  # the live call was not cut short
