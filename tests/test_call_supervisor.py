@@ -13,6 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
+from memory_sockets import memory_socket_pair
 
 from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from callbridge.adapters.twilio import codec
@@ -37,24 +38,18 @@ from callbridge.engine.tools import Tool, ToolRegistry
 
 
 class MemoryTwilio:
-    """The caller's socket: frames pushed by the test, frames the bridge sent kept in ``sent``."""
+    """The caller's side: the engine gets ``socket`` (held to the real WebSocket's contract,
+    tests/adapters/test_message_socket_conformance.py); the test talks through ``phone``."""
 
     def __init__(self) -> None:
-        self.inbound_send, self.inbound = trio.open_memory_channel[str](100)
-        self.sent: list[str] = []
-        self.closed: tuple[int, str] | None = None
+        self.socket, self.phone = memory_socket_pair()
 
-    async def get_message(self) -> str:
-        try:
-            return await self.inbound.receive()
-        except trio.EndOfChannel:
-            raise WebSocketClosed(1006, "gone") from None
+    async def send(self, frame: str) -> None:
+        await self.phone.send_message(frame)
 
-    async def send_messages(self, messages: list[str]) -> None:
-        self.sent.extend(messages)
-
-    async def aclose(self, code: int = 1000, reason: str = "") -> None:
-        self.closed = (code, reason)
+    @property
+    def closed(self) -> WebSocketClosed | None:
+        return self.socket.closed
 
 
 class MemoryModel:
@@ -130,7 +125,7 @@ async def test_a_model_that_cannot_be_reached_ends_the_call_cleanly(autojump_clo
     events: list[Event] = []
     twilio = MemoryTwilio()
     reason = await run_call(
-        twilio, start_frame(), settings=settings_for(unreachable), session_config={}, sink=events.append
+        twilio.socket, start_frame(), settings=settings_for(unreachable), session_config={}, sink=events.append
     )
     assert reason == "model_unavailable"
     assert attempts == 3  # the first try and two retries
@@ -159,11 +154,16 @@ async def test_a_crashing_model_task_is_restarted_and_the_conversation_reseeded(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: run_call(
-                twilio, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append, live=live
+                twilio.socket,
+                start_frame(),
+                settings=settings_for(opener),
+                session_config={},
+                sink=events.append,
+                live=live,
             )
         )
         await models[1].configured.wait()
-        await twilio.inbound_send.send(stop_frame())
+        await twilio.send(stop_frame())
     crashes = [e for e in events if isinstance(e, TaskCrashed)]
     assert [(c.task, c.action) for c in crashes] == [("model", "restarted")]
     assert "a bug while sending" in crashes[0].traceback
@@ -181,7 +181,7 @@ async def test_a_task_that_keeps_crashing_ends_the_call(autojump_clock: trio.tes
 
     events: list[Event] = []
     reason = await run_call(
-        MemoryTwilio(),
+        MemoryTwilio().socket,
         start_frame(),
         settings=settings_for(always_buggy, max_task_restarts=2),
         session_config={},
@@ -213,7 +213,7 @@ async def test_a_tool_call_pending_at_hangup_is_recorded_as_failed(autojump_cloc
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: run_call(
-                twilio, start_frame(), settings=settings_for(opener, registry), session_config={}, sink=sink
+                twilio.socket, start_frame(), settings=settings_for(opener, registry), session_config={}, sink=sink
             )
         )
         done = {
@@ -228,7 +228,7 @@ async def test_a_tool_call_pending_at_hangup_is_recorded_as_failed(autojump_cloc
         }
         await model.incoming_send.send(json.dumps(done))
         await requested.wait()
-        await twilio.inbound_send.send(stop_frame())
+        await twilio.send(stop_frame())
     failed = [e for e in events if isinstance(e, ToolCallFailed)]
     assert [f.tool_call_id for f in failed] == ["call_1"]
     assert isinstance(events[-1], CallEnded) and events[-1].reason == "caller_hangup"
@@ -257,23 +257,23 @@ async def test_an_utterance_cut_by_a_lost_session_is_sent_again_to_the_next(
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: run_call(
-                twilio, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
+                twilio.socket, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
             )
         )
         first, second = models
         for index in range(1, 4):
-            await twilio.inbound_send.send(media_frame(index))
+            await twilio.send(media_frame(index))
         await first.wait_sent("input_audio_buffer.append", 3)
         started = {"type": "input_audio_buffer.speech_started", "event_id": "e1", "item_id": "u1", "audio_start_ms": 20}
         await first.incoming_send.send(json.dumps(started))
         for index in range(4, 6):
-            await twilio.inbound_send.send(media_frame(index))
+            await twilio.send(media_frame(index))
         await first.wait_sent("input_audio_buffer.append", 5)
         await first.incoming_send.aclose()  # the session is lost mid-utterance
         for index in range(6, 8):  # the caller goes on talking while the bridge reconnects
-            await twilio.inbound_send.send(media_frame(index))
+            await twilio.send(media_frame(index))
         await second.wait_sent("input_audio_buffer.append", 7)
-        await twilio.inbound_send.send(stop_frame())
+        await twilio.send(stop_frame())
     first_audio = [e["audio"] for e in first.sent if e["type"] == "input_audio_buffer.append"]
     second_audio = [e["audio"] for e in second.sent if e["type"] == "input_audio_buffer.append"]
     assert second_audio[:5] == first_audio  # the whole utterance so far, in order
@@ -295,20 +295,20 @@ async def test_a_stalled_model_socket_drops_the_oldest_caller_frames_and_records
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
             lambda: run_call(
-                twilio, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
+                twilio.socket, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
             )
         )
         await model.configured.wait()
         model.unstalled = trio.Event()  # the model stops reading
-        await twilio.inbound_send.send(media_frame(0))
+        await twilio.send(media_frame(0))
         await trio.testing.wait_all_tasks_blocked()  # the writer is stuck sending frame 0
         for index in range(1, 51):
-            await twilio.inbound_send.send(media_frame(index))
+            await twilio.send(media_frame(index))
         await trio.testing.wait_all_tasks_blocked()
         model.unstalled.set()
         await model.wait_sent("input_audio_buffer.append", 1 + UPLINK_MAX_FRAMES)
         await trio.testing.wait_all_tasks_blocked()
-        await twilio.inbound_send.send(stop_frame())
+        await twilio.send(stop_frame())
     appended = [e["audio"] for e in model.sent if e["type"] == "input_audio_buffer.append"]
     newest = [json.loads(media_frame(i))["media"]["payload"] for i in range(51 - UPLINK_MAX_FRAMES, 51)]
     assert appended[1:] == newest  # the model hears the latest 100 ms, not 1 s-old audio
