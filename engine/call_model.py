@@ -51,6 +51,7 @@ from callbridge.engine.call_state import LIVE, OFFLINE, CallState
 from callbridge.engine.events import (
     AssistantSaid,
     CallerSaid,
+    CallerSpeechDetected,
     CallSessionConfigChanged,
     ModelConnected,
     ModelConnectionFailed,
@@ -289,6 +290,11 @@ class ModelSide:
         if not current:
             return
         if isinstance(event, se.InputAudioBufferSpeechStarted):
+            out.record(
+                CallerSpeechDetected(
+                    call_id=call_id, at=out.now, item_id=event.item_id, started=True, audio_ms=event.audio_start_ms
+                )
+            )
             self.utterance.speech_started()
             core.control.caller_speech(started=True)
             detection = core.session_config.get("turn_detection") or {}
@@ -297,6 +303,11 @@ class ModelSide:
                 if truncate is not None and self.connected:
                     self.send(truncate)
         elif isinstance(event, se.InputAudioBufferSpeechStopped):
+            out.record(
+                CallerSpeechDetected(
+                    call_id=call_id, at=out.now, item_id=event.item_id, started=False, audio_ms=event.audio_end_ms
+                )
+            )
             core.control.caller_speech(started=False)
         elif isinstance(event, se.InputAudioBufferCommitted):
             self.utterance.committed()

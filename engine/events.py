@@ -243,10 +243,17 @@ class ModelDisconnected(Event, frozen=True, kw_only=True):
 
 class ModelEventReceived(Event, frozen=True, kw_only=True):
     """A server event from the realtime model, verbatim (audio deltas excepted: their bytes are in
-    ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids)."""
+    ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids).
+
+    Version 2: recorded by an engine that also records what was said as typed facts (``CallerSaid``,
+    ``AssistantSaid``, ``ResponseFinished``, ``CallerSpeechDetected``), so readers take those and
+    never need to parse these (they can even leave version 2 out of what they fetch); a version 1
+    event comes from a log written before, where the model's JSON is the only account."""
 
     type: str
     raw: str
+
+    schema_version: ClassVar[int] = 2
 
 
 class ModelEventSent(Event, frozen=True, kw_only=True):
@@ -282,6 +289,15 @@ class CallerSaid(Event, frozen=True, kw_only=True):
 
     item_id: str
     text: str
+
+
+class CallerSpeechDetected(Event, frozen=True, kw_only=True):
+    """The model's voice activity detection heard the caller start (``started``) or stop speaking,
+    ``audio_ms`` into the audio it was sent."""
+
+    item_id: str
+    started: bool
+    audio_ms: int | None = None
 
 
 class AssistantSaid(Event, frozen=True, kw_only=True):
@@ -503,6 +519,15 @@ Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
 UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 """``(name, from_version) -> function`` turning a stored payload of that version into the next one.
 Register one whenever a class's ``schema_version`` goes up."""
+
+
+def _same_payload(payload: dict[str, Any]) -> dict[str, Any]:
+    """An upcaster for a version whose fields did not change, only what else the log holds."""
+    return payload
+
+
+UPCASTERS[("ModelEventReceived", 1)] = _same_payload
+"""v1 -> v2: the same fields; a v1 event's log has no typed facts beside it (see the class)."""
 
 
 def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from callbridge.engine.events import (
     CallEnded,
     CallerAudioReceived,
     CallerSaid,
+    CallerSpeechDetected,
     CallStarted,
     DtmfReceived,
     Event,
@@ -145,11 +146,17 @@ class CallLog:
         duration = ms if ms is not None else max(600, 60 * len(text))
         item_id = self._id("item")
         self._received("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=self.ms)
+        self._add(
+            CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=True, audio_ms=self.ms)
+        )
         self._speaking = True
         self.wait(duration)
         self._speaking = False
         self.wait(500)
         self._received("input_audio_buffer.speech_stopped", item_id=item_id, audio_end_ms=self.ms)
+        self._add(
+            CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=False, audio_ms=self.ms)
+        )
         self._received("input_audio_buffer.committed", item_id=item_id)
         user_item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": []}
         self._received("conversation.item.added", item=user_item)
@@ -233,6 +240,11 @@ class CallLog:
     ) -> CallLog:
         caller_item = self._id("item")
         self._received("input_audio_buffer.speech_started", item_id=caller_item, audio_start_ms=self.ms)
+        self._add(
+            CallerSpeechDetected(
+                call_id=self.call_id, at=self._at(), item_id=caller_item, started=True, audio_ms=self.ms
+            )
+        )
         self._add(
             BargeInDecided(
                 call_id=self.call_id,

@@ -29,6 +29,7 @@ from callbridge.engine.events import (
     CallEnded,
     CallerAudioReceived,
     CallerSaid,
+    CallerSpeechDetected,
     CallSessionConfigChanged,
     CallStarted,
     CallStatusReported,
@@ -67,6 +68,7 @@ _SILENT = (
     # typed facts of what was said: the timeline tells the same from the model's own events, which
     # every log has (old ones recorded no facts)
     CallerSaid,
+    CallerSpeechDetected,
     AssistantSaid,
     ResponseFinished,
 )
