@@ -15,8 +15,14 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import trio
+
+if TYPE_CHECKING:
+    from callbridge.engine.agent import Agent
+    from callbridge.engine.context import Telephony
+    from callbridge.web.settings import Settings
 
 log = logging.getLogger("callbridge")
 
@@ -73,9 +79,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     os.umask(PRIVATE_UMASK)
     try:
-        settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model)
+        settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model, agent=args.agent)
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
+        return 2
+    agent, telephony = _agent_and_telephony(settings)
+    if agent is None:
         return 2
     before, after = raise_fd_limit()
     raised = f" (soft limit raised from {before})" if after != before else ""
@@ -84,7 +93,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if warning:
         log.warning("%s", warning)
     try:
-        server = Server(settings)
+        server = Server(settings, agent=agent, telephony=telephony)
     except (StoreOpenError, ValueError) as error:
         print(
             f"callbridge: {error}\n"
@@ -117,6 +126,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     log.info("stopped; every accepted event is in %s", server.store.description)
     return 0
+
+
+def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | None]:
+    """The agent (``--agent``/``CALLBRIDGE_AGENT``; the built-in one without) and Twilio's REST API
+    for hang-ups and transfers (None without credentials). A bad agent file is one line on stderr
+    naming the key, and (None, None)."""
+    from callbridge.adapters.twilio.rest import TwilioCalls
+    from callbridge.engine.agent import DEFAULT_AGENT, AgentError, load_agent
+
+    agent = DEFAULT_AGENT
+    if settings.agent_path:
+        try:
+            agent = load_agent(settings.agent_path)
+        except AgentError as error:
+            print(f"callbridge: {error}", file=sys.stderr)
+            return None, None
+        log.info("agent: %s", settings.agent_path)
+    telephony: Telephony | None = None
+    if settings.twilio_credentials:
+        assert settings.twilio_account_sid and settings.twilio_auth_token
+        telephony = TwilioCalls(
+            settings.twilio_account_sid, settings.twilio_auth_token, base_url=settings.twilio_api_base_url
+        )
+    return agent, telephony
 
 
 def _bind_error(error: BaseException) -> OSError | None:
@@ -256,6 +289,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--model", choices=["openai", "sim"], help="realtime model (default: openai with OPENAI_API_KEY, else sim)"
+    )
+    serve.add_argument(
+        "--agent", metavar="FILE", help="agent TOML file: greeting, hang-up, transfers, limits (env CALLBRIDGE_AGENT)"
     )
     serve.set_defaults(func=cmd_serve)
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from functools import partial
 from typing import Any
 
+import msgspec
 import trio
 from hypercorn.config import Config
 
@@ -40,6 +41,7 @@ from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
 from callbridge.web.live_feed import LiveFeed
 from callbridge.web.media import handle_media_stream
+from callbridge.web.outbound import OutboundCalls
 from callbridge.web.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ class Server:
         self.telephony = telephony
         """Twilio's REST API for hang-ups and transfers (None: through the stream's ``<Connect action>``)."""
         self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **self.agent.session_defaults()}
+        self.outbound = OutboundCalls(self)
+        """Outbound calls placed through ``POST /api/calls``: the cap, and each call's greeting."""
         self.port: int | None = None
         self.shutdown = trio.Event()
         self._services: trio.Nursery | None = None
@@ -145,10 +149,14 @@ class Server:
         )
 
     async def _run_call(self, link: Any, start: Any) -> str:
+        settings = self.call_settings()
+        greeting = await self.outbound.call_starting(start)
+        if greeting:  # POST /api/calls gave this outbound call its own greeting
+            settings = replace(settings, agent=msgspec.structs.replace(self.agent, greeting=greeting))
         return await run_call(
             link,
             start,
-            settings=self.call_settings(),
+            settings=settings,
             session_config=self.default_session,
             sink=self.writer.record,
             live=self.live,
