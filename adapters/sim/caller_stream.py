@@ -25,6 +25,7 @@ from trio_websocket import ConnectionClosed
 from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
+    Beep,
     Dtmf,
     HangUp,
     Mouth,
@@ -32,7 +33,9 @@ from callbridge.adapters.sim.caller_script import (
     Speak,
     Step,
     WaitForAssistant,
+    WaitForHangUp,
     frames_for,
+    tone_frames,
 )
 from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
 from callbridge.adapters.sim.voice import FRAME_MS, Voice
@@ -105,8 +108,12 @@ class _Call:
         keep_audio: bool,
         on_frame_sent: FrameCallback | None,
         on_media_received: MediaCallback | None,
+        remote_hang_up: trio.Event | None = None,
+        on_beep: Callable[[], None] | None = None,
     ) -> None:
         self.ws = ws
+        self.remote_hang_up = remote_hang_up
+        self.on_beep = on_beep
         self.report = report
         self.account_sid = account_sid
         self.custom_parameters = custom_parameters
@@ -181,11 +188,21 @@ class _Call:
                 nursery.start_soon(self._microphone)
                 nursery.start_soon(self._receive)
                 nursery.start_soon(self._playback_clock)
-                with trio.move_on_at(self._deadline):
+                with trio.move_on_at(self._deadline) as script_scope:
+                    if self.remote_hang_up is not None:
+                        nursery.start_soon(self._hung_up_remotely, self.remote_hang_up, script_scope)
                     await self._run_script(script)
                 await self._hang_up()
                 nursery.cancel_scope.cancel()
         self._finish_report()
+
+    async def _hung_up_remotely(self, hung_up: trio.Event, script: trio.CancelScope) -> None:
+        """The call was ended on Twilio's side (a REST update, a redirect): stop the script; the
+        stream then gets ``stop``, as Twilio sends it."""
+        await hung_up.wait()
+        if self.report.ended_by == "caller":
+            self.report.ended_by = "remote"
+        script.cancel()
 
     async def _microphone(self) -> None:
         """One ``media`` frame per 20 ms, scheduled by absolute deadlines from the first. When the
@@ -299,6 +316,21 @@ class _Call:
             await self._wait_for_assistant(step)
         elif isinstance(step, BargeIn):
             await self._barge_in(step)
+        elif isinstance(step, Beep):
+            await self.mouth.start(frames_for(step.ms), speech=True, tone=tone_frames(step.ms, step.hz)).wait()
+            now = trio.current_time()
+            echoes = self.playback.advance(now)
+            if echoes:
+                await self._echo(echoes)
+            self.signal.notify()
+            self.report.beep_end_s = now - self._media_start
+            self.report.heard_bytes_at_beep = self.playback.played_bytes
+            if self.on_beep is not None:
+                self.on_beep()
+        elif isinstance(step, WaitForHangUp):
+            with trio.move_on_after(step.timeout_s):
+                await trio.sleep_forever()
+            self.report.errors.append(f"the other side did not hang up within {step.timeout_s:g} s")
 
     async def _wait_for_assistant(self, step: WaitForAssistant) -> None:
         playback = self.playback
@@ -335,6 +367,7 @@ class _Call:
     async def _hang_up(self) -> None:
         """Stop the microphone, send ``stop``, close the socket (as Twilio does on hang-up)."""
         self._hung_up_at = trio.current_time()
+        self.report.hung_up_s = self._hung_up_at - self._media_start
         self._hanging_up.set()
         await self._microphone_off.wait()
         echoes = self.playback.advance(trio.current_time())
@@ -371,10 +404,14 @@ async def run_stream(
     keep_audio: bool = False,
     on_frame_sent: FrameCallback | None = None,
     on_media_received: MediaCallback | None = None,
+    remote_hang_up: trio.Event | None = None,
+    on_beep: Callable[[], None] | None = None,
 ) -> CallReport:
     """Play Twilio's part on an open stream socket: ``report.call_sid``/``stream_sid`` name the
     call; the report is filled in and returned. Returns when the script hung up (after ``stop``
-    and the close handshake) or the server closed the socket (``ended_by="server"``)."""
+    and the close handshake), the server closed the socket (``ended_by="server"``), or
+    ``remote_hang_up`` was set (the call ended on Twilio's side: ``stop`` is sent,
+    ``ended_by="remote"``)."""
     call = _Call(
         ws,
         report,
@@ -384,6 +421,8 @@ async def run_stream(
         keep_audio=keep_audio,
         on_frame_sent=on_frame_sent,
         on_media_received=on_media_received,
+        remote_hang_up=remote_hang_up,
+        on_beep=on_beep,
     )
     await call.run(script, max_duration_s)
     return report

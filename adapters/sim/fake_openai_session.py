@@ -26,7 +26,7 @@ from callbridge.adapters.sim.fake_openai_config import (
 from callbridge.adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem, error_event, text_tokens
 from callbridge.adapters.sim.fake_openai_items import ItemRejected, item_from_client, user_audio_item
 from callbridge.adapters.sim.fake_openai_response import FunctionCallPlan, Plan, ReplyPlan, ResponseRun
-from callbridge.adapters.sim.fake_openai_script import Script
+from callbridge.adapters.sim.fake_openai_script import Script, instructed_reply
 from callbridge.adapters.sim.fake_openai_vad import (
     RMS_AT_THRESHOLD_HALF,
     EnergyVad,
@@ -355,7 +355,10 @@ class FakeRealtimeSession:
             plan: Plan = ReplyPlan(text=OUT_OF_BAND_REPLY)
             reaction.events += self._start(plan, reaction, metadata, out_of_band=True)
             return reaction
-        reaction.events += self._start(self._plan(), reaction, metadata)
+        instructions = options.get("instructions")
+        said = instructed_reply(instructions) if isinstance(instructions, str) else None
+        plan = ReplyPlan(text=said) if said is not None else self._plan()
+        reaction.events += self._start(plan, reaction, metadata)
         return reaction
 
     def _response_cancel(self, event: ce.ResponseCancel) -> Reaction:
