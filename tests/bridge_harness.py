@@ -14,7 +14,8 @@ import trio
 
 from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, serve_fake_openai
 from callbridge.adapters.sim.fake_openai_script import Script
-from callbridge.engine.context import ReconnectPolicy
+from callbridge.engine.agent import Agent
+from callbridge.engine.context import ReconnectPolicy, Telephony
 from callbridge.engine.events import Event
 from callbridge.engine.store import RecordedEvent
 from callbridge.engine.tools import ToolRegistry
@@ -48,6 +49,8 @@ async def running_bridge(
     registry: ToolRegistry | None = None,
     reconnect: ReconnectPolicy | None = None,
     fake_options: dict[str, Any] | None = None,
+    agent: Agent | None = None,
+    telephony: Telephony | None = None,
 ) -> AsyncIterator[Bridge]:
     async with trio.open_nursery() as nursery:
         options = FakeOpenAIOptions(expire_after_s=None)
@@ -64,6 +67,8 @@ async def running_bridge(
             registry=registry,
             model_url=fake.url,
             reconnect=reconnect or ReconnectPolicy(max_attempts=3, first_delay_s=0.05, max_delay_s=0.2),
+            agent=agent,
+            telephony=telephony,
         )
         port = await nursery.start(server.run)
         try:
