@@ -101,6 +101,8 @@ class FakeCall:
         self.errors: list[str] = []
         self.answered_at: float | None = None
         self.remote_hang_up = trio.Event()
+        self.heard_assistant = trio.Event()
+        """Set when the first assistant audio reached the phone (the call is live on the server)."""
         self.done = trio.Event()
 
     @property
@@ -209,6 +211,8 @@ class FakeCalls:
             self.on_call(call)
         try:
             await self._answered(call, Answer(script=list(script or default_script(8.0))), keep_audio=keep_audio)
+        except (httpx2.HTTPError, OSError, ValueError) as error:
+            call.errors.append(f"{type(error).__name__}: {error}")
         finally:
             call.done.set()
         return call
@@ -225,7 +229,7 @@ class FakeCalls:
                     await self._status(http, call, answer.kind)
                     return
             await self._answered(call, answer, keep_audio=True)
-        except (httpx2.HTTPError, OSError) as error:
+        except (httpx2.HTTPError, OSError, ValueError) as error:
             call.errors.append(f"{type(error).__name__}: {error}")
         finally:
             call.done.set()
@@ -268,6 +272,7 @@ class FakeCalls:
                         keep_audio=keep_audio,
                         remote_hang_up=call.remote_hang_up,
                         on_beep=beeped.set,
+                        on_media_received=lambda _now, _media: call.heard_assistant.set(),
                     )
                     nursery.cancel_scope.cancel()
             except (ConnectionRejected, ConnectionClosed, HandshakeError) as error:
