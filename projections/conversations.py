@@ -31,14 +31,20 @@ from collections.abc import Callable
 from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
+    CallEndRequested,
     CallStarted,
+    CallStatusReported,
     ModelDisconnected,
     ModelEventReceived,
+    OutboundCallPlaced,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TransferDialed,
 )
 from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations_outcome import TOPICS as OUTCOME_TOPICS
+from callbridge.projections.conversations_outcome import apply_outcome, call_started
 from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
 from callbridge.projections.runner import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
@@ -81,7 +87,11 @@ SCHEMA = (
         end_reason TEXT,
         model TEXT,
         last_event_at TEXT,
-        started_at_unix REAL
+        started_at_unix REAL,
+        direction TEXT NOT NULL DEFAULT 'inbound',
+        outcome TEXT,
+        transfer_target TEXT,
+        twilio_status TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS conversations_by_start ON conversations(started_at, call_id)",
     "CREATE INDEX IF NOT EXISTS conversations_by_number ON conversations(phone_number, started_at)",
@@ -137,8 +147,9 @@ ServerHandler = Callable[[sqlite3.Connection, str, str, ServerEvent], None]
 
 class ConversationsProjection(Projection):
     name = "conversations"
-    version = 1
-    topics = frozenset(
+    version = 2
+    """2: ``direction``, ``outcome``, ``transfer_target``, ``twilio_status`` (``conversations_outcome``)."""
+    topics = OUTCOME_TOPICS | frozenset(
         {
             "CallStarted",
             "CallEnded",
@@ -187,13 +198,12 @@ class ConversationsProjection(Projection):
                 if parsed is not None:
                     handler(db, call_id, at, parsed)
         elif isinstance(event, CallStarted):
-            db.execute(
-                "UPDATE conversations SET stream_sid=?, phone_number=?, caller_number=?, started_at=?, "
-                "started_at_unix=?, model=? WHERE call_id=?",
-                (event.stream_sid, event.to_number, event.from_number, at, event.at, event.model, call_id),
-            )
+            call_started(db, event, at)
         elif isinstance(event, CallEnded):
             _call_ended(db, event, at)
+            apply_outcome(db, event)
+        elif isinstance(event, OutboundCallPlaced | CallStatusReported | CallEndRequested | TransferDialed):
+            apply_outcome(db, event)
         elif isinstance(event, BargeInDecided):
             if event.action == "truncated" and event.item_id:
                 db.execute(

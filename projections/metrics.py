@@ -47,6 +47,9 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations import call_status
+from callbridge.projections.metrics_call_control import COLUMNS_SQL as CALL_CONTROL_COLUMNS
+from callbridge.projections.metrics_call_control import TOPICS as CALL_CONTROL_TOPICS
+from callbridge.projections.metrics_call_control import apply_call_control, handles
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
 from callbridge.projections.pricing import TOKEN_KINDS
 from callbridge.projections.runner import Projection
@@ -86,7 +89,8 @@ SCHEMA = (
         tool_ms_total REAL NOT NULL DEFAULT 0,
         {_TOKEN_COLUMNS},
         speech_stopped_at REAL,
-        disconnected_at REAL
+        disconnected_at REAL,
+        {CALL_CONTROL_COLUMNS}
     )""",
     "CREATE INDEX IF NOT EXISTS call_metrics_by_start ON call_metrics(started_at)",
     f"""CREATE TABLE IF NOT EXISTS turn_metrics (
@@ -171,9 +175,10 @@ def usage_tokens(usage: Usage | None) -> tuple[int, ...]:
 
 class MetricsProjection(Projection):
     name = "metrics"
-    version = 2
-    """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions."""
-    topics = frozenset(
+    version = 3
+    """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions.
+    3: call-control figures (``projections/metrics_call_control.py``)."""
+    topics = CALL_CONTROL_TOPICS | frozenset(
         {
             "CallStarted",
             "CallEnded",
@@ -251,6 +256,8 @@ class MetricsProjection(Projection):
             db.execute("UPDATE call_metrics SET task_crashes=task_crashes+1 WHERE call_id=?", (call_id,))
         elif isinstance(event, ToolCallRequested | ToolCallCompleted | ToolCallFailed):
             _tool_event(db, event)
+        elif handles(event):
+            apply_call_control(db, event)
 
 
 def _server_event(db: sqlite3.Connection, call_id: str, at: float, e: ServerEvent) -> None:

@@ -52,9 +52,7 @@ async def test_a_twilio_refusal_is_a_502_with_its_code_and_message_and_nothing_r
     async with phone_bridge(tmp_path, agent=AGENT) as phone:
         head = await stored_positions(phone)
         message = "The number +15551234567 is unverified. Trial accounts may only make calls to verified numbers."
-        phone.twilio.calls.fail_next.append(
-            (400, {"code": 21219, "message": message, "more_info": "", "status": 400})
-        )
+        phone.twilio.calls.fail_next.append((400, {"code": 21219, "message": message, "more_info": "", "status": 400}))
         answer = await phone.post("/api/calls", {"to": "+15551234567"})
         assert answer.status_code == 502
         body = answer.json()
