@@ -109,3 +109,35 @@ async def test_an_answering_machine_gets_the_voicemail_message_after_its_beep_th
     assert report.ended_by == "remote"
     assert report.hung_up_s is not None and report.heard[-1].end <= report.hung_up_s
     assert of_type(events, CallEnded)[0].reason == "voicemail_left"
+
+
+async def test_busy_and_unanswered_outbound_calls_are_recorded_and_listed_with_that_status(tmp_path: Path) -> None:
+    busy, silent = "+15551230003", "+15551230004"
+    async with phone_bridge(tmp_path, agent=AGENT) as phone:
+        phone.twilio.calls.script_number(busy, Answer(kind="busy"))
+        phone.twilio.calls.script_number(silent, Answer(kind="no-answer"))
+        placed = {}
+        for number in (busy, silent):
+            answer = await phone.post("/api/calls", {"to": number})
+            assert answer.status_code == 201, answer.text
+            placed[number] = answer.json()["call_id"]
+        for call_id in placed.values():
+            with trio.fail_after(20):
+                await phone.twilio.calls.calls[call_id].done.wait()
+        shown = {row["call_id"]: row for row in (await phone.http.get("/api/conversations")).json()}
+        timeline = (await phone.http.get(f"/api/calls/{placed[busy]}/events")).json()
+        events = await phone.events(placed[silent])
+
+    for number, status in ((busy, "busy"), (silent, "no-answer")):
+        row = shown[placed[number]]
+        assert (row["status"], row["outcome"], row["twilio_status"], row["direction"]) == (
+            status,
+            status,
+            status,
+            "outbound",
+        )
+        assert row["phone_number"] == number and row["started_at"] is not None
+    assert "OutboundCallPlaced" in [e["type"] for e in timeline]
+    assert [e["data"]["status"] for e in timeline if e["type"] == "CallStatusReported"][-1] == "busy"
+    assert [s.status for s in of_type(events, CallStatusReported)] == ["initiated", "ringing", "no-answer"]
+    assert of_type(events, CallStarted) == []
