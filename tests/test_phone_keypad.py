@@ -62,8 +62,9 @@ def test_the_detector_reads_the_engines_tones_and_ignores_speech() -> None:
 
 
 async def test_the_model_presses_keys_and_the_caller_hears_them_as_real_tones(tmp_path: Path) -> None:
-    script = Script(turns=[Turn(transcript="Press it.", function_call=FunctionCall(name="send_dtmf",
-                                                                                   arguments={"digits": "123#"}))])
+    script = Script(
+        turns=[Turn(transcript="Press it.", function_call=FunctionCall(name="send_dtmf", arguments={"digits": "123#"}))]
+    )
     async with phone_bridge(tmp_path, agent=Agent(), script=script) as phone:
         with trio.fail_after(30):
             call = await phone.twilio.calls.place_inbound(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import random
 
 import msgspec
 import trio
@@ -61,6 +62,16 @@ class Beep(msgspec.Struct, frozen=True, tag=True):
     hz: int = 1000
 
 
+class Murmur(msgspec.Struct, frozen=True, tag=True):
+    """Background noise for ``ms`` at ``level`` (peak, of 32767): a real line is never digitally
+    silent. Far below a VAD's speech threshold, and no two frames alike (so a test can follow each
+    frame to the model)."""
+
+    ms: int
+    level: int = 40
+    seed: int = 1
+
+
 class HangUp(msgspec.Struct, frozen=True, tag=True):
     """End the call now (Twilio sends ``stop`` and closes). A script that runs out hangs up too."""
 
@@ -71,7 +82,7 @@ class WaitForHangUp(msgspec.Struct, frozen=True, tag=True):
     timeout_s: float = 30.0
 
 
-Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | Beep | WaitForHangUp | HangUp
+Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | Beep | Murmur | WaitForHangUp | HangUp
 
 
 def voicemail_script(*, greeting_ms: int = 1500, beep_ms: int = 500, listen_s: float = 30.0) -> list[Step]:
@@ -115,6 +126,13 @@ def barge_in_turn(seconds: float) -> list[Step]:
 
 _SILENCE_B64 = base64.b64encode(silence(FRAME_MS)).decode()
 TONE_AMPLITUDE = 8000
+
+
+def noise_frames(ms: int, level: int, seed: int) -> list[str]:
+    """Low-level pseudo-random noise as base64 μ-law 20 ms frames."""
+    rng = random.Random(seed)
+    audio = mulaw.encode([rng.randint(-level, level) for _ in range(frames_for(ms) * FRAME_MS * 8)])
+    return [base64.b64encode(audio[i : i + FRAME_MS * 8]).decode() for i in range(0, len(audio), FRAME_MS * 8)]
 
 
 def tone_frames(ms: int, hz: int) -> list[str]:

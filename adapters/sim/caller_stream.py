@@ -29,12 +29,14 @@ from callbridge.adapters.sim.caller_script import (
     Dtmf,
     HangUp,
     Mouth,
+    Murmur,
     Silence,
     Speak,
     Step,
     WaitForAssistant,
     WaitForHangUp,
     frames_for,
+    noise_frames,
     tone_frames,
 )
 from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
@@ -327,6 +329,9 @@ class _Call:
             self.report.heard_bytes_at_beep = self.playback.played_bytes
             if self.on_beep is not None:
                 self.on_beep()
+        elif isinstance(step, Murmur):
+            noise = noise_frames(step.ms, step.level, step.seed)
+            await self.mouth.start(frames_for(step.ms), speech=False, tone=noise).wait()
         elif isinstance(step, WaitForHangUp):
             with trio.move_on_after(step.timeout_s):
                 await trio.sleep_forever()
