@@ -57,6 +57,11 @@ async def test_a_silent_caller_is_reprompted_after_hearing_the_agent_then_said_g
     assert report.hung_up_s is not None and report.heard[-1].end <= report.hung_up_s
 
 
+def appends(received: list) -> list[bytes]:  # type: ignore[type-arg]
+    """The caller audio a model session received, frame by frame."""
+    return [base64.b64decode(json.loads(e.raw)["audio"]) for e in received if e.type == "input_audio_buffer.append"]
+
+
 def frames_of(events: list) -> list[bytes]:  # type: ignore[type-arg]
     """Every caller frame the engine received, in order."""
     frames = []
