@@ -22,6 +22,12 @@ from typing import Protocol
 import trio
 from trio_websocket import ConnectionClosed
 
+from callbridge.adapters.sim.caller_frames import Signal as _Signal
+from callbridge.adapters.sim.caller_frames import dtmf_frame as _dtmf
+from callbridge.adapters.sim.caller_frames import mark_frame as _mark
+from callbridge.adapters.sim.caller_frames import media_frame as _media
+from callbridge.adapters.sim.caller_frames import start_frame as _start
+from callbridge.adapters.sim.caller_frames import stop_frame as _stop
 from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
@@ -60,40 +66,6 @@ FrameCallback = Callable[[float, FrameSent], None]
 MediaCallback = Callable[[float, MediaReceived], None]
 
 _FRAME_S = FRAME_MS / 1000
-
-
-def _start(sid: str, info: codec.StartInfo, seq: str) -> codec.Start:
-    return codec.Start(sequence_number=seq, stream_sid=sid, start=info)
-
-
-def _media(sid: str, media: codec.MediaChunk, seq: str) -> codec.Media:
-    return codec.Media(sequence_number=seq, stream_sid=sid, media=media)
-
-
-def _mark(sid: str, name: str, seq: str) -> codec.Mark:
-    return codec.Mark(sequence_number=seq, stream_sid=sid, mark=codec.MarkInfo(name=name))
-
-
-def _dtmf(sid: str, digit: str, seq: str) -> codec.Dtmf:
-    return codec.Dtmf(sequence_number=seq, stream_sid=sid, dtmf=codec.DtmfInfo(digit=digit))
-
-
-def _stop(sid: str, info: codec.StopInfo, seq: str) -> codec.Stop:
-    return codec.Stop(sequence_number=seq, stream_sid=sid, stop=info)
-
-
-class _Signal:
-    """Wakes every waiter whenever the call's state changes (playback, speech)."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()
 
 
 class _Call:
