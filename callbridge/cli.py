@@ -1,4 +1,4 @@
-"""``callbridge`` — the command line: serve, simulate, replay, projections, mcp, fake-openai.
+"""``callbridge`` — the command line: serve, simulate, call, replay, projections, mcp, fake-openai.
 
 The commands, their flags and the environment they read are the outside contract
 (``docs/contract.md`` in the repository; the README shows them in use).
@@ -244,6 +244,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if all(not report.errors for report in reports) else 1
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    from callbridge.call_command import place_call_command
+
+    return place_call_command(args, _store_url(args))
+
+
 def cmd_fake_openai(args: argparse.Namespace) -> int:
     from callbridge.adapters.sim.fake_openai import run_fake_openai_cli
 
@@ -303,6 +309,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--barge-in", action="store_true", help="each caller talks over the reply to its second question"
     )
     simulate.set_defaults(func=cmd_simulate)
+
+    call = sub.add_parser("call", help="place an outbound call through a running server (Twilio credentials needed)")
+    call.add_argument("to", help="the number to call, E.164 (+15551234567)")
+    call.add_argument(
+        "--from", dest="from_number", help="caller ID, E.164 (default: CALLBRIDGE_CALLER_ID on the server)"
+    )
+    call.add_argument("--greeting", help="what the agent says first on this call (default: the agent's greeting)")
+    call.add_argument("--metadata", help="a JSON object kept with the call")
+    call.add_argument("--url", help="server base URL (default http://HOST:PORT)")
+    call.add_argument("--store", help="where the server keeps its data, for the API token (env CALLBRIDGE_STORE)")
+    call.set_defaults(func=cmd_call)
 
     replay = sub.add_parser("replay", help="replay a recorded call: timeline, stereo WAV or JSON events")
     replay.add_argument("call_id", help="the Twilio CallSid")
