@@ -6,6 +6,32 @@
 // assistant's when its output item is added), and filled in as transcripts arrive later, so a slow
 // caller transcription never lands below the reply to it.
 
+// Call-control messages: each becomes a note with the server's own line (`summary`).
+const CALL_CONTROL = [
+  "callbridge.outbound.placed",
+  "callbridge.greeting.started",
+  "callbridge.hangup.requested",
+  "callbridge.goodbye.heard",
+  "callbridge.phone.hung_up",
+  "callbridge.transfer.requested",
+  "callbridge.transfer.refused",
+  "callbridge.transfer.dialed",
+  "callbridge.dtmf.forwarded",
+  "callbridge.dtmf.sent",
+  "callbridge.silence.reprompted",
+  "callbridge.duration.warning",
+  "callbridge.machine.detected",
+  "callbridge.model.recycled",
+];
+const OUTCOME = { model: "hung up by the agent", operator: "hung up by an operator", silence: "hung up after silence", max_duration: "hung up at the time limit", voicemail: "voicemail left" };
+
+function callControl(call, m) {
+  const failed = m.type === "callbridge.transfer.refused" || m.ok === false;
+  call.note(m.summary || m.type, failed ? "error" : "control");
+  if (m.type === "callbridge.hangup.requested") call.outcome = OUTCOME[m.by] || `hung up (${m.by})`;
+  if (m.type === "callbridge.transfer.dialed" && m.ok !== false) call.outcome = `transferred to ${m.label}`;
+}
+
 let revCounter = 0;
 const nextRev = () => ++revCounter;
 
@@ -23,6 +49,7 @@ export class CallState {
     this.startedAt = null;
     this.ended = false;
     this.endReason = "";
+    this.outcome = ""; // how call control ended it: "hung up by the agent", "transferred to sales", …
     this.modelFailure = ""; // the last model connection error, until the model connects
     this.entries = []; // {key, role: caller|assistant|tool|note, text, status, rev, error?}
     this.byKey = new Map();
@@ -388,6 +415,7 @@ const HANDLERS = {
   "callbridge.task_crashed"(call, m) {
     call.note(`task ${m.task} crashed (${m.action}): ${m.error}`, "error");
   },
+  ...Object.fromEntries(CALL_CONTROL.map((type) => [type, callControl])),
   error(call, m) {
     const error = m.error || {};
     if (error.type === "feed_error") return; // a refused console command: the form that sent it says so
