@@ -150,13 +150,15 @@ def update_call_session(server: Server, call_id: str, session: dict[str, Any]) -
 # --- the test call -----------------------------------------------------------------------------
 
 
-def test_call_script(seconds: float) -> list[Step]:
-    """What the console's test caller does: ask (the simulated model looks up the weather), wait
-    for the answer; ask again and talk over the (long) reply once it has played a while — a real
-    barge-in; wait for the answer to that, then say goodbye and hang up. The caller also hangs up
-    after ``seconds`` whatever is happening."""
+def test_call_script(seconds: float, *, greeted: bool = False) -> list[Step]:
+    """What the console's test caller does: hear the agent's greeting out (``greeted``), ask (the
+    simulated model looks up the weather), wait for the answer; ask again and talk over the (long)
+    reply once it has played a while — a real barge-in; wait for the answer to that, then ask for
+    sales (the simulated model transfers the call when the agent has a ``sales`` target) and hang
+    up once that is answered. The caller also hangs up after ``seconds`` whatever is happening."""
     wait = WaitForAssistant(timeout_s=max(1.0, seconds))
     return [
+        *([wait] if greeted else []),
         Speak(1200),
         wait,
         Silence(400),
@@ -190,7 +192,7 @@ async def run_test_call(server: Server, call_sid: str, seconds: float) -> None:
     settings = server.settings
     report = await place_call(
         local_base_url(settings.host, server.port),
-        script=test_call_script(seconds),
+        script=test_call_script(seconds, greeted=server.agent.greeting is not None),
         auth_token=settings.twilio_auth_token,
         public_url=settings.public_url,
         account_sid=settings.twilio_account_sid,

@@ -47,6 +47,8 @@ class Reaction(msgspec.Struct, kw_only=True):
 
 
 OUT_OF_BAND_REPLY = "One moment, I'm still working on that."
+CALL_CONTROL_TOOLS = frozenset({"end_call", "transfer_call", "send_dtmf"})
+"""Scripted calls of these are made only when the session offers them (the agent decides which)."""
 
 
 class FakeRealtimeSession:
@@ -314,9 +316,14 @@ class FakeRealtimeSession:
             scripted = self.script.turn(last.turn)
             if scripted.function_call is not None:
                 wanted = scripted.function_call
+                if wanted.name in CALL_CONTROL_TOOLS and wanted.name not in self._offered_tools():
+                    return ReplyPlan(text=scripted.after_tool_error)  # a model calls only what it is offered
                 return FunctionCallPlan(name=wanted.name, arguments=wanted.arguments_json, turn=last.turn)
             return ReplyPlan(text=scripted.reply or "")
         return ReplyPlan(text=self.script.fallback_reply)
+
+    def _offered_tools(self) -> set[str]:
+        return {str(tool.get("name")) for tool in self.config.get("tools") or [] if isinstance(tool, dict)}
 
     def _start(
         self, plan: Plan, reaction: Reaction, metadata: dict[str, Any] | None = None, *, out_of_band: bool = False
