@@ -57,7 +57,7 @@ def voicemail(call_id: str = "CAmachine") -> list[Event]:
             greeting=None,
             metadata={"ticket": 7},
             status="queued",
-        ),  # fmt: skip
+        ),
         CallStatusReported(call_id=call_id, at=at + 1, status="in-progress"),
         CallStarted(
             call_id=call_id,
@@ -66,7 +66,7 @@ def voicemail(call_id: str = "CAmachine") -> list[Event]:
             from_number="+15005550001",
             to_number="+15551230002",
             custom_parameters={"Direction": "outbound-api"},
-        ),  # fmt: skip
+        ),
         MachineDetected(call_id=call_id, at=at + 4, answered_by="machine_end_beep", detection_ms=2800),
         CallEndRequested(call_id=call_id, at=at + 4, by="voicemail", reason="machine_end_beep"),
         GoodbyeHeard(call_id=call_id, at=at + 8, waited_ms=4000),
