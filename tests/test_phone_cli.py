@@ -19,9 +19,12 @@ from callbridge.engine.events import OutboundCallPlaced
 
 async def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
     return await trio.run_process(
-        [sys.executable, "-m", "callbridge", *args], env={**CLEAN_ENV, **env}, capture_stdout=True, capture_stderr=True,
+        [sys.executable, "-m", "callbridge", *args],
+        env={**CLEAN_ENV, **env},
+        capture_stdout=True,
+        capture_stderr=True,
         check=False,
-    )  # fmt: skip
+    )
 
 
 async def test_callbridge_call_places_an_outbound_call_through_the_running_server(tmp_path: Path) -> None:

@@ -25,8 +25,9 @@ from callbridge.engine.events import (
     SilenceReprompted,
 )
 
-SILENT = Agent(greeting="Hello, this is Acme Plumbing, how can I help you today?", silence_reprompt_s=2.0,
-               silence_hangup_s=2.0)  # fmt: skip
+SILENT = Agent(
+    greeting="Hello, this is Acme Plumbing, how can I help you today?", silence_reprompt_s=2.0, silence_hangup_s=2.0
+)
 
 
 async def test_a_silent_caller_is_reprompted_after_hearing_the_agent_then_said_goodbye_to_and_hung_up_on(
