@@ -57,6 +57,11 @@ async def test_an_operator_calls_a_number_from_the_console_and_hangs_it_up(tmp_p
                 expect(page.locator(".transcript")).to_contain_text("phone hung up through Twilio's REST API")
                 expect(page.locator(".call-meta")).to_contain_text("hung up by an operator")
                 expect(page.get_by_role("button", name="Hang up")).to_be_hidden()
+                call_id = page.locator("#call-select").input_value()
+                browser.open(f"#/calls/{call_id}")  # the call page's timeline has the call-control marks
+                expect(page.locator("main")).to_contain_text("hang-up requested by an operator")
+                expect(page.locator("main")).to_contain_text("answered by human")
+                expect(page.locator("main")).to_contain_text("hung_up_by_operator")
                 return browser
 
         browser = await in_browser(scenario)
