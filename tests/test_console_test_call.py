@@ -62,16 +62,22 @@ async def metrics_of(bridge: Bridge, call_id: str) -> dict:
                 await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
 
 
+async def console_test_call_to_its_end(bridge: Bridge) -> str:
+    """Press the console's "Place a test call" (``POST /api/test-call``); the call id, once it ended."""
+    async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
+        placed = await http.post("/api/test-call", json={})
+    assert placed.status_code == 202, placed.text
+    call_id = str(placed.json()["call_sid"])
+    with trio.fail_after(60):
+        while bridge.server.live.get(call_id) is None:
+            await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
+        await bridge.wait_call_ended(call_id)
+    return call_id
+
+
 async def test_the_console_test_call_looks_up_the_weather_offline_and_is_interrupted_once(tmp_path: Path) -> None:
     async with running_bridge(tmp_path) as bridge:  # the default script, the default tools, no network
-        async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
-            placed = await http.post("/api/test-call", json={})
-        assert placed.status_code == 202, placed.text
-        call_id = placed.json()["call_sid"]
-        with trio.fail_after(60):
-            while bridge.server.live.get(call_id) is None:
-                await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
-            await bridge.wait_call_ended(call_id)
+        call_id = await console_test_call_to_its_end(bridge)
         events = await bridge.events(call_id)
         metrics = await metrics_of(bridge, call_id)
 
@@ -97,14 +103,9 @@ async def test_the_console_test_call_looks_up_the_weather_offline_and_is_interru
 async def test_the_make_run_demo_greets_then_transfers_the_test_call_to_sales(tmp_path: Path) -> None:
     agent = load_agent(DEMO_AGENT)  # what `make run` serves with
     async with running_bridge(tmp_path, agent=agent) as bridge:
+        call_id = await console_test_call_to_its_end(bridge)
+        events = await bridge.events(call_id)
         async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
-            placed = await http.post("/api/test-call", json={})
-            call_id = placed.json()["call_sid"]
-            with trio.fail_after(60):
-                while bridge.server.live.get(call_id) is None:
-                    await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
-                await bridge.wait_call_ended(call_id)
-            events = await bridge.events(call_id)
             row = (await http.get(f"/api/conversations/{call_id}")).json()
 
     spoken = assistant_transcripts(events)

@@ -20,12 +20,14 @@ live feed.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 from quart import Blueprint, Response, request
 
 from callbridge.engine.agent import Agent
+from callbridge.engine.live_calls import LiveCall
 from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
 from callbridge.web.console_api import json_object, request_error
@@ -66,9 +68,6 @@ def calls_api_blueprint(server: Server) -> Blueprint:
     api = Blueprint("calls_api", __name__)
     api.before_request(require_token(lambda: server.settings.api_token))
 
-    def not_live(call_id: str) -> Response:
-        return error_response(404, f"no live call {call_id!r} on this server (it ended, or never started here)")
-
     @api.post("/api/calls")
     async def place_call() -> Response:
         body = await request.get_data()
@@ -93,20 +92,26 @@ def calls_api_blueprint(server: Server) -> Blueprint:
         }
         return json_response(answer, 201)
 
-    @api.post("/api/calls/<call_id>/hangup")
-    async def hang_up(call_id: str) -> Response:
-        body = await json_object()
-        if body is None:
-            return error_response(400, "the request body must be a JSON object (or empty)")
+    def command(call_id: str, body: dict[str, Any], send: Callable[[LiveCall, str], bool], **answer: Any) -> Response:
+        """Check ``reason``, find the live call, post the command to it: 202, or why not."""
         reason = _reason(body)
         if reason is None:
             return error_response(400, f"'reason': a string of at most {MAX_REASON_CHARS} characters")
         call = server.live.get(call_id)
         if call is None:
-            return not_live(call_id)
-        if not call.hang_up_phone(reason or "hung up from the API"):
+            return error_response(404, f"no live call {call_id!r} on this server (it ended, or never started here)")
+        if not send(call, reason):
             return error_response(409, "the call is ending and takes no more commands")
-        return json_response({"call_id": call_id, "accepted": "hangup"}, 202)
+        return json_response({"call_id": call_id, **answer}, 202)
+
+    @api.post("/api/calls/<call_id>/hangup")
+    async def hang_up(call_id: str) -> Response:
+        body = await json_object()
+        if body is None:
+            return error_response(400, "the request body must be a JSON object (or empty)")
+        return command(
+            call_id, body, lambda call, reason: call.hang_up_phone(reason or "hung up from the API"), accepted="hangup"
+        )
 
     @api.post("/api/calls/<call_id>/transfer")
     async def transfer(call_id: str) -> Response:
@@ -114,19 +119,13 @@ def calls_api_blueprint(server: Server) -> Blueprint:
         if body is None:
             return error_response(400, 'the request body must be a JSON object like {"target": "sales"}')
         label = body.get("target")
-        labels = [target.label for target in server.agent.transfer_targets]
         if not isinstance(label, str) or server.agent.target(label) is None:
-            known = ", ".join(labels) if labels else "none (add [[transfer_targets]] to the agent file)"
+            labels = ", ".join(target.label for target in server.agent.transfer_targets)
+            known = labels or "none (add [[transfer_targets]] to the agent file)"
             return error_response(400, f"'target': {label!r} is not a transfer target; the targets are: {known}")
-        reason = _reason(body)
-        if reason is None:
-            return error_response(400, f"'reason': a string of at most {MAX_REASON_CHARS} characters")
-        call = server.live.get(call_id)
-        if call is None:
-            return not_live(call_id)
-        if not call.transfer(label, reason):
-            return error_response(409, "the call is ending and takes no more commands")
-        return json_response({"call_id": call_id, "accepted": "transfer", "target": label}, 202)
+        return command(
+            call_id, body, lambda call, reason: call.transfer(label, reason), accepted="transfer", target=label
+        )
 
     @api.get("/api/agent")
     async def agent() -> Response:
