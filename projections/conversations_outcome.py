@@ -1,7 +1,8 @@
-"""How each call came out, for the conversations view: direction, outcome and Twilio's status.
+"""How each call came out, for the conversations view: its start and end, status, direction,
+outcome and Twilio's status.
 
-Part of ``projections/conversations.py`` (its table's columns ``direction``, ``outcome``,
-``transfer_target``, ``twilio_status``). ``outcome`` says in one word how the call ended:
+Part of ``projections/conversations.py`` (its table's columns ``status``, ``end_reason``, ``direction``,
+``outcome``, ``transfer_target``, ``twilio_status``). ``outcome`` says in one word how the call ended:
 
 - ``hung_up_by_agent`` (the model's ``end_call``), ``hung_up_by_operator`` (console or API),
   ``hung_up_silence``, ``hung_up_max_duration``, ``voicemail_left``: a ``CallEndRequested`` by
@@ -45,6 +46,31 @@ END_OUTCOMES = {
     "max_duration": "hung_up_max_duration",
     "voicemail": "voicemail_left",
 }
+
+
+FAILED_REASONS = frozenset({"model_unavailable", "supervisor_gave_up", "twilio_task_crashed"})
+"""``CallEnded`` reasons that mean the call failed (rather than ended normally)."""
+
+
+def call_status(end_reason: str | None) -> str:
+    """``in_progress`` (no end yet), ``failed`` (ended because of us) or ``completed``."""
+    if end_reason is None:
+        return "in_progress"
+    return "failed" if end_reason in FAILED_REASONS else "completed"
+
+
+def call_ended(db: sqlite3.Connection, event: CallEnded, at: str) -> None:
+    """The call is over: its end, length and status; items still open did not finish; its outcome."""
+    db.execute(
+        "UPDATE conversations SET ended_at=?, end_reason=?, status=?, "
+        "duration_seconds=CASE WHEN started_at_unix IS NULL THEN NULL ELSE round(? - started_at_unix, 3) END "
+        "WHERE call_id=?",
+        (at, event.reason, call_status(event.reason), event.at, event.call_id),
+    )
+    db.execute(
+        "UPDATE conversation_items SET status='incomplete' WHERE call_id=? AND status='in_progress'", (event.call_id,)
+    )
+    apply_outcome(db, event)
 
 
 def call_started(db: sqlite3.Connection, event: CallStarted, at: str) -> None:

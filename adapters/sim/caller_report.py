@@ -13,7 +13,7 @@ from typing import Literal
 
 import msgspec
 
-from callbridge.adapters.sim.playback import HeardSpan
+from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
 from callbridge.adapters.sim.voice import BYTES_PER_MS
 
 EndedBy = Literal["caller", "server", "remote", "error"]
@@ -88,6 +88,18 @@ class CallReport(msgspec.Struct, kw_only=True):
     @property
     def ok(self) -> bool:
         return not self.errors and self.ended_by in ("caller", "remote")
+
+
+def fill_from_playback(report: CallReport, playback: PlaybackModel, media_start: float) -> None:
+    """What the caller heard, from its playback model, into ``report`` (times since ``media_start``)."""
+    report.assistant_bytes_received = playback.received_bytes
+    report.assistant_bytes_played = playback.played_bytes
+    report.assistant_bytes_cleared = playback.dropped_bytes
+    if playback.played_audio is not None:
+        report.heard_audio = bytes(playback.played_audio)
+    report.heard = [
+        HeardSpan(span.start - media_start, span.end - media_start, span.byte_count) for span in playback.heard_spans()
+    ]
 
 
 def _seconds(byte_count: int) -> str:

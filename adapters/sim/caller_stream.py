@@ -28,7 +28,7 @@ from callbridge.adapters.sim.caller_frames import mark_frame as _mark
 from callbridge.adapters.sim.caller_frames import media_frame as _media
 from callbridge.adapters.sim.caller_frames import start_frame as _start
 from callbridge.adapters.sim.caller_frames import stop_frame as _stop
-from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived
+from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived, fill_from_playback
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
     Beep,
@@ -45,7 +45,7 @@ from callbridge.adapters.sim.caller_script import (
     noise_frames,
     tone_frames,
 )
-from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
+from callbridge.adapters.sim.playback import PlaybackModel
 from callbridge.adapters.sim.voice import FRAME_MS, Voice
 from callbridge.adapters.twilio import codec
 from callbridge.adapters.twilio.codec import TwilioFrameError
@@ -168,7 +168,7 @@ class _Call:
                     await self._run_script(script)
                 await self._hang_up()
                 nursery.cancel_scope.cancel()
-        self._finish_report()
+        fill_from_playback(self.report, self.playback, self._media_start)
 
     async def _hung_up_remotely(self, hung_up: trio.Event, script: trio.CancelScope) -> None:
         """The call was ended on Twilio's side (a REST update, a redirect): stop the script; the
@@ -355,18 +355,6 @@ class _Call:
         self._stopped = True
         with trio.move_on_after(5):
             await self.ws.aclose()
-
-    def _finish_report(self) -> None:
-        playback, report = self.playback, self.report
-        report.assistant_bytes_received = playback.received_bytes
-        report.assistant_bytes_played = playback.played_bytes
-        report.assistant_bytes_cleared = playback.dropped_bytes
-        if playback.played_audio is not None:
-            report.heard_audio = bytes(playback.played_audio)
-        report.heard = [
-            HeardSpan(span.start - self._media_start, span.end - self._media_start, span.byte_count)
-            for span in playback.heard_spans()
-        ]
 
 
 async def run_stream(

@@ -148,6 +148,18 @@ class FakeCalls:
 
     # --- REST (called from the HTTP handler) ---------------------------------------------------
 
+    def route(self, method: str, sid: str | None, form: Mapping[str, Any]) -> Reply:
+        """``Calls.json`` (create) or ``Calls/{sid}.json`` (fetch, update); ``form`` values are
+        strings, or lists for repeated fields."""
+        single = {key: value[-1] if isinstance(value, list) else value for key, value in form.items()}
+        if sid is None and method == "POST":
+            return self.create({**single, "StatusCallbackEvent": form.get("StatusCallbackEvent", [])})
+        if sid is not None and method == "GET":
+            return self.fetch(sid)
+        if sid is not None and method == "POST":
+            return self.update(sid, single)
+        return _error(405, 20004, "Method not allowed")  # listing and deleting calls are not faked
+
     def create(self, form: Mapping[str, Any]) -> Reply:
         if self.fail_next:
             return self.fail_next.pop(0)

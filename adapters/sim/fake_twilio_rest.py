@@ -213,8 +213,9 @@ class FakeTwilioRest:
             self.refused_auth += 1
             return twilio_error(401, 20003, "Authenticate")
         calls = _CALLS_PATH.match(path)
-        if calls is not None:
-            return self._calls(method, path, calls, form)
+        if calls is not None:  # another account's calls: not found
+            found = calls["account"] == self.account_sid
+            return self.calls.route(method, calls["sid"], form) if found else self._not_found(path)
         form = {key: value[-1] if isinstance(value, list) else value for key, value in form.items()}
         match = _NUMBERS_PATH.match(path)
         if match is None or match["account"] != self.account_sid:  # another account's resources: not found
@@ -230,23 +231,6 @@ class FakeTwilioRest:
             return 200, self.numbers[sid]
         if method == "POST":
             return self._update(sid, form)
-        return twilio_error(405, 20004, "Method not allowed")
-
-    def _calls(
-        self, method: str, path: str, match: re.Match[str], form: Mapping[str, Any]
-    ) -> tuple[int, dict[str, Any]]:
-        if match["account"] != self.account_sid:
-            return self._not_found(path)
-        sid = match["sid"]
-        single = {key: value[-1] if isinstance(value, list) else value for key, value in form.items()}
-        if sid is None:
-            if method == "POST":
-                return self.calls.create({**single, "StatusCallbackEvent": form.get("StatusCallbackEvent", [])})
-            return twilio_error(405, 20004, "Method not allowed")  # listing calls is not faked
-        if method == "GET":
-            return self.calls.fetch(sid)
-        if method == "POST":
-            return self.calls.update(sid, single)
         return twilio_error(405, 20004, "Method not allowed")
 
     @staticmethod

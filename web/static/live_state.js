@@ -6,31 +6,7 @@
 // assistant's when its output item is added), and filled in as transcripts arrive later, so a slow
 // caller transcription never lands below the reply to it.
 
-// Call-control messages: each becomes a note with the server's own line (`summary`).
-const CALL_CONTROL = [
-  "callbridge.outbound.placed",
-  "callbridge.greeting.started",
-  "callbridge.hangup.requested",
-  "callbridge.goodbye.heard",
-  "callbridge.phone.hung_up",
-  "callbridge.transfer.requested",
-  "callbridge.transfer.refused",
-  "callbridge.transfer.dialed",
-  "callbridge.dtmf.forwarded",
-  "callbridge.dtmf.sent",
-  "callbridge.silence.reprompted",
-  "callbridge.duration.warning",
-  "callbridge.machine.detected",
-  "callbridge.model.recycled",
-];
-const OUTCOME = { model: "hung up by the agent", operator: "hung up by an operator", silence: "hung up after silence", max_duration: "hung up at the time limit", voicemail: "voicemail left" };
-
-function callControl(call, m) {
-  const failed = m.type === "callbridge.transfer.refused" || m.ok === false;
-  call.note(m.summary || m.type, failed ? "error" : "control");
-  if (m.type === "callbridge.hangup.requested") call.outcome = OUTCOME[m.by] || `hung up (${m.by})`;
-  if (m.type === "callbridge.transfer.dialed" && m.ok !== false) call.outcome = `transferred to ${m.label}`;
-}
+import { CALL_CONTROL_HANDLERS } from "./call_control_notes.js";
 
 let revCounter = 0;
 const nextRev = () => ++revCounter;
@@ -415,7 +391,7 @@ const HANDLERS = {
   "callbridge.task_crashed"(call, m) {
     call.note(`task ${m.task} crashed (${m.action}): ${m.error}`, "error");
   },
-  ...Object.fromEntries(CALL_CONTROL.map((type) => [type, callControl])),
+  ...CALL_CONTROL_HANDLERS,
   error(call, m) {
     const error = m.error || {};
     if (error.type === "feed_error") return; // a refused console command: the form that sent it says so
