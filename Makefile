@@ -1,5 +1,6 @@
 # callbridge: the two commands a newcomer types (docs/contract.md).
 #   make run   - create .venv, install, start the server (simulated model without OPENAI_API_KEY)
+#                with the demo agent agents/demo.toml (CALLBRIDGE_AGENT=FILE to choose another)
 #   make test  - create .venv if needed, install with dev extras, run the whole suite
 PYTHON ?= python3
 VENV := .venv
@@ -22,8 +23,10 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet --progress-bar off -e '.[dev]'
 	@touch $(VENV)/.installed $@
 
+CALLBRIDGE_AGENT ?= agents/demo.toml
+
 run: $(VENV)/.installed
-	$(BIN)/callbridge serve
+	$(BIN)/callbridge serve --agent $(CALLBRIDGE_AGENT)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

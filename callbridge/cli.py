@@ -1,4 +1,4 @@
-"""``callbridge`` — the command line: serve, simulate, replay, projections, mcp, fake-openai.
+"""``callbridge`` — the command line: serve, simulate, call, replay, projections, mcp, fake-openai.
 
 The commands, their flags and the environment they read are the outside contract
 (``docs/contract.md`` in the repository; the README shows them in use).
@@ -17,9 +17,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
+
+if TYPE_CHECKING:
+    from callbridge.engine.agent import Agent
+    from callbridge.engine.context import Telephony
+    from callbridge.web.settings import Settings
 
 log = logging.getLogger("callbridge")
 
@@ -84,9 +89,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     os.umask(PRIVATE_UMASK)
     try:
-        settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model)
+        settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model, agent=args.agent)
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
+        return 2
+    agent, telephony = _agent_and_telephony(settings)
+    if agent is None:
         return 2
     before, after = raise_fd_limit()
     raised = f" (soft limit raised from {before})" if after != before else ""
@@ -112,7 +120,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return _serve_with_workers(settings, workers)
     listen_socket = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
     try:
-        server = Server(settings, fold_views=worker is None or worker == 0, listen_socket=listen_socket)
+        server = Server(
+            settings,
+            agent=agent,
+            telephony=telephony,
+            fold_views=worker is None or worker == 0,
+            listen_socket=listen_socket,
+        )
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
         return 2
@@ -188,6 +202,30 @@ def _serve_with_workers(settings: Any, workers: int) -> int:
     if settings.public_url_from_bind and settings.port != port:
         settings = replace(settings, public_url=f"http://{settings.host}:{port}")
     return run_workers(sys.argv[1:], workers, sock, base, announce=lambda: _announce(settings, port))
+
+
+def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | None]:
+    """The agent (``--agent``/``CALLBRIDGE_AGENT``; the built-in one without) and Twilio's REST API
+    for hang-ups and transfers (None without credentials). A bad agent file is one line on stderr
+    naming the key, and (None, None)."""
+    from callbridge.adapters.twilio.rest import TwilioCalls
+    from callbridge.engine.agent import DEFAULT_AGENT, AgentError, load_agent
+
+    agent = DEFAULT_AGENT
+    if settings.agent_path:
+        try:
+            agent = load_agent(settings.agent_path)
+        except AgentError as error:
+            print(f"callbridge: {error}", file=sys.stderr)
+            return None, None
+        log.info("agent: %s", settings.agent_path)
+    telephony: Telephony | None = None
+    if settings.twilio_credentials:
+        assert settings.twilio_account_sid and settings.twilio_auth_token
+        telephony = TwilioCalls(
+            settings.twilio_account_sid, settings.twilio_auth_token, base_url=settings.twilio_api_base_url
+        )
+    return agent, telephony
 
 
 def _bind_error(error: BaseException) -> OSError | None:
@@ -282,6 +320,12 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if all(not report.errors for report in reports) else 1
 
 
+def cmd_call(args: argparse.Namespace) -> int:
+    from callbridge.call_command import place_call_command
+
+    return place_call_command(args, _store_url(args))
+
+
 def cmd_fake_openai(args: argparse.Namespace) -> int:
     from callbridge.adapters.sim.fake_openai import run_fake_openai_cli
 
@@ -336,6 +380,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: set by the parent for each worker
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # the socket a worker inherits
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # where a worker says it listens
+    serve.add_argument(
+        "--agent", metavar="FILE", help="agent TOML file: greeting, hang-up, transfers, limits (env CALLBRIDGE_AGENT)"
+    )
     serve.set_defaults(func=cmd_serve)
 
     simulate = sub.add_parser("simulate", help="place simulated phone calls against a running server")
@@ -346,6 +393,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--barge-in", action="store_true", help="each caller talks over the reply to its second question"
     )
     simulate.set_defaults(func=cmd_simulate)
+
+    call = sub.add_parser("call", help="place an outbound call through a running server (Twilio credentials needed)")
+    call.add_argument("to", help="the number to call, E.164 (+15551234567)")
+    call.add_argument(
+        "--from", dest="from_number", help="caller ID, E.164 (default: CALLBRIDGE_CALLER_ID on the server)"
+    )
+    call.add_argument("--greeting", help="what the agent says first on this call (default: the agent's greeting)")
+    call.add_argument("--metadata", help="a JSON object kept with the call")
+    call.add_argument("--url", help="server base URL (default http://HOST:PORT)")
+    call.add_argument("--store", help="where the server keeps its data, for the API token (env CALLBRIDGE_STORE)")
+    call.set_defaults(func=cmd_call)
 
     replay = sub.add_parser("replay", help="replay a recorded call: timeline, stereo WAV or JSON events")
     replay.add_argument("call_id", help="the Twilio CallSid")

@@ -60,6 +60,7 @@ from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
 from callbridge.web.live_feed import LiveFeed
 from callbridge.web.media import handle_media_stream
+from callbridge.web.outbound import OutboundCalls
 from callbridge.web.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class Server:
         self.telephony = telephony
         """Twilio's REST API for hang-ups and transfers (None: through the stream's ``<Connect action>``)."""
         self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **self.agent.session_defaults()}
+        self.outbound = OutboundCalls(self)
+        """Outbound calls placed through ``POST /api/calls``: the cap, and each call's greeting."""
         self.agent_registry = agent_registry(self.registry, self.agent)
         """The server's tools and the agent's own (HTTP tools, tools a person answers)."""
         self.port: int | None = None
@@ -268,10 +271,14 @@ class Server:
         )
 
     async def _run_call(self, link: Any, start: Any) -> str:
+        settings = self.call_settings()
+        greeting = await self.outbound.call_starting(start)
+        if greeting:  # POST /api/calls gave this outbound call its own greeting
+            settings = replace(settings, agent=msgspec.structs.replace(self.agent, greeting=greeting))
         return await run_call(
             link,
             start,
-            settings=self.call_settings(),
+            settings=settings,
             session_config=self.default_session,
             sink=self._record_call_event,
             live=self.live,

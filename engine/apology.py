@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from callbridge.engine.mulaw import pcm16_to_ulaw
+from callbridge.adapters.mulaw import pcm16_to_ulaw
 
 BYTES_PER_MS = 8
 CHUNK_BYTES = 1600

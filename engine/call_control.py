@@ -260,6 +260,8 @@ class CallControl:
     def phone_done(self, given: PhoneCommandDone) -> None:
         closing = self.closing
         call_id, now = self.core.config.call_id, self.out.now
+        if closing is not None and closing.phase == "done":
+            return  # already settled when Twilio's stop came before this answer
         if closing is None or closing.phase != "phone":
             self.out.emit(LogLine(level=logging.WARNING, message=f"unexpected phone result {given.kind} ignored"))
             return
@@ -294,6 +296,18 @@ class CallControl:
             core.end(reason)  # the stream ends; its <Connect action> answers with what was recorded
         else:
             self.out.emit(StartTimer(timer=Timer.PHONE_CAP, delay_s=PHONE_CAP_S))
+
+    def stopped_by_phone_command(self) -> bool:
+        """Twilio sent ``stop`` while our REST hang-up or redirect was under way (its answer can
+        come after the ``stop``): the command took effect. Record it as done and end the call with
+        the decided reason (not ``caller_hangup``); True when that was the case."""
+        closing = self.closing
+        if closing is None or closing.phase != "phone":
+            return False
+        kind = "redirect" if closing.kind == "transfer" else "hang_up"
+        self.phone_done(PhoneCommandDone(kind=kind, method="rest"))
+        self.core.end(self.core.end_reason or "agent_hangup")
+        return True
 
     # --- outbound calls ------------------------------------------------------------------------
 

@@ -300,6 +300,8 @@ class CallCore:
 
     def _caller_hung_up(self, _: CallerHungUp) -> None:
         self._out.record(TwilioSocketClosed(call_id=self.config.call_id, at=self._out.now, code=None, reason="stop"))
+        if self.control.stopped_by_phone_command():
+            return  # our REST hang-up or redirect ended the stream: the call ends as decided
         self.end("caller_hangup")
 
     def _twilio_lost(self, given: TwilioSocketLost) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Protocol
 
 import trio
 
+from callbridge.adapters.twilio.rest import TelephonyError as TelephonyError  # the Telephony's failure
 from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.apology import Apology
 from callbridge.engine.reconnect import ReconnectPolicy
@@ -57,10 +58,6 @@ class Telephony(Protocol):
     async def hang_up(self, call_sid: str) -> None: ...
 
     async def redirect(self, call_sid: str, twiml: str) -> None: ...
-
-
-class TelephonyError(Exception):
-    """Twilio refused a call update, or could not be reached; the message says which and why."""
 
 
 class ModelConnection(Protocol):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from callbridge.engine import mulaw
+from callbridge.adapters import mulaw
 
 SAMPLE_RATE = 8000
 PAUSE_MS = 500

@@ -465,6 +465,20 @@ class MachineDetected(Event, frozen=True, kw_only=True):
     detection_ms: int | None = None
 
 
+class OutboundCallPlaced(Event, frozen=True, kw_only=True):
+    """We asked Twilio to call ``to_number`` (``POST /api/calls``) and Twilio accepted: ``call_id``
+    is the CallSid it returned. ``greeting`` (when given) replaces the agent's for this call;
+    ``metadata`` is the caller's own, kept as given. Recorded only after Twilio accepted the call."""
+
+    to_number: str
+    from_number: str
+    greeting: str | None = None
+    metadata: dict[str, Any] = {}
+    status: str = ""
+    """Twilio's status in its answer (``queued``)."""
+    by: str = "api"
+
+
 class ModelSessionRecycled(Event, frozen=True, kw_only=True):
     """A fresh model session took over from one nearing its time limit, at a quiet moment: the new
     one was configured and re-seeded before the switch, so the caller heard no gap."""

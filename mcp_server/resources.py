@@ -71,6 +71,29 @@ def transcript_lines(conversation: dict[str, Any]) -> list[str]:
     return lines
 
 
+OUTCOMES = {
+    "hung_up_by_agent": "The assistant ended the call.",
+    "hung_up_by_operator": "An operator hung up the call.",
+    "hung_up_silence": "The call was hung up because the caller stayed silent.",
+    "hung_up_max_duration": "The call was hung up at its time limit.",
+    "voicemail_left": "An answering machine answered; the assistant left a voicemail message.",
+    "busy": "The line was busy: nobody answered.",
+    "no-answer": "Nobody answered.",
+    "failed": "The call could not be placed.",
+    "caller_hangup": "The caller hung up.",
+}
+
+
+def outcome_sentence(conversation: dict[str, Any]) -> str:
+    """How the call came out, for the summary request (the direction too, for outbound calls)."""
+    outcome = conversation.get("outcome")
+    sentence = " It was an outbound call we placed." if conversation.get("direction") == "outbound" else ""
+    if outcome == "transferred":
+        return f"{sentence} The caller was transferred to {conversation.get('transfer_target') or 'a person'}."
+    text = OUTCOMES.get(str(outcome)) if outcome else None
+    return f"{sentence} {text}" if text else sentence
+
+
 def summary_request(conversation: dict[str, Any]) -> str:
     call_id = conversation["call_id"]
     header = (
@@ -79,6 +102,7 @@ def summary_request(conversation: dict[str, Any]) -> str:
         f"status {conversation.get('status')}"
         + (f", {conversation['duration_seconds']:.0f} s long" if conversation.get("duration_seconds") else "")
         + "."
+        + outcome_sentence(conversation)
     )
     transcript = "\n".join(transcript_lines(conversation)) or "(nothing was said)"
     return (

@@ -38,6 +38,15 @@ class ConversationSummary(TypedDict):
     end_reason: str | None
     last_event_at: str | None
     model: str | None
+    direction: str
+    """``inbound``, or ``outbound`` (placed through ``POST /api/calls``)."""
+    outcome: str | None
+    """How the call ended: ``hung_up_by_agent``, ``hung_up_by_operator``, ``hung_up_silence``,
+    ``hung_up_max_duration``, ``voicemail_left``, ``transferred`` (see ``transfer_target``), ``busy``,
+    ``no-answer``, ``failed``, ``canceled``, or the end reason (``caller_hangup``, …)."""
+    transfer_target: str | None
+    twilio_status: str | None
+    """Twilio's last reported call status (``ringing``, ``in-progress``, ``completed``, ``busy``, …)."""
 
 
 class ConversationItem(TypedDict):
@@ -176,6 +185,32 @@ class ToolMetrics(TypedDict):
     error: str | None
 
 
+class CallControl(TypedDict):
+    """One call's call-control figures."""
+
+    greeting_latency_ms: float | None
+    """Call start to the greeting's first audio."""
+    transfers: int
+    transfers_refused: int
+    transfer_target: str | None
+    hung_up_by: str | None
+    """Who asked for the end: ``model``, ``operator``, ``silence``, ``max_duration``, ``voicemail``."""
+    answered_by: str | None
+    """Answering-machine detection's result for an outbound call (``human``, ``machine_end_beep``, …)."""
+    dtmf_received: int
+    dtmf_sent: int
+    silence_reprompts: int
+    session_recycles: int
+
+
+class CallControlSummary(TypedDict):
+    greeting_latency_ms: Distribution
+    transfers: int
+    transfers_refused: int
+    voicemails_left: int
+    hang_ups_by: dict[str, int]
+
+
 class CallMetrics(TypedDict):
     """One call's numbers, turn by turn and tool by tool."""
 
@@ -210,6 +245,7 @@ class CallMetrics(TypedDict):
     tools: list[ToolMetrics]
     response_latency_ms: Distribution
     first_audio_ms: Distribution
+    call_control: CallControl
 
 
 class CallCounts(TypedDict):
@@ -248,6 +284,7 @@ class MetricsSummary(TypedDict):
     tool_calls: ToolCallCounts
     tokens: dict[str, int]
     cost_usd: float
+    call_control: CallControlSummary
 
 
 class MetricsResult(TypedDict):

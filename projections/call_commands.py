@@ -23,7 +23,7 @@ import trio
 
 from callbridge.engine.backoff import Backoff
 from callbridge.engine.engine_id import EngineIdentity
-from callbridge.engine.events import CallCommandAnswered, CallCommandIssued
+from callbridge.engine.events import CallCommandAnswered, CallCommandIssued, CallEnded
 from callbridge.engine.live_calls import LiveCall, LiveCalls
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
@@ -35,6 +35,8 @@ from callbridge.projections.source import LogSource
 log = logging.getLogger(__name__)
 
 ANSWER_TIMEOUT_S = 5.0
+UNSEEN_CALL_WAIT_S = 0.5
+"""A call with nothing in the log yet may have just started on another engine: look once more."""
 PAGE = 500
 KINDS = frozenset({"update_session", "client_event", "hang_up", "transfer", "machine_detected"})
 
@@ -84,6 +86,7 @@ class CallCommands:
         self.writer = writer
         self.clock = clock
         self.answer_timeout_s = answer_timeout_s
+        self._store = store
         self._source = LogSource(store, ["CallCommandIssued", "CallCommandAnswered"])
         self._follower = Follower("call commands", wait_for_appends, backoff=Backoff(first=0.2, maximum=5.0))
         self._waiting: dict[str, tuple[trio.Event, list[CommandResult]]] = {}
@@ -97,6 +100,8 @@ class CallCommands:
         if here is not None:
             ok = execute(here, kind, payload)
             return CommandResult(ok, "delivered" if ok else "the call is ending or busy; try again", self.engine_id)
+        if not await self.may_be_live(call_id):
+            return CommandResult(False, f"no engine carries call {call_id!r}: it never started or has ended")
         command_id = uuid.uuid4().hex
         done, result = trio.Event(), list[CommandResult]()
         self._waiting[command_id] = (done, result)
@@ -121,6 +126,20 @@ class CallCommands:
         return CommandResult(
             False, f"no engine carries call {call_id!r} now (no answer within {self.answer_timeout_s:g} s)"
         )
+
+    async def may_be_live(self, call_id: str) -> bool:
+        """Whether ``call_id`` may be live on some engine: live here, or started and not ended in the
+        log (one read of its last event; a call that never started or ended is answered at once)."""
+        if self.live.get(call_id) is not None:
+            return True
+        await self.writer.flush()
+        last = await trio.to_thread.run_sync(self._store.last_event, call_id)
+        if last is None:  # not in the log yet, or never: another engine writes its batches every 100 ms
+            head = await trio.to_thread.run_sync(self._source.head)
+            with trio.move_on_after(UNSEEN_CALL_WAIT_S):
+                await self._follower.position.wait_for(head + 1)
+            last = await trio.to_thread.run_sync(self._store.last_event, call_id)
+        return last is not None and not isinstance(last[1], CallEnded)
 
     @property
     def engine_id(self) -> str:

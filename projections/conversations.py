@@ -39,6 +39,14 @@ from callbridge.engine.events import (
     ToolCallRequested,
 )
 from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations_outcome import (
+    FAILED_REASONS,
+    apply_outcome,
+    call_ended,
+    call_started,
+    call_status,
+)
+from callbridge.projections.conversations_outcome import TOPICS as OUTCOME_TOPICS
 from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
 from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
@@ -53,18 +61,7 @@ __all__ = [
     "search_conversations",
 ]
 
-FAILED_REASONS = frozenset({"model_unavailable", "supervisor_gave_up", "twilio_task_crashed"})
-"""``CallEnded`` reasons that mean the call failed (rather than ended normally)."""
-
 RESPONSE_ITEM_STATUS = {"completed": "completed", "cancelled": "cancelled", "failed": "failed"}
-
-
-def call_status(end_reason: str | None) -> str:
-    """``in_progress`` (no end yet), ``failed`` (ended because of us) or ``completed``."""
-    if end_reason is None:
-        return "in_progress"
-    return "failed" if end_reason in FAILED_REASONS else "completed"
-
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS conversations (
@@ -81,7 +78,11 @@ SCHEMA = (
         end_reason TEXT,
         model TEXT,
         last_event_at TEXT,
-        started_at_unix REAL
+        started_at_unix REAL,
+        direction TEXT NOT NULL DEFAULT 'inbound',
+        outcome TEXT,
+        transfer_target TEXT,
+        twilio_status TEXT
     )""",
     "CREATE INDEX IF NOT EXISTS conversations_by_start ON conversations(started_at, call_id)",
     "CREATE INDEX IF NOT EXISTS conversations_by_number ON conversations(phone_number, started_at)",
@@ -137,8 +138,9 @@ ServerHandler = Callable[[sqlite3.Connection, str, str, ServerEvent], None]
 
 class ConversationsProjection(Projection):
     name = "conversations"
-    version = 1
-    topics = frozenset(
+    version = 2
+    """2: ``direction``, ``outcome``, ``transfer_target``, ``twilio_status`` (``conversations_outcome``)."""
+    topics = OUTCOME_TOPICS | frozenset(
         {
             "CallStarted",
             "CallEnded",
@@ -187,13 +189,11 @@ class ConversationsProjection(Projection):
                 if parsed is not None:
                     handler(db, call_id, at, parsed)
         elif isinstance(event, CallStarted):
-            db.execute(
-                "UPDATE conversations SET stream_sid=?, phone_number=?, caller_number=?, started_at=?, "
-                "started_at_unix=?, model=? WHERE call_id=?",
-                (event.stream_sid, event.to_number, event.from_number, at, event.at, event.model, call_id),
-            )
+            call_started(db, event, at)
         elif isinstance(event, CallEnded):
-            _call_ended(db, event, at)
+            call_ended(db, event, at)
+        elif type(event).__name__ in OUTCOME_TOPICS:
+            apply_outcome(db, event)
         elif isinstance(event, BargeInDecided):
             if event.action == "truncated" and event.item_id:
                 db.execute(
@@ -384,16 +384,3 @@ def _tool_answered(db: sqlite3.Connection, event: ToolCallCompleted | ToolCallFa
         "UPDATE conversation_items SET output=? WHERE call_id=? AND tool_call_id=? AND type='function_call'",
         (event.output, event.call_id, event.tool_call_id),
     )
-
-
-# --- the end ---------------------------------------------------------------------------------------
-
-
-def _call_ended(db: sqlite3.Connection, event: CallEnded, at: str) -> None:
-    db.execute(
-        "UPDATE conversations SET ended_at=?, end_reason=?, status=?, "
-        "duration_seconds=CASE WHEN started_at_unix IS NULL THEN NULL ELSE round(? - started_at_unix, 3) END "
-        "WHERE call_id=?",
-        (at, event.reason, call_status(event.reason), event.at, event.call_id),
-    )
-    _close_open_items(db, event.call_id, "incomplete")

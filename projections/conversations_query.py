@@ -31,6 +31,10 @@ CONVERSATION_FIELDS = (
     "end_reason",
     "last_event_at",
     "model",
+    "direction",
+    "outcome",
+    "transfer_target",
+    "twilio_status",
 )
 """A conversation summary: the contract's fields (docs/contract.md), then ours."""
 

@@ -34,27 +34,60 @@ from callbridge.engine.events import (
     SETTINGS_STREAM,
     BargeInDecided,
     CallEnded,
+    CallEndRequested,
     CallSessionConfigChanged,
     CallStarted,
     CallStatusReported,
     DefaultSessionConfigSaved,
+    DtmfForwarded,
     DtmfReceived,
+    DtmfSent,
+    DurationWarningGiven,
     Event,
+    GoodbyeHeard,
+    GreetingAudioStarted,
+    MachineDetected,
     ModelConnected,
     ModelConnectionFailed,
     ModelDisconnected,
     ModelEventReceived,
     ModelEventSent,
     ModelEventUnknown,
+    ModelSessionRecycled,
+    OutboundCallPlaced,
+    PhoneHangUpSent,
+    SilenceReprompted,
     TaskCrashed,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TransferDialed,
+    TransferRefused,
+    TransferRequested,
     TwilioFrameRejected,
 )
+from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS
 from callbridge.projections.views_db import iso
 
 Message = dict[str, Any]
+
+CALL_CONTROL_MESSAGES: dict[type[Event], str] = {
+    OutboundCallPlaced: "callbridge.outbound.placed",
+    GreetingAudioStarted: "callbridge.greeting.started",
+    CallEndRequested: "callbridge.hangup.requested",
+    GoodbyeHeard: "callbridge.goodbye.heard",
+    PhoneHangUpSent: "callbridge.phone.hung_up",
+    TransferRequested: "callbridge.transfer.requested",
+    TransferRefused: "callbridge.transfer.refused",
+    TransferDialed: "callbridge.transfer.dialed",
+    DtmfForwarded: "callbridge.dtmf.forwarded",
+    DtmfSent: "callbridge.dtmf.sent",
+    SilenceReprompted: "callbridge.silence.reprompted",
+    DurationWarningGiven: "callbridge.duration.warning",
+    MachineDetected: "callbridge.machine.detected",
+    ModelSessionRecycled: "callbridge.model.recycled",
+}
+"""Call-control facts on the feed: the event's fields plus ``summary`` (the timeline's line)."""
 
 SKIPPED_CLIENT_EVENTS = frozenset({"input_audio_buffer.append"})
 """Client events never put on the feed (audio)."""
@@ -114,6 +147,8 @@ class LiveProjection:
             TwilioFrameRejected: self._frame_rejected,
             TaskCrashed: self._task_crashed,
         }
+        for kind in CALL_CONTROL_MESSAGES:
+            self._handlers[kind] = self._call_control
 
     @property
     def event_names(self) -> tuple[str, ...]:
@@ -313,6 +348,13 @@ class LiveProjection:
 
     def _task_crashed(self, e: TaskCrashed) -> list[Message]:
         return self._message(e, "callbridge.task_crashed", task=e.task, error=e.error, action=e.action)
+
+    def _call_control(self, e: Event) -> list[Message]:
+        """A call-control fact: its fields, and the timeline's line for it as ``summary``."""
+        fields: dict[str, Any] = msgspec.to_builtins(e)
+        del fields["call_id"], fields["at"]
+        summary = CALL_CONTROL_FACTS[type(e)][1](e)
+        return self._message(e, CALL_CONTROL_MESSAGES[type(e)], **fields, summary=summary)
 
 
 def replay_messages(events: Sequence[Event]) -> list[tuple[float, Message]]:

@@ -48,6 +48,9 @@ from callbridge.engine.events import (
 from callbridge.engine.store import RecordedEvent
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 from callbridge.projections.conversations import call_status
+from callbridge.projections.metrics_call_control import COLUMNS_SQL as CALL_CONTROL_COLUMNS
+from callbridge.projections.metrics_call_control import TOPICS as CALL_CONTROL_TOPICS
+from callbridge.projections.metrics_call_control import apply_call_control, handles
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
 from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
@@ -86,7 +89,8 @@ SCHEMA = (
         tool_ms_total REAL NOT NULL DEFAULT 0,
         {_TOKEN_COLUMNS},
         speech_stopped_at REAL,
-        disconnected_at REAL
+        disconnected_at REAL,
+        {CALL_CONTROL_COLUMNS}
     )""",
     "CREATE INDEX IF NOT EXISTS call_metrics_by_start ON call_metrics(started_at)",
     f"""CREATE TABLE IF NOT EXISTS turn_metrics (
@@ -143,9 +147,10 @@ _FIRST_AUDIO = (
 
 class MetricsProjection(Projection):
     name = "metrics"
-    version = 2
-    """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions."""
-    topics = frozenset(
+    version = 3
+    """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions.
+    3: call-control figures (``projections/metrics_call_control.py``)."""
+    topics = CALL_CONTROL_TOPICS | frozenset(
         {
             "CallStarted",
             "CallEnded",
@@ -223,6 +228,8 @@ class MetricsProjection(Projection):
             db.execute("UPDATE call_metrics SET task_crashes=task_crashes+1 WHERE call_id=?", (call_id,))
         elif isinstance(event, ToolCallRequested | ToolCallCompleted | ToolCallFailed):
             _tool_event(db, event)
+        elif handles(event):
+            apply_call_control(db, event)
 
 
 def _server_event(db: sqlite3.Connection, call_id: str, at: float, e: ServerEvent) -> None:

@@ -12,6 +12,11 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from callbridge.projections.metrics_call_control import (
+    call_control_of,
+    call_control_prometheus,
+    call_control_summary,
+)
 from callbridge.projections.pricing import TOKEN_KINDS, cost_usd, load_prices
 from callbridge.projections.views_db import QueryError, parse_time, rows_as_dicts
 
@@ -110,6 +115,7 @@ def get_call_metrics(
         turn["tokens"] = _tokens(turn_row[len(_TURN_FIELDS) :])
         turns.append(turn)
     metrics["turns"] = turns
+    metrics["call_control"] = call_control_of(db, call_id)
     metrics["tools"] = rows_as_dicts(
         db.execute(
             f"SELECT {', '.join(_TOOL_FIELDS)} FROM tool_metrics WHERE call_id=? ORDER BY requested_at, tool_call_id",
@@ -200,6 +206,7 @@ def metrics_summary(
         },
         "tokens": tokens,
         "cost_usd": cost_usd(tokens, load_prices() if prices is None else prices),
+        "call_control": call_control_summary(db, where, params, distribution),
     }
 
 
@@ -276,4 +283,5 @@ def prometheus_lines(db: sqlite3.Connection, *, prices: Mapping[str, float] | No
         "Estimated model cost in USD from the price table.",
         [("", cost_usd(tokens, load_prices() if prices is None else prices))],
     )
+    lines.extend(call_control_prometheus(db))
     return lines

@@ -55,8 +55,9 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
+from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS, never_connected
 
-KINDS = ("call", "caller", "assistant", "tool", "barge_in", "model", "error", "dtmf", "twilio")
+KINDS = ("call", "caller", "assistant", "tool", "barge_in", "model", "error", "dtmf", "twilio", "control")
 TEXT_LIMIT = 120
 """Longest transcript or payload quoted in a summary (``data`` keeps the whole text)."""
 
@@ -210,6 +211,7 @@ _FACTS: dict[type[Event], tuple[str | Callable[[Any], str], Callable[[Any], str]
     DtmfReceived: ("dtmf", lambda e: f"pressed {e.digit}"),
     CallSessionConfigChanged: ("model", lambda e: f"session config changed ({e.source})"),
     TaskCrashed: ("error", lambda e: f"task {e.task} crashed ({e.action}): {_clip(e.error)}"),
+    **CALL_CONTROL_FACTS,
 }
 """Events that become one entry each, without context: kind (or a function of the event) and summary."""
 
@@ -344,7 +346,10 @@ def build_timeline(events: Sequence[Event]) -> list[TimelineEntry]:
     builder = _Builder(events)
     for event in events:
         builder.event(event)
-    if not builder.span.ended:
+    never = never_connected(events)
+    if never is not None:
+        builder.add(never.at, "call", f"the call never connected: {never.status}", ended=True, status=never.status)
+    elif not builder.span.ended:
         builder.add(builder.span.end_at, "call", "no CallEnded: the call was cut off", ended=False)
     return sorted(builder.entries, key=lambda entry: entry.t_ms)
 
@@ -361,6 +366,7 @@ _COLORS = {
     "error": "31",
     "dtmf": "2",
     "twilio": "2",
+    "control": "1;33",
 }
 _CONTROL = {c: " " if c in (9, 10, 13) else "?" for c in (*range(32), *range(127, 160))}
 

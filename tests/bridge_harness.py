@@ -15,6 +15,7 @@ import trio
 from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, serve_fake_openai
 from callbridge.adapters.sim.fake_openai_script import Script
 from callbridge.engine.agent import Agent
+from callbridge.engine.context import Telephony
 from callbridge.engine.events import Event
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.store import RecordedEvent
@@ -51,6 +52,7 @@ async def running_bridge(
     fake_options: dict[str, Any] | None = None,
     agent: Agent | None = None,
     engine_id: str | None = None,
+    telephony: Telephony | None = None,
 ) -> AsyncIterator[Bridge]:
     async with trio.open_nursery() as nursery:
         options = FakeOpenAIOptions(expire_after_s=None)
@@ -69,6 +71,7 @@ async def running_bridge(
             reconnect=reconnect or ReconnectPolicy(max_attempts=3, first_delay_s=0.05, max_delay_s=0.2),
             agent=agent,
             engine_id=engine_id,
+            telephony=telephony,
         )
         port = await nursery.start(server.run)
         try:

@@ -20,14 +20,26 @@ from test_console_api import BEARER, closed_port
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
-from callbridge.adapters.sim.fake_openai_script import DEFAULT_AFTER_TOOL_ERROR, FunctionCall, Script, Turn
+from callbridge.adapters.sim.fake_openai_script import (
+    DEFAULT_AFTER_TOOL_ERROR,
+    DEFAULT_SCRIPT,
+    FunctionCall,
+    Script,
+    Turn,
+)
+from callbridge.engine.agent import load_agent
 from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
+    GreetingAudioStarted,
     ModelEventReceived,
     ToolCallCompleted,
     ToolCallFailed,
+    TransferDialed,
+    TransferRefused,
 )
+
+DEMO_AGENT = Path(__file__).resolve().parent.parent / "agents" / "demo.toml"
 
 SPOKEN_WEATHER = re.compile(r"^It's -?\d+ degrees in San Francisco right now\.$")
 
@@ -50,20 +62,28 @@ async def metrics_of(bridge: Bridge, call_id: str) -> dict:
                 await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
 
 
+async def console_test_call_to_its_end(bridge: Bridge) -> str:
+    """Press the console's "Place a test call" (``POST /api/test-call``); the call id, once it ended."""
+    async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
+        placed = await http.post("/api/test-call", json={})
+    assert placed.status_code == 202, placed.text
+    call_id = str(placed.json()["call_sid"])
+    with trio.fail_after(60):
+        while bridge.server.live.get(call_id) is None:
+            await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
+        await bridge.wait_call_ended(call_id)
+    return call_id
+
+
 async def test_the_console_test_call_looks_up_the_weather_offline_and_is_interrupted_once(tmp_path: Path) -> None:
     async with running_bridge(tmp_path) as bridge:  # the default script, the default tools, no network
-        async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
-            placed = await http.post("/api/test-call", json={})
-        assert placed.status_code == 202, placed.text
-        call_id = placed.json()["call_sid"]
-        with trio.fail_after(60):
-            while bridge.server.live.get(call_id) is None:
-                await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
-            await bridge.wait_call_ended(call_id)
+        call_id = await console_test_call_to_its_end(bridge)
         events = await bridge.events(call_id)
         metrics = await metrics_of(bridge, call_id)
 
-    assert of_type(events, ToolCallFailed) == []
+    # the last question asks for sales: this agent has no transfer targets, so the model apologises
+    assert of_type(events, ToolCallFailed) == [] and of_type(events, TransferRefused) == []
+    assert assistant_transcripts(events)[-1] == DEFAULT_SCRIPT.turns[3].after_tool_error
     (completed,) = of_type(events, ToolCallCompleted)
     assert completed.name == "get_weather_from_coords"
     assert isinstance(json.loads(completed.output)["temperature_c"], float)
@@ -78,6 +98,23 @@ async def test_the_console_test_call_looks_up_the_weather_offline_and_is_interru
     assert [e.reason for e in of_type(events, CallEnded)] == ["caller_hangup"]  # the script ran to its end
     assert (metrics["barge_ins"], metrics["truncations"]) == (1, 1)
     assert metrics["barge_ins_skipped"] == len(decisions) - 1
+
+
+async def test_the_make_run_demo_greets_then_transfers_the_test_call_to_sales(tmp_path: Path) -> None:
+    agent = load_agent(DEMO_AGENT)  # what `make run` serves with
+    async with running_bridge(tmp_path, agent=agent) as bridge:
+        call_id = await console_test_call_to_its_end(bridge)
+        events = await bridge.events(call_id)
+        async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
+            row = (await http.get(f"/api/conversations/{call_id}")).json()
+
+    spoken = assistant_transcripts(events)
+    assert spoken[0] == agent.greeting and len(of_type(events, GreetingAudioStarted)) == 1
+    (dialed,) = of_type(events, TransferDialed)
+    assert (dialed.label, dialed.to, dialed.method) == ("sales", "+15005550010", "stream")  # no Twilio: the action
+    assert spoken[-1] == "One moment, I'm transferring you now."
+    assert [e.reason for e in of_type(events, CallEnded)] == ["transferred"]
+    assert (row["outcome"], row["transfer_target"]) == ("transferred", "sales")
 
 
 async def test_a_failed_tool_is_answered_with_an_apology_not_the_error_json(tmp_path: Path) -> None:

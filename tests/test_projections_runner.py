@@ -183,7 +183,7 @@ def test_a_projection_whose_version_changed_is_rebuilt_alone(sqlite_event_store:
     metrics_before = dump_views(db)["call_metrics"]
 
     class ConversationsV2(ConversationsProjection):
-        version = 2
+        version = ConversationsProjection.version + 1
 
     runner = ProjectionRunner(sqlite_event_store, db, [ConversationsV2(), MetricsProjection()])
     runner.setup()
@@ -192,7 +192,9 @@ def test_a_projection_whose_version_changed_is_rebuilt_alone(sqlite_event_store:
     assert step.caught_up
     assert {row[0] for row in db.execute("SELECT status FROM conversations")} == {"completed", "in_progress"}
     assert dump_views(db)["call_metrics"] == metrics_before  # metrics did not fold anything twice
-    assert db.execute("SELECT version FROM projection_positions WHERE name='conversations'").fetchone() == (2,)
+    assert db.execute("SELECT version FROM projection_positions WHERE name='conversations'").fetchone() == (
+        ConversationsProjection.version + 1,
+    )
     db.close()
 
 
@@ -342,8 +344,11 @@ def test_views_folded_from_postgresql_equal_those_from_sqlite(
     from_sqlite = _clean_dump(sqlite_event_store, tmp_path / "sqlite.db")
     positions = from_postgres.pop("projection_positions")
     from_sqlite.pop("projection_positions")
-    expected = [("conversations", head, 1), ("metrics", head, MetricsProjection.version), ("ownership", head, 1)]
-    assert positions == expected
+    assert positions == [
+        ("conversations", head, ConversationsProjection.version),
+        ("metrics", head, MetricsProjection.version),
+        ("ownership", head, 1),
+    ]
     sources = from_postgres.pop("views_source"), from_sqlite.pop("views_source")  # each names its own store
     assert sources[0][0][1].startswith("postgresql://") and sources[1][0][1].startswith("sqlite:")
     assert from_postgres == from_sqlite

@@ -9,6 +9,20 @@
   proxy.
 - ``GET /tools`` and ``GET /public-url`` need the API token like the rest of the console and API
   (bearer header or console cookie); only ``/healthz`` and Twilio's routes are open.
+
+Twilio's routes (all signed when ``TWILIO_AUTH_TOKEN`` is set):
+
+- ``/twiml`` answers ``<Connect action="PUBLIC_URL/twilio/stream-ended"><Stream>`` with the call's
+  ``From``, ``To``, ``CallSid`` and ``Direction`` (``inbound``, ``outbound-api``) as parameters;
+- ``/twilio/stream-ended`` is that ``action``: when our side ended the stream, it answers what the
+  call decided, from the call's log (the last ``TransferDialed``'s ``<Dial>`` or, after a
+  ``PhoneHangUpSent`` or nothing at all, ``<Hangup/>``). Without Twilio credentials this is how
+  hang-ups and transfers reach the phone; with them it is the fallback when the REST update failed;
+- ``/twilio/status`` records the call's progress (``CallStatusReported``: queued, ringing,
+  in-progress, busy, no-answer, failed, completed), freeing an outbound call's slot at its end;
+- ``/twilio/amd`` is the asynchronous answering-machine result of an outbound call (``AnsweredBy``,
+  ``MachineDetectionDuration``): handed to the live call, or recorded (``MachineDetected``) when the
+  call is not live on this engine.
 """
 
 from __future__ import annotations
@@ -19,18 +33,22 @@ from quart import Blueprint, Response, jsonify, request
 from quart_trio import QuartTrio
 
 from callbridge.adapters.twilio import signature, twiml
-from callbridge.engine.events import CallStatusReported
+from callbridge.engine.events import CallStatusReported, MachineDetected
 from callbridge.web.api import api_blueprint
 from callbridge.web.auth import install_sessions, require_token
+from callbridge.web.calls_api import calls_api_blueprint
 from callbridge.web.console import console_blueprint
 from callbridge.web.console_api import console_api_blueprint
 from callbridge.web.live_feed import live_feed_blueprint
 from callbridge.web.media import CALL_TOKEN_PARAMETER
 from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
+from callbridge.web.stream_ended import answer_stream_ended, parse_detection_ms
 
 if TYPE_CHECKING:
     from callbridge.server import Server
+
+STREAM_ENDED_PATH = "/twilio/stream-ended"
 
 
 def create_app(server: Server) -> QuartTrio:
@@ -43,6 +61,7 @@ def create_app(server: Server) -> QuartTrio:
     app.register_blueprint(small_endpoints_blueprint(server))
     app.register_blueprint(api_blueprint(server))
     app.register_blueprint(console_api_blueprint(server))
+    app.register_blueprint(calls_api_blueprint(server))
     app.register_blueprint(live_feed_blueprint(server))
     app.register_blueprint(console_blueprint(server))
 
@@ -66,11 +85,45 @@ def create_app(server: Server) -> QuartTrio:
         if refused is not None:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
+        parameters["Direction"] = params.get("Direction") or "inbound"
         if server.settings.twilio_auth_token:
             call_sid = params.get("CallSid", "")
             parameters[CALL_TOKEN_PARAMETER] = server.admission.token_for(server.settings.twilio_auth_token, call_sid)
-        body = twiml.connect_stream_twiml(signature.stream_url(server.settings.public_url), parameters)
+        public_url = server.settings.public_url
+        body = twiml.connect_stream_twiml(
+            signature.stream_url(public_url),
+            parameters,
+            action=signature.webhook_url(public_url, STREAM_ENDED_PATH),
+        )
         return Response(body, content_type="text/xml")
+
+    @app.route(STREAM_ENDED_PATH, methods=["POST"])
+    async def stream_ended() -> Any:
+        params, refused = await twilio_params()
+        if refused is not None:
+            return refused
+        body = await answer_stream_ended(server, params.get("CallSid", ""))
+        return Response(body, content_type="text/xml")
+
+    @app.route("/twilio/amd", methods=["POST"])
+    async def amd_callback() -> Any:
+        params, refused = await twilio_params()
+        if refused is not None:
+            return refused
+        call_sid, answered_by = params.get("CallSid", ""), params.get("AnsweredBy", "")
+        if not call_sid or not answered_by:
+            return Response("CallSid and AnsweredBy are required\n", status=400)
+        detection_ms = parse_detection_ms(params.get("MachineDetectionDuration"))
+        call = await server.outbound.wait_live(call_sid)
+        delivered = call is not None and call.machine_detected(answered_by, detection_ms)
+        if not delivered:  # not live here: maybe on another engine
+            payload = {"answered_by": answered_by, "detection_ms": detection_ms}
+            delivered = (await server.commands.send(call_sid, "machine_detected", payload)).ok
+        if not delivered:
+            server.writer.record(
+                MachineDetected(call_id=call_sid, at=server.now(), answered_by=answered_by, detection_ms=detection_ms)
+            )
+        return Response("", status=204)
 
     @app.route("/twilio/status", methods=["POST"])
     async def status_callback() -> Any:
@@ -79,6 +132,7 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         call_sid = params.get("CallSid", "")
         if call_sid:
+            server.outbound.status_reported(call_sid, params.get("CallStatus", ""))
             duration = params.get("CallDuration")
             server.writer.record(
                 CallStatusReported(

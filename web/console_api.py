@@ -46,7 +46,8 @@ from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_http import new_sid
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant, barge_in_turn
 from callbridge.adapters.twilio.rest import RestErrorKind, TwilioRestError
-from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved
+from callbridge.engine.events import SETTINGS_STREAM, CallEnded, DefaultSessionConfigSaved
+from callbridge.projections.call_commands import CommandResult
 from callbridge.projections.views_db import iso
 from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
@@ -129,34 +130,43 @@ def save_default_session(server: Server, session: dict[str, Any]) -> dict[str, A
     return config
 
 
-def update_call_session(server: Server, call_id: str, session: dict[str, Any]) -> dict[str, Any]:
-    """Check ``session`` and hand it to live call ``call_id``, which merges it into its config,
-    sends ``session.update`` to its model and records ``CallSessionConfigChanged``.
+async def update_call_session(server: Server, call_id: str, session: dict[str, Any]) -> dict[str, Any]:
+    """Check ``session`` and hand it to live call ``call_id`` (on whichever engine carries it), which
+    merges it into its config, sends ``session.update`` to its model and records
+    ``CallSessionConfigChanged``.
 
     Returns ``session``. Raises ``SessionConfigError`` when it is invalid, :class:`CallNotLive`
-    when there is no such live call, :class:`CallNotTakingCommands` when the call is ending.
+    when no engine carries such a call, :class:`CallNotTakingCommands` when the call is ending.
     """
     if not isinstance(session, dict):
         raise SessionConfigError("'session' must be an object of session settings")
     normalize_session_config(session)
-    call = server.live.get(call_id)
-    if call is None:
-        raise CallNotLive(f"no live call {call_id!r} on this server")
-    if not call.update_session(session):
-        raise CallNotTakingCommands(f"call {call_id!r} is ending or not taking commands now; try again")
+    raise_unless_delivered(await server.commands.send(call_id, "update_session", {"session": session}), call_id)
     return session
+
+
+def raise_unless_delivered(result: CommandResult, call_id: str) -> None:
+    """:class:`CallNotLive` when no engine carries the call, :class:`CallNotTakingCommands` when it
+    is ending; nothing when the command was delivered."""
+    if result.ok:
+        return
+    if not result.engine_id:
+        raise CallNotLive(f"no live call {call_id!r} on any engine ({result.detail})")
+    raise CallNotTakingCommands(f"call {call_id!r} is ending or not taking commands now; try again")
 
 
 # --- the test call -----------------------------------------------------------------------------
 
 
-def test_call_script(seconds: float) -> list[Step]:
-    """What the console's test caller does: ask (the simulated model looks up the weather), wait
-    for the answer; ask again and talk over the (long) reply once it has played a while — a real
-    barge-in; wait for the answer to that, then say goodbye and hang up. The caller also hangs up
-    after ``seconds`` whatever is happening."""
+def test_call_script(seconds: float, *, greeted: bool = False) -> list[Step]:
+    """What the console's test caller does: hear the agent's greeting out (``greeted``), ask (the
+    simulated model looks up the weather), wait for the answer; ask again and talk over the (long)
+    reply once it has played a while — a real barge-in; wait for the answer to that, then ask for
+    sales (the simulated model transfers the call when the agent has a ``sales`` target) and hang
+    up once that is answered. The caller also hangs up after ``seconds`` whatever is happening."""
     wait = WaitForAssistant(timeout_s=max(1.0, seconds))
     return [
+        *([wait] if greeted else []),
         Speak(1200),
         wait,
         Silence(400),
@@ -190,7 +200,7 @@ async def run_test_call(server: Server, call_sid: str, seconds: float) -> None:
     settings = server.settings
     report = await place_call(
         local_base_url(settings.host, server.port),
-        script=test_call_script(seconds),
+        script=test_call_script(seconds, greeted=server.agent.greeting is not None),
         auth_token=settings.twilio_auth_token,
         public_url=settings.public_url,
         account_sid=settings.twilio_account_sid,
@@ -287,11 +297,12 @@ def console_api_blueprint(server: Server) -> Blueprint:
         return json_response({**number_view(updated, settings.public_url), "previous_voice_url": current})
 
     async def live_session(call_id: str) -> CallSession | None:
-        """The session live call ``call_id`` runs now (from its log), or None when it is not live here."""
-        if server.live.get(call_id) is None:
-            return None
-        await server.writer.flush()
+        """The session call ``call_id`` runs now (from its log, whichever engine carries it), or None
+        when it is not live (never started, or ended)."""
+        await server.fresh.events()
         events = await trio.to_thread.run_sync(server.store.read_call, call_id, limiter=server.db_threads)
+        if not events or any(isinstance(recorded.event, CallEnded) for recorded in events):
+            return None
         return call_session(events)
 
     def session_answer(session: dict[str, Any], call_id: str | None, **extra: Any) -> dict[str, Any]:
@@ -335,7 +346,7 @@ def console_api_blueprint(server: Server) -> Blueprint:
             current = await live_session(wanted.call_id)
             change = {**current.config, **wanted.session} if current is not None else wanted.session
             with server.feed.subscribe(wanted.call_id) as answers:  # before the call sends it
-                update_call_session(server, wanted.call_id, change)
+                await update_call_session(server, wanted.call_id, change)
                 outcome = await model_answer(answers)
         except SessionConfigError as error:
             return error_response(400, str(error))

@@ -27,7 +27,13 @@ import msgspec
 
 from callbridge.adapters.openai.session import SessionConfigError
 from callbridge.projections.live import LiveProjection, Message, envelope
-from callbridge.web.console_api import CallNotTakingCommands, save_default_session, update_call_session
+from callbridge.web.console_api import (
+    CallNotLive,
+    CallNotTakingCommands,
+    raise_unless_delivered,
+    save_default_session,
+    update_call_session,
+)
 
 if TYPE_CHECKING:
     from callbridge.server import Server
@@ -54,7 +60,7 @@ def error_message(
     return envelope("error", call_id, stream_sid, error=error)
 
 
-def handle_command(server: Server, projection: LiveProjection, data: str | bytes) -> Message | None:
+async def handle_command(server: Server, projection: LiveProjection, data: str | bytes) -> Message | None:
     """Carry out one browser message; returns the error message to send back, or None."""
     try:
         command = _decoder.decode(data)
@@ -73,7 +79,7 @@ def handle_command(server: Server, projection: LiveProjection, data: str | bytes
         if kind == "session.update" and call_id is None:
             _save_default(server, command)
         else:
-            _to_call(server, projection, command, call_id)
+            await _to_call(server, projection, command, call_id)
     except CommandError as error:
         return error_message(
             error.code,
@@ -99,30 +105,35 @@ def _save_default(server: Server, command: dict[str, Any]) -> None:
         raise CommandError("invalid_session", str(exc)) from None
 
 
-def _to_call(server: Server, projection: LiveProjection, command: dict[str, Any], call_id: str | None) -> None:
+async def _to_call(server: Server, projection: LiveProjection, command: dict[str, Any], call_id: str | None) -> None:
+    """A command for one live call, wherever it is carried (``server.commands``: at once when it is
+    live here, else through the log to the engine that carries it)."""
     kind = command["type"]
     if call_id is None:
         raise CommandError("missing_call_id", f"{kind} needs the 'call_id' of a live call")
-    call = server.live.get(call_id)
-    if call is None:
-        raise CommandError("unknown_call", f"no live call {call_id!r} on this server")
-    if kind == "session.update":
-        try:
-            update_call_session(server, call_id, _session(command))
-        except SessionConfigError as exc:
-            raise CommandError("invalid_session", str(exc)) from None
-        except CallNotTakingCommands as exc:
-            raise CommandError("call_busy", str(exc)) from None
-        return
-    elif kind == "response.create":
-        delivered = call.forward_client_event({"type": "response.create"})
-    else:
-        item = _function_call_output(command)
-        if not projection.is_pending(call_id, item["call_id"]):
-            raise CommandError("unknown_tool_call", f"call {call_id!r} has no pending tool call {item['call_id']!r}")
-        delivered = call.forward_client_event({"type": "conversation.item.create", "item": item})
-    if not delivered:
-        raise CommandError("call_busy", f"call {call_id!r} is ending or not taking commands now; try again")
+    if not await server.commands.may_be_live(call_id):
+        raise CommandError("unknown_call", f"no live call {call_id!r}")
+    try:
+        if kind == "session.update":
+            await update_call_session(server, call_id, _session(command))
+            return
+        if kind == "response.create":
+            event: dict[str, Any] = {"type": "response.create"}
+        else:
+            item = _function_call_output(command)
+            if not projection.is_pending(call_id, item["call_id"]):
+                raise CommandError(
+                    "unknown_tool_call", f"call {call_id!r} has no pending tool call {item['call_id']!r}"
+                )
+            event = {"type": "conversation.item.create", "item": item}
+        result = await server.commands.send(call_id, "client_event", {"event": event})
+        raise_unless_delivered(result, call_id)
+    except SessionConfigError as exc:
+        raise CommandError("invalid_session", str(exc)) from None
+    except CallNotLive as exc:
+        raise CommandError("unknown_call", str(exc)) from None
+    except CallNotTakingCommands as exc:
+        raise CommandError("call_busy", str(exc)) from None
 
 
 def _function_call_output(command: dict[str, Any]) -> dict[str, Any]:

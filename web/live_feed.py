@@ -257,7 +257,7 @@ async def _serve_commands(server: Server, feed: LiveFeed, send: Send) -> None:
     while True:
         data = await websocket.receive()
         try:
-            reply = handle_command(server, feed.projection, data)
+            reply = await handle_command(server, feed.projection, data)
         except Exception:  # a bug must not take the browser's feed down with it
             log.exception("live feed: a browser command failed")
             reply = error_message("internal_error", "the server could not handle this message")

@@ -12,6 +12,7 @@ place, so two first starts never end up with different tokens). ``serve`` also s
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import stat
 from collections.abc import Mapping
@@ -24,6 +25,8 @@ from callbridge.projections.views_db import data_dir_for_store
 DEFAULT_REALTIME_URL = "wss://api.openai.com/v1/realtime?model=gpt-realtime"
 DEFAULT_STORE = "./data/callbridge.db"
 TOKEN_FILE = "api-token"
+DEFAULT_MAX_OUTBOUND = 10
+E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 
 
 class SettingsError(ValueError):
@@ -51,6 +54,18 @@ class Settings:
     """No PUBLIC_URL was given: it follows the address actually bound (port 0 in tests)."""
     api_token_from_env: bool = False
     """The token is CALLBRIDGE_API_TOKEN's, not the data folder's ``api-token`` file."""
+    agent_path: str | None = None
+    """``--agent FILE`` or ``CALLBRIDGE_AGENT``: the agent answering calls (``engine/agent.py``)."""
+    caller_id: str | None = None
+    """``CALLBRIDGE_CALLER_ID``: the number outbound calls come from (else the account's first)."""
+    max_outbound: int = DEFAULT_MAX_OUTBOUND
+    """``CALLBRIDGE_MAX_OUTBOUND``: outbound calls in progress at once on this engine."""
+
+    @property
+    def twilio_credentials(self) -> bool:
+        """Both TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN are set: hang-ups, transfers and outbound
+        calls go through Twilio's REST API."""
+        return bool(self.twilio_account_sid and self.twilio_auth_token)
 
     @property
     def public_summary(self) -> dict[str, object]:
@@ -65,6 +80,9 @@ class Settings:
             "twilio_account_sid_set": bool(self.twilio_account_sid),
             "twilio_auth_token_set": bool(self.twilio_auth_token),
             "store": self.store_url.split("@")[-1] if "://" in self.store_url else self.store_url,
+            "agent": self.agent_path,
+            "caller_id": self.caller_id,
+            "max_outbound": self.max_outbound,
         }
 
 
@@ -120,6 +138,7 @@ def load_settings(
     port: int | None = None,
     store: str | None = None,
     model: str | None = None,
+    agent: str | None = None,
 ) -> Settings:
     env = os.environ if env is None else env
     host = host or env.get("HOST") or "127.0.0.1"
@@ -139,6 +158,19 @@ def load_settings(
         raise SettingsError(f"--model must be 'openai' or 'sim', got {model!r}")
     if model == "openai" and not api_key:
         raise SettingsError("--model openai needs OPENAI_API_KEY; unset it or use --model sim for the simulated model")
+    caller_id = (env.get("CALLBRIDGE_CALLER_ID") or "").strip() or None
+    if caller_id is not None and not E164.match(caller_id):
+        raise SettingsError(f"CALLBRIDGE_CALLER_ID must be an E.164 number like +15551234567, got {caller_id!r}")
+    max_outbound_text = env.get("CALLBRIDGE_MAX_OUTBOUND") or str(DEFAULT_MAX_OUTBOUND)
+    try:
+        max_outbound = int(max_outbound_text)
+    except ValueError:
+        max_outbound = -1
+    if not 0 <= max_outbound <= 10_000:
+        raise SettingsError(
+            f"CALLBRIDGE_MAX_OUTBOUND must be a whole number from 0 (no outbound calls) to 10000, "
+            f"got {max_outbound_text!r}"
+        )
     store_url = store or env.get("CALLBRIDGE_STORE") or DEFAULT_STORE
     data_dir = data_dir_for_store(store_url)
     token, generated = load_api_token(data_dir, env.get("CALLBRIDGE_API_TOKEN"))
@@ -159,4 +191,7 @@ def load_settings(
         weather_url=env.get("CALLBRIDGE_WEATHER_URL") or "https://api.open-meteo.com/v1/forecast",
         public_url_from_bind=public_url_from_bind,
         api_token_from_env=bool(env.get("CALLBRIDGE_API_TOKEN")),
+        agent_path=agent or env.get("CALLBRIDGE_AGENT") or None,
+        caller_id=caller_id,
+        max_outbound=max_outbound,
     )

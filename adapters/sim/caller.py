@@ -37,13 +37,17 @@ from callbridge.adapters.sim.caller_http import (
 from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived, format_report
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
+    Beep,
     Dtmf,
     HangUp,
+    Murmur,
     Silence,
     Speak,
     Step,
     WaitForAssistant,
+    WaitForHangUp,
     default_script,
+    voicemail_script,
 )
 from callbridge.adapters.sim.caller_stream import FrameCallback, MediaCallback, run_stream
 from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
@@ -51,19 +55,23 @@ from callbridge.adapters.twilio.twiml import TwimlError
 
 __all__ = [
     "BargeIn",
+    "Beep",
     "CallReport",
     "Dtmf",
     "FrameSent",
     "HangUp",
     "MediaReceived",
+    "Murmur",
     "Silence",
     "Speak",
     "Step",
     "WaitForAssistant",
+    "WaitForHangUp",
     "default_script",
     "format_report",
     "place_call",
     "simulate_calls",
+    "voicemail_script",
 ]
 
 

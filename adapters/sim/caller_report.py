@@ -13,10 +13,11 @@ from typing import Literal
 
 import msgspec
 
-from callbridge.adapters.sim.playback import HeardSpan
+from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
 from callbridge.adapters.sim.voice import BYTES_PER_MS
 
-EndedBy = Literal["caller", "server", "error"]
+EndedBy = Literal["caller", "server", "remote", "error"]
+"""``remote``: the call was ended on Twilio's side (a REST hang-up or redirect), so the stream got ``stop``."""
 
 
 class FrameSent(msgspec.Struct, frozen=True):
@@ -70,10 +71,35 @@ class CallReport(msgspec.Struct, kw_only=True):
     ended_by: EndedBy = "caller"
     close_code: int | None = None
     close_reason: str = ""
+    hung_up_s: float | None = None
+    """When the caller's side hung up (sent ``stop``), in seconds since the first media frame."""
+    beep_end_s: float | None = None
+    """When a ``Beep`` step ended (an answering machine starts recording), since the first media frame."""
+    heard_bytes_at_beep: int | None = None
+    """Assistant audio heard before the beep ended (``heard_audio[heard_bytes_at_beep:]`` is the message)."""
+
+    @property
+    def heard_after_beep(self) -> bytes:
+        """What an answering machine recorded: the assistant audio heard after its beep."""
+        if self.heard_bytes_at_beep is None:
+            return b""
+        return self.heard_audio[self.heard_bytes_at_beep :]
 
     @property
     def ok(self) -> bool:
-        return not self.errors and self.ended_by == "caller"
+        return not self.errors and self.ended_by in ("caller", "remote")
+
+
+def fill_from_playback(report: CallReport, playback: PlaybackModel, media_start: float) -> None:
+    """What the caller heard, from its playback model, into ``report`` (times since ``media_start``)."""
+    report.assistant_bytes_received = playback.received_bytes
+    report.assistant_bytes_played = playback.played_bytes
+    report.assistant_bytes_cleared = playback.dropped_bytes
+    if playback.played_audio is not None:
+        report.heard_audio = bytes(playback.played_audio)
+    report.heard = [
+        HeardSpan(span.start - media_start, span.end - media_start, span.byte_count) for span in playback.heard_spans()
+    ]
 
 
 def _seconds(byte_count: int) -> str:

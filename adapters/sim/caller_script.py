@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import math
+import random
 
 import msgspec
 import trio
 
+from callbridge.adapters import mulaw
 from callbridge.adapters.sim.voice import FRAME_MS, Voice, silence
 
 
@@ -52,11 +54,41 @@ class Dtmf(msgspec.Struct, frozen=True, tag=True):
     digit: str
 
 
+class Beep(msgspec.Struct, frozen=True, tag=True):
+    """Play a pure tone for ``ms`` (an answering machine's beep: 1 kHz). The caller notes when it
+    ended (``CallReport.beep_end_s``) and how much assistant audio it had heard by then."""
+
+    ms: int = 500
+    hz: int = 1000
+
+
+class Murmur(msgspec.Struct, frozen=True, tag=True):
+    """Background noise for ``ms`` at ``level`` (peak, of 32767): a real line is never digitally
+    silent. Far below a VAD's speech threshold, and no two frames alike (so a test can follow each
+    frame to the model)."""
+
+    ms: int
+    level: int = 40
+    seed: int = 1
+
+
 class HangUp(msgspec.Struct, frozen=True, tag=True):
     """End the call now (Twilio sends ``stop`` and closes). A script that runs out hangs up too."""
 
 
-Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | HangUp
+class WaitForHangUp(msgspec.Struct, frozen=True, tag=True):
+    """Stay on the line, silent, until the other side ends the call (or ``timeout_s``: an error)."""
+
+    timeout_s: float = 30.0
+
+
+Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | Beep | Murmur | WaitForHangUp | HangUp
+
+
+def voicemail_script(*, greeting_ms: int = 1500, beep_ms: int = 500, listen_s: float = 30.0) -> list[Step]:
+    """An answering machine: its greeting, a 1 kHz beep, then it records (stays silent) until the
+    caller hangs up. Run with ``keep_audio=True``: ``CallReport.heard_after_beep`` is the message."""
+    return [Speak(greeting_ms), Beep(beep_ms), WaitForHangUp(timeout_s=listen_s)]
 
 
 def frames_for(ms: int) -> int:
@@ -93,6 +125,22 @@ def barge_in_turn(seconds: float) -> list[Step]:
 
 
 _SILENCE_B64 = base64.b64encode(silence(FRAME_MS)).decode()
+TONE_AMPLITUDE = 8000
+
+
+def noise_frames(ms: int, level: int, seed: int) -> list[str]:
+    """Low-level pseudo-random noise as base64 μ-law 20 ms frames."""
+    rng = random.Random(seed)
+    audio = mulaw.encode([rng.randint(-level, level) for _ in range(frames_for(ms) * FRAME_MS * 8)])
+    return [base64.b64encode(audio[i : i + FRAME_MS * 8]).decode() for i in range(0, len(audio), FRAME_MS * 8)]
+
+
+def tone_frames(ms: int, hz: int) -> list[str]:
+    """A pure tone as base64 μ-law 20 ms frames (phase carried across frames)."""
+    count = frames_for(ms) * FRAME_MS * 8
+    step = 2 * math.pi * hz / 8000
+    audio = mulaw.encode([round(TONE_AMPLITUDE * math.sin(step * n)) for n in range(count)])
+    return [base64.b64encode(audio[i : i + FRAME_MS * 8]).decode() for i in range(0, len(audio), FRAME_MS * 8)]
 
 
 class Mouth:
@@ -104,11 +152,14 @@ class Mouth:
         self._remaining = 0
         self._speech = False
         self._done: trio.Event | None = None
+        self._tone: list[str] | None = None
 
-    def start(self, frames: int, *, speech: bool) -> trio.Event:
+    def start(self, frames: int, *, speech: bool, tone: list[str] | None = None) -> trio.Event:
+        """Say ``frames`` frames of speech (or silence); ``tone`` gives the frames' audio instead."""
         if self._done is not None:
             self._done.set()  # a new utterance replaces an unfinished one
         self._remaining, self._speech, self._done = frames, speech, trio.Event()
+        self._tone = list(tone) if tone is not None else None
         return self._done
 
     def next_frame(self) -> tuple[str, bool, trio.Event | None]:
@@ -116,7 +167,10 @@ class Mouth:
         if self._remaining <= 0:
             return _SILENCE_B64, False, None
         self._remaining -= 1
-        payload = base64.b64encode(self._voice.frame()).decode() if self._speech else _SILENCE_B64
+        if self._tone:
+            payload = self._tone.pop(0)
+        else:
+            payload = base64.b64encode(self._voice.frame()).decode() if self._speech else _SILENCE_B64
         finished = None
         if self._remaining == 0:
             finished, self._done = self._done, None

@@ -22,19 +22,30 @@ from typing import Protocol
 import trio
 from trio_websocket import ConnectionClosed
 
-from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived
+from callbridge.adapters.sim.caller_frames import Signal as _Signal
+from callbridge.adapters.sim.caller_frames import dtmf_frame as _dtmf
+from callbridge.adapters.sim.caller_frames import mark_frame as _mark
+from callbridge.adapters.sim.caller_frames import media_frame as _media
+from callbridge.adapters.sim.caller_frames import start_frame as _start
+from callbridge.adapters.sim.caller_frames import stop_frame as _stop
+from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived, fill_from_playback
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
+    Beep,
     Dtmf,
     HangUp,
     Mouth,
+    Murmur,
     Silence,
     Speak,
     Step,
     WaitForAssistant,
+    WaitForHangUp,
     frames_for,
+    noise_frames,
+    tone_frames,
 )
-from callbridge.adapters.sim.playback import HeardSpan, PlaybackModel
+from callbridge.adapters.sim.playback import PlaybackModel
 from callbridge.adapters.sim.voice import FRAME_MS, Voice
 from callbridge.adapters.twilio import codec
 from callbridge.adapters.twilio.codec import TwilioFrameError
@@ -57,40 +68,6 @@ MediaCallback = Callable[[float, MediaReceived], None]
 _FRAME_S = FRAME_MS / 1000
 
 
-def _start(sid: str, info: codec.StartInfo, seq: str) -> codec.Start:
-    return codec.Start(sequence_number=seq, stream_sid=sid, start=info)
-
-
-def _media(sid: str, media: codec.MediaChunk, seq: str) -> codec.Media:
-    return codec.Media(sequence_number=seq, stream_sid=sid, media=media)
-
-
-def _mark(sid: str, name: str, seq: str) -> codec.Mark:
-    return codec.Mark(sequence_number=seq, stream_sid=sid, mark=codec.MarkInfo(name=name))
-
-
-def _dtmf(sid: str, digit: str, seq: str) -> codec.Dtmf:
-    return codec.Dtmf(sequence_number=seq, stream_sid=sid, dtmf=codec.DtmfInfo(digit=digit))
-
-
-def _stop(sid: str, info: codec.StopInfo, seq: str) -> codec.Stop:
-    return codec.Stop(sequence_number=seq, stream_sid=sid, stop=info)
-
-
-class _Signal:
-    """Wakes every waiter whenever the call's state changes (playback, speech)."""
-
-    def __init__(self) -> None:
-        self._event = trio.Event()
-
-    def notify(self) -> None:
-        self._event.set()
-        self._event = trio.Event()
-
-    async def wait(self) -> None:
-        await self._event.wait()
-
-
 class _Call:
     """One live Media Streams connection from the caller's side."""
 
@@ -105,8 +82,12 @@ class _Call:
         keep_audio: bool,
         on_frame_sent: FrameCallback | None,
         on_media_received: MediaCallback | None,
+        remote_hang_up: trio.Event | None = None,
+        on_beep: Callable[[], None] | None = None,
     ) -> None:
         self.ws = ws
+        self.remote_hang_up = remote_hang_up
+        self.on_beep = on_beep
         self.report = report
         self.account_sid = account_sid
         self.custom_parameters = custom_parameters
@@ -181,11 +162,21 @@ class _Call:
                 nursery.start_soon(self._microphone)
                 nursery.start_soon(self._receive)
                 nursery.start_soon(self._playback_clock)
-                with trio.move_on_at(self._deadline):
+                with trio.move_on_at(self._deadline) as script_scope:
+                    if self.remote_hang_up is not None:
+                        nursery.start_soon(self._hung_up_remotely, self.remote_hang_up, script_scope)
                     await self._run_script(script)
                 await self._hang_up()
                 nursery.cancel_scope.cancel()
-        self._finish_report()
+        fill_from_playback(self.report, self.playback, self._media_start)
+
+    async def _hung_up_remotely(self, hung_up: trio.Event, script: trio.CancelScope) -> None:
+        """The call was ended on Twilio's side (a REST update, a redirect): stop the script; the
+        stream then gets ``stop``, as Twilio sends it."""
+        await hung_up.wait()
+        if self.report.ended_by == "caller":
+            self.report.ended_by = "remote"
+        script.cancel()
 
     async def _microphone(self) -> None:
         """One ``media`` frame per 20 ms, scheduled by absolute deadlines from the first. When the
@@ -299,6 +290,24 @@ class _Call:
             await self._wait_for_assistant(step)
         elif isinstance(step, BargeIn):
             await self._barge_in(step)
+        elif isinstance(step, Beep):
+            await self.mouth.start(frames_for(step.ms), speech=True, tone=tone_frames(step.ms, step.hz)).wait()
+            now = trio.current_time()
+            echoes = self.playback.advance(now)
+            if echoes:
+                await self._echo(echoes)
+            self.signal.notify()
+            self.report.beep_end_s = now - self._media_start
+            self.report.heard_bytes_at_beep = self.playback.played_bytes
+            if self.on_beep is not None:
+                self.on_beep()
+        elif isinstance(step, Murmur):
+            noise = noise_frames(step.ms, step.level, step.seed)
+            await self.mouth.start(frames_for(step.ms), speech=False, tone=noise).wait()
+        elif isinstance(step, WaitForHangUp):
+            with trio.move_on_after(step.timeout_s):
+                await trio.sleep_forever()
+            self.report.errors.append(f"the other side did not hang up within {step.timeout_s:g} s")
 
     async def _wait_for_assistant(self, step: WaitForAssistant) -> None:
         playback = self.playback
@@ -335,6 +344,7 @@ class _Call:
     async def _hang_up(self) -> None:
         """Stop the microphone, send ``stop``, close the socket (as Twilio does on hang-up)."""
         self._hung_up_at = trio.current_time()
+        self.report.hung_up_s = self._hung_up_at - self._media_start
         self._hanging_up.set()
         await self._microphone_off.wait()
         echoes = self.playback.advance(trio.current_time())
@@ -345,18 +355,6 @@ class _Call:
         self._stopped = True
         with trio.move_on_after(5):
             await self.ws.aclose()
-
-    def _finish_report(self) -> None:
-        playback, report = self.playback, self.report
-        report.assistant_bytes_received = playback.received_bytes
-        report.assistant_bytes_played = playback.played_bytes
-        report.assistant_bytes_cleared = playback.dropped_bytes
-        if playback.played_audio is not None:
-            report.heard_audio = bytes(playback.played_audio)
-        report.heard = [
-            HeardSpan(span.start - self._media_start, span.end - self._media_start, span.byte_count)
-            for span in playback.heard_spans()
-        ]
 
 
 async def run_stream(
@@ -371,10 +369,14 @@ async def run_stream(
     keep_audio: bool = False,
     on_frame_sent: FrameCallback | None = None,
     on_media_received: MediaCallback | None = None,
+    remote_hang_up: trio.Event | None = None,
+    on_beep: Callable[[], None] | None = None,
 ) -> CallReport:
     """Play Twilio's part on an open stream socket: ``report.call_sid``/``stream_sid`` name the
     call; the report is filled in and returned. Returns when the script hung up (after ``stop``
-    and the close handshake) or the server closed the socket (``ended_by="server"``)."""
+    and the close handshake), the server closed the socket (``ended_by="server"``), or
+    ``remote_hang_up`` was set (the call ended on Twilio's side: ``stop`` is sent,
+    ``ended_by="remote"``)."""
     call = _Call(
         ws,
         report,
@@ -384,6 +386,8 @@ async def run_stream(
         keep_audio=keep_audio,
         on_frame_sent=on_frame_sent,
         on_media_received=on_media_received,
+        remote_hang_up=remote_hang_up,
+        on_beep=on_beep,
     )
     await call.run(script, max_duration_s)
     return report

@@ -106,6 +106,26 @@ class Script(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
         return Turn(transcript=self.fallback_transcript, reply=self.fallback_reply)
 
 
+_WORD_FOR_WORD = re.compile(r'word for word:\s*"(?P<quote>.*)"\s*$', re.DOTALL)
+INSTRUCTED_LINES = (
+    ("transfer", "One moment, I'm transferring you now."),
+    ("still there", "Are you still there?"),
+    ("goodbye", "Thank you for calling. Goodbye!"),
+)
+"""A short fitting line for ``response.create`` instructions, by a word they contain."""
+
+
+def instructed_reply(instructions: str) -> str | None:
+    """What the simulated model says for a ``response.create`` with ``instructions``: the quoted
+    text of 'Say this to the caller, word for word: "…"' exactly; a short fitting line for a goodbye,
+    a re-prompt or a transfer announcement; None (the script decides) for anything else."""
+    quoted = _WORD_FOR_WORD.search(instructions)
+    if quoted:
+        return quoted.group("quote")
+    lowered = instructions.lower()
+    return next((line for word, line in INSTRUCTED_LINES if word in lowered), None)
+
+
 WEATHER_REPLY = "It's {temperature_c} degrees in San Francisco right now."
 
 LONG_REPLY = "Once upon a time, a small wooden boat sailed across a calm blue ocean, while the sailors sang."
@@ -122,9 +142,24 @@ DEFAULT_SCRIPT = Script(
         ),
         Turn(transcript="Can you tell me a story about the ocean?", reply=LONG_REPLY),
         Turn(transcript="What can you help me with?", reply="I can look up the weather and answer questions."),
-        Turn(transcript="Thank you, that's all.", reply="You're welcome! Have a great day. Goodbye."),
+        Turn(
+            transcript="Could you put me through to someone in sales?",
+            function_call=FunctionCall(
+                name="transfer_call", arguments={"target": "sales", "reason": "the caller asked for sales"}
+            ),
+            after_tool="One moment, I'm transferring you to sales.",
+            after_tool_error="I'm sorry, I can't transfer you right now. Is there anything else I can do?",
+        ),
+        Turn(
+            transcript="Thank you, that's all.",
+            function_call=FunctionCall(name="end_call", arguments={"reason": "the caller is done"}),
+            after_tool="You're welcome! Have a great day. Goodbye.",
+        ),
     ]
 )
+"""The built-in script (``make run``'s simulated model): a tool call, a long story to interrupt, a
+question, a transfer to ``sales`` (the agent must list that target; otherwise the refusal is
+apologised for) and a hang-up through ``end_call`` (the goodbye is asked for and said)."""
 
 
 def parse_script(data: str | bytes) -> Script:

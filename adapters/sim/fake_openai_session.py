@@ -26,7 +26,7 @@ from callbridge.adapters.sim.fake_openai_config import (
 from callbridge.adapters.sim.fake_openai_conversation import Conversation, Ids, StoredItem, error_event, text_tokens
 from callbridge.adapters.sim.fake_openai_items import ItemRejected, item_from_client, user_audio_item
 from callbridge.adapters.sim.fake_openai_response import FunctionCallPlan, Plan, ReplyPlan, ResponseRun
-from callbridge.adapters.sim.fake_openai_script import Script
+from callbridge.adapters.sim.fake_openai_script import Script, instructed_reply
 from callbridge.adapters.sim.fake_openai_vad import (
     RMS_AT_THRESHOLD_HALF,
     EnergyVad,
@@ -47,6 +47,8 @@ class Reaction(msgspec.Struct, kw_only=True):
 
 
 OUT_OF_BAND_REPLY = "One moment, I'm still working on that."
+CALL_CONTROL_TOOLS = frozenset({"end_call", "transfer_call", "send_dtmf"})
+"""Scripted calls of these are made only when the session offers them (the agent decides which)."""
 
 
 class FakeRealtimeSession:
@@ -314,9 +316,14 @@ class FakeRealtimeSession:
             scripted = self.script.turn(last.turn)
             if scripted.function_call is not None:
                 wanted = scripted.function_call
+                if wanted.name in CALL_CONTROL_TOOLS and wanted.name not in self._offered_tools():
+                    return ReplyPlan(text=scripted.after_tool_error)  # a model calls only what it is offered
                 return FunctionCallPlan(name=wanted.name, arguments=wanted.arguments_json, turn=last.turn)
             return ReplyPlan(text=scripted.reply or "")
         return ReplyPlan(text=self.script.fallback_reply)
+
+    def _offered_tools(self) -> set[str]:
+        return {str(tool.get("name")) for tool in self.config.get("tools") or [] if isinstance(tool, dict)}
 
     def _start(
         self, plan: Plan, reaction: Reaction, metadata: dict[str, Any] | None = None, *, out_of_band: bool = False
@@ -355,7 +362,10 @@ class FakeRealtimeSession:
             plan: Plan = ReplyPlan(text=OUT_OF_BAND_REPLY)
             reaction.events += self._start(plan, reaction, metadata, out_of_band=True)
             return reaction
-        reaction.events += self._start(self._plan(), reaction, metadata)
+        instructions = options.get("instructions")
+        said = instructed_reply(instructions) if isinstance(instructions, str) else None
+        plan = ReplyPlan(text=said) if said is not None else self._plan()
+        reaction.events += self._start(plan, reaction, metadata)
         return reaction
 
     def _response_cancel(self, event: ce.ResponseCancel) -> Reaction:

@@ -1,4 +1,4 @@
-"""A local fake of the Twilio REST API's IncomingPhoneNumbers resource (docs/protocols.md A9).
+"""A local fake of the Twilio REST API: IncomingPhoneNumbers (docs/protocols.md A9) and Calls (A10).
 
 Why: the console's setup checklist lists the account's numbers and points one's voice webhook at
 us, and Twilio is unreachable from here. This peer answers exactly what the twilio package sends
@@ -13,6 +13,9 @@ us, and Twilio is unreachable from here. This peer answers exactly what the twil
 HTTP Basic auth (account SID : auth token) is checked on every request: wrong or missing → 401
 with Twilio's error 20003. Unknown numbers, other accounts and other paths → 404, error 20404.
 Error bodies have Twilio's legacy shape ``{code, message, more_info, status}``.
+
+``…/Calls.json`` and ``…/Calls/{CA}.json`` go to :class:`adapters.sim.fake_twilio_calls.FakeCalls`
+(``fake.calls``): placing outbound calls, hanging up and redirecting live ones.
 
 :class:`FakeTwilioRest` is the sans-IO part (state and ``handle``: request in, status and JSON
 out), usable without sockets; :func:`serve_fake_twilio_rest` serves it over HTTP with hypercorn
@@ -44,12 +47,15 @@ from hypercorn.trio import serve
 from quart import Response, request
 from quart_trio import QuartTrio
 
+from callbridge.adapters.sim.fake_twilio_calls import FakeCalls
+
 API_VERSION = "2010-04-01"
 DEFAULT_ACCOUNT_SID = "AC" + "0fa4e" * 6 + "01"
 DEFAULT_AUTH_TOKEN = "fake-twilio-auth-token"
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 1000
 
+_CALLS_PATH = re.compile(rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/Calls(?:/(?P<sid>[^/]+))?\.json$")
 _NUMBERS_PATH = re.compile(
     rf"^/{API_VERSION}/Accounts/(?P<account>[^/]+)/IncomingPhoneNumbers(?:/(?P<sid>[^/]+))?\.json$"
 )
@@ -116,6 +122,8 @@ class FakeTwilioRest:
         """Requests answered 401."""
         self.url = ""
         """``http://host:port`` once served (what ``TWILIO_API_BASE_URL`` should be)."""
+        self.calls = FakeCalls(account_sid, auth_token)
+        """The Calls resource and the phone calls it carries (:mod:`adapters.sim.fake_twilio_calls`)."""
 
     # --- the account -----------------------------------------------------------------------
 
@@ -195,14 +203,20 @@ class FakeTwilioRest:
         method: str,
         path: str,
         query: Mapping[str, str],
-        form: Mapping[str, str],
+        form: Mapping[str, Any],
         authorization: str | None,
     ) -> tuple[int, dict[str, Any]]:
-        """One request → (HTTP status, JSON body)."""
+        """One request → (HTTP status, JSON body). ``form`` values are strings, or lists for
+        repeated fields (``StatusCallbackEvent``)."""
         self.requests.append((method, path, dict(query)))
         if not self.authorized(authorization):
             self.refused_auth += 1
             return twilio_error(401, 20003, "Authenticate")
+        calls = _CALLS_PATH.match(path)
+        if calls is not None:  # another account's calls: not found
+            found = calls["account"] == self.account_sid
+            return self.calls.route(method, calls["sid"], form) if found else self._not_found(path)
+        form = {key: value[-1] if isinstance(value, list) else value for key, value in form.items()}
         match = _NUMBERS_PATH.match(path)
         if match is None or match["account"] != self.account_sid:  # another account's resources: not found
             return self._not_found(path)
@@ -284,12 +298,17 @@ def fake_app(fake: FakeTwilioRest) -> QuartTrio:
     @app.route("/", defaults={"path": ""}, methods=["GET", "POST", "DELETE"])
     @app.route("/<path:path>", methods=["GET", "POST", "DELETE"])
     async def any_path(path: str) -> Response:
-        form = await request.form if request.method == "POST" else {}
+        form = await request.form if request.method == "POST" else None
+        fields: dict[str, Any] = {}
+        if form is not None:
+            for key in form:
+                values = form.getlist(key)
+                fields[key] = values if len(values) > 1 or key == "StatusCallbackEvent" else values[0]
         status, body = fake.handle(
             request.method,
             request.path,
             {key: request.args[key] for key in request.args},
-            {key: form[key] for key in form},
+            fields,
             request.headers.get("Authorization"),
         )
         response = Response(json.dumps(body), status=status, content_type="application/json")
@@ -316,6 +335,7 @@ async def serve_fake_twilio_rest(
     config.errorlog = None
     config.graceful_timeout = 0.5
     async with trio.open_nursery() as nursery:
+        fake.calls.nursery = nursery
         binds: list[str] = await nursery.start(partial(serve, fake_app(fake), config))
         fake.url = binds[0]
         task_status.started(fake)

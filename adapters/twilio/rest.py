@@ -14,6 +14,11 @@ twilio client used directly:
 - **Errors a person can act on.** Every failure (bad credentials, unknown number, unreachable
   API, a peer that is not Twilio) becomes one :class:`TwilioRestError` whose ``kind`` says which
   and whose message says what to do. Messages never carry the auth token.
+
+:class:`TwilioCalls` is the Calls resource the same way: placing an outbound call (``Calls.json``
+create, with answering-machine detection) and updating a live one (``Status=completed`` hangs up,
+``Twiml=<Response><Dial>…`` transfers). It is the engine's ``Telephony`` (``engine/context.py``):
+its ``hang_up``/``redirect`` raise ``TelephonyError`` with the same actionable, token-free messages.
 """
 
 from __future__ import annotations
@@ -73,6 +78,11 @@ class RestErrorKind(StrEnum):
     """An answer that is not the Twilio API's JSON (a wrong ``TWILIO_API_BASE_URL``)."""
 
 
+class TelephonyError(Exception):
+    """Twilio refused a call update, or could not be reached: what the engine's ``Telephony`` raises
+    (``engine.context``); the message says which and why, without the token."""
+
+
 class TwilioRestError(Exception):
     """A Twilio REST call failed; ``kind`` says how, the message what to do about it."""
 
@@ -87,9 +97,8 @@ def _redact(text: str, secret: str) -> str:
     return text.replace(secret, "***") if secret else text
 
 
-class IncomingPhoneNumbers:
-    """The account's phone numbers over the Twilio REST API. The sync methods block (call them
-    from a thread); the ``a``-prefixed ones run them in a trio worker thread."""
+class _TwilioRest:
+    """Credentials, a client per operation, and errors translated: what every resource shares."""
 
     def __init__(
         self,
@@ -107,7 +116,7 @@ class IncomingPhoneNumbers:
         self.timeout_s = timeout_s
 
     def __repr__(self) -> str:  # never the token
-        return f"IncomingPhoneNumbers(account_sid={self._account_sid!r}, base_url={self.base_url!r})"
+        return f"{type(self).__name__}(account_sid={self._account_sid!r}, base_url={self.base_url!r})"
 
     @contextmanager
     def _client(self) -> Iterator[Client]:
@@ -122,6 +131,20 @@ class IncomingPhoneNumbers:
         finally:
             if http.session is not None:
                 http.session.close()
+
+    def _translated(self, doing: str, call: Callable[[], T]) -> T:
+        """``call()``, with whatever the twilio client raises turned into a :class:`TwilioRestError`."""
+        try:
+            return call()
+        except Exception as exc:
+            kind, message, status, code = _describe(exc, self.base_url or TWILIO_API_BASE_URL, self.timeout_s)
+            text = _redact(f"could not {doing}: {message}", self._auth_token)
+            raise TwilioRestError(kind, text, status=status, code=code) from None
+
+
+class IncomingPhoneNumbers(_TwilioRest):
+    """The account's phone numbers over the Twilio REST API. The sync methods block (call them
+    from a thread); the ``a``-prefixed ones run them in a trio worker thread."""
 
     # --- blocking calls --------------------------------------------------------------------
 
@@ -169,16 +192,95 @@ class IncomingPhoneNumbers:
             abandon_on_cancel=True,
         )
 
-    # --- errors ----------------------------------------------------------------------------
 
-    def _translated(self, doing: str, call: Callable[[], T]) -> T:
-        """``call()``, with whatever the twilio client raises turned into a :class:`TwilioRestError`."""
+@dataclass(frozen=True)
+class PlacedCall:
+    """What Twilio answered to ``Calls.json`` create: the new call's SID and status (``queued``)."""
+
+    sid: str
+    status: str
+    to: str
+    from_: str
+
+
+STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
+"""Every call progress event, so a call that never connects (busy, no-answer) is reported too."""
+
+
+class TwilioCalls(_TwilioRest):
+    """The Calls resource: place an outbound call, hang up or redirect a live one. Implements the
+    engine's ``Telephony``; every call runs in a trio worker thread."""
+
+    def create(
+        self,
+        *,
+        to: str,
+        from_: str,
+        url: str,
+        status_callback: str,
+        amd_callback: str,
+        machine_detection: str = "DetectMessageEnd",
+    ) -> PlacedCall:
+        """Place a call to ``to``: Twilio requests ``url`` (our ``/twiml``) once answered, reports
+        progress to ``status_callback`` and the answering-machine result to ``amd_callback``
+        (asynchronously: the conversation starts at once)."""
+
+        def call() -> PlacedCall:
+            with self._client() as client:
+                created = client.calls.create(
+                    to=to,
+                    from_=from_,
+                    url=url,
+                    method="POST",
+                    status_callback=status_callback,
+                    status_callback_event=list(STATUS_EVENTS),
+                    status_callback_method="POST",
+                    machine_detection=machine_detection,
+                    async_amd="true",
+                    async_amd_status_callback=amd_callback,
+                    async_amd_status_callback_method="POST",
+                )
+            return PlacedCall(sid=created.sid or "", status=created.status or "", to=to, from_=from_)
+
+        return self._translated(f"place a call to {to}", call)
+
+    def update(self, call_sid: str, **fields: Any) -> None:
+        def call() -> None:
+            with self._client() as client:
+                client.calls(call_sid).update(**fields)
+
+        what = "hang up" if fields.get("status") == "completed" else "redirect"
+        self._translated(f"{what} call {call_sid}", call)
+
+    async def acreate(self, *, to: str, from_: str, url: str, status_callback: str, amd_callback: str) -> PlacedCall:
+        return await trio.to_thread.run_sync(
+            lambda: self.create(
+                to=to, from_=from_, url=url, status_callback=status_callback, amd_callback=amd_callback
+            ),
+            abandon_on_cancel=True,
+        )
+
+    async def first_number(self) -> str | None:
+        """The account's first phone number (the default caller ID), or None when it has none."""
+        numbers = IncomingPhoneNumbers(
+            self._account_sid, self._auth_token, base_url=self.base_url, timeout_s=self.timeout_s
+        )
+        found = await numbers.alist_numbers(limit=1, page_size=1)
+        return found[0].phone_number if found else None
+
+    # --- engine.context.Telephony ------------------------------------------------------------
+
+    async def hang_up(self, call_sid: str) -> None:
+        await self._update_or_raise(call_sid, status="completed")
+
+    async def redirect(self, call_sid: str, twiml: str) -> None:
+        await self._update_or_raise(call_sid, twiml=twiml)
+
+    async def _update_or_raise(self, call_sid: str, **fields: Any) -> None:
         try:
-            return call()
-        except Exception as exc:
-            kind, message, status, code = _describe(exc, self.base_url or TWILIO_API_BASE_URL, self.timeout_s)
-            text = _redact(f"could not {doing}: {message}", self._auth_token)
-            raise TwilioRestError(kind, text, status=status, code=code) from None
+            await trio.to_thread.run_sync(lambda: self.update(call_sid, **fields), abandon_on_cancel=True)
+        except TwilioRestError as error:
+            raise TelephonyError(str(error)) from None
 
 
 def _describe(exc: Exception, base_url: str, timeout_s: float) -> tuple[RestErrorKind, str, int | None, int | None]:

@@ -30,14 +30,22 @@ def _xml_safe(text: str) -> str:
     return _NOT_XML_CHAR.sub("\ufffd", text)
 
 
-def connect_stream_twiml(stream_url: str, parameters: Mapping[str, str], *, status_callback: str | None = None) -> str:
-    """``<Response><Connect><Stream url=…><Parameter name value/>…</Stream></Connect></Response>``.
+def connect_stream_twiml(
+    stream_url: str,
+    parameters: Mapping[str, str],
+    *,
+    status_callback: str | None = None,
+    action: str | None = None,
+) -> str:
+    """``<Response><Connect action?><Stream url=…><Parameter name value/>…</Stream></Connect></Response>``.
 
     ``parameters`` keep their order; ``status_callback`` (optional) receives the stream's
-    ``stream-started``/``stream-stopped``/``stream-error`` callbacks.
+    ``stream-started``/``stream-stopped``/``stream-error`` callbacks; ``action`` (optional) is
+    requested when our side ends the stream, and its TwiML says what happens to the call next.
     """
     response = VoiceResponse()
-    stream = response.connect().stream(
+    connect = response.connect(action=_xml_safe(action) if action is not None else None)
+    stream = connect.stream(
         url=_xml_safe(stream_url),
         status_callback=_xml_safe(status_callback) if status_callback is not None else None,
     )
@@ -70,6 +78,16 @@ def parse_connect_stream(twiml: str | bytes) -> tuple[str, dict[str, str]]:
             raise TwimlError("TwiML <Parameter> has no name attribute")
         parameters[name] = parameter.get("value", "")
     return url, parameters
+
+
+def parse_connect_action(twiml: str | bytes) -> str | None:
+    """The ``action`` URL of a ``<Connect>`` TwiML document (None without one)."""
+    try:
+        root = ET.fromstring(twiml)
+    except ET.ParseError as exc:
+        raise TwimlError(f"TwiML is not well-formed XML: {exc}") from None
+    connect = root.find("Connect")
+    return None if connect is None else connect.get("action")
 
 
 def hangup_twiml() -> str:

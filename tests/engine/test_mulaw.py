@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from callbridge.engine import mulaw
+from callbridge.adapters import mulaw
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", DeprecationWarning)

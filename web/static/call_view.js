@@ -222,6 +222,8 @@ export function mountCall(main, callId) {
           ["Ended", formatWhen(conversation.ended_at)],
           ["Length", formatSeconds(conversation.duration_seconds)],
           ["Status", `${conversation.status}${conversation.end_reason ? ` (${conversation.end_reason})` : ""}`],
+          ["Direction", conversation.direction || "inbound"],
+          ["Outcome", `${conversation.outcome || "—"}${conversation.transfer_target ? ` to ${conversation.transfer_target}` : ""}`],
           ["Model", conversation.model],
         ]),
         h(

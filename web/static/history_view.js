@@ -48,7 +48,13 @@ function row(call) {
     h("td", { class: "opt" }, call.phone_number || "—"),
     h("td", { class: "num opt" }, formatSeconds(call.duration_seconds)),
     h("td", { class: "num opt" }, String(call.message_count ?? 0)),
-    h("td", {}, h("span", { class: `pill ${call.status}` }, call.status || "—"), call.end_reason ? h("span", { class: "muted" }, ` ${call.end_reason}`) : null),
+    h(
+      "td",
+      {},
+      h("span", { class: `pill ${call.status}` }, call.status || "—"),
+      call.outcome || call.end_reason ? h("span", { class: "muted" }, ` ${call.outcome || call.end_reason}${call.transfer_target ? ` to ${call.transfer_target}` : ""}`) : null,
+      call.direction === "outbound" ? h("span", { class: "badge" }, "outbound") : null,
+    ),
   );
 }
 

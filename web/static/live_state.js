@@ -6,6 +6,8 @@
 // assistant's when its output item is added), and filled in as transcripts arrive later, so a slow
 // caller transcription never lands below the reply to it.
 
+import { CALL_CONTROL_HANDLERS } from "./call_control_notes.js";
+
 let revCounter = 0;
 const nextRev = () => ++revCounter;
 
@@ -23,6 +25,7 @@ export class CallState {
     this.startedAt = null;
     this.ended = false;
     this.endReason = "";
+    this.outcome = ""; // how call control ended it: "hung up by the agent", "transferred to sales", …
     this.modelFailure = ""; // the last model connection error, until the model connects
     this.entries = []; // {key, role: caller|assistant|tool|note, text, status, rev, error?}
     this.byKey = new Map();
@@ -388,6 +391,7 @@ const HANDLERS = {
   "callbridge.task_crashed"(call, m) {
     call.note(`task ${m.task} crashed (${m.action}): ${m.error}`, "error");
   },
+  ...CALL_CONTROL_HANDLERS,
   error(call, m) {
     const error = m.error || {};
     if (error.type === "feed_error") return; // a refused console command: the form that sent it says so

@@ -3,6 +3,7 @@
 // read-only: a replay cannot answer anything.
 
 import { getJSON, postJSON } from "./api.js";
+import { CallControls, callForm } from "./call_controls.js";
 import { append, clear, formatWhen, h, notice } from "./dom.js";
 import { Feed, statusText } from "./feed.js";
 import { LiveState } from "./live_state.js";
@@ -12,7 +13,7 @@ import { TranscriptView } from "./transcript_view.js";
 export const REPLAY_SPEEDS = [0.5, 1, 2, 4, 8, 16];
 const ENDED_IN_SELECTOR = 20;
 
-function layout(toolbar) {
+function layout(toolbar, extra = null) {
   const recent = h("section", { class: "panel recent-calls", "aria-labelledby": "recent-heading", hidden: true });
   const transcript = h("ol", { class: "transcript", role: "log", "aria-label": "Transcript" });
   const tools = h("section", { class: "panel tools-panel", "aria-labelledby": "tools-heading" });
@@ -22,6 +23,7 @@ function layout(toolbar) {
     { class: "live" },
     h("div", { class: "toolbar" }, toolbar),
     meta,
+    extra,
     recent,
     h(
       "div",
@@ -61,6 +63,7 @@ function writeMeta(meta, call, { replay = false } = {}) {
     h("span", {}, `${call.from || "unknown caller"} → ${call.to || "?"}`),
     call.startedAt ? h("span", { class: "muted" }, ` · started ${formatWhen(call.startedAt)}`) : null,
     call.endReason ? h("span", { class: "muted" }, ` · ${call.endReason}`) : null,
+    call.outcome ? h("span", { class: "outcome" }, ` · ${call.outcome}`) : null,
     call.modelFailure ? h("span", { class: "model-failure error", role: "alert" }, ` · realtime model unavailable: ${call.modelFailure}`) : null,
     " ",
     h("a", { href: `#/calls/${encodeURIComponent(call.callId)}` }, "call page"),
@@ -78,8 +81,14 @@ export function mountLive(main, ctx) {
   const select = h("select", { id: "call-select", "aria-label": "Call" });
   const message = h("span", { class: "notice", role: "status" });
   const testButton = h("button", { type: "button", id: "test-call", class: "primary" }, "Place a test call");
-  const view = layout([h("label", { for: "call-select" }, "Call"), select, testButton, message]);
-  main.append(h("h1", { class: "visually-hidden" }, "Live calls"), view.root);
+  const controls = new CallControls();
+  const placeForm = callForm((callId) => {
+    selection.wanted = callId;
+    selection.pinned = false;
+    redraw();
+  });
+  const view = layout([h("label", { for: "call-select" }, "Call"), select, testButton, message], controls.root);
+  main.append(h("h1", { class: "visually-hidden" }, "Live calls"), view.root, h("section", { class: "panel" }, placeForm));
 
   const transcript = new TranscriptView(view.transcript);
   const tools = new ToolsPanel(view.tools, { send: (m) => feed.send(m) });
@@ -124,6 +133,7 @@ export function mountLive(main, ctx) {
                 h("a", { href: `#/calls/${encodeURIComponent(c.call_id)}` }, formatWhen(c.started_at)),
                 ` ${c.caller_number || "unknown caller"} → ${c.phone_number || "?"} `,
                 h("span", { class: `pill ${c.status}` }, c.status || "—"),
+                c.outcome && c.outcome !== c.status ? h("span", { class: "muted" }, ` ${c.outcome}${c.transfer_target ? ` to ${c.transfer_target}` : ""}`) : null,
               ),
             ),
           )
@@ -168,6 +178,7 @@ export function mountLive(main, ctx) {
       tools.update(call);
     }
     writeMeta(view.meta, call);
+    controls.show(call);
     drawRecent();
   }
   const redraw = batcher(draw);

@@ -28,6 +28,29 @@ function raw(event) {
   }
 }
 
+const NEVER_CONNECTED = new Set(["busy", "no-answer", "failed", "canceled"]);
+const BY = { model: "the agent", operator: "an operator", silence: "silence", max_duration: "the duration limit", voicemail: "voicemail" };
+const VIA = { rest: "Twilio's REST API", stream: "the stream's <Connect action>" };
+const failedText = (d) => (d.ok === false ? ` FAILED: ${clip(d.error)}` : "");
+
+/** Call-control events: one mark each, in the words of the server's own timeline. */
+const CALL_CONTROL = {
+  OutboundCallPlaced: (d) => `outbound call placed to ${d.to_number} from ${d.from_number}${d.greeting ? `, greeting “${clip(d.greeting, 60)}”` : ""}`,
+  GreetingAudioStarted: (d) => `greeting starts playing (${d.latency_ms} ms after the call began)`,
+  CallEndRequested: (d) => `hang-up requested by ${BY[d.by] || d.by}${d.reason ? ` (${clip(d.reason)})` : ""}`,
+  GoodbyeHeard: (d) => `${d.capped ? "the wait for the goodbye hit its cap" : "the goodbye was heard"} after ${d.waited_ms} ms`,
+  PhoneHangUpSent: (d) => `phone hung up through ${VIA[d.method] || d.method}${failedText(d)}`,
+  TransferRequested: (d) => `transfer to ${d.label} (${d.to}, ${d.mode}) requested by ${BY[d.by] || d.by}${d.reason ? `: ${clip(d.reason)}` : ""}`,
+  TransferRefused: (d) => `transfer to “${d.label}” refused: ${clip(d.reason)}`,
+  TransferDialed: (d) => `caller transferred to ${d.label} (${d.to}) through ${VIA[d.method] || d.method}${failedText(d)}`,
+  DtmfForwarded: (d) => `keys ${d.digits} given to the model (${d.mode})`,
+  DtmfSent: (d) => `agent pressed ${d.digits} (${d.audio_ms} ms of tones)`,
+  SilenceReprompted: (d) => `caller silent for ${d.silent_ms} ms: asked if they are still there`,
+  DurationWarningGiven: (d) => `duration limit near: ${d.remaining_s} s left, told to wrap up`,
+  MachineDetected: (d) => `answered by ${d.answered_by}${d.detection_ms != null ? ` (detected in ${d.detection_ms} ms)` : ""}`,
+  ModelSessionRecycled: (d) => `session ${d.to_session} took over from ${d.from_session} (${d.seeded_items} items re-seeded)`,
+};
+
 function clip(text, limit = 90) {
   const value = String(text ?? "").trim();
   return value.length <= limit ? value : `${value.slice(0, limit - 1)}…`;
@@ -48,6 +71,7 @@ export function buildTimeline(events) {
   const tools = new Map();
   let endMs = rel(events[events.length - 1]);
   let ended = false;
+  let neverConnected = null; // an outbound call nobody answered: {t, status}
 
   for (const event of events) {
     const t = rel(event);
@@ -143,8 +167,17 @@ export function buildTimeline(events) {
         endMs = t;
         marks.push({ t, kind: "end", label: `call ended: ${d.reason}` });
         break;
-      default:
+      case "CallStatusReported":
+        if (NEVER_CONNECTED.has(d.status)) neverConnected = { t, status: d.status };
         break;
+      default: {
+        const control = CALL_CONTROL[event.type];
+        if (control) {
+          const failed = event.type === "TransferRefused" || d.ok === false;
+          marks.push({ t, kind: failed ? "error" : "control", label: control(d) });
+        }
+        break;
+      }
     }
   }
 
@@ -174,7 +207,9 @@ export function buildTimeline(events) {
     tool.end = tool.end ?? endMs;
     spans.push(tool);
   }
-  if (!ended) marks.push({ t: endMs, kind: "error", label: "no CallEnded: the call was cut off" });
+  if (neverConnected && !events.some((e) => e.type === "CallStarted")) {
+    marks.push({ t: neverConnected.t, kind: "end", label: `the call never connected: ${neverConnected.status}` });
+  } else if (!ended) marks.push({ t: endMs, kind: "error", label: "no CallEnded: the call was cut off" });
   const durationMs = Math.max(endMs, ...spans.map((s) => s.end), 1);
   const entries = [
     ...spans.map((s) => ({ t: s.start, kind: s.lane, text: [s.label, s.detail, s.status === "interrupted" ? "(interrupted)" : ""].filter(Boolean).join(" ") })),

@@ -1,0 +1,148 @@
+"""What the read side says about call control, from hand-written logs: the conversations' outcome,
+the metrics' call-control figures (per call, summed, Prometheus), the timeline's lines, the live
+feed's messages and the MCP summary request."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from test_projections_support import T0, views_after
+
+from callbridge.engine.events import (
+    CallEnded,
+    CallEndRequested,
+    CallStarted,
+    CallStatusReported,
+    Event,
+    GoodbyeHeard,
+    GreetingAudioStarted,
+    MachineDetected,
+    OutboundCallPlaced,
+    PhoneHangUpSent,
+    TransferDialed,
+    TransferRefused,
+    TransferRequested,
+)
+from callbridge.engine.store import EventStore
+from callbridge.mcp_server.resources import summary_request
+from callbridge.projections.conversations import get_conversation, list_conversations
+from callbridge.projections.live import LiveProjection
+from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from callbridge.projections.timeline import build_timeline
+
+TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="+15550001111" timeout="25"><Number>+15557654321</Number></Dial></Response>'  # noqa: E501
+
+
+def transferred(call_id: str = "CAtransfer") -> list[Event]:
+    at = T0
+    return [
+        CallStarted(call_id=call_id, at=at, stream_sid="MZ1", from_number="+15550100001", to_number="+15550109999"),
+        GreetingAudioStarted(call_id=call_id, at=at + 0.4, response_id="resp_g", latency_ms=400),
+        TransferRefused(call_id=call_id, at=at + 3, label="billing", reason="no transfer target 'billing'"),
+        TransferRequested(call_id=call_id, at=at + 5, label="sales", to="+15557654321", mode="cold", reason="boiler"),
+        GoodbyeHeard(call_id=call_id, at=at + 7, waited_ms=2000),
+        TransferDialed(call_id=call_id, at=at + 7.1, label="sales", to="+15557654321", method="rest", twiml=TWIML),
+        CallEnded(call_id=call_id, at=at + 7.3, reason="transferred"),
+    ]
+
+
+def voicemail(call_id: str = "CAmachine") -> list[Event]:
+    at = T0 + 100
+    return [
+        OutboundCallPlaced(
+            call_id=call_id,
+            at=at,
+            to_number="+15551230002",
+            from_number="+15005550001",
+            greeting=None,
+            metadata={"ticket": 7},
+            status="queued",
+        ),
+        CallStatusReported(call_id=call_id, at=at + 1, status="in-progress"),
+        CallStarted(
+            call_id=call_id,
+            at=at + 1.2,
+            stream_sid="MZ2",
+            from_number="+15005550001",
+            to_number="+15551230002",
+            custom_parameters={"Direction": "outbound-api"},
+        ),
+        MachineDetected(call_id=call_id, at=at + 4, answered_by="machine_end_beep", detection_ms=2800),
+        CallEndRequested(call_id=call_id, at=at + 4, by="voicemail", reason="machine_end_beep"),
+        GoodbyeHeard(call_id=call_id, at=at + 8, waited_ms=4000),
+        PhoneHangUpSent(call_id=call_id, at=at + 8.1, method="rest"),
+        CallEnded(call_id=call_id, at=at + 8.2, reason="voicemail_left"),
+        CallStatusReported(call_id=call_id, at=at + 8.5, status="completed", duration_s=8),
+    ]
+
+
+def busy(call_id: str = "CAbusy") -> list[Event]:
+    at = T0 + 200
+    return [
+        OutboundCallPlaced(call_id=call_id, at=at, to_number="+15551230003", from_number="+15005550001"),
+        CallStatusReported(call_id=call_id, at=at + 0.1, status="initiated"),
+        CallStatusReported(call_id=call_id, at=at + 0.2, status="ringing"),
+        CallStatusReported(call_id=call_id, at=at + 3, status="busy"),
+    ]
+
+
+def test_conversations_metrics_and_summaries_say_how_each_call_ended(sqlite_event_store: EventStore, tmp_path: Path):
+    sqlite_event_store.append([*transferred(), *voicemail(), *busy()])
+    db = views_after(sqlite_event_store, tmp_path / "views.db")
+    rows = {row["call_id"]: row for row in list_conversations(db)}
+    picked = {
+        k: (r["direction"], r["status"], r["outcome"], r["transfer_target"], r["twilio_status"])
+        for k, r in rows.items()
+    }
+    assert picked == {
+        "CAtransfer": ("inbound", "completed", "transferred", "sales", None),
+        "CAmachine": ("outbound", "completed", "voicemail_left", None, "completed"),
+        "CAbusy": ("outbound", "busy", "busy", None, "busy"),
+    }
+    assert (
+        rows["CAbusy"]["started_at"] == "2026-01-01T00:03:20.000Z" and rows["CAbusy"]["phone_number"] == "+15551230003"
+    )
+
+    control = get_call_metrics(db, "CAtransfer")["call_control"]  # type: ignore[index]
+    assert (control["greeting_latency_ms"], control["transfers"], control["transfers_refused"]) == (400, 1, 1)
+    assert control["transfer_target"] == "sales" and control["hung_up_by"] is None
+    machine = get_call_metrics(db, "CAmachine")["call_control"]  # type: ignore[index]
+    assert (machine["answered_by"], machine["hung_up_by"]) == ("machine_end_beep", "voicemail")
+    summary = metrics_summary(db)["call_control"]
+    assert summary["transfers"] == 1 and summary["voicemails_left"] == 1
+    assert summary["hang_ups_by"]["voicemail"] == 1 and summary["greeting_latency_ms"]["p50"] == 400
+    text = "\n".join(prometheus_lines(db))
+    assert "callbridge_transfers_total 1" in text and 'callbridge_hangups_total{by="voicemail"} 1' in text
+    assert 'callbridge_greeting_latency_ms_bucket{le="500"} 1' in text
+
+    conversation = get_conversation(db, "CAtransfer")
+    assert conversation is not None and "transferred to sales" in summary_request(conversation)
+    machine_row = get_conversation(db, "CAmachine")
+    assert machine_row is not None and "left a voicemail" in summary_request(machine_row)
+    assert "outbound call" in summary_request(machine_row)
+    db.close()
+
+
+def test_every_call_control_event_has_a_timeline_line_and_a_feed_message() -> None:
+    lines = [entry.summary for entry in build_timeline(transferred())]
+    assert "greeting starts playing (400 ms after the call began)" in lines
+    assert "transfer to 'billing' refused: no transfer target 'billing'" in lines
+    assert "transfer to sales (+15557654321, cold) requested by the agent: boiler" in lines
+    assert "the goodbye was heard after 2000 ms" in lines
+    assert "caller transferred to sales (+15557654321) through Twilio's REST API" in lines
+    machine = [entry.summary for entry in build_timeline(voicemail())]
+    assert "answered by machine_end_beep (detected in 2800 ms)" in machine
+    assert "hang-up requested by voicemail (machine_end_beep)" in machine
+    assert "phone hung up through Twilio's REST API" in machine
+    never = build_timeline(busy())
+    assert never[-1].summary == "the call never connected: busy" and never[0].t_ms == 0
+
+    live = LiveProjection()
+    messages = [m for event in voicemail() for m in live.messages(event)]
+    kinds = [m["type"] for m in messages]
+    for kind in ("callbridge.outbound.placed", "callbridge.machine.detected", "callbridge.hangup.requested",
+                 "callbridge.goodbye.heard", "callbridge.phone.hung_up"):  # fmt: skip
+        assert kind in kinds
+    hung = next(m for m in messages if m["type"] == "callbridge.phone.hung_up")
+    assert hung["method"] == "rest" and hung["call_id"] == "CAmachine" and hung["stream_sid"] == "MZ2"
+    assert hung["summary"] == "phone hung up through Twilio's REST API"

@@ -1,0 +1,30 @@
+// Call-control messages on the live feed (docs/live-feed.md): each becomes a note in the call's
+// transcript with the server's own line (`summary`), and hang-ups and transfers set the call's outcome.
+
+const CALL_CONTROL = [
+  "callbridge.outbound.placed",
+  "callbridge.greeting.started",
+  "callbridge.hangup.requested",
+  "callbridge.goodbye.heard",
+  "callbridge.phone.hung_up",
+  "callbridge.transfer.requested",
+  "callbridge.transfer.refused",
+  "callbridge.transfer.dialed",
+  "callbridge.dtmf.forwarded",
+  "callbridge.dtmf.sent",
+  "callbridge.silence.reprompted",
+  "callbridge.duration.warning",
+  "callbridge.machine.detected",
+  "callbridge.model.recycled",
+];
+const OUTCOME = { model: "hung up by the agent", operator: "hung up by an operator", silence: "hung up after silence", max_duration: "hung up at the time limit", voicemail: "voicemail left" };
+
+function callControl(call, m) {
+  const failed = m.type === "callbridge.transfer.refused" || m.ok === false;
+  call.note(m.summary || m.type, failed ? "error" : "control");
+  if (m.type === "callbridge.hangup.requested") call.outcome = OUTCOME[m.by] || `hung up (${m.by})`;
+  if (m.type === "callbridge.transfer.dialed" && m.ok !== false) call.outcome = `transferred to ${m.label}`;
+}
+
+/** The live state's handlers for these messages, by type. */
+export const CALL_CONTROL_HANDLERS = Object.fromEntries(CALL_CONTROL.map((type) => [type, callControl]));
