@@ -8,11 +8,17 @@ reported apart (it was in the bridge when the call ended) but still counts as lo
 Downlink: per call, the model's audio deltas (all its sessions, in send order) and the caller's
 received media frames (in arrival order) are aligned in order by fingerprint: each received frame
 consumes the next delta with the same content, and deltas skipped over are lost. Delivery on one
-call is FIFO, so this is exact even though replies may repeat content.
+call is FIFO, so this is exact even though replies may repeat content. Deltas the model sent after
+the caller had hung up could not be delivered: they are counted apart, not as lost.
+
+Latencies are also summarized per ``WINDOW_S`` of call time (uplink: by the frame's place in the
+call; downlink: by when the model sent the delta, from the call's first frame), so latency that
+grows during a call — a backlog piling up somewhere — shows as a later window's p99 above the first's.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -22,6 +28,8 @@ from peer_callers import CallLog
 from peer_fake import SessionTimings
 
 HANGUP_WINDOW_S = 1.0
+WINDOW_S = 10.0
+FRAME_S = 0.02
 
 
 class Direction(msgspec.Struct, kw_only=True):
@@ -42,6 +50,29 @@ class Direction(msgspec.Struct, kw_only=True):
     of ``latency_ms``, shown apart because it is call set-up, not forwarding."""
     worst_calls: list[tuple[int, int]] = []
     """(call index, frames lost) for the calls that lost most."""
+    sent_after_hangup: int = 0
+    """Downlink: deltas the model sent after the caller's ``stop`` (undeliverable; not in ``sent``)."""
+    windows: list[Summary] = []
+    """Latency per ``WINDOW_S`` of call time: ``windows[0]`` is the first 10 s of every call."""
+
+    def window_p99_growth(self, seconds: float) -> float:
+        """p99 of the last whole window of a ``seconds`` call minus p99 of the first (ms); NaN
+        when the call has fewer than two whole windows or either is empty."""
+        last = math.floor(seconds / WINDOW_S + 1e-9) - 1
+        if last < 1 or last >= len(self.windows):
+            return math.nan
+        return self.windows[last].p99 - self.windows[0].p99
+
+
+def by_window(samples: Sequence[tuple[float, float]]) -> list[Summary]:
+    """(time into the call in s, latency) pairs → one ``Summary`` per ``WINDOW_S``."""
+    buckets: list[list[float]] = []
+    for at, latency in samples:
+        index = max(0, int(at // WINDOW_S))
+        while len(buckets) <= index:
+            buckets.append([])
+        buckets[index].append(latency)
+    return [summarize(bucket) for bucket in buckets]
 
 
 def call_of_session(session: SessionTimings) -> int | None:
@@ -56,6 +87,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
     by_index = {log.index: log for log in logs}
     seen = {log.index: bytearray(len(log.sent)) for log in logs}
     latencies: list[float] = []
+    in_call: list[tuple[float, float]] = []
     setup: list[float] = []
     duplicates = out_of_order = 0
     unmatched = sum(session.untagged_appends for session in sessions)
@@ -74,6 +106,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
                 out_of_order += 1
             last_frame[call] = frame
             latencies.append((at - log.sent[frame]) * 1000)
+            in_call.append((frame * FRAME_S, latencies[-1]))
             if log.sent[frame] < session.connected_at:
                 setup.append(latencies[-1])
     lost = at_hangup = 0
@@ -100,13 +133,16 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
         latency_ms=summarize(latencies),
         setup_latency_ms=summarize(setup),
         worst_calls=worst[:5],
+        windows=by_window(in_call),
     )
 
 
-def align(deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, int]]) -> tuple[list[float], int]:
-    """Latencies (ms) of received frames matched in order to ``deltas`` (both (time, fingerprint)),
-    and the number of received frames that matched nothing."""
-    latencies: list[float] = []
+def align(
+    deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, int]]
+) -> tuple[list[tuple[float, float]], int]:
+    """(delta sent at, latency in ms) of received frames matched in order to ``deltas`` (both
+    (time, fingerprint)), and the number of received frames that matched nothing."""
+    latencies: list[tuple[float, float]] = []
     unmatched = position = 0
     for arrived, fp in received:
         probe = position
@@ -115,7 +151,7 @@ def align(deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, i
         if probe == len(deltas):
             unmatched += 1
             continue
-        latencies.append((arrived - deltas[probe][0]) * 1000)
+        latencies.append((deltas[probe][0], (arrived - deltas[probe][0]) * 1000))
         position = probe + 1
     return latencies, unmatched
 
@@ -127,12 +163,19 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
         if call is not None:
             deltas_by_call.setdefault(call, []).extend(session.deltas)
     latencies: list[float] = []
-    sent = lost = unmatched = distinct = 0
+    in_call: list[tuple[float, float]] = []
+    sent = lost = unmatched = distinct = after_hangup = 0
     worst: list[tuple[int, int]] = []
     for log in logs:
         deltas = sorted(deltas_by_call.get(log.index, []))
+        if log.stop_at is not None:
+            deliverable = [delta for delta in deltas if delta[0] <= log.stop_at]
+            after_hangup += len(deltas) - len(deliverable)
+            deltas = deliverable
         call_latencies, call_unmatched = align(deltas, log.received)
-        latencies += call_latencies
+        latencies += [latency for _, latency in call_latencies]
+        start = log.sent[0] if log.sent else 0.0
+        in_call += [(at - start, latency) for at, latency in call_latencies]
         unmatched += call_unmatched
         sent += len(deltas)
         distinct += len({fp for _, fp in deltas})
@@ -150,4 +193,18 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
         distinct_contents=distinct,
         latency_ms=summarize(latencies),
         worst_calls=worst[:5],
+        sent_after_hangup=after_hangup,
+        windows=by_window(in_call),
     )
+
+
+def send_lateness(logs: Sequence[CallLog]) -> Summary:
+    """How late (ms) the callers sent each frame against their 20 ms clock (from each call's first
+    frame): the peer process falling behind, or a bridge not reading (the callers' socket buffers
+    full, as Twilio's would be)."""
+    late: list[float] = []
+    for log in logs:
+        if log.sent:
+            start = log.sent[0]
+            late += [max(0.0, (at - start - frame * FRAME_S) * 1000) for frame, at in enumerate(log.sent)]
+    return summarize(late)
