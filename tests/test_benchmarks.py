@@ -152,12 +152,23 @@ async def test_mainstream_baseline_clears_twilio_and_truncates_on_barge_in() -> 
     assert types[0] == "session.update" and "conversation.item.truncate" in types
 
 
+def test_websocket_echo_measures_every_server() -> None:
+    done = _bench("websocket_echo.py", "--connections", "2", "--rate", "20", "--seconds", "1", "--json")
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads(done.stdout)
+    assert [r["server"] for r in results] == ["adapters", "trio-websocket", "quart", "uvicorn"]
+    for result in results:
+        assert result["sent"] == 40 and result["echoed"] == 40 and not result["errors"], result["server"]
+        assert result["server_cpu_us_per_message"] > 0 and result["round_trip_ms"]["count"] == 40, result["server"]
+
+
 @pytest.mark.parametrize(
     ("script", "args", "named"),
     [
         ("bridge.py", ["--calls", "0"], "--calls"),
         ("bridge.py", ["--calls", "30,x"], "--calls"),
         ("bridge.py", ["--targets", "callbridge,nginx"], "--targets"),
+        ("websocket_echo.py", ["--servers", "nginx"], "--servers"),
     ],
 )
 def test_bad_options_are_refused_naming_the_option(script: str, args: list[str], named: str) -> None:
