@@ -42,8 +42,9 @@ disturbed. To look inside: ``--profile DIR`` (py-spy, see ``profile_summary.py``
 ``--server-prelude FILE`` (try a patch in the callbridge server without editing the code), ``--keep DIR``.
 
 Progress goes to stderr; the Markdown tables (or ``--json``) to stdout. Exit status 1 when a
-callbridge call failed, lost a frame or an event is missing from its store; latency is reported,
-not judged.
+callbridge call failed, lost a frame or an event is missing from its store, or a run could not be
+measured (a process would not start or died: the others are still measured and printed); latency
+is reported, not judged.
 """
 
 from __future__ import annotations
@@ -77,7 +78,12 @@ async def run_all(args: argparse.Namespace) -> list[RunResult]:
         for round_ in range(1, args.rounds + 1):
             for target in args.targets:
                 workdir = args.workroot / f"{calls}-calls" / f"round-{round_}" / target
-                run = await run_once(args, Plan(target=target, round=round_, calls=calls, workdir=workdir))
+                try:
+                    run = await run_once(args, Plan(target=target, round=round_, calls=calls, workdir=workdir))
+                except RuntimeError as error:  # one run failed: the sitting goes on, the failure is reported
+                    args.failures.append(f"{target} round {round_}, {calls} calls: {error}")
+                    print(f"{args.failures[-1]}", file=sys.stderr, flush=True)
+                    continue
                 runs.append(run)
                 up, down = run.uplink.latency_ms, run.downlink.latency_ms
                 print(f"{target} round {round_}, {calls} calls: p99 {up.p99:.1f} ms up, {down.p99:.1f} ms down; "
@@ -183,18 +189,19 @@ def main(argv: list[str] | None = None) -> int:
     if args.stalls:  # the children import stall_watch/sitecustomize.py at start-up
         watch = str(Path(__file__).resolve().parent / "stall_watch")
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [watch, os.environ.get("PYTHONPATH")]))
-    try:
-        runs = trio.run(main_async, args)
-    except RuntimeError as error:  # a process that would not start or died: its own words say why
-        print(f"bridge.py: {error}", file=sys.stderr)
-        return 2
+    args.failures = []
+    runs = trio.run(main_async, args)
     if args.json:
         print(msgspec.json.format(msgspec.json.encode(runs)).decode())
     else:
         for calls in args.calls:
-            print(render_sitting([run for run in runs if run.calls == calls], heading(args, calls)))
-            print()
-    return 0 if all(run.ok for run in runs if run.target == "callbridge") else 1
+            measured = [run for run in runs if run.calls == calls]
+            if measured:
+                print(render_sitting(measured, heading(args, calls)))
+                print()
+    for failure in args.failures:  # a process that would not start or died: its own words say why
+        print(f"run failed, not measured: {failure}", file=sys.stderr)
+    return 0 if not args.failures and all(run.ok for run in runs if run.target == "callbridge") else 1
 
 
 if __name__ == "__main__":

@@ -54,25 +54,36 @@ class Direction(msgspec.Struct, kw_only=True):
     """Downlink: deltas the model sent after the caller's ``stop`` (undeliverable; not in ``sent``)."""
     windows: list[Summary] = []
     """Latency per ``WINDOW_S`` of call time: ``windows[0]`` is the first 10 s of every call."""
+    windows_lost: list[int] = []
+    """Frames (deltas) lost per ``WINDOW_S`` of call time, by when they were sent."""
 
     def window_p99_growth(self, seconds: float) -> float:
         """p99 of the last whole window of a ``seconds`` call minus p99 of the first (ms); NaN
-        when the call has fewer than two whole windows or either is empty."""
+        when the call has fewer than two whole windows or either had nothing sent; infinite when
+        everything sent in the last window was lost."""
         last = math.floor(seconds / WINDOW_S + 1e-9) - 1
         if last < 1 or last >= len(self.windows):
             return math.nan
+        if self.windows[last].count == 0 and self.windows_lost[last]:
+            return math.inf
         return self.windows[last].p99 - self.windows[0].p99
 
 
-def by_window(samples: Sequence[tuple[float, float]]) -> list[Summary]:
-    """(time into the call in s, latency) pairs → one ``Summary`` per ``WINDOW_S``."""
-    buckets: list[list[float]] = []
+def _window(at: float) -> int:
+    return max(0, int(at // WINDOW_S))
+
+
+def by_window(samples: Sequence[tuple[float, float]], lost_at: Sequence[float]) -> tuple[list[Summary], list[int]]:
+    """(time into the call in s, latency) pairs and the times of lost ones → a ``Summary`` and a
+    lost count per ``WINDOW_S``."""
+    count = 1 + max((_window(at) for at in [*(at for at, _ in samples), *lost_at]), default=-1)
+    buckets: list[list[float]] = [[] for _ in range(count)]
+    lost = [0] * count
     for at, latency in samples:
-        index = max(0, int(at // WINDOW_S))
-        while len(buckets) <= index:
-            buckets.append([])
-        buckets[index].append(latency)
-    return [summarize(bucket) for bucket in buckets]
+        buckets[_window(at)].append(latency)
+    for at in lost_at:
+        lost[_window(at)] += 1
+    return [summarize(bucket) for bucket in buckets], lost
 
 
 def call_of_session(session: SessionTimings) -> int | None:
@@ -110,16 +121,19 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
             if log.sent[frame] < session.connected_at:
                 setup.append(latencies[-1])
     lost = at_hangup = 0
+    lost_at: list[float] = []
     worst: list[tuple[int, int]] = []
     for log in logs:
         missing = [frame for frame, flag in enumerate(seen[log.index]) if not flag]
         if not missing:
             continue
         lost += len(missing)
+        lost_at += [frame * FRAME_S for frame in missing]
         worst.append((log.index, len(missing)))
         if log.stop_at is not None:
             at_hangup += sum(1 for frame in missing if log.stop_at - log.sent[frame] <= HANGUP_WINDOW_S)
     worst.sort(key=lambda pair: -pair[1])
+    windows, windows_lost = by_window(in_call, lost_at)
     return Direction(
         sent=sum(len(log.sent) for log in logs),
         messages=sum(session.client_types.get("input_audio_buffer.append", 0) for session in sessions),
@@ -133,16 +147,17 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
         latency_ms=summarize(latencies),
         setup_latency_ms=summarize(setup),
         worst_calls=worst[:5],
-        windows=by_window(in_call),
+        windows=windows,
+        windows_lost=windows_lost,
     )
 
 
 def align(
     deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, int]]
-) -> tuple[list[tuple[float, float]], int]:
-    """(delta sent at, latency in ms) of received frames matched in order to ``deltas`` (both
-    (time, fingerprint)), and the number of received frames that matched nothing."""
-    latencies: list[tuple[float, float]] = []
+) -> tuple[list[tuple[int, float]], int]:
+    """(index in ``deltas``, latency in ms) of received frames matched in order to ``deltas``
+    (both (time, fingerprint)), and the number of received frames that matched nothing."""
+    latencies: list[tuple[int, float]] = []
     unmatched = position = 0
     for arrived, fp in received:
         probe = position
@@ -151,7 +166,7 @@ def align(
         if probe == len(deltas):
             unmatched += 1
             continue
-        latencies.append((deltas[probe][0], (arrived - deltas[probe][0]) * 1000))
+        latencies.append((probe, (arrived - deltas[probe][0]) * 1000))
         position = probe + 1
     return latencies, unmatched
 
@@ -164,6 +179,7 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
             deltas_by_call.setdefault(call, []).extend(session.deltas)
     latencies: list[float] = []
     in_call: list[tuple[float, float]] = []
+    lost_at: list[float] = []
     sent = lost = unmatched = distinct = after_hangup = 0
     worst: list[tuple[int, int]] = []
     for log in logs:
@@ -175,7 +191,9 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
         call_latencies, call_unmatched = align(deltas, log.received)
         latencies += [latency for _, latency in call_latencies]
         start = log.sent[0] if log.sent else 0.0
-        in_call += [(at - start, latency) for at, latency in call_latencies]
+        in_call += [(deltas[index][0] - start, latency) for index, latency in call_latencies]
+        matched = {index for index, _ in call_latencies}
+        lost_at += [at - start for index, (at, _) in enumerate(deltas) if index not in matched]
         unmatched += call_unmatched
         sent += len(deltas)
         distinct += len({fp for _, fp in deltas})
@@ -184,6 +202,7 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
             lost += call_lost
             worst.append((log.index, call_lost))
     worst.sort(key=lambda pair: -pair[1])
+    windows, windows_lost = by_window(in_call, lost_at)
     return Direction(
         sent=sent,
         messages=sum(len(log.received) for log in logs),
@@ -194,7 +213,8 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
         latency_ms=summarize(latencies),
         worst_calls=worst[:5],
         sent_after_hangup=after_hangup,
-        windows=by_window(in_call),
+        windows=windows,
+        windows_lost=windows_lost,
     )
 
 

@@ -126,6 +126,8 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
     await stop(server, target)
     await stop(peers, "the peer process")
     await kill_all(contenders)
+    if peers.returncode != 0 or not (workdir / "peers.json").exists():
+        raise RuntimeError(f"the peer process failed (exit status {peers.returncode}): its traceback is above")
     if args.stalls:
         stalls_found = summarize_stalls(Path(os.environ["CALLBRIDGE_STALLS_DIR"]))
         say(f"{target}: trio loop stalls over 10 ms, per process:\n{stalls_found}")

@@ -34,6 +34,8 @@ def _ms(summary: Summary) -> str:
 def _num(value: float, spec: str = ".1f", sign: bool = False) -> str:
     if math.isnan(value):
         return "n/a"
+    if math.isinf(value):
+        return "all lost"  # a growth whose last window had nothing arrive
     return format(value, ("+" if sign else "") + spec)
 
 
@@ -169,16 +171,19 @@ def render_windows(runs: Sequence[RunResult]) -> str:
     header += " | ".join(title(run, rounds) for run in runs) + " |"
     lines = [header, "|---|" + "---|" * len(runs)]
 
-    def cell(windows: list[Summary], index: int) -> str:
-        if index >= len(windows) or windows[index].count == 0:
-            return "-"
-        return f"{windows[index].p50:.1f}/{windows[index].p99:.1f}"
+    def cell(direction: Direction, index: int) -> str:
+        window = direction.windows[index] if index < len(direction.windows) else None
+        lost = direction.windows_lost[index] if index < len(direction.windows_lost) else 0
+        if window is None or window.count == 0:
+            return f"{lost:,} lost" if lost else "-"
+        text = f"{window.p50:.1f}/{window.p99:.1f}"
+        return f"{text} ({lost:,} lost)" if lost else text
 
     seconds = max(run.seconds for run in runs)
     for index in range(count):
         start = index * WINDOW_S
         end = min(start + WINDOW_S, seconds)
-        cells = [f"{cell(r.uplink.windows, index)} · {cell(r.downlink.windows, index)}" for r in runs]
+        cells = [f"{cell(r.uplink, index)} · {cell(r.downlink, index)}" for r in runs]
         lines.append(f"| {start:g}-{end:g} s | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -15,11 +15,14 @@ from typing import Any
 import msgspec
 import pytest
 import trio
+import trio.testing
+from trio_websocket import ConnectionClosed
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak
 from callbridge.adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.adapters.websocket import WebSocketClosed, accept_request, connect
 
 BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))  # the benchmark scripts import each other by their own names
@@ -29,6 +32,7 @@ from bridge_report import RunResult  # noqa: E402
 from bridge_table import render_sitting  # noqa: E402
 from peer_callers import CallLog  # noqa: E402
 from peer_fake import SessionTimings  # noqa: E402
+from peer_sockets import PeerSocket  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -72,6 +76,17 @@ def test_bridge_benchmark_measures_callbridge_mainstream_and_floor_in_one_sittin
     store = bridge_runs[0]["store"]
     assert store["complete"] == 2 and store["missing_ended"] == 0 and store["frames_stored"] >= store["frames_sent"]
     assert bridge_runs[1]["store"] is None and bridge_runs[2]["store"] is None
+
+
+def test_a_run_that_cannot_start_is_reported_and_the_sitting_goes_on(tmp_path: Path) -> None:
+    prelude = tmp_path / "broken.py"
+    prelude.write_text("raise SystemExit('this server does not start')\n")
+    done = _bench("bridge.py", "--calls", "1", "--seconds", "2", "--ramp", "0", "--wait-quiet", "0",
+                  "--targets", "callbridge,floor", "--server-prelude", str(prelude), "--json")  # fmt: skip
+    assert done.returncode == 1
+    assert [run["target"] for run in json.loads(done.stdout)] == ["floor"]
+    assert "run failed, not measured: callbridge round 1, 1 calls: callbridge serve exited early" in done.stderr
+    assert "this server does not start" in done.stderr
 
 
 def _nan_for_null(value: Any) -> Any:
@@ -121,7 +136,21 @@ def test_latency_is_reported_per_10_s_of_call_and_its_growth_is_last_minus_first
     assert math.isclose(up.window_p99_growth(30.0), 49.0, abs_tol=0.02)
     assert math.isnan(up.window_p99_growth(15.0))  # one whole window: nothing to compare
     assert down.sent == 2 and down.lost == 1 and down.sent_after_hangup == 1  # delta 8 lost; 9 undeliverable
-    assert [window.count for window in down.windows] == [1]
+    assert [window.count for window in down.windows] == [1, 0, 0] and down.windows_lost == [0, 0, 1]
+
+
+def test_a_call_whose_last_10_s_never_arrived_grew_without_bound() -> None:
+    sent = [100.0 + frame * 0.02 for frame in range(1500)]
+    appends = [(at + 0.001, 0, frame) for frame, at in enumerate(sent) if frame < 1000]  # then starved
+    session = SessionTimings(
+        index=0, connected_at=99.0, appends=appends, untagged_appends=0, deltas=[],
+        client_types={"input_audio_buffer.append": 1000}, server_types={}, close_code=1000,
+    )  # fmt: skip
+
+    up = uplink([_log(0, sent, received=[], stop_at=130.0)], [session])
+
+    assert up.lost == 500 and up.windows_lost == [0, 0, 500] and up.windows[2].count == 0
+    assert up.window_p99_growth(30.0) == math.inf
 
 
 async def test_mainstream_baseline_clears_twilio_and_truncates_on_barge_in() -> None:
@@ -150,6 +179,46 @@ async def test_mainstream_baseline_clears_twilio_and_truncates_on_barge_in() -> 
     assert report.clears_received == 1 and report.marks_received > 0
     types = fake.sessions[0].client_types()
     assert types[0] == "session.update" and "conversation.item.truncate" in types
+
+
+async def test_a_peer_socket_closed_by_one_task_while_another_reads_ends_cleanly() -> None:
+    """The simulated caller hangs up (``aclose``) while its receiving task is between two reads:
+    the close reads the server's answer itself, and the receiving task's next read must end with
+    ``ConnectionClosed``, not with the socket busy."""
+    release_server, got_first, resume_reader = trio.Event(), trio.Event(), trio.Event()
+    outcome: list[str] = []
+
+    async def server(stream: trio.SocketStream) -> None:
+        ws = await (await accept_request(stream)).accept()
+        await ws.send_message("first")
+        await release_server.wait()
+        with pytest.raises(WebSocketClosed):  # after answering the client's close frame
+            await ws.get_message()
+
+    async def reader(socket: PeerSocket) -> None:
+        await socket.get_message()
+        got_first.set()
+        await resume_reader.wait()  # busy elsewhere (echoing a mark) when the hang-up starts
+        try:
+            await socket.get_message()
+        except ConnectionClosed:
+            outcome.append("closed")
+
+    async with trio.open_nursery() as nursery:
+        listeners = await nursery.start(partial(trio.serve_tcp, server, 0, host="127.0.0.1"))
+        socket = PeerSocket(await connect(f"ws://127.0.0.1:{listeners[0].socket.getsockname()[1]}/call"))
+        nursery.start_soon(reader, socket)
+        await got_first.wait()
+        nursery.start_soon(socket.aclose)
+        await trio.testing.wait_all_tasks_blocked()  # the close is reading the server's answer
+        resume_reader.set()
+        await trio.testing.wait_all_tasks_blocked()  # the reader found the socket busy and waits
+        release_server.set()
+        with trio.fail_after(10):
+            while not outcome:
+                await trio.testing.wait_all_tasks_blocked()
+        nursery.cancel_scope.cancel()
+    assert outcome == ["closed"]
 
 
 def test_websocket_echo_measures_every_server() -> None:
