@@ -56,6 +56,10 @@ class Direction(msgspec.Struct, kw_only=True):
     """Latency per ``WINDOW_S`` of call time: ``windows[0]`` is the first 10 s of every call."""
     windows_lost: list[int] = []
     """Frames (deltas) lost per ``WINDOW_S`` of call time, by when they were sent."""
+    due_latency_ms: Summary | None = None
+    """Uplink: latency from each frame's due time on the caller's 20 ms clock (as Twilio, which
+    sends on its clock, sees it): also counts the time a frame waited to be sent — the peer
+    process running late, or a bridge that stopped reading (the callers' socket buffers full)."""
 
     def window_p99_growth(self, seconds: float) -> float:
         """p99 of the last whole window of a ``seconds`` call minus p99 of the first (ms); NaN
@@ -98,6 +102,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
     by_index = {log.index: log for log in logs}
     seen = {log.index: bytearray(len(log.sent)) for log in logs}
     latencies: list[float] = []
+    from_due: list[float] = []
     in_call: list[tuple[float, float]] = []
     setup: list[float] = []
     duplicates = out_of_order = 0
@@ -117,6 +122,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
                 out_of_order += 1
             last_frame[call] = frame
             latencies.append((at - log.sent[frame]) * 1000)
+            from_due.append((at - log.sent[0] - frame * FRAME_S) * 1000)
             in_call.append((frame * FRAME_S, latencies[-1]))
             if log.sent[frame] < session.connected_at:
                 setup.append(latencies[-1])
@@ -149,6 +155,7 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
         worst_calls=worst[:5],
         windows=windows,
         windows_lost=windows_lost,
+        due_latency_ms=summarize(from_due),
     )
 
 

@@ -115,6 +115,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     call_errors: list[str]
     clears_received: int
     call_minutes: float
+    """Minutes of caller audio sent (frames x 20 ms): what CPU is counted per, whatever the pace."""
     uplink: Direction
     downlink: Direction
     server_cpu_s: float

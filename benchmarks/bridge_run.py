@@ -17,7 +17,7 @@ from pathlib import Path
 
 import trio
 from bench_stats import process_cpu_seconds, process_peak_rss_mb
-from bridge_analysis import downlink, send_lateness, uplink
+from bridge_analysis import FRAME_S, downlink, send_lateness, uplink
 from bridge_peers import run_calls, start_peers
 from bridge_procs import (
     Children,
@@ -135,7 +135,7 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
     logs, sessions = seen.calls, seen.sessions
     store = await trio.to_thread.run_sync(check_store, store_url, logs) if target == "callbridge" else None
     reports = [log.report for log in logs if log.report is not None]
-    call_minutes = sum(log.sent[-1] - log.sent[0] for log in logs if len(log.sent) > 1) / 60
+    call_minutes = sum(len(log.sent) for log in logs) * FRAME_S / 60  # minutes of caller audio
     return RunResult(
         target=target,
         round=plan.round,

@@ -85,6 +85,8 @@ def render_runs(runs: Sequence[RunResult]) -> str:
          f"all {_all(runs, lambda r: r.peak_concurrent_calls == r.calls and r.failed_calls == 0)}"),
         ("uplink added latency p50 / p99 / max (ms)", [_ms(r.uplink.latency_ms) for r in runs],
          f"p99 ≤ {TARGET_P99_MS:g} {_all(runs, lambda r: r.uplink.latency_ms.p99 <= TARGET_P99_MS)}"),
+        ("uplink latency from each frame's due time (Twilio's clock) p50 / p99 / max (ms)",
+         [_ms(r.uplink.due_latency_ms) if r.uplink.due_latency_ms else "n/a" for r in runs], ""),
         ("downlink added latency p50 / p99 / max (ms)", [_ms(r.downlink.latency_ms) for r in runs],
          f"p99 ≤ {TARGET_P99_MS:g} {_all(runs, lambda r: r.downlink.latency_ms.p99 <= TARGET_P99_MS)}"),
         (f"p99 growth, last {WINDOW_S:g} s - first {WINDOW_S:g} s: uplink / downlink (ms)",

@@ -134,9 +134,26 @@ def test_latency_is_reported_per_10_s_of_call_and_its_growth_is_last_minus_first
     assert [window.count for window in up.windows] == [500, 500, 500]
     assert math.isclose(up.windows[0].p99, 1.0, abs_tol=0.01) and math.isclose(up.windows[2].p99, 50.0, abs_tol=0.01)
     assert math.isclose(up.window_p99_growth(30.0), 49.0, abs_tol=0.02)
+    assert up.due_latency_ms is not None and math.isclose(up.due_latency_ms.p99, 50.0, abs_tol=0.01)
     assert math.isnan(up.window_p99_growth(15.0))  # one whole window: nothing to compare
     assert down.sent == 2 and down.lost == 1 and down.sent_after_hangup == 1  # delta 8 lost; 9 undeliverable
     assert [window.count for window in down.windows] == [1, 0, 0] and down.windows_lost == [0, 0, 1]
+
+
+def test_uplink_latency_from_the_due_time_counts_the_wait_to_be_sent() -> None:
+    """A bridge that stops reading makes the caller's sends wait (its socket buffers are full):
+    each frame then leaves late and arrives 1 ms after it left, 500 ms after it was due."""
+    sent = [100.0] + [100.5 + frame * 0.02 for frame in range(1, 100)]
+    appends = [(at + 0.001, 0, frame) for frame, at in enumerate(sent)]
+    session = SessionTimings(
+        index=0, connected_at=99.0, appends=appends, untagged_appends=0, deltas=[],
+        client_types={"input_audio_buffer.append": 100}, server_types={}, close_code=1000,
+    )  # fmt: skip
+
+    up = uplink([_log(0, sent, received=[], stop_at=103.0)], [session])
+
+    assert math.isclose(up.latency_ms.p99, 1.0, abs_tol=0.01)
+    assert up.due_latency_ms is not None and math.isclose(up.due_latency_ms.p99, 501.0, abs_tol=0.01)
 
 
 def test_a_call_whose_last_10_s_never_arrived_grew_without_bound() -> None:
