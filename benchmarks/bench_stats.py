@@ -75,6 +75,45 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descending from it now (``serve --workers N``: the parent and its
+    workers), from ``/proc/*/stat``'s parent ids."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:
+            continue
+        parents[int(stat.parent.name)] = int(text[text.rindex(")") + 2 :].split()[1])
+    tree, frontier = [pid], [pid]
+    while frontier:
+        frontier = [child for child, parent in parents.items() if parent in frontier]
+        tree += frontier
+    return tree
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid`` and its descendants (each as it stands now)."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += process_cpu_seconds(member)
+        except OSError:  # it ended in between
+            pass
+    return total
+
+
+def tree_peak_rss_mb(pid: int) -> float:
+    """The sum of the peak resident sizes of ``pid`` and its descendants, in MiB."""
+    total = 0.0
+    for member in process_tree(pid):
+        try:
+            total += process_peak_rss_mb(member)
+        except OSError:
+            pass
+    return total
+
+
 def process_peak_rss_mb(pid: int) -> float:
     """Peak resident set size of process ``pid`` (``VmHWM``), in MiB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():

@@ -8,11 +8,17 @@ reported apart (it was in the bridge when the call ended) but still counts as lo
 Downlink: per call, the model's audio deltas (all its sessions, in send order) and the caller's
 received media frames (in arrival order) are aligned in order by fingerprint: each received frame
 consumes the next delta with the same content, and deltas skipped over are lost. Delivery on one
-call is FIFO, so this is exact even though replies may repeat content.
+call is FIFO, so this is exact even though replies may repeat content. Deltas the model sent after
+the caller had hung up could not be delivered: they are counted apart, not as lost.
+
+Latencies are also summarized per ``WINDOW_S`` of call time (uplink: by the frame's place in the
+call; downlink: by when the model sent the delta, from the call's first frame), so latency that
+grows during a call — a backlog piling up somewhere — shows as a later window's p99 above the first's.
 """
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Sequence
 
@@ -22,6 +28,8 @@ from peer_callers import CallLog
 from peer_fake import SessionTimings
 
 HANGUP_WINDOW_S = 1.0
+WINDOW_S = 10.0
+FRAME_S = 0.02
 
 
 class Direction(msgspec.Struct, kw_only=True):
@@ -42,6 +50,44 @@ class Direction(msgspec.Struct, kw_only=True):
     of ``latency_ms``, shown apart because it is call set-up, not forwarding."""
     worst_calls: list[tuple[int, int]] = []
     """(call index, frames lost) for the calls that lost most."""
+    sent_after_hangup: int = 0
+    """Downlink: deltas the model sent after the caller's ``stop`` (undeliverable; not in ``sent``)."""
+    windows: list[Summary] = []
+    """Latency per ``WINDOW_S`` of call time: ``windows[0]`` is the first 10 s of every call."""
+    windows_lost: list[int] = []
+    """Frames (deltas) lost per ``WINDOW_S`` of call time, by when they were sent."""
+    due_latency_ms: Summary | None = None
+    """Uplink: latency from each frame's due time on the caller's 20 ms clock (as Twilio, which
+    sends on its clock, sees it): also counts the time a frame waited to be sent — the peer
+    process running late, or a bridge that stopped reading (the callers' socket buffers full)."""
+
+    def window_p99_growth(self, seconds: float) -> float:
+        """p99 of the last whole window of a ``seconds`` call minus p99 of the first (ms); NaN
+        when the call has fewer than two whole windows or either had nothing sent; infinite when
+        everything sent in the last window was lost."""
+        last = math.floor(seconds / WINDOW_S + 1e-9) - 1
+        if last < 1 or last >= len(self.windows):
+            return math.nan
+        if self.windows[last].count == 0 and self.windows_lost[last]:
+            return math.inf
+        return self.windows[last].p99 - self.windows[0].p99
+
+
+def _window(at: float) -> int:
+    return max(0, int(at // WINDOW_S))
+
+
+def by_window(samples: Sequence[tuple[float, float]], lost_at: Sequence[float]) -> tuple[list[Summary], list[int]]:
+    """(time into the call in s, latency) pairs and the times of lost ones → a ``Summary`` and a
+    lost count per ``WINDOW_S``."""
+    count = 1 + max((_window(at) for at in [*(at for at, _ in samples), *lost_at]), default=-1)
+    buckets: list[list[float]] = [[] for _ in range(count)]
+    lost = [0] * count
+    for at, latency in samples:
+        buckets[_window(at)].append(latency)
+    for at in lost_at:
+        lost[_window(at)] += 1
+    return [summarize(bucket) for bucket in buckets], lost
 
 
 def call_of_session(session: SessionTimings) -> int | None:
@@ -56,6 +102,8 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
     by_index = {log.index: log for log in logs}
     seen = {log.index: bytearray(len(log.sent)) for log in logs}
     latencies: list[float] = []
+    from_due: list[float] = []
+    in_call: list[tuple[float, float]] = []
     setup: list[float] = []
     duplicates = out_of_order = 0
     unmatched = sum(session.untagged_appends for session in sessions)
@@ -74,19 +122,24 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
                 out_of_order += 1
             last_frame[call] = frame
             latencies.append((at - log.sent[frame]) * 1000)
+            from_due.append((at - log.sent[0] - frame * FRAME_S) * 1000)
+            in_call.append((frame * FRAME_S, latencies[-1]))
             if log.sent[frame] < session.connected_at:
                 setup.append(latencies[-1])
     lost = at_hangup = 0
+    lost_at: list[float] = []
     worst: list[tuple[int, int]] = []
     for log in logs:
         missing = [frame for frame, flag in enumerate(seen[log.index]) if not flag]
         if not missing:
             continue
         lost += len(missing)
+        lost_at += [frame * FRAME_S for frame in missing]
         worst.append((log.index, len(missing)))
         if log.stop_at is not None:
             at_hangup += sum(1 for frame in missing if log.stop_at - log.sent[frame] <= HANGUP_WINDOW_S)
     worst.sort(key=lambda pair: -pair[1])
+    windows, windows_lost = by_window(in_call, lost_at)
     return Direction(
         sent=sum(len(log.sent) for log in logs),
         messages=sum(session.client_types.get("input_audio_buffer.append", 0) for session in sessions),
@@ -100,13 +153,18 @@ def uplink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Direc
         latency_ms=summarize(latencies),
         setup_latency_ms=summarize(setup),
         worst_calls=worst[:5],
+        windows=windows,
+        windows_lost=windows_lost,
+        due_latency_ms=summarize(from_due),
     )
 
 
-def align(deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, int]]) -> tuple[list[float], int]:
-    """Latencies (ms) of received frames matched in order to ``deltas`` (both (time, fingerprint)),
-    and the number of received frames that matched nothing."""
-    latencies: list[float] = []
+def align(
+    deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, int]]
+) -> tuple[list[tuple[int, float]], int]:
+    """(index in ``deltas``, latency in ms) of received frames matched in order to ``deltas``
+    (both (time, fingerprint)), and the number of received frames that matched nothing."""
+    latencies: list[tuple[int, float]] = []
     unmatched = position = 0
     for arrived, fp in received:
         probe = position
@@ -115,7 +173,7 @@ def align(deltas: Sequence[tuple[float, int]], received: Sequence[tuple[float, i
         if probe == len(deltas):
             unmatched += 1
             continue
-        latencies.append((arrived - deltas[probe][0]) * 1000)
+        latencies.append((probe, (arrived - deltas[probe][0]) * 1000))
         position = probe + 1
     return latencies, unmatched
 
@@ -127,12 +185,22 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
         if call is not None:
             deltas_by_call.setdefault(call, []).extend(session.deltas)
     latencies: list[float] = []
-    sent = lost = unmatched = distinct = 0
+    in_call: list[tuple[float, float]] = []
+    lost_at: list[float] = []
+    sent = lost = unmatched = distinct = after_hangup = 0
     worst: list[tuple[int, int]] = []
     for log in logs:
         deltas = sorted(deltas_by_call.get(log.index, []))
+        if log.stop_at is not None:
+            deliverable = [delta for delta in deltas if delta[0] <= log.stop_at]
+            after_hangup += len(deltas) - len(deliverable)
+            deltas = deliverable
         call_latencies, call_unmatched = align(deltas, log.received)
-        latencies += call_latencies
+        latencies += [latency for _, latency in call_latencies]
+        start = log.sent[0] if log.sent else 0.0
+        in_call += [(deltas[index][0] - start, latency) for index, latency in call_latencies]
+        matched = {index for index, _ in call_latencies}
+        lost_at += [at - start for index, (at, _) in enumerate(deltas) if index not in matched]
         unmatched += call_unmatched
         sent += len(deltas)
         distinct += len({fp for _, fp in deltas})
@@ -141,6 +209,7 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
             lost += call_lost
             worst.append((log.index, call_lost))
     worst.sort(key=lambda pair: -pair[1])
+    windows, windows_lost = by_window(in_call, lost_at)
     return Direction(
         sent=sent,
         messages=sum(len(log.received) for log in logs),
@@ -150,4 +219,19 @@ def downlink(logs: Sequence[CallLog], sessions: Sequence[SessionTimings]) -> Dir
         distinct_contents=distinct,
         latency_ms=summarize(latencies),
         worst_calls=worst[:5],
+        sent_after_hangup=after_hangup,
+        windows=windows,
+        windows_lost=windows_lost,
     )
+
+
+def send_lateness(logs: Sequence[CallLog]) -> Summary:
+    """How late (ms) the callers sent each frame against their 20 ms clock (from each call's first
+    frame): the peer process falling behind, or a bridge not reading (the callers' socket buffers
+    full, as Twilio's would be)."""
+    late: list[float] = []
+    for log in logs:
+        if log.sent:
+            start = log.sent[0]
+            late += [max(0.0, (at - start - frame * FRAME_S) * 1000) for frame, at in enumerate(log.sent)]
+    return summarize(late)

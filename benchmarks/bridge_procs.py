@@ -20,7 +20,9 @@ from bench_stats import CpuWatch
 
 HERE = Path(__file__).resolve().parent
 PEERS = str(HERE / "peers.py")
+MAINSTREAM = str(HERE / "mainstream_bridge.py")
 STOP_TIMEOUT_S = 20.0
+BUSY_LOOP = "while True: pass"
 
 
 class Children:
@@ -63,9 +65,54 @@ class Lines:
         return line.decode()
 
 
-async def start_peer(children: Children, args: list[str]) -> trio.Process:
-    """``peers.py ARGS`` with its stdout piped to us (stderr shared: a crashing peer is seen)."""
-    return await children.start([sys.executable, PEERS, *args], stdout=subprocess.PIPE)
+async def start_peer(children: Children, args: list[str], stdin: int | None = None, stderr: Any = None) -> trio.Process:
+    """``peers.py ARGS`` with its stdout piped to us (stderr shared unless given: a crashing peer is seen)."""
+    return await children.start([sys.executable, PEERS, *args], stdout=subprocess.PIPE, stdin=stdin, stderr=stderr)
+
+
+async def start_floor(children: Children, model_url: str, log_path: Path) -> tuple[trio.Process, int, str]:
+    """The floor: ``peer_proxy.py``'s trivial forwarder, its stderr in ``log_path``; returns
+    (process, port, stack)."""
+    with log_path.open("wb") as log:
+        process = await start_peer(children, ["proxy", model_url], stderr=log)
+    port = int((await first_json_line(process))["port"])
+    return process, port, "adapters.websocket (wsproto in the reading task), trio; forwards only"
+
+
+async def start_mainstream(children: Children, model_url: str, log_path: Path) -> tuple[trio.Process, int, str]:
+    """The mainstream stack's forwarder (``mainstream_bridge.py``), its stderr in ``log_path``;
+    returns (process, port, stack). Needs the ``bench`` extra (uvicorn, websockets)."""
+    with log_path.open("wb") as log:
+        process = await children.start([sys.executable, MAINSTREAM, model_url], stdout=subprocess.PIPE, stderr=log)
+    ready = await first_json_line(process)
+    stack = ready["stack"]
+    return process, int(ready["port"]), f"uvicorn {stack['uvicorn']} ({stack['websocket']}), {stack['loop']}"
+
+
+async def start_contenders(children: Children, count: int) -> list[trio.Process]:
+    """``count`` busy loops, one process each, at niceness 0 (as other tenants' work on a shared
+    host: they compete for the cores as equals)."""
+    return [await children.start([sys.executable, "-c", BUSY_LOOP], preexec_fn=_niceness_zero) for _ in range(count)]
+
+
+def _niceness_zero() -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, 0)
+    except OSError:  # the benchmark itself runs niced and may not lower it: the busy loop inherits
+        pass
+
+
+def niceness(pid: int) -> int:
+    """The niceness of process ``pid`` (``/proc/PID/stat``)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat[stat.rindex(")") + 2 :].split()[16])
+
+
+async def kill_all(processes: list[trio.Process]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+        await process.wait()
 
 
 async def first_json_line(process: trio.Process) -> dict[str, Any]:
@@ -120,7 +167,8 @@ async def stop(process: trio.Process, name: str) -> None:
 
 def server_errors(log_path: Path) -> list[str]:
     lines = log_path.read_text(errors="replace").splitlines()
-    return [line for line in lines if " ERROR " in line or "Traceback" in line]
+    markers = (" ERROR ", "ERROR:", "Traceback", "mainstream bridge:")
+    return [line for line in lines if any(marker in line for marker in markers)]
 
 
 async def start_profiler(children: Children, pid: int, out: Path, seconds: float) -> trio.Process | None:

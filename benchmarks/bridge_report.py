@@ -1,28 +1,29 @@
-"""The benchmark's result: what the event store holds, the numbers, and the Markdown table.
+"""The benchmark's result: what the event store holds and the numbers of one run (``RunResult``).
 
 ``check_store`` opens the store the server wrote (after it stopped and flushed) and checks, per
 call, ``CallStarted``, ``CallEnded`` and that the stored caller audio covers every frame the
-caller sent (frames counted in ``CallerAudioReceived.frame_sizes``).
+caller sent (frames counted in ``CallerAudioReceived.frame_sizes``). The tables are drawn by
+``bridge_table.py``.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from collections.abc import Sequence
 
 import msgspec
 from bench_stats import Summary
 from bridge_analysis import Direction
-from bridge_callers import CpuSample
+from bridge_peers import CpuSample
 from peer_callers import CallLog
 
 from callbridge.engine.events import CallEnded, CallerAudioReceived, CallStarted, TaskCrashed
 from callbridge.engine.store import EventStore
 
-TARGET_P99_MS = 20.0
-TAINT_CORES = 0.3
-"""A second in which other programs used more than this much CPU taints the run's latencies."""
+TARGETS = ("callbridge", "mainstream", "floor")
+"""What a run measures: ``callbridge serve``; the mainstream stack's forwarder
+(``mainstream_bridge.py``: uvicorn + ``websockets``); the floor (``peer_proxy.py``: a trivial
+forwarder on callbridge's own sockets)."""
 
 
 class StoreCheck(msgspec.Struct, kw_only=True):
@@ -72,25 +73,39 @@ def check_store(url: str, logs: Sequence[CallLog]) -> StoreCheck:
 
 
 class PeerLoad(msgspec.Struct, kw_only=True):
-    """How busy the peers were: their CPU and how late their event loops woke up (a late peer
-    inflates the latencies it timestamps)."""
+    """How busy the peer process and the rest of the machine were: a late peer inflates the
+    latencies it timestamps, and other programs take the cores the bridge needs."""
 
-    model_cores: float
-    model_loop_lag_ms_p99: float
-    callers_cores: float
-    callers_loop_lag_ms_p99: float
-    caller_processes: int
+    cores: float
+    """The peer process (simulated model and every caller), mean cores while the calls ran."""
+    nice: int
+    """The peer process's niceness (``--peers-nice``)."""
+    loop_lag_ms_p99: float
+    loop_lag_ms_max: float
+    """How late the peer process's trio loop woke a 10 ms sleep."""
+    send_late_ms: Summary
+    """How late the callers sent their frames against their 20 ms clock: the peer process falling
+    behind, or a bridge that stopped reading (the callers' socket buffers full)."""
+    contenders: int
+    contender_cores: float
+    """The ``--contend`` busy loops, mean cores."""
     interrupt_cores: float
     """Kernel interrupt time (loopback networking for all of the above), charged to no process."""
     other_cores: float
     """CPU the rest of the machine used meanwhile, on average (other programs compete for the cores)."""
     other_cores_peak: float
     """The busiest second of the rest of the machine."""
+    load_average: float
+    """The machine's 1-minute load average as the run started (before its own processes)."""
 
 
 class RunResult(msgspec.Struct, kw_only=True):
     target: str
-    """``bridge`` (callbridge serve) or ``baseline`` (the trivial forwarding proxy)."""
+    """One of ``TARGETS``."""
+    round: int
+    """Which round of the sitting (targets alternate within each round)."""
+    stack: str
+    """What served the calls (versions, WebSocket implementation, event loop)."""
     calls: int
     seconds: float
     lockstep: bool
@@ -100,6 +115,7 @@ class RunResult(msgspec.Struct, kw_only=True):
     call_errors: list[str]
     clears_received: int
     call_minutes: float
+    """Minutes of caller audio sent (frames x 20 ms): what CPU is counted per, whatever the pace."""
     uplink: Direction
     downlink: Direction
     server_cpu_s: float
@@ -108,110 +124,13 @@ class RunResult(msgspec.Struct, kw_only=True):
     """Server CPU over the calls' wall time, in cores (1.0 = one core busy)."""
     server_peak_rss_mb: float
     store: StoreCheck | None
+    """callbridge only: what its event store holds."""
     peers: PeerLoad
     server_log_errors: list[str]
     cpu_timeline: list[CpuSample]
 
-
-def _ms(summary: Summary) -> str:
-    if summary.count == 0 or math.isnan(summary.p50):
-        return "n/a"
-    return f"{summary.p50:.1f} / {summary.p99:.1f} / {summary.max:.1f}"
-
-
-def _verdict(ok: bool) -> str:
-    return "✅" if ok else "❌"
-
-
-def render_table(runs: Sequence[RunResult]) -> str:
-    """The Markdown table: one column per run (the bridge, then the baseline if measured)."""
-    main = runs[0]
-    header = "| | " + " | ".join(_title(run) for run in runs) + " | target |"
-    rule = "|---|" + "---|" * len(runs) + "---|"
-    rows: list[tuple[str, list[str], str]] = [
-        ("simultaneous calls (peak)", [f"{r.peak_concurrent_calls} of {r.calls}, {r.seconds:g} s each" for r in runs],
-         f"{main.calls} {_verdict(main.peak_concurrent_calls == main.calls and main.failed_calls == 0)}"),
-        ("uplink added latency p50 / p99 / max (ms)", [_ms(r.uplink.latency_ms) for r in runs],
-         f"p99 ≤ {TARGET_P99_MS:g} {_verdict(main.uplink.latency_ms.p99 <= TARGET_P99_MS)}"),
-        ("downlink added latency p50 / p99 / max (ms)", [_ms(r.downlink.latency_ms) for r in runs],
-         f"p99 ≤ {TARGET_P99_MS:g} {_verdict(main.downlink.latency_ms.p99 <= TARGET_P99_MS)}"),
-        ("caller frames lost (sent → appended)", [_lost(r.uplink) for r in runs],
-         f"0 {_verdict(main.uplink.lost == 0)}"),
-        ("model audio lost (deltas → caller media)", [_lost(r.downlink) for r in runs],
-         f"0 {_verdict(main.downlink.lost == 0 and main.clears_received == 0)}"),
-        ("every event stored", [_stored(r.store) for r in runs],
-         _verdict(main.store is not None and main.store.complete == main.calls)),
-        ("server CPU per call-minute", [f"{r.server_cpu_s_per_call_minute:.3f} s ({r.server_cpu_share:.2f} cores)"
-                                        for r in runs], ""),
-        ("server peak RSS", [f"{r.server_peak_rss_mb:.0f} MiB" for r in runs], ""),
-        ("peers: model / callers CPU (cores), loop lag p99 (ms)", [_peers(r) for r in runs], ""),
-        ("kernel interrupts (loopback networking, cores)", [f"{r.peers.interrupt_cores:.2f}" for r in runs], ""),
-        ("other programs' CPU meanwhile: mean / busiest second (cores)",
-         [f"{r.peers.other_cores:.2f} / {r.peers.other_cores_peak:.2f}" for r in runs], "~0"),
-    ]  # fmt: skip
-    lines = [header, rule]
-    lines += [f"| {name} | " + " | ".join(values) + f" | {target} |" for name, values, target in rows]
-    return "\n".join(lines)
-
-
-def _title(run: RunResult) -> str:
-    return "callbridge serve" if run.target == "bridge" else "baseline: trivial forwarder"
-
-
-def _lost(direction: Direction) -> str:
-    text = f"{direction.lost} of {direction.sent:,}"
-    if direction.lost_at_hangup:
-        text += f" ({direction.lost_at_hangup} at hang-up)"
-    return text
-
-
-def _stored(store: StoreCheck | None) -> str:
-    if store is None:
-        return "n/a"
-    return f"{store.complete}/{store.calls} calls complete; {store.frames_stored:,} of {store.frames_sent:,} frames"
-
-
-def _peers(run: RunResult) -> str:
-    peers = run.peers
-    return (
-        f"{peers.model_cores:.2f} / {peers.callers_cores:.2f}; "
-        f"{peers.model_loop_lag_ms_p99:.1f} / {peers.callers_loop_lag_ms_p99:.1f}"
-    )
-
-
-def render_details(run: RunResult) -> str:
-    """The lines under the table: matching counts and anything that went wrong."""
-    lines = [f"{_title(run)}:"]
-    for name, direction in (("uplink", run.uplink), ("downlink", run.downlink)):
-        lines.append(
-            f"  {name}: {direction.matched:,} of {direction.sent:,} matched (in {direction.messages:,} messages; "
-            f"{direction.distinct_contents:,} distinct "
-            f"contents), {direction.lost} lost, {direction.duplicates} duplicated, "
-            f"{direction.unmatched_arrivals} unmatched arrivals, {direction.out_of_order} out of order; "
-            f"mean {direction.latency_ms.mean:.2f} ms"
-            + (f"; worst calls (index, lost): {direction.worst_calls}" if direction.worst_calls else "")
-        )
-        setup = direction.setup_latency_ms
-        if setup is not None and setup.count:
-            lines.append(
-                f"    of which {setup.count:,} sent before the call's model session was open (set-up): "
-                f"p50 / p99 / max {_ms(setup)} ms"
-            )
-    lines.append(
-        f"  server: {run.server_cpu_s:.1f} CPU s over {run.call_minutes:.1f} call-minutes; "
-        f"clears received by callers: {run.clears_received}; failed calls: {run.failed_calls}"
-    )
-    if run.store is not None:
-        store = run.store
-        lines.append(
-            f"  store: {store.events:,} events; missing CallStarted {store.missing_started}, CallEnded "
-            f"{store.missing_ended}; end reasons {store.end_reasons}; TaskCrashed {store.tasks_crashed}"
-        )
-    if run.peers.other_cores_peak > TAINT_CORES:
-        lines.append(
-            f"  ⚠ other programs used up to {run.peers.other_cores_peak:.2f} cores during this run (mean "
-            f"{run.peers.other_cores:.2f}): the latencies are inflated by them; re-run on a quiet machine"
-        )
-    lines += [f"  call error: {error}" for error in run.call_errors[:5]]
-    lines += [f"  server log: {line}" for line in run.server_log_errors[:5]]
-    return "\n".join(lines)
+    @property
+    def ok(self) -> bool:
+        """Every call ran, every frame arrived and (callbridge) every event was stored."""
+        stored = self.target != "callbridge" or (self.store is not None and self.store.complete == self.calls)
+        return stored and self.failed_calls == 0 and self.uplink.lost == 0 and self.downlink.lost == 0

@@ -1,16 +1,18 @@
 """Simulated callers that time every frame: the benchmark's Twilio side.
 
 Each call is what ``adapters.sim.caller.place_call`` does — voice webhook, TwiML, Media Streams
-WebSocket, ``run_stream`` at real-time pace — with the stream socket wrapped by ``TimedSocket``,
+WebSocket (``peer_sockets``: the same messages, on the media path's cheaper sockets), ``run_stream``
+at real-time pace — with the stream socket wrapped by ``TimedSocket``,
 which tags each outgoing ``media`` frame with its (call, frame) number (``frame_tags``) and notes
 ``time.monotonic()`` just before it is handed to the socket, and the arrival time and fingerprint
 of each ``media`` frame coming back. ``direct=True`` skips the webhook and opens ``/call`` at once
-(the baseline proxy has no TwiML endpoint).
+(the floor has no TwiML endpoint).
 
 The script never barges in and ends in silence: a lead-in silence (``lead_in_s``: calls are
-staggered), as many exchanges of "speak one second, wait for the whole reply to play, pause" as
-surely fit, then silence until the call's time is up, so no assistant audio is legitimately lost
-(not cleared, not in flight at hang-up).
+staggered), then as many exchanges of "speak one second, wait for the whole reply to play, pause"
+as surely fit, each padded to ``TURN_BUDGET_S`` so they spread over the whole call (the latency of
+its last 10 s is measured as well as its first), then silence until the call's time is up, so no
+assistant audio is legitimately lost unless the bridge is seconds late.
 """
 
 from __future__ import annotations
@@ -23,21 +25,25 @@ import httpx2
 import msgspec
 import trio
 from frame_tags import is_media, media_fingerprint, tag_media_message
-from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError, open_websocket_url
+from peer_sockets import open_peer_socket
+from trio_websocket import ConnectionClosed
 
 from callbridge.adapters.sim.caller import CallReport, Silence, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.caller_http import WebhookError, connect_url, new_sid, request_twiml, voice_webhook_params
 from callbridge.adapters.sim.caller_stream import MediaSocket, run_stream
 from callbridge.adapters.twilio.twiml import TwimlError
+from callbridge.adapters.websocket import WebSocketHandshakeError
 
 TURN_BUDGET_S = 7.0
-"""Time allowed per exchange when planning the script (~5.6 s unloaded: 1 s speech, 0.5 s end of
-speech, 3.25 s reply, 0.4 s settle, 0.4 s pause), so the last reply has played before hang-up."""
+"""One exchange, padded: ~5.15 s unloaded (1 s speech, 0.5 s end of speech, 3.25 s reply played,
+0.4 s settle), then a pause to make it 7 s; the last reply has played before hang-up."""
 
 QUIET_TAIL_S = 2.0
 
-EXCHANGE_S = 5.6
-"""One unhurried exchange: calls are staggered over this much, so they do not all speak at once."""
+EXCHANGE_S = TURN_BUDGET_S
+"""One exchange: calls are staggered over this much, so they do not all speak at once."""
+
+UNLOADED_EXCHANGE_MS = 5150
 
 _GOLDEN = 0.6180339887498949
 
@@ -52,8 +58,9 @@ def lead_in_s(index: int, stagger_s: float) -> float:
 def bench_script(seconds: float, lead_s: float = 0.0) -> list[Step]:
     turns = max(1, math.floor((seconds - QUIET_TAIL_S - lead_s) / TURN_BUDGET_S))
     steps: list[Step] = [Silence(round(lead_s * 1000))] if lead_s >= 0.02 else []
+    pause_ms = round(TURN_BUDGET_S * 1000) - UNLOADED_EXCHANGE_MS
     for _ in range(turns):
-        steps += [Speak(1000), WaitForAssistant(timeout_s=TURN_BUDGET_S, settle_ms=400), Silence(400)]
+        steps += [Speak(1000), WaitForAssistant(timeout_s=TURN_BUDGET_S, settle_ms=400), Silence(pause_ms)]
     steps.append(Silence(int(seconds * 1000) + 60_000))  # the time limit hangs up during this
     return steps
 
@@ -126,7 +133,8 @@ async def timed_call(
             )
             stream_url, parameters = await request_twiml(client, base_url, params, auth_token=None)
             url = connect_url(stream_url, base_url, None)
-        async with open_websocket_url(url, connect_timeout=10, disconnect_timeout=5) as ws:
+        ws = await open_peer_socket(url)
+        try:
             await run_stream(
                 TimedSocket(ws, log),
                 report,
@@ -136,10 +144,11 @@ async def timed_call(
                 max_duration_s=seconds,
                 voice_offset_ms=log.index * 370,
             )
+        finally:
+            await ws.aclose()
     except (
-        ConnectionRejected,
         ConnectionClosed,
-        HandshakeError,
+        WebSocketHandshakeError,
         WebhookError,
         TwimlError,
         httpx2.HTTPError,
@@ -147,6 +156,12 @@ async def timed_call(
     ) as exc:
         report.errors.append(f"{type(exc).__name__}: {exc}")
         report.ended_by = "error"
+
+
+def http_client(calls: int) -> httpx2.AsyncClient:
+    """The webhooks' HTTP client (making one takes ~80 ms of CPU: its TLS context)."""
+    limits = httpx2.Limits(max_connections=max(10, calls), max_keepalive_connections=max(10, calls))
+    return httpx2.AsyncClient(timeout=30.0, limits=limits)
 
 
 class Progress(msgspec.Struct):
@@ -165,8 +180,10 @@ async def run_callers(
     stagger_s: float = EXCHANGE_S,
     direct: bool = False,
     progress: Callable[[Progress], None] | None = None,
+    client: httpx2.AsyncClient | None = None,
 ) -> list[CallLog]:
-    """Run one timed call per index, started evenly over ``ramp_s``; ``progress`` every second."""
+    """Run one timed call per index, started evenly over ``ramp_s``; ``progress`` every second.
+    ``client`` (closed at the end): the webhooks' HTTP client, made in advance by ``http_client``."""
     logs = [CallLog(index=index) for index in indexes]
     ended = 0
     start = trio.current_time()
@@ -187,8 +204,7 @@ async def run_callers(
             await trio.sleep(1.0)
             progress(snapshot())
 
-    limits = httpx2.Limits(max_connections=max(10, len(logs)), max_keepalive_connections=max(10, len(logs)))
-    async with httpx2.AsyncClient(timeout=30.0, limits=limits) as client, trio.open_nursery() as nursery:
+    async with client or http_client(len(logs)) as client, trio.open_nursery() as nursery:
         nursery.start_soon(report_progress)
         async with trio.open_nursery() as calls:
             for position, log in enumerate(logs):

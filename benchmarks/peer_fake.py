@@ -1,26 +1,20 @@
-"""The simulated realtime model as the benchmark's separate process, with frame timings on exit.
+"""The simulated realtime model as the benchmark runs it, and the frame timings read from it.
 
-It is ``serve_fake_openai`` — the same code ``callbridge fake-openai`` runs — with the benchmark's
-script (plain spoken replies: no tool call reaches out to the network) and no session expiry. Its
-``SessionRecord``s already timestamp every client event as received and every server event as it is
-handed to the socket; on SIGINT/SIGTERM this process writes, per session, the times (monotonic)
-of each ``input_audio_buffer.append`` with the caller tag it carries, and of each
-``response.output_audio.delta`` with its fingerprint, as one JSON line per session.
+It is ``FakeOpenAI`` — the same code ``callbridge fake-openai`` runs — with the benchmark's script
+(plain spoken replies: no tool call reaches out to the network) and no session expiry, served from
+the peer process (``peers.py``) on the media path's sockets (``peer_sockets``). Its
+``SessionRecord``s already timestamp every client event as received and every server event as it
+is handed to the socket; ``session_timings`` keeps, per session, the times (monotonic) of each
+``input_audio_buffer.append`` with the caller tag it carries, and of each
+``response.output_audio.delta`` with its fingerprint.
 """
 
 from __future__ import annotations
 
-import signal
-from functools import partial
-from pathlib import Path
-
 import msgspec
-import trio
-from bench_stats import monotonic_offset, own_cpu_seconds, summarize, watch_loop_lag
 from frame_tags import delta_fingerprint, read_tags
 
 from callbridge.adapters.openai.client_events import InputAudioBufferAppend
-from callbridge.adapters.sim.fake_openai import FakeOpenAI, serve_fake_openai
 from callbridge.adapters.sim.fake_openai_records import SessionRecord
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
 
@@ -58,14 +52,6 @@ class SessionTimings(msgspec.Struct, kw_only=True):
     close_code: int | None
 
 
-class FakeSummary(msgspec.Struct, kw_only=True):
-    """The last line of the timings file: how the fake process itself fared."""
-
-    cpu_s: float
-    loop_lag_ms_p99: float
-    loop_lag_ms_max: float
-
-
 def session_timings(record: SessionRecord, offset: float) -> SessionTimings:
     appends: list[tuple[float, int, int]] = []
     untagged = 0
@@ -96,31 +82,3 @@ def session_timings(record: SessionRecord, offset: float) -> SessionTimings:
         server_types=server_types,
         close_code=record.close_code,
     )
-
-
-async def serve_until_signal(out: Path, port: int) -> None:
-    offset = monotonic_offset()
-    lags: list[float] = []
-    fake: FakeOpenAI | None = None
-    async with trio.open_nursery() as nursery:
-        fake = await nursery.start(
-            partial(serve_fake_openai, "127.0.0.1", port, script=BENCH_SCRIPT, expire_after_s=None)
-        )
-        nursery.start_soon(watch_loop_lag, lags)
-        print(msgspec.json.encode({"url": fake.url, "port": fake.port}).decode(), flush=True)
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for _ in signals:
-                break
-        nursery.cancel_scope.cancel()
-    lag = summarize(lags)
-    with out.open("wb") as file:
-        for record in fake.sessions:
-            file.write(msgspec.json.encode(session_timings(record, offset)) + b"\n")
-        summary = FakeSummary(cpu_s=own_cpu_seconds(), loop_lag_ms_p99=lag.p99 * 1000, loop_lag_ms_max=lag.max * 1000)
-        file.write(msgspec.json.encode(summary) + b"\n")
-
-
-def read_timings(path: Path) -> tuple[list[SessionTimings], FakeSummary]:
-    lines = path.read_bytes().splitlines()
-    sessions = [msgspec.json.decode(line, type=SessionTimings) for line in lines[:-1]]
-    return sessions, msgspec.json.decode(lines[-1], type=FakeSummary)

@@ -1,72 +1,141 @@
 """The benchmark's peer processes, started by ``bridge.py`` (not meant to be run by hand).
 
-    python benchmarks/peers.py fake OUT [PORT]
-        the simulated realtime model; prints {"url", "port"}; writes frame timings to OUT on SIGINT
-    python benchmarks/peers.py callers BASE_URL OUT --first I --count N [--stride K] --seconds S
-                                      [--ramp R] [--stagger S] [--direct]
-        N timed simulated callers (call indexes I, I+K, … N of them); prints a progress JSON line every second;
-        writes every call's log, then its own CPU and loop lag, to OUT
+    python benchmarks/peers.py peers OUT --calls N --seconds S [--ramp R] [--stagger S] [--nice N]
+        the simulated realtime model AND every simulated caller, in this one process, at niceness
+        N if allowed. Prints {"model_url", "nice"}; reads one JSON line on stdin, {"base_url",
+        "direct"} (the bridge to call; direct: open ``/call`` without the voice webhook); runs the
+        calls, printing a progress line every second and {"done": true} at the end; on SIGINT or
+        SIGTERM (sent once the bridge has stopped, so the model saw every session close) writes
+        every call's log, every model session's timings and this process's own CPU and loop lag to
+        OUT, and exits.
     python benchmarks/peers.py proxy MODEL_URL
-        the baseline: a trivial Twilio-to-Realtime forwarder; prints {"port"}
+        the floor: a trivial Twilio-to-Realtime forwarder (``peer_proxy.py``); prints {"port"}
 
-Peers run in their own processes so the bridge's CPU can be read from ``/proc`` alone and the
-peers' Python work does not stall the process being measured.
+Both peers live in one process, as an independent measurement of the bridge did: a frame's send
+time (caller) and arrival time (model) are read in the same process, on one clock, and the
+bridge being measured competes with exactly one peer process for the cores. The peers' own
+scheduling delay (their loop lag, how late the callers sent their frames) is reported next to
+the latencies, so a run whose peers could not keep up shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
+import signal
 import sys
 from functools import partial
 from pathlib import Path
 
 import msgspec
 import trio
-from bench_stats import own_cpu_seconds, summarize, watch_loop_lag
-from peer_callers import EXCHANGE_S, CallLog, Progress, run_callers
+from bench_stats import monotonic_offset, own_cpu_seconds, summarize, watch_loop_lag
+from peer_callers import EXCHANGE_S, CallLog, Progress, http_client, run_callers
+from peer_fake import BENCH_SCRIPT, SessionTimings, session_timings
+from peer_sockets import serve_fake_model
 
 from callbridge.adapters.sim import voice
+from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions
 
 
-class CallersSummary(msgspec.Struct, kw_only=True):
+class PeersSummary(msgspec.Struct, kw_only=True):
+    """How the peer process itself fared (its delays inflate the latencies it timestamps)."""
+
     cpu_s: float
     loop_lag_ms_p99: float
     loop_lag_ms_max: float
 
 
-def _print_progress(progress: Progress) -> None:
-    print(msgspec.json.encode(progress).decode(), flush=True)
+class PeersOutput(msgspec.Struct, kw_only=True):
+    """Everything the peer process writes to OUT (times are ``time.monotonic()``)."""
+
+    calls: list[CallLog]
+    sessions: list[SessionTimings]
+    summary: PeersSummary
 
 
-async def _callers(args: argparse.Namespace) -> None:
+class Go(msgspec.Struct, kw_only=True):
+    """The one line ``bridge.py`` writes to the peer process's stdin once the bridge is up."""
+
+    base_url: str
+    direct: bool = False
+
+
+def _print_line(value: object) -> None:
+    print(msgspec.json.encode(value).decode(), flush=True)
+
+
+async def _read_line(stream: trio.lowlevel.FdStream) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = await stream.receive_some(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+async def _peers(args: argparse.Namespace) -> None:
+    offset = monotonic_offset()
     lags: list[float] = []
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(watch_loop_lag, lags)
-        logs = await run_callers(
-            args.base_url,
-            range(args.first, args.first + args.count * args.stride, args.stride),
-            seconds=args.seconds,
-            ramp_s=args.ramp,
-            stagger_s=args.stagger,
-            direct=args.direct,
-            progress=_print_progress,
-        )
-        nursery.cancel_scope.cancel()
+    logs: list[CallLog] = []
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            options = FakeOpenAIOptions(script=BENCH_SCRIPT, expire_after_s=None)
+            fake: FakeOpenAI = await nursery.start(partial(serve_fake_model, options))
+            client = http_client(args.calls)  # before the loop lag is watched: it takes ~80 ms
+            nursery.start_soon(watch_loop_lag, lags)
+            _print_line({"model_url": fake.url, "nice": os.getpriority(os.PRIO_PROCESS, 0)})
+
+            async def calls() -> None:
+                stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
+                go = msgspec.json.decode(await _read_line(stdin), type=Go)
+                logs.extend(
+                    await run_callers(
+                        go.base_url,
+                        range(args.calls),
+                        seconds=args.seconds,
+                        ramp_s=args.ramp,
+                        stagger_s=args.stagger,
+                        direct=go.direct,
+                        progress=_print_line,
+                        client=client,
+                    )
+                )
+                _print_line({"done": True})
+
+            nursery.start_soon(calls)
+            async for _ in signals:
+                break
+            nursery.cancel_scope.cancel()
     lag = summarize(lags)
-    with Path(args.out).open("wb") as file:  # noqa: ASYNC230 (the calls are over)
-        for log in logs:
-            file.write(msgspec.json.encode(log) + b"\n")
-        summary = CallersSummary(
-            cpu_s=own_cpu_seconds(), loop_lag_ms_p99=lag.p99 * 1000, loop_lag_ms_max=lag.max * 1000
-        )
-        file.write(msgspec.json.encode(summary) + b"\n")
+    summary = PeersSummary(cpu_s=own_cpu_seconds(), loop_lag_ms_p99=lag.p99 * 1000, loop_lag_ms_max=lag.max * 1000)
+    output = PeersOutput(
+        calls=logs, sessions=[session_timings(record, offset) for record in fake.sessions], summary=summary
+    )
+    Path(args.out).write_bytes(msgspec.json.encode(output))  # noqa: ASYNC240 (everything has stopped)
 
 
-def read_caller_logs(path: Path) -> tuple[list[CallLog], CallersSummary]:
-    lines = path.read_bytes().splitlines()
-    logs = [msgspec.json.decode(line, type=CallLog) for line in lines[:-1]]
-    return logs, msgspec.json.decode(lines[-1], type=CallersSummary)
+def read_peers_output(path: Path) -> PeersOutput:
+    return msgspec.json.decode(path.read_bytes(), type=PeersOutput)
+
+
+def decode_progress(line: str) -> Progress | None:
+    """A progress line of the peer process; None for its last line, {"done": true}."""
+    value = msgspec.json.decode(line)
+    if value.get("done"):
+        return None
+    return msgspec.convert(value, Progress)
+
+
+def set_niceness(nice: int) -> None:
+    """Run at niceness ``nice`` if this user may (a negative one needs root or CAP_SYS_NICE)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as error:
+        now = os.getpriority(os.PRIO_PROCESS, 0)
+        print(f"peers: cannot run at niceness {nice} ({error.strerror}); running at {now}", file=sys.stderr)
 
 
 def quiet_collector() -> None:
@@ -82,32 +151,22 @@ def quiet_collector() -> None:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="peers.py")
     sub = parser.add_subparsers(dest="peer", required=True)
-    fake = sub.add_parser("fake")
-    fake.add_argument("out")
-    fake.add_argument("port", nargs="?", type=int, default=0)
-    callers = sub.add_parser("callers")
-    callers.add_argument("base_url")
-    callers.add_argument("out")
-    callers.add_argument("--first", type=int, default=0)
-    callers.add_argument("--count", type=int, required=True)
-    callers.add_argument("--seconds", type=float, required=True)
-    callers.add_argument("--stride", type=int, default=1)
-    callers.add_argument("--ramp", type=float, default=0.0)
-    callers.add_argument("--stagger", type=float, default=EXCHANGE_S)
-    callers.add_argument("--direct", action="store_true")
+    peers = sub.add_parser("peers")
+    peers.add_argument("out")
+    peers.add_argument("--calls", type=int, required=True)
+    peers.add_argument("--seconds", type=float, required=True)
+    peers.add_argument("--ramp", type=float, default=0.0)
+    peers.add_argument("--stagger", type=float, default=EXCHANGE_S)
+    peers.add_argument("--nice", type=int, default=0)
     proxy = sub.add_parser("proxy")
     proxy.add_argument("model_url")
     args = parser.parse_args(argv)
-    if args.peer != "proxy":  # the baseline proxy stands for a server: it keeps the defaults
+    if args.peer == "peers":
+        set_niceness(args.nice)
         voice.warm_up()  # rendered now, and frozen with the rest, not inside the first call
         quiet_collector()
-    if args.peer == "fake":
-        from peer_fake import serve_until_signal
-
-        trio.run(serve_until_signal, Path(args.out), args.port)
-    elif args.peer == "callers":
-        trio.run(_callers, args)
-    else:
+        trio.run(_peers, args)
+    else:  # the floor stands for a server: it keeps the collector's defaults
         from peer_proxy import serve_proxy_until_signal
 
         trio.run(partial(serve_proxy_until_signal, args.model_url))

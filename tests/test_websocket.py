@@ -347,6 +347,42 @@ async def test_aclose_does_not_raise_when_the_peer_pings_during_the_closing_hand
     assert ws.closed is not None and ws.closed.code == 1000
 
 
+async def test_a_reader_that_comes_back_while_aclose_waits_for_the_close_frame_is_told_closed(
+    nursery: trio.Nursery,
+) -> None:
+    """One task reads between messages; another closes (and so reads, for the peer's close frame):
+    the reader waits its turn and then sees the close, instead of two tasks reading one stream."""
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.send(TextMessage(data="one"))
+    assert await ws.get_message() == "one"  # the reader is now between two reads
+    closing = trio.Event()
+
+    async def close() -> None:
+        closing.set()
+        await ws.aclose(1000, "done")
+
+    nursery.start_soon(close)
+    await closing.wait()
+    await trio.testing.wait_all_tasks_blocked()  # aclose is reading, waiting for the peer's close frame
+    outcome: list[BaseException] = []
+    read = trio.Event()
+
+    async def read_again() -> None:
+        try:
+            await ws.get_message()
+        except Exception as error:  # the test looks at what it was
+            outcome.append(error)
+        finally:
+            read.set()
+
+    nursery.start_soon(read_again)
+    await trio.testing.wait_all_tasks_blocked()
+    await peer.send(CloseConnection(code=1000, reason="done"))
+    with trio.fail_after(5):
+        await read.wait()
+    assert len(outcome) == 1 and isinstance(outcome[0], WebSocketClosed), outcome
+
+
 # --- handshake failures -----------------------------------------------------------------------------
 
 

@@ -92,6 +92,7 @@ class WebSocket:
         self._parts: list[str | bytes] = []
         self._parts_size = 0
         self._send_lock = trio.Lock()
+        self._read_lock = trio.Lock()
         self._pongs: dict[bytes, trio.Event] = {}
         self._ping_count = 0
         self._reading = False
@@ -111,6 +112,20 @@ class WebSocket:
         return self._messages.popleft()
 
     async def _read(self) -> None:
+        lock = self._read_lock  # one reader at a time: ``aclose`` may read for the close frame
+        if lock.locked():
+            await lock.acquire()
+            if self._messages or self.closed is not None:  # the other reader brought what we wanted
+                lock.release()
+                return
+        else:
+            lock.acquire_nowait()
+        try:
+            await self._read_locked()
+        finally:
+            lock.release()
+
+    async def _read_locked(self) -> None:
         if self._pending:
             events, self._pending = self._pending, []
             await self._handle(events)

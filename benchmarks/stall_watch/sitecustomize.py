@@ -1,8 +1,9 @@
 """Loop stalls of every benchmark process: which process's trio loop was busy, when, and in what.
 
 ``bridge.py --stalls DIR`` puts this directory first on the children's ``PYTHONPATH`` and sets
-``CALLBRIDGE_STALLS_DIR``; Python imports this file at start-up in each of them (server, simulated
-model, callers). It wraps ``trio.run`` with an instrument that notes every stretch between two
+``CALLBRIDGE_STALLS_DIR``; Python imports this file at start-up in each of them (the callbridge
+server, the peer process, the floor; the asyncio baseline and the busy loops run no trio loop and
+write nothing). It wraps ``trio.run`` with an instrument that notes every stretch between two
 I/O waits longer than ``CALLBRIDGE_STALLS_MS`` (default 10) — a batch of task steps during which
 no socket was read — with the slowest step's task, and every I/O wait that overslept its timeout
 by as much (the process was not scheduled, or another thread held the GIL). At exit it writes
@@ -59,15 +60,20 @@ if _DIR:
             self._batch_start, self._steps, self._slowest = now, 0, (0.0, "")
 
     _run = trio.run
+    _ran: list[bool] = []
 
     def _run_watched(*args, **kwargs):  # type: ignore[no-untyped-def]
         kwargs["instruments"] = [*kwargs.get("instruments", ()), _StallWatch()]
+        _ran.append(True)
         return _run(*args, **kwargs)
 
     trio.run = _run_watched
 
     def _write() -> None:
-        role = sys.argv[1] if len(sys.argv) > 1 else os.path.basename(sys.argv[0] or "python")
+        if not _ran:  # not a trio process (the asyncio baseline, a busy loop): nothing watched
+            return
+        word = sys.argv[1] if len(sys.argv) > 1 else ""
+        role = word if word.isidentifier() else os.path.basename(sys.argv[0] or "python")
         path = os.path.join(_DIR, f"{os.getpid()}-{role}.txt")
         with open(path, "w") as out:
             for at, kind, ms, steps, slowest_ms, task in _rows:
