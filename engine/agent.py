@@ -16,6 +16,7 @@ voicemail, and when to renew the model's session before its time limit. Every ke
     max_duration_s = 1800            # the longest a call may last
     max_duration_warning_s = 60      # ask the agent to wrap up this long before
     voicemail_message = "Hi, this is Acme Plumbing returning your call. Please call us back."
+    transfer_no_answer_message = "Sorry, nobody could take your call. Can I help with anything else?"  # warm
     session_recycle_s = 3000         # open a fresh model session, at a quiet moment, after this long
     dtmf_tone_ms = 100               # send_dtmf: each key's tone, and the gap after it
     dtmf_gap_ms = 80
@@ -35,6 +36,7 @@ voicemail, and when to renew the model's session before its time limit. Every ke
     caller_id = "+15557654321"       # optional: the number the person sees
     timeout_s = 30                   # how long their phone rings
     mode = "cold"                    # cold: announce, then connect | warm: hold, brief them, then connect
+                                     # (warm needs Twilio credentials; nobody answers: back to the agent)
 
 An unknown key or a bad value raises ``AgentError`` naming the key (``serve`` exits 2 with it).
 """
@@ -133,6 +135,9 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     max_duration_s: float | None = None
     max_duration_warning_s: float = 60.0
     voicemail_message: str | None = None
+    transfer_no_answer_message: str = (
+        "I'm sorry, nobody could take your call right now. Is there anything else I can help you with?"
+    )
     session_recycle_s: float = 3000.0
     dtmf_tone_ms: int = 100
     dtmf_gap_ms: int = 80

@@ -43,6 +43,7 @@ from callbridge.engine.call_io import (
     DtmfPressed,
     EndCall,
     HangUpPhone,
+    HoldForTransfer,
     Input,
     LogLine,
     MarkEchoed,
@@ -113,6 +114,9 @@ async def run_call(
         apology=settings.apology.chunks,
         apology_ms=settings.apology.duration_ms,
         agent=settings.agent,
+        warm_transfers=settings.telephony is not None,
+        resumed=settings.resumed_history is not None,
+        history=settings.resumed_history or (),
         direction=params.get("Direction", "inbound") or "inbound",
     )
     call = CallShell(CallCore(config), socket, settings, sink)
@@ -197,7 +201,7 @@ class CallShell:
             self._ending.set()
         elif isinstance(output, LogLine):
             log.log(output.level, "call %s: %s", self.call_id, output.message)
-        elif isinstance(output, HangUpPhone | RedirectPhone):
+        elif isinstance(output, HangUpPhone | RedirectPhone | HoldForTransfer):
             self._tell_phone(output)
         else:
             raise TypeError(f"no way to carry out {type(output).__name__}")
@@ -245,11 +249,11 @@ class CallShell:
                 await outlet.wait_drained()
         nursery.cancel_scope.cancel()
 
-    def _tell_phone(self, output: HangUpPhone | RedirectPhone) -> None:
+    def _tell_phone(self, output: HangUpPhone | RedirectPhone | HoldForTransfer) -> None:
         """Through Twilio's REST API when there are credentials (in the background: the call's other
         tasks go on), else by ending the stream, whose ``<Connect action>`` then answers what the core
         recorded."""
-        kind = "hang_up" if isinstance(output, HangUpPhone) else "redirect"
+        kind = {HangUpPhone: "hang_up", RedirectPhone: "redirect", HoldForTransfer: "hold"}[type(output)]
         telephony = self.settings.telephony
         if telephony is None or self._nursery is None:
             self.feed(PhoneCommandDone(kind=kind, method="stream"))
@@ -259,8 +263,18 @@ class CallShell:
             try:
                 if isinstance(output, HangUpPhone):
                     await telephony.hang_up(self.call_id)
-                else:
+                elif isinstance(output, RedirectPhone):
                     await telephony.redirect(self.call_id, output.twiml)
+                else:
+                    await telephony.hold_for_transfer(
+                        self.call_id,
+                        room=output.room,
+                        label=output.label,
+                        to=output.to,
+                        caller_id=output.caller_id,
+                        timeout_s=output.timeout_s,
+                        summary=output.summary,
+                    )
             except TelephonyError as error:
                 self.feed(PhoneCommandDone(kind=kind, method="rest", ok=False, error=str(error)))
                 return

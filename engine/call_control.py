@@ -27,7 +27,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from callbridge.adapters.twilio.twiml import dial_twiml
+import msgspec
+
 from callbridge.engine.agent import TransferTarget
 from callbridge.engine.builtin_tools import END_CALL, TRANSFER_CALL
 from callbridge.engine.call_io import (
@@ -36,7 +37,6 @@ from callbridge.engine.call_io import (
     LogLine,
     MachineDetectionReported,
     PhoneCommandDone,
-    RedirectPhone,
     StartTimer,
     Timer,
     TransferOrdered,
@@ -50,7 +50,6 @@ from callbridge.engine.events import (
     MachineDetected,
     PhoneHangUpSent,
     SilenceReprompted,
-    TransferDialed,
     TransferRefused,
     TransferRequested,
 )
@@ -102,7 +101,7 @@ class CallControl:
         self.agent = core.config.agent
         self.began_at = 0.0
         self.outbound = core.config.direction.startswith("outbound")
-        self.greeting_due = bool(self.agent.greeting)
+        self.greeting_due = bool(self.agent.greeting) or core.config.resumed
         self.greeting_response: str | None = None
         self.greeting_heard = False
         self.answered_by: str | None = None
@@ -131,12 +130,11 @@ class CallControl:
             self._greet()
 
     def _greet(self) -> None:
-        if not self.greeting_due or self.agent.greeting is None:
+        text = self.agent.transfer_no_answer_message if self.core.config.resumed else self.agent.greeting
+        if not self.greeting_due or not text:
             return
         self.greeting_due = False
-        self.core.model.request_response(
-            {"instructions": word_for_word(self.agent.greeting), "metadata": {TAG: "greeting"}}
-        )
+        self.core.model.request_response({"instructions": word_for_word(text), "metadata": {TAG: "greeting"}})
 
     # --- what the model does -------------------------------------------------------------------
 
@@ -233,6 +231,7 @@ class CallControl:
             )
         )
         self.closing = Closing(kind="transfer", by=by, started_at=self.out.now, target=target)
+        self.core.transfers.reason = reason
         self.out.emit(StartTimer(timer=Timer.WRAP_UP_CAP, delay_s=WRAP_UP_CAP_S))
         if announce and self.core.state is CallState.ACTIVE:
             text = f"Tell the caller, in one short sentence, that you are transferring them to {target.label} now."
@@ -250,10 +249,7 @@ class CallControl:
                 GoodbyeHeard(call_id=self.core.config.call_id, at=self.out.now, waited_ms=waited_ms, capped=capped)
             )
         if closing.kind == "transfer" and closing.target is not None:
-            target = closing.target
-            self.out.emit(
-                RedirectPhone(twiml=dial_twiml(target.to, caller_id=target.caller_id, timeout_s=target.timeout_s))
-            )
+            self.core.transfers.phone_step(closing.target)
         else:
             self.out.emit(HangUpPhone())
 
@@ -267,21 +263,12 @@ class CallControl:
             return
         closing.phase = "done"
         if closing.kind == "transfer" and closing.target is not None:
-            target = closing.target
-            twiml = dial_twiml(target.to, caller_id=target.caller_id, timeout_s=target.timeout_s)
-            self.out.record(
-                TransferDialed(
-                    call_id=call_id,
-                    at=now,
-                    label=target.label,
-                    to=target.to,
-                    method=given.method,
-                    twiml=twiml,
-                    ok=given.ok,
-                    error=given.error,
-                )
-            )
-            reason = "transferred"
+            reason = self.core.transfers.phone_done(closing.target, given)
+            if not reason:  # the warm transfer fell back to a cold one: wait for that answer
+                closing.phase = "phone"
+                return
+            if reason == "held_for_transfer":
+                given = msgspec.structs.replace(given, ok=True)
         else:
             self.out.record(
                 PhoneHangUpSent(call_id=call_id, at=now, method=given.method, ok=given.ok, error=given.error)
@@ -304,7 +291,9 @@ class CallControl:
         closing = self.closing
         if closing is None or closing.phase != "phone":
             return False
-        kind = "redirect" if closing.kind == "transfer" else "hang_up"
+        kind = "hang_up"
+        if closing.kind == "transfer":
+            kind = "hold" if self.core.transfers.warm_pending is not None else "redirect"
         self.phone_done(PhoneCommandDone(kind=kind, method="rest"))
         self.core.end(self.core.end_reason or "agent_hangup")
         return True

@@ -73,12 +73,15 @@ from callbridge.engine.call_keypad import Keypad
 from callbridge.engine.call_model import ModelSide
 from callbridge.engine.call_recycle import Recycler
 from callbridge.engine.call_state import OFFLINE, CallState
+from callbridge.engine.call_transfer import Transfers
 from callbridge.engine.conversation import ConversationMemory
 from callbridge.engine.events import (
     CallEnded,
     CallerAudioDropped,
+    CallResumed,
     CallStarted,
     DtmfReceived,
+    Event,
     TaskCrashed,
     TwilioEventIgnored,
     TwilioFrameRejected,
@@ -112,6 +115,12 @@ class CallConfig:
     apology_ms: int = 0
     frame_rate: FrameRateLimit = field(default_factory=FrameRateLimit)
     agent: Agent = DEFAULT_AGENT
+    warm_transfers: bool = False
+    """Twilio's REST API is there to hold a caller and call the person (else a warm transfer is cold)."""
+    resumed: bool = False
+    """A new stream of a call that was held for a warm transfer nobody answered."""
+    history: tuple[Event, ...] = ()
+    """The call's stored events so far (a resumed call): its conversation is folded from them."""
     direction: str = "inbound"
     """``inbound``, or ``outbound-api`` for a call we placed (it waits for answering-machine detection)."""
 
@@ -132,7 +141,10 @@ class CallCore:
         self.session_config = dict(config.session_config)
         self.caller_audio = CallerAudioChunker(config.call_id)
         self.assistant = AssistantAudio(config.call_id, config.stream_sid)
+        for event in config.history:  # a resumed call remembers what was said before the hold
+            self.memory.apply(event)
         self.control = CallControl(self)
+        self.transfers = Transfers(self)
         self.keypad = Keypad(self)
         self.recycler = Recycler(self)
         self.model = ModelSide(self)
@@ -169,8 +181,12 @@ class CallCore:
 
     def _began(self, _: CallBegan) -> None:
         config = self.config
-        self._out.record(
-            CallStarted(
+        if config.resumed:  # back from a warm transfer nobody took: the call started long ago
+            began: Event = CallResumed(
+                call_id=config.call_id, at=self._out.now, stream_sid=config.stream_sid, reason="no_answer"
+            )
+        else:
+            began = CallStarted(
                 call_id=config.call_id,
                 at=self._out.now,
                 stream_sid=config.stream_sid,
@@ -181,7 +197,7 @@ class CallCore:
                 model=config.model_kind,
                 session_config=self.session_config,
             )
-        )
+        self._out.record(began)
         self._out.emit(OpenModelSession(session=self.model.session, delay_s=0.0))
         self.control.began()
 
@@ -198,6 +214,9 @@ class CallCore:
         self._flush_audio()
         if self.end_reason is None:
             self.end_reason = given.reason or "server_shutdown"
+        if self.end_reason == "held_for_transfer":  # the call goes on without us: not ended
+            self.state = CallState.ENDED
+            return
         self._out.record(
             CallEnded(call_id=self.config.call_id, at=self._out.now, reason=self.end_reason, detail=self.end_detail)
         )

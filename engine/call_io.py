@@ -310,6 +310,18 @@ class RedirectPhone(Output, frozen=True, kw_only=True):
     twiml: str
 
 
+class HoldForTransfer(Output, frozen=True, kw_only=True):
+    """A warm transfer: hold the caller in conference ``room`` and call ``to``, whose answer hears
+    ``summary`` before joining the room; feed ``PhoneCommandDone(kind="hold")`` with how it went."""
+
+    room: str
+    label: str
+    to: str
+    caller_id: str | None
+    timeout_s: int
+    summary: str
+
+
 class LogLine(Output, frozen=True, kw_only=True):
     """Something the operator must see in the server log (a model that is unreachable, say)."""
 

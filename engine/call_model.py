@@ -191,7 +191,7 @@ class ModelSide:
         if core.state not in OFFLINE or given.session != self.session:
             raise CoreStateError(core.state, given)
         core.state = CallState.ACTIVE
-        seeded = self.configure(given.session, seed=self.opened > 0)
+        seeded = self.configure(given.session, seed=self.opened > 0 or core.config.resumed)  # resumed: the talk so far
         for payload in self.utterance.take_replay():
             self.out.to_model(oa.encode_append(payload), self.session)
         if self.opened == 0:  # a re-seeded session was told the outputs with the rest of the conversation

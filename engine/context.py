@@ -59,6 +59,12 @@ class Telephony(Protocol):
 
     async def redirect(self, call_sid: str, twiml: str) -> None: ...
 
+    async def hold_for_transfer(
+        self, call_sid: str, *, room: str, label: str, to: str, caller_id: str | None, timeout_s: int, summary: str
+    ) -> None:
+        """A warm transfer: hold the caller in ``room`` and call ``to``, who hears ``summary`` first."""
+        ...
+
 
 class ModelConnection(Protocol):
     """An open realtime-model session (``adapters/openai/client.py`` provides the real one)."""
@@ -96,4 +102,7 @@ class CallSettings:
     holds in partial chunks before every batch, so a crash loses at most one batch window of audio."""
     telephony: Telephony | None = None
     """Twilio's REST API for hang-ups and transfers; None (no credentials): the stream is ended and
-    its ``<Connect action>`` answers with what was decided."""
+    its ``<Connect action>`` answers with what was decided (and warm transfers are cold)."""
+    resumed_history: tuple[Any, ...] | None = None
+    """Per call: a call held for a warm transfer nobody took, coming back to the agent on a new
+    stream, and its stored events so far (the conversation carries on from them)."""

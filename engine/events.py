@@ -426,6 +426,33 @@ class TransferDialed(Event, frozen=True, kw_only=True):
     error: str = ""
 
 
+class CallHeld(Event, frozen=True, kw_only=True):
+    """A warm transfer: the caller waits in conference ``room`` (hold music) while the person at
+    ``to`` is called and briefed. The call is not over: it ends when the caller hangs up there
+    (``CallEnded(reason="transferred")``), or it comes back to the agent (``CallResumed``) when
+    nobody answers."""
+
+    label: str
+    to: str
+    room: str
+
+
+class CallResumed(Event, frozen=True, kw_only=True):
+    """The caller is back with the agent on a new media stream of the same call (a warm transfer
+    nobody answered); the conversation carries on from the call's own log."""
+
+    stream_sid: str
+    reason: str = ""
+
+
+class TransferNotAnswered(Event, frozen=True, kw_only=True):
+    """Nobody took a warm transfer: the person's phone answered ``status`` (busy, no-answer, …)."""
+
+    label: str = ""
+    to: str = ""
+    status: str = ""
+
+
 class DtmfForwarded(Event, frozen=True, kw_only=True):
     """Keys the caller pressed were given to the model (``mode`` ``model``: each key; ``collect``:
     the whole entry, ended by ``#`` or a pause)."""

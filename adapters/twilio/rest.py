@@ -29,12 +29,15 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, TypeVar
+from urllib.parse import urlencode
 
 import requests
 import trio
 from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioServiceException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
+
+from callbridge.adapters.twilio.twiml import conference_twiml
 
 T = TypeVar("T")
 
@@ -208,8 +211,11 @@ STATUS_EVENTS = ("initiated", "ringing", "answered", "completed")
 
 
 class TwilioCalls(_TwilioRest):
-    """The Calls resource: place an outbound call, hang up or redirect a live one. Implements the
-    engine's ``Telephony``; every call runs in a trio worker thread."""
+    """The Calls resource: place an outbound call, hang up or redirect a live one, hold one for a
+    warm transfer. Implements the engine's ``Telephony``; every call runs in a trio worker thread."""
+
+    transfer_status_url: str | None = None
+    """Where a warm transfer's person leg reports its end (the server's ``/twilio/transfer-status``)."""
 
     def create(
         self,
@@ -275,6 +281,37 @@ class TwilioCalls(_TwilioRest):
 
     async def redirect(self, call_sid: str, twiml: str) -> None:
         await self._update_or_raise(call_sid, twiml=twiml)
+
+    async def hold_for_transfer(
+        self, call_sid: str, *, room: str, label: str, to: str, caller_id: str | None, timeout_s: int, summary: str
+    ) -> None:
+        """A warm transfer: the caller is moved into conference ``room`` (hold music), then ``to`` is
+        called; whoever answers hears ``summary`` and joins the room. The person's leg reports its
+        end to ``transfer_status_url`` (``?call=…&label=…&to=…``), where the server records the
+        transfer's outcome and, when nobody answered, brings the caller back to the agent."""
+        if not caller_id:
+            raise TelephonyError(f"a warm transfer to {label} needs a caller ID: set the target's caller_id")
+        if self.transfer_status_url is None:
+            raise TelephonyError("a warm transfer needs the server's public URL for Twilio's status callback")
+        await self._update_or_raise(call_sid, twiml=conference_twiml(room, start_on_enter=False))
+        query = urlencode({"call": call_sid, "label": label, "to": to})
+        person = conference_twiml(room, start_on_enter=True, say=summary)
+
+        def call() -> None:
+            with self._client() as client:
+                client.calls.create(
+                    to=to,
+                    from_=caller_id,
+                    twiml=person,
+                    timeout=timeout_s,
+                    status_callback=f"{self.transfer_status_url}?{query}",
+                    status_callback_method="POST",
+                )
+
+        try:
+            await trio.to_thread.run_sync(lambda: self._translated(f"call {to} for a warm transfer", call))
+        except TwilioRestError as error:
+            raise TelephonyError(str(error)) from None
 
     async def _update_or_raise(self, call_sid: str, **fields: Any) -> None:
         try:

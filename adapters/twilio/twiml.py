@@ -107,3 +107,20 @@ def dial_twiml(to: str, *, caller_id: str | None = None, timeout_s: int = 30) ->
     else:
         dial.number(_xml_safe(to))
     return str(response)
+
+
+def conference_twiml(room: str, *, start_on_enter: bool, end_on_exit: bool = True, say: str = "") -> str:
+    """``<Response>[<Say>say</Say>]<Dial><Conference …>room</Conference></Dial></Response>``: a
+    caller held there (``start_on_enter`` False: they hear Twilio's hold music until someone who
+    starts it joins), or the person taking a warm transfer, who hears ``say`` (the summary) first."""
+    response = VoiceResponse()
+    if say:
+        response.say(_xml_safe(say))
+    dial = response.dial()
+    dial.conference(
+        _xml_safe(room),
+        start_conference_on_enter=start_on_enter,
+        end_conference_on_exit=end_on_exit,
+        beep=False,
+    )
+    return str(response)

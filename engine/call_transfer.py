@@ -1,0 +1,105 @@
+"""Transfers in the call core: to configured targets only, cold or warm — pure.
+
+Part of call control (``engine/call_control.py``, which decides *when*: after the announcement was
+heard). Here is *what* a transfer does:
+
+- **refused** when the target is not one the agent lists (the model cannot invent a number): an
+  error result for the model, ``TransferRefused`` on the record, nothing dialled;
+- **cold**: the phone call is handed to the target with a ``<Dial>`` (caller ID and ring timeout from
+  the target) — ``RedirectPhone``; the call is over for us (``transferred``);
+- **warm** (needs Twilio's REST API, else it falls back to cold): the caller waits in a conference
+  room with hold music while the target is called (``HoldForTransfer``); the person who answers
+  hears a summary of the call (``summary``, from the call's own transcript, spoken by Twilio) and
+  joins the room. The call is ``CallHeld`` meanwhile, not ended: the server records its end when the
+  person's leg is over, or, if nobody answers, the caller comes back to the agent on a new stream of
+  the same call (``CallConfig.resumed``, ``CallResumed``), which carries on the conversation from the
+  log. Twilio refusing the hold falls back to a cold transfer.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from callbridge.adapters.twilio.twiml import dial_twiml
+from callbridge.engine.agent import TransferTarget
+from callbridge.engine.call_io import HoldForTransfer, LogLine, PhoneCommandDone, RedirectPhone
+from callbridge.engine.events import CallHeld, TransferDialed
+
+if TYPE_CHECKING:
+    from callbridge.engine.call_core import CallCore
+
+SUMMARY_TURNS = 3
+"""How many of the caller's last utterances the person taking a warm transfer hears."""
+
+
+def room_for(call_id: str) -> str:
+    return f"callbridge-{call_id}"
+
+
+class Transfers:
+    def __init__(self, core: CallCore) -> None:
+        self.core = core
+        self.out = core.out
+        self.reason = ""
+        self.warm_pending: TransferTarget | None = None
+
+    def summary(self, target: TransferTarget, reason: str) -> str:
+        """What the person taking a warm transfer hears first: who calls, why, and their last words."""
+        config = self.core.config
+        said = [item.text for item in self.core.memory.items.values() if item.kind == "user" and item.text]
+        last = " ".join(said[-SUMMARY_TURNS:])
+        parts = [f"Incoming transfer for {target.label} from {config.from_number or 'an unknown number'}."]
+        if reason:
+            parts.append(f"Reason: {reason}.")
+        if last:
+            parts.append(f'The caller said: "{last}"')
+        return " ".join(parts)
+
+    def phone_step(self, target: TransferTarget) -> None:
+        """The announcement was heard: hold and call the person (warm), or dial (cold)."""
+        if target.mode == "warm" and self.core.config.warm_transfers:
+            self.warm_pending = target
+            self.out.emit(
+                HoldForTransfer(
+                    room=room_for(self.core.config.call_id),
+                    label=target.label,
+                    to=target.to,
+                    caller_id=target.caller_id or self.core.config.to_number or None,
+                    timeout_s=target.timeout_s,
+                    summary=self.summary(target, self.reason),
+                )
+            )
+            return
+        self.out.emit(
+            RedirectPhone(twiml=dial_twiml(target.to, caller_id=target.caller_id, timeout_s=target.timeout_s))
+        )
+
+    def phone_done(self, target: TransferTarget, given: PhoneCommandDone) -> str:
+        """Record what the phone did; returns the call's end reason."""
+        call_id, now = self.core.config.call_id, self.out.now
+        if given.kind == "hold" and given.ok:
+            room = room_for(call_id)
+            self.out.record(CallHeld(call_id=call_id, at=now, label=target.label, to=target.to, room=room))
+            return "held_for_transfer"
+        if given.kind == "hold":  # Twilio refused the hold: a cold transfer is the next best thing
+            self.warm_pending = None
+            warning = f"a warm transfer to {target.label} failed ({given.error}): transferring cold"
+            self.out.emit(LogLine(level=logging.WARNING, message=warning))
+            twiml = dial_twiml(target.to, caller_id=target.caller_id, timeout_s=target.timeout_s)
+            self.out.emit(RedirectPhone(twiml=twiml))
+            return ""
+        twiml = dial_twiml(target.to, caller_id=target.caller_id, timeout_s=target.timeout_s)
+        self.out.record(
+            TransferDialed(
+                call_id=call_id,
+                at=now,
+                label=target.label,
+                to=target.to,
+                method=given.method,
+                twiml=twiml,
+                ok=given.ok,
+                error=given.error,
+            )
+        )
+        return "transferred"
