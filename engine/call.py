@@ -194,6 +194,7 @@ class CallShell:
             self._open_requests.append(output)
             self._open_wake.set()
         elif isinstance(output, CloseModelSession):
+            self._open_requests = [r for r in self._open_requests if r.session != output.session]
             scope = self._session_scopes.get(output.session)
             if scope is not None:
                 scope.cancel()

@@ -165,7 +165,7 @@ class CallControl:
         said_something = response_id in self.responses_with_audio
         model = self.core.model
         if name == END_CALL:
-            model.settle_builtin(
+            model.tools.settle_builtin(
                 tool_call_id, name, {"ok": True, "result": "The call ends once your goodbye is heard."}
             )
             self.request_end("model", reason, say_goodbye=not said_something)
@@ -180,10 +180,10 @@ class CallControl:
                     + (", ".join(t.label for t in self.agent.transfer_targets) or "none")
                 )
                 self._refuse_transfer(label, why, "model")
-                model.settle_builtin(tool_call_id, name, {"error": why}, ok=False)
+                model.tools.settle_builtin(tool_call_id, name, {"error": why}, ok=False)
                 model.request_response(None)  # the model tells the caller
                 return
-            model.settle_builtin(
+            model.tools.settle_builtin(
                 tool_call_id, name, {"ok": True, "result": f"Transferring to {target.label} once the caller heard you."}
             )
             self._transfer(target, reason, "model", announce=not said_something)

@@ -359,7 +359,7 @@ class CallCore:
         elif not (
             self.control.timer_fired(timer) or self.keypad.timer_fired(timer) or self.recycler.timer_fired(timer)
         ):
-            self.model.timer_fired(timer)
+            self.model.tools.timer_fired(timer)
 
     def _flush_audio(self, _: AudioFlushDue | None = None) -> None:
         chunk = self.caller_audio.flush()

@@ -81,7 +81,7 @@ class Keypad:
         """``send_dtmf``: play the tones and answer the model."""
         model = self.core.model
         if not DTMF_KEYS.match(digits):
-            model.settle_builtin(
+            model.tools.settle_builtin(
                 tool_call_id,
                 "send_dtmf",
                 {"error": "digits: use 0-9, * and # (w waits half a second), 1-64 keys"},
@@ -109,7 +109,7 @@ class Keypad:
         self.out.record(
             DtmfSent(call_id=call_id, at=now, digits=digits, tone_ms=tone_ms, gap_ms=gap_ms, audio_ms=audio_ms)
         )
-        model.settle_builtin(tool_call_id, "send_dtmf", {"ok": True, "sent": digits, "audio_ms": audio_ms})
+        model.tools.settle_builtin(tool_call_id, "send_dtmf", {"ok": True, "sent": digits, "audio_ms": audio_ms})
 
     def mark_echoed(self, name: str) -> bool:
         """True when ``name`` was one of ours (the tones were played)."""

@@ -1,4 +1,4 @@
-"""The call core's model side: sessions, server events, tools and operators — pure.
+"""The call core's model side: sessions, server events and operators — pure.
 
 Part of ``CallCore`` (``engine/call_core.py``), kept in its own module because it is the larger half:
 
@@ -9,11 +9,7 @@ Part of ``CallCore`` (``engine/call_core.py``), kept in its own module because i
   ends (with an apology) when it cannot be;
 - **barge-in**: on ``input_audio_buffer.speech_started`` Twilio's buffer is cleared and the item
   truncated at what the caller really heard (``engine/assistant_audio.py``);
-- **tools**: each finished function call is handed to the tool runner, as a backend call or one
-  an operator answers (a session tool without a backend); its output goes to the model exactly once;
-  ``response.create`` follows only when nothing is running and every output is in
-  (``engine/response_gate.py``); a slow tool gets a short "one moment" instead of silence
-  (``engine/tool_wait.py``);
+- **tools**: finished function calls go to ``engine/call_tools.py`` (each answered exactly once);
 - **operators**: session changes and the console's client events.
 """
 
@@ -27,10 +23,7 @@ import msgspec
 from callbridge.adapters.openai import codec as oa
 from callbridge.adapters.openai import server_events as se
 from callbridge.adapters.openai.session import session_update_payload
-from callbridge.engine.builtin_tools import NAMES as BUILTIN_NAMES
-from callbridge.engine.builtin_tools import SEND_DTMF, builtin_schemas
 from callbridge.engine.call_io import (
-    CancelTimer,
     ClientEventRequested,
     CoreStateError,
     Input,
@@ -40,14 +33,12 @@ from callbridge.engine.call_io import (
     ModelSessionLost,
     ModelSessionOpened,
     OpenModelSession,
-    RunTool,
     SessionUpdateRequested,
-    StartTimer,
-    Timer,
     ToolRunnerLost,
     ToolSettled,
 )
 from callbridge.engine.call_state import LIVE, OFFLINE, CallState
+from callbridge.engine.call_tools import ToolCalls
 from callbridge.engine.events import (
     AssistantSaid,
     CallerSaid,
@@ -61,13 +52,9 @@ from callbridge.engine.events import (
     ModelEventSent,
     ModelEventUnknown,
     ResponseFinished,
-    ToolCallCompleted,
-    ToolCallFailed,
-    ToolCallRequested,
 )
 from callbridge.engine.response_gate import ResponseGate
-from callbridge.engine.tool_wait import RETRY_S, TOOL_WAIT_RESPONSE, TOOL_WAIT_TAG, ToolWait, is_tool_wait_response
-from callbridge.engine.tools import error_output
+from callbridge.engine.tool_wait import TOOL_WAIT_TAG, is_tool_wait_response
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 from callbridge.engine.utterance_buffer import UtteranceBuffer
 
@@ -77,11 +64,6 @@ if TYPE_CHECKING:
 _json = msgspec.json.Encoder()
 
 CONSOLE_CLIENT_EVENTS = frozenset({"conversation.item.create", "response.create"})
-RUNNER_LOST_ERROR = "the tool runner crashed; the call was not completed"
-
-
-def _tag(event: Any) -> str:
-    return str(type(event).__struct_config__.tag)
 
 
 class ModelSide:
@@ -92,34 +74,25 @@ class ModelSide:
         """The session the core is on, or is asking for."""
         self._last_session = 1
         self.next_response: dict[str, Any] | None = None
-        self.purposes: dict[str, str] = {}
-        """response id -> what the engine asked it for (``metadata.callbridge``), for responses that had one."""
-        self._updates: dict[str, dict[str, Any]] = {}
-        """Operator session changes the model has not answered yet: client event id -> the config
-        before the change (restored if the model refuses it)."""
         """What the next ``response.create`` asks for (a greeting, a goodbye, …), when the gate allows."""
+        self.purposes: dict[str, str] = {}
+        """response id -> what the engine asked it for (``metadata.callbridge``), if it did."""
+        self._updates: dict[str, dict[str, Any]] = {}
+        """Operator session changes not answered yet: client event id -> the config before (restored if refused)."""
         self.opened = 0
-        """Sessions opened so far: every one after the first is re-seeded."""
+        """Sessions opened so far: every one after the first (and a resumed call's first) is re-seeded."""
         self.attempt = 0
         self.failures = 0
         self.gate = ResponseGate()
-        self.tool_wait = ToolWait(core.config.tool_wait_announce_s)
         self.utterance = UtteranceBuffer()
-        self.unsent_outputs: list[tuple[str, str]] = []
-        """(tool_call_id, output) settled while no session was open."""
-        self.answered: set[str] = set()
-        """Tool calls whose output has been decided (each gets exactly one)."""
-        self.requested: dict[str, str] = {}
-        """tool_call_id -> name, for every call the model asked for."""
-        self.builtins = builtin_schemas(core.config.agent)
-        self.builtin_names = BUILTIN_NAMES & {tool["name"] for tool in self.builtins}
+        self.tools = ToolCalls(self)
         self._handlers: dict[type, Any] = {
             ModelSessionOpened: self._opened,
             ModelServerEvent: self._server_event,
             ModelFrameInvalid: self._frame_invalid,
             ModelSessionLost: self._lost,
-            ToolSettled: self._tool_settled,
-            ToolRunnerLost: self._runner_lost,
+            ToolSettled: self.tools.settled,
+            ToolRunnerLost: self.tools.runner_lost,
             SessionUpdateRequested: self._update_session,
             ClientEventRequested: self._client_event,
         }
@@ -152,9 +125,9 @@ class ModelSide:
         self.gate.asked()
         if payload is not None:
             self.next_response = payload
-        self._maybe_create_response()
+        self.maybe_create_response()
 
-    def _maybe_create_response(self) -> None:
+    def maybe_create_response(self) -> None:
         if self.connected and self.gate.take():
             event: dict[str, Any] = {"type": "response.create"}
             if self.next_response is not None:
@@ -163,7 +136,7 @@ class ModelSide:
 
     def _session_payload(self) -> dict[str, Any]:
         config = dict(self.core.session_config)
-        tools = {tool["name"]: tool for tool in (*self.core.config.tool_schemas, *self.builtins)}
+        tools = {tool["name"]: tool for tool in (*self.core.config.tool_schemas, *self.tools.builtins)}
         for tool in config.get("tools") or []:
             if isinstance(tool, dict) and tool.get("name"):
                 tools[tool["name"]] = tool
@@ -191,15 +164,14 @@ class ModelSide:
         if core.state not in OFFLINE or given.session != self.session:
             raise CoreStateError(core.state, given)
         core.state = CallState.ACTIVE
-        seeded = self.configure(given.session, seed=self.opened > 0 or core.config.resumed)  # resumed: the talk so far
+        seeded = self.configure(given.session, seed=self.opened > 0 or core.config.resumed)
         for payload in self.utterance.take_replay():
             self.out.to_model(oa.encode_append(payload), self.session)
         if self.opened == 0:  # a re-seeded session was told the outputs with the rest of the conversation
-            for tool_call_id, output in self.unsent_outputs:
-                self._send_output(tool_call_id, output)
-        self.unsent_outputs.clear()
+            self.tools.send_unsent()
+        self.tools.unsent_outputs.clear()
         self.opened += 1
-        self._maybe_create_response()
+        self.maybe_create_response()
         self.out.record(
             ModelConnected(
                 call_id=core.config.call_id,
@@ -248,7 +220,7 @@ class ModelSide:
             LogLine(level=logging.WARNING, message=f"model session lost ({given.error}); retry in {delay:g} s")
         )
         core.state = CallState.RECONNECTING
-        self.session += 1
+        self.session = self.allocate()  # never a number a recycle already took
         self.out.emit(OpenModelSession(session=self.session, delay_s=delay))
 
     # --- the model's events ----------------------------------------------------------------------
@@ -286,7 +258,9 @@ class ModelSide:
                 ModelEventUnknown(call_id=call_id, at=out.now, type=event.type, raw=given.raw, error=event.error)
             )
             return
-        out.record(ModelEventReceived(call_id=call_id, at=out.now, type=_tag(event), raw=given.raw))
+        out.record(
+            ModelEventReceived(call_id=call_id, at=out.now, type=str(type(event).__struct_config__.tag), raw=given.raw)
+        )
         if not current:
             return
         if isinstance(event, se.InputAudioBufferSpeechStarted):
@@ -341,7 +315,7 @@ class ModelSide:
             if item.type == "message" and item.id:
                 core.assistant.active_items.add(item.id)
         elif isinstance(event, se.ResponseFunctionCallArgumentsDone):
-            self._function_call(event)
+            self.tools.function_call(event)
         elif isinstance(event, se.ResponseDone):
             response_id = event.response.id or ""
             purpose = self.purposes.pop(response_id, "")
@@ -358,7 +332,7 @@ class ModelSide:
             )
             self.gate.response_done(response_id)
             core.assistant.active_items.clear()
-            self._maybe_create_response()
+            self.maybe_create_response()
         elif isinstance(event, se.ErrorEvent):
             error = event.error
             out.record(
@@ -377,150 +351,6 @@ class ModelSide:
                 self._session_answered(error.event_id)
         elif isinstance(event, se.SessionUpdated):
             self._session_answered(None)
-
-    # --- tools -----------------------------------------------------------------------------------
-
-    def _handler_of(self, name: str) -> str:
-        if name in self.builtin_names:
-            return "builtin"
-        return "backend" if name in self.core.config.backend_tools else "human"
-
-    def _function_call(self, event: Any) -> None:
-        tool_call_id = str(event.call_id)
-        if tool_call_id in self.requested:
-            self.out.emit(LogLine(level=logging.WARNING, message=f"duplicate function call {tool_call_id} ignored"))
-            return
-        handler = self._handler_of(event.name)
-        self.requested[tool_call_id] = event.name
-        if handler == "builtin":
-            self.out.record(
-                ToolCallRequested(
-                    call_id=self.core.config.call_id,
-                    at=self.out.now,
-                    tool_call_id=tool_call_id,
-                    name=event.name,
-                    arguments=event.arguments,
-                    response_id=event.response_id,
-                    item_id=event.item_id,
-                    handler=handler,
-                )
-            )
-            if event.name == SEND_DTMF:
-                self.core.keypad.send(tool_call_id, str(_arguments(event.arguments).get("digits") or ""))
-            else:
-                self.core.control.builtin_call(tool_call_id, event.name, event.arguments, event.response_id)
-            return
-        self.gate.tool_requested(tool_call_id)
-        delay = self.tool_wait.tool_started()
-        if delay is not None:
-            self.out.emit(StartTimer(timer=Timer.TOOL_WAIT, delay_s=delay))
-        self.out.record(
-            ToolCallRequested(
-                call_id=self.core.config.call_id,
-                at=self.out.now,
-                tool_call_id=tool_call_id,
-                name=event.name,
-                arguments=event.arguments,
-                response_id=event.response_id,
-                item_id=event.item_id,
-                handler=handler,
-            )
-        )
-        self.out.emit(RunTool(tool_call_id=tool_call_id, name=event.name, arguments=event.arguments, handler=handler))
-
-    def _tool_settled(self, given: ToolSettled) -> None:
-        tool_call_id = given.tool_call_id
-        if tool_call_id in self.answered or tool_call_id not in self.requested:
-            why = "already answered" if tool_call_id in self.answered else "never requested"
-            self.out.emit(LogLine(level=logging.WARNING, message=f"tool result for {tool_call_id} dropped: {why}"))
-            return
-        self.answered.add(tool_call_id)
-        self.out.record(given.event)
-        self.gate.output_arrived(tool_call_id)
-        if not self.gate.awaiting_outputs and self.tool_wait.all_answered():
-            self.out.emit(CancelTimer(timer=Timer.TOOL_WAIT))
-        if self.connected:
-            self._send_output(tool_call_id, given.output)
-            self._maybe_create_response()
-        elif self.core.state in OFFLINE:
-            self.unsent_outputs.append((tool_call_id, given.output))
-
-    def settle_builtin(self, tool_call_id: str, name: str, result: dict[str, Any], *, ok: bool = True) -> None:
-        """Answer a built-in tool call: recorded, and its output sent, once. It asks for no response
-        by itself: the caller of this decides what the model should say next."""
-        if tool_call_id in self.answered:
-            return
-        self.answered.add(tool_call_id)
-        output = _json.encode(result).decode()
-        call_id, now = self.core.config.call_id, self.out.now
-        if ok:
-            self.out.record(
-                ToolCallCompleted(
-                    call_id=call_id,
-                    at=now,
-                    tool_call_id=tool_call_id,
-                    name=name,
-                    output=output,
-                    duration_ms=0.0,
-                    source="builtin",
-                )
-            )
-        else:
-            error = str(result.get("error", ""))
-            self.out.record(
-                ToolCallFailed(
-                    call_id=call_id,
-                    at=now,
-                    tool_call_id=tool_call_id,
-                    name=name,
-                    error=error,
-                    output=output,
-                    duration_ms=0.0,
-                )
-            )
-        if self.connected:
-            self._send_output(tool_call_id, output)
-
-    def _send_output(self, tool_call_id: str, output: str) -> None:
-        self.send(
-            {
-                "type": "conversation.item.create",
-                "item": {"type": "function_call_output", "call_id": tool_call_id, "output": output},
-            }
-        )
-
-    def _runner_lost(self, given: ToolRunnerLost) -> None:
-        """The crashed runner took its pending calls with it: each still gets one (error) output."""
-        for tool_call_id in sorted(self.gate.awaiting_outputs):
-            output = error_output(RUNNER_LOST_ERROR)
-            failed = ToolCallFailed(
-                call_id=self.core.config.call_id,
-                at=self.out.now,
-                tool_call_id=tool_call_id,
-                name=self.requested.get(tool_call_id, ""),
-                error=f"{RUNNER_LOST_ERROR}: {given.error}",
-                output=output,
-                duration_ms=0.0,
-            )
-            self._tool_settled(ToolSettled(tool_call_id=tool_call_id, output=output, event=failed))
-
-    def timer_fired(self, timer: Timer) -> None:
-        if timer is not Timer.TOOL_WAIT:
-            return
-        gate = self.gate
-        may_speak = (
-            self.connected
-            and bool(gate.awaiting_outputs)
-            and gate.active_response is None
-            and not gate.requested
-            and not self.core.assistant.is_playing
-        )
-        decision = self.tool_wait.fired(may_speak)
-        if decision == "announce":
-            gate.out_of_band_requested()
-            self.send({"type": "response.create", "response": TOOL_WAIT_RESPONSE})
-        elif decision == "retry":
-            self.out.emit(StartTimer(timer=Timer.TOOL_WAIT, delay_s=RETRY_S))
 
     # --- operators -------------------------------------------------------------------------------
 
@@ -564,14 +394,6 @@ class ModelSide:
             return
         if kind == "response.create":
             self.gate.asked()
-            self._maybe_create_response()
+            self.maybe_create_response()
         elif self.connected:
             self.send({"type": "conversation.item.create", "item": given.event.get("item") or {}})
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

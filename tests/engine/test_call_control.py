@@ -385,3 +385,14 @@ def test_a_recycle_that_fails_to_open_leaves_the_current_session_alone() -> None
     outputs = call.feed(ModelSessionLost(session=2, connected=False, error="refused"))
     assert StartTimer(timer=Timer.RECYCLE, delay_s=30.0) in outputs
     assert call.core.model.session == 1 and call.events(ModelSessionRecycled) == []
+
+
+def test_a_session_lost_while_a_recycle_is_pending_reconnects_on_a_number_of_its_own() -> None:
+    call = Driver(agent=Agent(session_recycle_s=3000))
+    call.start()
+    call.feed(ModelSessionLost(session=1, connected=True, error="reset"))
+    call.feed(ModelSessionOpened(session=call.last_open().session), dt=1)  # reconnected on session 2
+    [recycle] = call.of(OpenModelSession, call.feed(TimerFired(timer=Timer.RECYCLE), dt=3000))
+    outputs = call.feed(ModelSessionLost(session=2, connected=True, error="reset again"))
+    assert CloseModelSession(session=recycle.session) in outputs  # the half-open recycle is given up
+    assert call.last_open().session not in (1, 2, recycle.session)
