@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from callbridge.engine.agent import Agent
 
 END_CALL = "end_call"
@@ -75,3 +77,13 @@ def builtin_schemas(agent: Agent) -> list[dict[str, Any]]:
         }
     )
     return schemas
+
+
+def builtin_arguments(text: str) -> dict[str, Any]:
+    """A built-in call's arguments; anything that is not a JSON object reads as none (each built-in
+    then says what is missing)."""
+    try:
+        value = msgspec.json.decode(text or "{}")
+    except msgspec.DecodeError:
+        return {}
+    return value if isinstance(value, dict) else {}

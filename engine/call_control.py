@@ -17,12 +17,11 @@ echoed the last mark of what we sent (``quiet``). The agent (``engine/agent.py``
 - **voicemail**: an answering machine gets ``voicemail_message`` after the beep, then the hang-up.
 
 The keypad (both ways) is ``engine/call_keypad.py``; renewing the model session is
-``engine/call_recycle.py``.
+``engine/call_recycle.py``; whom a transfer reaches, cold or warm, is ``engine/call_transfer.py``.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,7 +38,6 @@ from callbridge.engine.call_io import (
     PhoneCommandDone,
     StartTimer,
     Timer,
-    TransferOrdered,
 )
 from callbridge.engine.call_state import CallState
 from callbridge.engine.events import (
@@ -50,8 +48,6 @@ from callbridge.engine.events import (
     MachineDetected,
     PhoneHangUpSent,
     SilenceReprompted,
-    TransferRefused,
-    TransferRequested,
 )
 
 if TYPE_CHECKING:
@@ -158,35 +154,15 @@ class CallControl:
         if started:
             self.silence_stage = 0
 
-    def builtin_call(self, tool_call_id: str, name: str, arguments: str, response_id: str) -> None:
+    def builtin_call(self, tool_call_id: str, name: str, args: dict[str, Any], response_id: str) -> None:
         """``end_call`` or ``transfer_call`` (``send_dtmf`` is the keypad's)."""
-        args = _arguments(arguments)
-        reason = str(args.get("reason") or "")
         said_something = response_id in self.responses_with_audio
-        model = self.core.model
         if name == END_CALL:
-            model.tools.settle_builtin(
-                tool_call_id, name, {"ok": True, "result": "The call ends once your goodbye is heard."}
-            )
-            self.request_end("model", reason, say_goodbye=not said_something)
+            result = {"ok": True, "result": "The call ends once your goodbye is heard."}
+            self.core.model.tools.settle_builtin(tool_call_id, name, result)
+            self.request_end("model", str(args.get("reason") or ""), say_goodbye=not said_something)
         elif name == TRANSFER_CALL:
-            label = str(args.get("target") or "")
-            target = self.agent.target(label)
-            if target is None or self.closing is not None:
-                why = (
-                    "the call is already ending"
-                    if self.closing is not None
-                    else f"no transfer target {label!r}; the targets are: "
-                    + (", ".join(t.label for t in self.agent.transfer_targets) or "none")
-                )
-                self._refuse_transfer(label, why, "model")
-                model.tools.settle_builtin(tool_call_id, name, {"error": why}, ok=False)
-                model.request_response(None)  # the model tells the caller
-                return
-            model.tools.settle_builtin(
-                tool_call_id, name, {"ok": True, "result": f"Transferring to {target.label} once the caller heard you."}
-            )
-            self._transfer(target, reason, "model", announce=not said_something)
+            self.core.transfers.asked_by_model(tool_call_id, args, announce=not said_something)
 
     # --- ending and transferring ---------------------------------------------------------------
 
@@ -204,38 +180,6 @@ class CallControl:
             if by == "voicemail" and self.agent.voicemail_message:
                 instructions = word_for_word(self.agent.voicemail_message)
             self.core.model.request_response({"instructions": instructions, "metadata": {TAG: f"goodbye:{by}"}})
-
-    def transfer_ordered(self, given: TransferOrdered) -> None:
-        target = self.agent.target(given.label)
-        if target is None or self.closing is not None:
-            why = "the call is already ending" if self.closing is not None else f"no transfer target {given.label!r}"
-            self._refuse_transfer(given.label, why, given.by)
-            return
-        self._transfer(target, given.reason, given.by, announce=True)
-
-    def _refuse_transfer(self, label: str, why: str, by: str) -> None:
-        call_id = self.core.config.call_id
-        self.out.record(TransferRefused(call_id=call_id, at=self.out.now, label=label, reason=why, by=by))
-        self.out.emit(LogLine(level=logging.WARNING, message=f"transfer to {label!r} refused: {why}"))
-
-    def _transfer(self, target: TransferTarget, reason: str, by: str, *, announce: bool) -> None:
-        self.out.record(
-            TransferRequested(
-                call_id=self.core.config.call_id,
-                at=self.out.now,
-                label=target.label,
-                to=target.to,
-                mode=target.mode,
-                reason=reason,
-                by=by,
-            )
-        )
-        self.closing = Closing(kind="transfer", by=by, started_at=self.out.now, target=target)
-        self.core.transfers.reason = reason
-        self.out.emit(StartTimer(timer=Timer.WRAP_UP_CAP, delay_s=WRAP_UP_CAP_S))
-        if announce and self.core.state is CallState.ACTIVE:
-            text = f"Tell the caller, in one short sentence, that you are transferring them to {target.label} now."
-            self.core.model.request_response({"instructions": text, "metadata": {TAG: "transfer"}})
 
     def _finish(self, *, capped: bool) -> None:
         """What had to be said was heard (or the wait hit its cap): tell the phone."""
@@ -408,11 +352,3 @@ class CallControl:
                     "item": {"type": "message", "role": "system", "content": [{"type": "input_text", "text": text}]},
                 }
             )
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = json.loads(text or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}

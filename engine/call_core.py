@@ -229,7 +229,7 @@ class CallCore:
             self.end(given.reason)
 
     def _transfer(self, given: TransferOrdered) -> None:
-        self.control.transfer_ordered(given)
+        self.transfers.ordered(given)
 
     def _phone_done(self, given: PhoneCommandDone) -> None:
         self.control.phone_done(given)

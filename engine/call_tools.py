@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import msgspec
 
 from callbridge.engine.builtin_tools import NAMES as BUILTIN_NAMES
-from callbridge.engine.builtin_tools import SEND_DTMF, builtin_schemas
+from callbridge.engine.builtin_tools import SEND_DTMF, builtin_arguments, builtin_schemas
 from callbridge.engine.call_io import CancelTimer, LogLine, RunTool, StartTimer, Timer, ToolRunnerLost, ToolSettled
 from callbridge.engine.call_state import OFFLINE
 from callbridge.engine.events import ToolCallCompleted, ToolCallFailed, ToolCallRequested
@@ -77,10 +77,11 @@ class ToolCalls:
                     handler=handler,
                 )
             )
+            args = builtin_arguments(event.arguments)
             if event.name == SEND_DTMF:
-                self.core.keypad.send(tool_call_id, str(_arguments(event.arguments).get("digits") or ""))
+                self.core.keypad.send(tool_call_id, str(args.get("digits") or ""))
             else:
-                self.core.control.builtin_call(tool_call_id, event.name, event.arguments, event.response_id)
+                self.core.control.builtin_call(tool_call_id, event.name, args, event.response_id)
             return
         self.model.gate.tool_requested(tool_call_id)
         delay = self.tool_wait.tool_started()
@@ -193,11 +194,3 @@ class ToolCalls:
             self.model.send({"type": "response.create", "response": TOOL_WAIT_RESPONSE})
         elif decision == "retry":
             self.out.emit(StartTimer(timer=Timer.TOOL_WAIT, delay_s=RETRY_S))
-
-
-def _arguments(text: str) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(text or "{}")
-    except msgspec.DecodeError:
-        return {}
-    return value if isinstance(value, dict) else {}

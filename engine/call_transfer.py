@@ -19,12 +19,23 @@ heard). Here is *what* a transfer does:
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from callbridge.adapters.twilio.twiml import dial_twiml
 from callbridge.engine.agent import TransferTarget
-from callbridge.engine.call_io import HoldForTransfer, LogLine, PhoneCommandDone, RedirectPhone
-from callbridge.engine.events import CallHeld, TransferDialed
+from callbridge.engine.builtin_tools import TRANSFER_CALL
+from callbridge.engine.call_control import TAG, WRAP_UP_CAP_S, Closing
+from callbridge.engine.call_io import (
+    HoldForTransfer,
+    LogLine,
+    PhoneCommandDone,
+    RedirectPhone,
+    StartTimer,
+    Timer,
+    TransferOrdered,
+)
+from callbridge.engine.call_state import CallState
+from callbridge.engine.events import CallHeld, TransferDialed, TransferRefused, TransferRequested
 
 if TYPE_CHECKING:
     from callbridge.engine.call_core import CallCore
@@ -43,6 +54,63 @@ class Transfers:
         self.out = core.out
         self.reason = ""
         self.warm_pending: TransferTarget | None = None
+
+    def asked_by_model(self, tool_call_id: str, args: dict[str, Any], *, announce: bool) -> None:
+        """``transfer_call(target, reason)``: a listed target is announced (unless the model already
+        said something), else refused — the model is told why and speaks again."""
+        label, tools = str(args.get("target") or ""), self.core.model.tools
+        target = self.core.config.agent.target(label)
+        why = self._why_not(label, target)
+        if target is None or why:
+            self._refuse(label, why, "model")
+            tools.settle_builtin(tool_call_id, TRANSFER_CALL, {"error": why}, ok=False)
+            self.core.model.request_response(None)  # the model tells the caller
+            return
+        result = {"ok": True, "result": f"Transferring to {target.label} once the caller heard you."}
+        tools.settle_builtin(tool_call_id, TRANSFER_CALL, result)
+        self._start(target, str(args.get("reason") or ""), "model", announce=announce)
+
+    def ordered(self, given: TransferOrdered) -> None:
+        """An operator's transfer (API or console): always announced first."""
+        target = self.core.config.agent.target(given.label)
+        why = self._why_not(given.label, target)
+        if target is None or why:
+            self._refuse(given.label, why, given.by)
+            return
+        self._start(target, given.reason, given.by, announce=True)
+
+    def _why_not(self, label: str, target: TransferTarget | None) -> str:
+        if self.core.control.closing is not None:
+            return "the call is already ending"
+        if target is None:
+            labels = ", ".join(t.label for t in self.core.config.agent.transfer_targets) or "none"
+            return f"no transfer target {label!r}; the targets are: {labels}"
+        return ""
+
+    def _refuse(self, label: str, why: str, by: str) -> None:
+        call_id = self.core.config.call_id
+        self.out.record(TransferRefused(call_id=call_id, at=self.out.now, label=label, reason=why, by=by))
+        self.out.emit(LogLine(level=logging.WARNING, message=f"transfer to {label!r} refused: {why}"))
+
+    def _start(self, target: TransferTarget, reason: str, by: str, *, announce: bool) -> None:
+        core = self.core
+        self.out.record(
+            TransferRequested(
+                call_id=core.config.call_id,
+                at=self.out.now,
+                label=target.label,
+                to=target.to,
+                mode=target.mode,
+                reason=reason,
+                by=by,
+            )
+        )
+        core.control.closing = Closing(kind="transfer", by=by, started_at=self.out.now, target=target)
+        self.reason = reason
+        self.out.emit(StartTimer(timer=Timer.WRAP_UP_CAP, delay_s=WRAP_UP_CAP_S))
+        if announce and core.state is CallState.ACTIVE:
+            text = f"Tell the caller, in one short sentence, that you are transferring them to {target.label} now."
+            core.model.request_response({"instructions": text, "metadata": {TAG: "transfer"}})
 
     def summary(self, target: TransferTarget, reason: str) -> str:
         """What the person taking a warm transfer hears first: who calls, why, and their last words."""
