@@ -81,6 +81,7 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    from callbridge.engine.apology import Apology, ApologyError
     from callbridge.engine.store import StoreOpenError
     from callbridge.server import Server
     from callbridge.web.connection_gate import ConnectionLimits, raise_fd_limit
@@ -95,6 +96,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         return 2
     agent, telephony = _agent_and_telephony(settings)
     if agent is None:
+        return 2
+    try:
+        apology = Apology.from_setting(settings.apology)
+    except ApologyError as error:
+        print(f"callbridge: CALLBRIDGE_APOLOGY: {error}", file=sys.stderr)
         return 2
     before, after = raise_fd_limit()
     raised = f" (soft limit raised from {before})" if after != before else ""
@@ -124,6 +130,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             settings,
             agent=agent,
             telephony=telephony,
+            apology=apology,
             fold_views=worker is None or worker == 0,
             listen_socket=listen_socket,
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import resource
 import socket
 import stat
+import wave
 from functools import partial
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import trio
 from serve_process import serve_process
 
 from callbridge.adapters.sim.caller import place_call
-from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, WaitForAssistant
+from callbridge.adapters.sim.fake_openai import serve_fake_openai
 from callbridge.adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
 
 ACCOUNT = "AC" + "ab" * 16
@@ -106,3 +108,43 @@ async def test_a_flood_of_idle_connections_under_a_low_fd_limit_leaves_health_an
     assert health.status_code == 200 and health.json()["status"] == "ok"
     assert report.ok, report.errors
     assert "EMFILE" not in served.output and "Too many open files" not in served.output
+
+
+def write_wav(path: Path, pcm: bytes) -> None:
+    with wave.open(str(path), "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(8000)
+        wav.writeframes(pcm)
+
+
+async def test_an_apology_that_cannot_be_used_stops_serve_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "apology.wav").write_bytes(b"not a wav at all")
+    async with serve_process(tmp_path, "--port", "0", env={"CALLBRIDGE_APOLOGY": "apology.wav"}) as refused:
+        with trio.fail_after(30):
+            status = await refused.process.wait()
+            await refused.ended.wait()
+    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
+    assert status == 2
+    assert errors == [
+        "callbridge: CALLBRIDGE_APOLOGY: apology.wav is not a WAV file (give an 8 kHz mono WAV, μ-law or 16-bit PCM)"
+    ]
+
+
+async def test_the_operators_own_apology_is_what_a_caller_hears_when_the_model_refuses_the_key(tmp_path: Path) -> None:
+    write_wav(tmp_path / "sorry.wav", b"\x10\x00" * 4000)  # 0.5 s at 8 kHz: 4,000 μ-law bytes on the line
+    async with trio.open_nursery() as nursery:
+        fake = await nursery.start(partial(serve_fake_openai, api_key="the-real-key"))
+        env = {
+            "CALLBRIDGE_APOLOGY": str(tmp_path / "sorry.wav"),
+            "OPENAI_API_KEY": "sk-a-wrong-key",
+            "OPENAI_REALTIME_URL": fake.url,
+        }
+        async with serve_process(tmp_path, "--port", "0", env=env) as served:
+            await served.wait_for(r"listening on")
+            report = await place_call(served.base_url, script=[Silence(10_000), HangUp()])
+            served.terminate()
+            assert await served.exit_status() == 0
+        nursery.cancel_scope.cancel()
+    assert report.ended_by == "server"
+    assert report.assistant_bytes_received == 4000 and report.assistant_bytes_played == 4000

@@ -60,6 +60,9 @@ class Settings:
     """``CALLBRIDGE_CALLER_ID``: the number outbound calls come from (else the account's first)."""
     max_outbound: int = DEFAULT_MAX_OUTBOUND
     """``CALLBRIDGE_MAX_OUTBOUND``: outbound calls in progress at once on this engine."""
+    apology: str | None = None
+    """``CALLBRIDGE_APOLOGY``: what a caller hears when the model cannot be reached or the log cannot
+    take the call — unset: the bundled apology; ``none``: silence; else an 8 kHz mono WAV's path."""
 
     @property
     def twilio_credentials(self) -> bool:
@@ -194,4 +197,5 @@ def load_settings(
         agent_path=agent or env.get("CALLBRIDGE_AGENT") or None,
         caller_id=caller_id,
         max_outbound=max_outbound,
+        apology=env.get("CALLBRIDGE_APOLOGY") or None,
     )
