@@ -4,8 +4,10 @@ Nothing else knows all of these. ``Server.run`` owns every long-lived task in on
 
 - **Start**: the engine takes its name (``engine.engine_id``) and writes its first heartbeat before
   anything is served, so a store that opens but does not take writes stops ``serve`` there
-  (``StoreNotWritableError``, exit 2). Calls a previous process of this engine left open are ended
-  (``projections.lost_calls``).
+  (``StoreNotWritableError``, exit 2); so does a key store (``engine.keys``) that cannot be created.
+  Calls a previous process of this engine left open are ended (``projections.lost_calls``).
+- **Privacy**: the redaction rules (``CALLBRIDGE_REDACT``) are the store's; every erasure, wherever
+  it was made, is followed here (``projections.erasure.ErasureWatcher``).
 - **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (whether a call would be
   carried; when the log cannot take one, the media path plays the apology instead)
   ask the writer whether the log can take a call, and the store whether it answers.
@@ -42,13 +44,15 @@ from callbridge.engine.events import SETTINGS_STREAM, CallStarted, DefaultSessio
 from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
-from callbridge.engine.store import EventStore
+from callbridge.engine.redaction import Redaction, RedactionError
+from callbridge.engine.store import EventStore, StoreOpenError
 from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import ToolRegistry
 from callbridge.mcp_server.data import ServerCallData
 from callbridge.mcp_server.http import McpHttp
 from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.appends import AppendSignal
+from callbridge.projections.erasure import ErasureWatcher
 from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
 from callbridge.projections.service import ProjectionService
@@ -98,7 +102,18 @@ class Server:
             self.timings = timings or EngineTimings.from_env(os.environ)
         except ValueError as error:
             raise SettingsError(str(error)) from None
-        self.store = EventStore(settings.store_url)
+        try:
+            redaction = Redaction.from_env(os.environ)
+        except RedactionError as error:
+            raise SettingsError(str(error)) from None
+        self.store = EventStore(settings.store_url, redaction=redaction)
+        try:
+            self.store.keys.ensure()
+        except Exception as error:
+            self.store.close()
+            raise StoreOpenError(
+                f"cannot create the key store ({self.store.keys.description}) of {self.store.description}: {error}"
+            ) from error
         try:
             self.identity: EngineIdentity = claim_engine_id(
                 settings.data_dir, engine_id if engine_id is not None else os.environ.get(ENGINE_ID_ENV)
@@ -118,6 +133,8 @@ class Server:
         """Wakes the followers below on this server's writes and (PostgreSQL) on any process's."""
         self.projections = ProjectionService(self.store, self.views_path, wait_for_appends=self.appends.waiter())
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
+        self.erasures = ErasureWatcher(self.store, self.views_path, self.projections.watermark, self.appends.waiter())
+        """Evicts erased calls' keys and truncates the views' log after each erasure, wherever made."""
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.fresh = ReadYourWrites(self.store, self.writer, self.projections.watermark, limiter=self.db_threads)
@@ -319,6 +336,7 @@ class Server:
             await services.start(self.lost_calls.run)
             await services.start(self.mcp.run)
             await services.start(self.feed.run)
+            await services.start(self.erasures.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
                     from callbridge.adapters.sim.fake_openai import serve_fake_openai

@@ -38,6 +38,8 @@ class ConversationSummary(TypedDict):
     end_reason: str | None
     last_event_at: str | None
     model: str | None
+    erased_at: str | None
+    """When the call was erased (its texts then read ``[erased]``), else None."""
 
 
 class ConversationItem(TypedDict):

@@ -17,6 +17,11 @@ Tables (the reference's ``conversations`` and ``conversation_items``, shaped for
   item still open when the model socket dropped or the call ended).
 - ``conversation_items_fts``: FTS5 over message text, kept in step by triggers.
 
+- ``erased_calls``: when each erased call was erased. At ``CallErased`` every text the call left in
+  these tables (transcripts, tool arguments and outputs, the numbers) becomes ``[erased]`` (empty stays
+  empty), and the search index is rewritten (FTS5 ``optimize``) so no token of it remains in the file.
+  A rebuild folds the erased events' placeholders into the same rows.
+
 Items are created from the events that belong to speech (``input_audio_buffer.committed``,
 ``response.output_item.added``, transcripts), never from ``conversation.item.added``: after a model
 reconnect the engine re-seeds the conversation and the model echoes those items with new ids, which
@@ -31,6 +36,7 @@ from collections.abc import Callable
 from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
+    CallErased,
     CallStarted,
     ModelDisconnected,
     ModelEventReceived,
@@ -42,7 +48,7 @@ from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
 from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
-from callbridge.projections.views_db import iso
+from callbridge.projections.views_db import erased_text, iso
 
 __all__ = [
     "FAILED_REASONS",
@@ -123,6 +129,7 @@ SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS conversation_items_fts_delete AFTER DELETE ON conversation_items BEGIN
         DELETE FROM conversation_items_fts WHERE rowid = old.rowid;
     END""",
+    "CREATE TABLE IF NOT EXISTS erased_calls (call_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL)",
 )
 
 _ENSURE_ITEM = (
@@ -149,10 +156,11 @@ class ConversationsProjection(Projection):
             "ToolCallRequested",
             "ToolCallCompleted",
             "ToolCallFailed",
+            "CallErased",
         }
     )
     schema = SCHEMA
-    tables = ("conversation_items_fts", "conversation_items", "conversations")
+    tables = ("erased_calls", "conversation_items_fts", "conversation_items", "conversations")
 
     def __init__(self) -> None:
         self._server: dict[str, ServerHandler] = {
@@ -206,6 +214,8 @@ class ConversationsProjection(Projection):
             _tool_answered(db, event, at)
         elif isinstance(event, ModelDisconnected):
             _close_open_items(db, call_id, "incomplete")
+        elif isinstance(event, CallErased):
+            _call_erased(db, call_id, at)
 
 
 # --- item helpers ----------------------------------------------------------------------------------
@@ -397,3 +407,23 @@ def _call_ended(db: sqlite3.Connection, event: CallEnded, at: str) -> None:
         (at, event.reason, call_status(event.reason), event.at, event.call_id),
     )
     _close_open_items(db, event.call_id, "incomplete")
+
+
+# --- erasure ---------------------------------------------------------------------------------------
+
+
+def _call_erased(db: sqlite3.Connection, call_id: str, at: str) -> None:
+    """Everything the call said, typed or was called from reads ``[erased]``; the search index keeps
+    no token of it (``optimize`` merges away the deleted entries)."""
+    db.execute(
+        f"UPDATE conversation_items SET text={erased_text('text')}, arguments={erased_text('arguments')}, "
+        f"output={erased_text('output')} WHERE call_id=?",
+        (call_id,),
+    )
+    db.execute(
+        f"UPDATE conversations SET caller_number={erased_text('caller_number')}, "
+        f"phone_number={erased_text('phone_number')} WHERE call_id=?",
+        (call_id,),
+    )
+    db.execute("INSERT OR IGNORE INTO erased_calls(call_id, erased_at) VALUES (?, ?)", (call_id, at))
+    db.execute("INSERT INTO conversation_items_fts(conversation_items_fts) VALUES ('optimize')")
