@@ -12,7 +12,8 @@ Nothing else knows all of these. ``Server.run`` owns every long-lived task in on
   carried; when the log cannot take one, the media path plays the apology instead)
   ask the writer whether the log can take a call, and the store whether it answers.
 - **Shutdown** (SIGINT/SIGTERM) fits in :data:`SHUTDOWN_BUDGET_S`: stop taking calls, end the live ones
-  (each records ``CallEnded``), write every accepted event by a deadline, whatever the store does;
+  (each records ``CallEnded``), let webhook requests in flight get their answer (and send no new one),
+  write every accepted event by a deadline, whatever the store does;
   :meth:`Server.finish` then says truthfully whether events were lost and gives the exit status.
 """
 
@@ -57,6 +58,7 @@ from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import views_path
+from callbridge.projections.webhook_service import WebhookService, webhook_timings
 from callbridge.web.app import create_app
 from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
@@ -100,6 +102,7 @@ class Server:
         self.settings = settings
         try:
             self.timings = timings or EngineTimings.from_env(os.environ)
+            self.webhook_timings = webhook_timings(os.environ)
         except ValueError as error:
             raise SettingsError(str(error)) from None
         try:
@@ -159,6 +162,17 @@ class Server:
             timings=self.timings,
         )
         """Heartbeats; ends the calls of engines that died (this one before a restart included)."""
+        self.webhooks = WebhookService(
+            self.store,
+            self.writer.record,
+            self.projections.watermark,
+            self.views_path,
+            self.identity,
+            self.appends.waiter,
+            timings=self.webhook_timings,
+            engine_timings=self.timings,
+        )
+        """Webhooks out: the delivery lease, and a sender per registered endpoint while holding it."""
         self.accepting = True
         self._stop_started: float | None = None
         self._stop_started_clock = 0.0
@@ -294,8 +308,18 @@ class Server:
         if len(self.live):
             log.info("ending %d live call(s)", len(self.live))
         self.live.hang_up_all("server_shutdown")
-        with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
-            await self.live.wait_empty()
+
+        async def calls_ended() -> None:
+            with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
+                await self.live.wait_empty()
+
+        async def webhooks_answered() -> None:  # no new request; the ones in flight get their answer recorded
+            with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
+                await self.webhooks.drain()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(calls_ended)
+            nursery.start_soon(webhooks_answered)
         await self.writer.drain(started + SHUTDOWN_WRITE_S)
 
     def finish(self) -> int:
@@ -337,6 +361,7 @@ class Server:
             await services.start(self.mcp.run)
             await services.start(self.feed.run)
             await services.start(self.erasures.run)
+            await services.start(self.webhooks.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
                     from callbridge.adapters.sim.fake_openai import serve_fake_openai

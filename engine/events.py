@@ -563,8 +563,8 @@ class WebhookDeadLettered(Event, frozen=True, kw_only=True):
 
 
 class WebhookRedeliveryRequested(Event, frozen=True, kw_only=True):
-    """Send a delivered or dead-lettered message again (``call_id`` is ``webhook:<id>``): it is queued
-    as a new delivery, ``<this event's position>-<kind>``, with the same ``webhook-id``."""
+    """Send a delivered or dead-lettered message again (``call_id`` is ``webhooks``): it is queued as
+    a new delivery, ``<this event's position>-<kind>``, with the same ``webhook-id``."""
 
     webhook_id: str
     delivery_id: str
