@@ -25,6 +25,8 @@ from privacy_calls import (
     order_registry,
     place_secret_call,
 )
+from test_mcp_http import mcp_client
+from test_mcp_support import structured
 
 from callbridge.cli import main as cli_main
 from callbridge.engine.store import EventStore
@@ -81,6 +83,12 @@ async def test_an_erased_call_leaves_no_plaintext_in_any_file_and_reads_as_erase
             again = await http.post(f"/api/calls/{call_id}/erase")
             assert again.status_code == 200 and again.json()["already_erased"] is True
 
+            async with mcp_client(f"{bridge.base_url}/mcp", BEARER) as mcp:  # what an AI assistant reads
+                shown = await structured(mcp, "get_conversation", {"call_id": call_id})
+                timeline = await mcp.call_tool("get_call_timeline", {"call_id": call_id})
+                found = await structured(mcp, "search_conversations", {"query": "marmalade"})
+            assert shown["erased_at"] is not None and found["results"] == []
+            assert not any(secret in str(shown) + str(timeline.content) for secret in SECRETS)
             assert files_holding(tmp_path, SECRETS) == {}  # while the server runs
             live_views = dump_views(open_views(bridge.server.views_path))
         assert files_holding(tmp_path, SECRETS) == {}  # and after it stopped
