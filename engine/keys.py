@@ -16,9 +16,9 @@ Erasing writes a **tombstone** (``key`` NULL, ``erased_at`` set) rather than rem
 is never created again for an erased call, so events recorded for it afterwards (a late status
 callback) are stored without their sensitive fields at all.
 
-Keys are cached in memory (:class:`KeyRing`), at most :data:`CACHE_TTL_S` seconds, so a live call does
-not ask the database per event; :meth:`KeyRing.evict` drops a copy at once (the erasure, and every
-engine that sees ``CallErased``).
+Keys are cached in memory (:class:`KeyRing`: :data:`CACHE_TTL_S` for sealing a live call's events,
+:data:`READ_TTL_S` for reading), so neither asks the database per event; :meth:`KeyRing.evict` drops a
+copy at once (the erasure, and every engine that sees ``CallErased``).
 """
 
 from __future__ import annotations
@@ -40,8 +40,11 @@ log = logging.getLogger(__name__)
 KEY_BYTES = 32
 """AES-256-GCM keys."""
 CACHE_TTL_S = 60.0
-"""How long a key (or its absence) is trusted from memory: the longest another engine may still read
-a call that was erased elsewhere before it sees ``CallErased`` (it evicts at once when it does)."""
+"""How long a key is kept in memory for sealing a live call's events (a key erased meanwhile elsewhere
+only seals events nobody can read)."""
+READ_TTL_S = 5.0
+"""How long a key is trusted from memory for reading: the longest another engine may still read a call
+erased elsewhere should it not see ``CallErased`` (it evicts at once when it does)."""
 CACHE_MAX = 10_000
 BUSY_TIMEOUT_S = 30.0
 
@@ -277,15 +280,33 @@ class PostgresKeys:
         """The pool belongs to the store, which closes it."""
 
 
+def key_backend(sqlite_store: Path | None, datastore: Any | None, *, create: bool) -> KeyBackend:
+    """The key store of an event store: a file beside a SQLite store (``sqlite_store``), a schema of its
+    own beside a PostgreSQL one (its ``datastore``), else (an in-memory store) in memory."""
+    if sqlite_store is not None:
+        return SQLiteKeys(sqlite_keys_path(sqlite_store), create=create)
+    if datastore is not None:
+        return PostgresKeys(datastore, create=create)
+    return SQLiteKeys(None)
+
+
 # --- the cache in front of either ----------------------------------------------------------------
 
 
 class KeyRing:
     """A key backend with an in-memory cache (bounded, :data:`CACHE_TTL_S`). Thread-safe."""
 
-    def __init__(self, backend: KeyBackend, *, ttl_s: float = CACHE_TTL_S, max_entries: int = CACHE_MAX) -> None:
+    def __init__(
+        self,
+        backend: KeyBackend,
+        *,
+        ttl_s: float = CACHE_TTL_S,
+        read_ttl_s: float = READ_TTL_S,
+        max_entries: int = CACHE_MAX,
+    ) -> None:
         self.backend = backend
         self._ttl = ttl_s
+        self._read_ttl = read_ttl_s
         self._max = max_entries
         self._cache: OrderedDict[str, tuple[KeyState, float]] = OrderedDict()
         self._lock = threading.Lock()
@@ -294,7 +315,7 @@ class KeyRing:
     def description(self) -> str:
         return self.backend.description
 
-    def _cached(self, key_id: str) -> KeyState | None:
+    def _cached(self, key_id: str, ttl_s: float) -> KeyState | None:
         with self._lock:
             found = self._cache.get(key_id)
             if found is None:
@@ -302,8 +323,7 @@ class KeyRing:
             state, fetched = found
             if state.erased:  # a tombstone is forever
                 return state
-            if time.monotonic() - fetched > self._ttl:
-                del self._cache[key_id]
+            if time.monotonic() - fetched > ttl_s:
                 return None
             self._cache.move_to_end(key_id)
             return state
@@ -318,14 +338,14 @@ class KeyRing:
 
     def for_reading(self, key_id: str) -> KeyState:
         """The key to open an event with (``key`` None: erased, or lost)."""
-        cached = self._cached(key_id)
+        cached = self._cached(key_id, self._read_ttl)
         if cached is not None:
             return cached
         return self._remember(key_id, self.backend.get(key_id))
 
     def for_writing(self, key_id: str) -> KeyState:
         """The key to seal a new event with, made on first use (``key`` None: the call was erased)."""
-        cached = self._cached(key_id)
+        cached = self._cached(key_id, self._ttl)
         if cached is not None and (cached.key is not None or cached.erased):
             return cached
         return self._remember(key_id, self.backend.get_or_create(key_id))

@@ -34,9 +34,9 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.crypto import Sealer, is_sealed
+from callbridge.engine.crypto import Sealer
 from callbridge.engine.events import Event, encode_event
-from callbridge.engine.keys import KeyBackend, KeyRing, PostgresKeys, SQLiteKeys, sqlite_keys_path
+from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
 from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
 from callbridge.engine.store_url import _Target, parse_store_url
@@ -189,15 +189,9 @@ class EventStore:
             self._rows: RowReader = row_reader(self._recorder)
         except StoreBackendError as exc:
             raise StoreOpenError(str(exc)) from exc
-        keys_writable = create if create_keys is None else create_keys
+        datastore = getattr(self._recorder, "datastore", None) if isinstance(self._rows, PostgresRows) else None
         try:
-            backend: KeyBackend
-            if target.sqlite_path is not None:
-                backend = SQLiteKeys(sqlite_keys_path(target.sqlite_path), create=keys_writable)
-            elif isinstance(self._rows, PostgresRows):
-                backend = PostgresKeys(self._recorder.datastore, create=keys_writable)  # type: ignore[attr-defined]
-            else:
-                backend = SQLiteKeys(None)
+            backend = key_backend(target.sqlite_path, datastore, create=create if create_keys is None else create_keys)
         except Exception as exc:
             self._app.close()
             raise StoreOpenError(f"cannot open the key store of {target.description}: {exc}; {_hint(target)}") from exc
@@ -353,31 +347,6 @@ class EventStore:
                 return None
             position = max(position, *(r.position for r in found))
         return position
-
-    # --- erasure -----------------------------------------------------------------------------------
-
-    def call_topics(self, call_id: str) -> list[str]:
-        """The topics (``Name@version``) of one call's events, in order, without reading payloads."""
-        self._check_open()
-        return self._rows.call_topics(call_originator_id(call_id))
-
-    def scrub_legacy(self, call_id: str) -> int:
-        """After the call's key was erased: overwrite the call's events that were recorded in clear
-        (before encryption existed) with their erased form; returns how many. Events sealed with a key
-        are left alone (deleting the key erased them)."""
-        with self._lock:
-            self._check_open()
-            rows = self._rows.call_rows(call_originator_id(call_id))
-            scrubbed: list[tuple[int, bytes]] = []
-            for row in rows:
-                if is_sealed(row.state):
-                    continue
-                state = self.sealer.seal(row.topic, row.state)
-                if state != row.state:
-                    scrubbed.append((row.position, state))
-            if scrubbed:
-                self._rows.replace_states(scrubbed)
-            return len(scrubbed)
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -45,10 +45,11 @@ from callbridge.engine.events import (
     ToolCallRequested,
 )
 from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations_erasure import ERASED_CALLS, call_erased
 from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
 from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
-from callbridge.projections.views_db import erased_text, iso
+from callbridge.projections.views_db import iso
 
 __all__ = [
     "FAILED_REASONS",
@@ -129,7 +130,7 @@ SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS conversation_items_fts_delete AFTER DELETE ON conversation_items BEGIN
         DELETE FROM conversation_items_fts WHERE rowid = old.rowid;
     END""",
-    "CREATE TABLE IF NOT EXISTS erased_calls (call_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL)",
+    ERASED_CALLS,
 )
 
 _ENSURE_ITEM = (
@@ -215,7 +216,7 @@ class ConversationsProjection(Projection):
         elif isinstance(event, ModelDisconnected):
             _close_open_items(db, call_id, "incomplete")
         elif isinstance(event, CallErased):
-            _call_erased(db, call_id, at)
+            call_erased(db, call_id, at)
 
 
 # --- item helpers ----------------------------------------------------------------------------------
@@ -407,23 +408,3 @@ def _call_ended(db: sqlite3.Connection, event: CallEnded, at: str) -> None:
         (at, event.reason, call_status(event.reason), event.at, event.call_id),
     )
     _close_open_items(db, event.call_id, "incomplete")
-
-
-# --- erasure ---------------------------------------------------------------------------------------
-
-
-def _call_erased(db: sqlite3.Connection, call_id: str, at: str) -> None:
-    """Everything the call said, typed or was called from reads ``[erased]``; the search index keeps
-    no token of it (``optimize`` merges away the deleted entries)."""
-    db.execute(
-        f"UPDATE conversation_items SET text={erased_text('text')}, arguments={erased_text('arguments')}, "
-        f"output={erased_text('output')} WHERE call_id=?",
-        (call_id,),
-    )
-    db.execute(
-        f"UPDATE conversations SET caller_number={erased_text('caller_number')}, "
-        f"phone_number={erased_text('phone_number')} WHERE call_id=?",
-        (call_id,),
-    )
-    db.execute("INSERT OR IGNORE INTO erased_calls(call_id, erased_at) VALUES (?, ?)", (call_id, at))
-    db.execute("INSERT INTO conversation_items_fts(conversation_items_fts) VALUES ('optimize')")

@@ -33,9 +33,11 @@ from pathlib import Path
 import trio
 
 from callbridge.engine.backoff import Backoff
+from callbridge.engine.crypto import is_sealed
 from callbridge.engine.events import CallEnded, CallErased
 from callbridge.engine.privacy import call_key_id
-from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
+from callbridge.engine.store import EventStore, StoreOpenError, call_originator_id, open_existing_store
+from callbridge.engine.store_rows import row_reader
 from callbridge.engine.watermark import Watermark
 from callbridge.projections.appends import WaitForAppends
 from callbridge.projections.follower import Follower, Progress
@@ -83,7 +85,8 @@ class Erasure:
 def erase_call(store: EventStore, call_id: str, *, by: str, force: bool = False) -> Erasure:
     """Erase one call in the store (blocking). Raises :class:`CallNotFound`, or :class:`CallNotEnded`
     unless ``force``. Idempotent."""
-    topics = store.call_topics(call_id)
+    rows = row_reader(store.recorder)
+    topics = rows.call_topics(call_originator_id(call_id))
     if not topics:
         raise CallNotFound(call_id)
     names = {topic.partition("@")[0] for topic in topics}
@@ -91,13 +94,29 @@ def erase_call(store: EventStore, call_id: str, *, by: str, force: bool = False)
         raise CallNotEnded(call_id)
     now = time.time()
     before = store.keys.erase(call_key_id(call_id), now)
-    legacy = store.scrub_legacy(call_id)
+    legacy = scrub_legacy(store, call_id)
     if CallErased.__name__ in names:
         erased_at = before.erased_at if before.erased_at is not None else now
         return Erasure(call_id, erased_at, 0, True, legacy)
     position = store.append([CallErased(call_id=call_id, at=now, by=by, legacy_events=legacy)])
     log.info("call %s erased (%s): its key is deleted, %d legacy events scrubbed", call_id, by, legacy)
     return Erasure(call_id, now, position, before.erased, legacy)
+
+
+def scrub_legacy(store: EventStore, call_id: str) -> int:
+    """After the call's key was erased: overwrite the call's events recorded in clear (before encryption
+    existed) with their erased form — what sealing them now gives, the key being gone; returns how
+    many. Sealed events are left alone: deleting the key erased them."""
+    rows = row_reader(store.recorder)
+    scrubbed: list[tuple[int, bytes]] = []
+    for row in rows.call_rows(call_originator_id(call_id)):
+        if not is_sealed(row.state):
+            state = store.sealer.seal(row.topic, row.state)
+            if state != row.state:
+                scrubbed.append((row.position, state))
+    if scrubbed:
+        rows.replace_states(scrubbed)
+    return len(scrubbed)
 
 
 def checkpoint_views(path: str | Path) -> bool:
@@ -144,10 +163,12 @@ class ErasureWatcher:
         head = await trio.to_thread.run_sync(self.store.head)
         page = await trio.to_thread.run_sync(self._source.page, position, head, 100)
         for recorded in page.events:
-            self.store.keys.evict(call_key_id(recorded.event.call_id))
+            call_id = recorded.event.call_id
+            self.store.keys.evict(call_key_id(call_id))
             await self.views.wait_for(recorded.position)
             await trio.to_thread.run_sync(checkpoint_views, self.views_path)
             self.seen.advance(self.seen.value + 1)
+            log.info("call %s was erased: no copy of its key here, its views replaced", call_id)
         return Progress(page.reached, page.reached >= head)
 
 

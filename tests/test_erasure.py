@@ -10,9 +10,11 @@ import sqlite3
 import subprocess
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import httpx2
+import trio
 from bridge_harness import running_bridge
 from old_log_answers import FIXTURE
 from privacy_calls import (
@@ -28,6 +30,8 @@ from privacy_calls import (
 from test_mcp_http import mcp_client
 from test_mcp_support import structured
 
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import Silence, Speak
 from callbridge.cli import main as cli_main
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
@@ -188,3 +192,21 @@ def test_a_call_recorded_before_encryption_is_scrubbed_in_place(tmp_path: Path) 
         states = b"".join(row[0] for row in db.execute("SELECT state FROM stored_events"))
     assert states.count(b"My name is Ada") == store_path.read_bytes().count(b"My name is Ada") >= 1
     assert b"Berlin" in states  # the fourth call's own words
+
+
+async def test_a_call_live_on_this_engine_is_refused_until_it_has_ended(tmp_path: Path) -> None:
+    async with running_bridge(tmp_path) as bridge:
+        heard = trio.Event()
+        async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
+            async with trio.open_nursery() as nursery:
+                script = [Speak(600), Silence(600_000)]
+                nursery.start_soon(
+                    partial(place_call, bridge.base_url, script=script, on_media_received=lambda *_: heard.set())
+                )
+                await heard.wait()
+                (call_id,) = bridge.server.live.calls
+                refused = await http.post(f"/api/calls/{call_id}/erase")
+                assert refused.status_code == 409 and "live on this engine" in refused.json()["error"]
+                bridge.server.live.hang_up_all("test_done")
+            await bridge.wait_call_ended(call_id)
+            assert (await http.post(f"/api/calls/{call_id}/erase")).status_code == 200
