@@ -136,6 +136,11 @@ STRUCTURAL_KEYS: frozenset[str] = frozenset(
 """Keys of the model's JSON whose string values are ids, kinds and states, never what was said."""
 
 
+SECRET_FIELDS: dict[str, tuple[str, ...]] = {"WebhookRegistered": ("secret",)}
+"""Fields no reader is ever shown (the events API, MCP, ``replay --json`` print :data:`HIDDEN`)."""
+HIDDEN = "[hidden]"
+
+
 def key_id_for(event: Event) -> str:
     """The key an event's sensitive fields are sealed with: its call's, or its webhook's."""
     webhook_id = getattr(event, "webhook_id", None)

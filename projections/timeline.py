@@ -53,6 +53,7 @@ from callbridge.engine.events import (
     TwilioFrameRejected,
     TwilioSocketClosed,
 )
+from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
 
@@ -401,6 +402,8 @@ def event_record(recorded: RecordedEvent) -> dict[str, Any]:
     An event of an erased call has ``"erased": true`` (its personal fields read ``[erased]`` or empty)."""
     data: dict[str, Any] = msgspec.to_builtins(recorded.event)
     at = data.pop("at")
+    for name in SECRET_FIELDS.get(type(recorded.event).__name__, ()):
+        data[name] = HIDDEN  # a webhook's secret is shown once, when it is made
     record = {"position": recorded.position, "type": type(recorded.event).__name__, "at": _iso(at), "data": data}
     if recorded.erased:
         record["erased"] = True

@@ -87,6 +87,8 @@ async def test_registering_checks_the_input_and_shows_a_generated_secret_once(
             assert [w["id"] for w in (await http.get("/api/webhooks")).json()] == [made["id"]]
             await bridge.server.writer.flush()
             stored = [r.event for r in bridge.server.store.read_call(WEBHOOKS_STREAM)]
+            logged = (await http.get(f"/api/calls/{WEBHOOKS_STREAM}/events")).text  # the log as the API shows it
+            assert secret not in logged and given not in logged and '"secret":"[hidden]"' in logged
         assert [getattr(e, "secret", None) for e in stored[:2]] == [secret, "[erased]"]  # shredded on removal
     assert files_holding(tmp_path, (secret, given)) == {}
     assert secret not in caplog.text and given not in caplog.text
