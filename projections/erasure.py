@@ -152,7 +152,10 @@ class ErasureWatcher:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # views built while this engine was stopped may have folded erasures: truncate at start
-        await trio.to_thread.run_sync(checkpoint_views, self.views_path)
+        try:
+            await trio.to_thread.run_sync(checkpoint_views, self.views_path)
+        except Exception as exc:  # the views are busy or broken: the next erasure truncates
+            log.warning("cannot truncate the views' write-ahead log in %s now: %s", self.views_path, exc)
 
         async def head() -> int:
             return await trio.to_thread.run_sync(self.store.head)

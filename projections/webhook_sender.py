@@ -232,8 +232,17 @@ class EndpointSender:
     async def _deliver(self, item: Delivery) -> None:
         attempts, first = self._resume.tried.get(item.delivery_id, (0, None))
         ctx, endpoint = self.ctx, self.endpoint
+        unreadable = 0
         while True:
-            body = await self._body(item)
+            try:
+                body = await self._body(item)
+            except Exception as exc:  # the store or the views are down: not the endpoint's fault
+                unreadable += 1
+                log.warning(
+                    "webhook %s: cannot build %s now (%s); trying again", endpoint.webhook_id, item.delivery_id, exc
+                )
+                await trio.sleep(self._backoff.delay(unreadable))
+                continue
             if body is None:  # the event cannot be read any more: nothing to send
                 self._settle(item)
                 return

@@ -215,27 +215,38 @@ class WebhookService:
             timings=self.timings,
             drain=self._drain,
         )
+        backoff = Backoff(1.0, 30.0)
+        failures = 0
         with scope:
-            try:
-                async with trio.open_nursery() as nursery:
-                    head = await trio.to_thread.run_sync(self.store.head)
-                    self._reconcile(nursery, ctx, await trio.to_thread.run_sync(registered_endpoints, self.store))
-                    source = LogSource(self.store, {WebhookRegistered.__name__, WebhookRemoved.__name__})
-                    follower = Follower("webhook registrations", self.waiter(), backoff=Backoff(0.5, 30.0))
-                    follower.start_at(head)
+            while True:  # the store may be down when sending starts: try again, never crash the server
+                try:
+                    await self._follow_registrations(ctx)
+                except Exception as exc:
+                    failures += 1
+                    log.warning("cannot read the webhook registrations (attempt %d): %s", failures, exc)
+                    await trio.sleep(backoff.delay(failures))
+                finally:
+                    self.senders.clear()
+                    self._scopes.clear()
 
-                    async def step(position: int) -> Progress:
-                        now = await trio.to_thread.run_sync(self.store.head)
-                        page = await trio.to_thread.run_sync(source.page, position, now, 100)
-                        if page.events:
-                            endpoints = await trio.to_thread.run_sync(registered_endpoints, self.store)
-                            self._reconcile(nursery, ctx, endpoints)
-                        return Progress(page.reached, page.reached >= now)
+    async def _follow_registrations(self, ctx: SenderContext) -> None:
+        """A sender per registered endpoint, started and stopped as registrations come and go."""
+        async with trio.open_nursery() as nursery:
+            head = await trio.to_thread.run_sync(self.store.head)
+            self._reconcile(nursery, ctx, await trio.to_thread.run_sync(registered_endpoints, self.store))
+            source = LogSource(self.store, {WebhookRegistered.__name__, WebhookRemoved.__name__})
+            follower = Follower("webhook registrations", self.waiter(), backoff=Backoff(0.5, 30.0))
+            follower.start_at(head)
 
-                    await follower.run(step)
-            finally:
-                self.senders.clear()
-                self._scopes.clear()
+            async def step(position: int) -> Progress:
+                now = await trio.to_thread.run_sync(self.store.head)
+                page = await trio.to_thread.run_sync(source.page, position, now, 100)
+                if page.events:
+                    endpoints = await trio.to_thread.run_sync(registered_endpoints, self.store)
+                    self._reconcile(nursery, ctx, endpoints)
+                return Progress(page.reached, page.reached >= now)
+
+            await follower.run(step)
 
     async def drain(self) -> None:
         """At shutdown: send no new request, and return once the ones in flight were answered (their
