@@ -103,6 +103,7 @@ async def test_a_call_is_delivered_once_per_event_signed_and_in_order(tmp_path: 
             hook = await register(http, endpoint.url)
             call_id = await place_secret_call(bridge)
             await endpoint.wait_for(lambda e: len(e.of_type("call.ended")) == 1)
+            await (await _sender(bridge, hook["id"])).settled.wait_for(3)  # every answer recorded
             log = await deliveries(http, hook["id"])
 
     messages = endpoint.verified(hook["secret"])  # the reference library checks every signature
@@ -128,15 +129,17 @@ async def test_a_call_is_delivered_once_per_event_signed_and_in_order(tmp_path: 
     assert attempt["status"] == 200 and attempt["ok"] is True and attempt["latency_ms"] >= 0
 
 
-async def test_a_failing_endpoint_is_retried_until_it_answers_2xx(
+async def test_a_failing_endpoint_is_retried_until_it_answers_2xx_and_redirects_are_not_followed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("CALLBRIDGE_WEBHOOK_FIRST_RETRY_SECONDS", "0.05")
-    async with webhook_endpoint(statuses=[500, 503]) as endpoint, running_bridge(tmp_path) as bridge:
+    huge = b"x" * (1024 * 1024)  # an answer body is ignored, however large
+    async with webhook_endpoint(statuses=[500, 302], answer_body=huge) as endpoint, running_bridge(tmp_path) as bridge:
         async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
             hook = await register(http, endpoint.url, ["call.started"])
             record_calls(bridge, CallLog("CAretried").start())
             await endpoint.wait_for(lambda e: len(e.received) == 3)
+            await (await _sender(bridge, hook["id"])).settled.wait_for(1)
             await bridge.server.writer.flush()
             (delivery,) = await deliveries(http, hook["id"])
     assert len(set(endpoint.counts())) == 1  # three attempts, one webhook-id
@@ -144,7 +147,7 @@ async def test_a_failing_endpoint_is_retried_until_it_answers_2xx(
     assert delivery["state"] == "delivered" and delivery["attempt_count"] == 3
     assert [(a["status"], a["ok"], a["error"]) for a in delivery["attempts"]] == [
         (500, False, "HTTP 500"),
-        (503, False, "HTTP 503"),
+        (302, False, "HTTP 302 redirect to http://169.254.169.254/latest (redirects are not followed)"),
         (200, True, ""),
     ]
     endpoint.verified(hook["secret"])

@@ -44,6 +44,8 @@ async def test_a_webhook_added_in_the_console_shows_its_secret_once_its_deliveri
 
         async def received(count: int) -> None:
             await endpoint.wait_for(lambda e: len(e.received) >= count)
+            (webhook_id,) = bridge.server.webhooks.senders
+            await bridge.server.webhooks.senders[webhook_id].settled.wait_for(count)  # the answers are recorded
 
         def scenario() -> None:
             with open_browser(bridge.base_url) as browser:

@@ -42,6 +42,8 @@ class Endpoint:
     statuses: list[int] = field(default_factory=list)
     """Played in order, one per request; then ``status``."""
     status: int = 200
+    answer_body: bytes = b'{"ok": true}'
+    """What every answer carries (a sender must ignore it, however large)."""
     answer_for: Callable[[Received], int | None] | None = None
     """Decides a request's status first (None: the default rules)."""
     hold: Callable[[Received], bool] | None = None
@@ -97,8 +99,10 @@ class Endpoint:
                     return
                 self._note(request)
                 status = await self._status(request)
-                body = b'{"ok": true}'
+                body = self.answer_body
                 headers = [("content-type", "application/json"), ("content-length", str(len(body)))]
+                if 300 <= status < 400:
+                    headers.append(("location", "http://169.254.169.254/latest"))
                 await stream.send_all(conn.send(h11.Response(status_code=status, headers=headers)))
                 await stream.send_all(conn.send(h11.Data(data=body)))
                 await stream.send_all(conn.send(h11.EndOfMessage()))
