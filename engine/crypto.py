@@ -28,8 +28,8 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from callbridge.engine.events import Event, decode_event, upcast
-from callbridge.engine.keys import KeyRing
-from callbridge.engine.privacy import field_placeholder, is_empty, key_id_for, sensitive_fields
+from callbridge.engine.keys import KeyRing, KeyState
+from callbridge.engine.privacy import field_placeholder, key_id_for, sensitive_fields
 from callbridge.engine.redaction import NO_REDACTION, Redaction
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,11 @@ def _aad(topic: str, key_id: str) -> bytes:
     return b"callbridge sealed v1\x00" + topic.encode() + b"\x00" + key_id.encode()
 
 
+def _cipher(key: KeyState) -> AESGCM:
+    assert key.key is not None
+    return key.cipher if key.cipher is not None else AESGCM(key.key)
+
+
 def is_sealed(state: bytes) -> bool:
     return state.startswith(ENVELOPE_PREFIX)
 
@@ -89,6 +94,7 @@ class Sealer:
     def __init__(self, keys: KeyRing, redaction: Redaction = NO_REDACTION) -> None:
         self.keys = keys
         self.redaction = redaction
+        self._masks_on_write = redaction.in_log and redaction.active
         self._warned: set[str] = set()
 
     # --- into the store ----------------------------------------------------------------------------
@@ -97,24 +103,29 @@ class Sealer:
         """The stored form of an event given in its plain form (``engine.events.encode_event``)."""
         name = topic.partition("@")[0]
         fields = sensitive_fields(name)
-        masks = self.redaction.in_log and self.redaction.active
+        masks = self._masks_on_write
         if not fields and not masks:
             return state
         event = decode_event(topic, state)
         if masks:
             event = self.redaction.event(event)
-        values = {field: getattr(event, field) for field in fields}
-        placeholders = {field: field_placeholder(name, field, value) for field, value in values.items()}
-        if all(is_empty(value) or placeholders[field] == value for field, value in values.items()):
+        values: dict[str, Any] = {}
+        placeholders: dict[str, Any] = {}
+        hidden = False
+        for field in fields:
+            value = values[field] = getattr(event, field)
+            shown = placeholders[field] = field_placeholder(name, field, value)
+            hidden = hidden or shown != value  # an empty value is its own placeholder
+        if not hidden:
             return state if not masks else _json.encode(event)  # nothing personal to hide here
         clear = msgspec.structs.replace(event, **placeholders)
         key_id = key_id_for(event)
-        key = self.keys.for_writing(key_id).key
-        if key is None:  # the call was erased: its values are never stored
+        key = self.keys.for_writing(key_id)
+        if key.key is None:  # the call was erased: its values are never stored
             envelope = Envelope(k=key_id)
         else:
             nonce = os.urandom(NONCE_BYTES)
-            sealed = AESGCM(key).encrypt(nonce, _msgpack.encode(values), _aad(topic, key_id))
+            sealed = _cipher(key).encrypt(nonce, _msgpack.encode(values), _aad(topic, key_id))
             envelope = Envelope(k=key_id, n=nonce, c=sealed)
         return ENVELOPE_PREFIX + _json.encode(envelope) + b"," + _json.encode(clear)[1:]
 
@@ -137,7 +148,7 @@ class Sealer:
                 self._warn(envelope.k, "its key is missing from the key store " + self.keys.description)
             return Opened(decode_event(topic, state), True)
         try:
-            secret = AESGCM(key.key).decrypt(envelope.n, envelope.c, _aad(topic, envelope.k))
+            secret = _cipher(key).decrypt(envelope.n, envelope.c, _aad(topic, envelope.k))
         except InvalidTag:
             self._warn(envelope.k, "its ciphertext does not match its key (tampered with, or another store's key)")
             return Opened(decode_event(topic, state), True)
