@@ -1,4 +1,4 @@
-"""``callbridge`` — the command line: serve, simulate, call, replay, projections, mcp, fake-openai.
+"""``callbridge`` — the command line: serve, simulate, call, replay, erase, projections, mcp, fake-openai.
 
 The commands, their flags and the environment they read are the outside contract
 (``docs/contract.md`` in the repository; the README shows them in use).
@@ -351,6 +351,13 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay_cli(_store_url(args), args.call_id, wav=args.wav, as_json=args.json)
 
 
+def cmd_erase(args: argparse.Namespace) -> int:
+    from callbridge.projections.erasure import erase_cli
+
+    os.umask(PRIVATE_UMASK)
+    return erase_cli(_store_url(args), args.call_id, views=args.views, force=args.force)
+
+
 def cmd_projections(args: argparse.Namespace) -> int:
     from callbridge.projections.runner import rebuild_cli
 
@@ -418,6 +425,15 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--json", action="store_true", help="print the call's events as JSON")
     replay.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
     replay.set_defaults(func=cmd_replay)
+
+    erase = sub.add_parser(
+        "erase", help="make one call's audio, transcripts, tool payloads and numbers unreadable everywhere"
+    )
+    erase.add_argument("call_id", help="the Twilio CallSid")
+    erase.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
+    erase.add_argument("--views", help="the views file to update now (default: this data folder's views files)")
+    erase.add_argument("--force", action="store_true", help="erase a call that has not ended (its engine is gone)")
+    erase.set_defaults(func=cmd_erase)
 
     projections = sub.add_parser("projections", help="the read models rebuilt from the event log")
     projections_sub = projections.add_subparsers(dest="action", required=True)

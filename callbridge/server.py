@@ -4,13 +4,16 @@ Nothing else knows all of these. ``Server.run`` owns every long-lived task in on
 
 - **Start**: the engine takes its name (``engine.engine_id``) and writes its first heartbeat before
   anything is served, so a store that opens but does not take writes stops ``serve`` there
-  (``StoreNotWritableError``, exit 2). Calls a previous process of this engine left open are ended
-  (``projections.lost_calls``).
+  (``StoreNotWritableError``, exit 2); so does a key store (``engine.keys``) that cannot be created.
+  Calls a previous process of this engine left open are ended (``projections.lost_calls``).
+- **Privacy**: the redaction rules (``CALLBRIDGE_REDACT``) are the store's; every erasure, wherever
+  it was made, is followed here (``projections.erasure.ErasureWatcher``).
 - **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (whether a call would be
   carried; when the log cannot take one, the media path plays the apology instead)
   ask the writer whether the log can take a call, and the store whether it answers.
 - **Shutdown** (SIGINT/SIGTERM) fits in :data:`SHUTDOWN_BUDGET_S`: stop taking calls, end the live ones
-  (each records ``CallEnded``), write every accepted event by a deadline, whatever the store does;
+  (each records ``CallEnded``), let webhook requests in flight get their answer (and send no new one),
+  write every accepted event by a deadline, whatever the store does;
   :meth:`Server.finish` then says truthfully whether events were lost and gives the exit status.
 """
 
@@ -43,7 +46,8 @@ from callbridge.engine.events import SETTINGS_STREAM, CallStarted, DefaultSessio
 from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
-from callbridge.engine.store import EventStore
+from callbridge.engine.redaction import Redaction, RedactionError
+from callbridge.engine.store import EventStore, StoreOpenError
 from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import ToolRegistry
 from callbridge.mcp_server.data import ServerCallData
@@ -51,10 +55,12 @@ from callbridge.mcp_server.http import McpHttp
 from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.appends import AppendSignal
 from callbridge.projections.call_commands import CallCommands
+from callbridge.projections.erasure import ErasureWatcher
 from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import views_path
+from callbridge.projections.webhook_service import WebhookService, webhook_timings
 from callbridge.web.app import create_app
 from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
@@ -101,9 +107,21 @@ class Server:
         self.settings = settings
         try:
             self.timings = timings or EngineTimings.from_env(os.environ)
+            self.webhook_timings = webhook_timings(os.environ)
         except ValueError as error:
             raise SettingsError(str(error)) from None
-        self.store = EventStore(settings.store_url)
+        try:
+            redaction = Redaction.from_env(os.environ)
+        except RedactionError as error:
+            raise SettingsError(str(error)) from None
+        self.store = EventStore(settings.store_url, redaction=redaction)
+        try:
+            self.store.keys.ensure()
+        except Exception as error:
+            self.store.close()
+            raise StoreOpenError(
+                f"cannot create the key store ({self.store.keys.description}) of {self.store.description}: {error}"
+            ) from error
         try:
             self.identity: EngineIdentity = claim_engine_id(
                 settings.data_dir, engine_id if engine_id is not None else os.environ.get(ENGINE_ID_ENV)
@@ -128,6 +146,8 @@ class Server:
         them and this one follows how far they are."""
         self.listen_socket = listen_socket
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
+        self.erasures = ErasureWatcher(self.store, self.views_path, self.projections.watermark, self.appends.waiter())
+        """Evicts erased calls' keys and truncates the views' log after each erasure, wherever made."""
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.fresh = ReadYourWrites(self.store, self.writer, self.projections.watermark, limiter=self.db_threads)
@@ -156,6 +176,17 @@ class Server:
             timings=self.timings,
         )
         """Heartbeats; ends the calls of engines that died (this one before a restart included)."""
+        self.webhooks = WebhookService(
+            self.store,
+            self.writer.record,
+            self.projections.watermark,
+            self.views_path,
+            self.identity,
+            self.appends.waiter,
+            timings=self.webhook_timings,
+            engine_timings=self.timings,
+        )
+        """Webhooks out: the delivery lease, and a sender per registered endpoint while holding it."""
         self.accepting = True
         self.draining = False
         self._stop_started: float | None = None
@@ -312,8 +343,18 @@ class Server:
         if len(self.live):
             log.info("ending %d live call(s)", len(self.live))
         self.live.hang_up_all("server_shutdown")
-        with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
-            await self.live.wait_empty()
+
+        async def calls_ended() -> None:
+            with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
+                await self.live.wait_empty()
+
+        async def webhooks_answered() -> None:  # no new request; the ones in flight get their answer recorded
+            with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
+                await self.webhooks.drain()
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(calls_ended)
+            nursery.start_soon(webhooks_answered)
         await self.writer.drain(started + SHUTDOWN_WRITE_S)
 
     def finish(self) -> int:
@@ -355,6 +396,8 @@ class Server:
             await services.start(self.mcp.run)
             await services.start(self.feed.run)
             await services.start(self.commands.run)
+            await services.start(self.erasures.run)
+            await services.start(self.webhooks.run)
             if self.model_url is None:
                 if self.settings.model == "sim":
                     from callbridge.adapters.sim.fake_openai import serve_fake_openai

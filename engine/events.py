@@ -554,6 +554,107 @@ class TaskCrashed(Event, frozen=True, kw_only=True):
     action: str = "restarted"
 
 
+# --- privacy -------------------------------------------------------------------------------------
+
+
+class CallErased(Event, frozen=True, kw_only=True):
+    """The call's audio, transcripts, tool payloads and caller details were made unreadable everywhere:
+    its key was deleted from the key store (crypto-shredding, ``engine.keys``), so its events now read
+    with placeholders (``engine.privacy``), and the views replaced what they held. ``by`` is ``api`` or
+    ``cli``; ``legacy_events`` counts events recorded before encryption existed, scrubbed in place."""
+
+    by: str = "api"
+    legacy_events: int = 0
+
+
+# --- webhooks out (``projections.webhooks``) -----------------------------------------------------
+
+WEBHOOKS_STREAM = "webhooks"
+"""The ``call_id`` of webhook registrations (every engine reads them from the log)."""
+WEBHOOK_LEASE_STREAM = "webhooks:lease"
+"""The ``call_id`` of the delivery lease: which engine sends webhooks."""
+WEBHOOK_STREAM_PREFIX = "webhook:"
+"""``call_id`` prefix of one endpoint's delivery record: ``webhook:<webhook_id>``."""
+
+
+class WebhookRegistered(Event, frozen=True, kw_only=True):
+    """An endpoint was registered for some event kinds (``call_id`` is ``webhooks``). ``secret`` is
+    sealed with the webhook's own key (never stored in clear; shredded when it is removed)."""
+
+    webhook_id: str
+    url: str
+    events: list[str]
+    secret: str
+    by: str = "api"
+
+
+class WebhookRemoved(Event, frozen=True, kw_only=True):
+    """An endpoint was removed: nothing more is sent to it (``call_id`` is ``webhooks``)."""
+
+    webhook_id: str
+    by: str = "api"
+
+
+class WebhookLeaseTaken(Event, frozen=True, kw_only=True):
+    """``engine_id`` now sends the webhooks (``call_id`` is ``webhooks:lease``): appended only if the
+    lease stream did not change since it was read, so one engine holds it at a time. ``previous`` is
+    the engine it was taken from (empty for the first)."""
+
+    engine_id: str
+    instance: str
+    previous: str = ""
+
+
+class WebhookAttempted(Event, frozen=True, kw_only=True):
+    """One attempt to deliver a message to an endpoint (``call_id`` is ``webhook:<webhook_id>``).
+    ``delivery_id`` is ``<trigger>-<kind>`` (``trigger``: the log position that queued it — the event
+    itself, or a redelivery request); ``message_id`` is the ``webhook-id`` header, the same on every
+    attempt. ``ok`` when the endpoint answered 2xx; ``low_water``: every delivery queued at or before
+    this position is done (where a restarted sender resumes)."""
+
+    webhook_id: str
+    delivery_id: str
+    message_id: str
+    kind: str
+    subject: str
+    """The call the message is about."""
+    source: int
+    """Position of the event the message describes."""
+    trigger: int
+    attempt: int
+    ok: bool
+    status: int | None = None
+    latency_ms: float = 0.0
+    error: str = ""
+    low_water: int = 0
+    engine_id: str = ""
+
+
+class WebhookDeadLettered(Event, frozen=True, kw_only=True):
+    """A message was given up on: no 2xx within the retry window (``call_id`` is ``webhook:<id>``).
+    It can be sent again with ``POST /api/webhooks/{id}/deliveries/{delivery_id}/redeliver``."""
+
+    webhook_id: str
+    delivery_id: str
+    message_id: str
+    kind: str
+    subject: str
+    source: int
+    trigger: int
+    attempts: int
+    error: str = ""
+    low_water: int = 0
+
+
+class WebhookRedeliveryRequested(Event, frozen=True, kw_only=True):
+    """Send a delivered or dead-lettered message again (``call_id`` is ``webhooks``): it is queued as
+    a new delivery, ``<this event's position>-<kind>``, with the same ``webhook-id``."""
+
+    webhook_id: str
+    delivery_id: str
+    by: str = "api"
+
+
 Direction = Literal["caller", "assistant"]
 
 Upcaster = Callable[[dict[str, Any]], dict[str, Any]]

@@ -13,11 +13,17 @@ Why this shape:
 - The library cannot give a stream's events *with* their notification ids, so :class:`EventStore`
   asks the recorder's own datastore (one small SQL statement per backend, ``engine.store_rows``).
 - Readers never crash on a stored event this code cannot decode: it is skipped with a warning.
+- **Personal data is sealed at this boundary** (``engine.crypto``): each event's sensitive fields
+  (``engine.privacy``) are encrypted with its call's key from the key store (``engine.keys``: a file
+  beside a SQLite store, a schema of its own on PostgreSQL) as the event is written, and opened as it
+  is read; once the key is erased, the event reads back with placeholders (``RecordedEvent.erased``).
+  Redaction rules (``engine.redaction``) mask what readers are shown.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import uuid
 from collections.abc import Sequence
@@ -28,7 +34,10 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.events import Event, decode_event, encode_event
+from callbridge.engine.crypto import Sealer
+from callbridge.engine.events import Event, encode_event
+from callbridge.engine.keys import KeyRing, key_backend
+from callbridge.engine.redaction import Redaction
 from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
 from callbridge.engine.store_url import _Target, parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
@@ -50,6 +59,8 @@ class RecordedEvent(msgspec.Struct, frozen=True):
     version: int
     """1-based index of the event within its call."""
     event: Event
+    erased: bool = False
+    """The event's personal fields read as placeholders: its call was erased (its key is gone)."""
 
 
 class EncodedEvent(NamedTuple):
@@ -128,11 +139,12 @@ def _check_exists(target: _Target) -> None:
         )
 
 
-def open_existing_store(url: str) -> EventStore:
+def open_existing_store(url: str, *, writable_keys: bool = False) -> EventStore:
     """The store at ``url`` for a command that only reads (``replay``, ``projections rebuild``,
     ``mcp``): raises :class:`StoreMissingError`, one line naming the place and the fix, when there is
-    no store there, instead of creating an empty one."""
-    return EventStore(url, create=False)
+    no store there, instead of creating an empty one. ``writable_keys``: the command will erase a key
+    (``callbridge erase``), so the key store is created if it is missing."""
+    return EventStore(url, create=False, create_keys=writable_keys)
 
 
 class _CallLog(Application[uuid.UUID]):
@@ -151,9 +163,15 @@ class EventStore:
     """Append-only log of call events. Thread-safe; every method blocks (call it from a thread,
     e.g. ``trio.to_thread.run_sync``, or through ``engine.store_writer.EventWriter``)."""
 
-    def __init__(self, url: str, *, create: bool = True) -> None:
+    def __init__(
+        self, url: str, *, create: bool = True, redaction: Redaction | None = None, create_keys: bool | None = None
+    ) -> None:
         """Open the store at ``url``, creating it unless ``create`` is false (then a missing store
-        raises :class:`StoreMissingError`; see :func:`open_existing_store`)."""
+        raises :class:`StoreMissingError`; see :func:`open_existing_store`). ``redaction`` defaults to
+        ``CALLBRIDGE_REDACT``/``CALLBRIDGE_REDACT_LOG`` (``RedactionError``, a ``ValueError``, when
+        they are wrong). ``create_keys`` (default: ``create``) lets a command that only appends a fact to
+        an existing store (``callbridge erase``) create its key store."""
+        self.redaction = Redaction.from_env(os.environ) if redaction is None else redaction
         target = parse_store_url(url)
         self._description = target.description
         self._env = dict(target.env)
@@ -171,6 +189,15 @@ class EventStore:
             self._rows: RowReader = row_reader(self._recorder)
         except StoreBackendError as exc:
             raise StoreOpenError(str(exc)) from exc
+        datastore = getattr(self._recorder, "datastore", None) if isinstance(self._rows, PostgresRows) else None
+        try:
+            backend = key_backend(target.sqlite_path, datastore, create=create if create_keys is None else create_keys)
+        except Exception as exc:
+            self._app.close()
+            raise StoreOpenError(f"cannot open the key store of {target.description}: {exc}; {_hint(target)}") from exc
+        self.keys = KeyRing(backend)
+        """The calls' keys (crypto-shredding: ``keys.erase("call:<id>")`` makes a call unreadable)."""
+        self.sealer = Sealer(self.keys, self.redaction)
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._warned: set[int] = set()
@@ -243,7 +270,7 @@ class EventStore:
                 version += 1
                 next_versions[item.call_id] = version
                 oid = call_originator_id(item.call_id)
-                stored.append(StoredEvent(oid, version, item.topic, item.state))
+                stored.append(StoredEvent(oid, version, item.topic, self.sealer.seal(item.topic, item.state)))
             try:
                 ids = self._recorder.insert_events(stored)
             except IntegrityError:
@@ -268,8 +295,11 @@ class EventStore:
         if any(item.call_id != call_id for item in encoded):
             raise EventEncodingError(f"append_if_unchanged takes events of call {call_id!r} only")
         oid = call_originator_id(call_id)
-        stored = [StoredEvent(oid, last_version + i, item.topic, item.state) for i, item in enumerate(encoded, 1)]
         with self._lock:
+            stored = [
+                StoredEvent(oid, last_version + i, item.topic, self.sealer.seal(item.topic, item.state))
+                for i, item in enumerate(encoded, 1)
+            ]
             self._check_open()
             try:
                 ids = self._recorder.insert_events(stored)
@@ -286,7 +316,7 @@ class EventStore:
         last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
         if not last:
             return None
-        return last[0].originator_version, decode_event(last[0].topic, last[0].state)
+        return last[0].originator_version, self.sealer.open(last[0].topic, last[0].state).event
 
     def _last_version(self, call_id: str) -> int:
         """The highest version stored for a call (0 if none); read once per call, then counted."""
@@ -299,15 +329,21 @@ class EventStore:
 
     def _position_if_already_stored(self, stored: Sequence[StoredEvent]) -> int | None:
         """After a conflict: was this very batch committed already (a write reported as failed,
-        then retried)? If so, its last position; else None."""
-        expected: dict[uuid.UUID, list[tuple[int, str, bytes]]] = {}
+        then retried)? If so, its last position; else None. Sealed events are compared by what they
+        hold (each sealing draws a new nonce)."""
+        expected: dict[uuid.UUID, list[tuple[int, str, Event]]] = {}
         for s in stored:
             assert isinstance(s.originator_id, uuid.UUID)
-            expected.setdefault(s.originator_id, []).append((s.originator_version, s.topic, s.state))
+            opened = self.sealer.open(s.topic, s.state, shown=False).event
+            expected.setdefault(s.originator_id, []).append((s.originator_version, s.topic, opened))
         position = 0
         for oid, rows in expected.items():
             found = self._rows.call_rows(oid, gt=rows[0][0] - 1, lte=rows[-1][0])
-            if [(r.version, r.topic, r.state) for r in found] != rows:
+            try:
+                held = [(r.version, r.topic, self.sealer.open(r.topic, r.state, shown=False).event) for r in found]
+            except Exception:
+                return None
+            if held != rows:
                 return None
             position = max(position, *(r.position for r in found))
         return position
@@ -382,15 +418,20 @@ class EventStore:
             return False
         return True
 
+    def decode_row(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
+        """One stored row as an event — opened with its call's key, redacted as configured — or None
+        (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``)."""
+        return self._decode(position, version, topic, state)
+
     def _decode(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
         try:
-            event = decode_event(topic, state)
+            event, erased = self.sealer.open(topic, state)
         except Exception as exc:
             if position not in self._warned and len(self._warned) < _MAX_WARNED:
                 self._warned.add(position)
                 logger.warning("skipping undecodable stored event %d (%r): %r", position, topic, exc)
             return None
-        return RecordedEvent(position=position, version=version, event=event)
+        return RecordedEvent(position=position, version=version, event=event, erased=erased)
 
     # --- life cycle ------------------------------------------------------------------------------
 
@@ -398,6 +439,13 @@ class EventStore:
     def description(self) -> str:
         """Where the log lives, safe to print (never contains a password)."""
         return self._description
+
+    @property
+    def views_identity(self) -> str:
+        """What views folded from this store depend on: where it is, and the redaction rules in force
+        (views built under other rules are rebuilt)."""
+        fingerprint = self.redaction.fingerprint
+        return f"{self._description} ({fingerprint})" if fingerprint else self._description
 
     @property
     def recorder(self) -> ApplicationRecorder:
@@ -417,6 +465,7 @@ class EventStore:
             if not self._closed:
                 self._closed = True
                 self._app.close()
+                self.keys.close()
         finally:
             self._lock.release()
         return True

@@ -4,6 +4,11 @@ Why here: the eventsourcing library cannot give a stream's events together with 
 ids (our global ``position``), so :class:`engine.store.EventStore` asks the recorder's own datastore,
 with one small SQL statement per backend. The same readers answer ``ping`` (health) and
 ``table_exists`` (commands that only read must not create a store).
+
+One statement writes: :meth:`SQLiteRows.replace_states` / :meth:`PostgresRows.replace_states`, used
+only by an erasure, to scrub events recorded in clear before encryption existed (their sensitive
+fields replaced by placeholders, nothing else changed) — the one exception to an append-only log,
+because those events have no key to delete.
 """
 
 from __future__ import annotations
@@ -41,6 +46,10 @@ class SQLiteRows:
             f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
             "WHERE originator_id=? AND rowid>? ORDER BY originator_version LIMIT ?"
         )
+        self._select_topics = (
+            f"SELECT topic FROM {recorder.events_table_name} WHERE originator_id=? ORDER BY originator_version"
+        )
+        self._update = f"UPDATE {recorder.events_table_name} SET state=? WHERE rowid=?"
 
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
@@ -53,6 +62,21 @@ class SQLiteRows:
         with self._datastore.transaction(commit=False) as c:
             c.execute(self._select_after, (oid.hex, after, limit))
             return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+
+    def call_topics(self, oid: uuid.UUID) -> list[str]:
+        """The topics of one call's events, in order (no payload is read)."""
+        with self._datastore.transaction(commit=False) as c:
+            c.execute(self._select_topics, (oid.hex,))
+            return [r[0] for r in c.fetchall()]
+
+    def replace_states(self, states: list[tuple[int, bytes]]) -> None:
+        """``(position, state)``: overwrite those rows' payloads in one transaction, zeroing what they
+        held (``secure_delete``), then truncate the write-ahead log so no old page survives in it."""
+        with self._datastore.transaction(commit=True) as c:
+            c.execute("PRAGMA secure_delete=ON")
+            c.executemany(self._update, [(state, position) for position, state in states])
+        with self._datastore.get_connection(commit=False) as conn:  # outside any transaction
+            conn.cursor().execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     is_file = True
 
@@ -83,6 +107,12 @@ class PostgresRows:
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
         ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+        self._select_topics = SQL(
+            "SELECT topic FROM {}.{} WHERE originator_id = %s ORDER BY originator_version"
+        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+        self._update = SQL("UPDATE {}.{} SET state = %s WHERE notification_id = %s").format(
+            Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
+        )
 
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
@@ -101,6 +131,18 @@ class PostgresRows:
                 Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
             ]
+
+    def call_topics(self, oid: uuid.UUID) -> list[str]:
+        """The topics of one call's events, in order (no payload is read)."""
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_topics, (oid,))
+            return [r["topic"] for r in curs.fetchall()]
+
+    def replace_states(self, states: list[tuple[int, bytes]]) -> None:
+        """``(position, state)``: overwrite those rows' payloads in one transaction (the old row
+        versions are reclaimed by VACUUM)."""
+        with self._datastore.get_connection() as conn, conn.transaction(), conn.cursor() as curs:
+            curs.executemany(self._update, [(state, position) for position, state in states])
 
     is_file = False
 

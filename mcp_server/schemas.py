@@ -47,6 +47,8 @@ class ConversationSummary(TypedDict):
     transfer_target: str | None
     twilio_status: str | None
     """Twilio's last reported call status (``ringing``, ``in-progress``, ``completed``, ``busy``, …)."""
+    erased_at: str | None
+    """When the call was erased (its texts then read ``[erased]``), else None."""
 
 
 class ConversationItem(TypedDict):

@@ -6,8 +6,9 @@ from callbridge.projections.conversations import ConversationsProjection
 from callbridge.projections.metrics import MetricsProjection
 from callbridge.projections.ownership import OwnershipProjection
 from callbridge.projections.projection import Projection
+from callbridge.projections.webhooks_view import WebhooksProjection
 
 
 def default_projections() -> list[Projection]:
-    """Conversations, metrics, and who carries which call."""
-    return [ConversationsProjection(), MetricsProjection(), OwnershipProjection()]
+    """Conversations, metrics, who carries which call, and the webhooks' deliveries."""
+    return [ConversationsProjection(), MetricsProjection(), OwnershipProjection(), WebhooksProjection()]

@@ -17,6 +17,11 @@ Tables (the reference's ``conversations`` and ``conversation_items``, shaped for
   item still open when the model socket dropped or the call ended).
 - ``conversation_items_fts``: FTS5 over message text, kept in step by triggers.
 
+- ``erased_calls``: when each erased call was erased. At ``CallErased`` every text the call left in
+  these tables (transcripts, tool arguments and outputs, the numbers) becomes ``[erased]`` (empty stays
+  empty), and the search index is rewritten (FTS5 ``optimize``) so no token of it remains in the file.
+  A rebuild folds the erased events' placeholders into the same rows.
+
 Items are created from the events that belong to speech (``input_audio_buffer.committed``,
 ``response.output_item.added``, transcripts), never from ``conversation.item.added``: after a model
 reconnect the engine re-seeds the conversation and the model echoes those items with new ids, which
@@ -31,6 +36,7 @@ from collections.abc import Callable
 from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
+    CallErased,
     CallStarted,
     ModelDisconnected,
     ModelEventReceived,
@@ -39,6 +45,7 @@ from callbridge.engine.events import (
     ToolCallRequested,
 )
 from callbridge.engine.store import RecordedEvent
+from callbridge.projections.conversations_erasure import ERASED_CALLS, call_erased
 from callbridge.projections.conversations_outcome import (
     FAILED_REASONS,
     apply_outcome,
@@ -124,6 +131,7 @@ SCHEMA = (
     """CREATE TRIGGER IF NOT EXISTS conversation_items_fts_delete AFTER DELETE ON conversation_items BEGIN
         DELETE FROM conversation_items_fts WHERE rowid = old.rowid;
     END""",
+    ERASED_CALLS,
 )
 
 _ENSURE_ITEM = (
@@ -151,10 +159,11 @@ class ConversationsProjection(Projection):
             "ToolCallRequested",
             "ToolCallCompleted",
             "ToolCallFailed",
+            "CallErased",
         }
     )
     schema = SCHEMA
-    tables = ("conversation_items_fts", "conversation_items", "conversations")
+    tables = ("erased_calls", "conversation_items_fts", "conversation_items", "conversations")
 
     def __init__(self) -> None:
         self._server: dict[str, ServerHandler] = {
@@ -206,6 +215,8 @@ class ConversationsProjection(Projection):
             _tool_answered(db, event, at)
         elif isinstance(event, ModelDisconnected):
             _close_open_items(db, call_id, "incomplete")
+        elif isinstance(event, CallErased):
+            call_erased(db, call_id, at)
 
 
 # --- item helpers ----------------------------------------------------------------------------------

@@ -35,8 +35,10 @@ CONVERSATION_FIELDS = (
     "outcome",
     "transfer_target",
     "twilio_status",
+    "erased_at",
 )
-"""A conversation summary: the contract's fields (docs/contract.md), then ours."""
+"""A conversation summary: the contract's fields (docs/contract.md), then ours. ``erased_at``: when the
+call was erased (``callbridge erase``; its texts then read ``[erased]``), else null."""
 
 ITEM_FIELDS = (
     "item_id",
@@ -58,7 +60,10 @@ ITEM_FIELDS = (
 
 MAX_TERMS = 32
 MATCHES_PER_CONVERSATION = 5
-_SELECT_CONVERSATION = "SELECT " + ", ".join(f"c.{name}" for name in CONVERSATION_FIELDS) + " FROM conversations c"
+_COLUMNS = {"erased_at": "(SELECT e.erased_at FROM erased_calls e WHERE e.call_id = c.call_id) AS erased_at"}
+_SELECT_CONVERSATION = (
+    "SELECT " + ", ".join(_COLUMNS.get(name, f"c.{name}") for name in CONVERSATION_FIELDS) + " FROM conversations c"
+)
 _TERM = re.compile(r"(\w+)(\*?)")
 
 

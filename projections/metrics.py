@@ -19,7 +19,8 @@ Tables:
   nothing: those decisions are counted apart, in ``barge_ins_skipped``. ``speech_stopped_at`` and
   ``disconnected_at`` are the fold's pending state (a measurement waiting for its end).
 - ``tool_metrics``: one row per tool call: name, outcome (``pending``, ``completed``, ``failed``,
-  ``timed_out``), duration.
+  ``timed_out``), duration, and the error (``[erased]`` once the call is erased). Everything else
+  here is numbers and states, which an erasure keeps.
 
 Token columns are ``tokens_<kind>`` for the disjoint kinds of :mod:`projections.pricing`. When the
 model does not say how cached input splits into text and audio, cached tokens are counted as text
@@ -34,6 +35,7 @@ from callbridge.engine.events import (
     AssistantAudioSent,
     BargeInDecided,
     CallEnded,
+    CallErased,
     CallStarted,
     ModelConnected,
     ModelConnectionFailed,
@@ -54,7 +56,7 @@ from callbridge.projections.metrics_call_control import apply_call_control, hand
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
 from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
-from callbridge.projections.views_db import iso
+from callbridge.projections.views_db import erased_text, iso
 
 __all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "prometheus_lines", "usage_tokens"]
 
@@ -165,6 +167,7 @@ class MetricsProjection(Projection):
             "ToolCallRequested",
             "ToolCallCompleted",
             "ToolCallFailed",
+            "CallErased",
         }
     )
     schema = SCHEMA
@@ -230,6 +233,8 @@ class MetricsProjection(Projection):
             _tool_event(db, event)
         elif handles(event):
             apply_call_control(db, event)
+        elif isinstance(event, CallErased):  # a tool's error often quotes what it was given
+            db.execute(f"UPDATE tool_metrics SET error={erased_text('error')} WHERE call_id=?", (call_id,))
 
 
 def _server_event(db: sqlite3.Connection, call_id: str, at: float, e: ServerEvent) -> None:

@@ -12,9 +12,11 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
+from callbridge.engine.events import CallErased
 from callbridge.engine.store import StoreOpenError, open_existing_store
 from callbridge.projections.recording import SAMPLE_RATE, iter_recording
 from callbridge.projections.timeline import build_timeline, render_json, render_text
+from callbridge.projections.views_db import iso
 
 LIST_HINT = "list calls with `GET /api/conversations` (or the web console)"
 
@@ -28,8 +30,8 @@ def _wants_color(out: TextIO) -> bool:
 
 def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
     """Print the call's timeline (or, with ``as_json``, its events as JSON) and, with ``wav``, write
-    its stereo recording there. Returns the exit code: 0; 1 (an unknown call) or 2 (no store there, a
-    bad URL) with a message on stderr."""
+    its stereo recording there (not for an erased call: its audio is gone). Returns the exit code: 0; 1
+    (an unknown call, an erased call's WAV) or 2 (no store there, a bad URL) with a message on stderr."""
     try:
         store = open_existing_store(store_url)
     except (ValueError, StoreOpenError) as error:
@@ -44,10 +46,17 @@ def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, 
         print(f"callbridge replay: no events for call {call_id} in {where}; {LIST_HINT}", file=sys.stderr)
         return 1
     events = [r.event for r in recorded]
+    erased = next((e for e in events if isinstance(e, CallErased)), None)
     if as_json:
         out.write(render_json(recorded))
     elif wav is None:
         out.write(render_text(build_timeline(events), color=_wants_color(out)))
+    if wav is not None and erased is not None:
+        print(
+            f"callbridge replay: call {call_id} was erased ({iso(erased.at)}): its audio is gone; no WAV written",
+            file=sys.stderr,
+        )
+        return 1
     if wav is not None:
         try:
             samples = _write_wav(Path(wav), iter_recording(events))

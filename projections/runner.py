@@ -84,7 +84,7 @@ class ProjectionRunner:
         self.page_size = page_size
         topics: set[str] = set().union(*(p.topics for p in self.projections))
         self._source = LogSource(store, topics)
-        self._store_identity = store.description
+        self._store_identity = store.views_identity  # where, and under which redaction rules
         self._by_topic: dict[str, list[Projection]] = {
             name: [p for p in self.projections if name in p.topics] for name in topics
         }

@@ -14,16 +14,11 @@ and ``until`` arguments and return the scanned position.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from callbridge.engine.events import Event, decode_event
+from callbridge.engine.events import Event
 from callbridge.engine.store import EventStore, RecordedEvent
-
-logger = logging.getLogger(__name__)
-
-_MAX_WARNED = 1000
 
 
 class Page(NamedTuple):
@@ -53,7 +48,6 @@ class LogSource:
     def __init__(self, store: EventStore, names: Iterable[str] | None = None) -> None:
         self._store = store
         self._topics = () if names is None else stored_topics(names)
-        self._warned: set[int] = set()
 
     def head(self) -> int:
         """The highest position in the log."""
@@ -68,16 +62,10 @@ class LogSource:
         )
         events: list[RecordedEvent] = []
         for row in rows:
-            try:
-                event = decode_event(row.topic, row.state)
-            except Exception as exc:
-                self._warn(row.id, row.topic, exc)
-                continue
-            events.append(RecordedEvent(position=row.id, version=row.originator_version, event=event))
+            # opened with the call's key (placeholders once erased), redacted as configured; an
+            # undecodable row is skipped with a warning by the store
+            recorded = self._store.decode_row(row.id, row.originator_version, row.topic, row.state)
+            if recorded is not None:
+                events.append(recorded)
         reached = head if len(rows) < limit else rows[-1].id
         return Page(events, reached)
-
-    def _warn(self, position: int, topic: str, exc: Exception) -> None:
-        if position not in self._warned and len(self._warned) < _MAX_WARNED:
-            self._warned.add(position)
-            logger.warning("projections skip undecodable stored event %d (%r): %r", position, topic, exc)

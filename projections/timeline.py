@@ -27,6 +27,7 @@ from callbridge.engine.events import (
     AssistantSaid,
     BargeInDecided,
     CallEnded,
+    CallErased,
     CallerAudioReceived,
     CallerSaid,
     CallerSpeechDetected,
@@ -53,6 +54,7 @@ from callbridge.engine.events import (
     TwilioFrameRejected,
     TwilioSocketClosed,
 )
+from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
 from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS, never_connected
@@ -212,6 +214,10 @@ _FACTS: dict[type[Event], tuple[str | Callable[[Any], str], Callable[[Any], str]
     CallSessionConfigChanged: ("model", lambda e: f"session config changed ({e.source})"),
     TaskCrashed: ("error", lambda e: f"task {e.task} crashed ({e.action}): {_clip(e.error)}"),
     **CALL_CONTROL_FACTS,
+    CallErased: (
+        "call",
+        lambda e: f"call erased ({e.by}): its audio, transcripts, tool payloads and numbers read as [erased]",
+    ),
 }
 """Events that become one entry each, without context: kind (or a function of the event) and summary."""
 
@@ -400,10 +406,16 @@ def _iso(at: float) -> str:
 
 def event_record(recorded: RecordedEvent) -> dict[str, Any]:
     """One stored event as the API shows it: ``{position, type, at, data}``. ``type`` is the event
-    class name, ``at`` ISO 8601 UTC (microseconds), ``data`` every other field (bytes as base64)."""
+    class name, ``at`` ISO 8601 UTC (microseconds), ``data`` every other field (bytes as base64).
+    An event of an erased call has ``"erased": true`` (its personal fields read ``[erased]`` or empty)."""
     data: dict[str, Any] = msgspec.to_builtins(recorded.event)
     at = data.pop("at")
-    return {"position": recorded.position, "type": type(recorded.event).__name__, "at": _iso(at), "data": data}
+    for name in SECRET_FIELDS.get(type(recorded.event).__name__, ()):
+        data[name] = HIDDEN  # a webhook's secret is shown once, when it is made
+    record = {"position": recorded.position, "type": type(recorded.event).__name__, "at": _iso(at), "data": data}
+    if recorded.erased:
+        record["erased"] = True
+    return record
 
 
 _encoder = msgspec.json.Encoder()

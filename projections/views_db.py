@@ -21,6 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from callbridge.engine.privacy import ERASED
+
 VIEWS_ENV = "CALLBRIDGE_VIEWS"
 VIEWS_FILE = "views.db"
 BUSY_TIMEOUT_S = 30.0
@@ -75,10 +77,17 @@ def open_views(path: str | Path) -> sqlite3.Connection:
             db.execute("PRAGMA journal_mode=WAL")
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
+        db.execute("PRAGMA secure_delete=ON")  # text replaced at an erasure leaves no copy in free space
     except sqlite3.Error:
         db.close()
         raise
     return db
+
+
+def erased_text(column: str) -> str:
+    """SQL for an erased text column: ``[erased]`` where it held something, unchanged where it was empty
+    (what an erased event's placeholders fold into, so a rebuild gives the same rows)."""
+    return f"CASE WHEN coalesce({column}, '') = '' THEN {column} ELSE '{ERASED}' END"
 
 
 def rows_as_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:

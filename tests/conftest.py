@@ -53,3 +53,4 @@ def postgres_store_url() -> Iterator[str]:
             yield f"{POSTGRES_TEST_URL}?schema={schema}"
         finally:
             admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
+            admin.execute(f'DROP SCHEMA IF EXISTS "{schema}_keys" CASCADE')  # its calls' keys (engine.keys)

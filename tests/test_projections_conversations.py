@@ -68,6 +68,7 @@ def test_a_normal_call_is_a_completed_conversation_with_both_transcripts(views: 
         "outcome": "caller_hangup",
         "transfer_target": None,
         "twilio_status": None,
+        "erased_at": None,
     }
     assert _items(conversation, "position", "type", "role", "text", "status", "created_at") == [
         (0, "message", "user", "Hi, what are your opening hours?", "completed", "2026-01-01T00:00:02.460Z"),

@@ -102,7 +102,7 @@ def test_incremental_views_equal_a_rebuild(
             written += size
             runner.catch_up()
         head = store.head()
-        assert runner.positions() == {"conversations": head, "metrics": head, "ownership": head}
+        assert runner.positions() == {"conversations": head, "metrics": head, "ownership": head, "webhooks": head}
         fold(store, rebuilt)
         picture = dump_views(incremental)
         assert picture == dump_views(rebuilt)

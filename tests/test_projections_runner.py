@@ -91,7 +91,7 @@ def test_catch_up_folds_everything_once_and_records_the_head(sqlite_event_store:
     head = _write_golden(sqlite_event_store)
     db = open_views(tmp_path / "views.db")
     runner = fold(sqlite_event_store, db, page_size=100)
-    assert runner.positions() == {"conversations": head, "metrics": head, "ownership": head}
+    assert runner.positions() == {"conversations": head, "metrics": head, "ownership": head, "webhooks": head}
     before = dump_views(db)
     step = runner.step()
     assert (step.events, step.position, step.head, step.caught_up) == (0, head, head, True)
@@ -118,9 +118,9 @@ def test_a_crash_mid_page_rolls_back_view_and_position_together(sqlite_event_sto
     assert dump_views(db) == committed
     fresh = ProjectionRunner(sqlite_event_store, db, page_size=40)
     fresh.setup()
-    assert fresh.positions() == {**crashed_at, "ownership": 0}  # ownership was not in the crashed runner
+    assert fresh.positions() == {**crashed_at, "ownership": 0, "webhooks": 0}  # not in the crashed runner
     fresh.catch_up()
-    assert fresh.positions() == {"conversations": head, "metrics": head, "ownership": head}
+    assert fresh.positions() == {"conversations": head, "metrics": head, "ownership": head, "webhooks": head}
     assert dump_views(db) == _clean_dump(sqlite_event_store, tmp_path / "clean.db")
     counts = db.execute("SELECT call_id, message_count, item_count FROM conversations ORDER BY call_id").fetchall()
     items = db.execute("SELECT call_id, count(*) FROM conversation_items GROUP BY call_id ORDER BY call_id").fetchall()
@@ -348,6 +348,7 @@ def test_views_folded_from_postgresql_equal_those_from_sqlite(
         ("conversations", head, ConversationsProjection.version),
         ("metrics", head, MetricsProjection.version),
         ("ownership", head, 1),
+        ("webhooks", head, 1),
     ]
     sources = from_postgres.pop("views_source"), from_sqlite.pop("views_source")  # each names its own store
     assert sources[0][0][1].startswith("postgresql://") and sources[1][0][1].startswith("sqlite:")

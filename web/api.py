@@ -22,7 +22,9 @@ Why this shape:
   is not the last says where the next starts in ``X-Next-After: POSITION`` and a
   ``Link: <…?after=POSITION…>; rel="next"`` header (RFC 8288). Audio is left out unless ``?audio=1``.
 - **The recording's file name is encoded** (RFC 6266 ``filename*``), with an ASCII fallback: a
-  call id never reaches a header raw.
+  call id never reaches a header raw. An erased call has no recording: 410.
+- ``POST /api/calls/{call_id}/erase`` (``projections.erasure``) answers once this engine's views hold
+  the erasure, so the next read of any view says ``[erased]``.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ import msgspec
 import trio
 from quart import Blueprint, Response, request
 
+from callbridge.engine.events import CallErased
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_query import get_conversation, list_conversations
+from callbridge.projections.erasure import CallNotEnded, CallNotFound, checkpoint_views, erase_call
 from callbridge.projections.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
 from callbridge.projections.recording import iter_recording
-from callbridge.projections.views_db import QueryError, check_limit, open_views
+from callbridge.projections.views_db import QueryError, check_limit, iso, open_views
 from callbridge.web.auth import require_token
 
 if TYPE_CHECKING:
@@ -53,6 +57,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+ERASE_VIEWS_TIMEOUT_S = 10.0
+"""How long an erasure waits for this engine's views to fold it before answering anyway."""
 WAV_HEADER_BYTES = 44
 
 _json = msgspec.json.Encoder()
@@ -234,6 +240,9 @@ def api_blueprint(server: Server) -> Blueprint:
         recorded = await stored_events(call_id)
         if not recorded:
             return unknown_call(call_id)
+        erased = next((r.event for r in recorded if isinstance(r.event, CallErased)), None)
+        if erased is not None:
+            return error_response(410, f"call {call_id!r} was erased ({iso(erased.at)}): its audio is gone")
         blocks: Iterator[bytes] = iter_recording([r.event for r in recorded])
         try:
             header = await in_thread(next, blocks)  # lays out both tracks: the heavy part
@@ -250,6 +259,30 @@ def api_blueprint(server: Server) -> Blueprint:
         response.headers["Content-Disposition"] = content_disposition(call_id, "wav")
         response.timeout = None  # an hour-long call may take longer than RESPONSE_TIMEOUT to send
         return response
+
+    @api.post("/api/calls/<call_id>/erase")
+    async def erase(call_id: str) -> Response:
+        body = await request.get_json(force=True, silent=True) if await request.get_data() else {}
+        if not isinstance(body, dict) or not isinstance(body.get("force", False), bool):
+            return error_response(400, 'the body must be empty or a JSON object such as {"force": true}')
+        if server.live.get(call_id) is not None:
+            return error_response(409, f"call {call_id!r} is live on this engine: hang it up first, then erase it")
+        await server.fresh.events()  # the call's last events are in the store before its key goes
+        try:
+            force = bool(body.get("force", False))
+            erasure = await in_thread(lambda: erase_call(server.store, call_id, by="api", force=force))
+        except CallNotFound:
+            return unknown_call(call_id)
+        except CallNotEnded:
+            return error_response(
+                409,
+                f"call {call_id!r} has not ended (no CallEnded in the log): hang it up first, "
+                'or send {"force": true} if the engine carrying it is gone',
+            )
+        with trio.move_on_after(ERASE_VIEWS_TIMEOUT_S):
+            await server.projections.wait_for_position(erasure.position)
+        await in_thread(checkpoint_views, server.views_path)
+        return json_response(erasure.as_json())
 
     @api.get("/api/calls/<call_id>/metrics")
     async def call_metrics(call_id: str) -> Response:

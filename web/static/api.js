@@ -46,6 +46,11 @@ export async function postJSON(path, body) {
   return handle(response);
 }
 
+export async function deleteJSON(path) {
+  const response = await fetch(path, { method: "DELETE", credentials: "same-origin", headers: { Accept: "application/json" } });
+  return handle(response);
+}
+
 export function recordingUrl(callId) {
   return `/api/calls/${encodeURIComponent(callId)}/recording.wav`;
 }

@@ -10,6 +10,7 @@ import { LiveState } from "./live_state.js";
 import { mountLive, mountReplay } from "./live_view.js";
 import { mountSession } from "./session_view.js";
 import { mountSetup } from "./setup_view.js";
+import { mountWebhooks } from "./webhooks_view.js";
 
 const main = document.getElementById("main");
 const feedStatus = document.getElementById("feed-status");
@@ -39,6 +40,7 @@ const ROUTES = [
   [/^\/calls\/([^/]+)$/, (m) => mountCall(main, decodeURIComponent(m[1]))],
   [/^\/session$/, (m, params) => mountSession(main, params)],
   [/^\/setup$/, () => mountSetup(main)],
+  [/^\/webhooks$/, () => mountWebhooks(main)],
 ];
 
 let current = null;

@@ -213,8 +213,10 @@ export function mountCall(main, callId) {
       speed.value = "4";
       const replay = h("button", { type: "button", class: "primary", id: "replay" }, "Replay in the live view");
       replay.addEventListener("click", () => (window.location.hash = `#/replay/${id}?speed=${speed.value}`));
-      const audio = h("audio", { controls: true, preload: "metadata", src: recordingUrl(callId), id: "recording" }, "Your browser cannot play WAV audio.");
+      const erased = conversation.erased_at; // callbridge erase: its audio, words and numbers are gone
+      const audio = h("audio", { controls: true, preload: "metadata", src: erased ? null : recordingUrl(callId), id: "recording" }, "Your browser cannot play WAV audio.");
       audio.addEventListener("error", () => notice(status, "The recording could not be loaded.", "error"));
+      if (erased) notice(status, `This call was erased (${formatWhen(erased)}): its audio, transcripts, tool payloads and numbers are gone.`, "warn");
       root.append(
         facts([
           ["Call id", conversation.call_id],
@@ -237,7 +239,9 @@ export function mountCall(main, callId) {
         ),
         modelProblems(conversation, events),
         h("section", { class: "panel transcript-panel" }, h("h2", {}, "Transcript"), transcriptItems(conversation.items || [])),
-        h("section", { class: "panel recording" }, h("h2", {}, "Recording"), h("p", { class: "hint" }, "Caller on the left channel, assistant on the right."), audio),
+        erased
+          ? h("section", { class: "panel recording" }, h("h2", {}, "Recording"), h("p", { class: "muted erased" }, "Erased."))
+          : h("section", { class: "panel recording" }, h("h2", {}, "Recording"), h("p", { class: "hint" }, "Caller on the left channel, assistant on the right."), audio),
         timelineSection(events, audio, cleanups),
         metrics ? metricsSection(metrics, cleanups) : h("p", { class: "muted" }, "No metrics for this call."),
       );
