@@ -18,6 +18,9 @@ What is sensitive, and why:
   read (``raw``: they may hold audio);
 - keys pressed and sent (``DtmfReceived.digit``, ``DtmfForwarded.digits``, ``DtmfSent.digits``: card
   numbers are typed), and the free-text reasons the model gives for hanging up or transferring;
+- what we asked Twilio to call (``OutboundCallPlaced.to_number``, its per-call ``greeting`` and
+  ``metadata``), and an operator's command for a call carried by another engine
+  (``CallCommandIssued.payload``: typed text, a session change), under that call's key;
 - a webhook's signing secret (``WebhookRegistered.secret``), under the webhook's own key.
 
 Not sensitive (kept readable): ids, times, durations, counts, statuses, end reasons, token usage,
@@ -65,6 +68,8 @@ SENSITIVE: dict[str, tuple[str, ...]] = {
     "CallEndRequested": ("reason",),
     "TransferRequested": ("reason",),
     "WebhookRegistered": ("secret",),
+    "OutboundCallPlaced": ("to_number", "greeting", "metadata"),
+    "CallCommandIssued": ("payload",),
 }
 """Event class name → its fields that are sealed with the call's (or webhook's) key."""
 
@@ -96,6 +101,11 @@ CLEAR: frozenset[str] = frozenset(
         "ModelSessionRecycled",
         "TaskCrashed",
         "CallErased",
+        "CallerSpeechDetected",
+        "CallCommandAnswered",
+        "CallHeld",
+        "CallResumed",
+        "TransferNotAnswered",
         "WebhookRemoved",
         "WebhookLeaseTaken",
         "WebhookAttempted",
@@ -146,6 +156,9 @@ def key_id_for(event: Event) -> str:
     webhook_id = getattr(event, "webhook_id", None)
     if type(event).__name__ == "WebhookRegistered" and isinstance(webhook_id, str):
         return f"webhook:{webhook_id}"
+    target = getattr(event, "target_call_id", None)  # an operator's command: recorded in the engine's
+    if type(event).__name__ == "CallCommandIssued" and isinstance(target, str):  # stream, erased with its call
+        return f"call:{target}"
     return f"call:{event.call_id}"
 
 

@@ -13,6 +13,7 @@ import psycopg
 import pytest
 
 from callbridge.engine.events import (
+    CallCommandIssued,
     CallErased,
     CallStarted,
     DtmfForwarded,
@@ -176,6 +177,24 @@ def test_a_webhook_secret_is_sealed_with_the_webhooks_own_key(tmp_path: Path) ->
         assert store.read_call("webhooks")[0].event == registered
         store.keys.erase("webhook:wh_1")
         assert store.read_call("webhooks")[0].event.secret == ERASED  # type: ignore[attr-defined]
+    finally:
+        store.close()
+
+
+def test_an_operators_command_in_the_engines_stream_is_erased_with_the_call_it_was_for(tmp_path: Path) -> None:
+    store = EventStore(str(tmp_path / "callbridge.db"))
+    try:
+        typed = {"type": "conversation.item.create", "item": {"content": [{"text": SAID}]}}
+        command = CallCommandIssued(
+            call_id="engine:e1", at=1.0, target_call_id="CAone", command_id="c1", kind="client_event", payload=typed
+        )
+        store.append([command])
+        stored = b"".join(path.read_bytes() for path in tmp_path.glob("callbridge.db*"))
+        assert b"conversation.item.create" in stored or b"_sealed" in stored  # the files were read
+        assert SAID.encode() not in stored
+        assert store.read_call("engine:e1")[0].event == command
+        store.keys.erase(call_key_id("CAone"))
+        assert store.read_call("engine:e1")[0].event.payload == {}  # type: ignore[attr-defined]
     finally:
         store.close()
 
