@@ -6,7 +6,9 @@ at the simulated model (what it was told), at the caller's ear and in the API's 
 
 from __future__ import annotations
 
+import io
 import json
+import wave
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +16,9 @@ import httpx2
 import pytest
 import trio
 import trio.testing
+from bridge_harness import Bridge
 from phone_harness import AUTH_TOKEN, PhoneBridge, of_type, phone_bridge
+from trio_websocket import ConnectionClosed, open_websocket_url
 
 from callbridge.adapters.sim.caller import Speak, WaitForAssistant, WaitForHangUp
 from callbridge.adapters.sim.caller_script import HangUp
@@ -32,6 +36,8 @@ from callbridge.engine.events import (
     TransferDialed,
     TransferNotAnswered,
 )
+from callbridge.projections.recording import SAMPLE_RATE
+from callbridge.projections.replay_cli import replay_cli
 
 PERSON = "+15551112222"
 SUPPORT = TransferTarget(label="support", to=PERSON, caller_id="+15557654321", timeout_s=20, mode="warm")
@@ -51,8 +57,8 @@ SCRIPT = Script(
 )
 CALLER = [WaitForAssistant(timeout_s=10), Speak(800), WaitForHangUp(timeout_s=30)]
 """Hears the greeting, asks, and stays on the line (the hold ends this stream)."""
-BACK = [WaitForAssistant(timeout_s=15), HangUp()]
-"""Back from the hold: hears the agent, then hangs up."""
+BACK = [WaitForAssistant(timeout_s=15), Speak(600), WaitForAssistant(timeout_s=15), HangUp()]
+"""Back from the hold: hears the agent, answers, hears the reply, hangs up."""
 GUARD_S = 60
 """Against a hang only."""
 
@@ -89,6 +95,35 @@ async def replay_callback(phone: PhoneBridge, person: FakeCall) -> httpx2.Respon
     headers = {SIGNATURE_HEADER: compute_signature(AUTH_TOKEN, person.status_callback, form)}
     async with httpx2.AsyncClient() as http:
         return await http.post(person.status_callback, data=form, headers=headers)
+
+
+async def feed_replay(bridge: Bridge, call_id: str) -> list[dict[str, Any]]:
+    """The call's live-feed messages, as ``WS /logs?replay=`` plays them back (fast)."""
+    url = bridge.base_url.replace("http://", "ws://") + f"/logs?token=test-token&replay={call_id}&speed=100"
+    messages: list[dict[str, Any]] = []
+    async with open_websocket_url(url) as ws:
+        with trio.fail_after(GUARD_S):
+            try:
+                while True:
+                    messages.append(json.loads(await ws.get_message()))
+            except ConnectionClosed:
+                return messages
+
+
+def timeline(store: str, call_id: str) -> list[str]:
+    """``callbridge replay``'s lines for the call."""
+    out = io.StringIO()
+    assert replay_cli(store, call_id, wav=None, as_json=False, out=out) == 0
+    return out.getvalue().splitlines()
+
+
+def caller_speech_after(wav_bytes: bytes, seconds: float) -> int:
+    """Samples of the caller's channel (left) louder than a murmur from ``seconds`` into the call."""
+    with wave.open(io.BytesIO(wav_bytes)) as wav:
+        frames = wav.readframes(wav.getnframes())
+    samples = memoryview(frames).cast("h")[0::2]
+    start = round(seconds * SAMPLE_RATE)
+    return sum(1 for sample in samples[start:] if abs(sample) > 2000)
 
 
 def response_bytes(events: list[Any], response_id: str) -> bytes:
@@ -143,6 +178,9 @@ async def test_nobody_answers_and_the_caller_is_back_with_the_agent_on_a_second_
         after_retry = await phone.events(caller.sid)
         row = (await phone.http.get(f"/api/conversations/{caller.sid}")).json()
         listed = (await phone.http.get("/api/conversations")).json()
+        recording = (await phone.http.get(f"/api/calls/{caller.sid}/recording.wav")).content
+        feed = await feed_replay(phone.bridge, caller.sid)
+        lines = timeline(store, caller.sid)
 
     # Twilio: the person never answered; the caller was held, then redirected to a new stream
     assert person.statuses_posted == ["no-answer"] and person.heard_say == [] and person.rooms == []
@@ -170,7 +208,20 @@ async def test_nobody_answers_and_the_caller_is_back_with_the_agent_on_a_second_
     # the caller heard the whole message on the second stream
     after = events[events.index(resumed) :]
     [said] = [e for e in of_type(after, AssistantSaid) if e.text == NO_ANSWER]
-    assert second.heard_audio == response_bytes(events, said.response_id) and second.errors == []
+    assert second.heard_audio.startswith(response_bytes(events, said.response_id)) and second.errors == []
+    # the recording places the second stream's caller audio after the hold, not over the first stream
+    started = of_type(events, CallStarted)[0]
+    assert caller_speech_after(recording, resumed.at - started.at) > 0
+    # the timeline and the live feed tell the hold and the return; the feed follows the new stream
+    for line in ("caller on hold: transferring to support", "nobody took the transfer to support", "caller back"):
+        assert any(line in text for text in lines), (line, lines)
+    kinds = [m["type"] for m in feed]
+    assert kinds.index("callbridge.call.held") < kinds.index("callbridge.transfer.not_answered")
+    assert kinds.index("callbridge.transfer.not_answered") < kinds.index("callbridge.call.resumed")
+    [ended] = [m for m in feed if m["type"] == "call.ended"]
+    assert ended["stream_sid"] == second.stream_sid and kinds.index("call.ended") > kinds.index(
+        "callbridge.call.resumed"
+    )
     # Twilio retried the callback: nothing is recorded and the caller is not redirected again
     assert retried.status_code == 204 and after_retry == events and len(caller.updates) == 2
     # the views: one call, with the whole talk
