@@ -168,6 +168,7 @@ async def test_an_operator_transfers_a_live_call_warm_and_the_person_takes_it(tm
             await person.done.wait()
         events: list[Event] = await phone.events(caller.sid)
         row = (await phone.http.get(f"/api/conversations/{caller.sid}")).json()
+        agent = (await phone.http.get("/api/agent")).json()
 
     [requested] = of_type(events, TransferRequested)
     assert (requested.by, requested.mode, requested.reason) == ("operator", "warm", "asked")
@@ -175,3 +176,5 @@ async def test_an_operator_transfers_a_live_call_warm_and_the_person_takes_it(tm
     assert of_type(events, CallHeld)[0].label == "support"
     assert of_type(events, CallEnded)[-1].reason == "transferred"
     assert (row["outcome"], row["transfer_target"]) == ("transferred", "support")
+    assert agent["transfer_no_answer_message"] == AGENT.transfer_no_answer_message
+    assert agent["transfer_targets"][0]["mode"] == "warm"
