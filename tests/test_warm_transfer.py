@@ -140,6 +140,7 @@ async def test_the_person_answers_hears_the_callers_own_words_and_the_call_ends_
         retried = await replay_callback(phone, person)
         after_retry = await phone.events(caller.sid)
         row = (await phone.http.get(f"/api/conversations/{caller.sid}")).json()
+        metrics = (await phone.http.get(f"/api/calls/{caller.sid}/metrics")).json()
 
     room = f"callbridge-{caller.sid}"
     # the caller: held in the room (not started: hold music), never hung up on by us
@@ -164,6 +165,8 @@ async def test_the_person_answers_hears_the_callers_own_words_and_the_call_ends_
     # Twilio retried the callback: nothing changes
     assert retried.status_code == 204 and after_retry == events
     assert (row["status"], row["outcome"], row["transfer_target"]) == ("completed", "transferred", "support")
+    control = metrics["call_control"]
+    assert (control["transfers"], control["transfer_target"]) == (1, "support")
 
 
 async def test_nobody_answers_and_the_caller_is_back_with_the_agent_on_a_second_stream_of_the_same_call(
