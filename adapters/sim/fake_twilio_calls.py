@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import httpx2
@@ -46,7 +47,7 @@ from callbridge.adapters.sim.caller_report import CallReport
 from callbridge.adapters.sim.caller_script import HangUp, Step, WaitForAssistant, default_script, voicemail_script
 from callbridge.adapters.sim.caller_stream import run_stream
 from callbridge.adapters.sim.fake_conference import DialLeg, FakeConferences
-from callbridge.adapters.sim.fake_twilio_webhooks import API_VERSION, call_params, post_amd, signed_post
+from callbridge.adapters.sim.fake_twilio_webhooks import API_VERSION, Route, call_params, direct, post_amd, signed_post
 from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
 from callbridge.adapters.twilio.twiml import TwimlError, parse_connect_action, parse_connect_stream
 
@@ -151,6 +152,8 @@ class FakeCalls:
         self.people_answer: dict[str, bool] = {}
         """``<Dial>`` targets and whether the simulated person there picks up (default yes)."""
         self.conferences = FakeConferences(self.people_answer)
+        self.reach: Route = direct
+        """Where our server's URLs really go (default: where they say): a test's load balancer."""
         self.fail_next: list[Reply] = []
         """Errors to answer to the next create or update requests, in order (Twilio refusing)."""
         self.nursery: trio.Nursery | None = None
@@ -284,7 +287,9 @@ class FakeCalls:
                 await self._status(http, call, "in-progress")
             params = call_params(self.account_sid, call)
             try:
-                call.voice_twiml = await signed_post(http, self.auth_token, call.url, params, expect_xml=True)
+                call.voice_twiml = await signed_post(
+                    http, self.auth_token, call.url, params, expect_xml=True, route=self.reach
+                )
             except ValueError as error:
                 call.errors.append(str(error))
                 await self._finish(http, call, "failed")
@@ -326,12 +331,11 @@ class FakeCalls:
         try:
             async with (
                 trio.open_nursery() as nursery,
-                open_websocket_url(stream_url, extra_headers=headers, connect_timeout=10) as ws,
+                open_websocket_url(self.reach(stream_url), extra_headers=headers, connect_timeout=10) as ws,
             ):
                 if call.amd_callback and amd:
-                    nursery.start_soon(
-                        post_amd, http, self.auth_token, self.account_sid, call, amd, beeped if machine else None
-                    )
+                    amd_call = partial(post_amd, http, self.auth_token, self.account_sid, call, amd)
+                    nursery.start_soon(amd_call, beeped if machine else None, self.reach)
                 await run_stream(
                     ws,
                     report,
@@ -353,7 +357,9 @@ class FakeCalls:
         """Where the call goes once its stream ended: the next ``<Connect><Stream>`` TwiML, or None
         when it is over."""
         if report.ended_by == "server" and action:  # our side ended the stream: ask what next
-            call.action_twiml = await signed_post(http, self.auth_token, action, params, expect_xml=True)
+            call.action_twiml = await signed_post(
+                http, self.auth_token, action, params, expect_xml=True, route=self.reach
+            )
             return await self.conferences.follow(call, call.action_twiml)
         if call.pending_twiml is not None:
             twiml, call.pending_twiml = call.pending_twiml, None
@@ -381,6 +387,6 @@ class FakeCalls:
         call.statuses_posted.append(status)
         call.status_forms.append(form)
         try:
-            await signed_post(http, self.auth_token, call.status_callback, form)
+            await signed_post(http, self.auth_token, call.status_callback, form, route=self.reach)
         except (ValueError, httpx2.HTTPError, OSError) as error:
             call.errors.append(f"status callback {status}: {error}")

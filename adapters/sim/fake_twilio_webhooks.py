@@ -9,6 +9,7 @@ Twilio's.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import httpx2
@@ -38,13 +39,28 @@ def call_params(account_sid: str, call: FakeCall) -> dict[str, str]:
     }
 
 
+Route = Callable[[str], str]
+"""Where a URL really goes (a load balancer in front of several engines); signatures stay over the
+URL as given, as Twilio signs the public URL it was told."""
+
+
+def direct(url: str) -> str:
+    return url
+
+
 async def signed_post(
-    http: httpx2.AsyncClient, auth_token: str, url: str, form: dict[str, str], *, expect_xml: bool = False
+    http: httpx2.AsyncClient,
+    auth_token: str,
+    url: str,
+    form: dict[str, str],
+    *,
+    expect_xml: bool = False,
+    route: Route = direct,
 ) -> str:
-    """POST ``form`` to ``url`` signed with ``auth_token``; the answer's text. ValueError when the
-    answer is not 2xx (or not TwiML when ``expect_xml``)."""
+    """POST ``form`` to ``url`` (reached through ``route``) signed with ``auth_token``; the answer's
+    text. ValueError when the answer is not 2xx (or not TwiML when ``expect_xml``)."""
     headers = {SIGNATURE_HEADER: compute_signature(auth_token, url, form)}
-    response = await http.post(url, data=form, headers=headers)
+    response = await http.post(route(url), data=form, headers=headers)
     if not 200 <= response.status_code < 300:
         raise ValueError(f"{url} answered HTTP {response.status_code}: {response.text[:200]!r}")
     if expect_xml and "xml" not in response.headers.get("content-type", ""):
@@ -59,6 +75,7 @@ async def post_amd(
     call: FakeCall,
     answered_by: str,
     beeped: trio.Event | None,
+    route: Route = direct,
 ) -> None:
     """The asynchronous answering-machine result: once the machine's beep ended, or shortly after a
     person answered."""
@@ -75,6 +92,6 @@ async def post_amd(
     }
     call.amd_posted = answered_by
     try:
-        await signed_post(http, auth_token, call.amd_callback, form)
+        await signed_post(http, auth_token, call.amd_callback, form, route=route)
     except (ValueError, httpx2.HTTPError, OSError) as error:
         call.errors.append(f"AMD callback: {error}")
