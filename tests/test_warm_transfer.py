@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import wave
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,11 @@ from callbridge.engine.events import (
     CallHeld,
     CallResumed,
     CallStarted,
+    Event,
     TransferDialed,
     TransferNotAnswered,
 )
+from callbridge.engine.store import RecordedEvent
 from callbridge.projections.recording import SAMPLE_RATE
 from callbridge.projections.replay_cli import replay_cli
 
@@ -126,6 +129,30 @@ def caller_speech_after(wav_bytes: bytes, seconds: float) -> int:
     return sum(1 for sample in samples[start:] if abs(sample) > 2000)
 
 
+@dataclass
+class Outcome:
+    """A warm-transfer call once over: both legs, the call's stored log, and Twilio's retry of the
+    person's callback with the log after it."""
+
+    caller: FakeCall
+    person: FakeCall
+    recorded: list[RecordedEvent]
+    retried: httpx2.Response
+    after_retry: list[Event]
+
+    @property
+    def events(self) -> list[Event]:
+        return [r.event for r in self.recorded]
+
+
+async def warm_outcome(phone: PhoneBridge, answer: Answer) -> Outcome:
+    caller, person = await warm_call(phone, answer)
+    await phone.bridge.server.writer.flush()
+    recorded = await trio.to_thread.run_sync(phone.bridge.server.store.read_call, caller.sid)
+    retried = await replay_callback(phone, person)
+    return Outcome(caller, person, recorded, retried, await phone.events(caller.sid))
+
+
 def response_bytes(events: list[Any], response_id: str) -> bytes:
     return b"".join(e.payload for e in of_type(events, AssistantAudioSent) if e.response_id == response_id)
 
@@ -134,11 +161,8 @@ async def test_the_person_answers_hears_the_callers_own_words_and_the_call_ends_
     tmp_path: Path, store: str
 ) -> None:
     async with phone_bridge(tmp_path, agent=AGENT, script=SCRIPT, env={"CALLBRIDGE_STORE": store}) as phone:
-        caller, person = await warm_call(phone, Answer(kind="human", talk_s=1.0))
-        await phone.bridge.server.writer.flush()
-        recorded = await trio.to_thread.run_sync(phone.bridge.server.store.read_call, caller.sid)
-        retried = await replay_callback(phone, person)
-        after_retry = await phone.events(caller.sid)
+        outcome = await warm_outcome(phone, Answer(kind="human", talk_s=1.0))
+        caller, person, recorded = outcome.caller, outcome.person, outcome.recorded
         row = (await phone.http.get(f"/api/conversations/{caller.sid}")).json()
         metrics = (await phone.http.get(f"/api/calls/{caller.sid}/metrics")).json()
 
@@ -163,7 +187,7 @@ async def test_the_person_answers_hears_the_callers_own_words_and_the_call_ends_
     assert (ended.reason, ended.detail) == ("transferred", "support") and events[-1] == ended
     assert of_type(events, TransferDialed) == [] and len(of_type(events, CallStarted)) == 1
     # Twilio retried the callback: nothing changes
-    assert retried.status_code == 204 and after_retry == events
+    assert outcome.retried.status_code == 204 and outcome.after_retry == events
     assert (row["status"], row["outcome"], row["transfer_target"]) == ("completed", "transferred", "support")
     control = metrics["call_control"]
     assert (control["transfers"], control["transfer_target"]) == (1, "support")
@@ -173,12 +197,9 @@ async def test_nobody_answers_and_the_caller_is_back_with_the_agent_on_a_second_
     tmp_path: Path, store: str
 ) -> None:
     async with phone_bridge(tmp_path, agent=AGENT, script=SCRIPT, env={"CALLBRIDGE_STORE": store}) as phone:
-        caller, person = await warm_call(phone, Answer(kind="no-answer", ring_s=0.3))
-        await phone.bridge.server.writer.flush()
-        recorded = await trio.to_thread.run_sync(phone.bridge.server.store.read_call, caller.sid)
+        outcome = await warm_outcome(phone, Answer(kind="no-answer", ring_s=0.3))
+        caller, person, recorded = outcome.caller, outcome.person, outcome.recorded
         sessions = list(phone.bridge.fake.sessions)
-        retried = await replay_callback(phone, person)
-        after_retry = await phone.events(caller.sid)
         row = (await phone.http.get(f"/api/conversations/{caller.sid}")).json()
         listed = (await phone.http.get("/api/conversations")).json()
         recording = (await phone.http.get(f"/api/calls/{caller.sid}/recording.wav")).content
@@ -226,7 +247,7 @@ async def test_nobody_answers_and_the_caller_is_back_with_the_agent_on_a_second_
         "callbridge.call.resumed"
     )
     # Twilio retried the callback: nothing is recorded and the caller is not redirected again
-    assert retried.status_code == 204 and after_retry == events and len(caller.updates) == 2
+    assert outcome.retried.status_code == 204 and outcome.after_retry == events and len(caller.updates) == 2
     # the views: one call, with the whole talk
     assert [c["call_id"] for c in listed].count(caller.sid) == 1
     assert (row["status"], row["end_reason"], row["outcome"]) == ("completed", "caller_hangup", "caller_hangup")

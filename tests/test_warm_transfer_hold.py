@@ -21,6 +21,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from callbridge.adapters.sim.caller import WaitForAssistant, WaitForHangUp
 from callbridge.adapters.sim.caller_http import new_sid
+from callbridge.adapters.sim.caller_script import Step
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
 from callbridge.adapters.sim.fake_twilio_calls import Answer, FakeCall
 from callbridge.adapters.twilio import codec, signature
@@ -31,21 +32,30 @@ from callbridge.web.media import CALL_TOKEN_PARAMETER, RESUME_PARAMETER
 
 
 @asynccontextmanager
-async def held_call(phone: PhoneBridge) -> AsyncIterator[FakeCall]:
-    """A caller held in the room while the person's phone keeps ringing (until the test is done)."""
-    phone.twilio.calls.script_number(PERSON, Answer(kind="no-answer", ring_s=3600))
+async def live_call(phone: PhoneBridge, script: list[Step], on_hold_s: float) -> AsyncIterator[list[FakeCall]]:
+    """An inbound call, once the caller heard the agent (live on the server); yields every call the
+    fake places meanwhile (the caller's first), and hangs them up when the test is done."""
     calls: list[FakeCall] = []
     phone.twilio.calls.on_call = calls.append
     async with trio.open_nursery() as nursery:
-        place = partial(phone.twilio.calls.place_inbound, phone.base_url, script=CALLER, on_hold_s=3600)
-        nursery.start_soon(place)
+        nursery.start_soon(
+            partial(phone.twilio.calls.place_inbound, phone.base_url, script=script, on_hold_s=on_hold_s)
+        )
         await trio.testing.wait_all_tasks_blocked()
-        caller = calls[0]
         with trio.fail_after(GUARD_S):
-            await caller.heard_assistant.wait()  # live on the server
-            await phone.bridge.wait_call_ended(caller.sid)  # its stream ended: held
-        yield caller
+            await calls[0].heard_assistant.wait()
+        yield calls
         nursery.cancel_scope.cancel()
+
+
+@asynccontextmanager
+async def held_call(phone: PhoneBridge) -> AsyncIterator[FakeCall]:
+    """A caller held in the room while the person's phone keeps ringing (until the test is done)."""
+    phone.twilio.calls.script_number(PERSON, Answer(kind="no-answer", ring_s=3600))
+    async with live_call(phone, CALLER, on_hold_s=3600) as calls:
+        with trio.fail_after(GUARD_S):
+            await phone.bridge.wait_call_ended(calls[0].sid)  # its stream ended: held
+        yield calls[0]
 
 
 async def start_stream(phone: PhoneBridge, call_sid: str, extra: dict[str, str]) -> tuple[int | None, str]:
@@ -151,21 +161,13 @@ async def test_an_operator_transfers_a_live_call_warm_and_the_person_takes_it(tm
     phone_script = [WaitForAssistant(timeout_s=10), WaitForHangUp(timeout_s=30)]
     async with phone_bridge(tmp_path, agent=AGENT, script=script) as phone:
         phone.twilio.calls.script_number(PERSON, Answer(kind="human", talk_s=1.0))
-        calls: list[FakeCall] = []
-        phone.twilio.calls.on_call = calls.append
-        async with trio.open_nursery() as nursery:
-            place = partial(phone.twilio.calls.place_inbound, phone.base_url, script=phone_script, on_hold_s=30)
-            nursery.start_soon(place)
-            await trio.testing.wait_all_tasks_blocked()
+        async with live_call(phone, phone_script, on_hold_s=30) as calls:
+            moved = await phone.post(f"/api/calls/{calls[0].sid}/transfer", {"target": "support", "reason": "asked"})
+            assert moved.status_code == 202, moved.text
             with trio.fail_after(GUARD_S):
-                await calls[0].heard_assistant.wait()  # greeted: live
-                moved = await phone.post(
-                    f"/api/calls/{calls[0].sid}/transfer", {"target": "support", "reason": "asked"}
-                )
-                assert moved.status_code == 202, moved.text
+                await calls[0].done.wait()  # the room ended: the person was called before the caller moved
+                await calls[1].done.wait()
         caller, person = calls
-        with trio.fail_after(GUARD_S):
-            await person.done.wait()
         events: list[Event] = await phone.events(caller.sid)
         row = (await phone.http.get(f"/api/conversations/{caller.sid}")).json()
         agent = (await phone.http.get("/api/agent")).json()
