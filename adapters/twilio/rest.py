@@ -286,14 +286,11 @@ class TwilioCalls(_TwilioRest):
     async def hold_for_transfer(
         self, call_sid: str, *, room: str, label: str, to: str, caller_id: str | None, timeout_s: int, summary: str
     ) -> None:
-        """A warm transfer: ``to`` is called — whoever answers hears ``summary`` and joins conference
-        ``room`` — then the caller is moved into that room (hold music until the person joins). The
-        person's leg reports its end to ``transfer_status_url`` (``?call=…&label=…&to=…``), where the
-        server records the transfer's outcome and, when nobody answered, brings the caller back.
-
-        The person is called first: moving the caller ends the call's media stream at once (Twilio
-        sends ``stop``), and with it the call's tasks, so nothing may be left to do after it. When
-        the caller cannot be moved (they hung up), the person's call is cancelled."""
+        """A warm transfer: ``to`` is called (whoever answers hears ``summary``, then joins ``room``),
+        then the caller is moved into ``room`` (hold music). The person's leg reports its end to
+        ``transfer_status_url?call=…&label=…&to=…``, where the server decides how the hold ends.
+        The person is called first: moving the caller stops the stream, and with it the call's tasks;
+        when the caller cannot be moved (they hung up), the person's call is cancelled."""
         if not caller_id:
             raise TelephonyError(f"a warm transfer to {label} needs a caller ID: set the target's caller_id")
         if self.transfer_status_url is None:
@@ -302,15 +299,10 @@ class TwilioCalls(_TwilioRest):
         person = conference_twiml(room, start_on_enter=True, say=summary)
 
         def call() -> str:
+            callback = f"{self.transfer_status_url}?{query}"
             with self._client() as client:
-                created = client.calls.create(
-                    to=to,
-                    from_=caller_id,
-                    twiml=person,
-                    timeout=timeout_s,
-                    status_callback=f"{self.transfer_status_url}?{query}",
-                    status_callback_method="POST",
-                )
+                created = client.calls.create(to=to, from_=caller_id, twiml=person, timeout=timeout_s,
+                                              status_callback=callback, status_callback_method="POST")  # fmt: skip
             return created.sid or ""
 
         try:
