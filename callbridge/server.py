@@ -42,7 +42,7 @@ from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings, Telephony
 from callbridge.engine.default_tools import default_registry
 from callbridge.engine.engine_id import ENGINE_ID_ENV, EngineIdentity, EngineIdError, claim_engine_id
-from callbridge.engine.events import SETTINGS_STREAM, CallStarted, DefaultSessionConfigSaved, Event
+from callbridge.engine.events import SETTINGS_STREAM, CallResumed, CallStarted, DefaultSessionConfigSaved, Event
 from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
@@ -68,6 +68,7 @@ from callbridge.web.live_feed import LiveFeed
 from callbridge.web.media import handle_media_stream
 from callbridge.web.outbound import OutboundCalls
 from callbridge.web.settings import Settings, SettingsError
+from callbridge.web.warm_transfer import tell_transfer_status_url
 
 log = logging.getLogger(__name__)
 
@@ -306,6 +307,9 @@ class Server:
         greeting = await self.outbound.call_starting(start)
         if greeting:  # POST /api/calls gave this outbound call its own greeting
             settings = replace(settings, agent=msgspec.structs.replace(self.agent, greeting=greeting))
+        history = self.admission.resumed_history(start.start.call_sid)
+        if history is not None:  # back from a warm transfer nobody answered (web/warm_transfer.py)
+            settings = replace(settings, resumed_history=history)
         return await run_call(
             link,
             start,
@@ -316,9 +320,10 @@ class Server:
         )
 
     def _record_call_event(self, event: Event) -> None:
-        """The calls' sink: the writer, with this engine named as the owner of each call it starts
-        (``CallStarted.engine_id``), so its calls can be ended for it if it dies."""
-        if type(event) is CallStarted and not event.engine_id:
+        """The calls' sink: the writer, with this engine named as the owner of each call it starts or
+        resumes (``CallStarted.engine_id``, ``CallResumed.engine_id``), so its calls can be ended for
+        it if it dies."""
+        if isinstance(event, CallStarted | CallResumed) and not event.engine_id:
             event = msgspec.structs.replace(event, engine_id=self.identity.engine_id)
         self.writer.record(event)
 
@@ -428,6 +433,7 @@ class Server:
             if self.settings.public_url_from_bind and self.settings.port != self.port:
                 self.settings = replace(self.settings, public_url=f"http://{self.settings.host}:{self.port}")
             self.mcp.allow(self.settings.public_url, self.port)
+            tell_transfer_status_url(self.telephony, self.settings.public_url)
             task_status.started(self.port)
             await front_done.wait()
             services.cancel_scope.cancel()  # the writer flushes what is left as it stops

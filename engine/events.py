@@ -443,6 +443,8 @@ class CallResumed(Event, frozen=True, kw_only=True):
 
     stream_sid: str
     reason: str = ""
+    engine_id: str = ""
+    """The engine carrying the call from here on (any engine may take the new stream)."""
 
 
 class TransferNotAnswered(Event, frozen=True, kw_only=True):

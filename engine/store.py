@@ -309,6 +309,14 @@ class EventStore:
             self._versions[call_id] = last_version + len(stored)
             return max(ids) if ids else self._head()
 
+    def forget_version(self, call_id: str) -> None:
+        """Another process may have appended to ``call_id`` since this one last did (a call back from
+        a hold, on another engine than the one that recorded its outcome): the next append reads the
+        call's last version from the store instead of counting on from this process's memory, so it
+        does not collide."""
+        with self._lock:
+            self._versions.pop(call_id, None)
+
     def last_event(self, call_id: str) -> tuple[int, Event] | None:
         """The version and event last stored for a call (None when it has none), read from the store
         now (never from this process's cache)."""

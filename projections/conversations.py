@@ -146,8 +146,9 @@ ServerHandler = Callable[[sqlite3.Connection, str, str, ServerEvent], None]
 
 class ConversationsProjection(Projection):
     name = "conversations"
-    version = 2
-    """2: ``direction``, ``outcome``, ``transfer_target``, ``twilio_status`` (``conversations_outcome``)."""
+    version = 3
+    """2: ``direction``, ``outcome``, ``transfer_target``, ``twilio_status`` (``conversations_outcome``);
+    3: warm transfers (``CallHeld``, ``TransferNotAnswered``: the ``on_hold`` outcome)."""
     topics = OUTCOME_TOPICS | frozenset(
         {
             "CallStarted",

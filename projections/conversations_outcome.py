@@ -7,7 +7,12 @@ Part of ``projections/conversations.py`` (its table's columns ``status``, ``end_
 - ``hung_up_by_agent`` (the model's ``end_call``), ``hung_up_by_operator`` (console or API),
   ``hung_up_silence``, ``hung_up_max_duration``, ``voicemail_left``: a ``CallEndRequested`` by
   ``model``, ``operator``, ``silence``, ``max_duration``, ``voicemail``;
-- ``transferred`` (``transfer_target`` says to whom): a ``TransferDialed`` that went through;
+- ``transferred`` (``transfer_target`` says to whom): a ``TransferDialed`` that went through, or
+  a warm transfer the person took (``CallEnded(reason="transferred")`` after ``CallHeld``);
+- ``on_hold`` (``transfer_target`` says to whom), while the call is not over: a warm transfer holds
+  the caller while the person is called (``CallHeld``). When nobody answers (``TransferNotAnswered``)
+  the caller is back with the agent and the outcome is open again; the call stays one row, whose
+  items are the whole talk (both streams);
 - ``busy``, ``no-answer``, ``failed``, ``canceled``: an outbound call that never connected
   (Twilio's status callback; there is no stream, so no ``CallEnded``: the conversation ends here);
 - otherwise the ``CallEnded`` reason (``caller_hangup``, ``model_unavailable``, …).
@@ -23,15 +28,19 @@ import sqlite3
 from callbridge.engine.events import (
     CallEnded,
     CallEndRequested,
+    CallHeld,
     CallStarted,
     CallStatusReported,
     Event,
     OutboundCallPlaced,
     TransferDialed,
+    TransferNotAnswered,
 )
 from callbridge.projections.views_db import iso
 
-TOPICS = frozenset({"OutboundCallPlaced", "CallStatusReported", "CallEndRequested", "TransferDialed"})
+TOPICS = frozenset({"OutboundCallPlaced", "CallStatusReported", "CallEndRequested", "TransferDialed"}) | frozenset(
+    {"CallHeld", "TransferNotAnswered"}  # warm transfers
+)
 COLUMNS = (
     ("direction", "TEXT"),
     ("outcome", "TEXT"),
@@ -110,5 +119,20 @@ def apply_outcome(db: sqlite3.Connection, event: Event) -> None:
                 "UPDATE conversations SET outcome='transferred', transfer_target=? WHERE call_id=?",
                 (event.label, call_id),
             )
+    elif isinstance(event, CallHeld):
+        db.execute(
+            "UPDATE conversations SET outcome='on_hold', transfer_target=? WHERE call_id=? AND ended_at IS NULL",
+            (event.label, call_id),
+        )
+    elif isinstance(event, TransferNotAnswered):
+        db.execute(
+            "UPDATE conversations SET outcome=NULL, transfer_target=NULL WHERE call_id=? AND outcome='on_hold'",
+            (call_id,),
+        )
     elif isinstance(event, CallEnded):
-        db.execute("UPDATE conversations SET outcome=coalesce(outcome, ?) WHERE call_id=?", (event.reason, call_id))
+        db.execute(  # a held call's end says how the hold ended (transferred, or the caller hung up)
+            "UPDATE conversations SET outcome=CASE WHEN outcome IS NULL OR outcome='on_hold' THEN ? ELSE outcome END, "
+            "transfer_target=CASE WHEN outcome='on_hold' AND ?<>'transferred' THEN NULL ELSE transfer_target END "
+            "WHERE call_id=?",
+            (event.reason, event.reason, call_id),
+        )

@@ -35,6 +35,8 @@ from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
     CallEndRequested,
+    CallHeld,
+    CallResumed,
     CallSessionConfigChanged,
     CallStarted,
     CallStatusReported,
@@ -62,6 +64,7 @@ from callbridge.engine.events import (
     ToolCallFailed,
     ToolCallRequested,
     TransferDialed,
+    TransferNotAnswered,
     TransferRefused,
     TransferRequested,
     TwilioFrameRejected,
@@ -86,6 +89,9 @@ CALL_CONTROL_MESSAGES: dict[type[Event], str] = {
     DurationWarningGiven: "callbridge.duration.warning",
     MachineDetected: "callbridge.machine.detected",
     ModelSessionRecycled: "callbridge.model.recycled",
+    CallHeld: "callbridge.call.held",
+    TransferNotAnswered: "callbridge.transfer.not_answered",
+    CallResumed: "callbridge.call.resumed",
 }
 """Call-control facts on the feed: the event's fields plus ``summary`` (the timeline's line)."""
 
@@ -351,8 +357,12 @@ class LiveProjection:
 
     def _call_control(self, e: Event) -> list[Message]:
         """A call-control fact: its fields, and the timeline's line for it as ``summary``."""
+        call = self._calls.get(e.call_id)
+        if isinstance(e, CallResumed) and call is not None:  # the call's messages carry the new stream's id
+            call.stream_sid = e.stream_sid
         fields: dict[str, Any] = msgspec.to_builtins(e)
         del fields["call_id"], fields["at"]
+        fields.pop("stream_sid", None)  # the envelope's (CallResumed: the new stream's)
         summary = CALL_CONTROL_FACTS[type(e)][1](e)
         return self._message(e, CALL_CONTROL_MESSAGES[type(e)], **fields, summary=summary)
 

@@ -149,9 +149,10 @@ _FIRST_AUDIO = (
 
 class MetricsProjection(Projection):
     name = "metrics"
-    version = 3
+    version = 4
     """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions.
-    3: call-control figures (``projections/metrics_call_control.py``)."""
+    3: call-control figures (``projections/metrics_call_control.py``); 4: a warm transfer (``CallHeld``)
+    counts as a transfer."""
     topics = CALL_CONTROL_TOPICS | frozenset(
         {
             "CallStarted",

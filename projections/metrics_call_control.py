@@ -6,6 +6,8 @@ Part of ``projections/metrics.py`` (columns of ``call_metrics``, :data:`COLUMNS`
 :func:`call_control_prometheus`. ``hung_up_by`` is who asked for the end (``model``, ``operator``,
 ``silence``, ``max_duration``, ``voicemail``), null when the caller hung up or the call never ended
 by our decision; ``greeting_latency_ms`` is from the call's start to the greeting's first audio.
+``transfers`` counts transfers put through: a cold one's ``<Dial>`` sent, a warm one's caller held
+while the person is called (``CallHeld``) — whether the person then answers is not counted here.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from callbridge.engine.events import (
     CallEndRequested,
+    CallHeld,
     DtmfReceived,
     DtmfSent,
     Event,
@@ -52,6 +55,7 @@ TOPICS = frozenset(
         "DtmfSent",
         "SilenceReprompted",
         "ModelSessionRecycled",
+        "CallHeld",
     }
 )
 HANG_UP_BY = ("model", "operator", "silence", "max_duration", "voicemail")
@@ -64,6 +68,7 @@ _FOLD: dict[type[Event], Callable[[Any], tuple[str, tuple[Any, ...]]]] = {
         "transfers=transfers+?, transfer_target=coalesce(?, transfer_target)",
         (1 if e.ok else 0, e.label if e.ok else None),
     ),
+    CallHeld: lambda e: ("transfers=transfers+1, transfer_target=coalesce(?, transfer_target)", (e.label,)),
     TransferRefused: lambda e: ("transfers_refused=transfers_refused+1", ()),
     CallEndRequested: lambda e: ("hung_up_by=coalesce(hung_up_by, ?)", (e.by,)),
     MachineDetected: lambda e: ("answered_by=coalesce(answered_by, ?)", (e.answered_by,)),

@@ -6,7 +6,10 @@ which ends the calls of engines that died. Folding only ``CallStarted``, ``CallE
 of a scan of the log.
 
 - ``open_calls``: one row per call started and not ended: its engine (``''`` in logs recorded before
-  engines had names), the position and time of its ``CallStarted``.
+  engines had names), the position and time of its ``CallStarted``. A call a warm transfer holds
+  (``CallHeld``) is carried by no engine — Twilio holds it and the server records its end — so its
+  row has no engine from the hold on (and is ended as lost only after Twilio's longest call, like an
+  unowned one); when it comes back (``CallResumed``) the engine that resumed it carries it.
 - ``engines``: one row per engine: its last heartbeat's position, time, process and interval.
 """
 
@@ -15,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from typing import NamedTuple
 
-from callbridge.engine.events import CallEnded, CallStarted, EngineHeartbeat
+from callbridge.engine.events import CallEnded, CallHeld, CallResumed, CallStarted, EngineHeartbeat
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.projection import Projection
 
@@ -40,8 +43,9 @@ class EngineSeen(NamedTuple):
 
 class OwnershipProjection(Projection):
     name = "ownership"
-    version = 1
-    topics = frozenset({"CallStarted", "CallEnded", "EngineHeartbeat"})
+    version = 2
+    """2: held calls have no engine until they are resumed (``CallHeld``, ``CallResumed``)."""
+    topics = frozenset({"CallStarted", "CallEnded", "EngineHeartbeat", "CallHeld", "CallResumed"})
     schema = (
         "CREATE TABLE IF NOT EXISTS open_calls (call_id TEXT PRIMARY KEY, engine_id TEXT NOT NULL,"
         " started_position INTEGER NOT NULL, started_at REAL NOT NULL)",
@@ -61,6 +65,16 @@ class OwnershipProjection(Projection):
             )
         elif isinstance(event, CallEnded):
             db.execute("DELETE FROM open_calls WHERE call_id = ?", (event.call_id,))
+        elif isinstance(event, CallHeld):
+            db.execute(
+                "UPDATE open_calls SET engine_id = '', started_position = ?, started_at = ? WHERE call_id = ?",
+                (recorded.position, event.at, event.call_id),
+            )
+        elif isinstance(event, CallResumed):
+            db.execute(
+                "INSERT OR REPLACE INTO open_calls VALUES (?, ?, ?, ?)",
+                (event.call_id, event.engine_id, recorded.position, event.at),
+            )
         elif isinstance(event, EngineHeartbeat):
             db.execute(
                 "INSERT OR REPLACE INTO engines VALUES (?, ?, ?, ?, ?, ?, ?)",

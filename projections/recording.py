@@ -6,7 +6,9 @@ Why it is built this way:
   (or, for a call cut off without one, at the last recorded moment), so a second into the WAV is
   a second into the call and the timeline's ``+00:03.120`` can be found by ear.
 - **Caller audio** is placed by Twilio's own frame ``timestamps`` (ms since the stream started),
-  not by when frames arrived, so jitter does not smear it; frames Twilio skipped are silence.
+  not by when frames arrived, so jitter does not smear it; frames Twilio skipped are silence. A call
+  back from a warm transfer's hold has a second stream, whose timestamps start again from 0: its
+  audio is placed from the moment it began (``CallResumed``).
 - **Assistant audio** is placed where the caller really heard it. What the bridge *sent* is not
   what was *played*: Twilio queues it and plays 8 bytes/ms, each chunk starting when it arrives
   or when the previous one finishes, whichever is later. We replay that FIFO from
@@ -31,6 +33,7 @@ from callbridge.engine.events import (
     AssistantAudioSent,
     CallEnded,
     CallerAudioReceived,
+    CallResumed,
     CallStarted,
     Event,
     PlaybackCleared,
@@ -152,13 +155,14 @@ def _write(track: bytearray, position: int, data: bytes | memoryview) -> None:
     track[position:end] = view[: end - position]
 
 
-def _place_caller(track: bytearray, event: CallerAudioReceived) -> None:
-    """Lay one run of caller frames at their Twilio timestamps, contiguous frames in one copy."""
+def _place_caller(track: bytearray, event: CallerAudioReceived, stream_start: int = 0) -> None:
+    """Lay one run of caller frames at their Twilio timestamps (from ``stream_start``, the sample
+    its stream began at), contiguous frames in one copy."""
     payload = memoryview(event.payload)
     run_track = run_from = offset = 0
     expected: int | None = None
     for timestamp, size in zip(event.timestamps, event.frame_sizes, strict=False):
-        position = timestamp * SAMPLES_PER_MS
+        position = stream_start + timestamp * SAMPLES_PER_MS
         if position != expected:
             if expected is not None:
                 _write(track, run_track, payload[run_from:offset])
@@ -177,9 +181,12 @@ def channel_tracks(events: Sequence[Event]) -> tuple[CallSpan, bytearray, bytear
         raise ValueError(f"the call lasts {total / SAMPLE_RATE:.0f} s: too long for one WAV file")
     caller = bytearray([SILENCE]) * total
     assistant = bytearray([SILENCE]) * total
+    stream_start = 0
     for event in events:
         if isinstance(event, CallerAudioReceived):
-            _place_caller(caller, event)
+            _place_caller(caller, event, stream_start)
+        elif isinstance(event, CallResumed):  # a new stream: its timestamps start from 0 again
+            stream_start = round((event.at - span.start_at) * SAMPLE_RATE)
     for segment in assistant_playback(events, span):
         _write(assistant, segment.start, memoryview(segment.payload)[: segment.end - segment.start])
     return span, caller, assistant

@@ -57,7 +57,7 @@ from callbridge.engine.events import (
 from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
-from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS, never_connected
+from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS, never_connected, on_hold
 
 KINDS = ("call", "caller", "assistant", "tool", "barge_in", "model", "error", "dtmf", "twilio", "control")
 TEXT_LIMIT = 120
@@ -353,8 +353,11 @@ def build_timeline(events: Sequence[Event]) -> list[TimelineEntry]:
     for event in events:
         builder.event(event)
     never = never_connected(events)
+    held = on_hold(events) if not builder.span.ended else None
     if never is not None:
         builder.add(never.at, "call", f"the call never connected: {never.status}", ended=True, status=never.status)
+    elif held is not None:  # Twilio holds the call: the server records how the transfer ends
+        builder.add(builder.span.end_at, "call", f"on hold — transferring to {held.label}", ended=False, held=True)
     elif not builder.span.ended:
         builder.add(builder.span.end_at, "call", "no CallEnded: the call was cut off", ended=False)
     return sorted(builder.entries, key=lambda entry: entry.t_ms)

@@ -1,5 +1,6 @@
-"""Timeline lines for call control: the greeting, hang-ups, transfers, the keypad both ways, silence,
-the duration limit, answering machines, session recycles and outbound calls.
+"""Timeline lines for call control: the greeting, hang-ups, transfers (cold, and warm: the hold, the
+person not answering, the caller back on a new stream), the keypad both ways, silence, the duration
+limit, answering machines, session recycles and outbound calls.
 
 Part of ``projections/timeline.py`` (merged into its one-line-per-event table): each entry is the
 kind (``control``, ``dtmf`` or ``twilio``) and a function from the event to its summary.
@@ -11,7 +12,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from callbridge.engine.events import (
+    CallEnded,
     CallEndRequested,
+    CallHeld,
+    CallResumed,
     CallStarted,
     CallStatusReported,
     DtmfForwarded,
@@ -26,6 +30,7 @@ from callbridge.engine.events import (
     PhoneHangUpSent,
     SilenceReprompted,
     TransferDialed,
+    TransferNotAnswered,
     TransferRefused,
     TransferRequested,
 )
@@ -88,11 +93,25 @@ CALL_CONTROL_FACTS: dict[type[Event], tuple[str, Callable[[Any], str]]] = {
             + (f" (detected in {e.detection_ms} ms)" if e.detection_ms is not None else "")
         ),
     ),
+    CallHeld: ("control", lambda e: f"caller on hold: transferring to {e.label} ({e.to}), who hears a summary first"),
+    TransferNotAnswered: ("control", lambda e: f"nobody took the transfer to {e.label} ({e.to}): {e.status}"),
+    CallResumed: ("control", lambda e: f"caller back with the agent on a new stream ({e.stream_sid})"),
     ModelSessionRecycled: (
         "model",
         lambda e: f"session {e.to_session} took over from {e.from_session} ({e.seeded_items} items re-seeded)",
     ),
 }
+
+
+def on_hold(events: Sequence[Event]) -> CallHeld | None:
+    """The hold a call without ``CallEnded`` is in now (its last ``CallHeld``, not resumed since)."""
+    held: CallHeld | None = None
+    for event in events:
+        if isinstance(event, CallHeld):
+            held = event
+        elif isinstance(event, CallResumed | CallEnded):
+            held = None
+    return held
 
 
 def never_connected(events: Sequence[Event]) -> CallStatusReported | None:

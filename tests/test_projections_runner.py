@@ -24,6 +24,7 @@ from callbridge.engine.store import EventStore, RecordedEvent
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.conversations import ConversationsProjection, get_conversation
 from callbridge.projections.metrics import MetricsProjection
+from callbridge.projections.ownership import OwnershipProjection
 from callbridge.projections.runner import (
     POSITIONS_SCHEMA,
     ProgressBar,
@@ -347,7 +348,7 @@ def test_views_folded_from_postgresql_equal_those_from_sqlite(
     assert positions == [
         ("conversations", head, ConversationsProjection.version),
         ("metrics", head, MetricsProjection.version),
-        ("ownership", head, 1),
+        ("ownership", head, OwnershipProjection.version),
         ("webhooks", head, 1),
     ]
     sources = from_postgres.pop("views_source"), from_sqlite.pop("views_source")  # each names its own store

@@ -22,7 +22,10 @@ Twilio's routes (all signed when ``TWILIO_AUTH_TOKEN`` is set):
   in-progress, busy, no-answer, failed, completed), freeing an outbound call's slot at its end;
 - ``/twilio/amd`` is the asynchronous answering-machine result of an outbound call (``AnsweredBy``,
   ``MachineDetectionDuration``): handed to the live call, or recorded (``MachineDetected``) when the
-  call is not live on this engine.
+  call is not live on this engine;
+- ``/twilio/transfer-status`` is the end of a warm transfer's call to the person
+  (``web/warm_transfer.py``): the held caller's call ends ``transferred``, or comes back to the agent
+  on a new stream built like ``/twiml``'s.
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from callbridge.web.media import CALL_TOKEN_PARAMETER
 from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
 from callbridge.web.stream_ended import answer_stream_ended, parse_detection_ms
+from callbridge.web.warm_transfer import TRANSFER_STATUS_PATH, transfer_status_reported
 from callbridge.web.webhooks_api import webhooks_blueprint
 
 if TYPE_CHECKING:
@@ -81,6 +85,21 @@ def create_app(server: Server) -> QuartTrio:
             params = {key: request.args[key] for key in request.args}
         return params, None
 
+    def stream_twiml(parameters: dict[str, str]) -> str:
+        """``<Connect action><Stream>`` to ``/call`` with ``parameters`` (``From``, ``To``,
+        ``CallSid``, ``Direction``, …) and the call's per-call token: ``/twiml``'s answer, and where
+        a warm transfer nobody answered sends the caller back."""
+        parameters = dict(parameters)
+        if server.settings.twilio_auth_token:
+            call_sid = parameters.get("CallSid", "")
+            parameters[CALL_TOKEN_PARAMETER] = server.admission.token_for(server.settings.twilio_auth_token, call_sid)
+        public_url = server.settings.public_url
+        return twiml.connect_stream_twiml(
+            signature.stream_url(public_url),
+            parameters,
+            action=signature.webhook_url(public_url, STREAM_ENDED_PATH),
+        )
+
     @app.route("/twiml", methods=["GET", "POST"])
     async def voice_webhook() -> Any:
         params, refused = await twilio_params()
@@ -88,16 +107,7 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
         parameters["Direction"] = params.get("Direction") or "inbound"
-        if server.settings.twilio_auth_token:
-            call_sid = params.get("CallSid", "")
-            parameters[CALL_TOKEN_PARAMETER] = server.admission.token_for(server.settings.twilio_auth_token, call_sid)
-        public_url = server.settings.public_url
-        body = twiml.connect_stream_twiml(
-            signature.stream_url(public_url),
-            parameters,
-            action=signature.webhook_url(public_url, STREAM_ENDED_PATH),
-        )
-        return Response(body, content_type="text/xml")
+        return Response(stream_twiml(parameters), content_type="text/xml")
 
     @app.route(STREAM_ENDED_PATH, methods=["POST"])
     async def stream_ended() -> Any:
@@ -126,6 +136,14 @@ def create_app(server: Server) -> QuartTrio:
                 MachineDetected(call_id=call_sid, at=server.now(), answered_by=answered_by, detection_ms=detection_ms)
             )
         return Response("", status=204)
+
+    @app.route(TRANSFER_STATUS_PATH, methods=["POST"])
+    async def transfer_status() -> Any:
+        params, refused = await twilio_params()
+        if refused is not None:
+            return refused
+        query = {key: request.args[key] for key in request.args}
+        return await transfer_status_reported(server, query, params, stream_twiml)
 
     @app.route("/twilio/status", methods=["POST"])
     async def status_callback() -> Any:

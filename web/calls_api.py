@@ -47,6 +47,7 @@ def agent_view(agent: Agent) -> dict[str, Any]:
         "silence_hangup_s": agent.silence_hangup_s,
         "max_duration_s": agent.max_duration_s,
         "voicemail_message": agent.voicemail_message,
+        "transfer_no_answer_message": agent.transfer_no_answer_message,
         "transfer_targets": [
             {"label": target.label, "to": target.to, "mode": target.mode, "timeout_s": target.timeout_s}
             for target in agent.transfer_targets

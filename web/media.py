@@ -11,8 +11,9 @@ Before anything starts:
   most :data:`START_TIMEOUT_S`; unreadable ones are logged once per kind with a count, never one
   line each, and the socket is closed (1008) when the peer keeps sending something else;
 - the ``start`` frame must pass :mod:`web.call_admission` (CallSid/StreamSid shapes, the per-call
-  token when the auth token is set, a CallSid never started before), else the socket is closed
-  with 1008 and the reason, and nothing is recorded under that CallSid.
+  token when the auth token is set, a CallSid never started before — or, with a
+  ``callbridge_resume`` parameter, a held call coming back from a warm transfer nobody answered),
+  else the socket is closed with 1008 and the reason, and nothing is recorded under that CallSid.
 
 Then the engine runs the call; one INFO line says it started (call id, from, to) and one that it
 ended (reason, duration). Peer strings in log lines go through ``printable`` (no forged lines).
@@ -42,6 +43,8 @@ from callbridge.web.call_admission import (
 log = logging.getLogger(__name__)
 
 CALL_TOKEN_PARAMETER = "callbridge_token"
+RESUME_PARAMETER = "callbridge_resume"
+"""The ``<Parameter>`` that brings a held call back to the agent (``web/warm_transfer.py``)."""
 START_TIMEOUT_S = 10.0
 MAX_FRAMES_BEFORE_START = 8
 """Twilio sends one ``connected`` before ``start``; a peer sending more than this is not Twilio."""
@@ -125,8 +128,9 @@ def peer_of(stream: trio.abc.HalfCloseableStream) -> str:
 async def check_start(
     start: codec.Start, *, auth_token: str | None, admission: CallAdmission | None
 ) -> tuple[str, codec.Start]:
-    """The call id and the ``start`` frame to run (per-call token removed), or :class:`StartRefused`.
-    On success the call id is claimed: release it when the call ends."""
+    """The call id and the ``start`` frame to run (per-call and resume tokens removed), or
+    :class:`StartRefused`. On success the call id is claimed: release it when the call ends (a
+    resumed call's history is then ``admission.resumed_history(call_id)``)."""
     info = start.start
     check_sid("StreamSid", start.stream_sid)
     check_sid("CallSid", info.call_sid)
@@ -134,9 +138,15 @@ async def check_start(
         token = info.custom_parameters.get(CALL_TOKEN_PARAMETER, "")
         now = admission.clock() if admission is not None else time.time()
         check_call_token(auth_token, info.call_sid, token, now)
-    if admission is not None:
+    resume = info.custom_parameters.get(RESUME_PARAMETER)
+    if resume is not None:
+        if admission is None:
+            raise StartRefused("this server does not resume held calls")
+        await admission.claim_resumed(info.call_sid, resume, auth_token)
+    elif admission is not None:
         await admission.claim(info.call_sid)
-    params = {k: v for k, v in info.custom_parameters.items() if k != CALL_TOKEN_PARAMETER}
+    tokens = (CALL_TOKEN_PARAMETER, RESUME_PARAMETER)
+    params = {k: v for k, v in info.custom_parameters.items() if k not in tokens}
     return info.call_sid, msgspec.structs.replace(start, start=msgspec.structs.replace(info, custom_parameters=params))
 
 

@@ -11,12 +11,17 @@ real sockets, signed with the account's auth token:
   (:mod:`adapters.sim.caller_stream`), the ``AsyncAmdStatusCallback`` with ``AnsweredBy``
   (a person: ``human`` shortly after answering; an answering machine: ``machine_end_beep`` once
   its beep ended), and ``completed`` with ``CallDuration`` at the end. Who answers a number is
-  scripted with :meth:`FakeCalls.script_number` (:class:`Answer`).
+  scripted with :meth:`FakeCalls.script_number` (:class:`Answer`). A create with ``Twiml`` instead
+  of ``Url`` is the person a warm transfer calls: once answered they hear its ``<Say>`` and join its
+  conference (:mod:`adapters.sim.fake_conference`); its final status (``completed`` with
+  ``CallDuration``, or ``busy``/``no-answer``/``failed``) goes to its ``StatusCallback``, query intact.
 - ``POST /2010-04-01/Accounts/{AC}/Calls/{CA}.json`` (update): ``Status=completed`` hangs the
   call up; ``Twiml=…`` replaces what the call does — ``<Hangup>``, ``<Dial><Number|Sip>`` (the
   fake records the number, caller ID and timeout, and rings a simulated person, who answers unless
-  told not to) or ``<Dial><Conference>``. Either way the stream gets ``stop``. A call that is not
-  in progress answers 400 (Twilio's 21220).
+  told not to) or ``<Dial><Conference>`` (the caller waits in the room, still in progress; a
+  later update with ``<Connect><Stream>`` opens a new media stream of the same call, where the
+  simulated caller plays ``FakeCall.resume_script``). Either way the stream gets ``stop``. A call
+  that is not in progress answers 400 (Twilio's 21220).
 - When *our* side closes the stream, the fake requests the ``<Connect action>`` URL (signed),
   records the TwiML it answers (``FakeCall.action_twiml``) and follows it.
 - :meth:`FakeCalls.place_inbound` rings our voice webhook as an inbound call, so REST updates of
@@ -28,8 +33,8 @@ Inspect ``FakeCalls.calls`` (sid → :class:`FakeCall`); ``await call.done.wait(
 from __future__ import annotations
 
 import time
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import httpx2
@@ -39,13 +44,13 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, HandshakeError,
 
 from callbridge.adapters.sim.caller_http import new_sid
 from callbridge.adapters.sim.caller_report import CallReport
-from callbridge.adapters.sim.caller_script import Step, default_script, voicemail_script
+from callbridge.adapters.sim.caller_script import HangUp, Step, WaitForAssistant, default_script, voicemail_script
 from callbridge.adapters.sim.caller_stream import run_stream
+from callbridge.adapters.sim.fake_conference import DialLeg, FakeConferences
+from callbridge.adapters.sim.fake_twilio_webhooks import API_VERSION, Route, call_params, direct, post_amd, signed_post
 from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
 from callbridge.adapters.twilio.twiml import TwimlError, parse_connect_action, parse_connect_stream
 
-API_VERSION = "2010-04-01"
-HUMAN_AMD_AFTER_S = 0.3
 TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 
 Reply = tuple[int, dict[str, Any]]
@@ -60,18 +65,11 @@ class Answer(msgspec.Struct, kw_only=True):
     ring_s: float = 0.1
     amd: str | None = None
     """``AnsweredBy`` to report (default: ``human`` / ``machine_end_beep``; ``""``: no AMD callback)."""
+    talk_s: float = 1.0
+    """A person called with ``Twiml`` (a warm transfer): how long they stay in the conference."""
 
 
-class DialLeg(msgspec.Struct, kw_only=True):
-    """Where a ``<Dial>`` sent the caller, and what the simulated person there did."""
-
-    to: str
-    kind: str
-    """``number``, ``sip`` or ``conference``."""
-    caller_id: str | None = None
-    timeout_s: int | None = None
-    rang: bool = False
-    answered: bool = False
+__all__ = ["Answer", "DialLeg", "FakeCall", "FakeCalls"]
 
 
 class FakeCall:
@@ -87,17 +85,33 @@ class FakeCall:
         self.status_events: list[str] = list(form.get("StatusCallbackEvent", []) or ["completed"])
         self.amd_callback: str = form.get("AsyncAmdStatusCallback", "")
         self.machine_detection: str = form.get("MachineDetection", "")
+        self.twiml: str = form.get("Twiml", "")
+        """What a call created with ``Twiml`` does once answered (a warm transfer's person)."""
+        timeout = str(form.get("Timeout", ""))
+        self.timeout_s = int(timeout) if timeout.isdigit() else None
+        self.heard_say: list[str] = []
+        self.rooms: list[str] = []
+        """The conference rooms the call was in, in order."""
+        self.on_hold_s = 0.0
+        """How long the caller stays in a conference before hanging up (0: it only records the room)."""
+        self.resume_script: list[Step] = [WaitForAssistant(timeout_s=15), HangUp()]
+        """What the caller does on a later stream of the call (back from a hold)."""
         self.status = "queued"
         self.statuses_posted: list[str] = []
+        self.status_forms: list[dict[str, str]] = []
+        """The status callbacks' forms, as posted (signed) to ``status_callback``."""
         self.voice_twiml = ""
         self.action_twiml: str | None = None
         self.amd_posted: str | None = None
         self.updates: list[dict[str, str]] = []
         self.hung_up_by: str | None = None
-        """``rest`` (Status=completed), ``twiml`` (a ``<Hangup>``), ``caller`` or ``dial``."""
+        """``rest`` (Status=completed), ``twiml`` (a ``<Hangup>``), ``caller``, ``dial``, ``conference``
+        (the room it waited in ended) or ``person`` (a warm transfer's person left the room)."""
         self.pending_twiml: str | None = None
         self.dial: DialLeg | None = None
         self.report: CallReport | None = None
+        """The first media stream's; ``reports`` has every stream's, in order."""
+        self.reports: list[CallReport] = []
         self.errors: list[str] = []
         self.answered_at: float | None = None
         self.remote_hang_up = trio.Event()
@@ -137,6 +151,9 @@ class FakeCalls:
         self.numbers: dict[str, Answer] = {}
         self.people_answer: dict[str, bool] = {}
         """``<Dial>`` targets and whether the simulated person there picks up (default yes)."""
+        self.conferences = FakeConferences(self.people_answer)
+        self.reach: Route = direct
+        """Where our server's URLs really go (default: where they say): a test's load balancer."""
         self.fail_next: list[Reply] = []
         """Errors to answer to the next create or update requests, in order (Twilio refusing)."""
         self.nursery: trio.Nursery | None = None
@@ -215,9 +232,16 @@ class FakeCalls:
         from_: str = "+15005550006",
         to: str = "+15005550001",
         keep_audio: bool = True,
+        on_hold_s: float = 0.0,
+        resume_script: Sequence[Step] | None = None,
     ) -> FakeCall:
-        """Ring ``base_url/twiml`` as an inbound call and carry it to its end; returns the call."""
+        """Ring ``base_url/twiml`` as an inbound call and carry it to its end; returns the call.
+        ``on_hold_s``: how long the caller waits in a conference room; ``resume_script``: what it
+        does on a later stream (back from a hold)."""
         call = FakeCall(new_sid("CA"), to=to, from_=from_, direction="inbound", url=f"{base_url}/twiml", form={})
+        call.on_hold_s = on_hold_s
+        if resume_script is not None:
+            call.resume_script = list(resume_script)
         self.calls[call.sid] = call
         if self.on_call is not None:
             self.on_call(call)
@@ -240,6 +264,12 @@ class FakeCalls:
                 if answer.kind in ("busy", "no-answer", "failed"):
                     await self._status(http, call, answer.kind)
                     return
+                if call.twiml:  # a warm transfer's person: the summary, then the room
+                    call.answered_at = time.monotonic()
+                    await self._status(http, call, "in-progress")
+                    await self.conferences.person(call, answer.talk_s)
+                    await self._finish(http, call, "completed")
+                    return
             await self._answered(call, answer, keep_audio=True)
         except (httpx2.HTTPError, OSError, ValueError) as error:
             call.errors.append(f"{type(error).__name__}: {error}")
@@ -255,83 +285,88 @@ class FakeCalls:
             call.status = "in-progress"
             if call.direction != "inbound":
                 await self._status(http, call, "in-progress")
-            params = self._params(call)
+            params = call_params(self.account_sid, call)
             try:
-                call.voice_twiml = await self._post(http, call.url, params, expect_xml=True)
-                stream_url, parameters = parse_connect_stream(call.voice_twiml)
-                action = parse_connect_action(call.voice_twiml)
-            except (TwimlError, ValueError) as error:
+                call.voice_twiml = await signed_post(
+                    http, self.auth_token, call.url, params, expect_xml=True, route=self.reach
+                )
+            except ValueError as error:
                 call.errors.append(str(error))
                 await self._finish(http, call, "failed")
                 return
-            report = CallReport(call_sid=call.sid, stream_sid=new_sid("MZ"), from_number=call.from_, to_number=call.to)
-            call.report = report
-            beeped = trio.Event()
-            headers = [(SIGNATURE_HEADER.encode(), compute_signature(self.auth_token, stream_url, {}).encode())]
-            try:
-                async with (
-                    trio.open_nursery() as nursery,
-                    open_websocket_url(stream_url, extra_headers=headers, connect_timeout=10) as ws,
-                ):
-                    if call.amd_callback and amd:
-                        nursery.start_soon(self._amd, http, call, amd, beeped if machine else None)
-                    await run_stream(
-                        ws,
-                        report,
-                        script=script,
-                        account_sid=self.account_sid,
-                        custom_parameters=parameters,
-                        keep_audio=keep_audio,
-                        remote_hang_up=call.remote_hang_up,
-                        on_beep=beeped.set,
-                        on_media_received=lambda _now, _media: call.heard_assistant.set(),
-                    )
-                    nursery.cancel_scope.cancel()
-            except (ConnectionRejected, ConnectionClosed, HandshakeError) as error:
-                call.errors.append(f"stream: {error!r}")
-            await self._after_stream(http, call, report, action, params)
+            twiml: str | None = call.voice_twiml
+            while twiml is not None:  # a stream; then another when a REST update sends the call to one
+                try:
+                    stream_url, parameters = parse_connect_stream(twiml)
+                    action = parse_connect_action(twiml)
+                except TwimlError as error:
+                    call.errors.append(str(error))
+                    await self._finish(http, call, "failed")
+                    return
+                report = CallReport(
+                    call_sid=call.sid, stream_sid=new_sid("MZ"), from_number=call.from_, to_number=call.to
+                )
+                call.report = call.report or report
+                call.reports.append(report)
+                call.remote_hang_up = trio.Event()
+                await self._stream(http, call, report, stream_url, parameters, script, amd, machine, keep_audio)
+                twiml = await self._after_stream(http, call, report, action, params)
+                script, amd = call.resume_script, ""
+            await self._finish(http, call, "completed")
+
+    async def _stream(
+        self,
+        http: httpx2.AsyncClient,
+        call: FakeCall,
+        report: CallReport,
+        stream_url: str,
+        parameters: dict[str, str],
+        script: Sequence[Step],
+        amd: str,
+        machine: bool,
+        keep_audio: bool,
+    ) -> None:
+        beeped = trio.Event()
+        headers = [(SIGNATURE_HEADER.encode(), compute_signature(self.auth_token, stream_url, {}).encode())]
+        try:
+            async with (
+                trio.open_nursery() as nursery,
+                open_websocket_url(self.reach(stream_url), extra_headers=headers, connect_timeout=10) as ws,
+            ):
+                if call.amd_callback and amd:
+                    amd_call = partial(post_amd, http, self.auth_token, self.account_sid, call, amd)
+                    nursery.start_soon(amd_call, beeped if machine else None, self.reach)
+                await run_stream(
+                    ws,
+                    report,
+                    script=script,
+                    account_sid=self.account_sid,
+                    custom_parameters=parameters,
+                    keep_audio=keep_audio,
+                    remote_hang_up=call.remote_hang_up,
+                    on_beep=beeped.set,
+                    on_media_received=lambda _now, _media: call.heard_assistant.set(),
+                )
+                nursery.cancel_scope.cancel()
+        except (ConnectionRejected, ConnectionClosed, HandshakeError) as error:
+            call.errors.append(f"stream: {error!r}")
 
     async def _after_stream(
         self, http: httpx2.AsyncClient, call: FakeCall, report: CallReport, action: str | None, params: dict[str, str]
-    ) -> None:
+    ) -> str | None:
+        """Where the call goes once its stream ended: the next ``<Connect><Stream>`` TwiML, or None
+        when it is over."""
         if report.ended_by == "server" and action:  # our side ended the stream: ask what next
-            call.action_twiml = await self._post(http, action, params, expect_xml=True)
-            self._follow(call, call.action_twiml)
-        elif call.pending_twiml is not None:
-            self._follow(call, call.pending_twiml)
-        elif call.hung_up_by is None:
-            call.hung_up_by = "caller" if report.ended_by in ("caller", "error") else "server"
-        await self._finish(http, call, "completed")
-
-    def _follow(self, call: FakeCall, twiml: str) -> None:
-        """Carry out the TwiML a call was given once its stream ended."""
-        try:
-            root = ET.fromstring(twiml)
-        except ET.ParseError as error:
-            call.errors.append(f"TwiML is not XML: {error}")
-            call.hung_up_by = "twiml"
-            return
-        dial = root.find("Dial")
-        if dial is None:
-            call.hung_up_by = "twiml"  # <Hangup/>, or nothing left to do
-            return
-        timeout = dial.get("timeout")
-        for child in dial:
-            kind = {"Number": "number", "Sip": "sip", "Conference": "conference"}.get(child.tag)
-            if kind is None:
-                continue
-            target = (child.text or "").strip()
-            answered = self.people_answer.get(target, True)
-            call.dial = DialLeg(
-                to=target,
-                kind=kind,
-                caller_id=dial.get("callerId"),
-                timeout_s=int(timeout) if timeout and timeout.isdigit() else None,
-                rang=True,
-                answered=answered,
+            call.action_twiml = await signed_post(
+                http, self.auth_token, action, params, expect_xml=True, route=self.reach
             )
-            break
-        call.hung_up_by = "dial"
+            return await self.conferences.follow(call, call.action_twiml)
+        if call.pending_twiml is not None:
+            twiml, call.pending_twiml = call.pending_twiml, None
+            return await self.conferences.follow(call, twiml)
+        if call.hung_up_by is None:
+            call.hung_up_by = "caller" if report.ended_by in ("caller", "error") else "server"
+        return None
 
     async def _finish(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
         call.status = status
@@ -339,58 +374,19 @@ class FakeCalls:
 
     # --- webhooks ------------------------------------------------------------------------------
 
-    def _params(self, call: FakeCall) -> dict[str, str]:
-        return {
-            "AccountSid": self.account_sid,
-            "ApiVersion": API_VERSION,
-            "CallSid": call.sid,
-            "CallStatus": call.status,
-            "Called": call.to,
-            "Caller": call.from_,
-            "Direction": call.direction,
-            "From": call.from_,
-            "To": call.to,
-        }
-
-    async def _post(self, http: httpx2.AsyncClient, url: str, form: dict[str, str], *, expect_xml: bool = False) -> str:
-        headers = {SIGNATURE_HEADER: compute_signature(self.auth_token, url, form)}
-        response = await http.post(url, data=form, headers=headers)
-        if not 200 <= response.status_code < 300:
-            raise ValueError(f"{url} answered HTTP {response.status_code}: {response.text[:200]!r}")
-        if expect_xml and "xml" not in response.headers.get("content-type", ""):
-            raise ValueError(f"{url} answered {response.headers.get('content-type')!r}, not TwiML")
-        return response.text
-
     async def _status(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
         """A status callback, when the call asked for this event (``in-progress`` is ``answered``)."""
         call.status = status
         event = {"in-progress": "answered", "busy": "completed", "no-answer": "completed", "failed": "completed"}
         if not call.status_callback or event.get(status, status) not in call.status_events:
             return
-        form = {**self._params(call), "CallbackSource": "call-progress-events"}
+        form = {**call_params(self.account_sid, call), "CallbackSource": "call-progress-events"}
         form["SequenceNumber"] = str(len(call.statuses_posted))
         if status in TERMINAL and call.answered_at is not None:
             form["CallDuration"] = str(round(time.monotonic() - call.answered_at))
         call.statuses_posted.append(status)
+        call.status_forms.append(form)
         try:
-            await self._post(http, call.status_callback, form)
+            await signed_post(http, self.auth_token, call.status_callback, form, route=self.reach)
         except (ValueError, httpx2.HTTPError, OSError) as error:
             call.errors.append(f"status callback {status}: {error}")
-
-    async def _amd(self, http: httpx2.AsyncClient, call: FakeCall, answered_by: str, beeped: trio.Event | None) -> None:
-        started = time.monotonic()
-        if beeped is not None:
-            await beeped.wait()
-        else:
-            await trio.sleep(HUMAN_AMD_AFTER_S)
-        form = {
-            "AccountSid": self.account_sid,
-            "CallSid": call.sid,
-            "AnsweredBy": answered_by,
-            "MachineDetectionDuration": str(round((time.monotonic() - started) * 1000)),
-        }
-        call.amd_posted = answered_by
-        try:
-            await self._post(http, call.amd_callback, form)
-        except (ValueError, httpx2.HTTPError, OSError) as error:
-            call.errors.append(f"AMD callback: {error}")

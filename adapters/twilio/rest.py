@@ -23,6 +23,7 @@ its ``hang_up``/``redirect`` raise ``TelephonyError`` with the same actionable, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -285,33 +286,35 @@ class TwilioCalls(_TwilioRest):
     async def hold_for_transfer(
         self, call_sid: str, *, room: str, label: str, to: str, caller_id: str | None, timeout_s: int, summary: str
     ) -> None:
-        """A warm transfer: the caller is moved into conference ``room`` (hold music), then ``to`` is
-        called; whoever answers hears ``summary`` and joins the room. The person's leg reports its
-        end to ``transfer_status_url`` (``?call=…&label=…&to=…``), where the server records the
-        transfer's outcome and, when nobody answered, brings the caller back to the agent."""
+        """A warm transfer: ``to`` is called (whoever answers hears ``summary``, then joins ``room``),
+        then the caller is moved into ``room`` (hold music). The person's leg reports its end to
+        ``transfer_status_url?call=…&label=…&to=…``, where the server decides how the hold ends.
+        The person is called first: moving the caller stops the stream, and with it the call's tasks;
+        when the caller cannot be moved (they hung up), the person's call is cancelled."""
         if not caller_id:
             raise TelephonyError(f"a warm transfer to {label} needs a caller ID: set the target's caller_id")
         if self.transfer_status_url is None:
             raise TelephonyError("a warm transfer needs the server's public URL for Twilio's status callback")
-        await self._update_or_raise(call_sid, twiml=conference_twiml(room, start_on_enter=False))
         query = urlencode({"call": call_sid, "label": label, "to": to})
         person = conference_twiml(room, start_on_enter=True, say=summary)
 
-        def call() -> None:
+        def call() -> str:
+            callback = f"{self.transfer_status_url}?{query}"
             with self._client() as client:
-                client.calls.create(
-                    to=to,
-                    from_=caller_id,
-                    twiml=person,
-                    timeout=timeout_s,
-                    status_callback=f"{self.transfer_status_url}?{query}",
-                    status_callback_method="POST",
-                )
+                created = client.calls.create(to=to, from_=caller_id, twiml=person, timeout=timeout_s,
+                                              status_callback=callback, status_callback_method="POST")  # fmt: skip
+            return created.sid or ""
 
         try:
-            await trio.to_thread.run_sync(lambda: self._translated(f"call {to} for a warm transfer", call))
+            person_sid = await trio.to_thread.run_sync(lambda: self._translated(f"call {to} for a warm transfer", call))
         except TwilioRestError as error:
             raise TelephonyError(str(error)) from None
+        try:
+            await self._update_or_raise(call_sid, twiml=conference_twiml(room, start_on_enter=False))
+        except TelephonyError:
+            with contextlib.suppress(TwilioRestError):
+                await trio.to_thread.run_sync(lambda: self.update(person_sid, status="canceled"))
+            raise
 
     async def _update_or_raise(self, call_sid: str, **fields: Any) -> None:
         try:

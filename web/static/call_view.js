@@ -2,6 +2,7 @@
 // tokens as charts, and a replay control that plays the call through the live view.
 
 import { getJSON, recordingUrl } from "./api.js";
+import { outcomeText } from "./call_control_notes.js";
 import { barChart, legend, responsive, timelineSvg } from "./charts.js";
 import { clear, formatOffset, formatSeconds, formatWhen, h, notice } from "./dom.js";
 import { REPLAY_SPEEDS } from "./live_view.js";
@@ -225,7 +226,7 @@ export function mountCall(main, callId) {
           ["Length", formatSeconds(conversation.duration_seconds)],
           ["Status", `${conversation.status}${conversation.end_reason ? ` (${conversation.end_reason})` : ""}`],
           ["Direction", conversation.direction || "inbound"],
-          ["Outcome", `${conversation.outcome || "—"}${conversation.transfer_target ? ` to ${conversation.transfer_target}` : ""}`],
+          ["Outcome", outcomeText(conversation.outcome, conversation.transfer_target) || "—"],
           ["Model", conversation.model],
         ]),
         h(

@@ -2,6 +2,7 @@
 // The filter lives in the address (#/history?q=…), so a search can be bookmarked and Back works.
 
 import { getJSON } from "./api.js";
+import { outcomeText } from "./call_control_notes.js";
 import { clear, formatSeconds, formatWhen, h, notice } from "./dom.js";
 
 const FILTERS = ["q", "phone_number", "caller_number", "since", "until"];
@@ -52,7 +53,7 @@ function row(call) {
       "td",
       {},
       h("span", { class: `pill ${call.status}` }, call.status || "—"),
-      call.outcome || call.end_reason ? h("span", { class: "muted" }, ` ${call.outcome || call.end_reason}${call.transfer_target ? ` to ${call.transfer_target}` : ""}`) : null,
+      call.outcome || call.end_reason ? h("span", { class: "muted" }, ` ${call.outcome ? outcomeText(call.outcome, call.transfer_target) : call.end_reason}`) : null,
       call.direction === "outbound" ? h("span", { class: "badge" }, "outbound") : null,
     ),
   );

@@ -268,6 +268,7 @@ const HANDLERS = {
   "call.ended"(call, m) {
     call.ended = true;
     call.endReason = m.reason || "";
+    if (m.reason === "transferred" && m.detail) call.outcome = `transferred to ${m.detail}`; // a warm transfer taken
     finishStreaming(call);
     for (const tool of call.pendingTools) {
       tool.status = "failed";

@@ -3,6 +3,7 @@
 // read-only: a replay cannot answer anything.
 
 import { getJSON, postJSON } from "./api.js";
+import { outcomeText } from "./call_control_notes.js";
 import { CallControls, callForm } from "./call_controls.js";
 import { append, clear, formatWhen, h, notice } from "./dom.js";
 import { Feed, statusText } from "./feed.js";
@@ -133,7 +134,7 @@ export function mountLive(main, ctx) {
                 h("a", { href: `#/calls/${encodeURIComponent(c.call_id)}` }, formatWhen(c.started_at)),
                 ` ${c.caller_number || "unknown caller"} → ${c.phone_number || "?"} `,
                 h("span", { class: `pill ${c.status}` }, c.status || "—"),
-                c.outcome && c.outcome !== c.status ? h("span", { class: "muted" }, ` ${c.outcome}${c.transfer_target ? ` to ${c.transfer_target}` : ""}`) : null,
+                c.outcome && c.outcome !== c.status ? h("span", { class: "muted" }, ` ${outcomeText(c.outcome, c.transfer_target)}`) : null,
               ),
             ),
           )

@@ -42,6 +42,9 @@ const CALL_CONTROL = {
   PhoneHangUpSent: (d) => `phone hung up through ${VIA[d.method] || d.method}${failedText(d)}`,
   TransferRequested: (d) => `transfer to ${d.label} (${d.to}, ${d.mode}) requested by ${BY[d.by] || d.by}${d.reason ? `: ${clip(d.reason)}` : ""}`,
   TransferRefused: (d) => `transfer to “${d.label}” refused: ${clip(d.reason)}`,
+  CallHeld: (d) => `caller on hold: transferring to ${d.label} (${d.to}), who hears a summary first`,
+  TransferNotAnswered: (d) => `nobody took the transfer to ${d.label} (${d.to}): ${d.status}`,
+  CallResumed: (d) => `caller back with the agent on a new stream (${d.stream_sid})`,
   TransferDialed: (d) => `caller transferred to ${d.label} (${d.to}) through ${VIA[d.method] || d.method}${failedText(d)}`,
   DtmfForwarded: (d) => `keys ${d.digits} given to the model (${d.mode})`,
   DtmfSent: (d) => `agent pressed ${d.digits} (${d.audio_ms} ms of tones)`,
@@ -72,6 +75,7 @@ export function buildTimeline(events) {
   let endMs = rel(events[events.length - 1]);
   let ended = false;
   let neverConnected = null; // an outbound call nobody answered: {t, status}
+  let heldBy = null; // the label a warm transfer holds the caller for, until the caller is back
 
   for (const event of events) {
     const t = rel(event);
@@ -172,6 +176,8 @@ export function buildTimeline(events) {
         break;
       default: {
         const control = CALL_CONTROL[event.type];
+        if (event.type === "CallHeld") heldBy = d.label;
+        if (event.type === "CallResumed") heldBy = null;
         if (control) {
           const failed = event.type === "TransferRefused" || d.ok === false;
           marks.push({ t, kind: failed ? "error" : "control", label: control(d) });
@@ -209,7 +215,8 @@ export function buildTimeline(events) {
   }
   if (neverConnected && !events.some((e) => e.type === "CallStarted")) {
     marks.push({ t: neverConnected.t, kind: "end", label: `the call never connected: ${neverConnected.status}` });
-  } else if (!ended) marks.push({ t: endMs, kind: "error", label: "no CallEnded: the call was cut off" });
+  } else if (!ended && heldBy) marks.push({ t: endMs, kind: "control", label: `on hold — transferring to ${heldBy}` });
+  else if (!ended) marks.push({ t: endMs, kind: "error", label: "no CallEnded: the call was cut off" });
   const durationMs = Math.max(endMs, ...spans.map((s) => s.end), 1);
   const entries = [
     ...spans.map((s) => ({ t: s.start, kind: s.lane, text: [s.label, s.detail, s.status === "interrupted" ? "(interrupted)" : ""].filter(Boolean).join(" ") })),
