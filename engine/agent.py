@@ -57,8 +57,23 @@ DTMF_KEYS = re.compile(r"^[0-9*#wW]{1,64}$")
 """Keys ``send_dtmf`` may press: digits, ``*``, ``#``; ``w`` waits half a second."""
 
 
+PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+"""An agent profile's name (``engine/agent_profiles.py``): it is a URL segment and a log word."""
+DEFAULT_PROFILE = "default"
+"""The profile that answers when routing names no other; the agent file's (``--agent``)."""
+
+
 class AgentError(ValueError):
     """An agent file or profile that cannot be used; the message names the key."""
+
+
+def check_profile_name(name: object, *, key: str = "name") -> None:
+    """Raise ``ValueError`` (``key: …``) unless ``name`` can name an agent profile."""
+    if not isinstance(name, str) or not PROFILE_NAME.match(name):
+        shown = repr(name[:60]) if isinstance(name, str) else type(name).__name__
+        raise ValueError(
+            f"{key}: {shown} is not an agent name: 1-40 of a-z, 0-9, '-', '_', starting with a letter or digit"
+        )
 
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
