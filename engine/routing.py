@@ -74,7 +74,7 @@ def _clock(text: str) -> time | None:
     return None if hours == 24 else time(hours, minutes)
 
 
-class RoutingRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+class RoutingRule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, omit_defaults=True):
     agent: str
     to: str | None = None
     from_: str | None = msgspec.field(default=None, name="from")
@@ -188,8 +188,7 @@ class Routing(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
         return {self.default_agent, *(rule.agent for rule in self.rules)}
 
     def to_dict(self) -> dict[str, Any]:
-        data: dict[str, Any] = msgspec.to_builtins(self)
-        data["rules"] = [{k: v for k, v in rule.items() if v is not None and v != ""} for rule in data["rules"]]
+        data: dict[str, Any] = msgspec.to_builtins(self)  # a rule leaves out the keys it does not set
         return data
 
 
