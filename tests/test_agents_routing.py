@@ -7,17 +7,24 @@ simulated model was told (``session.update``) is that agent's."""
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
+import trio
 from agents_support import GREETED, SALES_LINE, SUPPORT_LINE, AgentsBridge, agents_bridge, session_updates
 from bridge_harness import of_type
 
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Silence
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.cli import main
 from callbridge.engine.agent import Agent, load_agent
-from callbridge.engine.events import AGENTS_STREAM, AgentSaved, AssistantSaid
+from callbridge.engine.events import AGENTS_STREAM, AgentSaved, AssistantSaid, TransferRequested
 
 SCRIPT = Script(turns=[Turn(transcript="Hello?", reply="Hi!")])
+A_LONG_CALL = [Silence(60_000), HangUp()]
 
 
 async def two_agents(agents: AgentsBridge) -> None:
@@ -67,7 +74,9 @@ async def test_a_number_no_rule_names_reaches_the_default_agent(tmp_path: Path) 
     assert other.started.agent_name == "default"
 
 
-async def test_each_call_records_the_version_it_ran_and_a_rollback_is_a_new_version(tmp_path: Path) -> None:
+async def test_each_call_records_the_version_it_ran_and_a_rollback_is_a_new_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     async with agents_bridge(tmp_path) as agents:
         await agents.ok("POST", "/api/agents", {"name": "sales", "instructions": "Version one."}, 201)
         await agents.ok("PUT", "/api/routing", {"rules": [{"to": SALES_LINE, "agent": "sales"}]})
@@ -90,6 +99,10 @@ async def test_each_call_records_the_version_it_ran_and_a_rollback_is_a_new_vers
     assert (change["key"], change["before"], change["after"]) == ("instructions", "Version one.", "Version two.")
     assert "-Version one." in change["diff"] and "+Version two." in change["diff"]
     assert [(v["version"], v.get("rolled_back_from")) for v in history["versions"]] == [(3, 1), (2, None), (1, None)]
+    # replay says which agent and version answered, and why
+    assert main(["replay", second.report.call_sid, "--store", str(tmp_path / "callbridge.db")]) == 0
+    printed = capsys.readouterr().out
+    assert f"answered by agent sales v2: rule #1 'to={SALES_LINE}'" in printed
 
 
 async def test_the_profile_wins_for_its_own_keys_over_the_consoles_default_session(tmp_path: Path) -> None:
@@ -158,3 +171,29 @@ async def test_the_agent_file_is_defaults_first_version_and_a_changed_file_a_new
     changed, said = await start(load_agent(path))
     assert [(e.version, e.source) for e in changed[2:]] == [(3, f"file:{path}")] and said == "A new file."
     assert of_type(changed, AgentSaved)[0].call_id == AGENTS_STREAM
+
+
+async def test_an_operators_transfer_uses_the_targets_of_the_agent_that_answered_the_call(tmp_path: Path) -> None:
+    desk = {"label": "desk", "to": "+15557654321"}
+    async with agents_bridge(tmp_path) as agents, trio.open_nursery() as callers:
+        await agents.ok("POST", "/api/agents", {"name": "sales", "transfer_targets": [desk]}, 201)
+        await agents.ok("PUT", "/api/routing", {"rules": [{"to": SALES_LINE, "agent": "sales"}]})
+        live = agents.bridge.server.live
+        callers.start_soon(
+            partial(place_call, agents.bridge.base_url, script=A_LONG_CALL, to_number=SALES_LINE, call_sid="CAsales1")
+        )
+        with trio.fail_after(20):
+            while live.get("CAsales1") is None:
+                await live.wait_added()
+        its_agent = await agents.ok("GET", "/api/agent?call_id=CAsales1")
+        default = await agents.ok("GET", "/api/agent")
+        wrong = await agents.http.post("/api/calls/CAsales1/transfer", json={"target": "sales"})
+        moved = await agents.http.post("/api/calls/CAsales1/transfer", json={"target": "desk"})
+        await agents.bridge.wait_call_ended("CAsales1")
+        events = await agents.bridge.events("CAsales1")
+        callers.cancel_scope.cancel()
+
+    assert [t["label"] for t in its_agent["transfer_targets"]] == ["desk"] and default["transfer_targets"] == []
+    assert wrong.status_code == 400 and "the targets are: desk" in wrong.json()["error"]
+    assert moved.status_code == 202, moved.text
+    assert [(r.label, r.to, r.by) for r in of_type(events, TransferRequested)] == [("desk", desk["to"], "operator")]
