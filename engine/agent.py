@@ -37,6 +37,10 @@ voicemail, and when to renew the model's session before its time limit. Every ke
     mode = "cold"                    # cold: announce, then connect | warm: hold, brief them, then connect
 
 An unknown key or a bad value raises ``AgentError`` naming the key (``serve`` exits 2 with it).
+
+The same keys with a ``name`` are an agent profile (``engine/agent_profiles.py``): versioned in the
+log, edited in the console and the API, and chosen per call by the routing (``engine/routing.py``); the
+agent file is the ``default`` profile's first version.
 """
 
 from __future__ import annotations
