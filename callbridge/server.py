@@ -38,7 +38,7 @@ from callbridge.adapters.http import Httpx2Client
 from callbridge.adapters.openai.client import open_realtime
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.engine.agent import DEFAULT_AGENT, DEFAULT_PROFILE, Agent
-from callbridge.engine.agent_directory import BUILT_IN, AgentDirectory
+from callbridge.engine.agent_directory import BUILT_IN, FILE_SOURCE, AgentDirectory
 from callbridge.engine.agent_router import AgentRouter, CallAgent
 from callbridge.engine.apology import Apology
 from callbridge.engine.call import run_call
@@ -173,7 +173,7 @@ class Server:
         self.agents = AgentDirectory(
             self.store,
             configured=configured,
-            source=f"file:{settings.agent_path or '(configured)'}" if agent is not None else BUILT_IN,
+            source=f"{FILE_SOURCE}{settings.agent_path}" if settings.agent_path else BUILT_IN,
             base_registry=self.registry,
         )
         """Every agent profile and the routing rules, from the log; ``--agent FILE`` is ``default``'s first

@@ -11,8 +11,8 @@ once the version is in the log.
 
 At start the agent file (``--agent``) becomes the ``default`` profile's first version when the log
 has none; a changed agent file is loaded as a new version (compared with the last version loaded
-from a file, so the console's own saves survive restarts until the file changes); the built-in agent
-(no file) never replaces a saved one.
+from a file, so the console's own saves survive restarts until the file changes); without a file,
+the agent the server was given (the built-in one) never replaces a saved one.
 """
 
 from __future__ import annotations
@@ -48,6 +48,9 @@ log = logging.getLogger(__name__)
 SAVE_ATTEMPTS = 5
 PAGE = 500
 BUILT_IN = "built-in"
+FILE_SOURCE = "file:"
+"""A ``source`` starting so is an agent file's: a changed file is loaded as a new version. Any other
+source (the built-in agent, one handed to the server in code) only seeds a log without ``default``."""
 
 
 @dataclass(frozen=True)
@@ -133,7 +136,7 @@ class AgentDirectory:
         def make(book: AgentBook) -> Event | None:
             current = book.current(DEFAULT_PROFILE)
             if current is not None:
-                if self.source == BUILT_IN or current.agent == data:
+                if not self.source.startswith(FILE_SOURCE) or current.agent == data:
                     return None
                 loaded = book.last_from_file(DEFAULT_PROFILE)
                 if loaded is not None and loaded.agent == data:
@@ -303,15 +306,15 @@ class AgentDirectory:
 
     # --- what answers -----------------------------------------------------------------------------
 
-    def agent_at(self, name: str, version: int) -> Agent | None:
+    def agent_at(self, name: str, version: int, *, refresh: bool = True) -> Agent | None:
         """The agent of ``name`` at ``version`` (None when the log has no such version, or this code
-        cannot read it). Blocking when the version is not folded yet."""
+        cannot read it). With ``refresh``, blocking when the version is not folded yet."""
         key = (name, version)
         agent = self._agents.get(key)
         if agent is not None:
             return agent
         found = self.book.version_of(name, version)
-        if found is None:
+        if found is None and refresh:
             self.refresh()
             found = self.book.version_of(name, version)
         if found is None:
@@ -328,7 +331,7 @@ class AgentDirectory:
         current = self.book.current(DEFAULT_PROFILE)
         if current is None:
             return self.configured
-        return self.agent_at(DEFAULT_PROFILE, current.version) or self.configured
+        return self.agent_at(DEFAULT_PROFILE, current.version, refresh=False) or self.configured
 
     def registry_for(self, name: str, version: int, agent: Agent, *, cache: bool = True) -> ToolRegistry:
         """The server's tools plus the agent's own; an HTTP tool whose secret is missing on this

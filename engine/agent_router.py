@@ -111,7 +111,7 @@ class AgentRouter:
                 if profile is None:
                     raise AssistantRequestFailed(f"it named agent {named!r}, which does not exist")
                 if answer.overrides:
-                    base = self.directory.agent_at(named, profile.version)
+                    base = self.directory.agent_at(named, profile.version, refresh=False)
                     try:
                         apply_overrides(base or self.directory.configured, answer.overrides, name=named)
                     except ProfileError as error:
@@ -178,6 +178,8 @@ class AgentRouter:
             routed = await self.decide(call, ask=False)
             reason = f"{routed.reason} (at stream start: /twiml decided nothing)"
             routed = msgspec.structs.replace(routed, reason=reason, at_stream_start=True)
+        if routed.version and self.directory.book.version_of(routed.agent, routed.version) is None:
+            await self._refresh()  # decided on an engine that saw a newer save than this one has folded
         answering = self._resolve(routed, unrecorded=unrecorded)
         self._live[call.call_id] = answering
         return answering
@@ -195,8 +197,9 @@ class AgentRouter:
         return decisions[-1] if decisions else None
 
     def _resolve(self, routed: AgentRouted, *, unrecorded: bool = False) -> CallAgent:
+        """Never blocks: what the fold does not hold yet is the default's (the caller refreshed first)."""
         directory = self.directory
-        agent = directory.agent_at(routed.agent, routed.version) if routed.version else None
+        agent = directory.agent_at(routed.agent, routed.version, refresh=False) if routed.version else None
         if agent is None:
             if routed.version:
                 log.error(
@@ -228,5 +231,6 @@ class AgentRouter:
         routed = await self._recorded(call_id)
         if routed is None:
             return self.directory.default_agent()
-        resolved = await trio.to_thread.run_sync(self._resolve, routed)
-        return resolved.agent
+        if routed.version and self.directory.book.version_of(routed.agent, routed.version) is None:
+            await self._refresh()
+        return self._resolve(routed).agent

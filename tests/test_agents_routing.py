@@ -20,7 +20,7 @@ from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
 from callbridge.cli import main
-from callbridge.engine.agent import Agent, load_agent
+from callbridge.engine.agent import DEFAULT_AGENT, Agent, load_agent
 from callbridge.engine.events import AGENTS_STREAM, AgentSaved, AssistantSaid, TransferRequested
 
 SCRIPT = Script(turns=[Turn(transcript="Hello?", reply="Hi!")])
@@ -197,3 +197,13 @@ async def test_an_operators_transfer_uses_the_targets_of_the_agent_that_answered
     assert wrong.status_code == 400 and "the targets are: desk" in wrong.json()["error"]
     assert moved.status_code == 202, moved.text
     assert [(r.label, r.to, r.by) for r in of_type(events, TransferRequested)] == [("desk", desk["to"], "operator")]
+
+
+async def test_without_an_agent_file_a_restart_keeps_the_saved_default(tmp_path: Path) -> None:
+    async with agents_bridge(tmp_path, agent=DEFAULT_AGENT) as agents:  # as `serve` without --agent
+        await agents.ok("PUT", "/api/agents/default", {"instructions": "Saved in the console."})
+    async with agents_bridge(tmp_path, agent=DEFAULT_AGENT) as agents:
+        call = await agents.call(SALES_LINE)
+        log = of_type(await agents.agents_log(), AgentSaved)
+    assert [(e.version, e.source) for e in log] == [(1, "built-in"), (2, "")]
+    assert call.sent("session.update")[0]["session"]["instructions"] == "Saved in the console."
