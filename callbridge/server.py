@@ -297,14 +297,7 @@ class Server:
         )
 
     async def _run_call(self, link: Any, start: Any) -> str:
-        info = start.start
-        params = info.custom_parameters
-        facts = CallFacts(
-            call_id=info.call_sid,
-            from_number=params.get("From", ""),
-            to_number=params.get("To", ""),
-            direction=params.get("Direction") or "inbound",
-        )
+        facts = CallFacts.of(start.start.call_sid, start.start.custom_parameters)
         answering = await self.routing.call_starting(facts)  # the agent /twiml chose (or the rules now)
         agent = answering.agent
         greeting = await self.outbound.call_starting(start)

@@ -30,6 +30,7 @@ Why it is built so:
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
 from functools import cache
@@ -204,6 +205,11 @@ class CallFacts:
     from_number: str = ""
     to_number: str = ""
     direction: str = "inbound"
+
+    @classmethod
+    def of(cls, call_id: str, params: Mapping[str, str]) -> CallFacts:
+        """From Twilio's parameters (``/twiml``'s form, or the stream's ``customParameters``)."""
+        return cls(call_id, params.get("From", ""), params.get("To", ""), params.get("Direction") or "inbound")
 
 
 @dataclass(frozen=True)

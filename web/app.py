@@ -94,7 +94,7 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
         parameters["Direction"] = params.get("Direction") or "inbound"
-        facts = CallFacts(parameters["CallSid"], parameters["From"], parameters["To"], parameters["Direction"])
+        facts = CallFacts.of(parameters["CallSid"], parameters)
         try:
             await server.routing.route_webhook(facts)  # recorded before Twilio opens the stream
         except Exception:  # never keep a caller from being answered: the stream's start routes again
