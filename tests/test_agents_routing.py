@@ -6,12 +6,12 @@ simulated model was told (``session.update``) is that agent's."""
 
 from __future__ import annotations
 
+import io
 from datetime import datetime
 from functools import partial
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 import trio
 from agents_support import GREETED, SALES_LINE, SUPPORT_LINE, AgentsBridge, agents_bridge, session_updates
 from bridge_harness import of_type
@@ -19,9 +19,9 @@ from bridge_harness import of_type
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
-from callbridge.cli import main
 from callbridge.engine.agent import DEFAULT_AGENT, Agent, load_agent
 from callbridge.engine.events import AGENTS_STREAM, AgentSaved, AssistantSaid, TransferRequested
+from callbridge.projections.replay_cli import replay_cli
 
 SCRIPT = Script(turns=[Turn(transcript="Hello?", reply="Hi!")])
 A_LONG_CALL = [Silence(60_000), HangUp()]
@@ -74,9 +74,7 @@ async def test_a_number_no_rule_names_reaches_the_default_agent(tmp_path: Path) 
     assert other.started.agent_name == "default"
 
 
-async def test_each_call_records_the_version_it_ran_and_a_rollback_is_a_new_version(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+async def test_each_call_records_the_version_it_ran_and_a_rollback_is_a_new_version(tmp_path: Path) -> None:
     async with agents_bridge(tmp_path) as agents:
         await agents.ok("POST", "/api/agents", {"name": "sales", "instructions": "Version one."}, 201)
         await agents.ok("PUT", "/api/routing", {"rules": [{"to": SALES_LINE, "agent": "sales"}]})
@@ -100,9 +98,11 @@ async def test_each_call_records_the_version_it_ran_and_a_rollback_is_a_new_vers
     assert "-Version one." in change["diff"] and "+Version two." in change["diff"]
     assert [(v["version"], v.get("rolled_back_from")) for v in history["versions"]] == [(3, 1), (2, None), (1, None)]
     # replay says which agent and version answered, and why
-    assert main(["replay", second.report.call_sid, "--store", str(tmp_path / "callbridge.db")]) == 0
-    printed = capsys.readouterr().out
-    assert f"answered by agent sales v2: rule #1 'to={SALES_LINE}'" in printed
+    printed = io.StringIO()
+    assert (
+        replay_cli(str(tmp_path / "callbridge.db"), second.report.call_sid, wav=None, as_json=False, out=printed) == 0
+    )
+    assert f"answered by agent sales v2: rule #1 'to={SALES_LINE}'" in printed.getvalue()
 
 
 async def test_the_profile_wins_for_its_own_keys_over_the_consoles_default_session(tmp_path: Path) -> None:
