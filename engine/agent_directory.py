@@ -86,6 +86,7 @@ class AgentDirectory:
         self.environ = os.environ if environ is None else environ
         self._lock = threading.Lock()
         self._agents: dict[tuple[str, int], Agent] = {}
+        self._unreadable: set[tuple[str, int]] = set()
         self._registries: dict[tuple[str, int], ToolRegistry] = {}
 
     # --- following the log (blocking: call in a worker thread) --------------------------------
@@ -155,6 +156,9 @@ class AgentDirectory:
         saved = self._append(make)
         if isinstance(saved, AgentSaved):
             log.info("agent 'default' version %d loaded from %s", saved.version, self.source)
+        current = self.book.current(DEFAULT_PROFILE)
+        if current is not None and current.agent == data:  # the very agent this engine was given
+            self._agents[(DEFAULT_PROFILE, current.version)] = self.configured
 
     # --- saves (blocking) -------------------------------------------------------------------------
 
@@ -317,12 +321,13 @@ class AgentDirectory:
         if found is None and refresh:
             self.refresh()
             found = self.book.version_of(name, version)
-        if found is None:
+        if found is None or key in self._unreadable:
             return None
         try:
             agent = self._agents[key] = found.decoded()
-        except AgentError as error:
-            log.error("%s", error)
+        except AgentError as error:  # saved by a newer engine, or under rules this code no longer keeps
+            self._unreadable.add(key)
+            log.error("%s; the default agent answers in its place", error)
             return None
         return agent
 

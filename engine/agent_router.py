@@ -114,8 +114,10 @@ class AgentRouter:
                     base = self.directory.agent_at(named, profile.version, refresh=False)
                     try:
                         apply_overrides(base or self.directory.configured, answer.overrides, name=named)
-                    except ProfileError as error:
-                        raise AssistantRequestFailed(f"its overrides are not valid: {error}") from None
+                    except ProfileError as error:  # the log says how; the reason names the key only (no values)
+                        log.warning("call %s: the assistant request's overrides are not valid: %s", call.call_id, error)
+                        where = f"at {error.key}" if error.key else "(not agent keys)"
+                        raise AssistantRequestFailed(f"its overrides are not valid {where}") from None
                 agent, overrides = named, answer.overrides
                 if answer.agent is not None:
                     source, reason, rule = "assistant_request", "assistant request", None
@@ -203,7 +205,7 @@ class AgentRouter:
         if agent is None:
             if routed.version:
                 log.error(
-                    "call %s: agent %s v%d is not in the log; the default answers",
+                    "call %s: agent %s v%d cannot be read on this engine; the default answers",
                     routed.call_id,
                     routed.agent,
                     routed.version,

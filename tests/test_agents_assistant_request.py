@@ -168,8 +168,7 @@ async def test_an_answer_naming_no_such_agent_or_bad_overrides_falls_back_to_the
     reasons = [c.routed.reason.split(": rule #1")[0] for c in calls]
     assert reasons == [
         "fallback after error (it named agent 'nobody', which does not exist)",
-        "fallback after error (its overrides are not valid: greeting: empty (leave it out for the caller to "
-        "speak first))",
+        "fallback after error (its overrides are not valid at greeting)",
         "fallback after error (the endpoint answered HTTP 503)",
         "fallback after error (the answer has an unknown key 'agnet' (agent, overrides))",
     ]
