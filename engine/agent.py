@@ -198,7 +198,7 @@ def parse_agent(data: dict[str, Any], *, where: str = "agent") -> Agent:
     try:
         return msgspec.convert(data, Agent)
     except msgspec.ValidationError as error:
-        raise AgentError(f"{where}: {_explain(error)}") from None
+        raise AgentError(f"{where}: {explain(error)}") from None
 
 
 def load_agent(path: str | Path) -> Agent:
@@ -213,8 +213,9 @@ def load_agent(path: str | Path) -> Agent:
     return parse_agent(data, where=str(path))
 
 
-def _explain(error: msgspec.ValidationError) -> str:
-    """msgspec says ``Object contains unknown field `x` - at `$.transfer_targets[0]```: name the key first."""
+def explain(error: msgspec.ValidationError) -> str:
+    """msgspec says ``Object contains unknown field `x` - at `$.transfer_targets[0]```: name the key first
+    (the agent file, agent profiles and the routing rules all say it this way)."""
     text = str(error)
     path = ""
     if " - at `" in text:
@@ -225,3 +226,20 @@ def _explain(error: msgspec.ValidationError) -> str:
         key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
         return f"unknown key {key!r}"
     return f"{path or 'value'}: {text}" if path else text
+
+
+_KEY_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*(\.[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*)*$")
+
+
+def error_key(message: str) -> str | None:
+    """The key an :func:`explain` message names: ``transfer_targets[0]: to: 'x' is …`` →
+    ``transfer_targets[0].to``; ``unknown key 'x'`` → ``x``."""
+    unknown = re.match(r"^unknown key '([^']+)'", message)
+    if unknown:
+        return unknown.group(1)
+    parts: list[str] = []
+    for part in message.split(": ")[:-1]:
+        if not _KEY_PATH.match(part):
+            break
+        parts.append(part)
+    return ".".join(parts) or None

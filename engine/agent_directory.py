@@ -128,6 +128,13 @@ class AgentDirectory:
                 return event
         raise ProfileError("another engine kept saving agents at the same moment: try again", status=409)
 
+    def _next_version(self, book: AgentBook, name: str, agent: dict[str, Any], *, by: str, **more: Any) -> AgentSaved:
+        """``name``'s next version (numbered after every version it ever had, deleted ones too)."""
+        version = book.last_version(name) + 1
+        return AgentSaved(
+            call_id=AGENTS_STREAM, at=self.clock(), name=name, version=version, agent=agent, by=by, **more
+        )
+
     # --- start ----------------------------------------------------------------------------------
 
     def load(self) -> None:
@@ -142,16 +149,7 @@ class AgentDirectory:
                 loaded = book.last_from_file(DEFAULT_PROFILE)
                 if loaded is not None and loaded.agent == data:
                     return None  # the file did not change: the console's later saves stand
-            version = book.last_version(DEFAULT_PROFILE) + 1
-            return AgentSaved(
-                call_id=AGENTS_STREAM,
-                at=self.clock(),
-                name=DEFAULT_PROFILE,
-                version=version,
-                agent=data,
-                by="serve",
-                source=self.source,
-            )
+            return self._next_version(book, DEFAULT_PROFILE, data, by="serve", source=self.source)
 
         saved = self._append(make)
         if isinstance(saved, AgentSaved):
@@ -186,14 +184,7 @@ class AgentDirectory:
             _expect(name, current, expected_version)
             if current is not None and current.agent == data:
                 return None
-            return AgentSaved(
-                call_id=AGENTS_STREAM,
-                at=self.clock(),
-                name=name,
-                version=book.last_version(name) + 1,
-                agent=data,
-                by=by,
-            )
+            return self._next_version(book, name, data, by=by)
 
         saved = self._append(make)
         current = self.book.current(name)
@@ -214,15 +205,7 @@ class AgentDirectory:
                 raise ProfileError(f"version {version} cannot be used by this engine: {error}", status=409) from None
             if old.agent == current.agent:
                 return None
-            return AgentSaved(
-                call_id=AGENTS_STREAM,
-                at=self.clock(),
-                name=name,
-                version=book.last_version(name) + 1,
-                agent=dict(old.agent),
-                by=by,
-                rolled_back_from=version,
-            )
+            return self._next_version(book, name, dict(old.agent), by=by, rolled_back_from=version)
 
         saved = self._append(make)
         current = self.book.current(name)

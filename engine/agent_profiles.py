@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import difflib
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
-from callbridge.engine.agent import DEFAULT_PROFILE, Agent, AgentError, check_profile_name, parse_agent
+from callbridge.engine.agent import DEFAULT_PROFILE, Agent, AgentError, check_profile_name, error_key, parse_agent
 from callbridge.engine.events import AgentDeleted, AgentSaved, Event, RoutingRulesSaved
 from callbridge.engine.routing import NO_ROUTING, Routing, RoutingError, parse_routing
 
 READ_ONLY_KEYS = frozenset({"name", "version", "saved_at", "saved_by", "source", "rolled_back_from"})
 """Keys of a profile as the API answers it that a save ignores (so what GET answers can be PUT back)."""
-_KEY_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])?$")
 
 
 class ProfileError(ValueError):
@@ -62,19 +60,6 @@ def parse_profile(body: Any, *, name: str) -> Agent:
     except AgentError as error:
         message = str(error).removeprefix(f"{name}: ")
         raise ProfileError(message, key=error_key(message)) from None
-
-
-def error_key(message: str) -> str | None:
-    """``transfer_targets[0]: to: 'x' is …`` → ``transfer_targets[0].to``; ``unknown key 'x'`` → ``x``."""
-    unknown = re.match(r"^unknown key '([^']+)'", message)
-    if unknown:
-        return unknown.group(1)
-    parts: list[str] = []
-    for part in message.split(": ")[:-1]:
-        if not _KEY_PATH.match(part):
-            break
-        parts.append(part)
-    return ".".join(parts) or None
 
 
 def apply_overrides(agent: Agent, overrides: dict[str, Any], *, name: str) -> Agent:

@@ -39,7 +39,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
-from callbridge.engine.agent import check_profile_name
+from callbridge.engine.agent import check_profile_name, error_key, explain
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 Day = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -235,26 +235,5 @@ def parse_routing(data: Any) -> Routing:
     try:
         return msgspec.convert(data, Routing)
     except msgspec.ValidationError as error:
-        message, key = explain(error)
-        raise RoutingError(message, key=key) from None
-
-
-def explain(error: msgspec.ValidationError) -> tuple[str, str | None]:
-    """msgspec's ``Object contains unknown field `x` - at `$.rules[0]``` as ``rules[0].x: unknown key``,
-    with the key's path."""
-    text = str(error)
-    path = ""
-    if " - at `" in text:
-        text, _, path = text.partition(" - at `")
-        path = path.rstrip("`").removeprefix("$").lstrip(".")
-    unknown = re.search(r"unknown field `([^`]+)`", text)
-    if unknown:
-        key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
-        return f"{key}: unknown key", key
-    inner = re.match(r"^([A-Za-z_]+): ", text)
-    if inner:  # a message of __post_init__ naming its own key
-        key = f"{path}.{inner.group(1)}" if path else inner.group(1)
-        return f"{key}: {text[len(inner.group(0)) :]}", key
-    if path:
-        return f"{path}: {text}", path
-    return text, None
+        message = explain(error)
+        raise RoutingError(message, key=error_key(message)) from None

@@ -101,7 +101,7 @@ async def test_the_console_lists_edits_diffs_and_rolls_back_a_profile(tmp_path: 
                 page.get_by_label("Rule 1 Hours").fill("9 to 5")
                 page.get_by_role("button", name="Save the routing").click()
                 expect(page.locator("#routing-status")).to_contain_text(
-                    "Not saved: rules[0].hours: '9 to 5' is not HH:MM"
+                    "Not saved: rules[0]: hours: '9 to 5' is not HH:MM"
                 )
                 expect(page.get_by_label("Rule 1 Hours")).to_have_attribute("aria-invalid", "true")
                 page.get_by_label("Rule 1 Hours").fill("")
