@@ -8,6 +8,10 @@ Nothing else knows all of these. ``Server.run`` owns every long-lived task in on
   Calls a previous process of this engine left open are ended (``projections.lost_calls``).
 - **Privacy**: the redaction rules (``CALLBRIDGE_REDACT``) are the store's; every erasure, wherever
   it was made, is followed here (``projections.erasure.ErasureWatcher``).
+- **Agents**: every agent profile and the routing rules are folded from the log (``agents`` stream);
+  the agent file (``--agent``) is the ``default`` profile's first version, and a changed file a new
+  one (``engine.agent_directory``). ``/twiml`` decides which profile answers and records it; the call's
+  start takes that decision, wherever it was made (``engine.agent_router``).
 - **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (whether a call would be
   carried; when the log cannot take one, the media path plays the apology instead)
   ask the writer whether the log can take a call, and the store whether it answers.
@@ -36,7 +40,9 @@ from hypercorn.config import Config
 from callbridge.adapters.http import Httpx2Client
 from callbridge.adapters.openai.client import open_realtime
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
-from callbridge.engine.agent import DEFAULT_AGENT, Agent
+from callbridge.engine.agent import DEFAULT_AGENT, DEFAULT_PROFILE, Agent
+from callbridge.engine.agent_directory import BUILT_IN, FILE_SOURCE, AgentDirectory
+from callbridge.engine.agent_router import AgentRouter, CallAgent
 from callbridge.engine.apology import Apology
 from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings, Telephony
@@ -47,6 +53,7 @@ from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.redaction import Redaction, RedactionError
+from callbridge.engine.routing import CallFacts
 from callbridge.engine.store import EventStore, StoreOpenError
 from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import ToolRegistry
@@ -194,16 +201,24 @@ class Server:
         self._stop_started_clock = 0.0
         self.model_url = model_url
         """Where the realtime model is: set at start (the in-process simulated model's URL for ``sim``)."""
-        self.agent = agent or DEFAULT_AGENT
-        """Greeting, hang-up, transfers, keypad, limits (``--agent FILE``); its instructions and voice
-        are the default session's until the console saves another."""
+        configured = agent or DEFAULT_AGENT
+        self.agents = AgentDirectory(
+            self.store,
+            configured=configured,
+            source=f"{FILE_SOURCE}{settings.agent_path}" if settings.agent_path else BUILT_IN,
+            base_registry=self.registry,
+        )
+        """Every agent profile and the routing rules, from the log; ``--agent FILE`` is ``default``'s first
+        version (greeting, hang-up, transfers, keypad, limits; its instructions and voice win over the
+        console's default session)."""
+        self.routing = AgentRouter(self.agents, http=self.http, record=self.writer.record, flush=self.writer.flush)
+        """Which agent answers each call: decided at ``/twiml``, taken up at the stream's start."""
         self.telephony = telephony
         """Twilio's REST API for hang-ups and transfers (None: through the stream's ``<Connect action>``)."""
-        self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **self.agent.session_defaults()}
+        self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **configured.session_defaults()}
         self.outbound = OutboundCalls(self)
         """Outbound calls placed through ``POST /api/calls``: the cap, and each call's greeting."""
-        self.agent_registry = agent_registry(self.registry, self.agent)
-        """The server's tools and the agent's own (HTTP tools, tools a person answers)."""
+        agent_registry(self.registry, configured)  # an HTTP tool without its secret stops serve here
         self.port: int | None = None
         self.shutdown = trio.Event()
         self._services: trio.Nursery | None = None
@@ -216,6 +231,17 @@ class Server:
     @staticmethod
     def now() -> float:
         return time.time()
+
+    @property
+    def agent(self) -> Agent:
+        """The ``default`` agent profile's current version (the agent file's before the log is read)."""
+        return self.agents.default_agent()
+
+    @property
+    def agent_registry(self) -> ToolRegistry:
+        """The server's tools and the ``default`` agent's own (HTTP tools, tools a person answers)."""
+        current = self.agents.book.current(DEFAULT_PROFILE)
+        return self.agents.registry_for(DEFAULT_PROFILE, current.version if current else 0, self.agent)
 
     async def store_answers(self) -> bool:
         """Whether the store answers a trivial query within ``HEALTH_STORE_TIMEOUT_S``."""
@@ -303,28 +329,40 @@ class Server:
         )
 
     async def _run_call(self, link: Any, start: Any) -> str:
-        settings = self.call_settings()
+        facts = CallFacts.of(start.start.call_sid, start.start.custom_parameters)
+        answering = await self.routing.call_starting(facts)  # the agent /twiml chose (or the rules now)
+        agent = answering.agent
         greeting = await self.outbound.call_starting(start)
         if greeting:  # POST /api/calls gave this outbound call its own greeting
-            settings = replace(settings, agent=msgspec.structs.replace(self.agent, greeting=greeting))
+            agent = msgspec.structs.replace(agent, greeting=greeting)
+        settings = replace(self.call_settings(), agent=agent, registry=answering.registry)
         history = self.admission.resumed_history(start.start.call_sid)
         if history is not None:  # back from a warm transfer nobody answered (web/warm_transfer.py)
             settings = replace(settings, resumed_history=history)
-        return await run_call(
-            link,
-            start,
-            settings=settings,
-            session_config=self.default_session,
-            sink=self._record_call_event,
-            live=self.live,
-        )
+        try:
+            return await run_call(
+                link,
+                start,
+                settings=settings,
+                session_config={**self.default_session, **answering.agent.session_defaults()},  # the profile wins
+                sink=partial(self._record_call_event, answering=answering),
+                live=self.live,
+            )
+        finally:
+            self.routing.call_ended(facts.call_id)
 
-    def _record_call_event(self, event: Event) -> None:
+    def _record_call_event(self, event: Event, answering: CallAgent | None = None) -> None:
         """The calls' sink: the writer, with this engine named as the owner of each call it starts or
-        resumes (``CallStarted.engine_id``, ``CallResumed.engine_id``), so its calls can be ended for
-        it if it dies."""
+        resumes (``CallStarted.engine_id``, ``CallResumed.engine_id``), so its calls can be ended for it
+        if it dies, and the agent profile and version that answers (``CallStarted.agent_name``,
+        ``agent_version``)."""
         if isinstance(event, CallStarted | CallResumed) and not event.engine_id:
             event = msgspec.structs.replace(event, engine_id=self.identity.engine_id)
+        if type(event) is CallStarted and answering is not None:
+            event = msgspec.structs.replace(event, agent_name=answering.name, agent_version=answering.version)
+            if answering.unrecorded:  # routed at the stream's start: the decision follows CallStarted
+                self.writer.record(event)
+                event = msgspec.structs.replace(answering.routed, at=event.at)
         self.writer.record(event)
 
     async def _media(self, stream: trio.abc.HalfCloseableStream) -> None:
@@ -389,6 +427,7 @@ class Server:
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``self.shutdown`` is set; ``task_status.started`` gets the bound port."""
         await trio.to_thread.run_sync(self.load_default_session)
+        await trio.to_thread.run_sync(self.agents.load)
         config = Config()
         config.graceful_timeout = 2.0
         config.accesslog = None

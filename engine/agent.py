@@ -39,6 +39,10 @@ voicemail, and when to renew the model's session before its time limit. Every ke
                                      # (warm needs Twilio credentials; nobody answers: back to the agent)
 
 An unknown key or a bad value raises ``AgentError`` naming the key (``serve`` exits 2 with it).
+
+The same keys with a ``name`` are an agent profile (``engine/agent_profiles.py``): versioned in the
+log, edited in the console and the API, and chosen per call by the routing (``engine/routing.py``); the
+agent file is the ``default`` profile's first version.
 """
 
 from __future__ import annotations
@@ -59,8 +63,23 @@ DTMF_KEYS = re.compile(r"^[0-9*#wW]{1,64}$")
 """Keys ``send_dtmf`` may press: digits, ``*``, ``#``; ``w`` waits half a second."""
 
 
+PROFILE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,39}$")
+"""An agent profile's name (``engine/agent_profiles.py``): it is a URL segment and a log word."""
+DEFAULT_PROFILE = "default"
+"""The profile that answers when routing names no other; the agent file's (``--agent``)."""
+
+
 class AgentError(ValueError):
     """An agent file or profile that cannot be used; the message names the key."""
+
+
+def check_profile_name(name: object, *, key: str = "name") -> None:
+    """Raise ``ValueError`` (``key: …``) unless ``name`` can name an agent profile."""
+    if not isinstance(name, str) or not PROFILE_NAME.match(name):
+        shown = repr(name[:60]) if isinstance(name, str) else type(name).__name__
+        raise ValueError(
+            f"{key}: {shown} is not an agent name: 1-40 of a-z, 0-9, '-', '_', starting with a letter or digit"
+        )
 
 
 TOOL_NAME = re.compile(r"^[a-zA-Z0-9_-]{1,64}$")
@@ -184,7 +203,7 @@ def parse_agent(data: dict[str, Any], *, where: str = "agent") -> Agent:
     try:
         return msgspec.convert(data, Agent)
     except msgspec.ValidationError as error:
-        raise AgentError(f"{where}: {_explain(error)}") from None
+        raise AgentError(f"{where}: {explain(error)}") from None
 
 
 def load_agent(path: str | Path) -> Agent:
@@ -199,8 +218,9 @@ def load_agent(path: str | Path) -> Agent:
     return parse_agent(data, where=str(path))
 
 
-def _explain(error: msgspec.ValidationError) -> str:
-    """msgspec says ``Object contains unknown field `x` - at `$.transfer_targets[0]```: name the key first."""
+def explain(error: msgspec.ValidationError) -> str:
+    """msgspec says ``Object contains unknown field `x` - at `$.transfer_targets[0]```: name the key first
+    (the agent file, agent profiles and the routing rules all say it this way)."""
     text = str(error)
     path = ""
     if " - at `" in text:
@@ -211,3 +231,20 @@ def _explain(error: msgspec.ValidationError) -> str:
         key = f"{path}.{unknown.group(1)}" if path else unknown.group(1)
         return f"unknown key {key!r}"
     return f"{path or 'value'}: {text}" if path else text
+
+
+_KEY_PATH = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*(\.[A-Za-z_][A-Za-z0-9_]*(\[[0-9]+\])*)*$")
+
+
+def error_key(message: str) -> str | None:
+    """The key an :func:`explain` message names: ``transfer_targets[0]: to: 'x' is …`` →
+    ``transfer_targets[0].to``; ``unknown key 'x'`` → ``x``."""
+    unknown = re.match(r"^unknown key '([^']+)'", message)
+    if unknown:
+        return unknown.group(1)
+    parts: list[str] = []
+    for part in message.split(": ")[:-1]:
+        if not _KEY_PATH.match(part):
+            break
+        parts.append(part)
+    return ".".join(parts) or None

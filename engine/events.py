@@ -26,6 +26,8 @@ SETTINGS_STREAM = "settings"
 """The ``call_id`` of events that belong to no call (saved defaults)."""
 ENGINE_STREAM_PREFIX = "engine:"
 """``call_id`` prefix of each engine's own stream (its heartbeats): ``engine:<engine_id>``."""
+AGENTS_STREAM = "agents"
+"""The ``call_id`` of the agent profiles and the routing rules (every engine folds it)."""
 
 
 class Event(msgspec.Struct, frozen=True, kw_only=True):
@@ -67,6 +69,10 @@ class CallStarted(Event, frozen=True, kw_only=True):
     engine_id: str = ""
     """The engine carrying the call (``CALLBRIDGE_ENGINE_ID``; empty in logs recorded before engines
     had names). If it stops without recording ``CallEnded``, the call is ended for it."""
+    agent_name: str = ""
+    """The agent profile that answered (empty in logs recorded before profiles existed)."""
+    agent_version: int = 0
+    """Its version (``AgentSaved.version``; 0 in logs recorded before profiles existed)."""
 
 
 class CallEnded(Event, frozen=True, kw_only=True):
@@ -104,6 +110,64 @@ class EngineHeartbeat(Event, frozen=True, kw_only=True):
     interval_s: float
     host: str = ""
     pid: int = 0
+
+
+# --- agents and routing (``engine/agent_profiles.py``, ``engine/routing.py``) --------------------
+
+
+class AgentSaved(Event, frozen=True, kw_only=True):
+    """A version of the agent profile ``name`` was saved (``call_id`` is ``agents``): ``agent`` holds
+    every key of the agent (``engine/agent.py``), defaults filled in, so the version says exactly what
+    answered. ``source`` is ``file:<path>`` when the agent file was loaded into ``default``;
+    ``rolled_back_from`` the version whose content this one restores."""
+
+    name: str
+    version: int
+    agent: dict[str, Any]
+    by: str = "api"
+    source: str = ""
+    rolled_back_from: int | None = None
+
+
+class AgentDeleted(Event, frozen=True, kw_only=True):
+    """The profile ``name`` was deleted (``call_id`` is ``agents``); its versions stay readable, and a
+    profile saved later under the name numbers on from ``version``."""
+
+    name: str
+    version: int
+    by: str = "api"
+
+
+class RoutingRulesSaved(Event, frozen=True, kw_only=True):
+    """Which agent answers a call was decided anew (``call_id`` is ``agents``): the rules, first match
+    wins, the agent when none matches, and the operator's assistant-request endpoint (its secret is
+    named by an environment variable, never stored)."""
+
+    version: int
+    rules: list[dict[str, Any]] = []
+    default_agent: str = "default"
+    assistant_request: dict[str, Any] | None = None
+    by: str = "api"
+
+
+class AgentRouted(Event, frozen=True, kw_only=True):
+    """Which agent answers this call, and why: ``reason`` is ``rule #2 'to=+1555…'``, ``assistant
+    request``, ``fallback after timeout: …`` or ``default``. Recorded when ``/twiml`` answers (before
+    ``CallStarted``), or when the stream starts if no decision was found. ``overrides`` are keys of the
+    agent the assistant request replaced for this call only."""
+
+    agent: str
+    version: int
+    reason: str
+    source: str = "default"
+    """``rule``, ``assistant_request``, ``default`` or ``fallback`` (the assistant request failed)."""
+    rule: int | None = None
+    """The 1-based number of the rule that matched."""
+    overrides: dict[str, Any] = {}
+    routing_version: int = 0
+    assistant_request_ms: float | None = None
+    """How long the assistant request took (None: none was sent)."""
+    at_stream_start: bool = False
 
 
 # --- the Twilio side ---------------------------------------------------------------------------

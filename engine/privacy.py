@@ -70,6 +70,7 @@ SENSITIVE: dict[str, tuple[str, ...]] = {
     "WebhookRegistered": ("secret",),
     "OutboundCallPlaced": ("to_number", "greeting", "metadata"),
     "CallCommandIssued": ("payload",),
+    "AgentRouted": ("overrides",),
 }
 """Event class name → its fields that are sealed with the call's (or webhook's) key."""
 
@@ -101,6 +102,9 @@ CLEAR: frozenset[str] = frozenset(
         "ModelSessionRecycled",
         "TaskCrashed",
         "CallErased",
+        "AgentSaved",
+        "AgentDeleted",
+        "RoutingRulesSaved",
         "CallerSpeechDetected",
         "CallCommandAnswered",
         "CallHeld",

@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from callbridge.engine.events import (
+    AgentRouted,
     AssistantAudioDiscarded,
     AssistantAudioPlayed,
     AssistantAudioSent,
@@ -182,6 +183,7 @@ def _connected(e: ModelConnected) -> str:
 
 _FACTS: dict[type[Event], tuple[str | Callable[[Any], str], Callable[[Any], str]]] = {
     CallStarted: ("call", lambda e: f"call from {e.from_number or '?'} to {e.to_number or '?'} (model {e.model})"),
+    AgentRouted: ("call", lambda e: f"answered by agent {e.agent} v{e.version}: {e.reason}"),
     PlaybackCleared: (
         "barge_in",
         lambda e: f"playback cleared: {e.unplayed_bytes // SAMPLES_PER_MS} ms unplayed dropped",

@@ -21,7 +21,7 @@ from bridge_harness import Bridge, running_bridge
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
-from callbridge.engine.events import ModelEventReceived
+from callbridge.engine.events import AGENTS_STREAM, AgentSaved, ModelEventReceived
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.web.auth import SESSION_COOKIE
@@ -275,7 +275,9 @@ async def test_prometheus_metrics_have_the_views_the_process_and_the_bridge(api:
     server = api.bridge.server
     head = int(samples["callbridge_store_head_position"])
     own = [r for r in server.store.read_all(0, limit=head) if r.position <= head and r.event.call_id not in api.logs]
-    assert {type(r.event).__name__ for r in own} <= {"EngineHeartbeat", "WebhookLeaseTaken"}  # the engine's own
+    background = {"EngineHeartbeat", "WebhookLeaseTaken", "AgentSaved"}  # the engine's own; the default agent's
+    assert {type(r.event).__name__ for r in own} <= background  # first version is saved at start
+    assert [type(r.event) for r in server.store.read_call(AGENTS_STREAM)] == [AgentSaved]
     assert head == sum(len(log.events) for log in api.logs.values()) + len(own)
     assert samples["callbridge_projection_lag_events"] == "0"
     assert int(samples["process_resident_memory_bytes"]) > 0
@@ -324,5 +326,6 @@ async def test_a_real_call_is_live_in_metrics_then_readable_through_the_api_as_s
     assert ("assistant", "Hello! How can I help you today?") in texts
     assert (await api.json("/api/conversations", q="help today"))[0]["call_id"] == report.call_sid
     events = await api.json(f"/api/calls/{report.call_sid}/events")
-    assert events[0]["type"] == "CallStarted" and events[-1]["type"] == "CallEnded"
+    assert [e["type"] for e in events[:2]] == ["AgentRouted", "CallStarted"]  # /twiml's routing first
+    assert events[-1]["type"] == "CallEnded"
     assert events[-1]["data"]["reason"] == "test_done"

@@ -24,6 +24,7 @@ from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Tur
 from callbridge.adapters.twilio import codec, signature
 from callbridge.engine.apology import Apology
 from callbridge.engine.events import (
+    AgentRouted,
     AssistantAudioPlayed,
     AssistantAudioSent,
     BargeInDecided,
@@ -344,7 +345,9 @@ async def test_a_call_is_recorded_in_postgresql_when_the_store_scales_out(
         await bridge.wait_call_ended(report.call_sid)
         events = await bridge.events(report.call_sid)
     assert report.ok, report.errors
-    assert isinstance(events[0], CallStarted) and isinstance(events[-1], CallEnded)
+    # /twiml's routing decision comes first, then the call itself
+    assert isinstance(events[0], AgentRouted) and isinstance(events[1], CallStarted)
+    assert isinstance(events[-1], CallEnded)
     assert sum(len(e.payload) for e in of_type(events, AssistantAudioSent)) == report.assistant_bytes_received
 
 

@@ -13,7 +13,9 @@
 Twilio's routes (all signed when ``TWILIO_AUTH_TOKEN`` is set):
 
 - ``/twiml`` answers ``<Connect action="PUBLIC_URL/twilio/stream-ended"><Stream>`` with the call's
-  ``From``, ``To``, ``CallSid`` and ``Direction`` (``inbound``, ``outbound-api``) as parameters;
+  ``From``, ``To``, ``CallSid`` and ``Direction`` (``inbound``, ``outbound-api``) as parameters, once
+  it has decided which agent answers (``engine/agent_router.py``: the assistant request, the rules)
+  and that decision is in the call's log;
 - ``/twilio/stream-ended`` is that ``action``: when our side ended the stream, it answers what the
   call decided, from the call's log (the last ``TransferDialed``'s ``<Dial>`` or, after a
   ``PhoneHangUpSent`` or nothing at all, ``<Hangup/>``). Without Twilio credentials this is how
@@ -30,6 +32,7 @@ Twilio's routes (all signed when ``TWILIO_AUTH_TOKEN`` is set):
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from quart import Blueprint, Response, jsonify, request
@@ -37,6 +40,8 @@ from quart_trio import QuartTrio
 
 from callbridge.adapters.twilio import signature, twiml
 from callbridge.engine.events import CallStatusReported, MachineDetected
+from callbridge.engine.routing import CallFacts
+from callbridge.web.agents_api import agents_blueprint
 from callbridge.web.api import api_blueprint
 from callbridge.web.auth import install_sessions, require_token
 from callbridge.web.calls_api import calls_api_blueprint
@@ -55,6 +60,8 @@ if TYPE_CHECKING:
 
 STREAM_ENDED_PATH = "/twilio/stream-ended"
 
+log = logging.getLogger(__name__)
+
 
 def create_app(server: Server) -> QuartTrio:
     app = QuartTrio("callbridge")
@@ -65,6 +72,7 @@ def create_app(server: Server) -> QuartTrio:
     install_sessions(app, SessionKeeper(server.settings.data_dir), lambda: server.settings.public_url)
     app.register_blueprint(small_endpoints_blueprint(server))
     app.register_blueprint(api_blueprint(server))
+    app.register_blueprint(agents_blueprint(server))
     app.register_blueprint(console_api_blueprint(server))
     app.register_blueprint(calls_api_blueprint(server))
     app.register_blueprint(live_feed_blueprint(server))
@@ -107,6 +115,11 @@ def create_app(server: Server) -> QuartTrio:
             return refused
         parameters = {key: params.get(key, "") for key in ("From", "To", "CallSid")}
         parameters["Direction"] = params.get("Direction") or "inbound"
+        facts = CallFacts.of(parameters["CallSid"], parameters)
+        try:
+            await server.routing.route_webhook(facts)  # recorded before Twilio opens the stream
+        except Exception:  # never keep a caller from being answered: the stream's start routes again
+            log.exception("call %s: routing at /twiml failed", facts.call_id)
         return Response(stream_twiml(parameters), content_type="text/xml")
 
     @app.route(STREAM_ENDED_PATH, methods=["POST"])

@@ -10,8 +10,9 @@ Behind the API token like the rest of ``/api`` (bearer header or console cookie)
 - ``POST /api/calls/{call_id}/transfer`` ``{"target": label, "reason"?}`` → 202: the agent announces
   the transfer, then the caller is dialled through to the target; 400 for a label the agent does not
   have (the answer names the labels), 404 when the call is not live here;
-- ``GET /api/agent`` → what the agent does (greeting, hang-up, keypad, limits) and its transfer
-  targets, for the console's buttons.
+- ``GET /api/agent[?call_id=…]`` → what the agent does (greeting, hang-up, keypad, limits) and its
+  transfer targets, for the console's buttons: the agent profile that answers that call, else the
+  ``default`` one.
 
 A command is *accepted* (202) when the call's own task has it; what happened is in the call's log
 (``CallEndRequested``, ``PhoneHangUpSent``, ``TransferRequested``/``TransferDialed``) and on the
@@ -121,14 +122,16 @@ def calls_api_blueprint(server: Server) -> Blueprint:
         if body is None:
             return error_response(400, 'the request body must be a JSON object like {"target": "sales"}')
         label = body.get("target")
-        if not isinstance(label, str) or server.agent.target(label) is None:
-            labels = ", ".join(target.label for target in server.agent.transfer_targets)
-            known = labels or "none (add [[transfer_targets]] to the agent file)"
+        agent = await server.routing.agent_of_call(call_id)  # the call's own agent profile
+        if not isinstance(label, str) or agent.target(label) is None:
+            labels = ", ".join(target.label for target in agent.transfer_targets)
+            known = labels or "none (add transfer_targets to the agent's profile or the agent file)"
             return error_response(400, f"'target': {label!r} is not a transfer target; the targets are: {known}")
         return await command(call_id, body, "transfer", {"label": label}, accepted="transfer", target=label)
 
     @api.get("/api/agent")
     async def agent() -> Response:
-        return json_response(agent_view(server.agent))
+        call_id = request.args.get("call_id")  # the agent that answers that call; else the default
+        return json_response(agent_view(await server.routing.agent_of_call(call_id) if call_id else server.agent))
 
     return api

@@ -54,3 +54,13 @@ export async function deleteJSON(path) {
 export function recordingUrl(callId) {
   return `/api/calls/${encodeURIComponent(callId)}/recording.wav`;
 }
+
+/** A JSON request with any method (PUT, DELETE, …); the body is sent only when given. */
+export async function sendJSON(method, path, body) {
+  const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  return handle(await fetch(path, init));
+}

@@ -2,6 +2,8 @@
 // you look at history), a hash router over the views, and the feed status in the header.
 
 import { getJSON } from "./api.js";
+import { mountAgent, mountAgents } from "./agents_view.js";
+import { mountRouting } from "./routing_view.js";
 import { clear } from "./dom.js";
 import { Feed, statusText } from "./feed.js";
 import { mountCall } from "./call_view.js";
@@ -37,6 +39,9 @@ const ROUTES = [
   [/^\/live$/, () => mountLive(main, { state, feed, selection })],
   [/^\/replay\/([^/]+)$/, (m, params) => mountReplay(main, { callId: decodeURIComponent(m[1]), speed: Number(params.get("speed") || 1) })],
   [/^\/history$/, (m, params) => mountHistory(main, params)],
+  [/^\/agents$/, (m, params) => mountAgents(main, params)],
+  [/^\/agents\/([^/]+)$/, (m, params) => mountAgent(main, decodeURIComponent(m[1]), params)],
+  [/^\/routing$/, () => mountRouting(main)],
   [/^\/calls\/([^/]+)$/, (m) => mountCall(main, decodeURIComponent(m[1]))],
   [/^\/session$/, (m, params) => mountSession(main, params)],
   [/^\/setup$/, () => mountSetup(main)],
@@ -61,7 +66,7 @@ function route() {
   current = mount(match, params);
   const section = path.split("/")[1];
   for (const link of document.querySelectorAll("[data-nav]")) {
-    const active = link.dataset.nav === section || (section === "replay" && link.dataset.nav === "live") || (section === "calls" && link.dataset.nav === "history");
+    const active = link.dataset.nav === section || (section === "replay" && link.dataset.nav === "live") || (section === "calls" && link.dataset.nav === "history") || (section === "routing" && link.dataset.nav === "agents");
     if (active) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }

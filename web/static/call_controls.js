@@ -1,6 +1,6 @@
 // Call control in the live view: "Call a number" (POST /api/calls) and, for the live call shown,
 // "Hang up" and "Transfer to …" (POST /api/calls/{id}/hangup|transfer). The transfer targets are
-// the agent's (GET /api/agent); a call that ended or a replay shows no buttons. What happened comes
+// those of the agent that answers the call shown (GET /api/agent?call_id=…); a call that ended or a replay shows no buttons. What happened comes
 // back on the feed (callbridge.phone.hung_up, callbridge.transfer.dialed, …) as transcript notes.
 
 import { getJSON, postJSON } from "./api.js";
@@ -60,8 +60,16 @@ export class CallControls {
     this.transfer.addEventListener("click", () =>
       this.send("transfer", { target: this.target.value, reason: "transferred from the console" }, `Transferring to ${this.target.value}…`),
     );
-    getJSON("/api/agent")
+    this.targetsFor = null;
+  }
+
+  /** The transfer targets of the agent that answers `callId` (each call may have its own agent). */
+  loadTargets(callId) {
+    this.targetsFor = callId;
+    this.transferPart.hidden = true;
+    getJSON("/api/agent", { call_id: callId })
       .then((agent) => {
+        if (callId !== this.callId) return; // another call was chosen meanwhile
         const targets = agent.transfer_targets || [];
         this.target.replaceChildren(...targets.map((t) => h("option", { value: t.label }, `${t.label} (${t.to})`)));
         this.transferPart.hidden = !targets.length;
@@ -75,6 +83,7 @@ export class CallControls {
     if (!call || call.callId !== this.callId) notice(this.status, "");
     this.callId = call ? call.callId : null;
     this.root.hidden = !live;
+    if (live && this.targetsFor !== this.callId) this.loadTargets(this.callId);
   }
 
   async send(action, body, doing) {

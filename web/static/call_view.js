@@ -57,6 +57,17 @@ function transcriptItems(items) {
   );
 }
 
+/** Which agent profile (and version) answered, and why: a link to exactly that version. */
+function agentFact(events) {
+  const started = events.find((e) => e.type === "CallStarted")?.data || {};
+  const routed = events.filter((e) => e.type === "AgentRouted").at(-1)?.data;
+  const name = started.agent_name || routed?.agent;
+  if (!name) return null; // recorded before agent profiles existed
+  const version = started.agent_version || routed?.version || 0;
+  const link = h("a", { href: `#/agents/${encodeURIComponent(name)}?version=${version}`, id: "call-agent" }, `${name} v${version}`);
+  return [link, routed ? ` — ${routed.reason}` : null];
+}
+
 /** What went wrong with the model on this call, from its events: shown above everything else. */
 function modelProblems(conversation, events) {
   const failures = events.filter((e) => e.type === "ModelConnectionFailed").map((e) => e.data || {});
@@ -228,6 +239,7 @@ export function mountCall(main, callId) {
           ["Direction", conversation.direction || "inbound"],
           ["Outcome", outcomeText(conversation.outcome, conversation.transfer_target) || "—"],
           ["Model", conversation.model],
+          ["Agent", agentFact(events)],
         ]),
         h(
           "div",

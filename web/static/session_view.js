@@ -181,7 +181,12 @@ function render(host, config, callId, setDirty) {
   const form = h(
     "form",
     { class: "session-form", novalidate: true, dataset: { callId: callId || "" } },
-    field("instructions", "Instructions", h("textarea", { id: "instructions", rows: 6, value: session.instructions || "" })),
+    field(
+      "instructions",
+      "Instructions",
+      h("textarea", { id: "instructions", rows: 6, value: session.instructions || "" }),
+      callId ? null : "An agent profile that sets its own instructions or voice (Agents) wins over these on the calls it answers.",
+    ),
     h("div", { class: "row-fields" }, field("voice", "Voice", voice, voiceHint), field("td-type", "Turn detection", tdType)),
     vad.server,
     vad.semantic,
