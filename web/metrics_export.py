@@ -18,7 +18,6 @@ Why this shape:
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import NamedTuple
@@ -71,7 +70,7 @@ class BridgeCollector(Collector):
         """Set by :meth:`MetricsExport.render` before each scrape; None outside one."""
 
     def collect(self) -> Iterator[Metric]:
-        db: sqlite3.Connection = open_views(self.views_path)
+        db = open_views(self.views_path)
         try:
             yield from view_metric_families(db)
         finally:
