@@ -6,15 +6,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import trio
-from mcp import Client
-from test_mcp_support import T0, fill_store, structured
+from test_mcp_support import T0, mcp_over, structured
 
 from callbridge.engine import synthetic_call_control as golden
-from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
-from callbridge.mcp_server.data import FollowingCallData
-from callbridge.mcp_server.server import CallbridgeMCP
 
 
 def golden_calls() -> list[CallLog]:
@@ -33,27 +28,17 @@ def golden_calls() -> list[CallLog]:
 
 
 async def test_an_assistant_reads_every_call_control_fact_in_timelines_events_and_metrics(tmp_path: Path) -> None:
-    store_url = str(tmp_path / "data" / "callbridge.db")
-    fill_store(store_url, golden_calls())
-    store = EventStore(store_url)
-    try:
-        async with trio.open_nursery() as nursery:
-            data = FollowingCallData(store, tmp_path / "data" / "views-mcp.db")
-            await nursery.start(data.run)
-            async with Client(CallbridgeMCP(data)) as client:
-                timelines, metrics = {}, {}
-                for call_id in ("CAkeys", "CAsilent", "CAlimit", "CArecycle", "CAsales", "CAbye"):
-                    timeline = await structured(client, "get_call_timeline", {"call_id": call_id})
-                    timelines[call_id] = [entry["summary"] for entry in timeline["entries"]]
-                    figures = await structured(client, "get_call_metrics", {"call_id": call_id})
-                    metrics[call_id] = figures["call"]["call_control"]
-                keys = await structured(
-                    client, "get_call_events", {"call_id": "CAkeys", "types": ["DtmfForwarded", "DtmfSent"]}
-                )
-                period = (await structured(client, "get_call_metrics"))["period"]["call_control"]
-            nursery.cancel_scope.cancel()
-    finally:
-        store.close()
+    async with mcp_over(tmp_path, golden_calls()) as (client, _):
+        timelines, metrics = {}, {}
+        for call_id in ("CAkeys", "CAsilent", "CAlimit", "CArecycle", "CAsales", "CAbye"):
+            timeline = await structured(client, "get_call_timeline", {"call_id": call_id})
+            timelines[call_id] = [entry["summary"] for entry in timeline["entries"]]
+            figures = await structured(client, "get_call_metrics", {"call_id": call_id})
+            metrics[call_id] = figures["call"]["call_control"]
+        keys = await structured(
+            client, "get_call_events", {"call_id": "CAkeys", "types": ["DtmfForwarded", "DtmfSent"]}
+        )
+        period = (await structured(client, "get_call_metrics"))["period"]["call_control"]
 
     assert "agent pressed 12# (540 ms of tones)" in timelines["CAkeys"]
     assert "keys 4 given to the model (model)" in timelines["CAkeys"]
