@@ -82,6 +82,7 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from callbridge.engine.apology import Apology, ApologyError
+    from callbridge.engine.http_tools import HttpToolError
     from callbridge.engine.store import StoreOpenError
     from callbridge.server import Server
     from callbridge.web.connection_gate import ConnectionLimits, raise_fd_limit
@@ -136,6 +137,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
+        return 2
+    except HttpToolError as error:  # the agent file's tools cannot be offered on this server
+        print(f"callbridge: {settings.agent_path or 'agent'}: {error}", file=sys.stderr)
         return 2
     except (StoreOpenError, ValueError) as error:
         print(

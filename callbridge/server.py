@@ -38,7 +38,7 @@ import trio
 from hypercorn.config import Config
 
 from callbridge.adapters.http import Httpx2Client
-from callbridge.adapters.openai.client import open_realtime
+from callbridge.adapters.openai.client import open_realtime, realtime_url_for_model
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.engine.agent import DEFAULT_AGENT, DEFAULT_PROFILE, Agent
 from callbridge.engine.agent_directory import BUILT_IN, FILE_SOURCE, AgentDirectory
@@ -311,10 +311,13 @@ class Server:
 
         self._services.start_soon(guarded)
 
-    def call_settings(self) -> CallSettings:
+    def call_settings(self, model: str | None = None) -> CallSettings:
+        """What a call needs from the server; ``model``: the realtime model its agent profile names (the
+        socket opens with it; None: the one in the configured URL)."""
         assert self.model_url is not None
         api_key = self.settings.openai_api_key if self.settings.model == "openai" else "sim"
-        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(open_realtime, self.model_url, api_key)
+        url = realtime_url_for_model(self.model_url, model) if model else self.model_url
+        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(open_realtime, url, api_key)
         return CallSettings(
             open_model=opener,
             model_kind=self.settings.model,
@@ -335,7 +338,8 @@ class Server:
         greeting = await self.outbound.call_starting(start)
         if greeting:  # POST /api/calls gave this outbound call its own greeting
             agent = msgspec.structs.replace(agent, greeting=greeting)
-        settings = replace(self.call_settings(), agent=agent, registry=answering.registry)
+        session_config = {**self.default_session, **answering.agent.session_defaults()}  # the profile wins
+        settings = replace(self.call_settings(answering.agent.model), agent=agent, registry=answering.registry)
         history = self.admission.resumed_history(start.start.call_sid)
         if history is not None:  # back from a warm transfer nobody answered (web/warm_transfer.py)
             settings = replace(settings, resumed_history=history)
@@ -344,7 +348,7 @@ class Server:
                 link,
                 start,
                 settings=settings,
-                session_config={**self.default_session, **answering.agent.session_defaults()},  # the profile wins
+                session_config=session_config,
                 sink=partial(self._record_call_event, answering=answering),
                 live=self.live,
             )
