@@ -32,10 +32,10 @@ const NULLABLE_JSON = [
   ["server_tools", "Server tools offered (JSON)", 'e.g. ["get_weather"]; [] for none. Empty: all of the server\'s tools.'],
 ];
 
-function field(id, label, control, hint) {
+function field(id, label, control, hint, extra = "") {
   return h(
     "div",
-    { class: "field", dataset: { key: id } },
+    { class: `field ${extra}`.trim(), dataset: { key: id } },
     h("label", { for: `agent-${id}` }, label),
     control,
     hint ? h("p", { class: "hint", id: `agent-${id}-hint` }, hint) : null,
@@ -64,7 +64,7 @@ export function agentForm(profile, { isNew = false, editable = true } = {}) {
   noise.value = p.noise_reduction ?? "";
   for (const [key] of NULLABLE_JSON) {
     const value = p[key] === null || p[key] === undefined ? "" : JSON.stringify(p[key], null, 2);
-    controls[key] = h("textarea", { id: `agent-${key}`, class: "code", rows: 3, spellcheck: "false", readonly: !editable, value });
+    controls[key] = h("textarea", { id: `agent-${key}`, class: "code", rows: 4, spellcheck: "false", readonly: !editable, value });
   }
   const name = h("input", { id: "agent-name", value: p.name || "", required: true, pattern: "[a-z0-9][a-z0-9_-]{0,39}", readonly: !isNew, spellcheck: "false" });
   controls.name = name;
@@ -80,15 +80,11 @@ export function agentForm(profile, { isNew = false, editable = true } = {}) {
       "fieldset",
       { class: "model-options" },
       h("legend", {}, "Model options (empty: the console's default session's)"),
-      h(
-        "div",
-        { class: "row-fields" },
-        field("model", "Realtime model", controls.model, null),
-        field("max_output_tokens", "Max output tokens", controls.max_output_tokens, null),
-        field("speed", "Speed", controls.speed, "0.25–1.5; 1 is the voice's own pace."),
-        field("noise_reduction", "Noise reduction", noise, null),
-      ),
-      NULLABLE_JSON.slice(0, 1).map(([key, label, hint]) => field(key, label, controls[key], hint)),
+      field("model", "Realtime model", controls.model, null),
+      field("max_output_tokens", "Max output tokens", controls.max_output_tokens, null),
+      field("speed", "Speed", controls.speed, "0.25–1.5; 1 is the voice's own pace."),
+      field("noise_reduction", "Noise reduction", noise, null),
+      NULLABLE_JSON.slice(0, 1).map(([key, label, hint]) => field(key, label, controls[key], hint, "wide")),
     ),
     JSON_KEYS.map(([key, label, hint]) => field(key, label, controls[key], hint)),
     NULLABLE_JSON.slice(1).map(([key, label, hint]) => field(key, label, controls[key], hint)),
