@@ -82,7 +82,6 @@ async def _collect_garbage_every(seconds: float) -> None:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from callbridge.engine.apology import Apology, ApologyError
-    from callbridge.engine.http_tools import HttpToolError
     from callbridge.engine.store import StoreOpenError
     from callbridge.server import Server
     from callbridge.web.connection_gate import ConnectionLimits, raise_fd_limit
@@ -137,9 +136,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
         )
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
-        return 2
-    except HttpToolError as error:  # the agent file's tools cannot be offered on this server
-        print(f"callbridge: {settings.agent_path or 'agent'}: {error}", file=sys.stderr)
         return 2
     except (StoreOpenError, ValueError) as error:
         print(
@@ -221,6 +217,8 @@ def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | 
     naming the key, and (None, None)."""
     from callbridge.adapters.twilio.rest import TwilioCalls
     from callbridge.engine.agent import DEFAULT_AGENT, AgentError, load_agent
+    from callbridge.engine.default_tools import default_registry
+    from callbridge.engine.http_tools import HttpToolError, agent_registry
 
     agent = DEFAULT_AGENT
     if settings.agent_path:
@@ -228,6 +226,12 @@ def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | 
             agent = load_agent(settings.agent_path)
         except AgentError as error:
             print(f"callbridge: {error}", file=sys.stderr)
+            return None, None
+        try:  # its tools can be offered here: their secrets are set, the server has its server_tools
+            simulated = settings.model == "sim"
+            agent_registry(default_registry(weather_url=settings.weather_url, simulated=simulated), agent)
+        except HttpToolError as error:
+            print(f"callbridge: {settings.agent_path}: {error}", file=sys.stderr)
             return None, None
         log.info("agent: %s", settings.agent_path)
     telephony: Telephony | None = None
