@@ -53,6 +53,7 @@ from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.redaction import Redaction, RedactionError
+from callbridge.engine.redaction_record import rules_to_record
 from callbridge.engine.routing import CallFacts
 from callbridge.engine.store import EventStore, StoreOpenError
 from callbridge.engine.store_writer import EventWriter
@@ -295,6 +296,9 @@ class Server:
         for recorded in self.store.read_call(SETTINGS_STREAM):
             if isinstance(recorded.event, DefaultSessionConfigSaved):
                 self.default_session = dict(recorded.event.session_config)
+        changed = rules_to_record(self.store, self.store.redaction, self.now())
+        if changed is not None:  # so that `callbridge mcp` masks them too (engine/redaction_record.py)
+            self.writer.record(changed)
 
     def start_background(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn()`` in the server's own nursery (e.g. a console test call): it is cancelled when

@@ -79,6 +79,7 @@ CLEAR: frozenset[str] = frozenset(
         "CallEnded",
         "CallSessionConfigChanged",
         "DefaultSessionConfigSaved",
+        "RedactionRulesSet",
         "EngineHeartbeat",
         "CallerAudioDropped",
         "TwilioSocketClosed",

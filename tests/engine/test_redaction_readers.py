@@ -16,9 +16,9 @@ import httpx2
 import pytest
 import trio
 from bridge_harness import running_bridge
-from privacy_calls import ONE_TURN, order_registry
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
+from privacy_calls import ONE_TURN, order_registry
 from test_mcp_support import structured
 from trio_websocket import WebSocketConnection, open_websocket_url
 from webhook_endpoint import webhook_endpoint
