@@ -144,10 +144,10 @@ class AgentDirectory:
         def make(book: AgentBook) -> Event | None:
             current = book.current(DEFAULT_PROFILE)
             if current is not None:
-                if not self.source.startswith(FILE_SOURCE) or current.agent == data:
+                if not self.source.startswith(FILE_SOURCE) or current.holds(data):
                     return None
                 loaded = book.last_from_file(DEFAULT_PROFILE)
-                if loaded is not None and loaded.agent == data:
+                if loaded is not None and loaded.holds(data):
                     return None  # the file did not change: the console's later saves stand
             return self._next_version(book, DEFAULT_PROFILE, data, by="serve", source=self.source)
 
@@ -155,7 +155,7 @@ class AgentDirectory:
         if isinstance(saved, AgentSaved):
             log.info("agent 'default' version %d loaded from %s", saved.version, self.source)
         current = self.book.current(DEFAULT_PROFILE)
-        if current is not None and current.agent == data:  # the very agent this engine was given
+        if current is not None and current.holds(data):  # the very agent this engine was given
             self._agents[(DEFAULT_PROFILE, current.version)] = self.configured
 
     # --- saves (blocking) -------------------------------------------------------------------------
@@ -182,7 +182,7 @@ class AgentDirectory:
                     key="name",
                 )
             _expect(name, current, expected_version)
-            if current is not None and current.agent == data:
+            if current is not None and current.holds(data):
                 return None
             return self._next_version(book, name, data, by=by)
 
@@ -202,7 +202,7 @@ class AgentDirectory:
                 self.check_tools(old.decoded(), name)
             except AgentError as error:
                 raise ProfileError(f"version {version} cannot be used by this engine: {error}", status=409) from None
-            if old.agent == current.agent:
+            if current.holds(agent_dict(old.decoded())):
                 return None
             return self._next_version(book, name, dict(old.agent), by=by, rolled_back_from=version)
 
