@@ -72,6 +72,7 @@ def tools_offered_blueprint(server: Server) -> Blueprint:
             return answer(tools)
         if not isinstance(call_id, str) or not call_id:
             return error_response(400, "'call_id' must be the id of a call", key="call_id")
+        await server.fresh.events()  # a call this engine just started is in the log
         found = await trio.to_thread.run_sync(call_answer, call_id, tools, limiter=server.db_threads)
         return found or error_response(404, f"no call {call_id!r} has started", key="call_id")
 

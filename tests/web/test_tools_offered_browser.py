@@ -8,10 +8,13 @@ import importlib.util
 from pathlib import Path
 
 import pytest
-from agents_support import SUPPORT_LINE, agents_bridge, session_updates
+import trio
+from agents_support import SALES_LINE, SUPPORT_LINE, agents_bridge, session_updates
 from browser import in_browser, open_browser, require_browser
 from console_data import TOKEN
 
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Silence
 from callbridge.engine.agent import Agent, AgentTool, TransferTarget
 
 if importlib.util.find_spec("playwright") is None:
@@ -81,3 +84,38 @@ async def test_the_tools_editor_lists_what_the_model_really_gets(tmp_path: Path)
             "ask_a_person",
         ]
     )
+
+
+async def test_a_live_calls_editor_lists_the_tools_of_the_agent_that_answers_it(tmp_path: Path) -> None:
+    async with agents_bridge(tmp_path) as agents, trio.open_nursery() as nursery:
+        profile = {"name": "desk", "server_tools": [], "end_call": False, "tools": [{"name": "quote"}]}
+        await agents.ok("POST", "/api/agents", profile, 201)
+        await agents.ok("PUT", "/api/routing", {"rules": [{"to": SALES_LINE, "agent": "desk"}]})
+        live = agents.bridge.server.live
+        calls: list[str] = []
+
+        async def caller() -> None:  # on the line until the test hangs up
+            report = await place_call(agents.bridge.base_url, script=[Silence(60_000), HangUp()], to_number=SALES_LINE)
+            calls.append(report.call_sid)
+
+        nursery.start_soon(caller)
+        with trio.fail_after(20):
+            await live.wait_added()
+        (call_id,) = live.calls
+
+        def scenario() -> None:
+            with open_browser(agents.bridge.base_url) as browser:
+                page = browser.page
+                browser.sign_in(TOKEN)
+                page.goto(f"/#/session?call_id={call_id}")
+                expect(page.get_by_role("button", name="Apply to this call")).to_be_visible()
+                expect(page.locator(".offered-for")).to_have_text("A call answered by agent desk v1 gets:")
+                expect(page.locator(".offered-tools li code")).to_have_text(["quote", "send_dtmf"])
+                expect(page.locator("li[data-tool='quote']")).to_contain_text("agent's tool: answered by hand")
+                assert list(browser.errors) == []
+
+        await in_browser(scenario)
+        await agents.ok("POST", f"/api/calls/{call_id}/hangup", {}, 202)
+        with trio.fail_after(20):
+            await agents.bridge.wait_call_ended(call_id)
+    assert calls == [call_id]
