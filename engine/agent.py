@@ -28,7 +28,7 @@ voicemail, and when to renew the model's session before its time limit. Every ke
     speed = 1.1                      # 0.25-1.5
     turn_detection = { type = "semantic_vad", eagerness = "low" }   # or server_vad with
                                      # threshold, prefix_padding_ms, silence_duration_ms, idle_timeout_ms
-    server_tools = ["get_weather"]   # which of the server's own tools it offers (absent: all; [] none)
+    server_tools = ["get_weather_from_coords"]   # which of the server's own tools it offers (absent: all; [] none)
 
     [[tools]]                        # the operator's own tools
     name = "lookup_order"

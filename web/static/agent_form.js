@@ -29,7 +29,7 @@ const OPTIONAL = new Set(["silence_reprompt_s", "silence_hangup_s", "max_duratio
 const NOISE = [["", "the default session's"], ["near_field", "near field (handset)"], ["far_field", "far field (speakerphone)"], ["none", "none"]];
 const NULLABLE_JSON = [
   ["turn_detection", "Turn detection (JSON)", 'e.g. {"type": "semantic_vad", "eagerness": "low"} or {"type": "server_vad", "silence_duration_ms": 600}. Empty: the default session\'s.'],
-  ["server_tools", "Server tools offered (JSON)", 'e.g. ["get_weather"]; [] for none. Empty: all of the server\'s tools.'],
+  ["server_tools", "Server tools offered (JSON)", 'e.g. ["get_weather_from_coords"]; [] for none. Empty: all of the server\'s tools.'],
 ];
 
 function field(id, label, control, hint, extra = "") {
