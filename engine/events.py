@@ -305,17 +305,23 @@ class ModelDisconnected(Event, frozen=True, kw_only=True):
     error: str = ""
 
 
-class ModelEventReceived(Event, frozen=True, kw_only=True):
+class ModelEventReceived(Event, frozen=True, kw_only=True, omit_defaults=True):
     """A server event from the realtime model, verbatim (audio deltas excepted: their bytes are in
     ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids).
 
     Version 2: recorded by an engine that also records what was said as typed facts (``CallerSaid``,
-    ``AssistantSaid``, ``ResponseFinished``, ``CallerSpeechDetected``), so readers take those and
-    never need to parse these (they can even leave version 2 out of what they fetch); a version 1
-    event comes from a log written before, where the model's JSON is the only account."""
+    ``AssistantSaid``, ``ResponseStarted``, ``ResponseItemAdded``, ``ResponseFinished``,
+    ``CallerSpeechDetected``, ``CallerAudioCommitted``, ``CallerTranscriptionFailed``), so readers
+    take those and never need to parse these (they can even leave version 2 out of what they
+    fetch); a version 1 event comes from a log written before, where the model's JSON is the only
+    account: its upcaster sets ``typed_facts`` False, and ``projections/legacy_facts.py`` derives
+    the facts from it when such a log is read."""
 
     type: str
     raw: str
+    typed_facts: bool = True
+    """False for an event of a log recorded before the typed facts existed (upcast from version 1;
+    never stored: the default is omitted)."""
 
     schema_version: ClassVar[int] = 2
 
@@ -379,13 +385,63 @@ class AssistantSaid(Event, frozen=True, kw_only=True):
 
 class ResponseFinished(Event, frozen=True, kw_only=True):
     """A model response ended (``status`` completed, cancelled, failed, incomplete), with its token
-    counts by priced kind (``engine/usage.py`` ``TOKEN_KINDS``)."""
+    counts by priced kind (``engine/usage.py`` ``TOKEN_KINDS``); ``error`` is the model's message
+    when it failed (empty otherwise, and in logs recorded before it existed)."""
 
     response_id: str
     status: str
     tokens: dict[str, int] = {}
     purpose: str = ""
     out_of_band: bool = False
+    error: str = ""
+
+
+class ResponseStarted(Event, frozen=True, kw_only=True):
+    """The model began a response (``response.created``): the turn's clock for its first audio.
+    ``purpose`` and ``out_of_band`` as in ``AssistantSaid``."""
+
+    response_id: str
+    purpose: str = ""
+    out_of_band: bool = False
+
+
+class ResponseItemAdded(Event, frozen=True, kw_only=True):
+    """A response began an item (``response.output_item.added``): ``item_type`` ``message`` (the
+    assistant speaking; its words come in ``AssistantSaid``) or ``function_call`` (``name`` and
+    ``tool_call_id``; the call itself is ``ToolCallRequested``). This is where the item takes its
+    place in the conversation."""
+
+    response_id: str
+    item_id: str
+    item_type: str
+    role: str = ""
+    name: str = ""
+    tool_call_id: str = ""
+
+
+class CallerAudioCommitted(Event, frozen=True, kw_only=True):
+    """The caller's audio so far became an item of the conversation (``input_audio_buffer.committed``):
+    where the caller's turn takes its place; its words come in ``CallerSaid``."""
+
+    item_id: str
+
+
+class CallerTranscriptionFailed(Event, frozen=True, kw_only=True):
+    """The model could not transcribe a caller item (the model still heard the audio)."""
+
+    item_id: str
+    error: str = ""
+
+
+class TranscriptDelta(Event, frozen=True, kw_only=True):
+    """Part of a transcript while it was being made — derived when a log recorded before typed facts
+    is read (``projections/legacy_facts.py``), never recorded: such a log's only account of an item
+    cut off before its transcript was done. ``role`` is ``user`` or ``assistant``."""
+
+    item_id: str
+    role: str
+    delta: str
+    response_id: str = ""
 
 
 # --- tools -------------------------------------------------------------------------------------
@@ -729,13 +785,13 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 Register one whenever a class's ``schema_version`` goes up."""
 
 
-def _same_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """An upcaster for a version whose fields did not change, only what else the log holds."""
-    return payload
+def _recorded_without_facts(payload: dict[str, Any]) -> dict[str, Any]:
+    """ModelEventReceived v1 -> v2: the same fields; a v1 event's log has no typed facts beside it,
+    which ``typed_facts`` says (see the class)."""
+    return {**payload, "typed_facts": False}
 
 
-UPCASTERS[("ModelEventReceived", 1)] = _same_payload
-"""v1 -> v2: the same fields; a v1 event's log has no typed facts beside it (see the class)."""
+UPCASTERS[("ModelEventReceived", 1)] = _recorded_without_facts
 
 
 def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:

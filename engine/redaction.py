@@ -77,6 +77,7 @@ _MASKS: dict[str, Callable[[str], str]] = {
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "CallerSaid": ("text",),
     "AssistantSaid": ("text",),
+    "TranscriptDelta": ("delta",),
     "ToolCallRequested": ("arguments",),
     "ToolCallCompleted": ("output",),
     "ToolCallFailed": ("output", "error"),

@@ -24,6 +24,7 @@ from callbridge.engine.events import (
     AssistantSaid,
     BargeInDecided,
     CallEnded,
+    CallerAudioCommitted,
     CallerAudioReceived,
     CallerSaid,
     CallerSpeechDetected,
@@ -37,6 +38,8 @@ from callbridge.engine.events import (
     ModelEventSent,
     PlaybackCleared,
     ResponseFinished,
+    ResponseItemAdded,
+    ResponseStarted,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
@@ -158,6 +161,7 @@ class CallLog:
             CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=False, audio_ms=self.ms)
         )
         self._received("input_audio_buffer.committed", item_id=item_id)
+        self._add(CallerAudioCommitted(call_id=self.call_id, at=self._at(), item_id=item_id))
         user_item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": []}
         self._received("conversation.item.added", item=user_item)
         self.wait(120)
@@ -178,9 +182,9 @@ class CallLog:
         reply was played; the engine's decision, clear and truncate follow."""
         duration = ms if ms is not None else max(800, 65 * len(text))
         response_id, item_id = self._id("resp"), self._id("item")
-        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        self._response_started(response_id)
         item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        self._item_added(response_id, item)
         self.wait(first_audio_ms)
         total = duration * 8
         heard_ms = duration if interrupted_at_ms is None else min(duration, interrupted_at_ms)
@@ -276,6 +280,24 @@ class CallLog:
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
         return self
 
+    def _response_started(self, response_id: str) -> None:
+        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        self._add(ResponseStarted(call_id=self.call_id, at=self._at(), response_id=response_id))
+
+    def _item_added(self, response_id: str, item: dict[str, str | list[Any]]) -> None:
+        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        fields = {"role": item.get("role", ""), "name": item.get("name", ""), "tool_call_id": item.get("call_id", "")}
+        self._add(
+            ResponseItemAdded(
+                call_id=self.call_id,
+                at=self._at(),
+                response_id=response_id,
+                item_id=str(item["id"]),
+                item_type=str(item["type"]),
+                **{key: str(value) for key, value in fields.items()},
+            )
+        )
+
     def _response_done(self, response_id: str, status: str, audio_ms: int, chars: int, reason: str = "") -> None:
         audio_tokens = math.ceil(audio_ms / 50)
         usage = {
@@ -313,9 +335,9 @@ class CallLog:
     ) -> CallLog:
         response_id, item_id, tool_call_id = self._id("resp"), self._id("item"), self._id("call")
         args = _encode.encode(arguments).decode()
-        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        self._response_started(response_id)
         item = {"id": item_id, "type": "function_call", "call_id": tool_call_id, "name": name, "arguments": ""}
-        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        self._item_added(response_id, item)
         self.wait(200)
         self._received(
             "response.function_call_arguments.done",

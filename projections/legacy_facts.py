@@ -1,0 +1,124 @@
+"""The typed conversation facts of logs recorded before the engine recorded them, derived when read.
+
+An engine records, beside each model event it keeps verbatim, what it says about the conversation
+(``engine/model_facts.py``: ``CallerSaid``, ``AssistantSaid``, ``ResponseStarted``, …), and the
+views fold those facts only. A log written before that has the model's JSON alone: its
+``ModelEventReceived`` events are version 1, upcast with ``typed_facts`` False. This module is the
+one place that reads such an event's JSON: it derives the facts the engine would have recorded
+(with the engine's own function, so old and new logs give the same answers), plus the transcript
+deltas (``TranscriptDelta``), the old log's only account of words cut off before their transcript
+was done. Readers call :func:`expand` on what they read (``projections/source.py`` for the views,
+the timeline for a call's events); events of today's logs pass through untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from callbridge.adapters.openai import codec as oa
+from callbridge.adapters.openai import server_events as se
+from callbridge.adapters.openai.errors import RealtimeProtocolError
+from callbridge.engine.events import (
+    AssistantSaid,
+    CallerAudioCommitted,
+    CallerSaid,
+    CallerSpeechDetected,
+    CallerTranscriptionFailed,
+    Event,
+    ModelEventReceived,
+    ResponseFinished,
+    ResponseItemAdded,
+    ResponseStarted,
+    TranscriptDelta,
+)
+from callbridge.engine.model_facts import conversation_facts
+from callbridge.engine.store import RecordedEvent
+
+DERIVED: frozenset[str] = frozenset(
+    cls.__name__
+    for cls in (
+        AssistantSaid,
+        CallerAudioCommitted,
+        CallerSaid,
+        CallerSpeechDetected,
+        CallerTranscriptionFailed,
+        ResponseFinished,
+        ResponseItemAdded,
+        ResponseStarted,
+        TranscriptDelta,
+    )
+)
+"""Names of the facts an old log's model events are read as."""
+
+LEGACY_TOPIC = "ModelEventReceived@1"
+"""The stored topic of the model events of logs recorded before the facts (the only ones read here)."""
+
+_TYPES = frozenset(
+    {
+        "input_audio_buffer.speech_started",
+        "input_audio_buffer.speech_stopped",
+        "input_audio_buffer.committed",
+        "conversation.item.input_audio_transcription.delta",
+        "conversation.item.input_audio_transcription.completed",
+        "conversation.item.input_audio_transcription.failed",
+        "response.created",
+        "response.output_item.added",
+        "response.output_audio_transcript.delta",
+        "response.output_text.delta",
+        "response.output_audio_transcript.done",
+        "response.output_text.done",
+        "response.done",
+    }
+)
+"""The model events that state a fact (every other one is passed over without decoding)."""
+
+
+def facts_of(event: ModelEventReceived) -> list[Event]:
+    """The facts an old log's model event states ([] for today's events, whose facts are recorded,
+    and for JSON that does not read as the protocol says)."""
+    if event.typed_facts or event.type not in _TYPES:
+        return []
+    try:
+        decoded = oa.decode_server(event.raw)
+    except RealtimeProtocolError:
+        return []
+    call_id, at = event.call_id, event.at
+    if isinstance(decoded, se.ResponseOutputAudioTranscriptDelta | se.ResponseOutputTextDelta):
+        delta = TranscriptDelta(
+            call_id=call_id,
+            at=at,
+            item_id=decoded.item_id,
+            role="assistant",
+            delta=decoded.delta,
+            response_id=decoded.response_id,
+        )
+        return [delta] if decoded.delta else []
+    if isinstance(decoded, se.InputAudioTranscriptionDelta):
+        if not decoded.delta:
+            return []
+        return [TranscriptDelta(call_id=call_id, at=at, item_id=decoded.item_id, role="user", delta=decoded.delta)]
+    return conversation_facts(decoded, call_id, at, {})
+
+
+def expand(recorded: Iterable[RecordedEvent], *, keep_model_events: bool = True) -> Iterator[RecordedEvent]:
+    """``recorded`` with each old model event followed by the facts it states (at its position);
+    without ``keep_model_events`` the old model events themselves are left out."""
+    for one in recorded:
+        event = one.event
+        if isinstance(event, ModelEventReceived) and not event.typed_facts:
+            if keep_model_events:
+                yield one
+            for fact in facts_of(event):
+                yield RecordedEvent(position=one.position, version=one.version, event=fact, erased=one.erased)
+        else:
+            yield one
+
+
+def expand_events(events: Iterable[Event]) -> list[Event]:
+    """The same for bare events (a call's events as the timeline and the recording take them)."""
+    out: list[Event] = []
+    for event in events:
+        out.append(event)
+        if isinstance(event, ModelEventReceived) and not event.typed_facts:
+            out.extend(facts_of(event))
+    return out
