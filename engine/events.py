@@ -310,8 +310,9 @@ class ModelEventReceived(Event, frozen=True, kw_only=True, omit_defaults=True):
     ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids).
 
     Version 2: recorded by an engine that also records what was said as typed facts (``CallerSaid``,
-    ``AssistantSaid``, ``ResponseStarted``, ``ResponseItemAdded``, ``ResponseFinished``,
-    ``CallerSpeechDetected``, ``CallerAudioCommitted``, ``CallerTranscriptionFailed``), so readers
+    ``AssistantSaid``, ``TranscriptDelta``, ``ResponseStarted``, ``ResponseItemAdded``,
+    ``ResponseFinished``, ``CallerSpeechDetected``, ``CallerAudioCommitted``,
+    ``CallerTranscriptionFailed``: ``engine/model_facts.py``), so readers
     take those and never need to parse these (they can even leave version 2 out of what they
     fetch); a version 1 event comes from a log written before, where the model's JSON is the only
     account: its upcaster sets ``typed_facts`` False, and ``projections/legacy_facts.py`` derives
@@ -434,9 +435,10 @@ class CallerTranscriptionFailed(Event, frozen=True, kw_only=True):
 
 
 class TranscriptDelta(Event, frozen=True, kw_only=True):
-    """Part of a transcript while it was being made — derived when a log recorded before typed facts
-    is read (``projections/legacy_facts.py``), never recorded: such a log's only account of an item
-    cut off before its transcript was done. ``role`` is ``user`` or ``assistant``."""
+    """The next words of a transcript while it is being made (``role`` ``user``: the caller's
+    transcription; ``assistant``: what it is saying, with its ``response_id``). The whole text comes
+    in ``CallerSaid``/``AssistantSaid``; until then, and for an item cut off before its transcript
+    was done (the call or the model went away), these are the words so far."""
 
     item_id: str
     role: str

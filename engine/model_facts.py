@@ -4,7 +4,8 @@ The engine records the model's events verbatim (``ModelEventReceived``), and bes
 facts: who spoke when (``CallerSpeechDetected``), the caller's turn taking its place
 (``CallerAudioCommitted``) and its words (``CallerSaid``, ``CallerTranscriptionFailed``), each
 response's start, items and end (``ResponseStarted``, ``ResponseItemAdded``, ``ResponseFinished``
-with its tokens) and what the assistant said (``AssistantSaid``). Readers fold the facts and never
+with its tokens), what the assistant said (``AssistantSaid``), and the words of both so far
+(``TranscriptDelta``). Readers fold the facts and never
 parse the model's JSON. The call core (``engine/call_model.py``) records them as the events arrive;
 ``projections/legacy_facts.py`` derives the same facts from logs recorded before they existed, with
 this same function, so old and new logs read alike.
@@ -25,6 +26,7 @@ from callbridge.engine.events import (
     ResponseFinished,
     ResponseItemAdded,
     ResponseStarted,
+    TranscriptDelta,
 )
 from callbridge.engine.tool_wait import TOOL_WAIT_TAG
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
@@ -61,6 +63,23 @@ def conversation_facts(event: object, call_id: str, at: float, purposes: Mapping
     if isinstance(event, se.InputAudioTranscriptionFailed):
         error = event.error.message or event.error.code or ""
         return [CallerTranscriptionFailed(call_id=call_id, at=at, item_id=event.item_id, error=error)]
+    if isinstance(event, se.ResponseOutputAudioTranscriptDelta | se.ResponseOutputTextDelta):
+        if not event.delta:
+            return []
+        return [
+            TranscriptDelta(
+                call_id=call_id,
+                at=at,
+                item_id=event.item_id,
+                role="assistant",
+                delta=event.delta,
+                response_id=event.response_id,
+            )
+        ]
+    if isinstance(event, se.InputAudioTranscriptionDelta):
+        if not event.delta:
+            return []
+        return [TranscriptDelta(call_id=call_id, at=at, item_id=event.item_id, role="user", delta=event.delta)]
     if isinstance(event, se.ResponseOutputAudioTranscriptDone | se.ResponseOutputTextDone):
         text = event.transcript if isinstance(event, se.ResponseOutputAudioTranscriptDone) else event.text
         purpose = purposes.get(event.response_id, "")

@@ -43,6 +43,7 @@ from callbridge.engine.events import (
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TranscriptDelta,
 )
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 
@@ -227,6 +228,16 @@ class CallLog:
             self._received(
                 "response.output_audio_transcript.delta", response_id=response_id, item_id=item_id, delta=delta
             )
+            self._add(
+                TranscriptDelta(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    item_id=item_id,
+                    role="assistant",
+                    delta=delta,
+                    response_id=response_id,
+                )
+            )
         self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
         self._received(
             "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=text
@@ -284,7 +295,7 @@ class CallLog:
         self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
         self._add(ResponseStarted(call_id=self.call_id, at=self._at(), response_id=response_id))
 
-    def _item_added(self, response_id: str, item: dict[str, str | list[Any]]) -> None:
+    def _item_added(self, response_id: str, item: dict[str, Any]) -> None:
         self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
         fields = {"role": item.get("role", ""), "name": item.get("name", ""), "tool_call_id": item.get("call_id", "")}
         self._add(

@@ -4,11 +4,10 @@ An engine records, beside each model event it keeps verbatim, what it says about
 (``engine/model_facts.py``: ``CallerSaid``, ``AssistantSaid``, ``ResponseStarted``, …), and the
 views fold those facts only. A log written before that has the model's JSON alone: its
 ``ModelEventReceived`` events are version 1, upcast with ``typed_facts`` False. This module is the
-one place that reads such an event's JSON: it derives the facts the engine would have recorded
-(with the engine's own function, so old and new logs give the same answers), plus the transcript
-deltas (``TranscriptDelta``), the old log's only account of words cut off before their transcript
-was done. Readers call :func:`expand` on what they read (``projections/source.py`` for the views,
-the timeline for a call's events); events of today's logs pass through untouched.
+one place that reads such an event's JSON: it derives the facts the engine would have recorded,
+with the engine's own function, so old and new logs give the same answers. Readers call
+:func:`expand` on what they read (``projections/source.py`` for the views, the timeline for a
+call's events); events of today's logs pass through untouched.
 """
 
 from __future__ import annotations
@@ -16,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 
 from callbridge.adapters.openai import codec as oa
-from callbridge.adapters.openai import server_events as se
 from callbridge.adapters.openai.errors import RealtimeProtocolError
 from callbridge.engine.events import (
     AssistantSaid,
@@ -82,22 +80,7 @@ def facts_of(event: ModelEventReceived) -> list[Event]:
         decoded = oa.decode_server(event.raw)
     except RealtimeProtocolError:
         return []
-    call_id, at = event.call_id, event.at
-    if isinstance(decoded, se.ResponseOutputAudioTranscriptDelta | se.ResponseOutputTextDelta):
-        delta = TranscriptDelta(
-            call_id=call_id,
-            at=at,
-            item_id=decoded.item_id,
-            role="assistant",
-            delta=decoded.delta,
-            response_id=decoded.response_id,
-        )
-        return [delta] if decoded.delta else []
-    if isinstance(decoded, se.InputAudioTranscriptionDelta):
-        if not decoded.delta:
-            return []
-        return [TranscriptDelta(call_id=call_id, at=at, item_id=decoded.item_id, role="user", delta=decoded.delta)]
-    return conversation_facts(decoded, call_id, at, {})
+    return conversation_facts(decoded, event.call_id, event.at, {})
 
 
 def expand(recorded: Iterable[RecordedEvent], *, keep_model_events: bool = True) -> Iterator[RecordedEvent]:
