@@ -98,6 +98,10 @@ class CallLog:
         raw = _encode.encode({"type": kind, "event_id": self._id("event"), **fields}).decode()
         self._add(ModelEventReceived(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
 
+    def _content(self, kind: str, response_id: str, item_id: str, **fields: Any) -> None:
+        """A server event about the content of the response's (only) item."""
+        self._received(kind, response_id=response_id, item_id=item_id, output_index=0, content_index=0, **fields)
+
     def _sent(self, kind: str, **fields: Any) -> None:
         raw = _encode.encode({"type": kind, **fields}).decode()
         self._add(ModelEventSent(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
@@ -225,9 +229,7 @@ class CallLog:
         words = text.split()
         for index, word in enumerate(words):
             delta = word if index == 0 else " " + word
-            self._received(
-                "response.output_audio_transcript.delta", response_id=response_id, item_id=item_id, delta=delta
-            )
+            self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
             self._add(
                 TranscriptDelta(
                     call_id=self.call_id,
@@ -238,10 +240,8 @@ class CallLog:
                     response_id=response_id,
                 )
             )
-        self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
-        self._received(
-            "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=text
-        )
+        self._content("response.output_audio.done", response_id, item_id)
+        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=text)
         self._add(
             AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=text)
         )
@@ -277,12 +277,10 @@ class CallLog:
             )
         )
         self._sent("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
-        self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
+        self._content("response.output_audio.done", response_id, item_id)
         # the model's transcript covers what it generated (received), not what the caller heard
         partial = text[: max(1, int(len(text) * min(1.0, received_ms / max(1, total_ms))))]
-        self._received(
-            "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=partial
-        )
+        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=partial)
         self._add(
             AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=partial)
         )

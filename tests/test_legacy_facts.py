@@ -1,0 +1,116 @@
+"""A log recorded before the typed conversation facts reads like one recorded with them.
+
+The views, the timeline and the console fold the engine's typed facts (``CallerSaid``,
+``AssistantSaid``, ``ResponseStarted``, …) and never the model's JSON. An old log has no facts: its
+model events are stored as ``ModelEventReceived@1``, and ``projections/legacy_facts.py`` derives the
+facts from them when the log is read. Here each golden call is stored twice — as today's engine
+records it, and as an older engine did (the same model events at version 1, no facts) — and every
+answer must be the same.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import msgspec
+from test_projections_support import (
+    T0,
+    barge_in_call,
+    crashed_call,
+    normal_call,
+    reconnect_call,
+    tool_call,
+    views_after,
+)
+
+from callbridge.engine.events import Event, ModelEventReceived, decode_event
+from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
+from callbridge.engine.synthetic import CallLog
+from callbridge.projections.legacy_facts import DERIVED, LEGACY_TOPIC, expand_events, facts_of
+from callbridge.projections.source import LogSource
+from callbridge.projections.timeline import build_timeline
+from callbridge.projections.views_db import dump_views
+
+
+def golden() -> list[list[Event]]:
+    calls = [build(start_at=T0 + n * 60).events for n, build in enumerate((normal_call, tool_call, barge_in_call))]
+    calls.append(reconnect_call(start_at=T0 + 200).events)
+    calls.append(crashed_call(start_at=T0 + 300)[1])
+    return calls
+
+
+def as_an_old_engine_recorded(events: list[Event]) -> list[EncodedEvent]:
+    """The call without its facts, its model events stored as version 1."""
+    old = []
+    for event in events:
+        if type(event).__name__ in DERIVED:
+            continue
+        encoded = encode_for_store(event)
+        if isinstance(event, ModelEventReceived):
+            encoded = encoded._replace(topic=LEGACY_TOPIC)
+        old.append(encoded)
+    return old
+
+
+def without_facts(events: list[Event]) -> list[Event]:
+    return [
+        msgspec.structs.replace(e, typed_facts=False) if isinstance(e, ModelEventReceived) else e
+        for e in events
+        if type(e).__name__ not in DERIVED
+    ]
+
+
+def test_an_old_log_folds_to_the_same_views_and_timelines(tmp_path: Path) -> None:
+    today, old = EventStore(str(tmp_path / "today.db")), EventStore(str(tmp_path / "old.db"))
+    try:
+        for events in golden():
+            today.append(events)
+            old.append_encoded(as_an_old_engine_recorded(events))
+        assert old.head() < today.head()  # no facts stored in the old log
+        views = [views_after(store, tmp_path / f"views-{n}.db") for n, store in enumerate((today, old))]
+        dumps = [dump_views(db) for db in views]
+        for db in views:
+            db.close()
+        for dump in dumps:  # positions in the log and its path differ
+            del dump["projection_positions"], dump["views_source"]
+            dump["open_calls"] = [(call_id, engine, at) for call_id, engine, _position, at in dump["open_calls"]]
+        assert dumps[0]["conversation_items"] and dumps[0]["turn_metrics"]
+        assert dumps[1] == dumps[0]
+        for events in golden():
+            call_id = events[0].call_id
+            timelines = [build_timeline([r.event for r in store.read_call(call_id)]) for store in (today, old)]
+            assert timelines[1] == timelines[0], call_id
+    finally:
+        today.close()
+        old.close()
+
+
+def test_the_facts_derived_from_model_events_are_the_ones_the_engine_records() -> None:
+    """The synthetic logs record the facts beside the model's events as the engine does; deriving
+    them from the model's events alone (the engine's own function) gives the same facts, in order."""
+    for events in golden():
+        recorded = [e for e in events if type(e).__name__ in DERIVED]
+        derived = [e for e in expand_events(without_facts(events)) if type(e).__name__ in DERIVED]
+        assert len(recorded) > 10
+        assert derived == recorded
+
+
+def test_todays_model_events_are_never_parsed_for_facts(sqlite_event_store: EventStore) -> None:
+    log = CallLog("CAtoday").start().caller_says("Hello there").assistant_says("Hi!").end()
+    [received, *_] = [e for e in log.events if isinstance(e, ModelEventReceived) and e.type.endswith("completed")]
+    assert received.typed_facts and facts_of(received) == []
+    assert facts_of(msgspec.structs.replace(received, typed_facts=False))  # the same JSON in an old log
+    sqlite_event_store.append(log.events)
+    source = LogSource(sqlite_event_store, {"CallerSaid"})
+    page = source.page(0, sqlite_event_store.head(), 1000)
+    assert [type(r.event).__name__ for r in page.events] == ["CallerSaid"]  # no model event fetched
+    assert page.reached == sqlite_event_store.head()
+
+
+def test_the_upcaster_marks_a_version_1_model_event_as_recorded_without_facts() -> None:
+    state = msgspec.json.encode({"call_id": "CA1", "at": 1.0, "type": "session.created", "raw": "{}"})
+    old = decode_event("ModelEventReceived@1", state)
+    today = decode_event("ModelEventReceived@2", state)
+    assert isinstance(old, ModelEventReceived) and isinstance(today, ModelEventReceived)
+    assert (old.typed_facts, today.typed_facts) == (False, True)
+    assert b"typed_facts" not in encode_for_store(today).state  # the default is never stored
