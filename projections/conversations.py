@@ -144,6 +144,9 @@ _ENSURE_ITEM = (
     "(call_id, item_id, position, type, role, status, created_at, response_id) "
     "SELECT call_id, ?, item_count, ?, ?, 'in_progress', ?, ? FROM conversations WHERE call_id=?"
 )
+_APPEND_TEXT = (
+    "UPDATE conversation_items SET text=coalesce(text, '')||? WHERE call_id=? AND item_id=? AND status='in_progress'"
+)
 _COUNT_ITEM = "UPDATE conversations SET item_count=item_count+1, message_count=message_count+? WHERE call_id=?"
 
 Handler = Callable[[sqlite3.Connection, Any, str], None]
@@ -251,13 +254,12 @@ def _caller_not_transcribed(db: sqlite3.Connection, e: CallerTranscriptionFailed
 
 def _transcript_delta(db: sqlite3.Connection, e: TranscriptDelta, at: str) -> None:
     """The words of an item so far, until its transcript is done (or for good, when it never was)."""
-    if e.item_id and e.delta:
+    if not e.item_id or not e.delta:
+        return
+    grown = db.execute(_APPEND_TEXT, (e.delta, e.call_id, e.item_id))
+    if not grown.rowcount:  # the item's first words (or words of an item already ended: nothing)
         _ensure_item(db, e.call_id, e.item_id, "message", e.role, at, e.response_id or None)
-        db.execute(
-            "UPDATE conversation_items SET text=coalesce(text, '')||? "
-            "WHERE call_id=? AND item_id=? AND status='in_progress'",
-            (e.delta, e.call_id, e.item_id),
-        )
+        db.execute(_APPEND_TEXT, (e.delta, e.call_id, e.item_id))
 
 
 # --- the assistant ---------------------------------------------------------------------------------
