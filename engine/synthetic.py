@@ -12,12 +12,10 @@ mark echoes, barge-ins with their decision, tool calls, reconnects and the end.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgspec
 
-from callbridge.adapters.openai.server_objects import Usage
 from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
@@ -30,22 +28,16 @@ from callbridge.engine.events import (
     CallerSpeechDetected,
     CallStarted,
     DtmfReceived,
-    Event,
     ModelConnected,
     ModelDisconnected,
     ModelErrorReported,
-    ModelEventReceived,
-    ModelEventSent,
     PlaybackCleared,
-    ResponseFinished,
-    ResponseItemAdded,
-    ResponseStarted,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
     TranscriptDelta,
 )
-from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
+from callbridge.engine.synthetic_model import ModelEventLog
 
 FRAME_MS = 20
 FRAME_BYTES = 160
@@ -56,7 +48,7 @@ VOICE = 0x20
 _encode = msgspec.json.Encoder()
 
 
-class CallLog:
+class CallLog(ModelEventLog):
     """Builds one call's events. Every method returns ``self`` so a call reads as a script."""
 
     def __init__(
@@ -69,42 +61,16 @@ class CallLog:
         model: str = "sim",
         session_config: dict[str, Any] | None = None,
     ) -> None:
-        self.call_id = call_id
-        self.start_at = start_at
+        super().__init__(call_id, start_at)
         self.from_number = from_number
         self.to_number = to_number
         self.model = model
         self.session_config = session_config or {"instructions": "You are a helpful phone assistant.", "voice": "marin"}
-        self.events: list[Event] = []
-        self.ms = 0
         self._audio_ms = 0
         self._frame_chunk = 1
-        self._counter = 0
         self._speaking = False
 
-    # --- clock and ids -------------------------------------------------------------------
-
-    def _at(self) -> float:
-        return self.start_at + self.ms / 1000
-
-    def _id(self, prefix: str) -> str:
-        self._counter += 1
-        return f"{prefix}_{self.call_id[-6:]}{self._counter:04d}"
-
-    def _add(self, event: Event) -> None:
-        self.events.append(event)
-
-    def _received(self, kind: str, **fields: Any) -> None:
-        raw = _encode.encode({"type": kind, "event_id": self._id("event"), **fields}).decode()
-        self._add(ModelEventReceived(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
-
-    def _content(self, kind: str, response_id: str, item_id: str, **fields: Any) -> None:
-        """A server event about the content of the response's (only) item."""
-        self._received(kind, response_id=response_id, item_id=item_id, output_index=0, content_index=0, **fields)
-
-    def _sent(self, kind: str, **fields: Any) -> None:
-        raw = _encode.encode({"type": kind, **fields}).decode()
-        self._add(ModelEventSent(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
+    # --- the clock ------------------------------------------------------------------------
 
     def wait(self, ms: int) -> CallLog:
         """Let ``ms`` pass; caller audio keeps streaming (silence unless the caller speaks)."""
@@ -288,49 +254,6 @@ class CallLog:
         self.wait(20)
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
         return self
-
-    def _response_started(self, response_id: str) -> None:
-        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
-        self._add(ResponseStarted(call_id=self.call_id, at=self._at(), response_id=response_id))
-
-    def _item_added(self, response_id: str, item: dict[str, Any]) -> None:
-        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
-        fields = {"role": item.get("role", ""), "name": item.get("name", ""), "tool_call_id": item.get("call_id", "")}
-        self._add(
-            ResponseItemAdded(
-                call_id=self.call_id,
-                at=self._at(),
-                response_id=response_id,
-                item_id=str(item["id"]),
-                item_type=str(item["type"]),
-                **{key: str(value) for key, value in fields.items()},
-            )
-        )
-
-    def _response_done(self, response_id: str, status: str, audio_ms: int, chars: int, reason: str = "") -> None:
-        audio_tokens = math.ceil(audio_ms / 50)
-        usage = {
-            "total_tokens": 120 + audio_tokens + chars // 4,
-            "input_tokens": 120,
-            "output_tokens": audio_tokens + chars // 4,
-            "input_token_details": {"text_tokens": 100, "audio_tokens": 20, "cached_tokens": 64},
-            "output_token_details": {"text_tokens": chars // 4, "audio_tokens": audio_tokens},
-        }
-        details = {"type": status, "reason": reason} if reason else None
-        self._received(
-            "response.done",
-            response={"id": response_id, "status": status, "status_details": details, "output": [], "usage": usage},
-        )
-        tokens = usage_tokens(msgspec.convert(usage, Usage))
-        self._add(
-            ResponseFinished(
-                call_id=self.call_id,
-                at=self._at(),
-                response_id=response_id,
-                status=status,
-                tokens=dict(zip(TOKEN_KINDS, tokens, strict=True)),
-            )
-        )
 
     def tool_call(
         self,
