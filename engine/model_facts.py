@@ -31,6 +31,39 @@ from callbridge.engine.events import (
 from callbridge.engine.tool_wait import TOOL_WAIT_TAG
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 
+FACTS: tuple[type[Event], ...] = (
+    CallerSpeechDetected,
+    CallerAudioCommitted,
+    TranscriptDelta,
+    CallerSaid,
+    CallerTranscriptionFailed,
+    ResponseStarted,
+    ResponseItemAdded,
+    AssistantSaid,
+    ResponseFinished,
+)
+"""Every kind of fact :func:`conversation_facts` states."""
+
+STATING_TYPES: frozenset[str] = frozenset(
+    str(cls.__struct_config__.tag)
+    for cls in (
+        se.InputAudioBufferSpeechStarted,
+        se.InputAudioBufferSpeechStopped,
+        se.InputAudioBufferCommitted,
+        se.InputAudioTranscriptionDelta,
+        se.InputAudioTranscriptionCompleted,
+        se.InputAudioTranscriptionFailed,
+        se.ResponseCreated,
+        se.ResponseOutputItemAdded,
+        se.ResponseOutputAudioTranscriptDelta,
+        se.ResponseOutputTextDelta,
+        se.ResponseOutputAudioTranscriptDone,
+        se.ResponseOutputTextDone,
+        se.ResponseDone,
+    )
+)
+"""The model event types that state a fact (any other states none)."""
+
 
 def response_purpose(response: se.Response) -> str:
     """What the engine asked a response for (its ``metadata.callbridge``), or empty."""

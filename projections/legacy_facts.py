@@ -16,65 +16,21 @@ from collections.abc import Iterable, Iterator
 
 from callbridge.adapters.openai import codec as oa
 from callbridge.adapters.openai.errors import RealtimeProtocolError
-from callbridge.engine.events import (
-    AssistantSaid,
-    CallerAudioCommitted,
-    CallerSaid,
-    CallerSpeechDetected,
-    CallerTranscriptionFailed,
-    Event,
-    ModelEventReceived,
-    ResponseFinished,
-    ResponseItemAdded,
-    ResponseStarted,
-    TranscriptDelta,
-)
-from callbridge.engine.model_facts import conversation_facts
+from callbridge.engine.events import Event, ModelEventReceived
+from callbridge.engine.model_facts import FACTS, STATING_TYPES, conversation_facts
 from callbridge.engine.store import RecordedEvent
 
-DERIVED: frozenset[str] = frozenset(
-    cls.__name__
-    for cls in (
-        AssistantSaid,
-        CallerAudioCommitted,
-        CallerSaid,
-        CallerSpeechDetected,
-        CallerTranscriptionFailed,
-        ResponseFinished,
-        ResponseItemAdded,
-        ResponseStarted,
-        TranscriptDelta,
-    )
-)
+DERIVED: frozenset[str] = frozenset(cls.__name__ for cls in FACTS)
 """Names of the facts an old log's model events are read as."""
 
 LEGACY_TOPIC = "ModelEventReceived@1"
 """The stored topic of the model events of logs recorded before the facts (the only ones read here)."""
 
-_TYPES = frozenset(
-    {
-        "input_audio_buffer.speech_started",
-        "input_audio_buffer.speech_stopped",
-        "input_audio_buffer.committed",
-        "conversation.item.input_audio_transcription.delta",
-        "conversation.item.input_audio_transcription.completed",
-        "conversation.item.input_audio_transcription.failed",
-        "response.created",
-        "response.output_item.added",
-        "response.output_audio_transcript.delta",
-        "response.output_text.delta",
-        "response.output_audio_transcript.done",
-        "response.output_text.done",
-        "response.done",
-    }
-)
-"""The model events that state a fact (every other one is passed over without decoding)."""
-
 
 def facts_of(event: ModelEventReceived) -> list[Event]:
     """The facts an old log's model event states ([] for today's events, whose facts are recorded,
     and for JSON that does not read as the protocol says)."""
-    if event.typed_facts or event.type not in _TYPES:
+    if event.typed_facts or event.type not in STATING_TYPES:  # any other is not even decoded
         return []
     try:
         decoded = oa.decode_server(event.raw)

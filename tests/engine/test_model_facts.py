@@ -23,18 +23,7 @@ from callbridge.engine.events import (
     ResponseStarted,
     TranscriptDelta,
 )
-
-FACTS = (
-    CallerSpeechDetected,
-    CallerAudioCommitted,
-    TranscriptDelta,
-    CallerSaid,
-    CallerTranscriptionFailed,
-    ResponseStarted,
-    ResponseItemAdded,
-    AssistantSaid,
-    ResponseFinished,
-)
+from callbridge.engine.model_facts import FACTS
 
 
 def content(kind: str, **fields: Any) -> dict[str, Any]:
