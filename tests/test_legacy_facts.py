@@ -13,6 +13,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+from bridge_harness import running_bridge
+from privacy_calls import order_registry
 from test_projections_support import (
     T0,
     barge_in_call,
@@ -23,10 +25,15 @@ from test_projections_support import (
     views_after,
 )
 
-from callbridge.engine.events import Event, ModelEventReceived, decode_event
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.engine.events import BargeInDecided, Event, ModelEventReceived, ToolCallCompleted, decode_event
 from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
 from callbridge.engine.synthetic import CallLog
+from callbridge.projections.conversations import get_conversation
 from callbridge.projections.legacy_facts import DERIVED, LEGACY_TOPIC, expand_events, facts_of
+from callbridge.projections.metrics import get_call_metrics
 from callbridge.projections.source import LogSource
 from callbridge.projections.timeline import build_timeline
 from callbridge.projections.views_db import dump_views
@@ -114,3 +121,67 @@ def test_the_upcaster_marks_a_version_1_model_event_as_recorded_without_facts() 
     assert isinstance(old, ModelEventReceived) and isinstance(today, ModelEventReceived)
     assert (old.typed_facts, today.typed_facts) == (False, True)
     assert b"typed_facts" not in encode_for_store(today).state  # the default is never stored
+
+
+SCRIPT = Script(
+    turns=[
+        Turn(
+            transcript="Where is my order?",
+            function_call=FunctionCall(name="lookup_order", arguments={"order": "A-1"}),
+            after_tool="Your order is {status}.",
+        ),
+        Turn(
+            transcript="Tell me a story",
+            reply="Once upon a time, a small wooden boat sailed across a calm blue ocean, while the sailors sang.",
+        ),
+        Turn(transcript="Thanks", reply="You are welcome."),
+    ]
+)
+CALLER = [
+    Speak(900),
+    WaitForAssistant(timeout_s=15),
+    Silence(400),
+    Speak(900),
+    BargeIn(after_ms=1500, speak_ms=900),
+    WaitForAssistant(timeout_s=15),
+    Silence(300),
+    HangUp(),
+]
+
+
+async def test_a_call_recorded_by_the_engine_reads_the_same_stored_as_an_old_engine_did(tmp_path: Path) -> None:
+    """The real engine and the simulated peers (not a synthetic log): the facts the engine recorded
+    and those derived from its model events alone give the same conversation, metrics and timeline."""
+    async with running_bridge(tmp_path / "served", script=SCRIPT, registry=order_registry()) as bridge:
+        report = await place_call(bridge.base_url, script=CALLER)
+        assert report.ok, report.errors
+        await bridge.wait_call_ended(report.call_sid)
+        await bridge.server.writer.flush()
+    served = EventStore(str(tmp_path / "served" / "callbridge.db"))
+    try:
+        events = [r.event for r in served.read_call(report.call_sid)]
+    finally:
+        served.close()
+    assert any(isinstance(e, BargeInDecided) and e.action == "truncated" for e in events)
+    assert any(isinstance(e, ToolCallCompleted) for e in events)
+    today, old = EventStore(str(tmp_path / "today.db")), EventStore(str(tmp_path / "old.db"))
+    try:
+        today.append(events)
+        old.append_encoded(as_an_old_engine_recorded(events))
+        answers = []
+        for n, store in enumerate((today, old)):
+            db = views_after(store, tmp_path / f"views-{n}.db")
+            try:
+                conversation, metrics = get_conversation(db, report.call_sid), get_call_metrics(db, report.call_sid)
+            finally:
+                db.close()
+            timeline = build_timeline([r.event for r in store.read_call(report.call_sid)])
+            answers.append((conversation, metrics, timeline))
+    finally:
+        today.close()
+        old.close()
+    conversation = answers[0][0]
+    assert conversation is not None
+    statuses = [(item["type"], item["status"]) for item in conversation["items"]]
+    assert ("message", "truncated") in statuses and ("function_call", "completed") in statuses
+    assert answers[1] == answers[0]
