@@ -309,22 +309,21 @@ class ModelEventReceived(Event, frozen=True, kw_only=True, omit_defaults=True):
     """A server event from the realtime model, verbatim (audio deltas excepted: their bytes are in
     ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids).
 
-    Version 2: recorded by an engine that also records what was said as typed facts (``CallerSaid``,
-    ``AssistantSaid``, ``TranscriptDelta``, ``ResponseStarted``, ``ResponseItemAdded``,
-    ``ResponseFinished``, ``CallerSpeechDetected``, ``CallerAudioCommitted``,
-    ``CallerTranscriptionFailed``: ``engine/model_facts.py``), so readers
-    take those and never need to parse these (they can even leave version 2 out of what they
-    fetch); a version 1 event comes from a log written before, where the model's JSON is the only
-    account: its upcaster sets ``typed_facts`` False, and ``projections/legacy_facts.py`` derives
-    the facts from it when such a log is read."""
+    The engine records beside it what it says about the conversation as typed facts
+    (``engine/model_facts.py``), so readers take those and never parse these (they can even leave
+    today's version out of what they fetch). Versions tell which facts a log has (``facts``): 3,
+    today's, every one of them; 2, from an engine that recorded ``CallerSpeechDetected``,
+    ``CallerSaid``, ``AssistantSaid`` and ``ResponseFinished`` only; 1, from before any, where the
+    model's JSON is the only account. ``projections/legacy_facts.py`` derives the missing facts of
+    versions 1 and 2 when such a log is read."""
 
     type: str
     raw: str
-    typed_facts: bool = True
-    """False for an event of a log recorded before the typed facts existed (upcast from version 1;
-    never stored: the default is omitted)."""
+    facts: int = 2
+    """Which typed facts were recorded beside this event: 2 all, 1 those of version 2, 0 none. Set by
+    the upcasters (never stored: the default is omitted)."""
 
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
 
 class ModelEventSent(Event, frozen=True, kw_only=True):
@@ -788,12 +787,18 @@ Register one whenever a class's ``schema_version`` goes up."""
 
 
 def _recorded_without_facts(payload: dict[str, Any]) -> dict[str, Any]:
-    """ModelEventReceived v1 -> v2: the same fields; a v1 event's log has no typed facts beside it,
-    which ``typed_facts`` says (see the class)."""
-    return {**payload, "typed_facts": False}
+    """ModelEventReceived v1 -> v2: the same fields; a v1 event's log has no typed facts beside it."""
+    return {**payload, "facts": 0}
+
+
+def _recorded_with_the_first_facts(payload: dict[str, Any]) -> dict[str, Any]:
+    """ModelEventReceived v2 -> v3: the same fields; a v2 event's log has the first four facts only
+    (unless it came from v1, with none)."""
+    return payload if "facts" in payload else {**payload, "facts": 1}
 
 
 UPCASTERS[("ModelEventReceived", 1)] = _recorded_without_facts
+UPCASTERS[("ModelEventReceived", 2)] = _recorded_with_the_first_facts
 
 
 def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from typing import NamedTuple
 
 from callbridge.engine.events import Event, ModelEventReceived
 from callbridge.engine.store import EventStore, RecordedEvent
-from callbridge.projections.legacy_facts import DERIVED, LEGACY_TOPIC, expand
+from callbridge.projections.legacy_facts import DERIVED, LEGACY_TOPICS, expand
 
 
 class Page(NamedTuple):
@@ -47,8 +47,9 @@ class LogSource:
     """Pages of the log restricted to some event classes (all of them when ``names`` is None).
 
     Asked for a typed conversation fact (``legacy_facts.DERIVED``), it also reads the model events
-    of logs recorded before the facts existed (``ModelEventReceived@1`` only: today's model events
-    are never fetched for it) and hands over the facts derived from them, at their position."""
+    of logs recorded before all the facts existed (``ModelEventReceived@1`` and ``@2`` only: today's
+    model events are never fetched for it) and hands over the facts derived from them, at their
+    position."""
 
     def __init__(self, store: EventStore, names: Iterable[str] | None = None) -> None:
         self._store = store
@@ -56,8 +57,8 @@ class LogSource:
         self._topics = () if wanted is None else stored_topics(wanted)
         self._derive = wanted is not None and not wanted.isdisjoint(DERIVED)
         self._keep_model_events = wanted is None or ModelEventReceived.__name__ in wanted
-        if self._derive and LEGACY_TOPIC not in self._topics:
-            self._topics = (*self._topics, LEGACY_TOPIC)
+        if self._derive:
+            self._topics = (*self._topics, *(topic for topic in LEGACY_TOPICS if topic not in self._topics))
 
     def head(self) -> int:
         """The highest position in the log."""

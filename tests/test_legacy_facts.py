@@ -1,10 +1,10 @@
 """A log recorded before the typed conversation facts reads like one recorded with them.
 
 The views, the timeline and the console fold the engine's typed facts (``CallerSaid``,
-``AssistantSaid``, ``ResponseStarted``, …) and never the model's JSON. An old log has no facts: its
-model events are stored as ``ModelEventReceived@1``, and ``projections/legacy_facts.py`` derives the
-facts from them when the log is read. Here each golden call is stored twice — as today's engine
-records it, and as an older engine did (the same model events at version 1, no facts) — and every
+``AssistantSaid``, ``ResponseStarted``, …) and never the model's JSON. An old log has none of them
+(its model events are stored as ``ModelEventReceived@1``) or the first four only (``@2``), and
+``projections/legacy_facts.py`` derives the missing ones when the log is read. Here each call is
+stored three ways — as today's engine records it, and as the two older engines did — and every
 answer must be the same.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import msgspec
+import pytest
 from bridge_harness import running_bridge
 from privacy_calls import order_registry
 from test_projections_support import (
@@ -32,7 +33,7 @@ from callbridge.engine.events import BargeInDecided, Event, ModelEventReceived, 
 from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.conversations import get_conversation
-from callbridge.projections.legacy_facts import DERIVED, LEGACY_TOPIC, expand_events, facts_of
+from callbridge.projections.legacy_facts import DERIVED, RECORDED_IN_VERSION_2, expand_events, facts_of
 from callbridge.projections.metrics import get_call_metrics
 from callbridge.projections.source import LogSource
 from callbridge.projections.timeline import build_timeline
@@ -46,34 +47,45 @@ def golden() -> list[list[Event]]:
     return calls
 
 
-def as_an_old_engine_recorded(events: list[Event]) -> list[EncodedEvent]:
-    """The call without its facts, its model events stored as version 1."""
+OLD_ENGINES = (1, 2)
+"""The versions of ``ModelEventReceived`` older engines stored."""
+
+
+def recorded_by_an_old_engine(event: Event, version: int) -> bool:
+    """Whether the engine storing model events at ``version`` recorded ``event``."""
+    return type(event).__name__ not in DERIVED or (version == 2 and isinstance(event, RECORDED_IN_VERSION_2))
+
+
+def as_an_old_engine_recorded(events: list[Event], version: int) -> list[EncodedEvent]:
+    """The call without the facts that engine did not record, its model events at its version."""
     old = []
     for event in events:
-        if type(event).__name__ in DERIVED:
+        if not recorded_by_an_old_engine(event, version):
             continue
         encoded = encode_for_store(event)
         if isinstance(event, ModelEventReceived):
-            encoded = encoded._replace(topic=LEGACY_TOPIC)
+            encoded = encoded._replace(topic=f"ModelEventReceived@{version}")
         old.append(encoded)
     return old
 
 
-def without_facts(events: list[Event]) -> list[Event]:
+def as_read_from_an_old_engine(events: list[Event], version: int) -> list[Event]:
+    """The same as the events its upcasters give (``facts`` 0 or 1)."""
     return [
-        msgspec.structs.replace(e, typed_facts=False) if isinstance(e, ModelEventReceived) else e
+        msgspec.structs.replace(e, facts=version - 1) if isinstance(e, ModelEventReceived) else e
         for e in events
-        if type(e).__name__ not in DERIVED
+        if recorded_by_an_old_engine(e, version)
     ]
 
 
-def test_an_old_log_folds_to_the_same_views_and_timelines(tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", OLD_ENGINES)
+def test_an_old_log_folds_to_the_same_views_and_timelines(tmp_path: Path, version: int) -> None:
     today, old = EventStore(str(tmp_path / "today.db")), EventStore(str(tmp_path / "old.db"))
     try:
         for events in golden():
             today.append(events)
-            old.append_encoded(as_an_old_engine_recorded(events))
-        assert old.head() < today.head()  # no facts stored in the old log
+            old.append_encoded(as_an_old_engine_recorded(events, version))
+        assert old.head() < today.head()  # fewer facts stored in the old log
         views = [views_after(store, tmp_path / f"views-{n}.db") for n, store in enumerate((today, old))]
         dumps = [dump_views(db) for db in views]
         for db in views:
@@ -92,21 +104,24 @@ def test_an_old_log_folds_to_the_same_views_and_timelines(tmp_path: Path) -> Non
         old.close()
 
 
-def test_the_facts_derived_from_model_events_are_the_ones_the_engine_records() -> None:
+@pytest.mark.parametrize("version", OLD_ENGINES)
+def test_the_facts_derived_from_model_events_are_the_ones_the_engine_records(version: int) -> None:
     """The synthetic logs record the facts beside the model's events as the engine does; deriving
-    them from the model's events alone (the engine's own function) gives the same facts, in order."""
+    the missing ones from the model's events (the engine's own function) gives the same facts, in order."""
     for events in golden():
         recorded = [e for e in events if type(e).__name__ in DERIVED]
-        derived = [e for e in expand_events(without_facts(events)) if type(e).__name__ in DERIVED]
-        assert len(recorded) > 10
+        old = as_read_from_an_old_engine(events, version)
+        derived = [e for e in expand_events(old) if type(e).__name__ in DERIVED]
+        assert len(recorded) > 10 and len(old) < len(events)
         assert derived == recorded
 
 
 def test_todays_model_events_are_never_parsed_for_facts(sqlite_event_store: EventStore) -> None:
     log = CallLog("CAtoday").start().caller_says("Hello there").assistant_says("Hi!").end()
     [received, *_] = [e for e in log.events if isinstance(e, ModelEventReceived) and e.type.endswith("completed")]
-    assert received.typed_facts and facts_of(received) == []
-    assert facts_of(msgspec.structs.replace(received, typed_facts=False))  # the same JSON in an old log
+    assert received.facts == 2 and facts_of(received) == []
+    assert facts_of(msgspec.structs.replace(received, facts=0))  # the same JSON in an old log
+    assert facts_of(msgspec.structs.replace(received, facts=1)) == []  # an engine that recorded CallerSaid
     sqlite_event_store.append(log.events)
     source = LogSource(sqlite_event_store, {"CallerSaid"})
     page = source.page(0, sqlite_event_store.head(), 1000)
@@ -114,13 +129,11 @@ def test_todays_model_events_are_never_parsed_for_facts(sqlite_event_store: Even
     assert page.reached == sqlite_event_store.head()
 
 
-def test_the_upcaster_marks_a_version_1_model_event_as_recorded_without_facts() -> None:
+def test_the_upcasters_say_which_facts_an_old_model_event_has_beside_it() -> None:
     state = msgspec.json.encode({"call_id": "CA1", "at": 1.0, "type": "session.created", "raw": "{}"})
-    old = decode_event("ModelEventReceived@1", state)
-    today = decode_event("ModelEventReceived@2", state)
-    assert isinstance(old, ModelEventReceived) and isinstance(today, ModelEventReceived)
-    assert (old.typed_facts, today.typed_facts) == (False, True)
-    assert b"typed_facts" not in encode_for_store(today).state  # the default is never stored
+    decoded = [decode_event(f"ModelEventReceived@{version}", state) for version in (1, 2, 3)]
+    assert [e.facts for e in decoded if isinstance(e, ModelEventReceived)] == [0, 1, 2]
+    assert b"facts" not in encode_for_store(decoded[2]).state  # the default is never stored
 
 
 SCRIPT = Script(
@@ -149,9 +162,9 @@ CALLER = [
 ]
 
 
-async def test_a_call_recorded_by_the_engine_reads_the_same_stored_as_an_old_engine_did(tmp_path: Path) -> None:
+async def test_a_call_recorded_by_the_engine_reads_the_same_stored_as_the_old_engines_did(tmp_path: Path) -> None:
     """The real engine and the simulated peers (not a synthetic log): the facts the engine recorded
-    and those derived from its model events alone give the same conversation, metrics and timeline."""
+    and those derived from its model events give the same conversation, metrics and timeline."""
     async with running_bridge(tmp_path / "served", script=SCRIPT, registry=order_registry()) as bridge:
         report = await place_call(bridge.base_url, script=CALLER)
         assert report.ok, report.errors
@@ -164,24 +177,25 @@ async def test_a_call_recorded_by_the_engine_reads_the_same_stored_as_an_old_eng
         served.close()
     assert any(isinstance(e, BargeInDecided) and e.action == "truncated" for e in events)
     assert any(isinstance(e, ToolCallCompleted) for e in events)
-    today, old = EventStore(str(tmp_path / "today.db")), EventStore(str(tmp_path / "old.db"))
-    try:
-        today.append(events)
-        old.append_encoded(as_an_old_engine_recorded(events))
-        answers = []
-        for n, store in enumerate((today, old)):
-            db = views_after(store, tmp_path / f"views-{n}.db")
+    answers = []
+    for version in (3, *OLD_ENGINES):
+        store = EventStore(str(tmp_path / f"v{version}.db"))
+        try:
+            if version == 3:
+                store.append(events)
+            else:
+                store.append_encoded(as_an_old_engine_recorded(events, version))
+            db = views_after(store, tmp_path / f"views-{version}.db")
             try:
                 conversation, metrics = get_conversation(db, report.call_sid), get_call_metrics(db, report.call_sid)
             finally:
                 db.close()
             timeline = build_timeline([r.event for r in store.read_call(report.call_sid)])
             answers.append((conversation, metrics, timeline))
-    finally:
-        today.close()
-        old.close()
+        finally:
+            store.close()
     conversation = answers[0][0]
     assert conversation is not None
     statuses = [(item["type"], item["status"]) for item in conversation["items"]]
     assert ("message", "truncated") in statuses and ("function_call", "completed") in statuses
-    assert answers[1] == answers[0]
+    assert answers[1] == answers[0] and answers[2] == answers[0]

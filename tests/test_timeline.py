@@ -173,7 +173,7 @@ def test_untrusted_text_cannot_drive_the_terminal_and_color_is_opt_in() -> None:
 def test_malformed_model_events_of_an_old_log_do_not_break_the_timeline() -> None:
     log = CallLog().start()
     at = log._at()
-    old = {"call_id": log.call_id, "at": at, "typed_facts": False}  # read from the model's JSON
+    old = {"call_id": log.call_id, "at": at, "facts": 0}  # a log with no facts: read from the model's JSON
     speech = '{"type": "input_audio_buffer.speech_started", "item_id": "item_1", "audio_start_ms": 0}'
     log.events += [
         ModelEventReceived(**old, type="response.done", raw="not json"),
