@@ -7,8 +7,6 @@ log keeps the words — or, with ``CALLBRIDGE_REDACT_LOG=1``, holds them masked 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +14,8 @@ import httpx2
 import pytest
 import trio
 from bridge_harness import running_bridge
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from privacy_calls import ONE_TURN, order_registry
-from test_mcp_support import structured
+from test_mcp_support import mcp_client, structured
 from trio_websocket import WebSocketConnection, open_websocket_url
 from webhook_endpoint import webhook_endpoint
 
@@ -59,14 +55,6 @@ def stored_words(tmp_path: Path, call_id: str) -> str:
         store.close()
 
 
-@asynccontextmanager
-async def mcp_client(url: str) -> AsyncIterator[Client]:
-    """The official MCP client over streamable HTTP, as an AI assistant connects."""
-    async with httpx2.AsyncClient(headers=BEARER, timeout=20) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as mcp:
-            yield mcp
-
-
 async def follow_the_call(ws: WebSocketConnection, seen: list[dict[str, Any]]) -> None:
     """Every live feed message (``WS /logs``, as the console reads it) until the first call has ended."""
     call_id = None
@@ -100,7 +88,7 @@ async def a_redacted_call(tmp_path: Path) -> dict[str, Any]:
             await bridge.wait_call_ended(call_id)
             await endpoint.wait_for(lambda e: len(e.of_type("call.ended")) == 1)
             await bridge.server.fresh.events()
-        async with mcp_client(f"{bridge.base_url}/mcp") as mcp:
+        async with mcp_client(f"{bridge.base_url}/mcp", BEARER) as mcp:
             conversation = await structured(mcp, "get_conversation", {"call_id": call_id})
             timeline = await mcp.call_tool("get_call_timeline", {"call_id": call_id})
             by_card = await structured(mcp, "search_conversations", {"query": "4111"})
