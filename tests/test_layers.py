@@ -7,6 +7,7 @@ import graph, type-checking-only imports aside.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,3 +45,17 @@ def test_the_tests_mirror_the_source_tree() -> None:
     assert not unmirrored, f"test folders without a source folder of the same path: {unmirrored}"
     loose = {path.name for path in tests.glob("test_*.py") if "def test_" in path.read_text()}
     assert loose <= REPOSITORY_CHECKS, f"move these tests next to their subject's folder: {loose - REPOSITORY_CHECKS}"
+
+
+def test_a_test_imports_helpers_from_its_own_folder_or_the_top_only() -> None:
+    """pytest puts each test's folder on the import path as it collects it, so an import from a sibling
+    folder works in a whole run and fails when that folder is not collected first."""
+    tests = ROOT / "tests"
+    folder_of = {path.stem: path.parent for path in tests.rglob("*.py") if "fixtures" not in path.parts}
+    crossing = [
+        f"{path.relative_to(tests)} imports {name}"
+        for path in tests.rglob("*.py")
+        for name in re.findall(r"^(?:from|import) (\w+)", path.read_text(), re.MULTILINE)
+        if folder_of.get(name) not in (None, tests, path.parent)
+    ]
+    assert not crossing, f"move these helpers to tests/ (the top): {crossing}"
