@@ -1,0 +1,198 @@
+"""``callbridge test [CALL_ID | TEST.toml | FOLDER ...] [--last N [--of-agent NAME]] [--junit FILE]
+[--json] [--agent FILE] [--store URL] [--concurrency K] [--model sim|openai]``.
+
+Exit 0 when every test passed, 1 when one failed (or broke), 2 on bad input (one line naming the
+file, line and key, or the call) before any call is placed. Each finished test prints one line
+(``[ 3/20] PASS …``); then the failures with their checks and the diff against the original. Every
+run is kept in the data folder's ``test-runs/`` for the console's Tests view.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TextIO
+
+import trio
+
+from callbridge.engine.agent import DEFAULT_AGENT, Agent, AgentError, load_agent
+from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
+from callbridge.projections.test_runs import TEST_RUNS_DIR, store_run
+from callbridge.projections.views_db import data_dir_for_store
+from callbridge.regression.output import progress_line, render_json, render_junit, render_text, run_record
+from callbridge.regression.recorded import (
+    RecordedCallError,
+    caller_steps,
+    last_calls,
+    model_script,
+    read_recorded_call,
+    suggested_expect,
+)
+from callbridge.regression.rerun import ModelChoice, RerunPlan
+from callbridge.regression.scenario import scenario_caller, scenario_script
+from callbridge.regression.spec import LoadedSpec, SpecError, load_spec
+from callbridge.regression.suite import TestCase, run_suite
+
+EXTRA_SECONDS = 30.0
+"""A rerun may last this much longer than the recorded call before the caller hangs up anyway."""
+
+
+class BadInput(Exception):
+    """Exit 2 with this one line."""
+
+
+def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    logging.getLogger("callbridge").setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING)
+    try:
+        model = _model(args)
+        cases = _cases(args, store_url)
+    except BadInput as error:
+        print(f"callbridge test: {error}", file=sys.stderr)
+        return 2
+    started = time.time()
+    shown = sys.stderr if args.json else out
+
+    def progress(done: int, total: int, result: object) -> None:
+        print(progress_line(done, total, result), file=shown, flush=True)  # type: ignore[arg-type]
+
+    results = trio.run(lambda: run_suite(cases, model, concurrency=args.concurrency, progress=progress))
+    record = run_record(results, started_at=started, model=model.kind)
+    if args.json:
+        out.write(render_json(record).decode())
+    else:
+        out.write("\n" + render_text(results))
+    if args.junit:
+        try:
+            Path(args.junit).write_bytes(render_junit(record))
+        except OSError as error:
+            print(f"callbridge test: cannot write {args.junit}: {error.strerror or error}", file=sys.stderr)
+            return 2
+    try:
+        store_run(data_dir_for_store(store_url), record.run_id, json.loads(render_json(record)))
+    except OSError as error:
+        print(f"callbridge test: the run was not kept in {TEST_RUNS_DIR}/: {error}", file=sys.stderr)
+    return 0 if record.failed == 0 else 1
+
+
+def _model(args: argparse.Namespace) -> ModelChoice:
+    key = os.environ.get("OPENAI_API_KEY") or None
+    kind = args.model or ("openai" if key else "sim")
+    if kind == "openai" and not key:
+        raise BadInput("--model openai needs OPENAI_API_KEY; unset --model for the simulated model")
+    return ModelChoice(kind=kind, api_key=key, realtime_url=os.environ.get("OPENAI_REALTIME_URL") or None)
+
+
+def _agent(path: str | Path | None) -> Agent:
+    if not path:
+        return DEFAULT_AGENT
+    try:
+        return load_agent(path)
+    except AgentError as error:
+        raise BadInput(str(error)) from None
+
+
+def _test_files(given: str) -> list[Path]:
+    path = Path(given)
+    if path.is_dir():
+        files = sorted(path.glob("*.toml"))
+        if not files:
+            raise BadInput(f"{given}: a folder with no test files (*.toml) in it")
+        return files
+    if given.endswith(".toml") or path.exists():
+        if not path.is_file():
+            raise BadInput(f"{given}: no such test file")
+        return [path]
+    return []
+
+
+def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
+    default_agent = _agent(args.agent or os.environ.get("CALLBRIDGE_AGENT"))
+    specs: list[LoadedSpec] = []
+    call_ids: list[str] = []
+    for given in args.tests:
+        files = _test_files(given)
+        if not files:
+            call_ids.append(given)
+        for file in files:
+            try:
+                specs.append(load_spec(file))
+            except SpecError as error:
+                raise BadInput(str(error)) from None
+    if args.of_agent and args.last is None:
+        raise BadInput("--of-agent NAME goes with --last N (the last N calls that agent answered)")
+    if args.last is not None and args.last < 1:
+        raise BadInput("--last N: N is at least 1")
+    if args.concurrency < 1:
+        raise BadInput("--concurrency K: K is at least 1")
+    if not specs and not call_ids and args.last is None:
+        raise BadInput("name what to test: a recorded call (CA…), a test file (.toml), a folder of them, or --last N")
+    cases: list[TestCase] = []
+    needs_store = bool(call_ids) or args.last is not None or any(s.spec.call for s in specs)
+    store = _open_store(store_url) if needs_store else None
+    try:
+        if store is not None and args.last is not None:
+            found = last_calls(store, args.last, args.of_agent)
+            if not found:
+                whose = f" answered by agent {args.of_agent!r}" if args.of_agent else ""
+                raise BadInput(f"--last {args.last}: no recorded calls{whose} in {store.description}")
+            call_ids += [call_id for call_id in found if call_id not in call_ids]
+        for call_id in call_ids:
+            cases.append(_recorded_case(store, call_id, call_id, None, default_agent))
+        for loaded in specs:
+            agent = _agent(loaded.agent_path()) if loaded.spec.agent else default_agent
+            if loaded.spec.call:
+                cases.append(_recorded_case(store, loaded.spec.call, str(loaded.path), loaded, agent))
+            else:
+                cases.append(_scenario_case(loaded, agent))
+    finally:
+        if store is not None:
+            store.close()
+    return cases
+
+
+def _open_store(store_url: str) -> EventStore:
+    try:
+        return open_existing_store(store_url)
+    except (ValueError, StoreOpenError) as error:
+        raise BadInput(f"{error} (recorded calls are read from CALLBRIDGE_STORE or --store)") from None
+
+
+def _recorded_case(
+    store: EventStore | None, call_id: str, source: str, loaded: LoadedSpec | None, agent: Agent
+) -> TestCase:
+    assert store is not None
+    try:
+        recorded = read_recorded_call(store, call_id)
+    except RecordedCallError as error:
+        raise BadInput(f"{source}: {error}" if loaded else str(error)) from None
+    turns = recorded.turns
+    first, last = recorded.events[0].at, recorded.events[-1].at
+    plan = RerunPlan(
+        caller=caller_steps(recorded),
+        script=model_script(turns),
+        agent=agent,
+        from_number=turns.from_number or "+15005550006",
+        to_number=turns.to_number or "+15005550001",
+        max_duration_s=max(10.0, last - first) + EXTRA_SECONDS,
+    )
+    expect = loaded.spec.expect if loaded is not None else suggested_expect(turns)
+    name = loaded.name if loaded is not None else f"call {call_id}"
+    return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns)
+
+
+def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:
+    spec = loaded.spec
+    plan = RerunPlan(
+        caller=scenario_caller(spec),
+        script=scenario_script(spec),
+        agent=agent,
+        from_number=spec.from_number,
+        to_number=spec.to_number,
+    )
+    return TestCase(name=loaded.name, source=str(loaded.path), plan=plan, expect=spec.expect)

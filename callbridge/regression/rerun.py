@@ -1,0 +1,114 @@
+"""One fresh call for a test: a real server (the engine, ``/twiml``, ``/call``) on 127.0.0.1 with its
+own temporary event store, the model (the simulated one, scripted, or the real API), and the
+simulated caller playing the test's caller, all on real sockets inside this trio run.
+
+Each test gets its own server and store, so tests running at once never share a call, an agent or
+a model script, and the rerun never writes to the store the recorded call came from.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import trio
+
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_report import CallReport, FrameSent
+from callbridge.adapters.sim.caller_script import Step
+from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, serve_fake_openai
+from callbridge.adapters.sim.fake_openai_script import Script
+from callbridge.engine.agent import Agent
+from callbridge.engine.events import Event
+from callbridge.server import Server
+from callbridge.web.settings import load_settings
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """``sim``: the simulated model, scripted per test; ``openai``: the real API with ``api_key``."""
+
+    kind: str = "sim"
+    api_key: str | None = None
+    realtime_url: str | None = None
+
+
+@dataclass(frozen=True)
+class RerunPlan:
+    caller: list[Step]
+    script: Script
+    agent: Agent
+    from_number: str = "+15005550006"
+    to_number: str = "+15005550001"
+    max_duration_s: float = 600.0
+
+
+@dataclass
+class Rerun:
+    call_id: str
+    events: list[Event]
+    report: CallReport
+    speech: list[tuple[float, float]] = field(default_factory=list)
+    """When the caller was talking: (start, end) in seconds since its first frame."""
+
+
+class SpeechRuns:
+    """The caller's talk, from the frames it sent (``on_frame_sent``)."""
+
+    def __init__(self) -> None:
+        self.runs: list[tuple[float, float]] = []
+        self._start: float | None = None
+
+    def frame(self, _now: float, sent: FrameSent) -> None:
+        at = sent.timestamp_ms / 1000
+        if sent.speech and self._start is None:
+            self._start = at
+        if self._start is not None and (not sent.speech or sent.end_of_utterance):
+            self.runs.append((self._start, at + (0.02 if sent.speech else 0.0)))
+            self._start = None
+
+
+async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Rerun:
+    """Place the test's call into a fresh server in ``workdir``; returns the new call's events and
+    what the caller observed. The server is stopped (every event written) before this returns."""
+    env = {"CALLBRIDGE_STORE": str(workdir / "rerun.db"), "CALLBRIDGE_API_TOKEN": secrets.token_urlsafe(24)}
+    if model.kind == "openai" and model.api_key:
+        env["OPENAI_API_KEY"] = model.api_key
+        if model.realtime_url:
+            env["OPENAI_REALTIME_URL"] = model.realtime_url
+    settings = load_settings(env, host="127.0.0.1", port=0, model=model.kind)
+    speech = SpeechRuns()
+    async with trio.open_nursery() as nursery:
+        model_url = None
+        if model.kind == "sim":
+            options = FakeOpenAIOptions(expire_after_s=None)
+            fake: FakeOpenAI = await nursery.start(
+                partial(serve_fake_openai, "127.0.0.1", 0, script=plan.script, options=options)
+            )
+            model_url = fake.url
+        server = Server(settings, agent=plan.agent, model_url=model_url, fold_views=False, engine_id="regression")
+        try:
+            port = await nursery.start(server.run)
+            report = await place_call(
+                f"http://127.0.0.1:{port}",
+                script=plan.caller,
+                from_number=plan.from_number,
+                to_number=plan.to_number,
+                max_duration_s=plan.max_duration_s,
+                on_frame_sent=speech.frame,
+            )
+            with trio.move_on_after(15):
+                while server.live.get(report.call_sid) is not None:
+                    await server.live.wait_empty()
+            await server.writer.flush()
+            recorded = await trio.to_thread.run_sync(server.store.read_call, report.call_sid)
+        finally:
+            server.shutdown.set()
+            with trio.move_on_after(10):
+                while server.port is not None and not server.stopped.is_set():
+                    await server.stopped.wait()
+            nursery.cancel_scope.cancel()
+    server.finish()
+    return Rerun(report.call_sid, [r.event for r in recorded], report, speech.runs)

@@ -1,0 +1,109 @@
+"""Running tests: many at once (bounded), one progress line per finished test, each a fresh call
+(``rerun``) checked (``checks``) and compared with its original (``diff``).
+
+Preparing a suite (reading test files, recorded calls, agents) happens before anything runs, so a bad
+input is one clear line and exit 2 before any call is placed.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import trio
+
+from callbridge.projections.call_turns import CallTurns, call_turns
+from callbridge.regression.checks import Check, run_checks
+from callbridge.regression.diff import CallDiff, diff_calls
+from callbridge.regression.rerun import ModelChoice, RerunPlan, rerun_call
+from callbridge.regression.spec import Expect
+
+DEFAULT_CONCURRENCY = 20
+
+
+@dataclass(frozen=True)
+class TestCase:
+    name: str
+    source: str
+    """The test file, or the recorded call's id when it was named on the command line."""
+    plan: RerunPlan
+    expect: Expect
+    original: CallTurns | None = None
+
+
+class TestResult(msgspec.Struct, kw_only=True):
+    name: str
+    source: str
+    passed: bool
+    original_call: str | None = None
+    new_call: str = ""
+    error: str | None = None
+    """The run itself broke (not an assertion): what happened."""
+    checks: list[Check] = []
+    diff: CallDiff | None = None
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[Check]:
+        return [check for check in self.checks if not check.ok]
+
+
+async def run_case(case: TestCase, model: ModelChoice) -> TestResult:
+    started = time.monotonic()
+    original = case.original.call_id if case.original is not None else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="callbridge-test-") as workdir:
+            rerun = await rerun_call(case.plan, Path(workdir), model)
+    except Exception as error:  # one broken run must not stop the suite: it is reported as an error
+        return TestResult(
+            name=case.name,
+            source=case.source,
+            passed=False,
+            original_call=original,
+            error=f"{type(error).__name__}: {error}",
+            seconds=time.monotonic() - started,
+        )
+    now = call_turns(rerun.events)
+    checks = run_checks(case.expect, now, rerun)
+    return TestResult(
+        name=case.name,
+        source=case.source,
+        passed=all(check.ok for check in checks),
+        original_call=original,
+        new_call=rerun.call_id,
+        checks=checks,
+        diff=diff_calls(case.original, now),
+        seconds=time.monotonic() - started,
+    )
+
+
+async def run_suite(
+    cases: list[TestCase],
+    model: ModelChoice,
+    *,
+    concurrency: int = DEFAULT_CONCURRENCY,
+    progress: Callable[[int, int, TestResult], None] | None = None,
+) -> list[TestResult]:
+    """Every case, at most ``concurrency`` at once; results in the cases' order. ``progress`` is
+    told (done, total, result) as each finishes."""
+    results: list[TestResult | None] = [None] * len(cases)
+    limiter = trio.CapacityLimiter(max(1, concurrency))
+    done = 0
+
+    async def one(index: int) -> None:
+        nonlocal done
+        async with limiter:
+            result = await run_case(cases[index], model)
+        results[index] = result
+        done += 1
+        if progress is not None:
+            progress(done, len(cases), result)
+
+    async with trio.open_nursery() as nursery:
+        for index in range(len(cases)):
+            nursery.start_soon(one, index)
+    return [result for result in results if result is not None]
