@@ -31,10 +31,11 @@ from callbridge.regression.recorded import (
     last_calls,
     model_script,
     read_recorded_call,
+    stored_agent,
     suggested_expect,
 )
 from callbridge.regression.rerun import ModelChoice, RerunPlan
-from callbridge.regression.scenario import scenario_caller, scenario_script
+from callbridge.regression.scenario import scenario_agent, scenario_caller, scenario_script
 from callbridge.regression.spec import LoadedSpec, SpecError, load_spec
 from callbridge.regression.suite import TestCase, run_suite
 
@@ -48,7 +49,9 @@ class BadInput(Exception):
 
 def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    logging.getLogger("callbridge").setLevel(logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING)
+    if not getattr(args, "verbose", False):  # the reruns' servers would log every call: only trouble is shown
+        for noisy in ("callbridge", "mcp", "hypercorn"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         model = _model(args)
         cases = _cases(args, store_url)
@@ -112,7 +115,8 @@ def _test_files(given: str) -> list[Path]:
 
 
 def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
-    default_agent = _agent(args.agent or os.environ.get("CALLBRIDGE_AGENT"))
+    given_agent = args.agent or os.environ.get("CALLBRIDGE_AGENT")
+    default_agent = _agent(given_agent) if given_agent else None
     specs: list[LoadedSpec] = []
     call_ids: list[str] = []
     for given in args.tests:
@@ -149,7 +153,7 @@ def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
             if loaded.spec.call:
                 cases.append(_recorded_case(store, loaded.spec.call, str(loaded.path), loaded, agent))
             else:
-                cases.append(_scenario_case(loaded, agent))
+                cases.append(_scenario_case(loaded, agent or DEFAULT_AGENT))
     finally:
         if store is not None:
             store.close()
@@ -164,14 +168,18 @@ def _open_store(store_url: str) -> EventStore:
 
 
 def _recorded_case(
-    store: EventStore | None, call_id: str, source: str, loaded: LoadedSpec | None, agent: Agent
+    store: EventStore | None, call_id: str, source: str, loaded: LoadedSpec | None, agent: Agent | None
 ) -> TestCase:
+    """A recorded call's test. Its agent: the test's, else ``--agent``/``CALLBRIDGE_AGENT``, else
+    today's version of the profile that answered the call (from the store), else the built-in one."""
     assert store is not None
     try:
         recorded = read_recorded_call(store, call_id)
     except RecordedCallError as error:
         raise BadInput(f"{source}: {error}" if loaded else str(error)) from None
     turns = recorded.turns
+    if agent is None:
+        agent = stored_agent(store, turns.agent_name) or DEFAULT_AGENT
     first, last = recorded.events[0].at, recorded.events[-1].at
     plan = RerunPlan(
         caller=caller_steps(recorded),
@@ -191,7 +199,7 @@ def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:
     plan = RerunPlan(
         caller=scenario_caller(spec),
         script=scenario_script(spec),
-        agent=agent,
+        agent=scenario_agent(spec, agent),
         from_number=spec.from_number,
         to_number=spec.to_number,
     )

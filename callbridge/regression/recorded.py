@@ -16,7 +16,10 @@ import msgspec
 from callbridge.adapters.sim.caller_script import Step
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 from callbridge.adapters.sim.recorded_caller import recorded_caller_script
+from callbridge.engine.agent import DEFAULT_PROFILE, Agent, AgentError
+from callbridge.engine.agent_profiles import AgentBook
 from callbridge.engine.events import (
+    AGENTS_STREAM,
     CallErased,
     CallerAudioReceived,
     CallResumed,
@@ -54,6 +57,21 @@ def read_recorded_call(store: EventStore, call_id: str) -> RecordedCall:
     if not any(isinstance(e, CallerAudioReceived) for e in events):
         raise RecordedCallError(f"call {call_id} has no recorded caller audio to replay")
     return RecordedCall(call_id, events, call_turns(events))
+
+
+def stored_agent(store: EventStore, name: str) -> Agent | None:
+    """Today's version of the agent profile ``name`` in the store (None: no such profile, or one this
+    code cannot read): what answers that agent's calls now."""
+    book = AgentBook()
+    for recorded in store.read_call(AGENTS_STREAM):
+        book.apply(recorded.event, position=recorded.position, version=recorded.version)
+    current = book.current(name or DEFAULT_PROFILE)
+    if current is None:
+        return None
+    try:
+        return current.decoded()
+    except AgentError:
+        return None
 
 
 def last_calls(store: EventStore, count: int, agent: str | None = None) -> list[str]:

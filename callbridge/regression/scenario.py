@@ -3,10 +3,15 @@ simulated model hears and answers in each turn (every ``say``, ``barge_in`` and 
 
 from __future__ import annotations
 
+import base64
+
+import msgspec
+
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
     Dtmf,
     HangUp,
+    Play,
     Silence,
     Speak,
     Step,
@@ -14,8 +19,13 @@ from callbridge.adapters.sim.caller_script import (
     WaitForHangUp,
 )
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.adapters.sim.voice import FRAME_MS, silence
+from callbridge.engine.agent import Agent
 from callbridge.regression.spec import CallerStep, TestSpec
 
+KEY_PRESSED = base64.b64encode(silence(FRAME_MS)).decode()
+"""After a key press, one quiet frame marked as the caller's turn: a following ``wait_for_reply``
+waits for the answer to the key (not a reply already heard), and reply latency counts from it."""
 MS_PER_LETTER = 70
 SHORTEST_SAY_MS = 600
 
@@ -38,7 +48,7 @@ def scenario_caller(spec: TestSpec) -> list[Step]:
         elif step.wait_for_reply:
             steps.append(WaitForAssistant(timeout_s=step.timeout_s))
         elif step.press is not None:
-            steps.append(Dtmf(step.press))
+            steps += [Dtmf(step.press), Play(frames=[KEY_PRESSED], speech=True)]
         elif step.wait_for_hang_up:
             steps.append(WaitForHangUp(timeout_s=step.timeout_s))
         elif step.hang_up:
@@ -59,7 +69,9 @@ def scenario_script(spec: TestSpec) -> Script:
             turns.append(Turn(transcript=heard, function_call=call, **extra))
         else:
             turns.append(Turn(transcript=heard, reply=step.reply or "Okay."))
-    script = Script(turns=turns)
-    if spec.greeting:
-        script = Script(turns=turns, greeting=spec.greeting)
-    return script
+    return Script(turns=turns)
+
+
+def scenario_agent(spec: TestSpec, agent: Agent) -> Agent:
+    """The agent, greeting with the scenario's ``greeting`` when it has one."""
+    return msgspec.structs.replace(agent, greeting=spec.greeting) if spec.greeting else agent

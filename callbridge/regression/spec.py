@@ -5,6 +5,7 @@ understand audio) what the model hears in each utterance and how it answers::
 
     name = "order status, then goodbye"
     agent = "agent.toml"                 # optional: the agent for this test (else --agent / CALLBRIDGE_AGENT)
+    greeting = "Acme, how can I help?"   # optional: the agent greets so (else the agent's own greeting)
 
     [[caller]]
     wait_for_reply = true                # the greeting
@@ -149,7 +150,7 @@ class TestSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     agent: str | None = None
     """An agent file for the rerun, relative to this test file."""
     greeting: str | None = None
-    """What the simulated model says first when the agent has no greeting of its own."""
+    """The agent's greeting in this scenario (over the agent's own)."""
     from_number: str = "+15005550006"
     to_number: str = "+15005550001"
     caller: list[CallerStep] = []
