@@ -164,7 +164,7 @@ def _open_store(store_url: str) -> EventStore:
     try:
         return open_existing_store(store_url)
     except (ValueError, StoreOpenError) as error:
-        raise BadInput(f"{error} (recorded calls are read from CALLBRIDGE_STORE or --store)") from None
+        raise BadInput(str(error)) from None
 
 
 def _recorded_case(

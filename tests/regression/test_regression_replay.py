@@ -99,3 +99,16 @@ def test_a_changed_agent_fails_the_expected_assertions_and_the_diff_shows_what_c
     assert suite.get("failures") == "1" and failure is not None
     assert failure.get("message", "").startswith("tool called: transfer_call")
     assert "! ended: transferred to sales" in (failure.text or "")
+
+
+def test_an_unknown_or_missing_call_is_bad_input_before_anything_runs(
+    recorded: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder, _ = recorded
+    assert main(["test", "CAnope", "--store", str(folder / "callbridge.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("callbridge test: no call CAnope in ") and "GET /api/conversations" in err
+    assert main(["test", "CAnope", "--store", str(tmp_path / "none" / "callbridge.db")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("callbridge test: ") and "check --store or CALLBRIDGE_STORE" in err
+    assert not (tmp_path / "none").exists()  # a store is never created by reading it
