@@ -13,6 +13,7 @@ import pytest
 from regression_support import write
 
 from callbridge.cli import main
+from callbridge.regression.spec import parse_spec
 
 WEATHER = """\
 name = "weather, a key, goodbye"
@@ -140,3 +141,16 @@ def test_a_bad_test_file_is_one_line_naming_the_file_line_and_key(
     assert code == 2 and out == ""
     assert err == f"callbridge test: {message.format(path=path)}\n"
     assert not (tmp_path / "test-runs").exists()  # nothing ran
+
+
+def test_the_readmes_scenario_example_is_a_valid_test_file() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    section = readme.split("## Regression tests", 1)[1].split("\n## ", 1)[0]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    spec = parse_spec(example, "README.md")
+    assert [step.heard for step in spec.caller if step.heard] == [
+        "Where is my order 1234?",
+        "[pressed 5]",
+        "Wait, one more thing",
+    ]
+    assert spec.expect.max_dead_air_s == 3.0 and spec.expect.ended_by == "caller"
