@@ -48,14 +48,25 @@ def run(tests: int, seconds: float, concurrency: int) -> None:
         out = io.StringIO()
         started = time.monotonic()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            code = main(["test", str(folder), "--store", str(Path(tmp) / "data" / "x.db"), "--json", "--concurrency", str(concurrency)])
+            code = main(
+                [
+                    "test",
+                    str(folder),
+                    "--store",
+                    str(Path(tmp) / "data" / "x.db"),
+                    "--json",
+                    "--concurrency",
+                    str(concurrency),
+                ]
+            )
         wall = time.monotonic() - started
     record = json.loads(out.getvalue())
     lengths = [result["seconds"] for result in record["results"]]
     print(f"{tests} tests of ~{seconds:g} s, {concurrency} at once, simulated model (exit {code})")
     print(f"  passed {record['passed']}, failed {record['failed']}")
     print(f"  wall time           {wall:7.1f} s")
-    print(f"  each test           {min(lengths):7.1f} s min, {statistics.median(lengths):.1f} s median, {max(lengths):.1f} s max")
+    median = statistics.median(lengths)
+    print(f"  each test           {min(lengths):7.1f} s min, {median:.1f} s median, {max(lengths):.1f} s max")
     print(f"  wall / longest test {wall / max(lengths):7.2f}")
 
 

@@ -462,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--agent", metavar="FILE", help="the agent the reruns talk to (env CALLBRIDGE_AGENT)")
     test.add_argument("--store", help="recorded calls are read, runs kept, here (env CALLBRIDGE_STORE)")
     test.add_argument("--concurrency", type=int, default=20, help="tests run at once (default 20)")
+    test.add_argument("--processes", type=int, help="spread the tests over N processes (default: the cores)")
+    test.add_argument("--worker-results", action="store_true", help=argparse.SUPPRESS)  # one of --processes
     test.add_argument("--model", choices=["sim", "openai"], help="default: openai with OPENAI_API_KEY, else sim")
     test.set_defaults(func=cmd_test)
 

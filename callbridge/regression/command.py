@@ -25,6 +25,7 @@ from callbridge.engine.store import EventStore, StoreOpenError, open_existing_st
 from callbridge.projections.test_runs import TEST_RUNS_DIR, store_run
 from callbridge.projections.views_db import data_dir_for_store
 from callbridge.regression.output import progress_line, render_json, render_junit, render_text, run_record
+from callbridge.regression.processes import WorkerOptions, run_in_processes, worker_line
 from callbridge.regression.recorded import (
     RecordedCallError,
     caller_steps,
@@ -37,7 +38,8 @@ from callbridge.regression.recorded import (
 from callbridge.regression.rerun import ModelChoice, RerunPlan
 from callbridge.regression.scenario import scenario_agent, scenario_caller, scenario_script
 from callbridge.regression.spec import LoadedSpec, SpecError, load_spec
-from callbridge.regression.suite import TestCase, run_suite
+from callbridge.regression.suite import TestCase, TestResult, run_suite
+from callbridge.workers import default_workers
 
 EXTRA_SECONDS = 30.0
 """A rerun may last this much longer than the recorded call before the caller hangs up anyway."""
@@ -58,13 +60,24 @@ def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = N
     except BadInput as error:
         print(f"callbridge test: {error}", file=sys.stderr)
         return 2
+    if getattr(args, "worker_results", False):
+        return _worker(cases, model, args.concurrency)
     started = time.time()
     shown = sys.stderr if args.json else out
 
-    def progress(done: int, total: int, result: object) -> None:
-        print(progress_line(done, total, result), file=shown, flush=True)  # type: ignore[arg-type]
+    def progress(done: int, total: int, result: TestResult) -> None:
+        print(progress_line(done, total, result), file=shown, flush=True)
 
-    results = trio.run(lambda: run_suite(cases, model, concurrency=args.concurrency, progress=progress))
+    processes = min(len(cases), args.processes if args.processes is not None else default_workers())
+    if processes > 1:
+        options = WorkerOptions(store_url=store_url, model=model.kind, agent=args.agent)
+        results = trio.run(
+            lambda: run_in_processes(
+                cases, options, processes=processes, concurrency=args.concurrency, progress=progress
+            )
+        )
+    else:
+        results = trio.run(lambda: run_suite(cases, model, concurrency=args.concurrency, progress=progress))
     record = run_record(results, started_at=started, model=model.kind)
     if args.json:
         out.write(render_json(record).decode())
@@ -81,6 +94,18 @@ def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = N
     except OSError as error:
         print(f"callbridge test: the run was not kept in {TEST_RUNS_DIR}/: {error}", file=sys.stderr)
     return 0 if record.failed == 0 else 1
+
+
+def _worker(cases: list[TestCase], model: ModelChoice, concurrency: int) -> int:
+    """``--worker-results``: a worker process of a suite run over processes: each result, as it
+    finishes, one JSON line on stdout (``processes.py`` reads them)."""
+
+    def emit(index: int, result: TestResult) -> None:
+        sys.stdout.buffer.write(worker_line(index, result))
+        sys.stdout.buffer.flush()
+
+    trio.run(lambda: run_suite(cases, model, concurrency=concurrency, on_result=emit))
+    return 0
 
 
 def _model(args: argparse.Namespace) -> ModelChoice:
@@ -134,6 +159,8 @@ def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
         raise BadInput("--last N: N is at least 1")
     if args.concurrency < 1:
         raise BadInput("--concurrency K: K is at least 1")
+    if args.processes is not None and args.processes < 1:
+        raise BadInput("--processes N: N is at least 1")
     if not specs and not call_ids and args.last is None:
         raise BadInput("name what to test: a recorded call (CA…), a test file (.toml), a folder of them, or --last N")
     cases: list[TestCase] = []
@@ -191,7 +218,8 @@ def _recorded_case(
     )
     expect = loaded.spec.expect if loaded is not None else suggested_expect(turns)
     name = loaded.name if loaded is not None else f"call {call_id}"
-    return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns)
+    argument = str(loaded.path) if loaded is not None else call_id
+    return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns, argument=argument)
 
 
 def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:
@@ -203,4 +231,4 @@ def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:
         from_number=spec.from_number,
         to_number=spec.to_number,
     )
-    return TestCase(name=loaded.name, source=str(loaded.path), plan=plan, expect=spec.expect)
+    return TestCase(name=loaded.name, source=str(loaded.path), plan=plan, expect=spec.expect, argument=str(loaded.path))

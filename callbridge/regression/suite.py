@@ -33,6 +33,8 @@ class TestCase:
     plan: RerunPlan
     expect: Expect
     original: CallTurns | None = None
+    argument: str = ""
+    """What names this test on the command line (its file, or the call's id): for worker processes."""
 
 
 class TestResult(msgspec.Struct, kw_only=True):
@@ -87,9 +89,10 @@ async def run_suite(
     *,
     concurrency: int = DEFAULT_CONCURRENCY,
     progress: Callable[[int, int, TestResult], None] | None = None,
+    on_result: Callable[[int, TestResult], None] | None = None,
 ) -> list[TestResult]:
     """Every case, at most ``concurrency`` at once; results in the cases' order. ``progress`` is
-    told (done, total, result) as each finishes."""
+    told (done, total, result) as each finishes, ``on_result`` (the case's index, result)."""
     results: list[TestResult | None] = [None] * len(cases)
     limiter = trio.CapacityLimiter(max(1, concurrency))
     done = 0
@@ -100,6 +103,8 @@ async def run_suite(
             result = await run_case(cases[index], model)
         results[index] = result
         done += 1
+        if on_result is not None:
+            on_result(index, result)
         if progress is not None:
             progress(done, len(cases), result)
 

@@ -73,13 +73,16 @@ max_barge_ins = 0
 """Fails on purpose: the caller hangs up, and it barges in once."""
 
 
-def test_scenarios_run_at_once_and_report_each_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_scenarios_run_at_once_in_worker_processes_and_report_each_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     tests = tmp_path / "tests"
     tests.mkdir()
     write(tests / "weather.toml", WEATHER)
     write(tests / "story.toml", STORY)
     junit = tmp_path / "junit.xml"
-    code = main(["test", str(tests), "--store", str(tmp_path / "data" / "callbridge.db"), "--junit", str(junit)])
+    store = str(tmp_path / "data" / "callbridge.db")
+    code = main(["test", str(tests), "--store", store, "--junit", str(junit), "--processes", "2"])
     out, _ = capsys.readouterr()
 
     assert code == 1
