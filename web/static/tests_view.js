@@ -4,7 +4,7 @@
 // /api/tests and /api/calls/{id}/test (web/tests_api.py).
 
 import { getJSON, postJSON } from "./api.js";
-import { clear, formatWhen, h, notice } from "./dom.js";
+import { append, clear, formatWhen, h, notice } from "./dom.js";
 
 function when(unix) {
   return unix ? formatWhen(new Date(unix * 1000).toISOString()) : "—";
@@ -57,7 +57,7 @@ function mountRun(host, runId) {
   getJSON(`/api/tests/runs/${encodeURIComponent(runId)}`)
     .then((run) => {
       clear(host);
-      host.append(h("h2", {}, `Run ${run.run_id}: ${run.passed} passed, ${run.failed} failed (${run.model} model)`), run.results.map(resultPanel));
+      append(host, [h("h2", {}, `Run ${run.run_id}: ${run.passed} passed, ${run.failed} failed (${run.model} model)`), run.results.map(resultPanel)]);
     })
     .catch((error) => {
       clear(host);
