@@ -5,12 +5,15 @@ the expected assertions fail and the diff shows what changed, in text, JSON and 
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from regression_support import AGENT_TOML, record_call, write
+import trio
+from regression_support import AGENT_TOML, SCRIPT, record_call, write
 
+from callbridge.adapters.sim.fake_openai import serve_fake_openai
 from callbridge.cli import main
 from callbridge.engine.events import CallStarted
 from callbridge.engine.store import open_existing_store
@@ -112,3 +115,25 @@ def test_an_unknown_or_missing_call_is_bad_input_before_anything_runs(
     err = capsys.readouterr().err
     assert err.startswith("callbridge test: ") and "check --store or CALLBRIDGE_STORE" in err
     assert not (tmp_path / "none").exists()  # a store is never created by reading it
+
+
+async def test_with_an_api_key_the_rerun_talks_to_the_configured_realtime_api(
+    recorded: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``OPENAI_API_KEY`` set: the rerun's engine opens ``OPENAI_REALTIME_URL`` with the key (here a
+    simulated model that checks it and answers on its own script, as the real one answers afresh)."""
+    folder, call_id = recorded
+    async with trio.open_nursery() as nursery:
+        fake = await nursery.start(partial(serve_fake_openai, "127.0.0.1", 0, script=SCRIPT, api_key="sk-test-key"))
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+        monkeypatch.setenv("OPENAI_REALTIME_URL", fake.url)
+        argv = ["test", call_id, "--store", str(folder / "callbridge.db"), "--json"]
+        code = await trio.to_thread.run_sync(main, argv)
+        sessions = len(fake.sessions)
+        nursery.cancel_scope.cancel()
+    out, err = capsys.readouterr()
+
+    assert code == 0, out + err
+    run = json.loads(out)
+    assert run["model"] == "openai" and run["results"][0]["passed"]
+    assert sessions == 1 and "sk-test-key" not in out + err
