@@ -149,7 +149,11 @@ class AgentRouter:
 
     async def route_webhook(self, call: CallFacts) -> AgentRouted:
         """``/twiml``: decide, record the decision in the call's log and wait (bounded) until it is
-        written, so the engine that gets the stream finds it."""
+        written, so the engine that gets the stream finds it. A call decided before (Twilio retrying
+        the webhook, a ``<Redirect>`` back to ``/twiml``, a held call) keeps its decision: one per call."""
+        earlier = self._decided.get(call.call_id) or await self._recorded(call.call_id)
+        if earlier is not None:
+            return earlier
         await self._refresh()
         routed = await self.decide(call)
         if call.call_id and call.call_id not in RESERVED_STREAMS and ":" not in call.call_id:

@@ -53,12 +53,13 @@ from callbridge.projections.conversations import call_status
 from callbridge.projections.metrics_call_control import COLUMNS_SQL as CALL_CONTROL_COLUMNS
 from callbridge.projections.metrics_call_control import TOPICS as CALL_CONTROL_TOPICS
 from callbridge.projections.metrics_call_control import apply_call_control, handles
-from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from callbridge.projections.metrics_prometheus import view_metric_families
+from callbridge.projections.metrics_query import get_call_metrics, metrics_summary
 from callbridge.projections.projection import Projection
 from callbridge.projections.server_events import ServerEvent, parse_server_event
 from callbridge.projections.views_db import erased_text, iso
 
-__all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "prometheus_lines", "usage_tokens"]
+__all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "usage_tokens", "view_metric_families"]
 
 _TOKEN_COLUMNS = ", ".join(f"tokens_{kind} INTEGER NOT NULL DEFAULT 0" for kind in TOKEN_KINDS)
 

@@ -3,11 +3,12 @@ answering machines, the keypad, silence re-prompts and session recycles.
 
 Part of ``projections/metrics.py`` (columns of ``call_metrics``, :data:`COLUMNS`); read back by
 :func:`call_control_of` (one call), :func:`call_control_summary` (a period) and
-:func:`call_control_prometheus`. ``hung_up_by`` is who asked for the end (``model``, ``operator``,
-``silence``, ``max_duration``, ``voicemail``), null when the caller hung up or the call never ended
-by our decision; ``greeting_latency_ms`` is from the call's start to the greeting's first audio.
-``transfers`` counts transfers put through: a cold one's ``<Dial>`` sent, a warm one's caller held
-while the person is called (``CallHeld``) — whether the person then answers is not counted here.
+:mod:`projections.metrics_prometheus` (greeting latency, transfers, hang-ups). ``hung_up_by`` is who
+asked for the end (``model``, ``operator``, ``silence``, ``max_duration``, ``voicemail``), null when
+the caller hung up or the call never ended by our decision; ``greeting_latency_ms`` is from the
+call's start to the greeting's first audio. ``transfers`` counts transfers put through: a cold
+one's ``<Dial>`` sent, a warm one's caller held while the person is called (``CallHeld``) — whether
+the person then answers is not counted here.
 """
 
 from __future__ import annotations
@@ -59,7 +60,6 @@ TOPICS = frozenset(
     }
 )
 HANG_UP_BY = ("model", "operator", "silence", "max_duration", "voicemail")
-GREETING_BUCKETS_MS = (250, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
 
 _SET = "UPDATE call_metrics SET {} WHERE call_id=?"
 _FOLD: dict[type[Event], Callable[[Any], tuple[str, tuple[Any, ...]]]] = {
@@ -121,36 +121,3 @@ def call_control_summary(
         "voicemails_left": voicemails,
         "hang_ups_by": hang_ups,
     }
-
-
-def call_control_prometheus(db: sqlite3.Connection) -> list[str]:
-    """Greeting latency (histogram), transfers and hang-ups by whom (counters)."""
-    name = "callbridge_greeting_latency_ms"
-    buckets = ", ".join(f"coalesce(sum(greeting_latency_ms <= {le}), 0)" for le in GREETING_BUCKETS_MS)
-    row = db.execute(
-        f"SELECT {buckets}, count(greeting_latency_ms), coalesce(sum(greeting_latency_ms), 0) FROM call_metrics"
-    ).fetchone()
-    total = row[-1]
-    lines = [f"# HELP {name} Call start to the greeting's first audio.", f"# TYPE {name} histogram"]
-    lines += [f'{name}_bucket{{le="{le}"}} {count}' for le, count in zip(GREETING_BUCKETS_MS, row, strict=False)]
-    lines += [
-        f'{name}_bucket{{le="+Inf"}} {row[-2]}',
-        f"{name}_sum {int(total) if float(total).is_integer() else total}",
-        f"{name}_count {row[-2]}",
-    ]
-    transfers = db.execute("SELECT coalesce(sum(transfers), 0) FROM call_metrics").fetchone()[0]
-    lines += [
-        "# HELP callbridge_transfers_total Calls handed to a transfer target.",
-        "# TYPE callbridge_transfers_total counter",
-        f"callbridge_transfers_total {transfers}",
-    ]
-    hang_ups = dict.fromkeys(HANG_UP_BY, 0)
-    hang_ups.update(
-        dict(db.execute("SELECT hung_up_by, count(*) FROM call_metrics WHERE hung_up_by IS NOT NULL GROUP BY 1"))
-    )
-    lines += [
-        "# HELP callbridge_hangups_total Calls we ended, by who decided (the caller's hang-ups are not counted).",
-        "# TYPE callbridge_hangups_total counter",
-    ]
-    lines += [f'callbridge_hangups_total{{by="{by}"}} {count}' for by, count in sorted(hang_ups.items())]
-    return lines

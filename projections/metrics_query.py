@@ -1,4 +1,5 @@
-"""Reading the metrics view: one call's numbers, a summary over a period, and Prometheus text.
+"""Reading the metrics view: one call's numbers and a summary over a period (the same view as Prometheus
+metric families: :mod:`projections.metrics_prometheus`).
 
 Percentiles are nearest-rank (the smallest value with at least p % of the values at or below it),
 so they are always values that really occurred. Costs are computed from token counts with the
@@ -12,17 +13,12 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from callbridge.projections.metrics_call_control import (
-    call_control_of,
-    call_control_prometheus,
-    call_control_summary,
-)
+from callbridge.projections.metrics_call_control import call_control_of, call_control_summary
 from callbridge.projections.pricing import TOKEN_KINDS, cost_usd, load_prices
 from callbridge.projections.views_db import QueryError, parse_time, rows_as_dicts
 
 CALL_STATUSES = ("in_progress", "completed", "failed")
 TOOL_OUTCOMES = ("completed", "failed", "timed_out", "pending")
-LATENCY_BUCKETS_MS = (100, 200, 300, 500, 750, 1000, 1500, 2000, 3000, 5000, 10000)
 
 _CALL_FIELDS = (
     "call_id",
@@ -63,7 +59,7 @@ _TURN_FIELDS = (
     "generated_ms",
 )
 _TOOL_FIELDS = ("tool_call_id", "name", "requested_at", "handler", "outcome", "duration_ms", "error")
-_TOKEN_SUMS = ", ".join(f"coalesce(sum(tokens_{kind}), 0)" for kind in TOKEN_KINDS)
+TOKEN_SUMS_SQL = ", ".join(f"coalesce(sum(tokens_{kind}), 0)" for kind in TOKEN_KINDS)
 
 
 def percentile(sorted_values: Sequence[float], p: float) -> float | None:
@@ -86,7 +82,7 @@ def distribution(values: Sequence[float]) -> dict[str, Any]:
     }
 
 
-def _tokens(row: Sequence[Any]) -> dict[str, int]:
+def tokens_by_kind(row: Sequence[Any]) -> dict[str, int]:
     return {kind: int(count) for kind, count in zip(TOKEN_KINDS, row, strict=True)}
 
 
@@ -103,7 +99,7 @@ def get_call_metrics(
     if row is None:
         return None
     metrics: dict[str, Any] = dict(zip(_CALL_FIELDS, row[: len(_CALL_FIELDS)], strict=True))
-    metrics["tokens"] = _tokens(row[len(_CALL_FIELDS) :])
+    metrics["tokens"] = tokens_by_kind(row[len(_CALL_FIELDS) :])
     metrics["cost_usd"] = cost_usd(metrics["tokens"], load_prices() if prices is None else prices)
     turns = []
     for turn_row in db.execute(
@@ -112,7 +108,7 @@ def get_call_metrics(
     ).fetchall():
         turn = dict(zip(_TURN_FIELDS, turn_row[: len(_TURN_FIELDS)], strict=True))
         turn["truncated"] = bool(turn["truncated"])
-        turn["tokens"] = _tokens(turn_row[len(_TURN_FIELDS) :])
+        turn["tokens"] = tokens_by_kind(turn_row[len(_TURN_FIELDS) :])
         turns.append(turn)
     metrics["turns"] = turns
     metrics["call_control"] = call_control_of(db, call_id)
@@ -154,7 +150,8 @@ def metrics_summary(
         "SELECT coalesce(sum(responses), 0), coalesce(sum(barge_ins), 0), coalesce(sum(truncations), 0), "
         "coalesce(sum(truncated_played_ms), 0), coalesce(sum(truncated_generated_ms), 0), "
         "coalesce(sum(reconnects), 0), coalesce(sum(disconnects), 0), coalesce(sum(connection_failures), 0), "
-        f"coalesce(sum(model_errors), 0), coalesce(sum(barge_ins_skipped), 0), {_TOKEN_SUMS} FROM call_metrics {where}",
+        "coalesce(sum(model_errors), 0), coalesce(sum(barge_ins_skipped), 0), "
+        f"{TOKEN_SUMS_SQL} FROM call_metrics {where}",
         params,
     ).fetchone()
     latencies = [
@@ -182,7 +179,7 @@ def metrics_summary(
         tools[outcome] = count
         durations.append((count if outcome != "pending" else 0, total))
     finished = sum(count for count, _ in durations)
-    tokens = _tokens(sums[10:])
+    tokens = tokens_by_kind(sums[10:])
     return {
         "since": start,
         "until": end,
@@ -208,80 +205,3 @@ def metrics_summary(
         "cost_usd": cost_usd(tokens, load_prices() if prices is None else prices),
         "call_control": call_control_summary(db, where, params, distribution),
     }
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
-
-
-def prometheus_lines(db: sqlite3.Connection, *, prices: Mapping[str, float] | None = None) -> list[str]:
-    """The views' metrics in Prometheus text format (lines without newlines; the web layer adds
-    process and live-call gauges and joins them)."""
-    lines: list[str] = []
-
-    def metric(name: str, kind: str, help_text: str, samples: list[tuple[str, float]]) -> None:
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {_number(value)}" for labels, value in samples)
-
-    statuses = dict.fromkeys(CALL_STATUSES, 0)
-    statuses.update(dict(db.execute("SELECT status, count(*) FROM call_metrics GROUP BY status").fetchall()))
-    metric(
-        "callbridge_calls_total",
-        "counter",
-        "Calls recorded, by status.",
-        [(f'{{status="{status}"}}', count) for status, count in sorted(statuses.items())],
-    )
-    for name, column, help_text in (
-        ("callbridge_turn_latency_ms", "response_latency_ms", "End of caller speech to first assistant audio sent."),
-        ("callbridge_first_audio_ms", "first_audio_ms", "response.created to the response's first audio."),
-    ):
-        bucket_sql = ", ".join(f"coalesce(sum({column} <= {le}), 0)" for le in LATENCY_BUCKETS_MS)
-        row = db.execute(
-            f"SELECT {bucket_sql}, count({column}), coalesce(sum({column}), 0) FROM turn_metrics "
-            f"WHERE {column} IS NOT NULL"
-        ).fetchone()
-        buckets = [(f'_bucket{{le="{le}"}}', count) for le, count in zip(LATENCY_BUCKETS_MS, row, strict=False)]
-        count, total = row[-2], row[-1]
-        lines.append(f"# HELP {name} {help_text}")
-        lines.append(f"# TYPE {name} histogram")
-        lines.extend(f"{name}{suffix} {value}" for suffix, value in buckets)
-        lines.append(f'{name}_bucket{{le="+Inf"}} {count}')
-        lines.append(f"{name}_sum {_number(total)}")
-        lines.append(f"{name}_count {count}")
-    totals = db.execute(
-        "SELECT coalesce(sum(truncations), 0), coalesce(sum(barge_ins), 0), coalesce(sum(reconnects), 0), "
-        f"coalesce(sum(disconnects), 0), {_TOKEN_SUMS} FROM call_metrics"
-    ).fetchone()
-    metric("callbridge_truncations_total", "counter", "Assistant replies cut by a barge-in.", [("", totals[0])])
-    metric(
-        "callbridge_barge_ins_total",
-        "counter",
-        "Times the caller interrupted assistant audio that was playing (the reply was cut).",
-        [("", totals[1])],
-    )
-    metric("callbridge_model_reconnects_total", "counter", "Model sessions reopened mid-call.", [("", totals[2])])
-    metric("callbridge_model_disconnects_total", "counter", "Model sockets lost mid-call.", [("", totals[3])])
-    outcomes = dict.fromkeys(TOOL_OUTCOMES, 0)
-    outcomes.update(dict(db.execute("SELECT outcome, count(*) FROM tool_metrics GROUP BY outcome").fetchall()))
-    metric(
-        "callbridge_tool_calls_total",
-        "counter",
-        "Tool calls, by outcome.",
-        [(f'{{outcome="{outcome}"}}', count) for outcome, count in sorted(outcomes.items())],
-    )
-    tokens = _tokens(totals[4:])
-    metric(
-        "callbridge_tokens_total",
-        "counter",
-        "Model tokens, by kind (disjoint: cached input is not in input_text/input_audio).",
-        [(f'{{kind="{kind}"}}', tokens[kind]) for kind in TOKEN_KINDS],
-    )
-    metric(
-        "callbridge_cost_usd_total",
-        "counter",
-        "Estimated model cost in USD from the price table.",
-        [("", cost_usd(tokens, load_prices() if prices is None else prices))],
-    )
-    lines.extend(call_control_prometheus(db))
-    return lines

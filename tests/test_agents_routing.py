@@ -20,7 +20,7 @@ from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
 from callbridge.engine.agent import DEFAULT_AGENT, Agent, load_agent
-from callbridge.engine.events import AGENTS_STREAM, AgentSaved, AssistantSaid, TransferRequested
+from callbridge.engine.events import AGENTS_STREAM, AgentRouted, AgentSaved, AssistantSaid, TransferRequested
 from callbridge.projections.replay_cli import replay_cli
 
 SCRIPT = Script(turns=[Turn(transcript="Hello?", reply="Hi!")])
@@ -207,3 +207,18 @@ async def test_without_an_agent_file_a_restart_keeps_the_saved_default(tmp_path:
         log = of_type(await agents.agents_log(), AgentSaved)
     assert [(e.version, e.source) for e in log] == [(1, "built-in"), (2, "")]
     assert call.sent("session.update")[0]["session"]["instructions"] == "Saved in the console."
+
+
+async def test_a_call_keeps_its_first_decision_when_twilio_asks_twiml_again(tmp_path: Path) -> None:
+    async with agents_bridge(tmp_path) as agents:
+        await two_agents(agents)
+        form = {"CallSid": "CA" + "7" * 32, "From": "+15550001111", "To": SALES_LINE}
+        first = await agents.http.post("/twiml", data=form)
+        await agents.ok("PUT", "/api/routing", {"rules": [{"to": SALES_LINE, "agent": "support"}]})
+        again = await agents.http.post("/twiml", data=form)  # a retry, or a <Redirect> back to /twiml
+        await agents.bridge.server.writer.flush()
+        routed = [
+            r.event for r in agents.bridge.server.store.read_call(form["CallSid"]) if type(r.event) is AgentRouted
+        ]
+    assert first.status_code == again.status_code == 200
+    assert [(r.agent, r.reason) for r in routed] == [("sales", f"rule #1 'to={SALES_LINE}'")]

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import trio
 import trio_websocket
+from prometheus_text import samples
 from serve_process import Serve, serve
 
 from callbridge.adapters.sim.caller import place_call
@@ -37,9 +38,9 @@ async def call_in_progress(engine: Serve, call_sid: str, nursery: trio.Nursery) 
         await next_message(feed, "call.started")
 
 
-async def ended_as_lost(engine: Serve, call_sid: str) -> tuple[dict[str, Any], list[str]]:
+async def ended_as_lost(engine: Serve, call_sid: str) -> tuple[dict[str, Any], dict[str, float]]:
     """The call as ``engine``'s API shows it once it is ended (waiting on the feed, not on time),
-    and the Prometheus lines then."""
+    and the Prometheus samples then."""
     async with engine.feed(call_sid) as feed, engine.http() as http:
         conversation = (await http.get(f"/api/conversations/{call_sid}")).json()  # read-your-writes
         if conversation["status"] == "in_progress":
@@ -47,7 +48,7 @@ async def ended_as_lost(engine: Serve, call_sid: str) -> tuple[dict[str, Any], l
             assert ended["reason"] == "engine_lost"
             conversation = (await http.get(f"/api/conversations/{call_sid}")).json()
         metrics = (await http.get("/metrics")).text
-    return conversation, metrics.splitlines()
+    return conversation, samples(metrics)
 
 
 async def test_a_killed_engine_ends_its_lost_call_when_it_restarts(tmp_path: Path) -> None:
@@ -65,7 +66,7 @@ async def test_a_killed_engine_ends_its_lost_call_when_it_restarts(tmp_path: Pat
             assert await restarted.exit_status() == 0
     assert conversation["status"] == "completed" and conversation["end_reason"] == "engine_lost"
     assert conversation["ended_at"] is not None
-    assert 'callbridge_calls_total{status="in_progress"} 0' in metrics
+    assert metrics['callbridge_calls_total{status="in_progress"}'] == 0
     assert "ended at its restart" in restarted.log and "ended as lost" in restarted.log
 
 
@@ -88,7 +89,7 @@ async def test_when_one_of_two_engines_on_postgresql_is_killed_the_other_ends_it
                 async with survivor.http() as http:
                     mine = (await http.get("/api/conversations/CAonthesurvivor")).json()
                 assert mine["status"] == "in_progress"  # the survivor's own call goes on
-                assert 'callbridge_calls_total{status="in_progress"} 1' in metrics
+                assert metrics['callbridge_calls_total{status="in_progress"}'] == 1
                 callers.cancel_scope.cancel()
     assert conversation["status"] == "completed" and conversation["end_reason"] == "engine_lost"
     assert "went silent; ended by engine" in survivor.log

@@ -34,11 +34,14 @@ def _source_modules() -> set[str]:
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> zipfile.ZipFile:
     out = tmp_path_factory.mktemp("wheel")
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--verbose", "--no-deps", "--wheel-dir", str(out), str(ROOT)],
         check=True,
         capture_output=True,
+        text=True,
     )
+    # setuptools warns (and a later version may refuse) when a folder with files is not a listed package
+    assert "absent from the `packages` configuration" not in built.stdout + built.stderr
     (path,) = out.glob("callbridge-*.whl")
     return zipfile.ZipFile(path)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from prometheus_text import sample_key
 from test_projections_support import T0, views_after
 
 from callbridge.engine.events import (
@@ -27,7 +28,8 @@ from callbridge.engine.store import EventStore
 from callbridge.mcp_server.resources import summary_request
 from callbridge.projections.conversations import get_conversation, list_conversations
 from callbridge.projections.live import LiveProjection
-from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from callbridge.projections.metrics_prometheus import call_control_families
+from callbridge.projections.metrics_query import get_call_metrics, metrics_summary
 from callbridge.projections.timeline import build_timeline
 
 TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response><Dial callerId="+15550001111" timeout="25"><Number>+15557654321</Number></Dial></Response>'  # noqa: E501
@@ -111,9 +113,11 @@ def test_conversations_metrics_and_summaries_say_how_each_call_ended(sqlite_even
     summary = metrics_summary(db)["call_control"]
     assert summary["transfers"] == 1 and summary["voicemails_left"] == 1
     assert summary["hang_ups_by"]["voicemail"] == 1 and summary["greeting_latency_ms"]["p50"] == 400
-    text = "\n".join(prometheus_lines(db))
-    assert "callbridge_transfers_total 1" in text and 'callbridge_hangups_total{by="voicemail"} 1' in text
-    assert 'callbridge_greeting_latency_ms_bucket{le="500"} 1' in text
+    exposed = {sample_key(s.name, s.labels): s.value for family in call_control_families(db) for s in family.samples}
+    assert exposed["callbridge_transfers_total"] == 1 and exposed['callbridge_hangups_total{by="voicemail"}'] == 1
+    greeting = "callbridge_greeting_latency_seconds"
+    assert exposed[f'{greeting}_bucket{{le="0.25"}}'] == 0 and exposed[f'{greeting}_bucket{{le="0.5"}}'] == 1
+    assert exposed[f"{greeting}_sum"] == 0.4  # the greeting's 400 ms, in seconds
 
     conversation = get_conversation(db, "CAtransfer")
     assert conversation is not None and "transferred to sales" in summary_request(conversation)

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_text import families, samples
 from test_projections_support import (
     T0,
     barge_in_call,
@@ -20,7 +22,7 @@ from test_projections_support import (
 from callbridge.engine.events import CallEnded, ModelConnectionFailed, ModelErrorReported, TaskCrashed
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
-from callbridge.projections.metrics import get_call_metrics, metrics_summary, prometheus_lines, usage_tokens
+from callbridge.projections.metrics import get_call_metrics, metrics_summary, usage_tokens, view_metric_families
 from callbridge.projections.pricing import DEFAULT_PRICES, PricingError, cost_usd, load_prices
 from callbridge.projections.server_events import CachedTokens, InputTokens, OutputTokens, Usage
 from callbridge.projections.views_db import QueryError
@@ -228,30 +230,47 @@ def test_summary_filters_by_start_time(golden: Any) -> None:
     assert raised.value.param == "since"
 
 
-def test_prometheus_lines_expose_the_views(golden: Any) -> None:
-    lines = prometheus_lines(golden)
-    assert all("\n" not in line for line in lines)
-    for expected in (
-        'callbridge_calls_total{status="completed"} 4',
-        'callbridge_calls_total{status="in_progress"} 1',
-        'callbridge_calls_total{status="failed"} 0',
-        'callbridge_turn_latency_ms_bucket{le="500"} 6',
-        'callbridge_turn_latency_ms_bucket{le="5000"} 7',
-        'callbridge_turn_latency_ms_bucket{le="+Inf"} 8',
-        "callbridge_turn_latency_ms_count 8",
-        "callbridge_turn_latency_ms_sum 9860",
-        "callbridge_truncations_total 1",
-        "callbridge_model_reconnects_total 1",
-        'callbridge_tool_calls_total{outcome="completed"} 1',
-        'callbridge_tool_calls_total{outcome="failed"} 1',
-        "# TYPE callbridge_tokens_total counter",
-        "# TYPE callbridge_turn_latency_ms histogram",
-    ):
-        assert expected in lines
+def exposition(db: Any, prices: dict[str, float] | None = None) -> str:
+    """The view's families as ``prometheus_client`` serves them."""
+
+    class ViewCollector:
+        def collect(self) -> list[Any]:
+            return view_metric_families(db, prices=prices)
+
+    registry = CollectorRegistry()
+    registry.register(ViewCollector())
+    return generate_latest(registry).decode()
+
+
+def test_the_view_is_exposed_as_prometheus_families_with_latencies_in_seconds(golden: Any) -> None:
+    text = exposition(golden)
+    served = samples(text)
+    expected = {
+        'callbridge_calls_total{status="completed"}': 4,
+        'callbridge_calls_total{status="in_progress"}': 1,
+        'callbridge_calls_total{status="failed"}': 0,
+        'callbridge_turn_latency_seconds_bucket{le="0.3"}': 0,
+        'callbridge_turn_latency_seconds_bucket{le="0.5"}': 6,
+        'callbridge_turn_latency_seconds_bucket{le="5.0"}': 7,
+        'callbridge_turn_latency_seconds_bucket{le="+Inf"}': 8,
+        "callbridge_turn_latency_seconds_count": 8,
+        "callbridge_turn_latency_seconds_sum": 9.86,  # 9860 ms of turn latency in the golden logs
+        "callbridge_truncations_total": 1,
+        "callbridge_model_reconnects_total": 1,
+        'callbridge_tool_calls_total{outcome="completed"}': 1,
+        'callbridge_tool_calls_total{outcome="failed"}': 1,
+    }
+    assert {key: served[key] for key in expected} == pytest.approx(expected)
+    kinds = {name: family.type for name, family in families(text).items()}
+    assert kinds["callbridge_tokens"] == "counter" and kinds["callbridge_turn_latency_seconds"] == "histogram"
+    assert kinds["callbridge_first_audio_seconds"] == "histogram"
+    assert kinds["callbridge_greeting_latency_seconds"] == "histogram"
+    assert not [name for name in kinds if name.endswith("_ms")]
     summary = metrics_summary(golden)
-    assert f"callbridge_cost_usd_total {summary['cost_usd']!r}" in lines
+    assert served["callbridge_cost_usd_total"] == pytest.approx(summary["cost_usd"])
+    assert summary["first_audio_ms"]["count"] == served["callbridge_first_audio_seconds_count"]
     for kind, count in summary["tokens"].items():
-        assert f'callbridge_tokens_total{{kind="{kind}"}} {count}' in lines
+        assert served[f'callbridge_tokens_total{{kind="{kind}"}}'] == count
 
 
 # --- tokens and prices -----------------------------------------------------------------------------
@@ -305,4 +324,4 @@ def test_cost_follows_the_price_table_in_force(golden: Any) -> None:
     free = dict.fromkeys(DEFAULT_PRICES, 0.0)
     assert get_call_metrics(golden, "CAnormal", prices=free)["cost_usd"] == 0.0  # type: ignore[index]
     assert metrics_summary(golden, prices=free)["cost_usd"] == 0.0
-    assert "callbridge_cost_usd_total 0" in prometheus_lines(golden, prices=free)
+    assert samples(exposition(golden, prices=free))["callbridge_cost_usd_total"] == 0.0

@@ -16,7 +16,8 @@ Why this shape:
 - **Bad input is a 400 naming the parameter** (:class:`projections.views_db.QueryError`), unknown
   calls a 404, both with ``{"error": …}``.
 - ``/metrics`` needs the token too (the contract lists it under the token), and accepts the bearer
-  header, so Prometheus scrapes it with ``authorization: {credentials: TOKEN}``.
+  header, so Prometheus scrapes it with ``authorization: {credentials: TOKEN}``. Its text is
+  ``prometheus_client``'s, from the server's own registry (:mod:`web.metrics_export`).
 - **A call's events come a page at a time** (:mod:`projections.event_pages`): the body stays the contract's
   JSON array ``[{position, type, at, data}]``; ``?after=POSITION&limit=N`` pages, and a page that
   is not the last says where the next starts in ``X-Next-After: POSITION`` and a
@@ -29,7 +30,6 @@ Why this shape:
 
 from __future__ import annotations
 
-import os
 import re
 import sqlite3
 import struct
@@ -46,17 +46,18 @@ from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_query import get_conversation, list_conversations
 from callbridge.projections.erasure import CallNotEnded, CallNotFound, checkpoint_views, erase_call
 from callbridge.projections.event_pages import DEFAULT_LIMIT, MAX_LIMIT, read_event_page
-from callbridge.projections.metrics_query import get_call_metrics, metrics_summary, prometheus_lines
+from callbridge.projections.metrics_query import get_call_metrics, metrics_summary
 from callbridge.projections.recording import iter_recording
 from callbridge.projections.views_db import QueryError, check_limit, iso, open_views
 from callbridge.web.auth import require_token
+from callbridge.web.metrics_export import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
+from callbridge.web.metrics_export import EngineSnapshot, MetricsExport
 
 if TYPE_CHECKING:
     from callbridge.server import Server
 
 T = TypeVar("T")
 
-PROMETHEUS_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 ERASE_VIEWS_TIMEOUT_S = 10.0
 """How long an erasure waits for this engine's views to fold it before answering anyway."""
 WAV_HEADER_BYTES = 44
@@ -70,49 +71,6 @@ def json_response(body: Any, status: int = 200) -> Response:
 
 def error_response(status: int, message: str, **extra: Any) -> Response:
     return json_response({"error": message, **extra}, status)
-
-
-# --- /metrics: process gauges ------------------------------------------------------------------
-
-
-def process_lines() -> list[str]:
-    """Standard ``process_*`` gauges from /proc/self (nothing on systems without /proc)."""
-    lines: list[str] = []
-
-    def gauge(name: str, kind: str, help_text: str, value: float) -> None:
-        text = str(value) if isinstance(value, int) else repr(float(value))  # full precision, never 1e+07
-        lines.extend((f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {text}"))
-
-    times = os.times()
-    gauge("process_cpu_seconds_total", "counter", "User and system CPU time spent.", times.user + times.system)
-    try:
-        with open("/proc/self/statm") as statm:
-            resident_pages = int(statm.read().split()[1])
-        gauge(
-            "process_resident_memory_bytes",
-            "gauge",
-            "Resident memory size in bytes.",
-            resident_pages * os.sysconf("SC_PAGE_SIZE"),
-        )
-        gauge("process_open_fds", "gauge", "Open file descriptors.", len(os.listdir("/proc/self/fd")))
-    except (OSError, ValueError, IndexError):
-        pass
-    return lines
-
-
-def bridge_lines(live_calls: int, head: int, projected: int) -> list[str]:
-    """Gauges of the running engine: live calls, the store head and how far the views lag."""
-    return [
-        "# HELP callbridge_live_calls Calls in progress on this engine.",
-        "# TYPE callbridge_live_calls gauge",
-        f"callbridge_live_calls {live_calls}",
-        "# HELP callbridge_store_head_position Highest position in the event store.",
-        "# TYPE callbridge_store_head_position gauge",
-        f"callbridge_store_head_position {head}",
-        "# HELP callbridge_projection_lag_events Store positions not yet in the views.",
-        "# TYPE callbridge_projection_lag_events gauge",
-        f"callbridge_projection_lag_events {max(0, head - projected)}",
-    ]
 
 
 # --- query values and headers ------------------------------------------------------------------
@@ -294,12 +252,14 @@ def api_blueprint(server: Server) -> Blueprint:
         since, until = request.args.get("since"), request.args.get("until")
         return json_response(await views(lambda db: metrics_summary(db, since, until)))
 
+    exposition = MetricsExport(server.views_path, limiter=server.db_threads)
+
+    async def engine_snapshot() -> EngineSnapshot:
+        head = await fresh()
+        return EngineSnapshot(live_calls=len(server.live), head=head, projected=server.projections.position)
+
     @api.get("/metrics")
     async def prometheus() -> Response:
-        head = await fresh()
-        lines = await in_thread(with_views(prometheus_lines))
-        lines += process_lines()
-        lines += bridge_lines(len(server.live), head, server.projections.position)
-        return Response("\n".join(lines) + "\n", content_type=PROMETHEUS_CONTENT_TYPE)
+        return Response(await exposition.render(engine_snapshot), content_type=PROMETHEUS_CONTENT_TYPE)
 
     return api
