@@ -161,6 +161,8 @@ def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
         raise BadInput("--concurrency K: K is at least 1")
     if args.processes is not None and args.processes < 1:
         raise BadInput("--processes N: N is at least 1")
+    if args.junit and not Path(args.junit).resolve().parent.is_dir():
+        raise BadInput(f"--junit {args.junit}: its folder does not exist")
     if not specs and not call_ids and args.last is None:
         raise BadInput("name what to test: a recorded call (CA…), a test file (.toml), a folder of them, or --last N")
     cases: list[TestCase] = []
@@ -216,7 +218,12 @@ def _recorded_case(
         to_number=turns.to_number or "+15005550001",
         max_duration_s=max(10.0, last - first) + EXTRA_SECONDS,
     )
-    expect = loaded.spec.expect if loaded is not None else suggested_expect(turns)
+    try:
+        expect = loaded.spec.expect if loaded is not None else suggested_expect(turns)
+    except SpecError as error:  # what happened could not be said as assertions: say so, run nothing
+        raise BadInput(
+            f"call {call_id}: no assertions could be suggested ({error}); save it as a test and edit it"
+        ) from None
     name = loaded.name if loaded is not None else f"call {call_id}"
     argument = str(loaded.path) if loaded is not None else call_id
     return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns, argument=argument)
