@@ -157,3 +157,10 @@ def test_the_readmes_scenario_example_is_a_valid_test_file() -> None:
         "Wait, one more thing",
     ]
     assert spec.expect.max_dead_air_s == 3.0 and spec.expect.ended_by == "caller"
+
+
+def test_a_junit_file_in_a_missing_folder_is_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    scenario = write(tmp_path / "hang_up.toml", "[[caller]]\nhang_up = true\n")
+    junit = tmp_path / "missing" / "junit.xml"
+    assert main(["test", str(scenario), "--junit", str(junit), "--store", str(tmp_path / "x.db")]) == 2
+    assert capsys.readouterr().err == f"callbridge test: --junit {junit}: its folder does not exist\n"
