@@ -24,6 +24,7 @@ from callbridge.engine.events import (
     CallEndRequested,
     CallerSaid,
     CallerSpeechDetected,
+    CallHeld,
     CallStarted,
     DtmfForwarded,
     Event,
@@ -157,7 +158,11 @@ def call_outcome(events: Sequence[Event]) -> CallOutcome:
     ended = next((e for e in events if isinstance(e, CallEnded)), None)
     reason = ended.reason if ended is not None else "not_ended"
     dialed = [e for e in events if isinstance(e, TransferDialed) and e.ok]
-    if dialed and reason in ("transferred", "agent_hangup", "twilio_disconnected", "caller_hangup"):
+    held = [e.label for e in events if isinstance(e, CallHeld)]
+    if reason == "transferred":  # a warm transfer the person took (its detail is the label), or a cold one
+        label = (ended.detail if ended is not None else "") or (held or [d.label for d in dialed] or [""])[-1]
+        return CallOutcome(ended=reason, ended_by="transfer", transfer_to=label or None)
+    if dialed and reason in ("agent_hangup", "twilio_disconnected", "caller_hangup"):
         return CallOutcome(ended=reason, ended_by="transfer", transfer_to=dialed[-1].label)
     requested = next((e for e in events if isinstance(e, CallEndRequested)), None)
     if requested is not None and reason != "caller_hangup":
