@@ -24,7 +24,7 @@ from callbridge.engine.agent import DEFAULT_AGENT, Agent, AgentError, load_agent
 from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
 from callbridge.projections.test_runs import TEST_RUNS_DIR, store_run
 from callbridge.projections.views_db import data_dir_for_store
-from callbridge.regression.output import progress_line, render_json, render_junit, render_text, run_record
+from callbridge.regression.output import Progress, render_json, render_junit, render_text, run_record
 from callbridge.regression.processes import WorkerOptions, run_in_processes, worker_line
 from callbridge.regression.recorded import (
     RecordedCallError,
@@ -65,8 +65,7 @@ def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = N
     started = time.time()
     shown = sys.stderr if args.json else out
 
-    def progress(done: int, total: int, result: TestResult) -> None:
-        print(progress_line(done, total, result), file=shown, flush=True)
+    progress = Progress(shown, len(cases)).finished
 
     processes = min(len(cases), args.processes if args.processes is not None else default_workers())
     if processes > 1:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from typing import TextIO
 from xml.etree import ElementTree as ET
 
 import msgspec
@@ -26,6 +27,37 @@ def progress_line(done: int, total: int, result: TestResult) -> str:
     elif result.failures:
         why = f": {result.failures[0].name} ({result.failures[0].detail})"
     return f"[{done:>{width}}/{total}] {mark} {result.name} ({calls}, {result.seconds:.1f} s){why}"
+
+
+BAR_WIDTH = 30
+
+
+class Progress:
+    """One line per finished test; on a terminal also a bar under them (``[#####·····] 8/20, 3
+    failed``), redrawn as each test finishes and cleared at the end."""
+
+    def __init__(self, out: TextIO, total: int) -> None:
+        self.out = out
+        self.total = total
+        self.failed = 0
+        isatty = getattr(out, "isatty", None)
+        self.bar = bool(isatty and isatty())
+        if self.bar:
+            self._draw(0)
+
+    def finished(self, done: int, total: int, result: TestResult) -> None:
+        self.failed += not result.passed
+        prefix = "\r\033[K" if self.bar else ""
+        self.out.write(f"{prefix}{progress_line(done, total, result)}\n")
+        if self.bar and done < total:
+            self._draw(done)
+        self.out.flush()
+
+    def _draw(self, done: int) -> None:
+        filled = BAR_WIDTH * done // max(1, self.total)
+        failed = f", {self.failed} failed" if self.failed else ""
+        self.out.write(f"[{'#' * filled}{'·' * (BAR_WIDTH - filled)}] {done}/{self.total}{failed}")
+        self.out.flush()
 
 
 def render_diff(diff: CallDiff) -> str:
