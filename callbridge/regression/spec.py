@@ -144,6 +144,8 @@ class CallerStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_onl
 
 
 class TestSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=True):
+    __test__ = False  # not a pytest test class
+
     name: str | None = None
     call: str | None = None
     """A recorded call (its CallSid) to replay."""

@@ -27,6 +27,8 @@ DEFAULT_CONCURRENCY = 20
 
 @dataclass(frozen=True)
 class TestCase:
+    __test__ = False  # not a pytest test class
+
     name: str
     source: str
     """The test file, or the recorded call's id when it was named on the command line."""
@@ -38,6 +40,8 @@ class TestCase:
 
 
 class TestResult(msgspec.Struct, kw_only=True):
+    __test__ = False  # not a pytest test class
+
     name: str
     source: str
     passed: bool
