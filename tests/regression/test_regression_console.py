@@ -81,3 +81,21 @@ def test_a_call_saved_as_a_test_on_the_console_runs_and_its_run_is_listed_with_i
 
     _, missing = trio.run(open_tests_view, tmp_path, "20990101T000000-000")
     assert missing is not None and missing.status_code == 404
+
+    # an erased call's audio is gone: it cannot be saved as a test, nor replayed
+    assert main(["erase", call_id, "--store", str(tmp_path / "callbridge.db")]) == 0
+    capsys.readouterr()
+    assert main(["test", str(test_file), "--store", str(tmp_path / "callbridge.db")]) == 2
+    assert capsys.readouterr().err == (
+        f"callbridge test: {test_file}: call {call_id} was erased: its audio is gone, it cannot be replayed\n"
+    )
+    refused = trio.run(save_again, tmp_path, call_id)
+    assert refused.status_code == 409 and "was erased" in refused.json()["error"]
+
+
+async def save_again(folder: Path, call_id: str) -> httpx2.Response:
+    async with (
+        running_bridge(folder, script=SCRIPT) as bridge,
+        httpx2.AsyncClient(base_url=bridge.base_url, headers=TOKEN, timeout=30) as http,
+    ):
+        return await http.post(f"/api/calls/{call_id}/test", json={})
