@@ -4,7 +4,8 @@
 against the original); the console's "Save as test" writes a recorded call's test file
 (``tests/<call id>.toml``), which ``callbridge test data/tests`` runs. Files, not events: a run is a
 report about calls, kept like a CI artifact (the newest ``KEPT_RUNS``); the files are private to the
-data folder's owner (the commands that write it run under umask 077).
+data folder's owner (the commands that write it run under umask 077), and erasing a call removes its
+words from them (``forget_call``).
 """
 
 from __future__ import annotations
@@ -76,6 +77,34 @@ def save_test(data_dir: Path, call_id: str, text: str) -> Path:
 
 def saved_tests(data_dir: Path) -> list[str]:
     return sorted(path.name for path in (data_dir / SAVED_TESTS_DIR).glob("*.toml"))
+
+
+ERASED = "the call was erased"
+
+
+def forget_call(data_dir: Path, call_id: str) -> int:
+    """An erased call leaves no words here either: its saved test is deleted, and each kept run's
+    results that replayed it keep their name and pass/fail only (checks, diff and error dropped).
+    Returns how many files changed. Called by erasure, wherever it was made (``projections/erasure.py``)."""
+    changed = 0
+    saved = data_dir / SAVED_TESTS_DIR / f"{call_id}.toml"
+    if CALL_ID.match(call_id) and saved.is_file():
+        saved.unlink(missing_ok=True)
+        changed += 1
+    for path in sorted((data_dir / TEST_RUNS_DIR).glob("*.json")):
+        record = _read(path)
+        results = record.get("results") if record is not None else None
+        if record is None or not isinstance(results, list):
+            continue
+        hits = [r for r in results if isinstance(r, dict) and r.get("original_call") == call_id and not r.get("erased")]
+        for result in hits:
+            result.update(checks=[], diff=None, error=None, erased=True, note=ERASED)
+        if hits:
+            tmp = path.with_suffix(".partial")
+            tmp.write_text(json.dumps(record), encoding="utf-8")
+            tmp.replace(path)
+            changed += 1
+    return changed
 
 
 def _read(path: Path) -> dict[str, Any] | None:

@@ -4,6 +4,7 @@ and the Tests view's API lists the run with its pass/fail and its diff against t
 
 from __future__ import annotations
 
+import json
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from regression_support import AGENT_TOML, CALLER, SCRIPT, write
 from callbridge.adapters.sim.caller import place_call
 from callbridge.cli import main
 from callbridge.engine.agent import load_agent
+from callbridge.projections.test_runs import store_run
 
 TOKEN = {"Authorization": "Bearer test-token"}
 
@@ -82,12 +84,18 @@ def test_a_call_saved_as_a_test_on_the_console_runs_and_its_run_is_listed_with_i
     _, missing = trio.run(open_tests_view, tmp_path, "20990101T000000-000")
     assert missing is not None and missing.status_code == 404
 
-    # an erased call's audio is gone: it cannot be saved as a test, nor replayed
+    # erasing the call erases its words from the saved test and the kept runs too; it cannot be
+    # replayed again, nor saved as a test
     assert main(["erase", call_id, "--store", str(tmp_path / "callbridge.db")]) == 0
     capsys.readouterr()
-    assert main(["test", str(test_file), "--store", str(tmp_path / "callbridge.db")]) == 2
+    assert not test_file.exists()
+    [kept] = (tmp_path / "test-runs").glob("*.json")
+    assert call_id in kept.read_text() and "What's the weather" not in kept.read_text()
+    [scrubbed] = json.loads(kept.read_text())["results"]
+    assert (scrubbed["passed"], scrubbed["erased"], scrubbed["checks"], scrubbed["diff"]) == (True, True, [], None)
+    assert main(["test", call_id, "--store", str(tmp_path / "callbridge.db")]) == 2
     assert capsys.readouterr().err == (
-        f"callbridge test: {test_file}: call {call_id} was erased: its audio is gone, it cannot be replayed\n"
+        f"callbridge test: call {call_id} was erased: its audio is gone, it cannot be replayed\n"
     )
     refused = trio.run(save_again, tmp_path, call_id)
     assert refused.status_code == 409 and "was erased" in refused.json()["error"]
@@ -99,3 +107,33 @@ async def save_again(folder: Path, call_id: str) -> httpx2.Response:
         httpx2.AsyncClient(base_url=bridge.base_url, headers=TOKEN, timeout=30) as http,
     ):
         return await http.post(f"/api/calls/{call_id}/test", json={})
+
+
+async def test_an_erasure_made_through_the_api_scrubs_the_saved_test_and_the_kept_runs(tmp_path: Path) -> None:
+    agent = load_agent(write(tmp_path / "agent.toml", AGENT_TOML))
+    async with running_bridge(tmp_path, script=SCRIPT, agent=agent) as bridge:
+        with trio.fail_after(40):
+            report = await place_call(bridge.base_url, script=CALLER)
+            await bridge.wait_call_ended(report.call_sid)
+        call_id = report.call_sid
+        words = {"caller": "What's the weather at the depot?", "agent_then": ["It is 22 degrees."]}
+        other = {"name": "another call", "original_call": "CAother", "passed": True, "checks": [], "diff": words}
+        mine = {
+            "name": "this call",
+            "original_call": call_id,
+            "passed": False,
+            "checks": [{"name": "x"}],
+            "diff": words,
+        }
+        store_run(tmp_path, "20261206T000000-000", {"run_id": "20261206T000000-000", "results": [mine, other]})
+        async with httpx2.AsyncClient(base_url=bridge.base_url, headers=TOKEN, timeout=30) as http:
+            assert (await http.post(f"/api/calls/{call_id}/test", json={})).status_code == 201
+            assert (await http.post(f"/api/calls/{call_id}/erase", json={})).status_code == 200
+            with trio.fail_after(10):
+                await bridge.server.erasures.seen.wait_for(1)
+            run = (await http.get("/api/tests/runs/20261206T000000-000")).json()
+
+    assert not (tmp_path / "tests" / f"{call_id}.toml").exists()
+    scrubbed, untouched = run["results"]
+    assert (scrubbed["passed"], scrubbed["erased"], scrubbed["checks"], scrubbed["diff"]) == (False, True, [], None)
+    assert untouched == other
