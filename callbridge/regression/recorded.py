@@ -29,6 +29,7 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import EventStore
 from callbridge.projections.call_turns import CallTurns, call_turns
+from callbridge.projections.source import LogSource
 from callbridge.projections.test_suggestion import suggested_test_toml
 from callbridge.regression.spec import Expect, parse_spec
 
@@ -75,18 +76,19 @@ def stored_agent(store: EventStore, name: str) -> Agent | None:
 
 
 def last_calls(store: EventStore, count: int, agent: str | None = None) -> list[str]:
-    """The ``count`` most recently started calls (answered by ``agent``, when given), oldest first."""
+    """The ``count`` most recently started calls (answered by ``agent``, when given), oldest first;
+    only ``CallStarted`` rows are read (the log's topic filter), not the calls' audio."""
+    source = LogSource(store, {CallStarted.__name__})
+    head = source.head()
     found: list[str] = []
     after = 0
-    while True:
-        page = store.read_all(after=after, limit=1000)
-        if not page:
-            break
-        for recorded in page:
+    while after < head:
+        page = source.page(after, head, 1000)
+        for recorded in page.events:
             event = recorded.event
-            if isinstance(event, CallStarted) and (agent is None or (event.agent_name or "default") == agent):
+            if isinstance(event, CallStarted) and (agent is None or (event.agent_name or DEFAULT_PROFILE) == agent):
                 found.append(event.call_id)
-        after = page[-1].position
+        after = page.reached
     return found[-count:] if count > 0 else []
 
 
