@@ -33,6 +33,7 @@ from callbridge.regression.recorded import (
     model_script,
     read_recorded_call,
     stored_agent,
+    stored_default_session,
     suggested_expect,
 )
 from callbridge.regression.rerun import ModelChoice, RerunPlan
@@ -216,6 +217,7 @@ def _recorded_case(
         from_number=turns.from_number or "+15005550006",
         to_number=turns.to_number or "+15005550001",
         max_duration_s=max(10.0, last - first) + EXTRA_SECONDS,
+        default_session=stored_default_session(store),
     )
     try:
         expect = loaded.spec.expect if loaded is not None else suggested_expect(turns)

@@ -11,6 +11,8 @@ and the engine. With a real model (``OPENAI_API_KEY``) the model answers afresh.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from callbridge.adapters.sim.caller_script import Step
@@ -20,10 +22,12 @@ from callbridge.engine.agent import DEFAULT_PROFILE, Agent, AgentError
 from callbridge.engine.agent_profiles import AgentBook
 from callbridge.engine.events import (
     AGENTS_STREAM,
+    SETTINGS_STREAM,
     CallErased,
     CallerAudioReceived,
     CallResumed,
     CallStarted,
+    DefaultSessionConfigSaved,
     DtmfReceived,
     Event,
 )
@@ -73,6 +77,16 @@ def stored_agent(store: EventStore, name: str) -> Agent | None:
         return current.decoded()
     except AgentError:
         return None
+
+
+def stored_default_session(store: EventStore) -> dict[str, Any] | None:
+    """Today's default session configuration (the console's Session page), when one was saved: the
+    rerun's fresh store starts with it, so instructions, voice and tools set there answer too."""
+    saved = None
+    for recorded in store.read_call(SETTINGS_STREAM):
+        if isinstance(recorded.event, DefaultSessionConfigSaved):
+            saved = dict(recorded.event.session_config)
+    return saved
 
 
 def last_calls(store: EventStore, count: int, agent: str | None = None) -> list[str]:

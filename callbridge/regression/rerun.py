@@ -9,9 +9,11 @@ a model script, and the rerun never writes to the store the recorded call came f
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -21,7 +23,7 @@ from callbridge.adapters.sim.caller_script import Step
 from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, serve_fake_openai
 from callbridge.adapters.sim.fake_openai_script import Script
 from callbridge.engine.agent import Agent
-from callbridge.engine.events import Event
+from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved, Event
 from callbridge.server import Server
 from callbridge.web.settings import load_settings
 
@@ -43,6 +45,8 @@ class RerunPlan:
     from_number: str = "+15005550006"
     to_number: str = "+15005550001"
     max_duration_s: float = 600.0
+    default_session: dict[str, Any] | None = None
+    """The default session configuration the rerun's engine starts with (else the built-in one)."""
 
 
 @dataclass
@@ -89,6 +93,11 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
             )
             model_url = fake.url
         server = Server(settings, agent=plan.agent, model_url=model_url, fold_views=False, engine_id="regression")
+        if plan.default_session is not None:
+            saved = DefaultSessionConfigSaved(
+                call_id=SETTINGS_STREAM, at=time.time(), session_config=plan.default_session, source="callbridge test"
+            )
+            await trio.to_thread.run_sync(server.store.append, [saved])
         try:
             port = await nursery.start(server.run)
             report = await place_call(

@@ -5,6 +5,8 @@ the expected assertions fail and the diff shows what changed, in text, JSON and 
 from __future__ import annotations
 
 import json
+import shutil
+import time
 from functools import partial
 from pathlib import Path
 from xml.etree import ElementTree as ET
@@ -15,8 +17,8 @@ from regression_support import AGENT_TOML, SCRIPT, record_call, write
 
 from callbridge.adapters.sim.fake_openai import serve_fake_openai
 from callbridge.cli import main
-from callbridge.engine.events import CallStarted
-from callbridge.engine.store import open_existing_store
+from callbridge.engine.events import SETTINGS_STREAM, CallStarted, DefaultSessionConfigSaved
+from callbridge.engine.store import EventStore, open_existing_store
 
 
 @pytest.fixture(scope="module")
@@ -117,23 +119,32 @@ def test_an_unknown_or_missing_call_is_bad_input_before_anything_runs(
     assert not (tmp_path / "none").exists()  # a store is never created by reading it
 
 
-async def test_with_an_api_key_the_rerun_talks_to_the_configured_realtime_api(
-    recorded: tuple[Path, str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+async def test_with_an_api_key_the_rerun_talks_to_the_configured_realtime_api_with_todays_session(
+    recorded: tuple[Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """``OPENAI_API_KEY`` set: the rerun's engine opens ``OPENAI_REALTIME_URL`` with the key (here a
-    simulated model that checks it and answers on its own script, as the real one answers afresh)."""
+    simulated model that checks it and answers on its own script, as the real one answers afresh),
+    configured with today's default session from the recorded store (the console's Session page)."""
     folder, call_id = recorded
+    for file in folder.glob("callbridge*"):  # a copy of the store (and its key store) to change
+        shutil.copy(file, tmp_path / file.name)
+    store = EventStore(str(tmp_path / "callbridge.db"))
+    today = {"instructions": "You answer for Acme Plumbing. Never mention prices.", "voice": "marin"}
+    store.append([DefaultSessionConfigSaved(call_id=SETTINGS_STREAM, at=time.time(), session_config=today)])
+    store.close()
     async with trio.open_nursery() as nursery:
         fake = await nursery.start(partial(serve_fake_openai, "127.0.0.1", 0, script=SCRIPT, api_key="sk-test-key"))
         monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
         monkeypatch.setenv("OPENAI_REALTIME_URL", fake.url)
-        argv = ["test", call_id, "--store", str(folder / "callbridge.db"), "--json"]
+        argv = ["test", call_id, "--store", str(tmp_path / "callbridge.db"), "--json"]
         code = await trio.to_thread.run_sync(main, argv)
-        sessions = len(fake.sessions)
+        sessions = list(fake.sessions)
         nursery.cancel_scope.cancel()
     out, err = capsys.readouterr()
 
     assert code == 0, out + err
     run = json.loads(out)
     assert run["model"] == "openai" and run["results"][0]["passed"]
-    assert sessions == 1 and "sk-test-key" not in out + err
+    assert len(sessions) == 1 and "sk-test-key" not in out + err
+    updates = [json.loads(e.raw)["session"] for e in sessions[0].client_events if e.type == "session.update"]
+    assert updates[0]["instructions"] == today["instructions"]
