@@ -20,7 +20,9 @@ from typing import TextIO
 
 import trio
 
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.engine.agent import DEFAULT_AGENT, Agent, AgentError, load_agent
+from callbridge.engine.events import CallStarted, Event
 from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
 from callbridge.projections.test_runs import TEST_RUNS_DIR, store_run
 from callbridge.projections.views_db import data_dir_for_store
@@ -57,7 +59,7 @@ def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = N
             logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
         model = _model(args)
-        cases = _cases(args, store_url)
+        cases = _cases(args, store_url, model.kind)
     except BadInput as error:
         print(f"callbridge test: {error}", file=sys.stderr)
         return 2
@@ -139,7 +141,7 @@ def _test_files(given: str) -> list[Path]:
     return []
 
 
-def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
+def _cases(args: argparse.Namespace, store_url: str, model_kind: str) -> list[TestCase]:
     given_agent = args.agent or os.environ.get("CALLBRIDGE_AGENT")
     default_agent = _agent(given_agent) if given_agent else None
     specs: list[LoadedSpec] = []
@@ -176,11 +178,11 @@ def _cases(args: argparse.Namespace, store_url: str) -> list[TestCase]:
                 raise BadInput(f"--last {args.last}: no recorded calls{whose} in {store.description}")
             call_ids += [call_id for call_id in found if call_id not in call_ids]
         for call_id in call_ids:
-            cases.append(_recorded_case(store, call_id, call_id, None, default_agent))
+            cases.append(_recorded_case(store, call_id, call_id, None, default_agent, model_kind))
         for loaded in specs:
             agent = _agent(loaded.agent_path()) if loaded.spec.agent else default_agent
             if loaded.spec.call:
-                cases.append(_recorded_case(store, loaded.spec.call, str(loaded.path), loaded, agent))
+                cases.append(_recorded_case(store, loaded.spec.call, str(loaded.path), loaded, agent, model_kind))
             else:
                 cases.append(_scenario_case(loaded, agent or DEFAULT_AGENT))
     finally:
@@ -197,7 +199,12 @@ def _open_store(store_url: str) -> EventStore:
 
 
 def _recorded_case(
-    store: EventStore | None, call_id: str, source: str, loaded: LoadedSpec | None, agent: Agent | None
+    store: EventStore | None,
+    call_id: str,
+    source: str,
+    loaded: LoadedSpec | None,
+    agent: Agent | None,
+    model_kind: str,
 ) -> TestCase:
     """A recorded call's test. Its agent: the test's, else ``--agent``/``CALLBRIDGE_AGENT``, else
     today's version of the profile that answered the call (from the store), else the built-in one."""
@@ -227,7 +234,24 @@ def _recorded_case(
         ) from None
     name = loaded.name if loaded is not None else f"call {call_id}"
     argument = str(loaded.path) if loaded is not None else call_id
-    return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns, argument=argument)
+    notes = _instructions_note(recorded.events, plan, model_kind)
+    return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns, argument=argument, notes=notes)
+
+
+SIM_INSTRUCTIONS_NOTE = (
+    "the instructions differ from the recorded call's, and the simulated model cannot follow instructions "
+    "(it answers as the agent answered then): set OPENAI_API_KEY to see what they change"
+)
+
+
+def _instructions_note(events: list[Event], plan: RerunPlan, model_kind: str) -> tuple[str, ...]:
+    """A note when the rerun's instructions changed but the simulated model answers: it says so."""
+    if model_kind != "sim":
+        return ()
+    started = next((e for e in events if isinstance(e, CallStarted)), None)
+    then = started.session_config.get("instructions") if started is not None else None
+    session = {**DEFAULT_SESSION_CONFIG, **(plan.default_session or {}), **plan.agent.session_defaults()}
+    return (SIM_INSTRUCTIONS_NOTE,) if then is not None and session.get("instructions") != then else ()
 
 
 def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:

@@ -98,12 +98,14 @@ def render_text(results: Sequence[TestResult], *, show_diff_of_passed: bool = Fa
     """The summary after the progress lines: each failure's checks and diff, then the counts."""
     blocks: list[str] = []
     for result in results:
-        if result.passed and not show_diff_of_passed and (result.diff is None or result.diff.empty):
+        quiet = not result.notes and (result.diff is None or result.diff.empty)
+        if result.passed and not show_diff_of_passed and quiet:
             continue
         head = f"{'PASS' if result.passed else 'FAIL'} {result.name} ({result.source})"
         lines = [head]
         if result.error:
             lines.append(f"  error: {result.error}")
+        lines += [f"  note: {note}" for note in result.notes]
         for check in result.checks:
             lines.append(f"  {'ok ' if check.ok else 'NOT'} {check.name}: {check.detail}")
         if result.diff is not None:

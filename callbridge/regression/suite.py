@@ -37,6 +37,8 @@ class TestCase:
     original: CallTurns | None = None
     argument: str = ""
     """What names this test on the command line (its file, or the call's id): for worker processes."""
+    notes: tuple[str, ...] = ()
+    """What the reader should know about this rerun (shown with the result)."""
 
 
 class TestResult(msgspec.Struct, kw_only=True):
@@ -52,6 +54,7 @@ class TestResult(msgspec.Struct, kw_only=True):
     checks: list[Check] = []
     diff: CallDiff | None = None
     seconds: float = 0.0
+    notes: list[str] = []
 
     @property
     def failures(self) -> list[Check]:
@@ -84,6 +87,7 @@ async def run_case(case: TestCase, model: ModelChoice) -> TestResult:
         checks=checks,
         diff=diff_calls(case.original, now),
         seconds=time.monotonic() - started,
+        notes=list(case.notes),
     )
 
 

@@ -75,8 +75,11 @@ def test_a_changed_agent_fails_the_expected_assertions_and_the_diff_shows_what_c
     recorded: tuple[Path, str], capsys: pytest.CaptureFixture[str]
 ) -> None:
     folder, call_id = recorded
-    # today's agent greets differently and has no transfer target: the model is not offered the transfer
-    changed = write(folder / "changed.toml", 'greeting = "Welcome to Acme, what do you need?"\n')
+    # today's agent greets differently, has new instructions and no transfer target: the model is not
+    # offered the transfer
+    changed = write(
+        folder / "changed.toml", 'greeting = "Welcome to Acme, what do you need?"\ninstructions = "Be terse."\n'
+    )
     junit = folder / "changed.xml"
     code = main(
         ["test", call_id, "--store", str(folder / "callbridge.db"), "--agent", str(changed), "--junit", str(junit)]
@@ -89,6 +92,8 @@ def test_a_changed_agent_fails_the_expected_assertions_and_the_diff_shows_what_c
     assert "NOT transferred to sales" in out
     assert "NOT tool called: transfer_call" in out
     assert "ok  tool called: get_weather_from_coords" in out
+    # new instructions: the simulated model cannot follow them, and the run says so
+    assert "note: the instructions differ from the recorded call's, and the simulated model cannot" in out
     lines = out.splitlines()
     greeting = next(i for i, line in enumerate(lines) if "turn 0:" in line)
     assert lines[greeting].lstrip().startswith("! turn 0") and "[changed: agent]" in lines[greeting]

@@ -47,6 +47,7 @@ function resultPanel(result) {
     result.original_call ? h("p", {}, "Original ", h("a", { href: `#/calls/${encodeURIComponent(result.original_call)}` }, result.original_call), ` → rerun ${result.new_call}`) : null,
     result.error ? h("p", { class: "error-text" }, result.error) : null,
     result.erased ? h("p", { class: "muted erased" }, "The call was erased: its checks and diff are gone.") : null,
+    (result.notes || []).map((note) => h("p", { class: "notice warn" }, `Note: ${note}`)),
     h("ul", { class: "checks" }, result.checks.map((c) => h("li", { class: `check ${c.ok ? "ok" : "bad"}` }, h("span", { class: "mark" }, c.ok ? "✓ " : "✗ "), c.name, h("span", { class: "muted" }, ` — ${c.detail}`)))),
     result.diff ? [h("h3", {}, result.diff.compared ? "Then and now" : "The call"), diffTable(result.diff)] : null,
   );
