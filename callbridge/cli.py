@@ -375,6 +375,7 @@ def cmd_mcp(args: argparse.Namespace) -> int:
 def cmd_test(args: argparse.Namespace) -> int:
     from callbridge.regression.command import test_cli
 
+    os.umask(PRIVATE_UMASK)  # the runs it keeps in the data folder hold what was said
     return test_cli(args, _store_url(args))
 
 
