@@ -39,7 +39,7 @@ def scenario(seconds: float) -> str:
     return "\n".join(steps) + '\n[expect]\ntranscript_contains = ["nine in the morning"]\nmax_dead_air_s = 5\n'
 
 
-def run(tests: int, seconds: float, concurrency: int) -> None:
+def run(tests: int, seconds: float, concurrency: int, processes: int | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="callbridge-bench-") as tmp:
         folder = Path(tmp) / "tests"
         folder.mkdir()
@@ -48,17 +48,9 @@ def run(tests: int, seconds: float, concurrency: int) -> None:
         out = io.StringIO()
         started = time.monotonic()
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
-            code = main(
-                [
-                    "test",
-                    str(folder),
-                    "--store",
-                    str(Path(tmp) / "data" / "x.db"),
-                    "--json",
-                    "--concurrency",
-                    str(concurrency),
-                ]
-            )
+            argv = ["test", str(folder), "--store", str(Path(tmp) / "data" / "x.db"), "--json"]
+            argv += ["--concurrency", str(concurrency)] + (["--processes", str(processes)] if processes else [])
+            code = main(argv)
         wall = time.monotonic() - started
     record = json.loads(out.getvalue())
     lengths = [result["seconds"] for result in record["results"]]
@@ -68,6 +60,11 @@ def run(tests: int, seconds: float, concurrency: int) -> None:
     median = statistics.median(lengths)
     print(f"  each test           {min(lengths):7.1f} s min, {median:.1f} s median, {max(lengths):.1f} s max")
     print(f"  wall / longest test {wall / max(lengths):7.2f}")
+    overloaded = [n for r in record["results"] for n in r.get("notes", []) if "overloaded" in n]
+    print(
+        f"  overloaded          {len(overloaded)} of {tests} tests"
+        + (f" ({overloaded[0][:80]}…)" if overloaded else "")
+    )
 
 
 if __name__ == "__main__":
@@ -75,5 +72,6 @@ if __name__ == "__main__":
     parser.add_argument("--tests", type=int, default=20)
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--processes", type=int, help="default: callbridge test's (the cores)")
     arguments = parser.parse_args()
-    run(arguments.tests, arguments.seconds, arguments.concurrency)
+    run(arguments.tests, arguments.seconds, arguments.concurrency, arguments.processes)

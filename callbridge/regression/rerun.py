@@ -25,7 +25,7 @@ from callbridge.adapters.sim.fake_openai_script import Script
 from callbridge.engine.agent import Agent
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved, Event
 from callbridge.server import Server
-from callbridge.web.settings import load_settings
+from callbridge.web.settings import Settings, load_settings
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class Rerun:
     report: CallReport
     speech: list[tuple[float, float]] = field(default_factory=list)
     """When the caller was talking: (start, end) in seconds since its first frame."""
+    call_window: tuple[float, float] = (0.0, 0.0)
+    """When the call was placed and when it ended, on trio's clock (the engine's start-up excluded)."""
 
 
 class SpeechRuns:
@@ -72,6 +74,18 @@ class SpeechRuns:
         if self._start is not None and (not sent.speech or sent.end_of_utterance):
             self.runs.append((self._start, at + (0.02 if sent.speech else 0.0)))
             self._start = None
+
+
+def _start_engine(settings: Settings, plan: RerunPlan, model_url: str | None) -> Server:
+    """The rerun's server, its store made (in a worker thread: opening stores is ~0.1 s of blocking
+    work, and a suite starts many engines while other tests' calls are running)."""
+    server = Server(settings, agent=plan.agent, model_url=model_url, fold_views=False, engine_id="regression")
+    if plan.default_session is not None:
+        saved = DefaultSessionConfigSaved(
+            call_id=SETTINGS_STREAM, at=time.time(), session_config=plan.default_session, source="callbridge test"
+        )
+        server.store.append([saved])
+    return server
 
 
 async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Rerun:
@@ -92,14 +106,10 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
                 partial(serve_fake_openai, "127.0.0.1", 0, script=plan.script, options=options)
             )
             model_url = fake.url
-        server = Server(settings, agent=plan.agent, model_url=model_url, fold_views=False, engine_id="regression")
-        if plan.default_session is not None:
-            saved = DefaultSessionConfigSaved(
-                call_id=SETTINGS_STREAM, at=time.time(), session_config=plan.default_session, source="callbridge test"
-            )
-            await trio.to_thread.run_sync(server.store.append, [saved])
+        server = await trio.to_thread.run_sync(partial(_start_engine, settings, plan, model_url))
         try:
             port = await nursery.start(server.run)
+            placed = trio.current_time()
             report = await place_call(
                 f"http://127.0.0.1:{port}",
                 script=plan.caller,
@@ -111,6 +121,7 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
             with trio.move_on_after(15):
                 while server.live.get(report.call_sid) is not None:
                     await server.live.wait_empty()
+            ended = trio.current_time()
             await server.writer.flush()
             recorded = await trio.to_thread.run_sync(server.store.read_call, report.call_sid)
         finally:
@@ -120,4 +131,4 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
                     await server.stopped.wait()
             nursery.cancel_scope.cancel()
     server.finish()
-    return Rerun(report.call_sid, [r.event for r in recorded], report, speech.runs)
+    return Rerun(report.call_sid, [r.event for r in recorded], report, speech.runs, (placed, ended))

@@ -19,6 +19,7 @@ import trio
 from callbridge.projections.call_turns import CallTurns, call_turns
 from callbridge.regression.checks import Check, run_checks
 from callbridge.regression.diff import CallDiff, diff_calls
+from callbridge.regression.load import LoopLag, overload_note
 from callbridge.regression.rerun import ModelChoice, RerunPlan, rerun_call
 from callbridge.regression.spec import Expect
 
@@ -61,7 +62,7 @@ class TestResult(msgspec.Struct, kw_only=True):
         return [check for check in self.checks if not check.ok]
 
 
-async def run_case(case: TestCase, model: ModelChoice) -> TestResult:
+async def run_case(case: TestCase, model: ModelChoice, lag: LoopLag | None = None) -> TestResult:
     started = time.monotonic()
     original = case.original.call_id if case.original is not None else None
     try:
@@ -78,6 +79,8 @@ async def run_case(case: TestCase, model: ModelChoice) -> TestResult:
         )
     now = call_turns(rerun.events)
     checks = run_checks(case.expect, now, rerun)
+    timed = case.expect.max_dead_air_s is not None or case.expect.latency_p95_ms is not None
+    overloaded = overload_note(lag.worst_between(*rerun.call_window)) if lag is not None and timed else None
     return TestResult(
         name=case.name,
         source=case.source,
@@ -87,7 +90,7 @@ async def run_case(case: TestCase, model: ModelChoice) -> TestResult:
         checks=checks,
         diff=diff_calls(case.original, now),
         seconds=time.monotonic() - started,
-        notes=list(case.notes),
+        notes=[*case.notes, *([overloaded] if overloaded else [])],
     )
 
 
@@ -103,12 +106,13 @@ async def run_suite(
     told (done, total, result) as each finishes, ``on_result`` (the case's index, result)."""
     results: list[TestResult | None] = [None] * len(cases)
     limiter = trio.CapacityLimiter(max(1, concurrency))
+    lag = LoopLag()
     done = 0
 
     async def one(index: int) -> None:
         nonlocal done
         async with limiter:
-            result = await run_case(cases[index], model)
+            result = await run_case(cases[index], model, lag)
         results[index] = result
         done += 1
         if on_result is not None:
@@ -117,6 +121,9 @@ async def run_suite(
             progress(done, len(cases), result)
 
     async with trio.open_nursery() as nursery:
-        for index in range(len(cases)):
-            nursery.start_soon(one, index)
+        nursery.start_soon(lag.run)
+        async with trio.open_nursery() as tests:
+            for index in range(len(cases)):
+                tests.start_soon(one, index)
+        nursery.cancel_scope.cancel()
     return [result for result in results if result is not None]
