@@ -12,6 +12,7 @@ Run: ``.venv/bin/python -m benchmarks.regression [--tests 20] [--seconds 60] [--
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import io
 import json
@@ -60,6 +61,11 @@ def run(tests: int, seconds: float, concurrency: int, processes: int | None = No
     median = statistics.median(lengths)
     print(f"  each test           {min(lengths):7.1f} s min, {median:.1f} s median, {max(lengths):.1f} s max")
     print(f"  wall / longest test {wall / max(lengths):7.2f}")
+    failed = collections.Counter(
+        f"{c['name']}: {c['detail']}"[:100] for r in record["results"] for c in r["checks"] if not c["ok"]
+    )
+    for what, count in failed.most_common(3):
+        print(f"  failed check        {count} x {what}")
     overloaded = [n for r in record["results"] for n in r.get("notes", []) if "overloaded" in n]
     print(
         f"  overloaded          {len(overloaded)} of {tests} tests"

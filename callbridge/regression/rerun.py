@@ -61,14 +61,19 @@ class Rerun:
 
 
 class SpeechRuns:
-    """The caller's talk, from the frames it sent (``on_frame_sent``)."""
+    """The caller's talk, from the frames it sent (``on_frame_sent``), on the clock of what it heard
+    (seconds since its first frame went out): when each frame really went, not its timestamp, which
+    runs behind when a busy process sends frames late."""
 
     def __init__(self) -> None:
         self.runs: list[tuple[float, float]] = []
+        self._first: float | None = None
         self._start: float | None = None
 
-    def frame(self, _now: float, sent: FrameSent) -> None:
-        at = sent.timestamp_ms / 1000
+    def frame(self, now: float, sent: FrameSent) -> None:
+        if self._first is None:
+            self._first = now
+        at = now - self._first
         if sent.speech and self._start is None:
             self._start = at
         if self._start is not None and (not sent.speech or sent.end_of_utterance):
