@@ -20,8 +20,9 @@ The rules (applied in this order, so a card number is never taken for a phone nu
 - ``emails``: ``name@domain.tld`` → ``[email]``.
 
 Numbers spoken as words ("four one one one …") are not recognised. The model streams text in pieces
-(``*.delta`` events), and a number split across two pieces cannot be recognised in either: with rules
-in force the pieces are not shown at all (their ``delta`` reads empty), only the finished text is,
+(``*.delta`` events, and the ``TranscriptDelta`` facts recorded from them), and a number split across
+two pieces cannot be recognised in either: with rules in force the pieces are not shown at all (their
+``delta`` reads empty), only the finished text is,
 masked — so a live transcript appears an utterance at a time instead of word by word.
 """
 
@@ -77,6 +78,7 @@ _MASKS: dict[str, Callable[[str], str]] = {
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "CallerSaid": ("text",),
     "AssistantSaid": ("text",),
+    "TranscriptDelta": ("delta",),
     "ToolCallRequested": ("arguments",),
     "ToolCallCompleted": ("output",),
     "ToolCallFailed": ("output", "error"),
@@ -178,7 +180,9 @@ class Redaction:
             value = getattr(event, field)
             if not isinstance(value, str) or not value:
                 continue
-            if field == "raw":
+            if name == "TranscriptDelta":
+                masked = ""  # a fragment cannot be judged (a card number spans deltas): as in model JSON
+            elif field == "raw":
                 masked = self.model_json(value)
             elif field in ("arguments", "output"):
                 masked = self.json_text(value)
