@@ -147,7 +147,7 @@ def test_a_bad_test_file_is_one_line_naming_the_file_line_and_key(
 
 
 def test_the_readmes_scenario_example_is_a_valid_test_file() -> None:
-    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    readme = (Path(__file__).parents[3] / "README.md").read_text()
     section = readme.split("## Regression tests", 1)[1].split("\n## ", 1)[0]
     example = section.split("```toml\n", 1)[1].split("```", 1)[0]
     spec = parse_spec(example, "README.md")
