@@ -35,6 +35,7 @@ from callbridge.engine.events import (
     TransferDialed,
     TransferRefused,
 )
+from callbridge.projections.legacy_facts import expand_events
 
 
 class ToolUse(msgspec.Struct, frozen=True):
@@ -98,7 +99,9 @@ class CallTurns(msgspec.Struct, kw_only=True):
 
 
 def call_turns(events: Sequence[Event]) -> CallTurns:
-    """The call's turns and outcome, from its events in log order."""
+    """The call's turns and outcome, from its events in log order (an old log's model events are read
+    as the facts they state, ``projections/legacy_facts.py``)."""
+    events = expand_events(events)
     call_id = events[0].call_id if events else ""
     turns = [CallTurn(index=0, kind="start")]
     by_item: dict[str, CallTurn] = {}

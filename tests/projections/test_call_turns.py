@@ -4,7 +4,12 @@ the model's own answers apart from the lines the engine asked for; how the call 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
+
+import msgspec
+import pytest
+from test_projections_support import barge_in_call, normal_call, tool_call
 
 from callbridge.engine.events import (
     AssistantSaid,
@@ -18,11 +23,14 @@ from callbridge.engine.events import (
     DtmfForwarded,
     Event,
     ModelErrorReported,
+    ModelEventReceived,
     ToolCallCompleted,
     ToolCallRequested,
     TransferDialed,
 )
+from callbridge.engine.synthetic import CallLog
 from callbridge.projections.call_turns import CallOutcome, ToolUse, call_outcome, call_turns
+from callbridge.projections.legacy_facts import DERIVED
 
 CALL = "CA1"
 
@@ -86,3 +94,16 @@ def test_how_a_call_ended_and_by_whom() -> None:
     caller = call_outcome([CallEndRequested(**at(4), by="model"), CallEnded(**at(5), reason="caller_hangup")])
     assert caller.ended_by == "caller"  # the caller hung up before the agent's goodbye ended the call
     assert call_outcome([CallStarted(**at(0), stream_sid="MZ1")]).ended == "not_ended"
+
+
+@pytest.mark.parametrize("build", [normal_call, tool_call, barge_in_call])
+def test_a_log_recorded_before_the_typed_facts_tells_the_same_turns(build: Callable[[], CallLog]) -> None:
+    today = build().events
+    old = [
+        msgspec.structs.replace(event, facts=0) if isinstance(event, ModelEventReceived) else event
+        for event in today
+        if type(event).__name__ not in DERIVED  # an engine of ModelEventReceived@1 recorded no facts
+    ]
+    assert len(old) < len(today)
+    assert call_turns(old) == call_turns(today)
+    assert call_turns(today).transcript()  # there is something to compare
