@@ -50,6 +50,7 @@ from callbridge.engine.events import (
     ModelEventUnknown,
 )
 from callbridge.engine.model_facts import conversation_facts, response_purpose
+from callbridge.engine.offered_tools import merged_tools
 from callbridge.engine.response_gate import ResponseGate
 from callbridge.engine.tool_wait import is_tool_wait_response
 from callbridge.engine.utterance_buffer import UtteranceBuffer
@@ -132,11 +133,7 @@ class ModelSide:
 
     def _session_payload(self) -> dict[str, Any]:
         config = dict(self.core.session_config)
-        tools = {tool["name"]: tool for tool in (*self.core.config.tool_schemas, *self.tools.builtins)}
-        for tool in config.get("tools") or []:
-            if isinstance(tool, dict) and tool.get("name"):
-                tools[tool["name"]] = tool
-        config["tools"] = list(tools.values())
+        config["tools"] = merged_tools(self.core.config.tool_schemas, self.tools.builtins, config.get("tools"))
         return session_update_payload(config)
 
     # --- sessions --------------------------------------------------------------------------------

@@ -99,6 +99,15 @@ class DefaultSessionConfigSaved(Event, frozen=True, kw_only=True):
     source: str = "console"
 
 
+class RedactionRulesSet(Event, frozen=True, kw_only=True):
+    """The redaction rules (``CALLBRIDGE_REDACT``) a server started with, when they differ from the last
+    ones recorded (``call_id`` is ``settings``): a process that reads the store on its own
+    (``callbridge mcp``) masks at least these, whatever its own environment says."""
+
+    rules: list[str]
+    in_log: bool = False
+
+
 class EngineHeartbeat(Event, frozen=True, kw_only=True):
     """An engine is running (``call_id`` is ``engine:<engine_id>``). Written when ``callbridge serve``
     starts (proving the store takes writes) and every ``interval_s`` after. An engine silent for

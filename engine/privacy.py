@@ -80,6 +80,7 @@ CLEAR: frozenset[str] = frozenset(
         "CallEnded",
         "CallSessionConfigChanged",
         "DefaultSessionConfigSaved",
+        "RedactionRulesSet",
         "EngineHeartbeat",
         "CallerAudioDropped",
         "TwilioSocketClosed",

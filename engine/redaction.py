@@ -127,6 +127,10 @@ class Redaction:
             raise RedactionError(f"{REDACT_LOG_ENV}=1 needs rules in {REDACT_ENV} (e.g. {REDACT_ENV}=all)")
         return cls(tuple(rule for rule in RULES if rule in names), in_log)
 
+    def with_rules(self, rules: list[str] | tuple[str, ...]) -> Redaction:
+        """These rules and ``rules`` (names this code does not know are left out)."""
+        return Redaction(tuple(rule for rule in RULES if rule in self.rules or rule in rules), self.in_log)
+
     @property
     def active(self) -> bool:
         return bool(self.rules)
