@@ -469,9 +469,11 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--junit", metavar="FILE", help="write JUnit XML here (for CI)")
     test.add_argument("--json", action="store_true", help="print the run as JSON instead of text")
     test.add_argument("--agent", metavar="FILE", help="the agent the reruns talk to (env CALLBRIDGE_AGENT)")
-    test.add_argument("--store", help="recorded calls are read, runs kept, here (env CALLBRIDGE_STORE)")
-    test.add_argument("--concurrency", type=int, default=20, help="tests run at once (default 20)")
-    test.add_argument("--processes", type=int, help="spread the tests over N processes (default: the cores)")
+    test.add_argument("--store", metavar="URL", help="recorded calls are read, runs kept, here (env CALLBRIDGE_STORE)")
+    test.add_argument("--concurrency", type=int, default=20, metavar="K", help="tests run at once (default 20)")
+    test.add_argument(
+        "--processes", type=int, metavar="N", help="spread the tests over N processes (default: the cores)"
+    )
     test.add_argument("--worker-results", action="store_true", help=argparse.SUPPRESS)  # one of --processes
     test.add_argument("--model", choices=["sim", "openai"], help="default: openai with OPENAI_API_KEY, else sim")
     test.set_defaults(func=cmd_test)
