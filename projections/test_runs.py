@@ -83,14 +83,19 @@ ERASED = "the call was erased"
 
 
 def forget_call(data_dir: Path, call_id: str) -> int:
-    """An erased call leaves no words here either: its saved test is deleted, and each kept run's
+    """An erased call leaves no words here either: its saved tests are deleted, and each kept run's
     results that replayed it keep their name and pass/fail only (checks, diff and error dropped).
     Returns how many files changed. Called by erasure, wherever it was made (``projections/erasure.py``)."""
     changed = 0
-    saved = data_dir / SAVED_TESTS_DIR / f"{call_id}.toml"
-    if CALL_ID.match(call_id) and saved.is_file():
-        saved.unlink(missing_ok=True)
-        changed += 1
+    replaying = f'call = "{call_id}"'
+    for saved in sorted((data_dir / SAVED_TESTS_DIR).glob("*.toml")):  # the saved one, and renamed copies
+        try:
+            mine = saved.name == f"{call_id}.toml" or replaying in saved.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        if mine:
+            saved.unlink(missing_ok=True)
+            changed += 1
     for path in sorted((data_dir / TEST_RUNS_DIR).glob("*.json")):
         record = _read(path)
         results = record.get("results") if record is not None else None
