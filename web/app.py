@@ -52,6 +52,7 @@ from callbridge.web.media import CALL_TOKEN_PARAMETER
 from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
 from callbridge.web.stream_ended import answer_stream_ended, parse_detection_ms
+from callbridge.web.tests_api import tests_blueprint
 from callbridge.web.tools_offered_api import tools_offered_blueprint
 from callbridge.web.warm_transfer import TRANSFER_STATUS_PATH, transfer_status_reported
 from callbridge.web.webhooks_api import webhooks_blueprint
@@ -79,6 +80,7 @@ def create_app(server: Server) -> QuartTrio:
     app.register_blueprint(calls_api_blueprint(server))
     app.register_blueprint(live_feed_blueprint(server))
     app.register_blueprint(webhooks_blueprint(server))
+    app.register_blueprint(tests_blueprint(server))
     app.register_blueprint(console_blueprint(server))
 
     async def twilio_params() -> tuple[dict[str, str], Response | None]:
