@@ -54,6 +54,8 @@ class Transfers:
         self.out = core.out
         self.reason = ""
         self.warm_pending: TransferTarget | None = None
+        self.person_sid = ""
+        """The CallSid of the warm transfer's call to the person, once placed."""
 
     def asked_by_model(self, tool_call_id: str, args: dict[str, Any], *, announce: bool) -> None:
         """``transfer_call(target, reason)``: a listed target is announced (unless the model already
@@ -148,7 +150,9 @@ class Transfers:
         call_id, now = self.core.config.call_id, self.out.now
         if given.kind == "hold" and given.ok:
             room = room_for(call_id)
-            self.out.record(CallHeld(call_id=call_id, at=now, label=target.label, to=target.to, room=room))
+            held = CallHeld(call_id=call_id, at=now, label=target.label, to=target.to, room=room,
+                            person_sid=self.person_sid)  # fmt: skip
+            self.out.record(held)
             return "held_for_transfer"
         if given.kind == "hold":  # Twilio refused the hold: a cold transfer is the next best thing
             self.warm_pending = None

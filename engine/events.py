@@ -499,6 +499,19 @@ class CallHeld(Event, frozen=True, kw_only=True):
     label: str
     to: str
     room: str
+    person_sid: str = ""
+    """The CallSid of the call to the person (empty when the phone's answer did not tell): what a
+    caller hanging up on hold, or an operator hanging the held call up, cancels."""
+
+
+class TransferBriefed(Event, frozen=True, kw_only=True):
+    """The person a warm transfer called heard the whole summary and is being put through to the
+    caller (their leg asked for the room). Only then is the person's hanging up a transfer: one who
+    hangs up during the summary never reaches the caller (``TransferNotAnswered``)."""
+
+    label: str
+    to: str
+    person_sid: str = ""
 
 
 class CallResumed(Event, frozen=True, kw_only=True):
@@ -512,11 +525,13 @@ class CallResumed(Event, frozen=True, kw_only=True):
 
 
 class TransferNotAnswered(Event, frozen=True, kw_only=True):
-    """Nobody took a warm transfer: the person's phone answered ``status`` (busy, no-answer, …)."""
+    """Nobody took a warm transfer: the person's phone answered ``status`` (busy, no-answer, …, or
+    ``completed`` when they hung up during the summary); ``reason`` says it in words."""
 
     label: str = ""
     to: str = ""
     status: str = ""
+    reason: str = ""
 
 
 class DtmfForwarded(Event, frozen=True, kw_only=True):

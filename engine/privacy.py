@@ -110,6 +110,7 @@ CLEAR: frozenset[str] = frozenset(
         "CallHeld",
         "CallResumed",
         "TransferNotAnswered",
+        "TransferBriefed",
         "WebhookRemoved",
         "WebhookLeaseTaken",
         "WebhookAttempted",

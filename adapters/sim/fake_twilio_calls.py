@@ -67,6 +67,10 @@ class Answer(msgspec.Struct, kw_only=True):
     """``AnsweredBy`` to report (default: ``human`` / ``machine_end_beep``; ``""``: no AMD callback)."""
     talk_s: float = 1.0
     """A person called with ``Twiml`` (a warm transfer): how long they stay in the conference."""
+    briefing_s: float = 0.0
+    """How long that person's ``<Say>`` (the summary) lasts."""
+    leaves_during_briefing_s: float | None = None
+    """That person hangs up this long into the summary (before it ends: set ``briefing_s`` longer)."""
 
 
 __all__ = ["Answer", "DialLeg", "FakeCall", "FakeCalls"]
@@ -209,6 +213,10 @@ class FakeCalls:
         if self.fail_next:
             return self.fail_next.pop(0)
         call.updates.append(dict(form))
+        if form.get("Status") in ("completed", "canceled") and call.status in ("queued", "initiated", "ringing"):
+            call.hung_up_by = "rest"  # cancelled before it was answered
+            call.remote_hang_up.set()
+            return 200, call.resource(self.account_sid)
         if call.status != "in-progress":
             return _error(400, 21220, "Call is not in-progress. Cannot redirect.")
         if form.get("Status") == "completed":
@@ -234,11 +242,14 @@ class FakeCalls:
         keep_audio: bool = True,
         on_hold_s: float = 0.0,
         resume_script: Sequence[Step] | None = None,
+        status_callback: str = "",
     ) -> FakeCall:
         """Ring ``base_url/twiml`` as an inbound call and carry it to its end; returns the call.
         ``on_hold_s``: how long the caller waits in a conference room; ``resume_script``: what it
-        does on a later stream (back from a hold)."""
-        call = FakeCall(new_sid("CA"), to=to, from_=from_, direction="inbound", url=f"{base_url}/twiml", form={})
+        does on a later stream (back from a hold); ``status_callback``: the number's status
+        callback, told the call's end (``completed``)."""
+        form = {"StatusCallback": status_callback} if status_callback else {}
+        call = FakeCall(new_sid("CA"), to=to, from_=from_, direction="inbound", url=f"{base_url}/twiml", form=form)
         call.on_hold_s = on_hold_s
         if resume_script is not None:
             call.resume_script = list(resume_script)
@@ -260,14 +271,19 @@ class FakeCalls:
             async with httpx2.AsyncClient(timeout=10.0) as http:
                 await self._status(http, call, "initiated")
                 await self._status(http, call, "ringing")
-                await trio.sleep(answer.ring_s)
+                with trio.move_on_after(answer.ring_s):
+                    await call.remote_hang_up.wait()
+                if call.hung_up_by == "rest":  # cancelled over REST while it rang
+                    await self._status(http, call, "canceled")
+                    return
                 if answer.kind in ("busy", "no-answer", "failed"):
                     await self._status(http, call, answer.kind)
                     return
                 if call.twiml:  # a warm transfer's person: the summary, then the room
                     call.answered_at = time.monotonic()
                     await self._status(http, call, "in-progress")
-                    await self.conferences.person(call, answer.talk_s)
+                    redirect = partial(self._redirect, http, call)
+                    await self.conferences.person(call, answer, redirect)
                     await self._finish(http, call, "completed")
                     return
             await self._answered(call, answer, keep_audio=True)
@@ -367,6 +383,11 @@ class FakeCalls:
         if call.hung_up_by is None:
             call.hung_up_by = "caller" if report.ended_by in ("caller", "error") else "server"
         return None
+
+    async def _redirect(self, http: httpx2.AsyncClient, call: FakeCall, url: str) -> str:
+        """A ``<Redirect>``: the TwiML ``url`` answers (signed request with the call's parameters)."""
+        params = call_params(self.account_sid, call)
+        return await signed_post(http, self.auth_token, url, params, expect_xml=True, route=self.reach)
 
     async def _finish(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
         call.status = status
