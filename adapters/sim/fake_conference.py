@@ -4,8 +4,8 @@ person a warm transfer calls.
 Why: a warm transfer (``engine/call_transfer.py``) moves the caller into ``<Dial><Conference
 startConferenceOnEnter="false">`` (hold music until someone starts the room) and places a call
 with ``Twiml=<Say>summary</Say><Redirect>…/twilio/transfer-join…</Redirect>``, whose answer is
-``<Dial><Conference startConferenceOnEnter="true" endConferenceOnExit="true">``. To test it offline, this module does with those documents what
-Twilio does:
+``<Dial><Conference startConferenceOnEnter="true" endConferenceOnExit="true">``. To test it
+offline, this module does with those documents what Twilio does:
 
 - :meth:`FakeConferences.follow` carries out the TwiML a call got when its stream ended (a REST
   update, or the ``<Connect action>`` answer): ``<Hangup/>`` ends it; ``<Dial><Number|Sip>`` rings

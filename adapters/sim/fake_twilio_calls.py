@@ -47,11 +47,18 @@ from callbridge.adapters.sim.caller_report import CallReport
 from callbridge.adapters.sim.caller_script import HangUp, Step, WaitForAssistant, default_script, voicemail_script
 from callbridge.adapters.sim.caller_stream import run_stream
 from callbridge.adapters.sim.fake_conference import DialLeg, FakeConferences
-from callbridge.adapters.sim.fake_twilio_webhooks import API_VERSION, Route, call_params, direct, post_amd, signed_post
+from callbridge.adapters.sim.fake_twilio_webhooks import (
+    API_VERSION,
+    Route,
+    call_params,
+    direct,
+    fetch_twiml,
+    post_amd,
+    post_status,
+    signed_post,
+)
 from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
 from callbridge.adapters.twilio.twiml import TwimlError, parse_connect_action, parse_connect_stream
-
-TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -282,9 +289,9 @@ class FakeCalls:
                 if call.twiml:  # a warm transfer's person: the summary, then the room
                     call.answered_at = time.monotonic()
                     await self._status(http, call, "in-progress")
-                    redirect = partial(self._redirect, http, call)
+                    redirect = partial(fetch_twiml, http, self.auth_token, self.account_sid, call, route=self.reach)
                     await self.conferences.person(call, answer, redirect)
-                    await self._finish(http, call, "completed")
+                    await self._status(http, call, "completed")
                     return
             await self._answered(call, answer, keep_audio=True)
         except (httpx2.HTTPError, OSError, ValueError) as error:
@@ -308,7 +315,7 @@ class FakeCalls:
                 )
             except ValueError as error:
                 call.errors.append(str(error))
-                await self._finish(http, call, "failed")
+                await self._status(http, call, "failed")
                 return
             twiml: str | None = call.voice_twiml
             while twiml is not None:  # a stream; then another when a REST update sends the call to one
@@ -317,7 +324,7 @@ class FakeCalls:
                     action = parse_connect_action(twiml)
                 except TwimlError as error:
                     call.errors.append(str(error))
-                    await self._finish(http, call, "failed")
+                    await self._status(http, call, "failed")
                     return
                 report = CallReport(
                     call_sid=call.sid, stream_sid=new_sid("MZ"), from_number=call.from_, to_number=call.to
@@ -328,7 +335,7 @@ class FakeCalls:
                 await self._stream(http, call, report, stream_url, parameters, script, amd, machine, keep_audio)
                 twiml = await self._after_stream(http, call, report, action, params)
                 script, amd = call.resume_script, ""
-            await self._finish(http, call, "completed")
+            await self._status(http, call, "completed")
 
     async def _stream(
         self,
@@ -384,30 +391,6 @@ class FakeCalls:
             call.hung_up_by = "caller" if report.ended_by in ("caller", "error") else "server"
         return None
 
-    async def _redirect(self, http: httpx2.AsyncClient, call: FakeCall, url: str) -> str:
-        """A ``<Redirect>``: the TwiML ``url`` answers (signed request with the call's parameters)."""
-        params = call_params(self.account_sid, call)
-        return await signed_post(http, self.auth_token, url, params, expect_xml=True, route=self.reach)
-
-    async def _finish(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
-        call.status = status
-        await self._status(http, call, status)
-
-    # --- webhooks ------------------------------------------------------------------------------
-
     async def _status(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
-        """A status callback, when the call asked for this event (``in-progress`` is ``answered``)."""
-        call.status = status
-        event = {"in-progress": "answered", "busy": "completed", "no-answer": "completed", "failed": "completed"}
-        if not call.status_callback or event.get(status, status) not in call.status_events:
-            return
-        form = {**call_params(self.account_sid, call), "CallbackSource": "call-progress-events"}
-        form["SequenceNumber"] = str(len(call.statuses_posted))
-        if status in TERMINAL and call.answered_at is not None:
-            form["CallDuration"] = str(round(time.monotonic() - call.answered_at))
-        call.statuses_posted.append(status)
-        call.status_forms.append(form)
-        try:
-            await signed_post(http, self.auth_token, call.status_callback, form, route=self.reach)
-        except (ValueError, httpx2.HTTPError, OSError) as error:
-            call.errors.append(f"status callback {status}: {error}")
+        """The call is now ``status`` (a status callback when it asked for the event)."""
+        await post_status(http, self.auth_token, self.account_sid, call, status, self.reach)
