@@ -160,7 +160,8 @@ class AgentRouted(Event, frozen=True, kw_only=True):
     version: int
     reason: str
     source: str = "default"
-    """``rule``, ``assistant_request``, ``default`` or ``fallback`` (the assistant request failed)."""
+    """``rule``, ``assistant_request``, ``default``, ``fallback`` (the assistant request failed) or
+    ``placed`` (the outbound call was placed with this agent: ``POST /api/calls {"agent"}``)."""
     rule: int | None = None
     """The 1-based number of the rule that matched."""
     overrides: dict[str, Any] = {}
@@ -585,6 +586,9 @@ class OutboundCallPlaced(Event, frozen=True, kw_only=True):
     status: str = ""
     """Twilio's status in its answer (``queued``)."""
     by: str = "api"
+    agent: str | None = None
+    """The agent profile asked for (``POST /api/calls {"agent"}``): it answers the call, over the
+    routing rules and the assistant request."""
 
 
 class ModelSessionRecycled(Event, frozen=True, kw_only=True):

@@ -126,7 +126,10 @@ def create_app(server: Server) -> QuartTrio:
         parameters["Direction"] = params.get("Direction") or "inbound"
         facts = CallFacts.of(parameters["CallSid"], parameters)
         try:
-            await server.routing.route_webhook(facts)  # recorded before Twilio opens the stream
+            chosen = None  # an outbound call placed with an agent: from our own log, never from the request
+            if parameters["Direction"].startswith("outbound") and parameters["CallSid"]:
+                chosen = await server.outbound.agent_for(parameters["CallSid"])
+            await server.routing.route_webhook(facts, chosen=chosen)  # recorded before Twilio opens the stream
         except Exception:  # never keep a caller from being answered: the stream's start routes again
             log.exception("call %s: routing at /twiml failed", facts.call_id)
         return Response(stream_twiml(parameters), content_type="text/xml")
