@@ -62,7 +62,8 @@ def _goodbye(e: GoodbyeHeard) -> str:
 
 def _outbound(e: OutboundCallPlaced) -> str:
     greeting = f', greeting "{e.greeting[:60]}"' if e.greeting else ""
-    return f"outbound call placed to {e.to_number} from {e.from_number}{greeting}"
+    agent = f", for agent {e.agent}" if e.agent else ""
+    return f"outbound call placed to {e.to_number} from {e.from_number}{greeting}{agent}"
 
 
 CALL_CONTROL_FACTS: dict[type[Event], tuple[str, Callable[[Any], str]]] = {

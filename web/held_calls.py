@@ -40,6 +40,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WHILE_ON_HOLD = "while on hold"
+HELD_TAIL = 16
+"""Events read from a call's end to tell whether it is held: after its ``CallHeld`` come at most a
+few (``TransferBriefed``, ``CallEndRequested``, status callbacks)."""
 
 
 class HangUpFailed(Exception):
@@ -98,9 +101,9 @@ async def caller_left(server: Server, call_sid: str, status: str) -> None:
     """The caller's own call reported ``status`` (a final one) to ``/twilio/status``: when its log
     says it is held, end it, and end the call to the person who was being dialled or briefed."""
     await server.writer.flush()
-    hold = await read_hold(server, call_sid)
-    if not hold.on_hold:
-        return  # not held: its stream recorded its end (the usual case)
+    tail = partial(server.store.read_call_tail, call_sid, HELD_TAIL)
+    if not hold_of(await trio.to_thread.run_sync(tail, limiter=server.db_threads)).on_hold:
+        return  # not held: its stream recorded its end (every call but a held one: its end is not read whole)
     ended = await _record_end(server, call_sid)
     if ended is not None:
         log.info("call %s: the caller left the hold (%s)", call_sid, status)
