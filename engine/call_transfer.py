@@ -9,11 +9,14 @@ heard). Here is *what* a transfer does:
   the target) — ``RedirectPhone``; the call is over for us (``transferred``);
 - **warm** (needs Twilio's REST API, else it falls back to cold): the caller waits in a conference
   room with hold music while the target is called (``HoldForTransfer``); the person who answers
-  hears a summary of the call (``summary``, from the call's own transcript, spoken by Twilio) and
-  joins the room. The call is ``CallHeld`` meanwhile, not ended: the server records its end when the
-  person's leg is over, or, if nobody answers, the caller comes back to the agent on a new stream of
-  the same call (``CallConfig.resumed``, ``CallResumed``), which carries on the conversation from the
-  log. Twilio refusing the hold falls back to a cold transfer.
+  hears a summary of the call (``summary``, from the call's own transcript, spoken by Twilio) and,
+  once it was spoken, asks the server for the room (``web/warm_transfer.py``: one who hangs up
+  during it is not a transfer). The person's CallSid is told to the core (``TransferPersonCalled``)
+  and kept in ``CallHeld``, so their call can be ended if the caller leaves first. The call is
+  ``CallHeld`` meanwhile, not ended: the server records its end when the person's leg is over, or,
+  if nobody answers, the caller comes back to the agent on a new stream of the same call
+  (``CallConfig.resumed``, ``CallResumed``), which carries on the conversation from the log. Twilio
+  refusing the hold falls back to a cold transfer.
 """
 
 from __future__ import annotations
