@@ -11,8 +11,10 @@
   terminal status callback), or when the call has been placed ``RING_ALLOWANCE_S`` ago and is not
   live on this engine (a lost callback never holds a slot for long). Beyond it: 429 with
   ``Retry-After``.
-- **The per-call greeting reaches the call** whichever engine Twilio's stream lands on: the call
-  start asks :meth:`greeting_for`, which looks in this engine's memory, then in the call's log.
+- **The per-call greeting and agent reach the call** whichever engine Twilio's ``/twiml`` and
+  stream land on: ``OutboundCallPlaced`` is written before ``POST /api/calls`` answers; ``/twiml``
+  asks :meth:`agent_for` and the call start :meth:`call_starting`, which look in this engine's
+  memory, then in the call's log. The agent comes from our own log, never from Twilio's request.
 """
 
 from __future__ import annotations
@@ -191,6 +193,7 @@ class OutboundCalls:
             self._slots[placed.sid] = _Slot(placed_at=trio.current_time())
             self._greetings[placed.sid] = request.greeting
             self._agents[placed.sid] = request.agent
+            await self.server.writer.flush()  # for another engine's /twiml: the agent and greeting are in the log
             log.info("outbound call %s placed to %s from %s", placed.sid, request.to, from_number)
             return event
         finally:
