@@ -55,6 +55,13 @@ async def read_hold(server: Server, call_sid: str) -> Hold:
     return hold_of(await trio.to_thread.run_sync(read, limiter=server.db_threads))
 
 
+async def _held_now(server: Server, call_sid: str) -> bool:
+    """Whether the call is held, from its last events (a call that is not is never read whole)."""
+    await server.writer.flush()
+    tail = partial(server.store.read_call_tail, call_sid, HELD_TAIL)
+    return hold_of(await trio.to_thread.run_sync(tail, limiter=server.db_threads)).on_hold
+
+
 def _end_of(hold: Hold, call_sid: str, now: float) -> CallEnded:
     """How a held call ends when the caller's own leg is over."""
     assert hold.held is not None
@@ -100,10 +107,8 @@ async def end_person_leg(server: Server, hold: Hold) -> str:
 async def caller_left(server: Server, call_sid: str, status: str) -> None:
     """The caller's own call reported ``status`` (a final one) to ``/twilio/status``: when its log
     says it is held, end it, and end the call to the person who was being dialled or briefed."""
-    await server.writer.flush()
-    tail = partial(server.store.read_call_tail, call_sid, HELD_TAIL)
-    if not hold_of(await trio.to_thread.run_sync(tail, limiter=server.db_threads)).on_hold:
-        return  # not held: its stream recorded its end (every call but a held one: its end is not read whole)
+    if not await _held_now(server, call_sid):
+        return  # not held: its stream recorded its end (the usual case)
     ended = await _record_end(server, call_sid)
     if ended is not None:
         log.info("call %s: the caller left the hold (%s)", call_sid, status)
@@ -114,24 +119,23 @@ async def hang_up_held(server: Server, call_sid: str, reason: str) -> bool:
     """An operator hangs up ``call_sid``: False when it is not held; else it is ended (caller's
     leg and person's leg, through Twilio) and True. Raises :class:`HangUpFailed` when Twilio
     refuses or is unreachable (the request can be repeated)."""
-    await server.writer.flush()
-    hold = await read_hold(server, call_sid)
-    if not hold.on_hold:
+    if not await _held_now(server, call_sid):
         return False
+    hold = await read_hold(server, call_sid)
     if server.telephony is None:
         raise HangUpFailed(
             "a held call is ended through Twilio's REST API and this engine has no Twilio credentials: "
             "set TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN"
         )
     for _ in range(ATTEMPTS):
+        if not hold.on_hold:
+            return True  # it ended meanwhile
         if hold.end_requested is not None:
             break
         asked: Event = CallEndRequested(call_id=call_sid, at=server.now(), by="operator", reason=reason)
         if await append_after(server, hold, asked):
             break
         hold = await read_hold(server, call_sid)
-        if not hold.on_hold:
-            return True  # it ended meanwhile
     try:
         await server.telephony.hang_up(call_sid)
     except TelephonyError as error:
