@@ -217,6 +217,8 @@ def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | 
     naming the key, and (None, None)."""
     from callbridge.adapters.twilio.rest import TwilioCalls
     from callbridge.engine.agent import DEFAULT_AGENT, AgentError, load_agent
+    from callbridge.engine.default_tools import default_registry
+    from callbridge.engine.http_tools import HttpToolError, agent_registry
 
     agent = DEFAULT_AGENT
     if settings.agent_path:
@@ -224,6 +226,12 @@ def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | 
             agent = load_agent(settings.agent_path)
         except AgentError as error:
             print(f"callbridge: {error}", file=sys.stderr)
+            return None, None
+        try:  # its tools can be offered here: their secrets are set, the server has its server_tools
+            simulated = settings.model == "sim"
+            agent_registry(default_registry(weather_url=settings.weather_url, simulated=simulated), agent)
+        except HttpToolError as error:
+            print(f"callbridge: {settings.agent_path}: {error}", file=sys.stderr)
             return None, None
         log.info("agent: %s", settings.agent_path)
     telephony: Telephony | None = None

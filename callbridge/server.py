@@ -38,7 +38,7 @@ import trio
 from hypercorn.config import Config
 
 from callbridge.adapters.http import Httpx2Client
-from callbridge.adapters.openai.client import open_realtime
+from callbridge.adapters.openai.client import open_realtime, realtime_url_for_model
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.engine.agent import DEFAULT_AGENT, DEFAULT_PROFILE, Agent
 from callbridge.engine.agent_directory import BUILT_IN, FILE_SOURCE, AgentDirectory
@@ -53,6 +53,7 @@ from callbridge.engine.http_tools import agent_registry
 from callbridge.engine.live_calls import LiveCalls
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.redaction import Redaction, RedactionError
+from callbridge.engine.redaction_record import rules_to_record
 from callbridge.engine.routing import CallFacts
 from callbridge.engine.store import EventStore, StoreOpenError
 from callbridge.engine.store_writer import EventWriter
@@ -295,6 +296,9 @@ class Server:
         for recorded in self.store.read_call(SETTINGS_STREAM):
             if isinstance(recorded.event, DefaultSessionConfigSaved):
                 self.default_session = dict(recorded.event.session_config)
+        changed = rules_to_record(self.store, self.store.redaction, self.now())
+        if changed is not None:  # so that `callbridge mcp` masks them too (engine/redaction_record.py)
+            self.writer.record(changed)
 
     def start_background(self, fn: Callable[[], Awaitable[object]]) -> None:
         """Run ``fn()`` in the server's own nursery (e.g. a console test call): it is cancelled when
@@ -311,10 +315,13 @@ class Server:
 
         self._services.start_soon(guarded)
 
-    def call_settings(self) -> CallSettings:
+    def call_settings(self, model: str | None = None) -> CallSettings:
+        """What a call needs from the server; ``model``: the realtime model its agent profile names (the
+        socket opens with it; None: the one in the configured URL)."""
         assert self.model_url is not None
         api_key = self.settings.openai_api_key if self.settings.model == "openai" else "sim"
-        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(open_realtime, self.model_url, api_key)
+        url = realtime_url_for_model(self.model_url, model) if model else self.model_url
+        opener: Callable[[], AbstractAsyncContextManager[Any]] = partial(open_realtime, url, api_key)
         return CallSettings(
             open_model=opener,
             model_kind=self.settings.model,
@@ -335,7 +342,8 @@ class Server:
         greeting = await self.outbound.call_starting(start)
         if greeting:  # POST /api/calls gave this outbound call its own greeting
             agent = msgspec.structs.replace(agent, greeting=greeting)
-        settings = replace(self.call_settings(), agent=agent, registry=answering.registry)
+        session_config = {**self.default_session, **answering.agent.session_defaults()}  # the profile wins
+        settings = replace(self.call_settings(answering.agent.model), agent=agent, registry=answering.registry)
         history = self.admission.resumed_history(start.start.call_sid)
         if history is not None:  # back from a warm transfer nobody answered (web/warm_transfer.py)
             settings = replace(settings, resumed_history=history)
@@ -344,7 +352,7 @@ class Server:
                 link,
                 start,
                 settings=settings,
-                session_config={**self.default_session, **answering.agent.session_defaults()},  # the profile wins
+                session_config=session_config,
                 sink=partial(self._record_call_event, answering=answering),
                 live=self.live,
             )

@@ -21,6 +21,15 @@ voicemail, and when to renew the model's session before its time limit. Every ke
     dtmf_tone_ms = 100               # send_dtmf: each key's tone, and the gap after it
     dtmf_gap_ms = 80
 
+    # the model's options for this agent's calls (absent: the console's default session's)
+    model = "gpt-realtime"           # the realtime model (the socket opens with it, session.update says it)
+    max_output_tokens = 800          # 1-4096, or "inf"
+    noise_reduction = "near_field"   # near_field (handset) | far_field (speakerphone) | none
+    speed = 1.1                      # 0.25-1.5
+    turn_detection = { type = "semantic_vad", eagerness = "low" }   # or server_vad with
+                                     # threshold, prefix_padding_ms, silence_duration_ms, idle_timeout_ms
+    server_tools = ["get_weather_from_coords"]   # which of the server's own tools it offers (absent: all; [] none)
+
     [[tools]]                        # the operator's own tools
     name = "lookup_order"
     description = "Look up an order by its number."
@@ -56,8 +65,11 @@ import msgspec
 from jsonschema import Draft202012Validator
 from jsonschema.exceptions import SchemaError
 
+from callbridge.adapters.openai.session import SemanticVad, ServerVad
+
 E164 = re.compile(r"^\+[1-9][0-9]{6,14}$")
 SIP = re.compile(r"^sips?:[^\s<>\"]+@[^\s<>\"]+$")
+MODEL = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{0,63}$")
 LABEL = re.compile(r"^[A-Za-z0-9_ -]{1,40}$")
 DTMF_KEYS = re.compile(r"^[0-9*#wW]{1,64}$")
 """Keys ``send_dtmf`` may press: digits, ``*``, ``#``; ``w`` waits half a second."""
@@ -162,8 +174,25 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     dtmf_gap_ms: int = 80
     transfer_targets: list[TransferTarget] = []
     tools: list[AgentTool] = []
+    model: str | None = None
+    turn_detection: ServerVad | SemanticVad | None = None
+    max_output_tokens: int | Literal["inf"] | None = None
+    noise_reduction: Literal["near_field", "far_field", "none"] | None = None
+    speed: float | None = None
+    server_tools: list[str] | None = None
+    """The server's own tools this agent offers, by name (None: all of them)."""
 
     def __post_init__(self) -> None:
+        if self.model is not None and not MODEL.match(self.model):
+            raise ValueError(f"model: {self.model[:80]!r} is not a model name (e.g. gpt-realtime)")
+        if self.max_output_tokens is not None and self.max_output_tokens != "inf":
+            if not 1 <= self.max_output_tokens <= 4096:
+                raise ValueError('max_output_tokens: between 1 and 4096, or "inf"')
+        if self.speed is not None and not 0.25 <= self.speed <= 1.5:
+            raise ValueError("speed: between 0.25 and 1.5 (1 is the voice's own pace)")
+        for index, name in enumerate(self.server_tools or []):
+            if not TOOL_NAME.match(name):
+                raise ValueError(f"server_tools[{index}]: {name[:80]!r} is not a tool name")
         if self.greeting is not None and not self.greeting.strip():
             raise ValueError("greeting: empty (leave it out for the caller to speak first)")
         _positive("dtmf_collect_timeout_s", self.dtmf_collect_timeout_s, high=60)
@@ -192,8 +221,22 @@ class Agent(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         return next((target for target in self.transfer_targets if target.label.lower() == wanted), None)
 
     def session_defaults(self) -> dict[str, Any]:
-        """The session keys the agent sets (merged over the built-in defaults)."""
-        return {key: value for key, value in (("instructions", self.instructions), ("voice", self.voice)) if value}
+        """The session keys the agent sets (merged over the console's default session for its calls):
+        instructions, voice and the model options it names."""
+        keys: dict[str, Any] = {
+            key: value for key, value in (("instructions", self.instructions), ("voice", self.voice)) if value
+        }
+        if self.model is not None:
+            keys["model"] = self.model
+        if self.turn_detection is not None:
+            keys["turn_detection"] = msgspec.to_builtins(self.turn_detection)
+        if self.max_output_tokens is not None:
+            keys["max_output_tokens"] = self.max_output_tokens
+        if self.noise_reduction is not None:
+            keys["noise_reduction"] = None if self.noise_reduction == "none" else self.noise_reduction
+        if self.speed is not None:
+            keys["speed"] = self.speed
+        return keys
 
 
 DEFAULT_AGENT = Agent()

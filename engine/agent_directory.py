@@ -38,7 +38,7 @@ from callbridge.engine.agent_profiles import (
     parse_profile,
 )
 from callbridge.engine.events import AGENTS_STREAM, AgentDeleted, AgentSaved, Event, RoutingRulesSaved
-from callbridge.engine.http_tools import HttpToolError, agent_registry
+from callbridge.engine.http_tools import HttpToolError, agent_registry, check_server_tools
 from callbridge.engine.routing import Routing, RoutingError, parse_routing
 from callbridge.engine.store import EventStore, call_originator_id
 from callbridge.engine.tools import ToolRegistry
@@ -144,10 +144,10 @@ class AgentDirectory:
         def make(book: AgentBook) -> Event | None:
             current = book.current(DEFAULT_PROFILE)
             if current is not None:
-                if not self.source.startswith(FILE_SOURCE) or current.agent == data:
+                if not self.source.startswith(FILE_SOURCE) or current.holds(data):
                     return None
                 loaded = book.last_from_file(DEFAULT_PROFILE)
-                if loaded is not None and loaded.agent == data:
+                if loaded is not None and loaded.holds(data):
                     return None  # the file did not change: the console's later saves stand
             return self._next_version(book, DEFAULT_PROFILE, data, by="serve", source=self.source)
 
@@ -155,7 +155,7 @@ class AgentDirectory:
         if isinstance(saved, AgentSaved):
             log.info("agent 'default' version %d loaded from %s", saved.version, self.source)
         current = self.book.current(DEFAULT_PROFILE)
-        if current is not None and current.agent == data:  # the very agent this engine was given
+        if current is not None and current.holds(data):  # the very agent this engine was given
             self._agents[(DEFAULT_PROFILE, current.version)] = self.configured
 
     # --- saves (blocking) -------------------------------------------------------------------------
@@ -182,13 +182,12 @@ class AgentDirectory:
                     key="name",
                 )
             _expect(name, current, expected_version)
-            if current is not None and current.agent == data:
+            if current is not None and current.holds(data):
                 return None
             return self._next_version(book, name, data, by=by)
 
         saved = self._append(make)
-        current = self.book.current(name)
-        assert current is not None
+        current = self._version_saved(name, saved)
         return Saved(current, created=saved is not None and not existed[-1], unchanged=saved is None)
 
     def rollback(self, name: str, version: int, *, by: str) -> Saved:
@@ -203,14 +202,20 @@ class AgentDirectory:
                 self.check_tools(old.decoded(), name)
             except AgentError as error:
                 raise ProfileError(f"version {version} cannot be used by this engine: {error}", status=409) from None
-            if old.agent == current.agent:
+            if current.holds(agent_dict(old.decoded())):
                 return None
             return self._next_version(book, name, dict(old.agent), by=by, rolled_back_from=version)
 
         saved = self._append(make)
-        current = self.book.current(name)
-        assert current is not None
-        return Saved(current, unchanged=saved is None)
+        return Saved(self._version_saved(name, saved), unchanged=saved is None)
+
+    def _version_saved(self, name: str, saved: Event | None) -> ProfileVersion:
+        """The version this save made (not the current one: another engine may have saved after it),
+        or the current one when nothing was saved."""
+        found = self.book.version_of(name, saved.version) if isinstance(saved, AgentSaved) else None
+        found = found or self.book.current(name)
+        assert found is not None
+        return found
 
     def delete_profile(self, name: str, *, by: str) -> int:
         """Delete ``name``; returns its last version. Refused for ``default`` and for a profile the
@@ -273,7 +278,13 @@ class AgentDirectory:
     # --- checks -----------------------------------------------------------------------------------
 
     def check_tools(self, agent: Agent, name: str) -> None:
-        """Every HTTP tool's secret is in this engine's environment (else :class:`ProfileError`)."""
+        """Every HTTP tool's secret is in this engine's environment, and every ``server_tools`` name is
+        one of the server's tools (else :class:`ProfileError`)."""
+        try:
+            check_server_tools(self.base_registry, agent)
+        except HttpToolError as error:
+            message = str(error)
+            raise ProfileError(message, key=message.partition(":")[0]) from None
         for index, tool in enumerate(agent.tools):
             if tool.url is not None and tool.secret_env and not self.environ.get(tool.secret_env):
                 raise ProfileError(
@@ -322,11 +333,22 @@ class AgentDirectory:
         return self.agent_at(DEFAULT_PROFILE, current.version, refresh=False) or self.configured
 
     def registry_for(self, name: str, version: int, agent: Agent, *, cache: bool = True) -> ToolRegistry:
-        """The server's tools plus the agent's own; an HTTP tool whose secret is missing on this
-        engine is left out of the call (logged), never fatal."""
+        """The server's tools (the ones the agent names in ``server_tools``, or all) plus the agent's own;
+        an HTTP tool whose secret is missing on this engine, or a server tool it does not have, is left
+        out of the call (logged), never fatal."""
         key = (name, version)
         if cache and key in self._registries:
             return self._registries[key]
+        if agent.server_tools is not None:  # saved on an engine with other tools: offer the ones here
+            known = [tool for tool in agent.server_tools if self.base_registry.get(tool) is not None]
+            if len(known) != len(agent.server_tools):
+                log.error(
+                    "agent %s v%d: server tools %s are not on this engine",
+                    name,
+                    version,
+                    sorted(set(agent.server_tools) - set(known)),
+                )
+                agent = msgspec.structs.replace(agent, server_tools=known)
         usable = [t for t in agent.tools if not (t.url and t.secret_env and not self.environ.get(t.secret_env))]
         if len(usable) != len(agent.tools):
             left_out = sorted({t.name for t in agent.tools} - {t.name for t in usable})

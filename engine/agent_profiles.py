@@ -83,6 +83,16 @@ class ProfileVersion:
         """The stored agent (``AgentError`` when this code cannot read it any more)."""
         return parse_agent(self.agent, where=f"agent {self.name!r} version {self.version}")
 
+    def holds(self, data: dict[str, Any]) -> bool:
+        """Whether this version's content is ``data`` (an ``agent_dict``): a version saved before a key
+        existed lacks that key, and still holds the same agent when the key is at its default."""
+        if self.agent == data:
+            return True
+        try:
+            return agent_dict(self.decoded()) == data
+        except AgentError:
+            return False
+
     def summary(self) -> dict[str, Any]:
         return {
             "version": self.version,

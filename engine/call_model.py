@@ -40,9 +40,6 @@ from callbridge.engine.call_io import (
 from callbridge.engine.call_state import LIVE, OFFLINE, CallState
 from callbridge.engine.call_tools import ToolCalls
 from callbridge.engine.events import (
-    AssistantSaid,
-    CallerSaid,
-    CallerSpeechDetected,
     CallSessionConfigChanged,
     ModelConnected,
     ModelConnectionFailed,
@@ -51,11 +48,11 @@ from callbridge.engine.events import (
     ModelEventReceived,
     ModelEventSent,
     ModelEventUnknown,
-    ResponseFinished,
 )
+from callbridge.engine.model_facts import conversation_facts, response_purpose
+from callbridge.engine.offered_tools import merged_tools
 from callbridge.engine.response_gate import ResponseGate
-from callbridge.engine.tool_wait import TOOL_WAIT_TAG, is_tool_wait_response
-from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
+from callbridge.engine.tool_wait import is_tool_wait_response
 from callbridge.engine.utterance_buffer import UtteranceBuffer
 
 if TYPE_CHECKING:
@@ -136,11 +133,7 @@ class ModelSide:
 
     def _session_payload(self) -> dict[str, Any]:
         config = dict(self.core.session_config)
-        tools = {tool["name"]: tool for tool in (*self.core.config.tool_schemas, *self.tools.builtins)}
-        for tool in config.get("tools") or []:
-            if isinstance(tool, dict) and tool.get("name"):
-                tools[tool["name"]] = tool
-        config["tools"] = list(tools.values())
+        config["tools"] = merged_tools(self.core.config.tool_schemas, self.tools.builtins, config.get("tools"))
         return session_update_payload(config)
 
     # --- sessions --------------------------------------------------------------------------------
@@ -263,12 +256,13 @@ class ModelSide:
         )
         if not current:
             return
+        if isinstance(event, se.ResponseCreated):
+            purpose = response_purpose(event.response)
+            if purpose:
+                self.purposes[event.response.id or ""] = purpose
+        for fact in conversation_facts(event, call_id, out.now, self.purposes):
+            out.record(fact)
         if isinstance(event, se.InputAudioBufferSpeechStarted):
-            out.record(
-                CallerSpeechDetected(
-                    call_id=call_id, at=out.now, item_id=event.item_id, started=True, audio_ms=event.audio_start_ms
-                )
-            )
             self.utterance.speech_started()
             core.control.caller_speech(started=True)
             detection = core.session_config.get("turn_detection") or {}
@@ -277,35 +271,11 @@ class ModelSide:
                 if truncate is not None and self.connected:
                     self.send(truncate)
         elif isinstance(event, se.InputAudioBufferSpeechStopped):
-            out.record(
-                CallerSpeechDetected(
-                    call_id=call_id, at=out.now, item_id=event.item_id, started=False, audio_ms=event.audio_end_ms
-                )
-            )
             core.control.caller_speech(started=False)
         elif isinstance(event, se.InputAudioBufferCommitted):
             self.utterance.committed()
-        elif isinstance(event, se.InputAudioTranscriptionCompleted):
-            out.record(CallerSaid(call_id=call_id, at=out.now, item_id=event.item_id, text=event.transcript))
-        elif isinstance(event, se.ResponseOutputAudioTranscriptDone | se.ResponseOutputTextDone):
-            text = event.transcript if isinstance(event, se.ResponseOutputAudioTranscriptDone) else event.text
-            purpose = self.purposes.get(event.response_id, "")
-            out.record(
-                AssistantSaid(
-                    call_id=call_id,
-                    at=out.now,
-                    item_id=event.item_id,
-                    response_id=event.response_id,
-                    text=text,
-                    purpose=purpose,
-                    out_of_band=purpose == TOOL_WAIT_TAG,
-                )
-            )
         elif isinstance(event, se.ResponseCreated):
-            metadata = event.response.metadata
-            if isinstance(metadata, dict) and isinstance(metadata.get("callbridge"), str):
-                self.purposes[event.response.id or ""] = metadata["callbridge"]
-            out_of_band = is_tool_wait_response(metadata)
+            out_of_band = is_tool_wait_response(event.response.metadata)
             self.gate.response_created(event.response.id or "", out_of_band=out_of_band)
             if not self.gate.needed:
                 self.next_response = None  # a response began that answers what was waiting
@@ -318,18 +288,7 @@ class ModelSide:
             self.tools.function_call(event)
         elif isinstance(event, se.ResponseDone):
             response_id = event.response.id or ""
-            purpose = self.purposes.pop(response_id, "")
-            out.record(
-                ResponseFinished(
-                    call_id=call_id,
-                    at=out.now,
-                    response_id=response_id,
-                    status=event.response.status or "",
-                    tokens=dict(zip(TOKEN_KINDS, usage_tokens(event.response.usage), strict=True)),
-                    purpose=purpose,
-                    out_of_band=purpose == TOOL_WAIT_TAG,
-                )
-            )
+            self.purposes.pop(response_id, "")
             self.gate.response_done(response_id)
             core.assistant.active_items.clear()
             self.maybe_create_response()

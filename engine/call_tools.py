@@ -21,6 +21,7 @@ from callbridge.engine.builtin_tools import SEND_DTMF, builtin_arguments, builti
 from callbridge.engine.call_io import CancelTimer, LogLine, RunTool, StartTimer, Timer, ToolRunnerLost, ToolSettled
 from callbridge.engine.call_state import OFFLINE
 from callbridge.engine.events import ToolCallCompleted, ToolCallFailed, ToolCallRequested
+from callbridge.engine.offered_tools import handler_of
 from callbridge.engine.tool_wait import RETRY_S, TOOL_WAIT_RESPONSE, ToolWait
 from callbridge.engine.tools import error_output
 
@@ -53,9 +54,7 @@ class ToolCalls:
             self.send_output(tool_call_id, output)
 
     def _handler_of(self, name: str) -> str:
-        if name in self.builtin_names:
-            return "builtin"
-        return "backend" if name in self.core.config.backend_tools else "human"
+        return handler_of(name, builtin_names=self.builtin_names, backend_names=self.core.config.backend_tools)
 
     def function_call(self, event: Any) -> None:
         tool_call_id = str(event.call_id)

@@ -99,6 +99,15 @@ class DefaultSessionConfigSaved(Event, frozen=True, kw_only=True):
     source: str = "console"
 
 
+class RedactionRulesSet(Event, frozen=True, kw_only=True):
+    """The redaction rules (``CALLBRIDGE_REDACT``) a server started with, when they differ from the last
+    ones recorded (``call_id`` is ``settings``): a process that reads the store on its own
+    (``callbridge mcp``) masks at least these, whatever its own environment says."""
+
+    rules: list[str]
+    in_log: bool = False
+
+
 class EngineHeartbeat(Event, frozen=True, kw_only=True):
     """An engine is running (``call_id`` is ``engine:<engine_id>``). Written when ``callbridge serve``
     starts (proving the store takes writes) and every ``interval_s`` after. An engine silent for
@@ -306,19 +315,25 @@ class ModelDisconnected(Event, frozen=True, kw_only=True):
     error: str = ""
 
 
-class ModelEventReceived(Event, frozen=True, kw_only=True):
+class ModelEventReceived(Event, frozen=True, kw_only=True, omit_defaults=True):
     """A server event from the realtime model, verbatim (audio deltas excepted: their bytes are in
     ``AssistantAudioSent``/``AssistantAudioDiscarded``, with their ids).
 
-    Version 2: recorded by an engine that also records what was said as typed facts (``CallerSaid``,
-    ``AssistantSaid``, ``ResponseFinished``, ``CallerSpeechDetected``), so readers take those and
-    never need to parse these (they can even leave version 2 out of what they fetch); a version 1
-    event comes from a log written before, where the model's JSON is the only account."""
+    The engine records beside it what it says about the conversation as typed facts
+    (``engine/model_facts.py``), so readers take those and never parse these (they can even leave
+    today's version out of what they fetch). Versions tell which facts a log has (``facts``): 3,
+    today's, every one of them; 2, from an engine that recorded ``CallerSpeechDetected``,
+    ``CallerSaid``, ``AssistantSaid`` and ``ResponseFinished`` only; 1, from before any, where the
+    model's JSON is the only account. ``projections/legacy_facts.py`` derives the missing facts of
+    versions 1 and 2 when such a log is read."""
 
     type: str
     raw: str
+    facts: int = 2
+    """Which typed facts were recorded beside this event: 2 all, 1 those of version 2, 0 none. Set by
+    the upcasters (never stored: the default is omitted)."""
 
-    schema_version: ClassVar[int] = 2
+    schema_version: ClassVar[int] = 3
 
 
 class ModelEventSent(Event, frozen=True, kw_only=True):
@@ -380,13 +395,64 @@ class AssistantSaid(Event, frozen=True, kw_only=True):
 
 class ResponseFinished(Event, frozen=True, kw_only=True):
     """A model response ended (``status`` completed, cancelled, failed, incomplete), with its token
-    counts by priced kind (``engine/usage.py`` ``TOKEN_KINDS``)."""
+    counts by priced kind (``engine/usage.py`` ``TOKEN_KINDS``); ``error`` is the model's message
+    when it failed (empty otherwise, and in logs recorded before it existed)."""
 
     response_id: str
     status: str
     tokens: dict[str, int] = {}
     purpose: str = ""
     out_of_band: bool = False
+    error: str = ""
+
+
+class ResponseStarted(Event, frozen=True, kw_only=True):
+    """The model began a response (``response.created``): the turn's clock for its first audio.
+    ``purpose`` and ``out_of_band`` as in ``AssistantSaid``."""
+
+    response_id: str
+    purpose: str = ""
+    out_of_band: bool = False
+
+
+class ResponseItemAdded(Event, frozen=True, kw_only=True):
+    """A response began an item (``response.output_item.added``): ``item_type`` ``message`` (the
+    assistant speaking; its words come in ``AssistantSaid``) or ``function_call`` (``name`` and
+    ``tool_call_id``; the call itself is ``ToolCallRequested``). This is where the item takes its
+    place in the conversation."""
+
+    response_id: str
+    item_id: str
+    item_type: str
+    role: str = ""
+    name: str = ""
+    tool_call_id: str = ""
+
+
+class CallerAudioCommitted(Event, frozen=True, kw_only=True):
+    """The caller's audio so far became an item of the conversation (``input_audio_buffer.committed``):
+    where the caller's turn takes its place; its words come in ``CallerSaid``."""
+
+    item_id: str
+
+
+class CallerTranscriptionFailed(Event, frozen=True, kw_only=True):
+    """The model could not transcribe a caller item (the model still heard the audio)."""
+
+    item_id: str
+    error: str = ""
+
+
+class TranscriptDelta(Event, frozen=True, kw_only=True):
+    """The next words of a transcript while it is being made (``role`` ``user``: the caller's
+    transcription; ``assistant``: what it is saying, with its ``response_id``). The whole text comes
+    in ``CallerSaid``/``AssistantSaid``; until then, and for an item cut off before its transcript
+    was done (the call or the model went away), these are the words so far."""
+
+    item_id: str
+    role: str
+    delta: str
+    response_id: str = ""
 
 
 # --- tools -------------------------------------------------------------------------------------
@@ -748,13 +814,19 @@ UPCASTERS: dict[tuple[str, int], Upcaster] = {}
 Register one whenever a class's ``schema_version`` goes up."""
 
 
-def _same_payload(payload: dict[str, Any]) -> dict[str, Any]:
-    """An upcaster for a version whose fields did not change, only what else the log holds."""
-    return payload
+def _recorded_without_facts(payload: dict[str, Any]) -> dict[str, Any]:
+    """ModelEventReceived v1 -> v2: the same fields; a v1 event's log has no typed facts beside it."""
+    return {**payload, "facts": 0}
 
 
-UPCASTERS[("ModelEventReceived", 1)] = _same_payload
-"""v1 -> v2: the same fields; a v1 event's log has no typed facts beside it (see the class)."""
+def _recorded_with_the_first_facts(payload: dict[str, Any]) -> dict[str, Any]:
+    """ModelEventReceived v2 -> v3: the same fields; a v2 event's log has the first four facts only
+    (unless it came from v1, with none)."""
+    return payload if "facts" in payload else {**payload, "facts": 1}
+
+
+UPCASTERS[("ModelEventReceived", 1)] = _recorded_without_facts
+UPCASTERS[("ModelEventReceived", 2)] = _recorded_with_the_first_facts
 
 
 def upcast(name: str, version: int, payload: dict[str, Any]) -> dict[str, Any]:

@@ -118,11 +118,24 @@ def _json_answer(answer: bytes) -> str:
     return answer.decode("utf-8")
 
 
+def check_server_tools(base: ToolRegistry, agent: Agent) -> None:
+    """``HttpToolError`` (``server_tools[i]: …``) for a name in ``agent.server_tools`` that is not one of
+    the server's tools."""
+    for index, name in enumerate(agent.server_tools or []):
+        if base.get(name) is None:
+            known = ", ".join(base.names()) or "none"
+            raise HttpToolError(f"server_tools[{index}]: {name!r} is not one of the server's tools ({known})")
+
+
 def agent_registry(
     base: ToolRegistry, agent: Agent, *, name: str = "default", environ: dict[str, str] | None = None
 ) -> ToolRegistry:
-    """The server's tools plus the agent's own: HTTP tools (with a ``url``) and tools a person
-    answers (without). Raises ``HttpToolError`` for a tool whose secret is missing."""
+    """The server's tools (those ``server_tools`` names, or all) plus the agent's own: HTTP tools (with
+    a ``url``) and tools a person answers (without). Raises ``HttpToolError`` for a tool whose secret
+    is missing, or a ``server_tools`` name the server has no tool for."""
+    if agent.server_tools is not None:
+        check_server_tools(base, agent)
+        base = base.only(agent.server_tools)
     tools = [
         http_tool(spec, agent=name, environ=environ)
         if spec.url is not None

@@ -32,7 +32,7 @@ become empty, mappings and lists empty. The model's JSON events keep their *shap
 (:func:`skeleton`): ids, types, statuses, roles, tool names and every number stay, every other string
 becomes :data:`ERASED`, so the views fold an erased call's events into the same turns, items and
 metrics, without a word of what was said. Every event class must be classified here
-(``tests/test_privacy.py`` checks the catalogue covers the whole event registry).
+(``tests/engine/test_privacy.py`` checks the catalogue covers the whole event registry).
 """
 
 from __future__ import annotations
@@ -62,6 +62,7 @@ SENSITIVE: dict[str, tuple[str, ...]] = {
     "ModelEventUnknown": ("raw", "error"),
     "CallerSaid": ("text",),
     "AssistantSaid": ("text",),
+    "TranscriptDelta": ("delta",),
     "ToolCallRequested": ("arguments",),
     "ToolCallCompleted": ("output",),
     "ToolCallFailed": ("output", "error"),
@@ -79,6 +80,7 @@ CLEAR: frozenset[str] = frozenset(
         "CallEnded",
         "CallSessionConfigChanged",
         "DefaultSessionConfigSaved",
+        "RedactionRulesSet",
         "EngineHeartbeat",
         "CallerAudioDropped",
         "TwilioSocketClosed",
@@ -91,6 +93,10 @@ CLEAR: frozenset[str] = frozenset(
         "ModelDisconnected",
         "ModelErrorReported",
         "ResponseFinished",
+        "ResponseStarted",
+        "ResponseItemAdded",
+        "CallerAudioCommitted",
+        "CallerTranscriptionFailed",
         "GreetingAudioStarted",
         "GoodbyeHeard",
         "PhoneHangUpSent",

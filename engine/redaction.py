@@ -20,8 +20,9 @@ The rules (applied in this order, so a card number is never taken for a phone nu
 - ``emails``: ``name@domain.tld`` → ``[email]``.
 
 Numbers spoken as words ("four one one one …") are not recognised. The model streams text in pieces
-(``*.delta`` events), and a number split across two pieces cannot be recognised in either: with rules
-in force the pieces are not shown at all (their ``delta`` reads empty), only the finished text is,
+(``*.delta`` events, and the ``TranscriptDelta`` facts recorded from them), and a number split across
+two pieces cannot be recognised in either: with rules in force the pieces are not shown at all (their
+``delta`` reads empty), only the finished text is,
 masked — so a live transcript appears an utterance at a time instead of word by word.
 """
 
@@ -77,6 +78,7 @@ _MASKS: dict[str, Callable[[str], str]] = {
 TEXT_FIELDS: dict[str, tuple[str, ...]] = {
     "CallerSaid": ("text",),
     "AssistantSaid": ("text",),
+    "TranscriptDelta": ("delta",),
     "ToolCallRequested": ("arguments",),
     "ToolCallCompleted": ("output",),
     "ToolCallFailed": ("output", "error"),
@@ -124,6 +126,10 @@ class Redaction:
         if in_log and not names:
             raise RedactionError(f"{REDACT_LOG_ENV}=1 needs rules in {REDACT_ENV} (e.g. {REDACT_ENV}=all)")
         return cls(tuple(rule for rule in RULES if rule in names), in_log)
+
+    def with_rules(self, rules: list[str] | tuple[str, ...]) -> Redaction:
+        """These rules and ``rules`` (names this code does not know are left out)."""
+        return Redaction(tuple(rule for rule in RULES if rule in self.rules or rule in rules), self.in_log)
 
     @property
     def active(self) -> bool:
@@ -178,7 +184,9 @@ class Redaction:
             value = getattr(event, field)
             if not isinstance(value, str) or not value:
                 continue
-            if field == "raw":
+            if name == "TranscriptDelta":
+                masked = ""  # a fragment cannot be judged (a card number spans deltas): as in model JSON
+            elif field == "raw":
                 masked = self.model_json(value)
             elif field in ("arguments", "output"):
                 masked = self.json_text(value)

@@ -358,6 +358,12 @@ class EventStore:
 
     # --- reading ---------------------------------------------------------------------------------
 
+    def show_at_least(self, rules: Sequence[str]) -> None:
+        """Mask ``rules`` too in every event read from now on (``callbridge mcp`` honouring the rules the
+        server recorded, ``engine/redaction_record.py``)."""
+        self.redaction = self.redaction.with_rules(tuple(rules))
+        self.sealer = Sealer(self.keys, self.redaction)
+
     def read_call(self, call_id: str) -> list[RecordedEvent]:
         """All stored events of one call, in version order."""
         self._check_open()

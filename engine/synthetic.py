@@ -12,36 +12,32 @@ mark echoes, barge-ins with their decision, tool calls, reconnects and the end.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import msgspec
 
-from callbridge.adapters.openai.server_objects import Usage
 from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
     AssistantSaid,
     BargeInDecided,
     CallEnded,
+    CallerAudioCommitted,
     CallerAudioReceived,
     CallerSaid,
     CallerSpeechDetected,
     CallStarted,
     DtmfReceived,
-    Event,
     ModelConnected,
     ModelDisconnected,
     ModelErrorReported,
-    ModelEventReceived,
-    ModelEventSent,
     PlaybackCleared,
-    ResponseFinished,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TranscriptDelta,
 )
-from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
+from callbridge.engine.synthetic_model import ModelEventLog
 
 FRAME_MS = 20
 FRAME_BYTES = 160
@@ -52,7 +48,7 @@ VOICE = 0x20
 _encode = msgspec.json.Encoder()
 
 
-class CallLog:
+class CallLog(ModelEventLog):
     """Builds one call's events. Every method returns ``self`` so a call reads as a script."""
 
     def __init__(
@@ -65,38 +61,16 @@ class CallLog:
         model: str = "sim",
         session_config: dict[str, Any] | None = None,
     ) -> None:
-        self.call_id = call_id
-        self.start_at = start_at
+        super().__init__(call_id, start_at)
         self.from_number = from_number
         self.to_number = to_number
         self.model = model
         self.session_config = session_config or {"instructions": "You are a helpful phone assistant.", "voice": "marin"}
-        self.events: list[Event] = []
-        self.ms = 0
         self._audio_ms = 0
         self._frame_chunk = 1
-        self._counter = 0
         self._speaking = False
 
-    # --- clock and ids -------------------------------------------------------------------
-
-    def _at(self) -> float:
-        return self.start_at + self.ms / 1000
-
-    def _id(self, prefix: str) -> str:
-        self._counter += 1
-        return f"{prefix}_{self.call_id[-6:]}{self._counter:04d}"
-
-    def _add(self, event: Event) -> None:
-        self.events.append(event)
-
-    def _received(self, kind: str, **fields: Any) -> None:
-        raw = _encode.encode({"type": kind, "event_id": self._id("event"), **fields}).decode()
-        self._add(ModelEventReceived(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
-
-    def _sent(self, kind: str, **fields: Any) -> None:
-        raw = _encode.encode({"type": kind, **fields}).decode()
-        self._add(ModelEventSent(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
+    # --- the clock ------------------------------------------------------------------------
 
     def wait(self, ms: int) -> CallLog:
         """Let ``ms`` pass; caller audio keeps streaming (silence unless the caller speaks)."""
@@ -158,6 +132,7 @@ class CallLog:
             CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=False, audio_ms=self.ms)
         )
         self._received("input_audio_buffer.committed", item_id=item_id)
+        self._add(CallerAudioCommitted(call_id=self.call_id, at=self._at(), item_id=item_id))
         user_item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": []}
         self._received("conversation.item.added", item=user_item)
         self.wait(120)
@@ -178,9 +153,9 @@ class CallLog:
         reply was played; the engine's decision, clear and truncate follow."""
         duration = ms if ms is not None else max(800, 65 * len(text))
         response_id, item_id = self._id("resp"), self._id("item")
-        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        self._response_started(response_id)
         item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        self._item_added(response_id, item)
         self.wait(first_audio_ms)
         total = duration * 8
         heard_ms = duration if interrupted_at_ms is None else min(duration, interrupted_at_ms)
@@ -220,13 +195,19 @@ class CallLog:
         words = text.split()
         for index, word in enumerate(words):
             delta = word if index == 0 else " " + word
-            self._received(
-                "response.output_audio_transcript.delta", response_id=response_id, item_id=item_id, delta=delta
+            self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
+            self._add(
+                TranscriptDelta(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    item_id=item_id,
+                    role="assistant",
+                    delta=delta,
+                    response_id=response_id,
+                )
             )
-        self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
-        self._received(
-            "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=text
-        )
+        self._content("response.output_audio.done", response_id, item_id)
+        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=text)
         self._add(
             AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=text)
         )
@@ -262,12 +243,10 @@ class CallLog:
             )
         )
         self._sent("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
-        self._received("response.output_audio.done", response_id=response_id, item_id=item_id, content_index=0)
+        self._content("response.output_audio.done", response_id, item_id)
         # the model's transcript covers what it generated (received), not what the caller heard
         partial = text[: max(1, int(len(text) * min(1.0, received_ms / max(1, total_ms))))]
-        self._received(
-            "response.output_audio_transcript.done", response_id=response_id, item_id=item_id, transcript=partial
-        )
+        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=partial)
         self._add(
             AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=partial)
         )
@@ -275,31 +254,6 @@ class CallLog:
         self.wait(20)
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
         return self
-
-    def _response_done(self, response_id: str, status: str, audio_ms: int, chars: int, reason: str = "") -> None:
-        audio_tokens = math.ceil(audio_ms / 50)
-        usage = {
-            "total_tokens": 120 + audio_tokens + chars // 4,
-            "input_tokens": 120,
-            "output_tokens": audio_tokens + chars // 4,
-            "input_token_details": {"text_tokens": 100, "audio_tokens": 20, "cached_tokens": 64},
-            "output_token_details": {"text_tokens": chars // 4, "audio_tokens": audio_tokens},
-        }
-        details = {"type": status, "reason": reason} if reason else None
-        self._received(
-            "response.done",
-            response={"id": response_id, "status": status, "status_details": details, "output": [], "usage": usage},
-        )
-        tokens = usage_tokens(msgspec.convert(usage, Usage))
-        self._add(
-            ResponseFinished(
-                call_id=self.call_id,
-                at=self._at(),
-                response_id=response_id,
-                status=status,
-                tokens=dict(zip(TOKEN_KINDS, tokens, strict=True)),
-            )
-        )
 
     def tool_call(
         self,
@@ -313,9 +267,9 @@ class CallLog:
     ) -> CallLog:
         response_id, item_id, tool_call_id = self._id("resp"), self._id("item"), self._id("call")
         args = _encode.encode(arguments).decode()
-        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        self._response_started(response_id)
         item = {"id": item_id, "type": "function_call", "call_id": tool_call_id, "name": name, "arguments": ""}
-        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        self._item_added(response_id, item)
         self.wait(200)
         self._received(
             "response.function_call_arguments.done",

@@ -100,6 +100,12 @@ class ToolRegistry:
         merged._tools = {**self._tools, **{tool.name: tool for tool in tools}}
         return merged
 
+    def only(self, names: list[str]) -> ToolRegistry:
+        """A new registry with only the tools called ``names`` (in this registry's order)."""
+        kept = ToolRegistry()
+        kept._tools = {name: tool for name, tool in self._tools.items() if name in names}
+        return kept
+
     def backend_names(self) -> frozenset[str]:
         """Tools a backend answers (the others wait for an operator)."""
         return frozenset(name for name, tool in self._tools.items() if tool.handler is not None)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import trio
 
+from callbridge.engine.redaction_record import honour_recorded_rules
 from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
 from callbridge.mcp_server.data import MCP_VIEWS_FILE, FollowingCallData
 from callbridge.mcp_server.server import CallbridgeMCP
@@ -62,6 +63,14 @@ def mcp_cli(store_url: str, views: str | None = None) -> int:
     except (StoreOpenError, ValueError) as exc:
         print(f"callbridge mcp: {exc}", file=sys.stderr)
         return 2
+    try:
+        rules = honour_recorded_rules(store)  # the server's CALLBRIDGE_REDACT, whatever this process was given
+    except Exception as exc:
+        store.close()
+        print(f"callbridge mcp: cannot read the store's settings: {exc}", file=sys.stderr)
+        return 2
+    if rules:
+        logger.info("masking %s in everything shown", ", ".join(rules))
     logger.info("MCP server on stdio over %s (views %s)", store.description, views_path)
     try:
         prepare_views(store, views_path)

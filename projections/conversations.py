@@ -8,13 +8,13 @@ Tables (the reference's ``conversations`` and ``conversation_items``, shaped for
   whose process died has no ``CallEnded``: it stays ``in_progress`` with ``ended_at`` null, and
   ``last_event_at`` (time of the last event this view folded) shows it went quiet.
   ``message_count`` counts ``message`` items (caller and assistant turns).
-- ``conversation_items``: caller transcripts (``input_audio_transcription``), assistant transcripts
-  (``response.output_audio_transcript``/``output_text``, deltas while in progress), function calls
-  (``response.function_call_arguments.done``) and their outputs (``ToolCallCompleted``/``Failed``,
-  item id ``<tool_call_id>:output``), in conversation order (``position``). Item ``status``:
-  ``in_progress``, ``completed``, ``truncated`` (the caller barged in; the generated text is kept),
-  ``cancelled``/``incomplete``/``failed`` (the response or transcription did not finish; also every
-  item still open when the model socket dropped or the call ended).
+- ``conversation_items``: what the caller said (``CallerSaid``), what the assistant said
+  (``AssistantSaid``), function calls (``ToolCallRequested``) and their outputs
+  (``ToolCallCompleted``/``Failed``, item id ``<tool_call_id>:output``), in conversation order
+  (``position``). Item ``status``: ``in_progress``, ``completed``, ``truncated`` (the caller barged
+  in; the generated text is kept), ``failed`` (the caller's words could not be transcribed),
+  ``incomplete`` (the response did not finish; also every item still open when the model socket
+  dropped or the call ended).
 - ``conversation_items_fts``: FTS5 over message text, kept in step by triggers.
 
 - ``erased_calls``: when each erased call was erased. At ``CallErased`` every text the call left in
@@ -22,27 +22,35 @@ Tables (the reference's ``conversations`` and ``conversation_items``, shaped for
   empty), and the search index is rewritten (FTS5 ``optimize``) so no token of it remains in the file.
   A rebuild folds the erased events' placeholders into the same rows.
 
-Items are created from the events that belong to speech (``input_audio_buffer.committed``,
-``response.output_item.added``, transcripts), never from ``conversation.item.added``: after a model
-reconnect the engine re-seeds the conversation and the model echoes those items with new ids, which
-must not appear twice.
+The fold reads the engine's typed facts, never the model's JSON (a log recorded before the facts
+existed is read through ``projections/legacy_facts.py``); the words of an item whose transcript is
+not done yet are its ``TranscriptDelta`` so far. Items take their place when the caller's audio is
+committed (``CallerAudioCommitted``) or a response adds them (``ResponseItemAdded``), never from the
+items the model echoes after a reconnect re-seeds the conversation, which must not appear twice.
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from typing import Any
 
 from callbridge.engine.events import (
+    AssistantSaid,
     BargeInDecided,
     CallEnded,
     CallErased,
+    CallerAudioCommitted,
+    CallerSaid,
+    CallerTranscriptionFailed,
     CallStarted,
     ModelDisconnected,
-    ModelEventReceived,
+    ResponseFinished,
+    ResponseItemAdded,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TranscriptDelta,
 )
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_erasure import ERASED_CALLS, call_erased
@@ -56,7 +64,6 @@ from callbridge.projections.conversations_outcome import (
 from callbridge.projections.conversations_outcome import TOPICS as OUTCOME_TOPICS
 from callbridge.projections.conversations_query import get_conversation, list_conversations, search_conversations
 from callbridge.projections.projection import Projection
-from callbridge.projections.server_events import ServerEvent, parse_server_event
 from callbridge.projections.views_db import iso
 
 __all__ = [
@@ -67,8 +74,6 @@ __all__ = [
     "list_conversations",
     "search_conversations",
 ]
-
-RESPONSE_ITEM_STATUS = {"completed": "completed", "cancelled": "cancelled", "failed": "failed"}
 
 SCHEMA = (
     """CREATE TABLE IF NOT EXISTS conversations (
@@ -139,21 +144,31 @@ _ENSURE_ITEM = (
     "(call_id, item_id, position, type, role, status, created_at, response_id) "
     "SELECT call_id, ?, item_count, ?, ?, 'in_progress', ?, ? FROM conversations WHERE call_id=?"
 )
+_APPEND_TEXT = (
+    "UPDATE conversation_items SET text=coalesce(text, '')||? WHERE call_id=? AND item_id=? AND status='in_progress'"
+)
 _COUNT_ITEM = "UPDATE conversations SET item_count=item_count+1, message_count=message_count+? WHERE call_id=?"
 
-ServerHandler = Callable[[sqlite3.Connection, str, str, ServerEvent], None]
+Handler = Callable[[sqlite3.Connection, Any, str], None]
 
 
 class ConversationsProjection(Projection):
     name = "conversations"
-    version = 3
+    version = 4
     """2: ``direction``, ``outcome``, ``transfer_target``, ``twilio_status`` (``conversations_outcome``);
-    3: warm transfers (``CallHeld``, ``TransferNotAnswered``: the ``on_hold`` outcome)."""
+    3: warm transfers (``CallHeld``, ``TransferNotAnswered``: the ``on_hold`` outcome); 4: folds the
+    typed facts, never the model's JSON (an unfinished response's items end ``incomplete``)."""
     topics = OUTCOME_TOPICS | frozenset(
         {
             "CallStarted",
             "CallEnded",
-            "ModelEventReceived",
+            "CallerAudioCommitted",
+            "CallerSaid",
+            "CallerTranscriptionFailed",
+            "ResponseItemAdded",
+            "AssistantSaid",
+            "TranscriptDelta",
+            "ResponseFinished",
             "AssistantAudioSent",
             "BargeInDecided",
             "ModelDisconnected",
@@ -166,23 +181,6 @@ class ConversationsProjection(Projection):
     schema = SCHEMA
     tables = ("erased_calls", "conversation_items_fts", "conversation_items", "conversations")
 
-    def __init__(self) -> None:
-        self._server: dict[str, ServerHandler] = {
-            "input_audio_buffer.committed": _caller_committed,
-            "conversation.item.input_audio_transcription.delta": _caller_delta,
-            "conversation.item.input_audio_transcription.completed": _caller_transcribed,
-            "conversation.item.input_audio_transcription.failed": _caller_failed,
-            "response.output_item.added": _output_item_added,
-            "response.output_item.done": _output_item_done,
-            "response.output_audio_transcript.delta": _assistant_delta,
-            "response.output_text.delta": _assistant_delta,
-            "response.output_audio_transcript.done": _assistant_done,
-            "response.output_text.done": _assistant_done,
-            "response.function_call_arguments.done": _function_call_done,
-            "conversation.item.truncated": _item_truncated,
-            "response.done": _response_done,
-        }
-
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         event = recorded.event
         call_id, at = event.call_id, iso(event.at)
@@ -192,28 +190,15 @@ class ConversationsProjection(Projection):
         )
         if not touched.rowcount:
             db.execute("INSERT OR IGNORE INTO conversations(call_id, last_event_at) VALUES (?, ?)", (call_id, at))
-        if isinstance(event, ModelEventReceived):
-            handler = self._server.get(event.type)
-            if handler is not None:
-                parsed = parse_server_event(event)
-                if parsed is not None:
-                    handler(db, call_id, at, parsed)
+        said = _SAID.get(type(event))
+        if said is not None:
+            said(db, event, at)
         elif isinstance(event, CallStarted):
             call_started(db, event, at)
         elif isinstance(event, CallEnded):
             call_ended(db, event, at)
         elif type(event).__name__ in OUTCOME_TOPICS:
             apply_outcome(db, event)
-        elif isinstance(event, BargeInDecided):
-            if event.action == "truncated" and event.item_id:
-                db.execute(
-                    "UPDATE conversation_items SET status='truncated', truncated_at_ms=? WHERE call_id=? AND item_id=?",
-                    (event.audio_end_ms, call_id, event.item_id),
-                )
-        elif isinstance(event, ToolCallRequested):
-            _tool_requested(db, event, at)
-        elif isinstance(event, ToolCallCompleted | ToolCallFailed):
-            _tool_answered(db, event, at)
         elif isinstance(event, ModelDisconnected):
             _close_open_items(db, call_id, "incomplete")
         elif isinstance(event, CallErased):
@@ -244,141 +229,98 @@ def _close_open_items(db: sqlite3.Connection, call_id: str, status: str) -> None
 # --- the caller ------------------------------------------------------------------------------------
 
 
-def _caller_committed(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
+def _caller_committed(db: sqlite3.Connection, e: CallerAudioCommitted, at: str) -> None:
     if e.item_id:
-        _ensure_item(db, call_id, e.item_id, "message", "user", at)
+        _ensure_item(db, e.call_id, e.item_id, "message", "user", at)
 
 
-def _caller_delta(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    if e.item_id and e.delta:
-        _ensure_item(db, call_id, e.item_id, "message", "user", at)
-        db.execute(
-            "UPDATE conversation_items SET text=coalesce(text, '')||? "
-            "WHERE call_id=? AND item_id=? AND status='in_progress'",
-            (e.delta, call_id, e.item_id),
-        )
-
-
-def _caller_transcribed(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
+def _caller_said(db: sqlite3.Connection, e: CallerSaid, at: str) -> None:
     if e.item_id:
-        _ensure_item(db, call_id, e.item_id, "message", "user", at)
+        _ensure_item(db, e.call_id, e.item_id, "message", "user", at)
         db.execute(
             "UPDATE conversation_items SET text=?, status='completed' WHERE call_id=? AND item_id=?",
-            (e.transcript or "", call_id, e.item_id),
+            (e.text, e.call_id, e.item_id),
         )
 
 
-def _caller_failed(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
+def _caller_not_transcribed(db: sqlite3.Connection, e: CallerTranscriptionFailed, at: str) -> None:
     if e.item_id:
-        _ensure_item(db, call_id, e.item_id, "message", "user", at)
+        _ensure_item(db, e.call_id, e.item_id, "message", "user", at)
         db.execute(
             "UPDATE conversation_items SET status='failed' WHERE call_id=? AND item_id=? AND status='in_progress'",
-            (call_id, e.item_id),
+            (e.call_id, e.item_id),
         )
+
+
+def _transcript_delta(db: sqlite3.Connection, e: TranscriptDelta, at: str) -> None:
+    """The words of an item so far, until its transcript is done (or for good, when it never was)."""
+    if not e.item_id or not e.delta:
+        return
+    grown = db.execute(_APPEND_TEXT, (e.delta, e.call_id, e.item_id))
+    if not grown.rowcount:  # the item's first words (or words of an item already ended: nothing)
+        _ensure_item(db, e.call_id, e.item_id, "message", e.role, at, e.response_id or None)
+        db.execute(_APPEND_TEXT, (e.delta, e.call_id, e.item_id))
 
 
 # --- the assistant ---------------------------------------------------------------------------------
 
 
-def _output_item_added(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    item = e.item
-    if item is None or not item.id:
-        return
-    if item.type == "message":
-        _ensure_item(db, call_id, item.id, "message", item.role or "assistant", at, e.response_id)
-    elif item.type == "function_call":
-        _ensure_item(db, call_id, item.id, "function_call", None, at, e.response_id)
+def _item_added(db: sqlite3.Connection, e: ResponseItemAdded, at: str) -> None:
+    if e.item_type == "message":
+        _ensure_item(db, e.call_id, e.item_id, "message", e.role or "assistant", at, e.response_id)
+    elif e.item_type == "function_call":
+        _ensure_item(db, e.call_id, e.item_id, "function_call", None, at, e.response_id)
         db.execute(
             "UPDATE conversation_items SET name=coalesce(?, name), tool_call_id=coalesce(?, tool_call_id) "
             "WHERE call_id=? AND item_id=?",
-            (item.name or None, item.call_id or None, call_id, item.id),
+            (e.name or None, e.tool_call_id or None, e.call_id, e.item_id),
         )
 
 
-def _output_item_done(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    item = e.item
-    if item is None or not item.id:
-        return
-    if item.type == "function_call" and item.arguments is not None:
-        db.execute(
-            "UPDATE conversation_items SET arguments=coalesce(arguments, ?) WHERE call_id=? AND item_id=?",
-            (item.arguments, call_id, item.id),
-        )
-    status = "completed" if item.status in (None, "completed") else "incomplete"
-    db.execute(
-        "UPDATE conversation_items SET status=? WHERE call_id=? AND item_id=? AND status='in_progress'",
-        (status, call_id, item.id),
-    )
-
-
-def _assistant_delta(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    if e.item_id and e.delta:
-        _ensure_item(db, call_id, e.item_id, "message", "assistant", at, e.response_id)
-        db.execute(
-            "UPDATE conversation_items SET text=coalesce(text, '')||? "
-            "WHERE call_id=? AND item_id=? AND status='in_progress'",
-            (e.delta, call_id, e.item_id),
-        )
-
-
-def _assistant_done(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    text = e.transcript if e.type == "response.output_audio_transcript.done" else e.text
+def _assistant_said(db: sqlite3.Connection, e: AssistantSaid, at: str) -> None:
     if e.item_id:
-        _ensure_item(db, call_id, e.item_id, "message", "assistant", at, e.response_id)
+        _ensure_item(db, e.call_id, e.item_id, "message", "assistant", at, e.response_id)
         db.execute(
             "UPDATE conversation_items SET text=?, "
             "status=CASE WHEN status='in_progress' THEN 'completed' ELSE status END "
             "WHERE call_id=? AND item_id=?",
-            (text or "", call_id, e.item_id),
+            (e.text, e.call_id, e.item_id),
         )
 
 
-def _item_truncated(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    if e.item_id:
+def _barge_in(db: sqlite3.Connection, e: BargeInDecided, at: str) -> None:
+    if e.action == "truncated" and e.item_id:
         db.execute(
-            "UPDATE conversation_items SET status='truncated', truncated_at_ms=coalesce(truncated_at_ms, ?) "
-            "WHERE call_id=? AND item_id=? AND type='message'",
-            (e.audio_end_ms, call_id, e.item_id),
+            "UPDATE conversation_items SET status='truncated', truncated_at_ms=? WHERE call_id=? AND item_id=?",
+            (e.audio_end_ms, e.call_id, e.item_id),
         )
 
 
-def _response_done(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    response = e.response
-    if response is None or not response.id:
+def _response_finished(db: sqlite3.Connection, e: ResponseFinished, at: str) -> None:
+    """The response's items still open end with it: ``completed``, or ``incomplete`` when it was
+    cancelled, failed or cut short (the model ends each such item ``incomplete``)."""
+    if not e.response_id:
         return
-    status = RESPONSE_ITEM_STATUS.get(response.status or "completed", "incomplete")
+    status = "completed" if e.status in ("completed", "") else "incomplete"
     db.execute(
         "UPDATE conversation_items SET status=? WHERE call_id=? AND response_id=? AND status='in_progress'",
-        (status, call_id, response.id),
+        (status, e.call_id, e.response_id),
     )
 
 
 # --- tools -----------------------------------------------------------------------------------------
 
 
-def _function_call_done(db: sqlite3.Connection, call_id: str, at: str, e: ServerEvent) -> None:
-    if not e.item_id:
-        return
-    _ensure_item(db, call_id, e.item_id, "function_call", None, at, e.response_id)
-    db.execute(
-        "UPDATE conversation_items SET name=coalesce(?, name), tool_call_id=coalesce(?, tool_call_id), "
-        "arguments=coalesce(?, arguments), status='completed' WHERE call_id=? AND item_id=?",
-        (e.name, e.call_id, e.arguments, call_id, e.item_id),
-    )
-
-
 def _tool_requested(db: sqlite3.Connection, event: ToolCallRequested, at: str) -> None:
-    """Usually the function call item exists already; this covers a log without the model's event."""
+    """The function call item (added by its response, or here for a log without that fact)."""
     found = db.execute(
-        "SELECT 1 FROM conversation_items WHERE call_id=? AND tool_call_id=? AND type='function_call'",
+        "SELECT item_id FROM conversation_items WHERE call_id=? AND tool_call_id=? AND type='function_call'",
         (event.call_id, event.tool_call_id),
     ).fetchone()
-    if found is not None:
-        return
-    item_id = event.item_id or event.tool_call_id
+    item_id = found[0] if found is not None else (event.item_id or event.tool_call_id)
     _ensure_item(db, event.call_id, item_id, "function_call", None, at, event.response_id or None)
     db.execute(
-        "UPDATE conversation_items SET name=?, tool_call_id=?, arguments=coalesce(arguments, ?), status='completed' "
+        "UPDATE conversation_items SET name=?, tool_call_id=?, arguments=?, status='completed' "
         "WHERE call_id=? AND item_id=?",
         (event.name, event.tool_call_id, event.arguments, event.call_id, item_id),
     )
@@ -396,3 +338,19 @@ def _tool_answered(db: sqlite3.Connection, event: ToolCallCompleted | ToolCallFa
         "UPDATE conversation_items SET output=? WHERE call_id=? AND tool_call_id=? AND type='function_call'",
         (event.output, event.call_id, event.tool_call_id),
     )
+
+
+_SAID: dict[type, Handler] = {
+    CallerAudioCommitted: _caller_committed,
+    CallerSaid: _caller_said,
+    CallerTranscriptionFailed: _caller_not_transcribed,
+    TranscriptDelta: _transcript_delta,
+    ResponseItemAdded: _item_added,
+    AssistantSaid: _assistant_said,
+    BargeInDecided: _barge_in,
+    ResponseFinished: _response_finished,
+    ToolCallRequested: _tool_requested,
+    ToolCallCompleted: _tool_answered,
+    ToolCallFailed: _tool_answered,
+}
+"""What was said, and how each turn ended: one fold per fact."""

@@ -3,13 +3,13 @@
 Tables:
 
 - ``turn_metrics``: one row per model response. ``response_latency_ms`` is the time from the end
-  of the caller's speech (``input_audio_buffer.speech_stopped`` received) to the first assistant
-  audio sent to Twilio, measured on the first response created after that speech which produced
-  audio (so a turn that went through a tool includes the tool's time); new caller speech cancels a
-  pending measurement. ``first_audio_ms`` is the model's time from ``response.created`` to that
-  response's first audio (the engine forwards a delta the moment it arrives, so first audio sent is
-  first delta received). ``truncated``/``played_ms``/``generated_ms`` come from ``BargeInDecided``;
-  tokens from ``response.done`` usage.
+  of the caller's speech (``CallerSpeechDetected``, stopped) to the first assistant audio sent to
+  Twilio, measured on the first response started after that speech which produced audio (so a turn
+  that went through a tool includes the tool's time); new caller speech cancels a pending
+  measurement. ``first_audio_ms`` is the model's time from ``ResponseStarted`` to that response's
+  first audio (the engine forwards a delta the moment it arrives, so first audio sent is first delta
+  received). ``truncated``/``played_ms``/``generated_ms`` come from ``BargeInDecided``; tokens from
+  ``ResponseFinished``.
 - ``call_metrics``: one row per call: status, duration, counts (caller turns, responses, barge-ins,
   truncations, skipped barge-in decisions, reconnects, disconnects, failed connection attempts,
   model errors, task crashes, tool calls and failures) and token totals. A *barge-in* is a real
@@ -36,12 +36,14 @@ from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
     CallErased,
+    CallerSpeechDetected,
     CallStarted,
     ModelConnected,
     ModelConnectionFailed,
     ModelDisconnected,
     ModelErrorReported,
-    ModelEventReceived,
+    ResponseFinished,
+    ResponseStarted,
     TaskCrashed,
     ToolCallCompleted,
     ToolCallFailed,
@@ -56,7 +58,6 @@ from callbridge.projections.metrics_call_control import apply_call_control, hand
 from callbridge.projections.metrics_prometheus import view_metric_families
 from callbridge.projections.metrics_query import get_call_metrics, metrics_summary
 from callbridge.projections.projection import Projection
-from callbridge.projections.server_events import ServerEvent, parse_server_event
 from callbridge.projections.views_db import erased_text, iso
 
 __all__ = ["MetricsProjection", "get_call_metrics", "metrics_summary", "usage_tokens", "view_metric_families"]
@@ -150,15 +151,18 @@ _FIRST_AUDIO = (
 
 class MetricsProjection(Projection):
     name = "metrics"
-    version = 4
+    version = 5
     """2: ``barge_ins`` counts real interruptions only; ``barge_ins_skipped`` the other decisions.
     3: call-control figures (``projections/metrics_call_control.py``); 4: a warm transfer (``CallHeld``)
-    counts as a transfer."""
+    counts as a transfer; 5: folds the typed facts (``CallerSpeechDetected``, ``ResponseStarted``,
+    ``ResponseFinished``), never the model's JSON."""
     topics = CALL_CONTROL_TOPICS | frozenset(
         {
             "CallStarted",
             "CallEnded",
-            "ModelEventReceived",
+            "CallerSpeechDetected",
+            "ResponseStarted",
+            "ResponseFinished",
             "AssistantAudioSent",
             "BargeInDecided",
             "ModelConnected",
@@ -175,23 +179,20 @@ class MetricsProjection(Projection):
     schema = SCHEMA
     tables = ("tool_metrics", "turn_metrics", "call_metrics")
 
-    _SERVER_TYPES = frozenset(
-        {"input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "response.created", "response.done"}
-    )
-
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         event = recorded.event
         if isinstance(event, AssistantAudioSent):  # the hot path: most events here are audio chunks
             _audio_sent(db, event)
             return
-        if isinstance(event, ModelEventReceived) and event.type not in self._SERVER_TYPES:
-            return
         call_id = event.call_id
         db.execute("INSERT OR IGNORE INTO call_metrics(call_id) VALUES (?)", (call_id,))
-        if isinstance(event, ModelEventReceived):
-            parsed = parse_server_event(event)
-            if parsed is not None:
-                _server_event(db, call_id, event.at, parsed)
+        if isinstance(event, CallerSpeechDetected):
+            _caller_speech(db, event)
+        elif isinstance(event, ResponseStarted):
+            if event.response_id:
+                _new_turn(db, call_id, event.response_id, iso(event.at), event.at)
+        elif isinstance(event, ResponseFinished):
+            _response_finished(db, event)
         elif isinstance(event, CallStarted):
             db.execute(
                 "UPDATE call_metrics SET started_at=?, started_at_unix=?, model=? WHERE call_id=?",
@@ -239,24 +240,24 @@ class MetricsProjection(Projection):
             db.execute(f"UPDATE tool_metrics SET error={erased_text('error')} WHERE call_id=?", (call_id,))
 
 
-def _server_event(db: sqlite3.Connection, call_id: str, at: float, e: ServerEvent) -> None:
-    if e.type == "input_audio_buffer.speech_started":
-        db.execute("UPDATE call_metrics SET speech_stopped_at=NULL WHERE call_id=?", (call_id,))
-    elif e.type == "input_audio_buffer.speech_stopped":
+def _caller_speech(db: sqlite3.Connection, event: CallerSpeechDetected) -> None:
+    if event.started:
+        db.execute("UPDATE call_metrics SET speech_stopped_at=NULL WHERE call_id=?", (event.call_id,))
+    else:
         db.execute(
-            "UPDATE call_metrics SET speech_stopped_at=?, caller_turns=caller_turns+1 WHERE call_id=?", (at, call_id)
+            "UPDATE call_metrics SET speech_stopped_at=?, caller_turns=caller_turns+1 WHERE call_id=?",
+            (event.at, event.call_id),
         )
-    elif e.type == "response.created":
-        if e.response is not None and e.response.id:
-            _new_turn(db, call_id, e.response.id, iso(at), at)
-    elif e.type == "response.done":
-        response = e.response
-        if response is None or not response.id:
-            return
-        _new_turn(db, call_id, response.id, None, None)
-        tokens = usage_tokens(response.usage)
-        db.execute(_ADD_TOKENS_TURN, (response.status or "completed", *tokens, call_id, response.id))
-        db.execute(_ADD_TOKENS_CALL, (*tokens, call_id))
+
+
+def _response_finished(db: sqlite3.Connection, event: ResponseFinished) -> None:
+    call_id, response_id = event.call_id, event.response_id
+    if not response_id:
+        return
+    _new_turn(db, call_id, response_id, None, None)
+    tokens = [event.tokens.get(kind, 0) for kind in TOKEN_KINDS]
+    db.execute(_ADD_TOKENS_TURN, (event.status or "completed", *tokens, call_id, response_id))
+    db.execute(_ADD_TOKENS_CALL, (*tokens, call_id))
 
 
 def _new_turn(db: sqlite3.Connection, call_id: str, response_id: str, at_text: str | None, at: float | None) -> None:

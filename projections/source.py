@@ -17,8 +17,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from callbridge.engine.events import Event
+from callbridge.engine.events import Event, ModelEventReceived
 from callbridge.engine.store import EventStore, RecordedEvent
+from callbridge.projections.legacy_facts import DERIVED, LEGACY_TOPICS, expand
 
 
 class Page(NamedTuple):
@@ -43,11 +44,21 @@ def stored_topics(names: Iterable[str]) -> tuple[str, ...]:
 
 
 class LogSource:
-    """Pages of the log restricted to some event classes (all of them when ``names`` is None)."""
+    """Pages of the log restricted to some event classes (all of them when ``names`` is None).
+
+    Asked for a typed conversation fact (``legacy_facts.DERIVED``), it also reads the model events
+    of logs recorded before all the facts existed (``ModelEventReceived@1`` and ``@2`` only: today's
+    model events are never fetched for it) and hands over the facts derived from them, at their
+    position."""
 
     def __init__(self, store: EventStore, names: Iterable[str] | None = None) -> None:
         self._store = store
-        self._topics = () if names is None else stored_topics(names)
+        wanted = None if names is None else set(names)
+        self._topics = () if wanted is None else stored_topics(wanted)
+        self._derive = wanted is not None and not wanted.isdisjoint(DERIVED)
+        self._keep_model_events = wanted is None or ModelEventReceived.__name__ in wanted
+        if self._derive:
+            self._topics = (*self._topics, *(topic for topic in LEGACY_TOPICS if topic not in self._topics))
 
     def head(self) -> int:
         """The highest position in the log."""
@@ -67,5 +78,7 @@ class LogSource:
             recorded = self._store.decode_row(row.id, row.originator_version, row.topic, row.state)
             if recorded is not None:
                 events.append(recorded)
+        if self._derive:
+            events = list(expand(events, keep_model_events=self._keep_model_events))
         reached = head if len(rows) < limit else rows[-1].id
         return Page(events, reached)

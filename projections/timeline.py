@@ -6,7 +6,9 @@ order. One entry per thing a person debugging a call asks about — who spoke wh
 said, how long the assistant took to answer, tool calls and their results, barge-ins with the
 numbers the decision was made from, model drops and errors, odd Twilio frames, and how the call
 ended (or that it was cut off). Audio chunks, mark echoes and client events are not entries:
-they feed the numbers (latency, heard audio) instead.
+they feed the numbers (latency, heard audio) instead. What was said is read from the engine's typed
+facts (``CallerSaid``, ``AssistantSaid``, ``ResponseFinished``, …), never from the model's JSON; a
+log recorded before those facts existed gets them from ``projections/legacy_facts.py``.
 
 Transcripts and tool payloads are untrusted text: :func:`render_text` strips control characters
 so nothing in a call can drive the reader's terminal.
@@ -29,9 +31,11 @@ from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
     CallErased,
+    CallerAudioCommitted,
     CallerAudioReceived,
     CallerSaid,
     CallerSpeechDetected,
+    CallerTranscriptionFailed,
     CallSessionConfigChanged,
     CallStarted,
     CallStatusReported,
@@ -47,16 +51,20 @@ from callbridge.engine.events import (
     ModelEventUnknown,
     PlaybackCleared,
     ResponseFinished,
+    ResponseItemAdded,
+    ResponseStarted,
     TaskCrashed,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TranscriptDelta,
     TwilioEventIgnored,
     TwilioFrameRejected,
     TwilioSocketClosed,
 )
 from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
 from callbridge.engine.store import RecordedEvent
+from callbridge.projections.legacy_facts import expand_events
 from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
 from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS, never_connected, on_hold
 
@@ -69,14 +77,13 @@ _SILENT = (
     CallerAudioReceived,
     ModelEventSent,
     DefaultSessionConfigSaved,
-    # typed facts of what was said: the timeline tells the same from the model's own events, which
-    # every log has (old ones recorded no facts)
-    CallerSaid,
-    CallerSpeechDetected,
-    AssistantSaid,
-    ResponseFinished,
+    ModelEventReceived,  # the model's JSON: its facts are what the timeline tells
+    CallerAudioCommitted,
+    ResponseStarted,
+    ResponseItemAdded,
+    TranscriptDelta,
+    AssistantSaid,  # told with the reply's audio (gathered first)
 )
-_json = msgspec.json.Decoder()
 
 
 class TimelineEntry(msgspec.Struct, frozen=True, kw_only=True):
@@ -96,20 +103,6 @@ def _clip(text: str, limit: int = TEXT_LIMIT) -> str:
 
 def _quote(text: str) -> str:
     return '"' + _clip(text.strip()) + '"'
-
-
-def _raw(event: ModelEventReceived) -> dict[str, Any]:
-    """The verbatim server event as a dict ({} when it is not a JSON object)."""
-    try:
-        value = _json.decode(event.raw)
-    except msgspec.DecodeError:
-        return {}
-    return _obj(value)
-
-
-def _obj(value: Any) -> dict[str, Any]:
-    """``value`` when it is a JSON object, else {} (a log is never trusted to be well-formed)."""
-    return value if isinstance(value, dict) else {}
 
 
 class _Reply(msgspec.Struct):
@@ -137,18 +130,16 @@ def _gather_replies(events: Sequence[Event]) -> dict[str, _Reply]:
             reply.audio_bytes += len(event.payload)
         elif isinstance(event, AssistantAudioDiscarded):
             replies.setdefault(event.response_id, _Reply(item_id=event.item_id)).discarded_bytes += event.byte_count
-        elif isinstance(event, ModelEventReceived) and event.type.startswith("response."):
-            raw = _raw(event)
-            if event.type == "response.done":
-                response = _obj(raw.get("response"))
-                replies.setdefault(str(response.get("id", "")), _Reply()).status = str(response.get("status", ""))
-            elif event.type in ("response.output_audio_transcript.done", "response.output_audio_transcript.delta"):
-                reply = replies.setdefault(str(raw.get("response_id", "")), _Reply())
-                reply.item_id = reply.item_id or str(raw.get("item_id", ""))
-                if event.type.endswith(".done"):
-                    reply.transcript = str(raw.get("transcript", ""))
-                else:
-                    reply.deltas.append(str(raw.get("delta", "")))
+        elif isinstance(event, ResponseFinished):
+            replies.setdefault(event.response_id, _Reply()).status = event.status
+        elif isinstance(event, AssistantSaid):
+            reply = replies.setdefault(event.response_id, _Reply())
+            reply.item_id = reply.item_id or event.item_id
+            reply.transcript = event.text
+        elif isinstance(event, TranscriptDelta) and event.role == "assistant":
+            reply = replies.setdefault(event.response_id, _Reply())
+            reply.item_id = reply.item_id or event.item_id
+            reply.deltas.append(event.delta)
     return replies
 
 
@@ -250,8 +241,10 @@ class _Builder:
         if described is not None:
             kind, describe = described
             self.fact(e, kind(e) if callable(kind) else kind, describe(e))
-        elif isinstance(e, ModelEventReceived):
-            self.model_event(e)
+        elif isinstance(e, CallerSpeechDetected | CallerSaid | CallerTranscriptionFailed):
+            self.caller(e)
+        elif isinstance(e, ResponseFinished):
+            self.response_finished(e)
         elif isinstance(e, AssistantAudioSent):
             self.assistant_audio(e)
         elif isinstance(e, AssistantAudioDiscarded):
@@ -269,48 +262,33 @@ class _Builder:
         elif not isinstance(e, _SILENT):
             self.add(e.at, "call", type(e).__name__, event=type(e).__name__)
 
-    def model_event(self, e: ModelEventReceived) -> None:
-        kind = e.type
-        if kind == "input_audio_buffer.speech_started":
-            item_id = str(_raw(e).get("item_id", ""))
-            self.speech_started[item_id] = e.at
-            self.add(e.at, "caller", "starts speaking", item_id=item_id)
-        elif kind == "input_audio_buffer.speech_stopped":
-            item_id = str(_raw(e).get("item_id", ""))
+    def caller(self, e: CallerSpeechDetected | CallerSaid | CallerTranscriptionFailed) -> None:
+        if isinstance(e, CallerSaid):
+            self.add(e.at, "caller", _quote(e.text), item_id=e.item_id, transcript=e.text)
+        elif isinstance(e, CallerTranscriptionFailed):
+            summary = f"caller transcription failed: {_clip(e.error)}"
+            self.add(e.at, "error", summary, item_id=e.item_id, message=e.error)
+        elif e.started:
+            self.speech_started[e.item_id] = e.at
+            self.add(e.at, "caller", "starts speaking", item_id=e.item_id)
+        else:
             self.last_stopped = e.at
-            began = self.speech_started.get(item_id)
+            began = self.speech_started.get(e.item_id)
             length = f" ({e.at - began:.2f} s)" if began is not None else ""
-            self.add(e.at, "caller", f"stops speaking{length}", item_id=item_id)
-        elif kind == "conversation.item.input_audio_transcription.completed":
-            raw = _raw(e)
-            text = str(raw.get("transcript", ""))
-            self.add(e.at, "caller", _quote(text), item_id=str(raw.get("item_id", "")), transcript=text)
-        elif kind == "conversation.item.input_audio_transcription.failed":
-            raw = _raw(e)
-            message = str(_obj(raw.get("error")).get("message", ""))
+            self.add(e.at, "caller", f"stops speaking{length}", item_id=e.item_id)
+
+    def response_finished(self, e: ResponseFinished) -> None:
+        if e.status == "failed":
             self.add(
                 e.at,
                 "error",
-                f"caller transcription failed: {_clip(message)}",
-                item_id=str(raw.get("item_id", "")),
-                message=message,
+                f"response failed: {_clip(e.error or 'no reason given')}",
+                response_id=e.response_id,
+                error=e.error,
             )
-        elif kind == "response.done":
-            response = _obj(_raw(e).get("response"))
-            if response.get("status") == "failed":
-                details = _obj(response.get("status_details"))
-                error = _obj(details.get("error"))
-                self.add(
-                    e.at,
-                    "error",
-                    f"response failed: {_clip(str(error.get('message') or details))}",
-                    response_id=response.get("id"),
-                    status_details=details,
-                )
-            response_id = str(response.get("id", ""))
-            reply = self.replies.get(response_id)
-            if reply is not None and reply.text is not None and response_id not in self.heard_replies:
-                self.reply(e.at, response_id, reply, latency_ms=None)  # a reply without audio
+        reply = self.replies.get(e.response_id)
+        if reply is not None and reply.text is not None and e.response_id not in self.heard_replies:
+            self.reply(e.at, e.response_id, reply, latency_ms=None)  # a reply without audio
 
     def assistant_audio(self, e: AssistantAudioSent) -> None:
         if e.response_id in self.heard_replies:
@@ -351,6 +329,7 @@ class _Builder:
 
 def build_timeline(events: Sequence[Event]) -> list[TimelineEntry]:
     """The call's timeline, in time order (ties in log order). Raises ``ValueError`` for no events."""
+    events = expand_events(events)  # an old log's facts, read from its model events
     builder = _Builder(events)
     for event in events:
         builder.event(event)

@@ -1,5 +1,5 @@
 """What callbridge's read side answers about a store: the same questions asked of the v1 fixture
-before and after a change (``tests/test_old_logs.py``), through the entry points users take — the
+before and after a change (``tests/projections/test_old_logs.py``), through the entry points users take — the
 HTTP API of a running server and ``callbridge replay``."""
 
 from __future__ import annotations

@@ -7,10 +7,14 @@ client and return its structured result, or its error text.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 from mcp import Client
+from mcp.client.streamable_http import streamable_http_client
 
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
@@ -99,3 +103,11 @@ async def tool_error(client: Client, name: str, arguments: dict[str, Any]) -> st
 async def call_ids(client: Client, **arguments: Any) -> list[str]:
     listed = await structured(client, "list_conversations", arguments)
     return [c["call_id"] for c in listed["conversations"]]
+
+
+@asynccontextmanager
+async def mcp_client(url: str, headers: dict[str, str] | None = None, **client: Any) -> AsyncIterator[Client]:
+    """The official MCP client over streamable HTTP at ``url``."""
+    async with httpx2.AsyncClient(headers=headers or {}, timeout=20) as http:
+        async with Client(streamable_http_client(url, http_client=http), **client) as mcp:
+            yield mcp

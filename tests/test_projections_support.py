@@ -15,7 +15,7 @@ import json
 import sqlite3
 from pathlib import Path
 
-from callbridge.engine.events import Event, ModelEventReceived
+from callbridge.engine.events import Event, ModelEventReceived, TranscriptDelta
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.runner import ProjectionRunner
@@ -104,12 +104,9 @@ def crashed_call(call_id: str = "CAcrash", start_at: float = T0) -> tuple[CallLo
         .caller_says("Great, so about my bill")
         .assistant_says("Let me look at your bill now.")
     )
-    deltas = [
-        i
-        for i, e in enumerate(log.events)
-        if isinstance(e, ModelEventReceived) and e.type == "response.output_audio_transcript.delta"
-    ]
-    first_of_second = next(i for i in deltas if '"delta":"Let"' in log.events[i].raw)  # type: ignore[attr-defined]
+    first_of_second = next(
+        i for i, e in enumerate(log.events) if isinstance(e, TranscriptDelta) and e.delta == "Let"
+    )  # recorded right after the model's own event
     return log, log.events[: first_of_second + 1]
 
 

@@ -56,6 +56,7 @@ from callbridge.web.outbound import TERMINAL_STATUSES
 from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
 from callbridge.web.stream_ended import answer_stream_ended, parse_detection_ms
+from callbridge.web.tools_offered_api import tools_offered_blueprint
 from callbridge.web.warm_transfer import (
     TRANSFER_JOIN_PATH,
     TRANSFER_STATUS_PATH,
@@ -83,6 +84,7 @@ def create_app(server: Server) -> QuartTrio:
     app.register_blueprint(api_blueprint(server))
     app.register_blueprint(agents_blueprint(server))
     app.register_blueprint(console_api_blueprint(server))
+    app.register_blueprint(tools_offered_blueprint(server))
     app.register_blueprint(calls_api_blueprint(server))
     app.register_blueprint(live_feed_blueprint(server))
     app.register_blueprint(webhooks_blueprint(server))

@@ -10,7 +10,8 @@ a replay of the call shows.
   (an ``error`` about ``session…`` answered it before any ``session.updated``): then the config
   before it still holds, as it does at the model.
 - The voice of a conversation cannot change once the assistant has spoken (the model answers
-  ``cannot_update_voice``): ``voice_locked`` says so before anyone tries.
+  ``cannot_update_voice``): ``voice_locked`` says so before anyone tries — from the typed facts
+  (its first words, ``TranscriptDelta``/``AssistantSaid``, or its audio), not the model's JSON.
 - A change is *applied* only when the model answers ``session.updated``; an ``error`` is relayed
   with the model's own message; neither within :data:`MODEL_ANSWER_TIMEOUT_S` is reported as such.
 """
@@ -26,11 +27,14 @@ import trio
 
 from callbridge.engine.events import (
     AssistantAudioSent,
+    AssistantSaid,
     CallSessionConfigChanged,
     CallStarted,
     ModelErrorReported,
     ModelEventReceived,
+    TranscriptDelta,
 )
+from callbridge.projections.legacy_facts import expand
 
 if TYPE_CHECKING:
     from callbridge.engine.store import RecordedEvent
@@ -38,11 +42,6 @@ if TYPE_CHECKING:
 
 MODEL_ANSWER_TIMEOUT_S = 10.0
 """How long a live session change waits for the model's ``session.updated`` or ``error``."""
-
-
-_ASSISTANT_AUDIO = frozenset({"response.output_audio_transcript.delta", "response.output_audio.done"})
-"""Recorded model events that mean assistant audio exists (audio deltas themselves are stored in
-500 ms chunks, so the first ``AssistantAudioSent`` may come later than the first words)."""
 
 
 @dataclass(frozen=True)
@@ -57,7 +56,7 @@ def call_session(events: list[RecordedEvent]) -> CallSession:
     config: dict[str, Any] = {}
     pending: dict[str, Any] | None = None
     spoke = False
-    for recorded in events:
+    for recorded in expand(events):  # a call of an old log: its facts, from its model events
         event = recorded.event
         if isinstance(event, CallStarted):
             config = dict(event.session_config)
@@ -69,10 +68,10 @@ def call_session(events: list[RecordedEvent]) -> CallSession:
             isinstance(event, ModelErrorReported) and pending is not None and (event.param or "").startswith("session")
         ):
             pending = None  # refused: the model keeps the session it had
-        elif isinstance(event, AssistantAudioSent) or (
-            isinstance(event, ModelEventReceived) and event.type in _ASSISTANT_AUDIO
+        elif isinstance(event, AssistantAudioSent | AssistantSaid) or (
+            isinstance(event, TranscriptDelta) and event.role == "assistant"
         ):
-            spoke = True
+            spoke = True  # its audio is stored in 500 ms chunks: the first words come before the first chunk
     return CallSession(config=pending if pending is not None else config, voice_locked=spoke)
 
 

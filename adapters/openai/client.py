@@ -154,6 +154,15 @@ def _connect_error(exc: BaseException, url: str, connect_timeout: float) -> Real
     )
 
 
+def realtime_url_for_model(url: str, model: str) -> str:
+    """``url`` (``wss://…/v1/realtime?model=…``) opening ``model`` instead: the model is chosen when
+    the socket opens, so an agent with its own model needs its own URL. Other query keys are kept."""
+    parts = urllib.parse.urlsplit(url)
+    query = [(key, value) for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)]
+    query = [(key, value) for key, value in query if key != "model"] + [("model", model)]
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
+
+
 @asynccontextmanager
 async def open_realtime(
     url: str,

@@ -1,6 +1,6 @@
 """Client events of the OpenAI Realtime GA protocol (what we send to the model), as msgspec structs.
 
-Shapes follow docs/protocols.md B4; ``tests/test_openai_contract.py`` checks every shape against the
+Shapes follow docs/protocols.md B4; ``tests/adapters/openai/test_openai_contract.py`` checks every shape against the
 official ``openai`` package. Unset optional fields are omitted on the wire (``omit_defaults``):
 the server treats an absent field as "leave unchanged", which is what an unset field means here.
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from callbridge.engine.agent import DEFAULT_AGENT
+from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.agent_directory import BUILT_IN, AgentDirectory
-from callbridge.engine.agent_profiles import AgentBook, ProfileError
+from callbridge.engine.agent_profiles import AgentBook, ProfileError, agent_dict
 from callbridge.engine.default_tools import default_registry
 from callbridge.engine.events import AGENTS_STREAM, AgentSaved, Event
 from callbridge.engine.store import EventStore
@@ -85,3 +85,32 @@ def test_an_event_this_engine_cannot_read_does_not_wedge_the_stream(
     monkeypatch.setattr(AgentBook, "apply", unreadable)
     saved = fresh.save_profile("support", {}, by="api", create=True)
     assert saved.version.version == 1 and fresh.book.stream_version >= 3
+
+
+OLDER_KEYS = ("model", "turn_detection", "max_output_tokens", "noise_reduction", "speed", "server_tools")
+"""Keys a profile saved by an engine before model options existed does not have."""
+
+
+def test_a_version_saved_before_the_model_options_existed_is_the_same_agent_and_not_saved_again(
+    tmp_path: Path,
+) -> None:
+    url = str(tmp_path / "callbridge.db")
+    store = EventStore(url)
+    agent = Agent(instructions="From the file.", greeting="Hello!")
+    older = {key: value for key, value in agent_dict(agent).items() if key not in OLDER_KEYS}
+    store.append(
+        [
+            AgentSaved(call_id=AGENTS_STREAM, at=1.0, name="default", version=1, agent=older, source="file:a.toml"),
+            AgentSaved(call_id=AGENTS_STREAM, at=2.0, name="sales", version=1, agent=older, by="api"),
+        ]
+    )
+    directory = AgentDirectory(
+        store, configured=agent, source="file:a.toml", base_registry=default_registry(), environ={}
+    )
+    directory.load()  # the same file, read by this engine: not a new version
+    same = directory.save_profile("sales", agent_dict(agent), by="api")
+    stored = [(r.event.name, r.event.version) for r in store.read_call(AGENTS_STREAM)]
+    store.close()
+
+    assert stored == [("default", 1), ("sales", 1)]
+    assert same.unchanged and same.version.version == 1

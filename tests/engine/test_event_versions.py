@@ -78,8 +78,11 @@ def test_an_older_version_goes_through_its_upcaster(monkeypatch: pytest.MonkeyPa
     monkeypatch.setitem(UPCASTERS, ("ModelEventReceived", 1), spy)
     state = msgspec.json.encode({"call_id": "CA1", "at": 1.0, "type": "session.created", "raw": "{}"})
     decoded = decode_event("ModelEventReceived@1", state)
-    assert seen and decoded == ModelEventReceived(call_id="CA1", at=1.0, type="session.created!", raw="{}")
-    assert decode_event("ModelEventReceived@2", state).type == "session.created"  # the current version: as is
+    # then through version 2's own upcaster (which says which facts a version 2 log has)
+    assert seen and decoded == ModelEventReceived(call_id="CA1", at=1.0, type="session.created!", raw="{}", facts=1)
+    assert decode_event("ModelEventReceived@3", state) == ModelEventReceived(
+        call_id="CA1", at=1.0, type="session.created", raw="{}"
+    )  # the current version: as is
 
 
 def test_the_v1_fixture_store_is_read_through_the_upcaster(monkeypatch: pytest.MonkeyPatch) -> None:

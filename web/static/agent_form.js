@@ -25,11 +25,17 @@ const JSON_KEYS = [
   ["tools", "Tools (JSON)", 'e.g. [{"name": "lookup_order", "url": "https://…", "secret_env": "ACME_SECRET"}]; without url a person answers'],
 ];
 const OPTIONAL = new Set(["silence_reprompt_s", "silence_hangup_s", "max_duration_s"]);
+// The model's options for this agent's calls (engine/agent.py); empty: the console's default session's.
+const NOISE = [["", "the default session's"], ["near_field", "near field (handset)"], ["far_field", "far field (speakerphone)"], ["none", "none"]];
+const NULLABLE_JSON = [
+  ["turn_detection", "Turn detection (JSON)", 'e.g. {"type": "semantic_vad", "eagerness": "low"} or {"type": "server_vad", "silence_duration_ms": 600}. Empty: the default session\'s.'],
+  ["server_tools", "Server tools offered (JSON)", 'e.g. ["get_weather_from_coords"]; [] for none. Empty: all of the server\'s tools.'],
+];
 
-function field(id, label, control, hint) {
+function field(id, label, control, hint, extra = "") {
   return h(
     "div",
-    { class: "field", dataset: { key: id } },
+    { class: `field ${extra}`.trim(), dataset: { key: id } },
     h("label", { for: `agent-${id}` }, label),
     control,
     hint ? h("p", { class: "hint", id: `agent-${id}-hint` }, hint) : null,
@@ -51,6 +57,15 @@ export function agentForm(profile, { isNew = false, editable = true } = {}) {
   for (const [key] of JSON_KEYS) {
     controls[key] = h("textarea", { id: `agent-${key}`, class: "code", rows: 4, spellcheck: "false", readonly: !editable, value: JSON.stringify(p[key] || [], null, 2) });
   }
+  controls.model = h("input", { id: "agent-model", value: p.model ?? "", placeholder: "e.g. gpt-realtime", spellcheck: "false", readonly: !editable });
+  controls.max_output_tokens = h("input", { id: "agent-max_output_tokens", value: p.max_output_tokens ?? "", placeholder: "1-4096 or inf", spellcheck: "false", readonly: !editable });
+  controls.speed = h("input", { id: "agent-speed", type: "number", inputmode: "decimal", step: "any", min: 0.25, max: 1.5, value: p.speed ?? "", readonly: !editable });
+  const noise = (controls.noise_reduction = h("select", { id: "agent-noise_reduction", disabled: !editable }, NOISE.map(([value, label]) => h("option", { value }, label))));
+  noise.value = p.noise_reduction ?? "";
+  for (const [key] of NULLABLE_JSON) {
+    const value = p[key] === null || p[key] === undefined ? "" : JSON.stringify(p[key], null, 2);
+    controls[key] = h("textarea", { id: `agent-${key}`, class: "code", rows: 4, spellcheck: "false", readonly: !editable, value });
+  }
   const name = h("input", { id: "agent-name", value: p.name || "", required: true, pattern: "[a-z0-9][a-z0-9_-]{0,39}", readonly: !isNew, spellcheck: "false" });
   controls.name = name;
   const form = h(
@@ -61,7 +76,18 @@ export function agentForm(profile, { isNew = false, editable = true } = {}) {
     h("div", { class: "row-fields" }, field("voice", "Voice", controls.voice, "Empty: the console's default."), field("dtmf", "Keys the caller presses go to", dtmf)),
     h("div", { class: "field checkbox", dataset: { key: "end_call" } }, endCall, h("label", { for: "agent-end_call" }, "The model may hang up (end_call) once its goodbye is heard")),
     h("fieldset", {}, h("legend", {}, "Limits and timing"), NUMBERS.map(([key, label, hint]) => field(key, label, number(key), hint))),
+    h(
+      "fieldset",
+      { class: "model-options" },
+      h("legend", {}, "Model options (empty: the console's default session's)"),
+      field("model", "Realtime model", controls.model, null),
+      field("max_output_tokens", "Max output tokens", controls.max_output_tokens, null),
+      field("speed", "Speed", controls.speed, "0.25–1.5; 1 is the voice's own pace."),
+      field("noise_reduction", "Noise reduction", noise, null),
+      NULLABLE_JSON.slice(0, 1).map(([key, label, hint]) => field(key, label, controls[key], hint, "wide")),
+    ),
     JSON_KEYS.map(([key, label, hint]) => field(key, label, controls[key], hint)),
+    NULLABLE_JSON.slice(1).map(([key, label, hint]) => field(key, label, controls[key], hint)),
   );
   return { form, controls };
 }
@@ -85,6 +111,21 @@ export function readAgentForm({ controls }, base = {}) {
     const number = Number(value);
     if (!Number.isFinite(number)) throw Object.assign(new Error(`${key}: not a number`), { key });
     body[key] = number;
+  }
+  body.model = controls.model.value.trim() || null;
+  const tokens = controls.max_output_tokens.value.trim();
+  body.max_output_tokens = tokens === "" ? null : tokens === "inf" ? "inf" : Number.isInteger(Number(tokens)) ? Number(tokens) : tokens; // the server names a bad value
+  const speed = controls.speed.value.trim();
+  body.speed = speed === "" ? null : Number(speed);
+  if (body.speed !== null && !Number.isFinite(body.speed)) throw Object.assign(new Error("speed: not a number"), { key: "speed" });
+  body.noise_reduction = controls.noise_reduction.value || null;
+  for (const [key] of NULLABLE_JSON) {
+    const value = controls[key].value.trim();
+    try {
+      body[key] = value ? JSON.parse(value) : null;
+    } catch (error) {
+      throw Object.assign(new Error(`${key}: not valid JSON (${error.message})`), { key });
+    }
   }
   for (const [key] of JSON_KEYS) {
     try {

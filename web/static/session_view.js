@@ -173,7 +173,8 @@ function render(host, config, callId, setDirty) {
 
   const transcription = h("input", { id: "transcription", list: "transcription-models", value: session.input_transcription_model || "", spellcheck: "false" });
   const toolsRoot = h("div", { class: "field tools-field" });
-  const editor = new ToolsEditor(toolsRoot, { tools: session.tools, templates: config.backend_tools || [] });
+  const offer = (tools) => postJSON("/api/tools/offered", callId ? { tools, call_id: callId } : { tools });
+  const editor = new ToolsEditor(toolsRoot, { tools: session.tools, templates: config.backend_tools || [], offer });
 
   const save = h("button", { type: "submit", class: "primary" }, callId ? "Apply to this call" : "Save");
   const unsaved = h("span", { class: "unsaved", hidden: true }, "● Unsaved changes");

@@ -1,11 +1,23 @@
 // The tools JSON editor: a textarea checked as you type with the same rules the server applies
 // (adapters/openai/session.py `FunctionTool`), so a mistake is named before saving, and the
-// backend tools from the server as one-click templates.
+// backend tools from the server as one-click templates. "What the model gets" is the server's answer
+// (POST /api/tools/offered, built by the code that builds a call's session.update): the server's and
+// the agent's tools, the call-control built-ins, and the tools typed here.
 
 import { clear, h } from "./dom.js";
 
 const TOOL_KEYS = new Set(["type", "name", "description", "parameters"]);
 const TOOL_NAME = /^[a-zA-Z0-9_-]{1,64}$/; // the Realtime API's rule for function names
+const OFFER_DELAY_MS = 250; // ask the server once typing pauses
+
+/** The badge of one offered tool (engine/offered_tools.py: handler and source). */
+function offeredLabel(tool) {
+  if (tool.handler === "builtin") return "built-in: the call itself answers it";
+  const schema = tool.schema_from_session ? " (its schema from this session)" : "";
+  if (tool.source === "server") return `server tool${schema}`;
+  if (tool.source === "agent") return tool.handler === "human" ? `agent's tool: answered by hand in the live view${schema}` : `agent's tool (its HTTP endpoint)${schema}`;
+  return "session tool: answered by hand in the live view";
+}
 
 const HUMAN_TOOL_TEMPLATE = {
   type: "function",
@@ -48,9 +60,12 @@ export function validateTools(text) {
 export class ToolsEditor {
   /**
    * @param {HTMLElement} root
-   * @param {{tools: object[], templates: object[]}} options
+   * @param {{tools: object[], templates: object[], offer: (tools: object[]) => Promise<{agent: string, version: number, tools: object[]}>}} options
    */
-  constructor(root, { tools, templates }) {
+  constructor(root, { tools, templates, offer }) {
+    this.offer = offer;
+    this.asked = 0; // the latest question to the server: older answers are dropped
+    this.timer = null;
     this.textarea = h("textarea", {
       id: "tools-json",
       class: "code",
@@ -77,8 +92,9 @@ export class ToolsEditor {
       h(
         "p",
         { class: "hint" },
-        "The server's own tools are always offered; the tools above are added (a session tool with a server tool's name replaces that tool's schema; the server still runs it).",
+        "What a call gets, from the server: the server's own tools and the agent's, the call-control built-ins, then the tools above (one with a name already listed replaces that schema; whoever answered it still does).",
       ),
+      (this.offeredFor = h("p", { class: "muted offered-for", role: "status" })),
       this.offered,
     );
     this.textarea.value = JSON.stringify(tools || [], null, 2);
@@ -97,29 +113,39 @@ export class ToolsEditor {
     return result;
   }
 
-  /** The tools the model really gets: the server's (registry) tools, then this session's, marked. */
+  /** The tools the model really gets with `sessionTools`, as the server builds them, once typing pauses. */
   showOffered(sessionTools) {
-    const backendNames = new Set(this.backend.map((tool) => tool.name));
-    const sessionByName = new Map(sessionTools.map((tool) => [tool.name, tool]));
-    const rows = this.backend.map((tool) => ({
-      name: tool.name,
-      description: sessionByName.has(tool.name) ? sessionByName.get(tool.name).description : tool.description,
-      kind: "backend",
-      label: sessionByName.has(tool.name) ? "server tool (its schema from this session)" : "server tool",
-    }));
-    for (const tool of sessionTools) {
-      if (backendNames.has(tool.name)) continue;
-      rows.push({ name: tool.name, description: tool.description, kind: "session", label: "session tool: answered by hand in the live view" });
-    }
+    clearTimeout(this.timer);
+    const asked = ++this.asked;
+    this.offered.setAttribute("aria-busy", "true");
+    this.timer = setTimeout(async () => {
+      let answer;
+      try {
+        answer = await this.offer(sessionTools);
+      } catch (error) {
+        if (asked !== this.asked) return;
+        this.offered.removeAttribute("aria-busy");
+        clear(this.offered).append(h("li", { class: "error-text" }, `Could not ask the server what the model gets: ${error.message}`));
+        return;
+      }
+      if (asked !== this.asked) return;
+      this.offered.removeAttribute("aria-busy");
+      this.offeredFor.textContent = `A call answered by agent ${answer.agent} v${answer.version} gets:`;
+      this.renderOffered(answer.tools);
+    }, OFFER_DELAY_MS);
+  }
+
+  renderOffered(tools) {
+    const kind = (tool) => (tool.handler === "builtin" ? "builtin" : tool.source === "server" ? "backend" : tool.source);
     clear(this.offered).append(
-      ...(rows.length
-        ? rows.map((row) =>
+      ...(tools.length
+        ? tools.map((tool) =>
             h(
               "li",
-              { class: `offered ${row.kind}`, dataset: { tool: row.name, kind: row.kind } },
-              h("code", {}, row.name),
-              h("span", { class: `badge handler-${row.kind === "session" ? "human" : "backend"}` }, row.label),
-              row.description ? h("span", { class: "muted" }, ` ${row.description}`) : null,
+              { class: `offered ${kind(tool)}`, dataset: { tool: tool.name, kind: kind(tool), handler: tool.handler } },
+              h("code", {}, tool.name),
+              h("span", { class: `badge handler-${tool.handler}` }, offeredLabel(tool)),
+              tool.description ? h("span", { class: "muted" }, ` ${tool.description}`) : null,
             ),
           )
         : [h("li", { class: "empty" }, "No tools: the model can only talk.")]),

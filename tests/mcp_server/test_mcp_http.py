@@ -8,7 +8,6 @@ and raw httpx2 requests for what a client library would never send.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,17 @@ import httpx2
 import pytest
 import trio
 from bridge_harness import Bridge, running_bridge
-from mcp import Client
-from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
-from test_mcp_support import TOKEN, TOOL_NAMES, call_ids, fill_store, structured, synthetic_calls, tool_error
+from test_mcp_support import (
+    TOKEN,
+    TOOL_NAMES,
+    call_ids,
+    fill_store,
+    mcp_client,
+    structured,
+    synthetic_calls,
+    tool_error,
+)
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step
@@ -37,13 +43,6 @@ INITIALIZE = {
     "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "raw", "version": "1"}},
 }
 MCP_HEADERS = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
-
-
-@asynccontextmanager
-async def mcp_client(url: str, headers: dict[str, str] | None = None, **client: Any) -> AsyncIterator[Client]:
-    async with httpx2.AsyncClient(headers=headers or {}, timeout=20) as http:
-        async with Client(streamable_http_client(url, http_client=http), **client) as mcp:
-            yield mcp
 
 
 @dataclass

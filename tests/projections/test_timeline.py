@@ -170,16 +170,20 @@ def test_untrusted_text_cannot_drive_the_terminal_and_color_is_opt_in() -> None:
     assert "\x1b[2J" not in colored
 
 
-def test_malformed_model_events_do_not_break_the_timeline() -> None:
+def test_malformed_model_events_of_an_old_log_do_not_break_the_timeline() -> None:
     log = CallLog().start()
     at = log._at()
+    old = {"call_id": log.call_id, "at": at, "facts": 0}  # a log with no facts: read from the model's JSON
+    speech = '{"type": "input_audio_buffer.speech_started", "item_id": "item_1", "audio_start_ms": 0}'
     log.events += [
-        ModelEventReceived(call_id=log.call_id, at=at, type="response.done", raw="not json"),
-        ModelEventReceived(call_id=log.call_id, at=at, type="response.done", raw='{"response": "text"}'),
-        ModelEventReceived(call_id=log.call_id, at=at, type="input_audio_buffer.speech_started", raw="[1]"),
+        ModelEventReceived(**old, type="response.done", raw="not json"),
+        ModelEventReceived(**old, type="response.done", raw='{"response": "text"}'),
+        ModelEventReceived(**old, type="input_audio_buffer.speech_started", raw="[1]"),
+        ModelEventReceived(**old, type="input_audio_buffer.speech_started", raw=speech),
     ]
     log.end()
-    assert [entry.summary for entry in build_timeline(log.events)][-2:] == [
+    assert [entry.summary for entry in build_timeline(log.events)][-3:] == [
+        "connected to ws://sim/v1/realtime",
         "starts speaking",
         "call ended: caller_hangup after 0.2 s",
     ]

@@ -27,8 +27,7 @@ from privacy_calls import (
     order_registry,
     place_secret_call,
 )
-from test_mcp_http import mcp_client
-from test_mcp_support import structured
+from test_mcp_support import mcp_client, structured
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import Silence, Speak

@@ -19,12 +19,15 @@ from test_projections_support import (
     views_after,
 )
 
+from callbridge.adapters.openai.server_objects import CachedTokensDetails as CachedTokens
+from callbridge.adapters.openai.server_objects import InputTokenDetails as InputTokens
+from callbridge.adapters.openai.server_objects import OutputTokenDetails as OutputTokens
+from callbridge.adapters.openai.server_objects import Usage
 from callbridge.engine.events import CallEnded, ModelConnectionFailed, ModelErrorReported, TaskCrashed
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.metrics import get_call_metrics, metrics_summary, usage_tokens, view_metric_families
 from callbridge.projections.pricing import DEFAULT_PRICES, PricingError, cost_usd, load_prices
-from callbridge.projections.server_events import CachedTokens, InputTokens, OutputTokens, Usage
 from callbridge.projections.views_db import QueryError
 
 
@@ -279,7 +282,10 @@ def test_the_view_is_exposed_as_prometheus_families_with_latencies_in_seconds(go
 def test_usage_tokens_are_disjoint_kinds() -> None:
     detailed = Usage(
         input_token_details=InputTokens(
-            text_tokens=100, audio_tokens=50, cached_tokens=70, cached_tokens_details=CachedTokens(40, 30)
+            text_tokens=100,
+            audio_tokens=50,
+            cached_tokens=70,
+            cached_tokens_details=CachedTokens(text_tokens=40, audio_tokens=30),
         ),
         output_token_details=OutputTokens(text_tokens=5, audio_tokens=60),
     )

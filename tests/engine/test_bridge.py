@@ -354,7 +354,7 @@ async def test_a_call_is_recorded_in_postgresql_when_the_store_scales_out(
 async def test_a_call_outlives_the_model_sessions_time_limit(tmp_path: Path) -> None:
     """The real API ends a session after 60 minutes (``session_expired``, close 1001); here after 4.5 s,
     while the caller waits. The caller stays on the line, a new session is opened and told the
-    conversation so far. (An utterance cut by a lost session: tests/test_call_supervisor.py.)"""
+    conversation so far. (An utterance cut by a lost session: tests/engine/test_call_supervisor.py.)"""
     script = Script(
         turns=[
             Turn(transcript="My name is Ada", reply="Nice to meet you, Ada."),

@@ -39,7 +39,7 @@ from callbridge.engine.events import (
     TransferRefused,
 )
 
-DEMO_AGENT = Path(__file__).resolve().parent.parent / "agents" / "demo.toml"
+DEMO_AGENT = Path(__file__).resolve().parents[2] / "agents" / "demo.toml"
 
 SPOKEN_WEATHER = re.compile(r"^It's -?\d+ degrees in San Francisco right now\.$")
 

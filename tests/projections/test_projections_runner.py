@@ -105,7 +105,8 @@ def test_a_crash_mid_page_rolls_back_view_and_position_together(sqlite_event_sto
     head = _write_golden(sqlite_event_store)
     path = tmp_path / "views.db"
     db = open_views(path)
-    runner = ProjectionRunner(sqlite_event_store, db, [CrashAfter(150), MetricsProjection()], page_size=40)
+    # the views fold about 150 of the golden log's events (conversations 114): the crash is mid-log
+    runner = ProjectionRunner(sqlite_event_store, db, [CrashAfter(60), MetricsProjection()], page_size=20)
     runner.setup()
     with pytest.raises(SimulatedCrash):
         runner.catch_up()
@@ -117,7 +118,7 @@ def test_a_crash_mid_page_rolls_back_view_and_position_together(sqlite_event_sto
 
     db = open_views(path)  # "restart the process"
     assert dump_views(db) == committed
-    fresh = ProjectionRunner(sqlite_event_store, db, page_size=40)
+    fresh = ProjectionRunner(sqlite_event_store, db, page_size=20)
     fresh.setup()
     assert fresh.positions() == {**crashed_at, "ownership": 0, "webhooks": 0}  # not in the crashed runner
     fresh.catch_up()
@@ -136,13 +137,13 @@ def test_a_process_killed_between_pages_resumes_without_duplicates(
     path = tmp_path / "views.db"
     for pages in (1, 3, 2):  # three processes, each killed after a few pages
         db = open_views(path)
-        runner = ProjectionRunner(sqlite_event_store, db, page_size=25)
+        runner = ProjectionRunner(sqlite_event_store, db, page_size=10)  # of about 150 folded events
         runner.setup()
         for _ in range(pages):
             runner.step()
         db.close()
     db = open_views(path)
-    runner = ProjectionRunner(sqlite_event_store, db, page_size=25)
+    runner = ProjectionRunner(sqlite_event_store, db, page_size=10)
     runner.setup()
     assert 0 < min(runner.positions().values()) < head
     runner.catch_up()

@@ -333,7 +333,8 @@ async def test_session_settings_are_validated_then_saved_for_new_calls(tmp_path:
                 expect(page.locator("#save-status")).to_contain_text("Tools: not valid JSON")
                 tools.fill("[]")
                 offered = page.locator(".offered-tools li")
-                expect(offered).to_have_count(1)  # the server's tool is offered even with no session tools
+                # the server's tool and the call-control built-ins are offered even with no session tools
+                expect(offered).to_have_count(3)
                 expect(offered.first).to_contain_text("server tool")
                 expect(page.locator(".unsaved")).to_be_visible()  # typing marked the form unsaved
                 page.get_by_role("button", name="+ get_weather_from_coords").click()
@@ -341,7 +342,7 @@ async def test_session_settings_are_validated_then_saved_for_new_calls(tmp_path:
                 page.get_by_role("button", name="+ ask_a_person (answered by hand)").click()
                 expect(page.locator(".offered-tools li[data-kind='session']")).to_contain_text("ask_a_person")
                 expect(page.locator(".offered-tools li[data-kind='session']")).to_contain_text("answered by hand")
-                expect(offered).to_have_count(2)
+                expect(offered).to_have_count(4)
                 tools.fill('[{"type": "function", "name": "get_weather_from_coords"}]')
                 # the server's own check: a threshold outside 0-1 is refused with its reason
                 page.get_by_label(re.compile("^Threshold")).fill("5")

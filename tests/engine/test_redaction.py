@@ -13,7 +13,7 @@ from privacy_calls import ONE_TURN, order_registry
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
-from callbridge.engine.events import CallerSaid, ToolCallRequested
+from callbridge.engine.events import CallerSaid, ToolCallRequested, TranscriptDelta
 from callbridge.engine.redaction import NO_REDACTION, Redaction, RedactionError, luhn_valid
 from callbridge.engine.store import EventStore
 
@@ -113,3 +113,9 @@ async def test_with_redact_log_the_log_stores_the_masked_words(tmp_path: Path, m
     stored = _stored(tmp_path, call_id)
     assert "card [card], ssn 123-45-6789, mail [email]" in stored and "4111" not in stored
     assert "4111" not in str(shown)
+
+
+def test_transcript_pieces_read_empty_under_rules_as_the_models_own_deltas_do() -> None:
+    piece = TranscriptDelta(call_id="CA1", at=1.0, item_id="item_1", role="user", delta="card 4111 1111")
+    assert Redaction(rules=("cards",)).event(piece).delta == ""  # the rest of the number is elsewhere
+    assert NO_REDACTION.event(piece) is piece

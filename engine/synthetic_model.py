@@ -1,0 +1,99 @@
+"""The model's side of a synthetic call log (``engine/synthetic.py``): its events verbatim, each
+followed by the typed facts the engine records beside it (``engine/model_facts.py``), on the log's
+virtual clock. Kept apart so the call's story (``CallLog``) reads as a script."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import msgspec
+
+from callbridge.adapters.openai.server_objects import Usage
+from callbridge.engine.events import (
+    Event,
+    ModelEventReceived,
+    ModelEventSent,
+    ResponseFinished,
+    ResponseItemAdded,
+    ResponseStarted,
+)
+from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
+
+_encode = msgspec.json.Encoder()
+
+
+class ModelEventLog:
+    """A call's events so far, its clock (``ms`` since ``start_at``) and the model's events."""
+
+    def __init__(self, call_id: str, start_at: float) -> None:
+        self.call_id = call_id
+        self.start_at = start_at
+        self.events: list[Event] = []
+        self.ms = 0
+        self._counter = 0
+
+    def _at(self) -> float:
+        return self.start_at + self.ms / 1000
+
+    def _id(self, prefix: str) -> str:
+        self._counter += 1
+        return f"{prefix}_{self.call_id[-6:]}{self._counter:04d}"
+
+    def _add(self, event: Event) -> None:
+        self.events.append(event)
+
+    def _received(self, kind: str, **fields: Any) -> None:
+        raw = _encode.encode({"type": kind, "event_id": self._id("event"), **fields}).decode()
+        self._add(ModelEventReceived(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
+
+    def _content(self, kind: str, response_id: str, item_id: str, **fields: Any) -> None:
+        """A server event about the content of the response's (only) item."""
+        self._received(kind, response_id=response_id, item_id=item_id, output_index=0, content_index=0, **fields)
+
+    def _sent(self, kind: str, **fields: Any) -> None:
+        raw = _encode.encode({"type": kind, **fields}).decode()
+        self._add(ModelEventSent(call_id=self.call_id, at=self._at(), type=kind, raw=raw))
+
+    def _response_started(self, response_id: str) -> None:
+        self._received("response.created", response={"id": response_id, "status": "in_progress", "output": []})
+        self._add(ResponseStarted(call_id=self.call_id, at=self._at(), response_id=response_id))
+
+    def _item_added(self, response_id: str, item: dict[str, Any]) -> None:
+        self._received("response.output_item.added", response_id=response_id, output_index=0, item=item)
+        fields = {"role": item.get("role", ""), "name": item.get("name", ""), "tool_call_id": item.get("call_id", "")}
+        self._add(
+            ResponseItemAdded(
+                call_id=self.call_id,
+                at=self._at(),
+                response_id=response_id,
+                item_id=str(item["id"]),
+                item_type=str(item["type"]),
+                **{key: str(value) for key, value in fields.items()},
+            )
+        )
+
+    def _response_done(self, response_id: str, status: str, audio_ms: int, chars: int, reason: str = "") -> None:
+        audio_tokens = math.ceil(audio_ms / 50)
+        usage = {
+            "total_tokens": 120 + audio_tokens + chars // 4,
+            "input_tokens": 120,
+            "output_tokens": audio_tokens + chars // 4,
+            "input_token_details": {"text_tokens": 100, "audio_tokens": 20, "cached_tokens": 64},
+            "output_token_details": {"text_tokens": chars // 4, "audio_tokens": audio_tokens},
+        }
+        details = {"type": status, "reason": reason} if reason else None
+        self._received(
+            "response.done",
+            response={"id": response_id, "status": status, "status_details": details, "output": [], "usage": usage},
+        )
+        tokens = usage_tokens(msgspec.convert(usage, Usage))
+        self._add(
+            ResponseFinished(
+                call_id=self.call_id,
+                at=self._at(),
+                response_id=response_id,
+                status=status,
+                tokens=dict(zip(TOKEN_KINDS, tokens, strict=True)),
+            )
+        )
