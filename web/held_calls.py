@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 WHILE_ON_HOLD = "while on hold"
+FLUSH_WAIT_S = 1.0
 HELD_TAIL = 16
 """Events read from a call's end to tell whether it is held: after its ``CallHeld`` come at most a
 few (``TransferBriefed``, ``CallEndRequested``, status callbacks)."""
@@ -56,8 +57,13 @@ async def read_hold(server: Server, call_sid: str) -> Hold:
 
 
 async def _held_now(server: Server, call_sid: str) -> bool:
-    """Whether the call is held, from its last events (a call that is not is never read whole)."""
-    await server.writer.flush()
+    """Whether the call is held, from its last events (a call that is not is never read whole).
+    What this engine recorded an instant ago (a hold) is written first — for at most
+    :data:`FLUSH_WAIT_S`, and not at all while the store is failing: Twilio's callback is answered
+    in time either way."""
+    if not server.writer.stuck:
+        with trio.move_on_after(FLUSH_WAIT_S):
+            await server.writer.flush()
     tail = partial(server.store.read_call_tail, call_sid, HELD_TAIL)
     return hold_of(await trio.to_thread.run_sync(tail, limiter=server.db_threads)).on_hold
 
