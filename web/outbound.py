@@ -48,6 +48,8 @@ MAX_GREETING_CHARS = 1000
 MAX_METADATA_BYTES = 4096
 REST_TIMEOUT_S = 10.0
 LIVE_WAIT_S = 3.0
+WRITE_WAIT_S = 2.0
+"""How long placing a call, or ``/twiml`` asking for its agent, waits for the log's writes (Twilio waits)."""
 AMD_STATUS_PATH = "/twilio/amd"
 STATUS_PATH = "/twilio/status"
 
@@ -193,7 +195,8 @@ class OutboundCalls:
             self._slots[placed.sid] = _Slot(placed_at=trio.current_time())
             self._greetings[placed.sid] = request.greeting
             self._agents[placed.sid] = request.agent
-            await self.server.writer.flush()  # for another engine's /twiml: the agent and greeting are in the log
+            with trio.move_on_after(WRITE_WAIT_S):  # for another engine's /twiml: the agent and greeting are in the log
+                await self.server.writer.flush()
             log.info("outbound call %s placed to %s from %s", placed.sid, request.to, from_number)
             return event
         finally:
@@ -250,7 +253,9 @@ class OutboundCalls:
         instant ago), or None to let the routing rules choose."""
         if call_sid in self._agents:
             return self._agents[call_sid]
-        await self.server.writer.flush()
+        if not self.server.writer.stuck:
+            with trio.move_on_after(WRITE_WAIT_S):
+                await self.server.writer.flush()
         placed = await self._recorded(call_sid)
         return placed.agent if placed is not None else None
 
