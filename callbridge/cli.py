@@ -430,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--greeting", help="what the agent says first on this call (default: the agent's greeting)")
     call.add_argument("--metadata", help="a JSON object kept with the call")
+    call.add_argument(
+        "--agent", metavar="NAME", help="the saved agent profile that answers this call (default: the routing rules)"
+    )
     call.add_argument("--url", help="server base URL (default http://HOST:PORT)")
     call.add_argument("--store", help="where the server keeps its data, for the API token (env CALLBRIDGE_STORE)")
     call.set_defaults(func=cmd_call)
