@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import trio
 from wsproto import WSConnection
@@ -35,6 +35,8 @@ from wsproto.events import (
     Pong,
     TextMessage,
 )
+
+from callbridge.adapters.websocket import frames
 
 RECEIVE_BYTES: Final = 65536
 DEFAULT_MAX_MESSAGE: Final = 16 * 1024 * 1024
@@ -97,8 +99,19 @@ class WebSocket:
         self._ping_count = 0
         self._reading = False
         self._peer_closed = trio.Event()
+        self._client = bool(connection.client)
+        self._fast = _wsproto_at_frame_boundary(connection)
+        """Whole data frames are read by ``frames`` (wsproto holds no partial frame); False once a
+        frame that is not ours handed the rest of the connection to wsproto."""
+        self._unparsed = b""
+        """The start of a frame that has not fully arrived (fast reading only)."""
         self.closed: WebSocketClosed | None = None
         """Why the socket is closed, once it is."""
+
+    @property
+    def reads_frames_itself(self) -> bool:
+        """Whether whole data frames are still read by ``frames`` rather than wsproto (diagnostics)."""
+        return self._fast
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -139,8 +152,47 @@ class WebSocket:
             self._reading = False
         if self.closed is not None:  # aborted or closed by us while we waited
             return
+        if data and self._fast and self._ws.state is ConnectionState.OPEN:
+            await self._take_frames(self._unparsed + data if self._unparsed else bytes(data))
+            return
+        self._hand_over()
         self._ws.receive_data(bytes(data) if data else None)
         await self._handle(self._ws.events())
+
+    async def _take_frames(self, buffer: bytes) -> None:
+        """Cut whole data frames from ``buffer`` (``frames``); control frames go to wsproto one by
+        one, and from the first frame that is not ours on, wsproto reads everything."""
+        pos, messages, masked, limit = 0, self._messages, not self._client, self._max_message_size
+        while True:
+            kind, end, message = frames.next_frame(buffer, pos, masked=masked, max_size=limit)
+            if kind == frames.WHOLE:
+                messages.append(message)  # type: ignore[arg-type]
+                pos = end
+            elif kind == frames.INCOMPLETE:
+                break
+            elif kind == frames.CONTROL:
+                self._ws.receive_data(buffer[pos:end])
+                pos = end
+                await self._handle(self._ws.events())
+                if self.closed is not None or self._ws.state is not ConnectionState.OPEN:
+                    self._unparsed = b""
+                    self._hand_over(buffer[pos:])
+                    return
+            else:
+                self._unparsed = b""
+                self._hand_over(buffer[pos:])
+                await self._handle(self._ws.events())
+                return
+        self._unparsed = buffer[pos:]
+
+    def _hand_over(self, rest: bytes = b"") -> None:
+        """wsproto reads everything from now on (starting with what ``frames`` had not read)."""
+        if self._fast:
+            self._fast = False
+            rest = self._unparsed + rest
+            self._unparsed = b""
+        if rest and self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+            self._ws.receive_data(rest)
 
     async def _handle(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -185,23 +237,20 @@ class WebSocket:
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one message (text for ``str``)."""
-        await self._write(self._frame(message))
+        self._raise_unless_open()
+        await self._write(frames.encode_messages((message,), mask=self._client))
 
     async def send_messages(self, messages: Sequence[str | bytes]) -> None:
-        """Send several messages, in order, with one write to the socket."""
-        await self._write(b"".join(self._frame(message) for message in messages))
+        """Send several messages, in order, with one write to the socket (framed by ``frames``:
+        wsproto keeps no state for whole data frames)."""
+        self._raise_unless_open()
+        await self._write(frames.encode_messages(messages, mask=self._client))
 
     def _raise_unless_open(self) -> None:
         if self.closed is not None:
             raise self.closed
         if self._ws.state is not ConnectionState.OPEN:
             raise WebSocketClosed(None, "closing")
-
-    def _frame(self, message: str | bytes) -> bytes:
-        self._raise_unless_open()
-        if isinstance(message, str):
-            return self._ws.send(TextMessage(data=message))
-        return self._ws.send(BytesMessage(data=message))
 
     async def _write(self, data: bytes) -> None:
         lock = self._send_lock
@@ -267,3 +316,17 @@ class WebSocket:
         self._peer_closed.set()
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
+
+
+def _wsproto_at_frame_boundary(connection: WSConnection) -> bool:
+    """Whether wsproto holds no part of a frame (what arrived with the handshake was whole frames,
+    already events), so ``frames`` may read from here on. Read from wsproto's internals (wsproto is
+    pinned below 2; ``tests/test_websocket.py`` fails if this stops finding them): when they
+    cannot be read, wsproto reads everything, as it always could."""
+    proto: Any = getattr(getattr(connection, "connection", None), "_proto", None)
+    decoder = getattr(proto, "_frame_decoder", None)
+    message = getattr(proto, "_message_decoder", None)
+    buffer = getattr(decoder, "buffer", None)
+    if buffer is None or message is None:
+        return False
+    return len(buffer) == 0 and getattr(decoder, "header", True) is None and getattr(message, "opcode", True) is None
