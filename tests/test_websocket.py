@@ -16,6 +16,9 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
 
 from callbridge.adapters.websocket import (
+    NOT_SENT,
+    SENT,
+    SENT_IN_PART,
     IncomingRequest,
     WebSocket,
     WebSocketClosed,
@@ -24,6 +27,7 @@ from callbridge.adapters.websocket import (
     WebSocketRejected,
     accept_request,
     connect,
+    frames,
 )
 
 # --- servers ---------------------------------------------------------------------------------
@@ -528,3 +532,34 @@ async def test_a_bad_frame_after_good_ones_is_refused_by_wsproto_with_its_code(
     assert not ws.reads_frames_itself
     close = await stream.receive_some()
     assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == code  # the peer was told why
+
+
+async def test_send_now_writes_at_once_and_a_part_taken_is_finished_by_the_next_write(nursery: trio.Nursery) -> None:
+    stream, ws = await raw_client_of_our_server(nursery)
+    assert ws.send_now(["first", "second"]) == SENT
+    received = b""
+    while len(received) < 2 + 5 + 2 + 6:
+        received += await stream.receive_some()
+    assert received == b"\x81\x05first\x81\x06second"  # our frames, unmasked from a server
+    big = "x" * 60_000
+    results = []
+    while SENT_IN_PART not in results:  # the client does not read: the kernel's buffer fills up
+        results.append(ws.send_now([big]))
+        assert results[-1] != NOT_SENT
+    assert ws.send_now(["later"]) == NOT_SENT  # nothing overtakes the rest still held
+
+    async def write_the_rest() -> None:
+        await ws.send_messages([])  # the rest of the last frame
+        await ws.send_messages(["last"])
+
+    nursery.start_soon(write_the_rest)
+    data, wanted = b"", len(results) * (4 + 60_000) + 2 + 4
+    while len(data) < wanted:
+        data += await stream.receive_some()
+    texts, pos = [], 0
+    while pos < len(data):
+        kind, pos, message = frames.next_frame(data, pos, masked=False, max_size=1 << 20)
+        assert kind == frames.WHOLE
+        texts.append(message)
+    assert texts == [big] * len(results) + ["last"]
+    await ws.abort(1000, "done")
