@@ -8,7 +8,7 @@ whatever event comes back.
 
 from __future__ import annotations
 
-import base64
+import binascii
 
 from callbridge.engine.events import AssistantAudioSent, CallerAudioReceived
 
@@ -32,7 +32,7 @@ class CallerAudioChunker:
         self._at = 0.0
 
     def add(self, at: float, chunk: int, timestamp: int, payload_b64: str) -> CallerAudioReceived | None:
-        data = base64.b64decode(payload_b64)
+        data = binascii.a2b_base64(payload_b64)  # base64.b64decode's work, without its wrapper (50 a second)
         if not self._parts:
             self._first_chunk = chunk
             self._at = at
@@ -80,7 +80,7 @@ class AssistantAudioChunker:
             flushed = self.flush()
             if flushed is not None:
                 done.append(flushed)
-        data = base64.b64decode(payload_b64)
+        data = binascii.a2b_base64(payload_b64)  # base64.b64decode's work, without its wrapper (50 a second)
         if not self._parts:
             self._key = key
             self._at = at

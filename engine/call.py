@@ -72,7 +72,7 @@ from callbridge.engine.call_state import OFFLINE, CallState
 from callbridge.engine.context import CallClock, CallSettings, MessageSocket, ModelConnection, TelephonyError
 from callbridge.engine.events import Event
 from callbridge.engine.live_calls import LiveCall, LiveCalls
-from callbridge.engine.outlet import Outlet
+from callbridge.engine.outlet import Outlet, SendNow
 from callbridge.engine.timers import Timers
 from callbridge.engine.tool_runner import ToolMessage, run_tool_runner
 from callbridge.engine.tools import ToolContext
@@ -155,6 +155,10 @@ class CallShell:
         self.outlets: dict[int, Outlet] = {}
         """What waits for each open model session's socket (caller audio capped at 100 ms)."""
         self.downlink = Outlet()
+        self._caller_send_now: SendNow | None = getattr(socket, "send_now", None)
+        self._model_send_now: dict[int, SendNow] = {}
+        """Each open session's ``send_now``, when its connection has one (a plain socket may take a
+        frame at once, without waking the writer: ``engine/outlet.py``)."""
         self.timers: Timers[Timer] = Timers()
         self.operator_send, self.operator_recv = trio.open_memory_channel[Input](100)
         self.tools_send, self.tools_recv = trio.open_memory_channel[ToolMessage](100)
@@ -173,11 +177,12 @@ class CallShell:
             if kind is SendToModel:
                 outlet = self.outlets.get(output.session)  # type: ignore[attr-defined]
                 if outlet is not None:  # else the session is gone: the core hears of it next
-                    outlet.push(output.text, audio=output.audio)  # type: ignore[attr-defined]
+                    send_now = self._model_send_now.get(output.session)  # type: ignore[attr-defined]
+                    outlet.send_or_push(send_now, output.text, audio=output.audio)  # type: ignore[attr-defined]
             elif kind is Record:
                 self.sink(output.event)  # type: ignore[attr-defined]
             elif kind is SendToCaller:
-                self.downlink.push_many(output.frames)  # type: ignore[attr-defined]
+                self.downlink.send_or_push_many(self._caller_send_now, output.frames)  # type: ignore[attr-defined]
             else:
                 self._carry_out(output)
 
@@ -374,6 +379,9 @@ class CallShell:
                 async with self.settings.open_model() as conn:
                     connected = True
                     self.outlets[session] = outlet
+                    send_now = getattr(conn, "send_now", None)
+                    if send_now is not None:
+                        self._model_send_now[session] = send_now
                     self.feed(ModelSessionOpened(session=session))
                     async with trio.open_nursery() as nursery:
                         nursery.start_soon(self._write_model, conn, outlet)
@@ -388,6 +396,7 @@ class CallShell:
 
     def _forget_session(self, session: int) -> None:
         outlet = self.outlets.pop(session, None)
+        self._model_send_now.pop(session, None)
         if outlet is not None:
             outlet.clear()
         self._session_scopes.pop(session, None)

@@ -88,6 +88,11 @@ class RealtimeConnection:
         except WebSocketClosed as closed:
             raise _closed(closed) from None
 
+    def send_now(self, texts: list[str]) -> int:
+        """Write already-encoded client events at once if the socket takes them without waiting
+        (``WebSocket.send_now``: ``NOT_SENT``, ``SENT`` or ``SENT_IN_PART``)."""
+        return self._ws.send_now(texts)
+
     async def receive_raw(self) -> str:
         """The next server frame as text, undecoded (the engine records it verbatim). Raises
         ``RealtimeConnectionClosed`` once the socket is closed (after delivering what arrived

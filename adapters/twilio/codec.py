@@ -298,13 +298,13 @@ def encode_clear(stream_sid: str) -> str:
 
 # --- wire-string helpers -----------------------------------------------------------------------
 
-_INT = re.compile(r"-?[0-9]{1,18}")
-
 
 def parse_int(text: str, default: int = 0) -> int:
-    """``int(text)`` for Twilio's numeric strings (``sequenceNumber``, ``chunk``, ``timestamp``);
-    ``default`` for anything that is not a plain ASCII integer, so a bad value never crashes a call."""
-    if _INT.fullmatch(text):
+    """``int(text)`` for Twilio's numeric strings (``sequenceNumber``, ``chunk``, ``timestamp``):
+    an optional ``-`` and 1 to 18 ASCII digits; ``default`` for anything else, so a bad value never
+    crashes a call. String methods, not a regular expression: two calls per caller frame."""
+    digits = text[1:] if text[:1] == "-" else text
+    if 0 < len(digits) <= 18 and digits.isascii() and digits.isdigit():
         return int(text)
     return default
 

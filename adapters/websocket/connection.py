@@ -20,9 +20,10 @@ with an HTTP status), ``WebSocketHandshakeTimeout`` and their base ``WebSocketHa
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import Final
+from typing import Any, Final
 
 import trio
 from wsproto import WSConnection
@@ -36,11 +37,19 @@ from wsproto.events import (
     TextMessage,
 )
 
+from callbridge.adapters.websocket import frames
+
 RECEIVE_BYTES: Final = 65536
 DEFAULT_MAX_MESSAGE: Final = 16 * 1024 * 1024
 CLOSE_TIMEOUT_S: Final = 2.0
 ABNORMAL_CLOSURE: Final = 1006
 MESSAGE_TOO_BIG: Final = 1009
+NOT_SENT: Final = 0
+"""``send_now``: nothing was written; send the messages the usual way."""
+SENT: Final = 1
+"""``send_now``: the messages are in the kernel's socket buffer."""
+SENT_IN_PART: Final = 2
+"""``send_now``: the socket took part; the rest goes first with the next write (``send_messages([])``)."""
 
 
 class WebSocketClosed(Exception):
@@ -97,8 +106,23 @@ class WebSocket:
         self._ping_count = 0
         self._reading = False
         self._peer_closed = trio.Event()
+        self._client = bool(connection.client)
+        self._fast = _wsproto_at_frame_boundary(connection)
+        """Whole data frames are read by ``frames`` (wsproto holds no partial frame); False once a
+        frame that is not ours handed the rest of the connection to wsproto."""
+        self._unparsed = b""
+        """The start of a frame that has not fully arrived (fast reading only)."""
+        self._socket: Any = getattr(stream, "socket", None)
+        """The stream's plain socket, which ``send_now`` writes to (None for TLS: it never does)."""
+        self._unsent = b""
+        """What ``send_now`` could not write: the next write sends it first."""
         self.closed: WebSocketClosed | None = None
         """Why the socket is closed, once it is."""
+
+    @property
+    def reads_frames_itself(self) -> bool:
+        """Whether whole data frames are still read by ``frames`` rather than wsproto (diagnostics)."""
+        return self._fast
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -139,8 +163,47 @@ class WebSocket:
             self._reading = False
         if self.closed is not None:  # aborted or closed by us while we waited
             return
+        if data and self._fast and self._ws.state is ConnectionState.OPEN:
+            await self._take_frames(self._unparsed + data if self._unparsed else bytes(data))
+            return
+        self._hand_over()
         self._ws.receive_data(bytes(data) if data else None)
         await self._handle(self._ws.events())
+
+    async def _take_frames(self, buffer: bytes) -> None:
+        """Cut whole data frames from ``buffer`` (``frames``); control frames go to wsproto one by
+        one, and from the first frame that is not ours on, wsproto reads everything."""
+        pos, messages, masked, limit = 0, self._messages, not self._client, self._max_message_size
+        while True:
+            kind, end, message = frames.next_frame(buffer, pos, masked=masked, max_size=limit)
+            if kind == frames.WHOLE:
+                messages.append(message)  # type: ignore[arg-type]
+                pos = end
+            elif kind == frames.INCOMPLETE:
+                break
+            elif kind == frames.CONTROL:
+                self._ws.receive_data(buffer[pos:end])
+                pos = end
+                await self._handle(self._ws.events())
+                if self.closed is not None or self._ws.state is not ConnectionState.OPEN:
+                    self._unparsed = b""
+                    self._hand_over(buffer[pos:])
+                    return
+            else:
+                self._unparsed = b""
+                self._hand_over(buffer[pos:])
+                await self._handle(self._ws.events())
+                return
+        self._unparsed = buffer[pos:]
+
+    def _hand_over(self, rest: bytes = b"") -> None:
+        """wsproto reads everything from now on (starting with what ``frames`` had not read)."""
+        if self._fast:
+            self._fast = False
+            rest = self._unparsed + rest
+            self._unparsed = b""
+        if rest and self._ws.state in (ConnectionState.OPEN, ConnectionState.LOCAL_CLOSING):
+            self._ws.receive_data(rest)
 
     async def _handle(self, events: Iterable[Event]) -> None:
         for event in events:
@@ -185,23 +248,42 @@ class WebSocket:
 
     async def send_message(self, message: str | bytes) -> None:
         """Send one message (text for ``str``)."""
-        await self._write(self._frame(message))
+        self._raise_unless_open()
+        await self._write(frames.encode_messages((message,), mask=self._client))
 
     async def send_messages(self, messages: Sequence[str | bytes]) -> None:
-        """Send several messages, in order, with one write to the socket."""
-        await self._write(b"".join(self._frame(message) for message in messages))
+        """Send several messages, in order, with one write to the socket (framed by ``frames``:
+        wsproto keeps no state for whole data frames)."""
+        self._raise_unless_open()
+        await self._write(frames.encode_messages(messages, mask=self._client))
+
+    def send_now(self, messages: Sequence[str | bytes]) -> int:
+        """Write ``messages`` at once, without waiting and without a trio checkpoint, when nothing
+        else is being written and the kernel has room (the sender does not wake a writer task and
+        go through the scheduler for each 20 ms frame). ``NOT_SENT`` (nothing written: no plain
+        socket, a write in progress, no room, or the socket is failing — ``send_messages`` then
+        meets the same), ``SENT``, or ``SENT_IN_PART`` (the rest is held and goes first with the
+        next write: call ``send_messages([])`` soon)."""
+        sock = self._socket
+        if sock is None or self._unsent or self._send_lock.locked() or self.closed is not None:
+            return NOT_SENT
+        if self._ws.state is not ConnectionState.OPEN:
+            return NOT_SENT
+        data = frames.encode_messages(messages, mask=self._client)
+        try:
+            written = os.write(sock.fileno(), data)
+        except OSError:  # no room (EAGAIN), the peer is gone, the socket was closed (fileno -1)
+            return NOT_SENT
+        if written == len(data):
+            return SENT
+        self._unsent = data[written:]
+        return SENT_IN_PART
 
     def _raise_unless_open(self) -> None:
         if self.closed is not None:
             raise self.closed
         if self._ws.state is not ConnectionState.OPEN:
             raise WebSocketClosed(None, "closing")
-
-    def _frame(self, message: str | bytes) -> bytes:
-        self._raise_unless_open()
-        if isinstance(message, str):
-            return self._ws.send(TextMessage(data=message))
-        return self._ws.send(BytesMessage(data=message))
 
     async def _write(self, data: bytes) -> None:
         lock = self._send_lock
@@ -212,6 +294,8 @@ class WebSocket:
         try:
             if self.closed is not None:
                 raise self.closed
+            if self._unsent:
+                data, self._unsent = self._unsent + data, b""
             await self._stream.send_all(data)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._finish(WebSocketClosed(ABNORMAL_CLOSURE, "connection lost"))
@@ -267,3 +351,17 @@ class WebSocket:
         self._peer_closed.set()
         with trio.CancelScope(shield=True):
             await self._stream.aclose()
+
+
+def _wsproto_at_frame_boundary(connection: WSConnection) -> bool:
+    """Whether wsproto holds no part of a frame (what arrived with the handshake was whole frames,
+    already events), so ``frames`` may read from here on. Read from wsproto's internals (wsproto is
+    pinned below 2; ``tests/test_websocket.py`` fails if this stops finding them): when they
+    cannot be read, wsproto reads everything, as it always could."""
+    proto: Any = getattr(getattr(connection, "connection", None), "_proto", None)
+    decoder = getattr(proto, "_frame_decoder", None)
+    message = getattr(proto, "_message_decoder", None)
+    buffer = getattr(decoder, "buffer", None)
+    if buffer is None or message is None:
+        return False
+    return len(buffer) == 0 and getattr(decoder, "header", True) is None and getattr(message, "opcode", True) is None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 from hypothesis import given, settings
@@ -35,6 +36,7 @@ from callbridge.adapters.twilio.codec import (
     encode_inbound,
     encode_mark,
     encode_media,
+    parse_int,
 )
 
 STREAM = "MZ" + "0123456789abcdef" * 2
@@ -202,3 +204,10 @@ def test_fuzz_decoders_with_mutated_real_frames(frame: Any) -> None:
 )
 def test_any_inbound_message_round_trips(message: Any) -> None:
     assert decode_inbound(encode_inbound(message)) == message
+
+
+@settings(max_examples=500)
+@given(st.one_of(st.text(max_size=22), st.from_regex(r"-?[0-9]{1,20}", fullmatch=True)))
+def test_parse_int_takes_exactly_an_optional_minus_and_1_to_18_ascii_digits(text: str) -> None:
+    plain = re.fullmatch(r"-?[0-9]{1,18}", text) is not None
+    assert parse_int(text, -7) == (int(text) if plain else -7)

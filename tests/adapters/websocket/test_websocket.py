@@ -16,6 +16,9 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
 
 from callbridge.adapters.websocket import (
+    NOT_SENT,
+    SENT,
+    SENT_IN_PART,
     IncomingRequest,
     WebSocket,
     WebSocketClosed,
@@ -24,6 +27,7 @@ from callbridge.adapters.websocket import (
     WebSocketRejected,
     accept_request,
     connect,
+    frames,
 )
 
 # --- servers ---------------------------------------------------------------------------------
@@ -461,3 +465,101 @@ async def test_wss_to_an_untrusted_certificate_is_a_handshake_error_naming_tls(n
     with pytest.raises(WebSocketHandshakeError) as error:
         await connect(url, timeout_s=5)  # the system's trust store: this CA is not in it
     assert "TLS handshake failed" in str(error.value) and "certificate" in str(error.value)
+
+
+# --- the fast frame reader (adapters/websocket/frames.py) and wsproto behind it ------------------
+
+
+async def raw_client_of_our_server(nursery: trio.Nursery) -> tuple[trio.SocketStream, WebSocket]:
+    """A TCP client that did the upgrade with wsproto and then writes bytes by hand; our server's socket."""
+    sockets_in, sockets_out = trio.open_memory_channel[WebSocket](1)
+
+    async def keep(request: IncomingRequest) -> None:
+        await sockets_in.send(await request.accept())
+        await trio.sleep_forever()
+
+    url = await serve_ours(nursery, keep)
+    stream = await trio.open_tcp_stream("127.0.0.1", int(url.rsplit(":", 1)[1]))
+    client = WSConnection(ConnectionType.CLIENT)
+    await stream.send_all(client.send(Request(host="127.0.0.1", target="/")))
+    response = b""
+    while b"\r\n\r\n" not in response:
+        response += await stream.receive_some()
+    return stream, await sockets_out.receive()
+
+
+def client_frame(first: int, payload: bytes) -> bytes:
+    """A masked client frame (key 1 2 3 4), first byte as given."""
+    key = b"\x01\x02\x03\x04"
+    return bytes([first, 0x80 | len(payload)]) + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+async def test_our_sockets_read_whole_frames_themselves_and_keep_doing_so_past_pings(nursery: trio.Nursery) -> None:
+    stream, ws = await raw_client_of_our_server(nursery)
+    assert ws.reads_frames_itself  # fails if wsproto's internals moved: the fast path would be off
+    whole = client_frame(0x81, b'{"event":"media"}')
+    await stream.send_all(whole + client_frame(0x89, b"p") + whole[:5])
+
+    async def finish_the_cut_frame() -> None:
+        await trio.testing.wait_all_tasks_blocked()
+        await stream.send_all(whole[5:] + client_frame(0x82, b"\x00\xff"))
+
+    nursery.start_soon(finish_the_cut_frame)
+    assert [await ws.get_message() for _ in range(3)] == ['{"event":"media"}', '{"event":"media"}', b"\x00\xff"]
+    assert ws.reads_frames_itself
+    pong = await stream.receive_some()
+    assert pong[:3] == b"\x8a\x01p"  # the ping was answered (unmasked, by wsproto)
+    await ws.abort(1000, "done")
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (client_frame(0x81, b"\xff\xfe"), 1007),  # text that is not UTF-8
+        (bytes([0x81, 2]) + b"hi", 1002),  # an unmasked client frame
+        (client_frame(0xC1, b"hi"), 1002),  # a reserved bit without an extension
+    ],
+)
+async def test_a_bad_frame_after_good_ones_is_refused_by_wsproto_with_its_code(
+    nursery: trio.Nursery, frame: bytes, code: int
+) -> None:
+    stream, ws = await raw_client_of_our_server(nursery)
+    await stream.send_all(client_frame(0x81, b"fine") + frame)
+    assert await ws.get_message() == "fine"
+    with pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert closed.value.code == code
+    assert not ws.reads_frames_itself
+    close = await stream.receive_some()
+    assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == code  # the peer was told why
+
+
+async def test_send_now_writes_at_once_and_a_part_taken_is_finished_by_the_next_write(nursery: trio.Nursery) -> None:
+    stream, ws = await raw_client_of_our_server(nursery)
+    assert ws.send_now(["first", "second"]) == SENT
+    received = b""
+    while len(received) < 2 + 5 + 2 + 6:
+        received += await stream.receive_some()
+    assert received == b"\x81\x05first\x81\x06second"  # our frames, unmasked from a server
+    big = "x" * 60_000
+    results = []
+    while SENT_IN_PART not in results:  # the client does not read: the kernel's buffer fills up
+        results.append(ws.send_now([big]))
+        assert results[-1] != NOT_SENT
+    assert ws.send_now(["later"]) == NOT_SENT  # nothing overtakes the rest still held
+
+    async def write_the_rest() -> None:
+        await ws.send_messages([])  # the rest of the last frame
+        await ws.send_messages(["last"])
+
+    nursery.start_soon(write_the_rest)
+    data, wanted = b"", len(results) * (4 + 60_000) + 2 + 4
+    while len(data) < wanted:
+        data += await stream.receive_some()
+    texts, pos = [], 0
+    while pos < len(data):
+        kind, pos, message = frames.next_frame(data, pos, masked=False, max_size=1 << 20)
+        assert kind == frames.WHOLE
+        texts.append(message)
+    assert texts == [big] * len(results) + ["last"]
+    await ws.abort(1000, "done")
