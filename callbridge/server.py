@@ -12,13 +12,8 @@ Nothing else knows all of these. ``Server.run`` owns every long-lived task in on
   the agent file (``--agent``) is the ``default`` profile's first version, and a changed file a new
   one (``engine.agent_directory``). ``/twiml`` decides which profile answers and records it; the call's
   start takes that decision, wherever it was made (``engine.agent_router``).
-- **Health**: :meth:`Server.health` (``/healthz``) and :meth:`Server.takes_calls` (whether a call would be
-  carried; when the log cannot take one, the media path plays the apology instead)
-  ask the writer whether the log can take a call, and the store whether it answers.
-- **Shutdown** (SIGINT/SIGTERM) fits in :data:`SHUTDOWN_BUDGET_S`: stop taking calls, end the live ones
-  (each records ``CallEnded``), let webhook requests in flight get their answer (and send no new one),
-  write every accepted event by a deadline, whatever the store does;
-  :meth:`Server.finish` then says truthfully whether events were lost and gives the exit status.
+- **Health and shutdown** (``/healthz``, draining, the stop signal's budget, the truthful last line):
+  ``callbridge.server_lifecycle``.
 """
 
 from __future__ import annotations
@@ -69,6 +64,7 @@ from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_fi
 from callbridge.projections.service import ProjectionService
 from callbridge.projections.views_db import views_path
 from callbridge.projections.webhook_service import WebhookService, webhook_timings
+from callbridge.server_lifecycle import ServerLifecycle
 from callbridge.web.app import create_app
 from callbridge.web.call_admission import CallAdmission
 from callbridge.web.listener import serve_front
@@ -80,22 +76,11 @@ from callbridge.web.warm_transfer import tell_transfer_status_url
 
 log = logging.getLogger(__name__)
 
-SHUTDOWN_CALLS_TIMEOUT_S = 5.0
-"""How long live calls get to end at shutdown."""
-SHUTDOWN_BUDGET_S = 8.5
-"""From the stop signal to ``Server.run`` returning, whatever the store does (CONTRACT: the process
-exits within 10 s): events are written until ``SHUTDOWN_WRITE_S``, then open HTTP connections get
-hypercorn's graceful time (2 s), then what is still unwritten is counted as lost."""
-SHUTDOWN_WRITE_S = 6.0
-"""Until when, after the stop signal, the events of the ending calls are written before the front
-closes its connections."""
-HEALTH_STORE_TIMEOUT_S = 2.0
-"""``/healthz`` waits at most this for the store to answer before saying it does not."""
 DB_THREADS = 4
 """Worker threads the API may use at once for views, store reads and recordings."""
 
 
-class Server:
+class Server(ServerLifecycle):
     def __init__(
         self,
         settings: Settings,
@@ -246,53 +231,6 @@ class Server:
         current = self.agents.book.current(DEFAULT_PROFILE)
         return self.agents.registry_for(DEFAULT_PROFILE, current.version if current else 0, self.agent)
 
-    async def store_answers(self) -> bool:
-        """Whether the store answers a trivial query within ``HEALTH_STORE_TIMEOUT_S``."""
-        with trio.move_on_after(HEALTH_STORE_TIMEOUT_S):
-            try:
-                return await trio.to_thread.run_sync(self.store.ping, abandon_on_cancel=True)
-            except Exception:
-                log.exception("store ping failed")
-                return False
-        log.warning("event store %s did not answer within %.0f s", self.store.description, HEALTH_STORE_TIMEOUT_S)
-        return False
-
-    def takes_calls(self) -> bool:
-        """Whether a new call may start now: not shutting down, and the log can take its events."""
-        return self.accepting and self.writer.accepting_calls
-
-    async def health(self) -> tuple[bool, dict[str, Any]]:
-        """``/healthz``: whether this engine can take calls, and if not, why. Public (no token): the
-        problems say what is wrong, never a path, a host or an error text (those are in the log)."""
-        problems = (
-            []
-            if self.accepting
-            else ["draining: live calls finish, no new ones" if self.draining else "the server is shutting down"]
-        )
-        problems += self.writer.health()
-        if not await self.store_answers():
-            problems.append("the event store does not answer")
-        stats = self.writer.statistics()
-        body: dict[str, Any] = {
-            "status": "unavailable" if problems else "ok",
-            "problems": problems,
-            "accepting_calls": not problems,
-            "live_calls": len(self.live),
-            "events_pending": stats.pending,
-            "events_dropped": stats.dropped,
-        }
-        return not problems, body
-
-    async def drain(self) -> None:
-        """For a deploy (SIGUSR1): take no new calls (``/healthz`` says so, so a load balancer moves
-        new calls to other engines; a ``/call`` upgrade gets 503), let the live ones finish by
-        themselves, then stop."""
-        self.draining = True
-        self.accepting = False
-        log.info("draining: no new calls; %d live call(s) finish first, then this engine stops", len(self.live))
-        await self.live.wait_empty()
-        self.shutdown.set()
-
     def load_default_session(self) -> None:
         """The last saved default session config survives restarts: it is an event."""
         for recorded in self.store.read_call(SETTINGS_STREAM):
@@ -385,54 +323,6 @@ class Server:
             run=self._run_call,
             admission=self.admission,
         )
-
-    async def _end_calls(self) -> None:
-        """Shutdown, before the front closes its connections: stop taking calls, end the live ones,
-        write their events — each step by its deadline."""
-        self.accepting = False
-        started = self._stop_started = trio.current_time()
-        self._stop_started_clock = time.monotonic()
-        self.writer.stop_by(started + SHUTDOWN_BUDGET_S)
-        if len(self.live):
-            log.info("ending %d live call(s)", len(self.live))
-        self.live.hang_up_all("server_shutdown")
-
-        async def calls_ended() -> None:
-            with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
-                await self.live.wait_empty()
-
-        async def webhooks_answered() -> None:  # no new request; the ones in flight get their answer recorded
-            with trio.move_on_after(SHUTDOWN_CALLS_TIMEOUT_S):
-                await self.webhooks.drain()
-
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(calls_ended)
-            nursery.start_soon(webhooks_answered)
-        await self.writer.drain(started + SHUTDOWN_WRITE_S)
-
-    def finish(self) -> int:
-        """After ``run``: release the store and the engine's name, log the truth about the events,
-        and return the exit status: 0 when every accepted event is stored, 1 when some were lost."""
-        pending, dropped = self.writer.pending_count, self.writer.dropped_count
-        self.store.close(timeout=0.5)
-        self.identity.release()
-        took = (
-            f" {time.monotonic() - self._stop_started_clock:.1f} s after the stop signal" if self._stop_started else ""
-        )
-        if not pending and not dropped:
-            log.info("stopped%s; every accepted event is in %s", took, self.store.description)
-            return 0
-        log.error(
-            "stopped%s; %d events were NOT written to %s (%d still waiting at exit, %d dropped while it "
-            "was not taking writes; last error: %s)",
-            took,
-            pending + dropped,
-            self.store.description,
-            pending,
-            dropped,
-            self.writer.statistics().last_error,
-        )
-        return 1
 
     async def run(self, *, task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED) -> None:
         """Serve until ``self.shutdown`` is set; ``task_status.started`` gets the bound port."""
