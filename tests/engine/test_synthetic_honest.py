@@ -1,0 +1,186 @@
+"""The synthetic call logs (``engine/synthetic.py``) are honest: each golden scenario the projection,
+API and MCP tests build with ``CallLog`` is also run through the real engine, over real sockets, with
+the simulated caller and model, and the two logs must tell the same story.
+
+What "the same" means (``log_shape``):
+
+- **The sequence of event types.** A model event counts as its own type (``ModelEventReceived`` of
+  ``response.done`` is not one of ``session.created``). Events whose number and place depend on
+  timing are taken out of the sequence and compared on their own (their fields, below): the audio
+  streams (``CallerAudioReceived``, ``AssistantAudioSent``, ``AssistantAudioPlayed``, which interleave
+  with everything else as the sockets' clocks allow) and ``EngineHeartbeat``. What remains is
+  collapsed where it repeats a number of times that depends on how text was cut into pieces: a run
+  of the same type, or of the same pair of types (a model's transcript ``…delta`` and the
+  ``TranscriptDelta`` recorded beside it, N times), counts once.
+- **For each type, the fields that are set.** Every distinct set of fields an event of that type
+  carries with a value other than its default; for a model event, also the top-level keys of its
+  JSON. Values themselves (ids, times, texts) differ between the runs and are not compared.
+
+Only what a run over the simulated peers can produce is compared: the ``crashed_call`` golden log is
+the normal call cut short (a process that died), which no clean run records.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import trio
+from bridge_harness import running_bridge
+from test_projections_support import STORY, barge_in_call, normal_call
+
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.engine.events import (
+    AssistantAudioPlayed,
+    AssistantAudioSent,
+    CallerAudioReceived,
+    EngineHeartbeat,
+    Event,
+    ModelEventReceived,
+    ModelEventSent,
+)
+from callbridge.engine.synthetic import CallLog
+from callbridge.engine.tools import Tool, ToolContext, ToolRegistry
+
+STREAMED = (CallerAudioReceived, AssistantAudioSent, AssistantAudioPlayed, EngineHeartbeat)
+
+
+def type_of(event: Event) -> str:
+    if isinstance(event, ModelEventReceived | ModelEventSent):
+        direction = "received" if isinstance(event, ModelEventReceived) else "sent"
+        return f"{direction} {event.type}"
+    return type(event).__name__
+
+
+def fields_set(event: Event) -> frozenset[str]:
+    """The fields of ``event`` whose value is not the default (the model's JSON keys as ``raw.KEY``)."""
+    info = msgspec.inspect.type_info(type(event))
+    assert isinstance(info, msgspec.inspect.StructType)
+    names = set()
+    for field in info.fields:
+        value = getattr(event, field.name)
+        default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory
+        if field.required or (default is not msgspec.NODEFAULT and value != (default() if callable(default) else default)):
+            names.add(field.name)
+    if isinstance(event, ModelEventReceived | ModelEventSent):
+        names |= {f"raw.{key}" for key in json.loads(event.raw)}
+    return frozenset(names)
+
+
+def collapsed(types: Iterable[str]) -> list[str]:
+    """``types`` with repeated runs of one type, or of one pair of types, counted once."""
+    out: list[str] = []
+    for kind in types:
+        out.append(kind)
+        if len(out) >= 2 and out[-1] == out[-2]:
+            out.pop()
+        elif len(out) >= 4 and out[-2:] == out[-4:-2]:
+            del out[-2:]
+    return out
+
+
+def log_shape(events: list[Event]) -> tuple[list[str], dict[str, set[frozenset[str]]]]:
+    """(the collapsed sequence of non-streamed types, each type's distinct sets of fields set)."""
+    sequence = collapsed(type_of(e) for e in events if not isinstance(e, STREAMED))
+    shapes: dict[str, set[frozenset[str]]] = {}
+    for event in events:
+        shapes.setdefault(type_of(event), set()).add(fields_set(event))
+    return sequence, shapes
+
+
+def assert_same_shape(real: list[Event], synthetic: list[Event]) -> None:
+    real_sequence, real_fields = log_shape(real)
+    synthetic_sequence, synthetic_fields = log_shape(synthetic)
+    assert synthetic_sequence == real_sequence
+    for kind in sorted(real_fields.keys() | synthetic_fields.keys()):
+        real_sets = sorted(sorted(s) for s in real_fields.get(kind, set()))
+        synthetic_sets = sorted(sorted(s) for s in synthetic_fields.get(kind, set()))
+        assert (kind, synthetic_sets) == (kind, real_sets)
+
+
+async def recorded_call(tmp_path: Path, script: Script, caller: list[Step], **bridge: Any) -> list[Event]:
+    async with running_bridge(tmp_path, script=script, **bridge) as running:
+        report = await place_call(running.base_url, script=caller)
+        await running.wait_call_ended(report.call_sid)
+        events = await running.events(report.call_sid)
+    assert report.ok, report.errors
+    return events
+
+
+async def test_the_normal_call_is_what_the_engine_records(tmp_path: Path) -> None:
+    script = Script(turns=[Turn(transcript="Hi, what are your opening hours?", reply="We are open from nine to five.")])
+    real = await recorded_call(tmp_path, script, [Speak(900), WaitForAssistant(15), HangUp()])
+    assert_same_shape(real, normal_call().events)
+
+
+def weather_registry() -> ToolRegistry:
+    async def get_weather(args: dict[str, object], ctx: ToolContext) -> dict[str, object]:
+        return {"temp_c": 21}
+
+    registry = ToolRegistry()
+    registry.register(
+        Tool(
+            name="get_weather",
+            description="Weather in a city",
+            parameters={"type": "object", "properties": {"city": {"type": "string"}}},
+            handler=get_weather,
+        )
+    )
+    return registry
+
+
+async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
+    turn = Turn(
+        transcript="Weather in Paris?",
+        function_call=FunctionCall(name="get_weather", arguments={"city": "Paris"}),
+        after_tool="It is {temp_c} degrees in Paris.",
+    )
+    caller = [Speak(900), WaitForAssistant(15), HangUp()]
+    real = await recorded_call(tmp_path, Script(turns=[turn]), caller, registry=weather_registry())
+    synthetic = (
+        CallLog("CAtool")
+        .start()
+        .caller_says("Weather in Paris?")
+        .tool_call("get_weather", {"city": "Paris"}, {"temp_c": 21})
+        .assistant_says("It is 21 degrees in Paris.")
+        .end()
+    )
+    assert_same_shape(real, synthetic.events)
+
+
+async def test_a_barge_in_is_what_the_engine_records(tmp_path: Path) -> None:
+    script = Script(
+        turns=[Turn(transcript="Tell me a long story", reply=STORY * 3), Turn(transcript="Stop, thanks", reply="Okay!")]
+    )
+    caller = [Speak(900), BargeIn(after_ms=600, speak_ms=900), WaitForAssistant(15), HangUp()]
+    real = await recorded_call(tmp_path, script, caller)
+    assert_same_shape(real, barge_in_call().events)
+
+
+async def test_a_reconnect_is_what_the_engine_records(tmp_path: Path) -> None:
+    script = Script(
+        turns=[Turn(transcript="Hello there", reply="Hi! How can I help?"), Turn(transcript="Book a table", reply="Done.")]
+    )
+    caller = [Speak(900), WaitForAssistant(15), Silence(1500), Speak(900), WaitForAssistant(15), HangUp()]
+    async with running_bridge(tmp_path, script=script) as bridge:
+        async with trio.open_nursery() as nursery:
+            reports = []
+
+            async def call() -> None:
+                reports.append(await place_call(bridge.base_url, script=caller))
+
+            nursery.start_soon(call)
+            first = await bridge.fake.wait_for_session(1)
+            await first.wait_for_server("response.done")
+            await bridge.fake.drop_all()
+        await bridge.wait_call_ended(reports[0].call_sid)
+        real = await bridge.events(reports[0].call_sid)
+    assert reports[0].ok, reports[0].errors
+    from test_projections_support import reconnect_call
+
+    assert_same_shape(real, reconnect_call().events)
