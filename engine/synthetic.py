@@ -17,6 +17,7 @@ from typing import Any
 import msgspec
 
 from callbridge.engine.events import (
+    AgentRouted,
     AssistantAudioPlayed,
     AssistantAudioSent,
     AssistantSaid,
@@ -36,6 +37,7 @@ from callbridge.engine.events import (
     ToolCallFailed,
     ToolCallRequested,
     TranscriptDelta,
+    TwilioSocketClosed,
 )
 from callbridge.engine.synthetic_model import ModelEventLog
 
@@ -60,6 +62,8 @@ class CallLog(ModelEventLog):
         to_number: str = "+15550109999",
         model: str = "sim",
         session_config: dict[str, Any] | None = None,
+        engine_id: str = "engine-sim",
+        agent: str = "default",
     ) -> None:
         super().__init__(call_id, start_at)
         self.from_number = from_number
@@ -69,6 +73,9 @@ class CallLog(ModelEventLog):
         self._audio_ms = 0
         self._frame_chunk = 1
         self._speaking = False
+        self.engine_id = engine_id
+        self.agent = agent
+        self._last_answer: tuple[str, int, int] | None = None  # (item id, played ms, received ms)
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -96,6 +103,7 @@ class CallLog(ModelEventLog):
     # --- the call's story ----------------------------------------------------------------
 
     def start(self) -> CallLog:
+        self._add(AgentRouted(call_id=self.call_id, at=self._at(), agent=self.agent, version=1, reason="default"))
         self._add(
             CallStarted(
                 call_id=self.call_id,
@@ -107,6 +115,9 @@ class CallLog(ModelEventLog):
                 custom_parameters={"From": self.from_number, "To": self.to_number, "CallSid": self.call_id},
                 model=self.model,
                 session_config=self.session_config,
+                engine_id=self.engine_id,
+                agent_name=self.agent,
+                agent_version=1,
             )
         )
         self._sent("session.update", session={"type": "realtime", **self.session_config})
@@ -119,10 +130,7 @@ class CallLog(ModelEventLog):
     def caller_says(self, text: str, ms: int | None = None) -> CallLog:
         duration = ms if ms is not None else max(600, 60 * len(text))
         item_id = self._id("item")
-        self._received("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=self.ms)
-        self._add(
-            CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=True, audio_ms=self.ms)
-        )
+        self._speech_started(item_id)
         self._speaking = True
         self.wait(duration)
         self._speaking = False
@@ -131,20 +139,55 @@ class CallLog(ModelEventLog):
         self._add(
             CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=False, audio_ms=self.ms)
         )
-        self._received("input_audio_buffer.committed", item_id=item_id)
+        previous = self._placed(item_id)
+        placed = {} if previous is None else {"previous_item_id": previous}
+        self._received("input_audio_buffer.committed", item_id=item_id, **placed)
         self._add(CallerAudioCommitted(call_id=self.call_id, at=self._at(), item_id=item_id))
         user_item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": []}
-        self._received("conversation.item.added", item=user_item)
+        self._conversation_item("conversation.item.added", user_item, previous)
         self.wait(120)
+        words = text.split(" ")
+        half = max(1, len(words) // 2)
+        for piece in (" ".join(words[:half]), " " + " ".join(words[half:])):
+            if piece.strip():
+                self._received(
+                    "conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=piece
+                )
+                self._add(
+                    TranscriptDelta(call_id=self.call_id, at=self._at(), item_id=item_id, role="user", delta=piece)
+                )
+        usage = {"type": "tokens", "input_tokens": duration // 100, "output_tokens": len(text) // 4}
         self._received(
             "conversation.item.input_audio_transcription.completed",
             item_id=item_id,
             content_index=0,
             transcript=text,
+            usage=usage,
         )
         self._add(CallerSaid(call_id=self.call_id, at=self._at(), item_id=item_id, text=text))
-        self._received("conversation.item.done", item=user_item)
+        self._conversation_item("conversation.item.done", user_item, previous)
         return self
+
+    def _speech_started(self, item_id: str) -> None:
+        """The model hears the caller start; the engine decides about barge-in each time (here
+        nothing is playing: the last answer, if any, was heard to its end)."""
+        self._received("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=self.ms)
+        self._add(
+            CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=True, audio_ms=self.ms)
+        )
+        last, played, received = self._last_answer or (None, 0, 0)
+        action = "skipped_nothing_playing" if last is None else "skipped_fully_played"
+        self._add(
+            BargeInDecided(
+                call_id=self.call_id,
+                at=self._at(),
+                item_id=last,
+                played_ms=played,
+                received_ms=received,
+                audio_end_ms=None,
+                action=action,
+            )
+        )
 
     def assistant_says(
         self, text: str, ms: int | None = None, *, interrupted_at_ms: int | None = None, first_audio_ms: int = 350
@@ -155,7 +198,8 @@ class CallLog(ModelEventLog):
         response_id, item_id = self._id("resp"), self._id("item")
         self._response_started(response_id)
         item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-        self._item_added(response_id, item)
+        previous = self._item_added(response_id, item)
+        self._content("response.content_part.added", response_id, item_id, part={"type": "audio", "transcript": ""})
         self.wait(first_audio_ms)
         total = duration * 8
         heard_ms = duration if interrupted_at_ms is None else min(duration, interrupted_at_ms)
@@ -190,8 +234,9 @@ class CallLog(ModelEventLog):
                     total_played_bytes=played * 8,
                 )
             )
+        self._last_answer = (item_id, heard_ms, generated // 8)
         if interrupted_at_ms is not None and heard_ms < duration:
-            return self._barge_in(text, response_id, item_id, heard_ms, generated // 8, duration)
+            return self._barge_in(text, response_id, item, previous, heard_ms, generated // 8, duration)
         words = text.split()
         for index, word in enumerate(words):
             delta = word if index == 0 else " " + word
@@ -211,14 +256,24 @@ class CallLog(ModelEventLog):
         self._add(
             AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=text)
         )
+        self._content("response.content_part.done", response_id, item_id, part={"type": "audio", "transcript": text})
         done_item = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
         self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
+        self._conversation_item("conversation.item.done", done_item, previous)
         self._response_done(response_id, "completed", duration, len(text))
         return self
 
     def _barge_in(
-        self, text: str, response_id: str, item_id: str, heard_ms: int, received_ms: int, total_ms: int
+        self,
+        text: str,
+        response_id: str,
+        item: dict[str, Any],
+        previous: str | None,
+        heard_ms: int,
+        received_ms: int,
+        total_ms: int,
     ) -> CallLog:
+        item_id = str(item["id"])
         caller_item = self._id("item")
         self._received("input_audio_buffer.speech_started", item_id=caller_item, audio_start_ms=self.ms)
         self._add(
@@ -355,6 +410,8 @@ class CallLog(ModelEventLog):
 
     def end(self, reason: str = "caller_hangup") -> CallLog:
         self.wait(200)
+        if reason == "caller_hangup":  # Twilio's ``stop``, then its socket closes
+            self._add(TwilioSocketClosed(call_id=self.call_id, at=self._at(), reason="stop"))
         self._add(CallEnded(call_id=self.call_id, at=self._at(), reason=reason))
         return self
 

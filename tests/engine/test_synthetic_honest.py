@@ -22,6 +22,7 @@ the normal call cut short (a process that died), which no clean run records.
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Iterable
 from pathlib import Path
@@ -65,7 +66,9 @@ def fields_set(event: Event) -> frozenset[str]:
     for field in info.fields:
         value = getattr(event, field.name)
         default = field.default if field.default is not msgspec.NODEFAULT else field.default_factory
-        if field.required or (default is not msgspec.NODEFAULT and value != (default() if callable(default) else default)):
+        if field.required or (
+            default is not msgspec.NODEFAULT and value != (default() if callable(default) else default)
+        ):
             names.add(field.name)
     if isinstance(event, ModelEventReceived | ModelEventSent):
         names |= {f"raw.{key}" for key in json.loads(event.raw)}
@@ -96,11 +99,14 @@ def log_shape(events: list[Event]) -> tuple[list[str], dict[str, set[frozenset[s
 def assert_same_shape(real: list[Event], synthetic: list[Event]) -> None:
     real_sequence, real_fields = log_shape(real)
     synthetic_sequence, synthetic_fields = log_shape(synthetic)
-    assert synthetic_sequence == real_sequence
-    for kind in sorted(real_fields.keys() | synthetic_fields.keys()):
-        real_sets = sorted(sorted(s) for s in real_fields.get(kind, set()))
-        synthetic_sets = sorted(sorted(s) for s in synthetic_fields.get(kind, set()))
-        assert (kind, synthetic_sets) == (kind, real_sets)
+    diff = "\n".join(difflib.unified_diff(real_sequence, synthetic_sequence, "engine", "synthetic", lineterm=""))
+    differing = [
+        f"{kind}: engine {sorted(sorted(s) for s in real_fields.get(kind, set()))}, "
+        f"synthetic {sorted(sorted(s) for s in synthetic_fields.get(kind, set()))}"
+        for kind in sorted(real_fields.keys() | synthetic_fields.keys())
+        if real_fields.get(kind) != synthetic_fields.get(kind)
+    ]
+    assert (synthetic_sequence, differing) == (real_sequence, []), diff + "\n" + "\n".join(differing)
 
 
 async def recorded_call(tmp_path: Path, script: Script, caller: list[Step], **bridge: Any) -> list[Event]:
@@ -164,7 +170,10 @@ async def test_a_barge_in_is_what_the_engine_records(tmp_path: Path) -> None:
 
 async def test_a_reconnect_is_what_the_engine_records(tmp_path: Path) -> None:
     script = Script(
-        turns=[Turn(transcript="Hello there", reply="Hi! How can I help?"), Turn(transcript="Book a table", reply="Done.")]
+        turns=[
+            Turn(transcript="Hello there", reply="Hi! How can I help?"),
+            Turn(transcript="Book a table", reply="Done."),
+        ]
     )
     caller = [Speak(900), WaitForAssistant(15), Silence(1500), Speak(900), WaitForAssistant(15), HangUp()]
     async with running_bridge(tmp_path, script=script) as bridge:
