@@ -324,8 +324,12 @@ class CallLog(ModelEventLog):
         args = _encode.encode(arguments).decode()
         self._response_started(response_id)
         item = {"id": item_id, "type": "function_call", "call_id": tool_call_id, "name": name, "arguments": ""}
-        self._item_added(response_id, item)
+        previous = self._item_added(response_id, item)
         self.wait(200)
+        ids = {"response_id": response_id, "item_id": item_id, "output_index": 0, "call_id": tool_call_id}
+        third = max(1, -(-len(args) // 3))
+        for start in range(0, len(args), third):
+            self._received("response.function_call_arguments.delta", **ids, delta=args[start : start + third])
         self._received(
             "response.function_call_arguments.done",
             response_id=response_id,
@@ -347,9 +351,9 @@ class CallLog(ModelEventLog):
                 handler=handler,
             )
         )
-        self._received(
-            "response.output_item.done", response_id=response_id, output_index=0, item={**item, "arguments": args}
-        )
+        done_item = {**item, "status": "completed", "arguments": args}
+        self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
+        self._conversation_item("conversation.item.done", done_item, previous)
         self._response_done(response_id, "completed", 0, len(args))
         self.wait(duration_ms)
         text = output if isinstance(output, str) else _encode.encode(output).decode()
@@ -377,10 +381,14 @@ class CallLog(ModelEventLog):
                     source=handler,
                 )
             )
-        self._sent(
-            "conversation.item.create", item={"type": "function_call_output", "call_id": tool_call_id, "output": text}
-        )
+        output_item = {"type": "function_call_output", "call_id": tool_call_id, "output": text}
+        self._sent("conversation.item.create", item=output_item)
         self._sent("response.create")
+        # the model adds the output to the conversation (after the function call)
+        added = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **output_item}
+        previous = self._placed(str(added["id"]))
+        self._conversation_item("conversation.item.added", added, previous)
+        self._conversation_item("conversation.item.done", added, previous)
         return self
 
     def model_drops(self, code: int = 1006, downtime_ms: int = 400, seeded_items: int = 2) -> CallLog:

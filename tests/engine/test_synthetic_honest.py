@@ -30,6 +30,7 @@ from typing import Any
 
 import msgspec
 import trio
+import trio.testing
 from bridge_harness import running_bridge
 from test_projections_support import STORY, barge_in_call, normal_call
 
@@ -124,8 +125,12 @@ async def test_the_normal_call_is_what_the_engine_records(tmp_path: Path) -> Non
     assert_same_shape(real, normal_call().events)
 
 
-def weather_registry() -> ToolRegistry:
+def weather_registry(answered: trio.Event) -> ToolRegistry:
+    """A tool that answers once ``answered`` is set (the synthetic tool takes 300 ms: the model's
+    ``response.done`` comes before its output; an instant tool would race it)."""
+
     async def get_weather(args: dict[str, object], ctx: ToolContext) -> dict[str, object]:
+        await answered.wait()
         return {"temp_c": 21}
 
     registry = ToolRegistry()
@@ -147,7 +152,22 @@ async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
         after_tool="It is {temp_c} degrees in Paris.",
     )
     caller = [Speak(900), WaitForAssistant(15), HangUp()]
-    real = await recorded_call(tmp_path, Script(turns=[turn]), caller, registry=weather_registry())
+    answered = trio.Event()
+    async with running_bridge(tmp_path, script=Script(turns=[turn]), registry=weather_registry(answered)) as bridge:
+        async with trio.open_nursery() as nursery:
+            reports = []
+
+            async def call() -> None:
+                reports.append(await place_call(bridge.base_url, script=caller))
+
+            nursery.start_soon(call)
+            session = await bridge.fake.wait_for_session(1)
+            await session.wait_for_server("response.done")
+            await trio.testing.wait_all_tasks_blocked()  # the engine has read it (loopback delivers at once)
+            answered.set()
+        await bridge.wait_call_ended(reports[0].call_sid)
+        real = await bridge.events(reports[0].call_sid)
+    assert reports[0].ok, reports[0].errors
     synthetic = (
         CallLog("CAtool")
         .start()
