@@ -76,6 +76,7 @@ class CallLog(ModelEventLog):
         self.engine_id = engine_id
         self.agent = agent
         self._last_answer: tuple[str, int, int] | None = None  # (item id, played ms, received ms)
+        self._barged_in_by: str | None = None  # the caller's item that talked over the last answer
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -129,8 +130,11 @@ class CallLog(ModelEventLog):
 
     def caller_says(self, text: str, ms: int | None = None) -> CallLog:
         duration = ms if ms is not None else max(600, 60 * len(text))
-        item_id = self._id("item")
-        self._speech_started(item_id)
+        if self._barged_in_by is not None:  # already talking since the barge-in
+            item_id, self._barged_in_by = self._barged_in_by, None
+        else:
+            item_id = self._id("item")
+            self._speech_started(item_id)
         self._speaking = True
         self.wait(duration)
         self._speaking = False
@@ -204,6 +208,9 @@ class CallLog(ModelEventLog):
         total = duration * 8
         heard_ms = duration if interrupted_at_ms is None else min(duration, interrupted_at_ms)
         generated = total if interrupted_at_ms is None else min(total, (heard_ms + 1000) * 8)
+        interrupted = interrupted_at_ms is not None and heard_ms < duration
+        # the model's transcript covers what it generated (received), not what the caller heard
+        partial = text[: max(1, int(len(text) * min(1.0, generated / 8 / max(1, duration))))]
         offset = 0
         while offset < generated:
             size = min(4000, generated - offset)
@@ -218,6 +225,8 @@ class CallLog(ModelEventLog):
                 )
             )
             offset += size
+        if interrupted:  # the transcript streams with the audio, before the caller hears it
+            self._transcript_deltas(response_id, item_id, partial)
         played = 0
         step = 100
         while played < heard_ms:
@@ -235,10 +244,15 @@ class CallLog(ModelEventLog):
                 )
             )
         self._last_answer = (item_id, heard_ms, generated // 8)
-        if interrupted_at_ms is not None and heard_ms < duration:
-            return self._barge_in(text, response_id, item, previous, heard_ms, generated // 8, duration)
-        words = text.split()
-        for index, word in enumerate(words):
+        if interrupted:
+            return self._barge_in(partial, response_id, item, previous, heard_ms, generated // 8)
+        self._transcript_deltas(response_id, item_id, text)
+        self._answer_done(response_id, item, previous, text, "completed")
+        self._response_done(response_id, "completed", duration, len(text))
+        return self
+
+    def _transcript_deltas(self, response_id: str, item_id: str, text: str) -> None:
+        for index, word in enumerate(text.split()):
             delta = word if index == 0 else " " + word
             self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
             self._add(
@@ -251,28 +265,37 @@ class CallLog(ModelEventLog):
                     response_id=response_id,
                 )
             )
+
+    def _answer_done(
+        self, response_id: str, item: dict[str, Any], previous: str | None, transcript: str, status: str
+    ) -> None:
+        """The model closes the answer's audio, transcript, content part and item."""
+        item_id = str(item["id"])
         self._content("response.output_audio.done", response_id, item_id)
-        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=text)
+        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=transcript)
         self._add(
-            AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=text)
+            AssistantSaid(
+                call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=transcript
+            )
         )
-        self._content("response.content_part.done", response_id, item_id, part={"type": "audio", "transcript": text})
-        done_item = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
+        part = {"type": "audio", "transcript": transcript}
+        self._content("response.content_part.done", response_id, item_id, part=part)
+        content = [{"type": "output_audio", "transcript": transcript}]
+        done_item = {**item, "status": status, "content": content}
         self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
         self._conversation_item("conversation.item.done", done_item, previous)
-        self._response_done(response_id, "completed", duration, len(text))
-        return self
 
     def _barge_in(
         self,
-        text: str,
+        partial: str,
         response_id: str,
         item: dict[str, Any],
         previous: str | None,
         heard_ms: int,
         received_ms: int,
-        total_ms: int,
     ) -> CallLog:
+        """The caller talks over the answer: the engine clears and truncates, the model cancels.
+        The caller's speech goes on: the next ``caller_says`` is this utterance."""
         item_id = str(item["id"])
         caller_item = self._id("item")
         self._received("input_audio_buffer.speech_started", item_id=caller_item, audio_start_ms=self.ms)
@@ -281,6 +304,8 @@ class CallLog(ModelEventLog):
                 call_id=self.call_id, at=self._at(), item_id=caller_item, started=True, audio_ms=self.ms
             )
         )
+        self._barged_in_by = caller_item
+        self._speaking = True
         self._add(
             BargeInDecided(
                 call_id=self.call_id,
@@ -298,13 +323,7 @@ class CallLog(ModelEventLog):
             )
         )
         self._sent("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
-        self._content("response.output_audio.done", response_id, item_id)
-        # the model's transcript covers what it generated (received), not what the caller heard
-        partial = text[: max(1, int(len(text) * min(1.0, received_ms / max(1, total_ms))))]
-        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=partial)
-        self._add(
-            AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=partial)
-        )
+        self._answer_done(response_id, item, previous, partial, "incomplete")
         self._response_done(response_id, "cancelled", heard_ms, len(partial), reason="turn_detected")
         self.wait(20)
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
