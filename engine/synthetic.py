@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 
+from callbridge.engine.conversation import ConversationMemory
 from callbridge.engine.events import (
     AgentRouted,
     AssistantAudioPlayed,
@@ -410,16 +411,32 @@ class CallLog(ModelEventLog):
         self._conversation_item("conversation.item.done", added, previous)
         return self
 
-    def model_drops(self, code: int = 1006, downtime_ms: int = 400, seeded_items: int = 2) -> CallLog:
+    def model_drops(self, code: int = 1006, downtime_ms: int = 400) -> CallLog:
+        """The model's socket is lost; after ``downtime_ms`` a new session is configured and told
+        the conversation so far, as the engine's ``ConversationMemory`` retells it from this log,
+        and the model adds each item to its new (empty) conversation."""
         self._add(ModelDisconnected(call_id=self.call_id, at=self._at(), code=code, reason="", error="connection lost"))
         self.wait(downtime_ms)
+        memory = ConversationMemory()
+        for event in self.events:
+            memory.apply(event)
+        seeds = memory.seed_items()
         self._sent("session.update", session={"type": "realtime", **self.session_config})
+        for seed in seeds:
+            self._sent("conversation.item.create", item=seed)
         self._add(
             ModelConnected(
-                call_id=self.call_id, at=self._at(), url="ws://sim/v1/realtime", attempt=1, seeded_items=seeded_items
+                call_id=self.call_id, at=self._at(), url="ws://sim/v1/realtime", attempt=1, seeded_items=len(seeds)
             )
         )
         self._received("session.created", session={"id": self._id("sess"), "type": "realtime"})
+        self._received("session.updated", session={"id": "sess", "type": "realtime"})
+        self._last_item = None
+        for seed in seeds:
+            item = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **seed}
+            previous = self._placed(str(item["id"]))
+            self._conversation_item("conversation.item.added", item, previous)
+            self._conversation_item("conversation.item.done", item, previous)
         return self
 
     def model_error(self, code: str, message: str) -> CallLog:

@@ -119,13 +119,13 @@ def test_a_barge_in_shows_what_was_heard_received_and_truncated() -> None:
 
 
 def test_a_model_drop_and_reconnect_are_on_the_timeline() -> None:
-    log = CallLog().start().caller_says("Hello").model_drops(code=1011, seeded_items=3).end()
+    log = CallLog().start().caller_says("Hello").assistant_says("Hi!").model_drops(code=1011).end()
     model = [entry.summary for entry in entries_of(log, "model")]
 
     assert model == [
         "connected to ws://sim/v1/realtime",
         "disconnected (code 1011): connection lost",
-        "reconnected (attempt 1), 3 items re-seeded",
+        "reconnected (attempt 1), 2 items re-seeded",
     ]
     assert entries_of(log, "model")[2].data["attempt"] == 1
 
