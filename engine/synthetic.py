@@ -41,6 +41,7 @@ from callbridge.engine.events import (
     TwilioSocketClosed,
 )
 from callbridge.engine.synthetic_model import ModelEventLog
+from callbridge.engine.tools import error_output
 
 FRAME_MS = 20
 FRAME_BYTES = 160
@@ -377,14 +378,15 @@ class CallLog(ModelEventLog):
         self._response_done(response_id, "completed", 0, len(args))
         self.wait(duration_ms)
         text = output if isinstance(output, str) else _encode.encode(output).decode()
-        if failed:
+        if failed:  # the model is told the error as the engine tells it: {"error": message}
+            error, text = text, error_output(text)
             self._add(
                 ToolCallFailed(
                     call_id=self.call_id,
                     at=self._at(),
                     tool_call_id=tool_call_id,
                     name=name,
-                    error=text,
+                    error=error,
                     output=text,
                     duration_ms=float(duration_ms),
                 )

@@ -45,9 +45,10 @@ from callbridge.engine.events import (
     Event,
     ModelEventReceived,
     ModelEventSent,
+    ToolCallFailed,
 )
 from callbridge.engine.synthetic import CallLog
-from callbridge.engine.tools import Tool, ToolContext, ToolRegistry
+from callbridge.engine.tools import Tool, ToolContext, ToolError, ToolRegistry
 
 STREAMED = (CallerAudioReceived, AssistantAudioSent, AssistantAudioPlayed, EngineHeartbeat)
 
@@ -125,12 +126,14 @@ async def test_the_normal_call_is_what_the_engine_records(tmp_path: Path) -> Non
     assert_same_shape(real, normal_call().events)
 
 
-def weather_registry(answered: trio.Event) -> ToolRegistry:
-    """A tool that answers once ``answered`` is set (the synthetic tool takes 300 ms: the model's
-    ``response.done`` comes before its output; an instant tool would race it)."""
+def weather_registry(answered: trio.Event, *, fails: bool = False) -> ToolRegistry:
+    """A tool that answers (or fails) once ``answered`` is set (the synthetic tool takes 300 ms:
+    the model's ``response.done`` comes before its output; an instant tool would race it)."""
 
     async def get_weather(args: dict[str, object], ctx: ToolContext) -> dict[str, object]:
         await answered.wait()
+        if fails:
+            raise ToolError("forecast service timed out")
         return {"temp_c": 21}
 
     registry = ToolRegistry()
@@ -145,7 +148,7 @@ def weather_registry(answered: trio.Event) -> ToolRegistry:
     return registry
 
 
-async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
+async def tool_call_recorded(tmp_path: Path, *, fails: bool) -> list[Event]:
     turn = Turn(
         transcript="Weather in Paris?",
         function_call=FunctionCall(name="get_weather", arguments={"city": "Paris"}),
@@ -153,7 +156,8 @@ async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
     )
     caller = [Speak(900), WaitForAssistant(15), HangUp()]
     answered = trio.Event()
-    async with running_bridge(tmp_path, script=Script(turns=[turn]), registry=weather_registry(answered)) as bridge:
+    registry = weather_registry(answered, fails=fails)
+    async with running_bridge(tmp_path, script=Script(turns=[turn]), registry=registry) as bridge:
         async with trio.open_nursery() as nursery:
             reports = []
 
@@ -166,8 +170,13 @@ async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
             await trio.testing.wait_all_tasks_blocked()  # the engine has read it (loopback delivers at once)
             answered.set()
         await bridge.wait_call_ended(reports[0].call_sid)
-        real = await bridge.events(reports[0].call_sid)
+        events = await bridge.events(reports[0].call_sid)
     assert reports[0].ok, reports[0].errors
+    return events
+
+
+async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
+    real = await tool_call_recorded(tmp_path, fails=False)
     synthetic = (
         CallLog("CAtool")
         .start()
@@ -177,6 +186,22 @@ async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
         .end()
     )
     assert_same_shape(real, synthetic.events)
+
+
+async def test_a_failed_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
+    real = await tool_call_recorded(tmp_path, fails=True)
+    synthetic = (
+        CallLog("CAtool")
+        .start()
+        .caller_says("Weather in Paris?")
+        .tool_call("get_weather", {"city": "Paris"}, "forecast service timed out", failed=True)
+        .assistant_says("Sorry, I couldn't look that up right now.")
+        .end()
+    )
+    assert_same_shape(real, synthetic.events)
+    [failed] = [e for e in real if isinstance(e, ToolCallFailed)]
+    [synthetic_failed] = [e for e in synthetic.events if isinstance(e, ToolCallFailed)]
+    assert (synthetic_failed.error, synthetic_failed.output) == (failed.error, failed.output)
 
 
 async def test_a_barge_in_is_what_the_engine_records(tmp_path: Path) -> None:
