@@ -31,7 +31,7 @@ from typing import Any
 import msgspec
 import trio
 import trio.testing
-from bridge_harness import running_bridge
+from bridge_harness import Bridge, running_bridge
 from test_projections_support import STORY, barge_in_call, normal_call
 
 from callbridge.adapters.sim.caller import place_call
@@ -111,9 +111,25 @@ def assert_same_shape(real: list[Event], synthetic: list[Event]) -> None:
     assert (synthetic_sequence, differing) == (real_sequence, []), diff + "\n" + "\n".join(differing)
 
 
-async def recorded_call(tmp_path: Path, script: Script, caller: list[Step], **bridge: Any) -> list[Event]:
+async def recorded_call(
+    tmp_path: Path, script: Script, caller: list[Step], *, after_first_answer: Any = None, **bridge: Any
+) -> list[Event]:
+    """The call's stored events. ``after_first_answer`` (an async function of the bridge) runs once
+    the engine has read the model's first ``response.done``."""
     async with running_bridge(tmp_path, script=script, **bridge) as running:
-        report = await place_call(running.base_url, script=caller)
+        async with trio.open_nursery() as nursery:
+            reports = []
+
+            async def call() -> None:
+                reports.append(await place_call(running.base_url, script=caller))
+
+            nursery.start_soon(call)
+            if after_first_answer is not None:
+                session = await running.fake.wait_for_session(1)
+                await session.wait_for_server("response.done")
+                await trio.testing.wait_all_tasks_blocked()  # the engine has read it (loopback delivers at once)
+                await after_first_answer(running)
+        [report] = reports
         await running.wait_call_ended(report.call_sid)
         events = await running.events(report.call_sid)
     assert report.ok, report.errors
@@ -154,25 +170,14 @@ async def tool_call_recorded(tmp_path: Path, *, fails: bool) -> list[Event]:
         function_call=FunctionCall(name="get_weather", arguments={"city": "Paris"}),
         after_tool="It is {temp_c} degrees in Paris.",
     )
-    caller = [Speak(900), WaitForAssistant(15), HangUp()]
     answered = trio.Event()
+
+    async def answer(_: Any) -> None:
+        answered.set()
+
+    caller: list[Step] = [Speak(900), WaitForAssistant(15), HangUp()]
     registry = weather_registry(answered, fails=fails)
-    async with running_bridge(tmp_path, script=Script(turns=[turn]), registry=registry) as bridge:
-        async with trio.open_nursery() as nursery:
-            reports = []
-
-            async def call() -> None:
-                reports.append(await place_call(bridge.base_url, script=caller))
-
-            nursery.start_soon(call)
-            session = await bridge.fake.wait_for_session(1)
-            await session.wait_for_server("response.done")
-            await trio.testing.wait_all_tasks_blocked()  # the engine has read it (loopback delivers at once)
-            answered.set()
-        await bridge.wait_call_ended(reports[0].call_sid)
-        events = await bridge.events(reports[0].call_sid)
-    assert reports[0].ok, reports[0].errors
-    return events
+    return await recorded_call(tmp_path, Script(turns=[turn]), caller, after_first_answer=answer, registry=registry)
 
 
 async def test_a_tool_call_is_what_the_engine_records(tmp_path: Path) -> None:
@@ -208,7 +213,7 @@ async def test_a_barge_in_is_what_the_engine_records(tmp_path: Path) -> None:
     script = Script(
         turns=[Turn(transcript="Tell me a long story", reply=STORY * 3), Turn(transcript="Stop, thanks", reply="Okay!")]
     )
-    caller = [Speak(900), BargeIn(after_ms=600, speak_ms=900), WaitForAssistant(15), HangUp()]
+    caller: list[Step] = [Speak(900), BargeIn(after_ms=600, speak_ms=900), WaitForAssistant(15), HangUp()]
     real = await recorded_call(tmp_path, script, caller)
     assert_same_shape(real, barge_in_call().events)
 
@@ -220,22 +225,12 @@ async def test_a_reconnect_is_what_the_engine_records(tmp_path: Path) -> None:
             Turn(transcript="Book a table", reply="Done."),
         ]
     )
-    caller = [Speak(900), WaitForAssistant(15), Silence(1500), Speak(900), WaitForAssistant(15), HangUp()]
-    async with running_bridge(tmp_path, script=script) as bridge:
-        async with trio.open_nursery() as nursery:
-            reports = []
+    caller: list[Step] = [Speak(900), WaitForAssistant(15), Silence(1500), Speak(900), WaitForAssistant(15), HangUp()]
 
-            async def call() -> None:
-                reports.append(await place_call(bridge.base_url, script=caller))
+    async def drop(bridge: Bridge) -> None:
+        await bridge.fake.drop_all()
 
-            nursery.start_soon(call)
-            first = await bridge.fake.wait_for_session(1)
-            await first.wait_for_server("response.done")
-            await trio.testing.wait_all_tasks_blocked()  # the engine has read the answer's end
-            await bridge.fake.drop_all()
-        await bridge.wait_call_ended(reports[0].call_sid)
-        real = await bridge.events(reports[0].call_sid)
-    assert reports[0].ok, reports[0].errors
+    real = await recorded_call(tmp_path, script, caller, after_first_answer=drop)
     # the golden reconnect_call drops after the second question; here the drop comes between the
     # turns (a drop while the model answers would race its answer): the same builder steps, in the
     # order this run took
