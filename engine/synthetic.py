@@ -5,6 +5,9 @@ projections, a thousand calls for a rebuild benchmark, an hour-long call for rep
 writes the same event types, with the same raw model events, that the engine records — caller
 audio as continuous 500 ms chunks (Twilio streams silence too), assistant audio as sent chunks with
 mark echoes, barge-ins with their decision, tool calls, reconnects and the end.
+``tests/engine/test_synthetic_honest.py`` holds it to that: each golden scenario, run through the real
+engine with the simulated peers, must record the same event types in the same order with the same
+fields set (the audio streams' counts and the transcript's pieces aside).
 
     log = CallLog("CA1").start().caller_says("Hi").assistant_says("Hello!").end()
     log.write(store)
@@ -16,12 +19,10 @@ from typing import Any
 
 import msgspec
 
-from callbridge.engine.conversation import ConversationMemory
 from callbridge.engine.events import (
     AgentRouted,
     AssistantAudioPlayed,
     AssistantAudioSent,
-    AssistantSaid,
     BargeInDecided,
     CallEnded,
     CallerAudioCommitted,
@@ -31,17 +32,11 @@ from callbridge.engine.events import (
     CallStarted,
     DtmfReceived,
     ModelConnected,
-    ModelDisconnected,
-    ModelErrorReported,
     PlaybackCleared,
-    ToolCallCompleted,
-    ToolCallFailed,
-    ToolCallRequested,
     TranscriptDelta,
     TwilioSocketClosed,
 )
-from callbridge.engine.synthetic_model import ModelEventLog
-from callbridge.engine.tools import error_output
+from callbridge.engine.synthetic_session import ModelSessionLog
 
 FRAME_MS = 20
 FRAME_BYTES = 160
@@ -52,7 +47,7 @@ VOICE = 0x20
 _encode = msgspec.json.Encoder()
 
 
-class CallLog(ModelEventLog):
+class CallLog(ModelSessionLog):
     """Builds one call's events. Every method returns ``self`` so a call reads as a script."""
 
     def __init__(
@@ -253,40 +248,6 @@ class CallLog(ModelEventLog):
         self._response_done(response_id, "completed", duration, len(text))
         return self
 
-    def _transcript_deltas(self, response_id: str, item_id: str, text: str) -> None:
-        for index, word in enumerate(text.split()):
-            delta = word if index == 0 else " " + word
-            self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
-            self._add(
-                TranscriptDelta(
-                    call_id=self.call_id,
-                    at=self._at(),
-                    item_id=item_id,
-                    role="assistant",
-                    delta=delta,
-                    response_id=response_id,
-                )
-            )
-
-    def _answer_done(
-        self, response_id: str, item: dict[str, Any], previous: str | None, transcript: str, status: str
-    ) -> None:
-        """The model closes the answer's audio, transcript, content part and item."""
-        item_id = str(item["id"])
-        self._content("response.output_audio.done", response_id, item_id)
-        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=transcript)
-        self._add(
-            AssistantSaid(
-                call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=transcript
-            )
-        )
-        part = {"type": "audio", "transcript": transcript}
-        self._content("response.content_part.done", response_id, item_id, part=part)
-        content = [{"type": "output_audio", "transcript": transcript}]
-        done_item = {**item, "status": status, "content": content}
-        self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
-        self._conversation_item("conversation.item.done", done_item, previous)
-
     def _barge_in(
         self,
         partial: str,
@@ -329,125 +290,6 @@ class CallLog(ModelEventLog):
         self._response_done(response_id, "cancelled", heard_ms, len(partial), reason="turn_detected")
         self.wait(20)
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
-        return self
-
-    def tool_call(
-        self,
-        name: str,
-        arguments: dict[str, Any],
-        output: Any,
-        *,
-        duration_ms: int = 300,
-        failed: bool = False,
-        handler: str = "backend",
-    ) -> CallLog:
-        response_id, item_id, tool_call_id = self._id("resp"), self._id("item"), self._id("call")
-        args = _encode.encode(arguments).decode()
-        self._response_started(response_id)
-        item = {"id": item_id, "type": "function_call", "call_id": tool_call_id, "name": name, "arguments": ""}
-        previous = self._item_added(response_id, item)
-        self.wait(200)
-        ids = {"response_id": response_id, "item_id": item_id, "output_index": 0, "call_id": tool_call_id}
-        third = max(1, -(-len(args) // 3))
-        for start in range(0, len(args), third):
-            self._received("response.function_call_arguments.delta", **ids, delta=args[start : start + third])
-        self._received(
-            "response.function_call_arguments.done",
-            response_id=response_id,
-            item_id=item_id,
-            output_index=0,
-            call_id=tool_call_id,
-            name=name,
-            arguments=args,
-        )
-        self._add(
-            ToolCallRequested(
-                call_id=self.call_id,
-                at=self._at(),
-                tool_call_id=tool_call_id,
-                name=name,
-                arguments=args,
-                response_id=response_id,
-                item_id=item_id,
-                handler=handler,
-            )
-        )
-        done_item = {**item, "status": "completed", "arguments": args}
-        self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
-        self._conversation_item("conversation.item.done", done_item, previous)
-        self._response_done(response_id, "completed", 0, len(args))
-        self.wait(duration_ms)
-        text = output if isinstance(output, str) else _encode.encode(output).decode()
-        if failed:  # the model is told the error as the engine tells it: {"error": message}
-            error, text = text, error_output(text)
-            self._add(
-                ToolCallFailed(
-                    call_id=self.call_id,
-                    at=self._at(),
-                    tool_call_id=tool_call_id,
-                    name=name,
-                    error=error,
-                    output=text,
-                    duration_ms=float(duration_ms),
-                )
-            )
-        else:
-            self._add(
-                ToolCallCompleted(
-                    call_id=self.call_id,
-                    at=self._at(),
-                    tool_call_id=tool_call_id,
-                    name=name,
-                    output=text,
-                    duration_ms=float(duration_ms),
-                    source=handler,
-                )
-            )
-        output_item = {"type": "function_call_output", "call_id": tool_call_id, "output": text}
-        self._sent("conversation.item.create", item=output_item)
-        self._sent("response.create")
-        # the model adds the output to the conversation (after the function call)
-        added = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **output_item}
-        previous = self._placed(str(added["id"]))
-        self._conversation_item("conversation.item.added", added, previous)
-        self._conversation_item("conversation.item.done", added, previous)
-        return self
-
-    def model_drops(self, code: int = 1006, downtime_ms: int = 400) -> CallLog:
-        """The model's socket is lost; after ``downtime_ms`` a new session is configured and told
-        the conversation so far, as the engine's ``ConversationMemory`` retells it from this log,
-        and the model adds each item to its new (empty) conversation."""
-        self._add(ModelDisconnected(call_id=self.call_id, at=self._at(), code=code, reason="", error="connection lost"))
-        self.wait(downtime_ms)
-        memory = ConversationMemory()
-        for event in self.events:
-            memory.apply(event)
-        seeds = memory.seed_items()
-        self._sent("session.update", session={"type": "realtime", **self.session_config})
-        for seed in seeds:
-            self._sent("conversation.item.create", item=seed)
-        self._add(
-            ModelConnected(
-                call_id=self.call_id, at=self._at(), url="ws://sim/v1/realtime", attempt=1, seeded_items=len(seeds)
-            )
-        )
-        self._received("session.created", session={"id": self._id("sess"), "type": "realtime"})
-        self._received("session.updated", session={"id": "sess", "type": "realtime"})
-        self._last_item = None
-        for seed in seeds:
-            item = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **seed}
-            previous = self._placed(str(item["id"]))
-            self._conversation_item("conversation.item.added", item, previous)
-            self._conversation_item("conversation.item.done", item, previous)
-        return self
-
-    def model_error(self, code: str, message: str) -> CallLog:
-        self._received("error", error={"type": "invalid_request_error", "code": code, "message": message})
-        self._add(
-            ModelErrorReported(
-                call_id=self.call_id, at=self._at(), code=code, message=message, error_type="invalid_request_error"
-            )
-        )
         return self
 
     def dtmf(self, digit: str) -> CallLog:

@@ -5,18 +5,20 @@ virtual clock. Kept apart so the call's story (``CallLog``) reads as a script.""
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Self
 
 import msgspec
 
 from callbridge.adapters.openai.server_objects import Usage
 from callbridge.engine.events import (
+    AssistantSaid,
     Event,
     ModelEventReceived,
     ModelEventSent,
     ResponseFinished,
     ResponseItemAdded,
     ResponseStarted,
+    TranscriptDelta,
 )
 from callbridge.engine.usage import TOKEN_KINDS, usage_tokens
 
@@ -33,6 +35,11 @@ class ModelEventLog:
         self.ms = 0
         self._counter = 0
         self._last_item: str | None = None
+
+    def wait(self, ms: int) -> Self:
+        """Let ``ms`` pass (``CallLog`` streams the caller's audio meanwhile)."""
+        self.ms += ms
+        return self
 
     def _at(self) -> float:
         return self.start_at + self.ms / 1000
@@ -119,3 +126,37 @@ class ModelEventLog:
                 tokens=dict(zip(TOKEN_KINDS, tokens, strict=True)),
             )
         )
+
+    def _transcript_deltas(self, response_id: str, item_id: str, text: str) -> None:
+        for index, word in enumerate(text.split()):
+            delta = word if index == 0 else " " + word
+            self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
+            self._add(
+                TranscriptDelta(
+                    call_id=self.call_id,
+                    at=self._at(),
+                    item_id=item_id,
+                    role="assistant",
+                    delta=delta,
+                    response_id=response_id,
+                )
+            )
+
+    def _answer_done(
+        self, response_id: str, item: dict[str, Any], previous: str | None, transcript: str, status: str
+    ) -> None:
+        """The model closes the answer's audio, transcript, content part and item."""
+        item_id = str(item["id"])
+        self._content("response.output_audio.done", response_id, item_id)
+        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=transcript)
+        self._add(
+            AssistantSaid(
+                call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=transcript
+            )
+        )
+        part = {"type": "audio", "transcript": transcript}
+        self._content("response.content_part.done", response_id, item_id, part=part)
+        content = [{"type": "output_audio", "transcript": transcript}]
+        done_item = {**item, "status": status, "content": content}
+        self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
+        self._conversation_item("conversation.item.done", done_item, previous)
