@@ -30,6 +30,7 @@ from callbridge.engine.events import (
     CallerSaid,
     CallerSpeechDetected,
     CallStarted,
+    DtmfForwarded,
     DtmfReceived,
     ModelConnected,
     PlaybackCleared,
@@ -293,7 +294,19 @@ class CallLog(ModelSessionLog):
         return self
 
     def dtmf(self, digit: str) -> CallLog:
-        self._add(DtmfReceived(call_id=self.call_id, at=self._at(), digit=digit))
+        """The caller presses a key; the engine tells the model (the agent's ``dtmf`` mode ``model``)
+        and asks for a response (follow with ``assistant_says``)."""
+        sequence = self._frame_chunk + 1  # Twilio numbers every frame: start, the media, this one
+        self._add(DtmfReceived(call_id=self.call_id, at=self._at(), digit=digit, sequence_number=sequence))
+        self._add(DtmfForwarded(call_id=self.call_id, at=self._at(), digits=digit, mode="model"))
+        text = f"(The caller pressed {digit} on the keypad.)"
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        self._sent("conversation.item.create", item=item)
+        self._sent("response.create")
+        added = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **item}
+        previous = self._placed(str(added["id"]))
+        self._conversation_item("conversation.item.added", added, previous)
+        self._conversation_item("conversation.item.done", added, previous)
         return self
 
     def end(self, reason: str = "caller_hangup") -> CallLog:

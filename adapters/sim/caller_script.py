@@ -32,7 +32,7 @@ class Silence(msgspec.Struct, frozen=True, tag=True):
 
 class WaitForAssistant(msgspec.Struct, frozen=True, tag=True):
     """Wait until the assistant's reply has arrived and finished playing: audio started after the
-    caller last spoke (or is playing now), then the playback buffer stayed empty for
+    caller last spoke or pressed a key (or is playing now), then the playback buffer stayed empty for
     ``settle_ms`` (a reply may arrive in bursts). Gives up after ``timeout_s`` (an error)."""
 
     timeout_s: float = 15.0

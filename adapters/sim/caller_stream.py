@@ -286,6 +286,7 @@ class _Call:
         elif isinstance(step, Dtmf):
             await self._send(partial(_dtmf, self.report.stream_sid, step.digit))
             self.report.dtmf_sent += 1
+            self._runs_at_last_speech = self.playback.runs_started  # a key asks too: wait for its answer
         elif isinstance(step, WaitForAssistant):
             await self._wait_for_assistant(step)
         elif isinstance(step, BargeIn):

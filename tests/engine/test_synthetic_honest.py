@@ -35,7 +35,7 @@ from bridge_harness import Bridge, running_bridge
 from test_projections_support import STORY, barge_in_call, normal_call
 
 from callbridge.adapters.sim.caller import place_call
-from callbridge.adapters.sim.caller_script import BargeIn, HangUp, Silence, Speak, Step, WaitForAssistant
+from callbridge.adapters.sim.caller_script import BargeIn, Dtmf, HangUp, Silence, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 from callbridge.engine.events import (
     AssistantAudioPlayed,
@@ -242,6 +242,22 @@ async def test_a_reconnect_is_what_the_engine_records(tmp_path: Path) -> None:
         .model_drops(downtime_ms=400)
         .caller_says("Book a table")
         .assistant_says("Done.")
+        .end()
+    )
+    assert_same_shape(real, synthetic.events)
+
+
+async def test_a_keypress_is_what_the_engine_records(tmp_path: Path) -> None:
+    script = Script(turns=[Turn(transcript="Hi, what are your opening hours?", reply="We are open from nine to five.")])
+    caller: list[Step] = [Speak(900), WaitForAssistant(15), Dtmf("7"), WaitForAssistant(15), HangUp()]
+    real = await recorded_call(tmp_path, script, caller)
+    synthetic = (
+        CallLog("CAkeys")
+        .start()
+        .caller_says("Hi, what are your opening hours?")
+        .assistant_says("We are open from nine to five.")
+        .dtmf("7")
+        .assistant_says(script.fallback_reply)  # the model answers the key it was told of
         .end()
     )
     assert_same_shape(real, synthetic.events)
