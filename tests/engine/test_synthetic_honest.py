@@ -16,8 +16,10 @@ What "the same" means (``log_shape``):
   carries with a value other than its default; for a model event, also the top-level keys of its
   JSON. Values themselves (ids, times, texts) differ between the runs and are not compared.
 
-Only what a run over the simulated peers can produce is compared: the ``crashed_call`` golden log is
-the normal call cut short (a process that died), which no clean run records.
+Compared: the normal call, a tool call (answered, and failed), a barge-in, a reconnect (the drop
+between the turns: a drop while the model answers would race its answer) and a key press. Not
+compared: the ``crashed_call`` golden log, the normal call cut short (a process that died), which no
+clean run records. The last test shows the comparison itself sees a missing event and a field set.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import pytest
 import trio
 import trio.testing
 from bridge_harness import Bridge, running_bridge
@@ -40,12 +43,14 @@ from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Tur
 from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
+    CallEnded,
     CallerAudioReceived,
     EngineHeartbeat,
     Event,
     ModelEventReceived,
     ModelEventSent,
     ToolCallFailed,
+    TwilioSocketClosed,
 )
 from callbridge.engine.synthetic import CallLog
 from callbridge.engine.tools import Tool, ToolContext, ToolError, ToolRegistry
@@ -261,3 +266,14 @@ async def test_a_keypress_is_what_the_engine_records(tmp_path: Path) -> None:
         .end()
     )
     assert_same_shape(real, synthetic.events)
+
+
+def test_the_comparison_sees_a_missing_event_and_a_field_set() -> None:
+    log = normal_call().events
+    assert_same_shape(log, log)
+    with pytest.raises(AssertionError, match="TwilioSocketClosed"):
+        assert_same_shape(log, [e for e in log if not isinstance(e, TwilioSocketClosed)])
+    detailed = [msgspec.structs.replace(e, detail="why") if isinstance(e, CallEnded) else e for e in log]
+    with pytest.raises(AssertionError, match="CallEnded"):
+        assert_same_shape(log, detailed)
+    assert collapsed(["a", "a", "b", "c", "b", "c", "b", "c", "d"]) == ["a", "b", "c", "d"]
