@@ -1,5 +1,6 @@
-"""``callbridge call TO [--from N] [--greeting TEXT] [--metadata JSON]``: place an outbound call
-through a running server's ``POST /api/calls``.
+"""``callbridge call TO [--from N] [--greeting TEXT] [--metadata JSON] [--agent NAME]``: place an
+outbound call through a running server's ``POST /api/calls`` (``--agent``: the saved agent profile
+that answers it, over the routing rules).
 
 The API token comes from ``CALLBRIDGE_API_TOKEN``, else from the data folder's ``api-token`` file
 (the folder of ``CALLBRIDGE_STORE``/``--store``, ``./data`` by default), as ``serve`` wrote it; the
@@ -41,6 +42,8 @@ def place_call_command(args: argparse.Namespace, store_url: str) -> int:
         body["from"] = args.from_number
     if args.greeting:
         body["greeting"] = args.greeting
+    if args.agent:
+        body["agent"] = args.agent
     if args.metadata:
         try:
             body["metadata"] = json.loads(args.metadata)

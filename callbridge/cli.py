@@ -1,4 +1,4 @@
-"""``callbridge`` — the command line: serve, simulate, call, replay, erase, projections, mcp, fake-openai.
+"""``callbridge`` — the command line: serve, simulate, call, replay, erase, projections, mcp, test, fake-openai.
 
 The commands, their flags and the environment they read are the outside contract
 (``docs/contract.md`` in the repository; the README shows them in use).
@@ -380,6 +380,13 @@ def cmd_mcp(args: argparse.Namespace) -> int:
     return mcp_cli(_store_url(args), args.views)
 
 
+def cmd_test(args: argparse.Namespace) -> int:
+    from callbridge.regression.command import test_cli
+
+    os.umask(PRIVATE_UMASK)  # the runs it keeps in the data folder hold what was said
+    return test_cli(args, _store_url(args))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -423,6 +430,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     call.add_argument("--greeting", help="what the agent says first on this call (default: the agent's greeting)")
     call.add_argument("--metadata", help="a JSON object kept with the call")
+    call.add_argument(
+        "--agent", metavar="NAME", help="the saved agent profile that answers this call (default: the routing rules)"
+    )
     call.add_argument("--url", help="server base URL (default http://HOST:PORT)")
     call.add_argument("--store", help="where the server keeps its data, for the API token (env CALLBRIDGE_STORE)")
     call.set_defaults(func=cmd_call)
@@ -454,6 +464,22 @@ def build_parser() -> argparse.ArgumentParser:
     mcp.add_argument("--store", help="event store (env CALLBRIDGE_STORE)")
     mcp.add_argument("--views", help="this process's own views database (default <data dir>/views-mcp.db)")
     mcp.set_defaults(func=cmd_mcp)
+
+    test = sub.add_parser("test", help="regression tests: replay recorded calls and scenario files, check, diff")
+    test.add_argument("tests", nargs="*", metavar="CALL_ID|TEST.toml", help="recorded calls, test files, folders")
+    test.add_argument("--last", type=int, metavar="N", help="also the last N recorded calls")
+    test.add_argument("--of-agent", metavar="NAME", help="with --last: only calls this agent profile answered")
+    test.add_argument("--junit", metavar="FILE", help="write JUnit XML here (for CI)")
+    test.add_argument("--json", action="store_true", help="print the run as JSON instead of text")
+    test.add_argument("--agent", metavar="FILE", help="the agent the reruns talk to (env CALLBRIDGE_AGENT)")
+    test.add_argument("--store", metavar="URL", help="recorded calls are read, runs kept, here (env CALLBRIDGE_STORE)")
+    test.add_argument("--concurrency", type=int, default=20, metavar="K", help="tests run at once (default 20)")
+    test.add_argument(
+        "--processes", type=int, metavar="N", help="spread the tests over N processes (default: the cores)"
+    )
+    test.add_argument("--worker-results", action="store_true", help=argparse.SUPPRESS)  # one of --processes
+    test.add_argument("--model", choices=["sim", "openai"], help="default: openai with OPENAI_API_KEY, else sim")
+    test.set_defaults(func=cmd_test)
 
     fake = sub.add_parser("fake-openai", help="the simulated realtime model as a standalone server")
     fake.add_argument("--host", default="127.0.0.1")

@@ -155,7 +155,9 @@ class Server:
         them and this one follows how far they are."""
         self.listen_socket = listen_socket
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
-        self.erasures = ErasureWatcher(self.store, self.views_path, self.projections.watermark, self.appends.waiter())
+        self.erasures = ErasureWatcher(
+            self.store, self.views_path, self.projections.watermark, self.appends.waiter(), settings.data_dir
+        )
         """Evicts erased calls' keys and truncates the views' log after each erasure, wherever made."""
         """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)

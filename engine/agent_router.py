@@ -93,8 +93,9 @@ class AgentRouter:
 
     # --- deciding -------------------------------------------------------------------------------
 
-    async def decide(self, call: CallFacts, *, ask: bool = True) -> AgentRouted:
-        """The routing decision for ``call`` now (nothing recorded)."""
+    async def decide(self, call: CallFacts, *, ask: bool = True, chosen: str | None = None) -> AgentRouted:
+        """The routing decision for ``call`` now (nothing recorded); ``chosen``: the agent the
+        outbound call was placed with, which wins over the assistant request and the rules."""
         book = self.directory.book
         routing = book.current_routing()
         choice = choose(routing, call, self.clock())
@@ -102,7 +103,9 @@ class AgentRouter:
         overrides: dict[str, Any] = {}
         took: float | None = None
         request = routing.assistant_request
-        if ask and request is not None:
+        if chosen is not None:
+            agent, source, reason, rule = chosen, "placed", "chosen when the call was placed", None
+        elif ask and request is not None:
             began = trio.current_time()
             try:
                 answer = await ask_assistant(self.http, request, call, book.names(), environ=self.directory.environ)
@@ -147,15 +150,16 @@ class AgentRouter:
             assistant_request_ms=took,
         )
 
-    async def route_webhook(self, call: CallFacts) -> AgentRouted:
+    async def route_webhook(self, call: CallFacts, *, chosen: str | None = None) -> AgentRouted:
         """``/twiml``: decide, record the decision in the call's log and wait (bounded) until it is
         written, so the engine that gets the stream finds it. A call decided before (Twilio retrying
-        the webhook, a ``<Redirect>`` back to ``/twiml``, a held call) keeps its decision: one per call."""
+        the webhook, a ``<Redirect>`` back to ``/twiml``, a held call) keeps its decision: one per call.
+        ``chosen``: the agent an outbound call was placed with (from our own log, never the request)."""
         earlier = self._decided.get(call.call_id) or await self._recorded(call.call_id)
         if earlier is not None:
             return earlier
         await self._refresh()
-        routed = await self.decide(call)
+        routed = await self.decide(call, chosen=chosen)
         if call.call_id and call.call_id not in RESERVED_STREAMS and ":" not in call.call_id:
             self.record(routed)
             self._remember(routed)
@@ -189,6 +193,17 @@ class AgentRouter:
         answering = self._resolve(routed, unrecorded=unrecorded)
         self._live[call.call_id] = answering
         return answering
+
+    async def agent_exists(self, name: str) -> bool:
+        """Whether a profile called ``name`` exists now (``default`` always does)."""
+        await self._refresh()
+        return name == DEFAULT_PROFILE or self.directory.book.current(name) is not None
+
+    async def agent_names(self) -> list[str]:
+        """The profiles that exist now, ``default`` first."""
+        await self._refresh()
+        names = self.directory.book.names()
+        return names if DEFAULT_PROFILE in names else [DEFAULT_PROFILE, *names]
 
     def call_ended(self, call_id: str) -> None:
         self._live.pop(call_id, None)

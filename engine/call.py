@@ -63,6 +63,7 @@ from callbridge.engine.call_io import (
     Timer,
     TimerFired,
     ToolRunnerLost,
+    TransferPersonCalled,
     TwilioEventUnknown,
     TwilioFrameInvalid,
     TwilioSocketLost,
@@ -275,6 +276,7 @@ class CallShell:
                         caller_id=output.caller_id,
                         timeout_s=output.timeout_s,
                         summary=output.summary,
+                        person_called=self._person_called,
                     )
             except TelephonyError as error:
                 self.feed(PhoneCommandDone(kind=kind, method="rest", ok=False, error=str(error)))
@@ -282,6 +284,10 @@ class CallShell:
             self.feed(PhoneCommandDone(kind=kind, method="rest"))
 
         self._nursery.start_soon(tell)
+
+    def _person_called(self, sid: str) -> None:
+        if self.core.state is not CallState.ENDED:
+            self.feed(TransferPersonCalled(sid=sid))
 
     def _timer_fired(self, timer: Timer) -> None:
         self.feed(TimerFired(timer=timer))

@@ -65,6 +65,7 @@ from callbridge.engine.call_io import (
     ToolRunnerLost,
     ToolSettled,
     TransferOrdered,
+    TransferPersonCalled,
     TwilioEventUnknown,
     TwilioFrameInvalid,
     TwilioSocketLost,
@@ -234,6 +235,9 @@ class CallCore:
     def _phone_done(self, given: PhoneCommandDone) -> None:
         self.control.phone_done(given)
 
+    def _person_called(self, given: TransferPersonCalled) -> None:
+        self.transfers.person_sid = given.sid
+
     def _machine(self, given: MachineDetectionReported) -> None:
         self.control.machine_detected(given)
 
@@ -383,6 +387,7 @@ class CallCore:
         AudioFlushDue: _flush_audio,
         TransferOrdered: _transfer,
         PhoneCommandDone: _phone_done,
+        TransferPersonCalled: _person_called,
         MachineDetectionReported: _machine,
     }
     """Inputs handled here; the model side's (sessions, server events, tools, operators) go to

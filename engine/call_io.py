@@ -90,6 +90,13 @@ class PhoneCommandDone(Input, frozen=True, kw_only=True):
     error: str = ""
 
 
+class TransferPersonCalled(Input, frozen=True, kw_only=True):
+    """A warm transfer's call to the person was placed (before the caller is moved to the room):
+    its CallSid, so the hold's record says which call to cancel if the caller leaves first."""
+
+    sid: str
+
+
 class MachineDetectionReported(Input, frozen=True, kw_only=True):
     """Twilio's asynchronous answering-machine detection result for this (outbound) call."""
 

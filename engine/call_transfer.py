@@ -9,11 +9,14 @@ heard). Here is *what* a transfer does:
   the target) — ``RedirectPhone``; the call is over for us (``transferred``);
 - **warm** (needs Twilio's REST API, else it falls back to cold): the caller waits in a conference
   room with hold music while the target is called (``HoldForTransfer``); the person who answers
-  hears a summary of the call (``summary``, from the call's own transcript, spoken by Twilio) and
-  joins the room. The call is ``CallHeld`` meanwhile, not ended: the server records its end when the
-  person's leg is over, or, if nobody answers, the caller comes back to the agent on a new stream of
-  the same call (``CallConfig.resumed``, ``CallResumed``), which carries on the conversation from the
-  log. Twilio refusing the hold falls back to a cold transfer.
+  hears a summary of the call (``summary``, from the call's own transcript, spoken by Twilio) and,
+  once it was spoken, asks the server for the room (``web/warm_transfer.py``: one who hangs up
+  during it is not a transfer). The person's CallSid is told to the core (``TransferPersonCalled``)
+  and kept in ``CallHeld``, so their call can be ended if the caller leaves first. The call is
+  ``CallHeld`` meanwhile, not ended: the server records its end when the person's leg is over, or,
+  if nobody answers, the caller comes back to the agent on a new stream of the same call
+  (``CallConfig.resumed``, ``CallResumed``), which carries on the conversation from the log. Twilio
+  refusing the hold falls back to a cold transfer.
 """
 
 from __future__ import annotations
@@ -54,6 +57,8 @@ class Transfers:
         self.out = core.out
         self.reason = ""
         self.warm_pending: TransferTarget | None = None
+        self.person_sid = ""
+        """The CallSid of the warm transfer's call to the person, once placed."""
 
     def asked_by_model(self, tool_call_id: str, args: dict[str, Any], *, announce: bool) -> None:
         """``transfer_call(target, reason)``: a listed target is announced (unless the model already
@@ -148,7 +153,9 @@ class Transfers:
         call_id, now = self.core.config.call_id, self.out.now
         if given.kind == "hold" and given.ok:
             room = room_for(call_id)
-            self.out.record(CallHeld(call_id=call_id, at=now, label=target.label, to=target.to, room=room))
+            held = CallHeld(call_id=call_id, at=now, label=target.label, to=target.to, room=room,
+                            person_sid=self.person_sid)  # fmt: skip
+            self.out.record(held)
             return "held_for_transfer"
         if given.kind == "hold":  # Twilio refused the hold: a cold transfer is the next best thing
             self.warm_pending = None

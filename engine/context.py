@@ -60,9 +60,19 @@ class Telephony(Protocol):
     async def redirect(self, call_sid: str, twiml: str) -> None: ...
 
     async def hold_for_transfer(
-        self, call_sid: str, *, room: str, label: str, to: str, caller_id: str | None, timeout_s: int, summary: str
+        self,
+        call_sid: str,
+        *,
+        room: str,
+        label: str,
+        to: str,
+        caller_id: str | None,
+        timeout_s: int,
+        summary: str,
+        person_called: Callable[[str], None] | None = None,
     ) -> None:
-        """A warm transfer: hold the caller in ``room`` and call ``to``, who hears ``summary`` first."""
+        """A warm transfer: hold the caller in ``room`` and call ``to``, who hears ``summary`` first;
+        ``person_called`` is told the person's CallSid as soon as their call is placed."""
         ...
 
 

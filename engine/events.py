@@ -169,7 +169,8 @@ class AgentRouted(Event, frozen=True, kw_only=True):
     version: int
     reason: str
     source: str = "default"
-    """``rule``, ``assistant_request``, ``default`` or ``fallback`` (the assistant request failed)."""
+    """``rule``, ``assistant_request``, ``default``, ``fallback`` (the assistant request failed) or
+    ``placed`` (the outbound call was placed with this agent: ``POST /api/calls {"agent"}``)."""
     rule: int | None = None
     """The 1-based number of the rule that matched."""
     overrides: dict[str, Any] = {}
@@ -565,6 +566,19 @@ class CallHeld(Event, frozen=True, kw_only=True):
     label: str
     to: str
     room: str
+    person_sid: str = ""
+    """The CallSid of the call to the person (empty when the phone's answer did not tell): what a
+    caller hanging up on hold, or an operator hanging the held call up, cancels."""
+
+
+class TransferBriefed(Event, frozen=True, kw_only=True):
+    """The person a warm transfer called heard the whole summary and is being put through to the
+    caller (their leg asked for the room). Only then is the person's hanging up a transfer: one who
+    hangs up during the summary never reaches the caller (``TransferNotAnswered``)."""
+
+    label: str
+    to: str
+    person_sid: str = ""
 
 
 class CallResumed(Event, frozen=True, kw_only=True):
@@ -578,11 +592,13 @@ class CallResumed(Event, frozen=True, kw_only=True):
 
 
 class TransferNotAnswered(Event, frozen=True, kw_only=True):
-    """Nobody took a warm transfer: the person's phone answered ``status`` (busy, no-answer, …)."""
+    """Nobody took a warm transfer: the person's phone answered ``status`` (busy, no-answer, …, or
+    ``completed`` when they hung up during the summary); ``reason`` says it in words."""
 
     label: str = ""
     to: str = ""
     status: str = ""
+    reason: str = ""
 
 
 class DtmfForwarded(Event, frozen=True, kw_only=True):
@@ -636,6 +652,9 @@ class OutboundCallPlaced(Event, frozen=True, kw_only=True):
     status: str = ""
     """Twilio's status in its answer (``queued``)."""
     by: str = "api"
+    agent: str | None = None
+    """The agent profile asked for (``POST /api/calls {"agent"}``): it answers the call, over the
+    routing rules and the assistant request."""
 
 
 class ModelSessionRecycled(Event, frozen=True, kw_only=True):

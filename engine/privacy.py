@@ -116,6 +116,7 @@ CLEAR: frozenset[str] = frozenset(
         "CallHeld",
         "CallResumed",
         "TransferNotAnswered",
+        "TransferBriefed",
         "WebhookRemoved",
         "WebhookLeaseTaken",
         "WebhookAttempted",

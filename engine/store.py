@@ -371,6 +371,18 @@ class EventStore:
         decoded = (self._decode(r.position, r.version, r.topic, r.state) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
 
+    def read_call_tail(self, call_id: str, count: int) -> list[RecordedEvent]:
+        """The last ``count`` stored events of one call, in version order: how a long call stands now
+        without reading all of it."""
+        self._check_open()
+        oid = call_originator_id(call_id)
+        last = self._recorder.select_events(oid, desc=True, limit=1)
+        if not last:
+            return []
+        rows = self._rows.call_rows(oid, gt=last[0].originator_version - count)
+        decoded = (self._decode(r.position, r.version, r.topic, r.state) for r in rows)
+        return [recorded for recorded in decoded if recorded is not None]
+
     def read_call_page(self, call_id: str, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
         """Up to ``limit`` stored events of one call with ``position > after``, in order: a page of
         a long call without reading the rest of it. Fewer than ``limit`` means the call has no more

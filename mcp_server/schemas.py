@@ -211,6 +211,10 @@ class CallControlSummary(TypedDict):
     transfers_refused: int
     voicemails_left: int
     hang_ups_by: dict[str, int]
+    dtmf_received: int
+    dtmf_sent: int
+    silence_reprompts: int
+    session_recycles: int
 
 
 class CallMetrics(TypedDict):

@@ -112,7 +112,11 @@ def apply_outcome(db: sqlite3.Connection, event: Event) -> None:
             )
     elif isinstance(event, CallEndRequested):
         outcome = END_OUTCOMES.get(event.by, f"hung_up_by_{event.by}")
-        db.execute("UPDATE conversations SET outcome=coalesce(outcome, ?) WHERE call_id=?", (outcome, call_id))
+        db.execute(  # an operator may hang up a call a warm transfer holds: that, not the hold, is its outcome
+            "UPDATE conversations SET transfer_target=CASE WHEN outcome='on_hold' THEN NULL ELSE transfer_target END, "
+            "outcome=CASE WHEN outcome IS NULL OR outcome='on_hold' THEN ? ELSE outcome END WHERE call_id=?",
+            (outcome, call_id),
+        )
     elif isinstance(event, TransferDialed):
         if event.ok:
             db.execute(

@@ -43,6 +43,7 @@ from callbridge.projections.appends import WaitForAppends
 from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.runner import ProjectionRunner
 from callbridge.projections.source import LogSource
+from callbridge.projections.test_runs import forget_call
 from callbridge.projections.views_db import data_dir_for_store, iso, open_views
 from callbridge.projections.views_db import views_path as default_views_path
 
@@ -140,10 +141,17 @@ class ErasureWatcher:
     caches, and truncate this engine's views log once the views folded ``CallErased``."""
 
     def __init__(
-        self, store: EventStore, views_path: str | Path, views: Watermark, wait_for_appends: WaitForAppends
+        self,
+        store: EventStore,
+        views_path: str | Path,
+        views: Watermark,
+        wait_for_appends: WaitForAppends,
+        data_dir: Path | None = None,
     ) -> None:
         self.store = store
         self.views_path = views_path
+        self.data_dir = data_dir
+        """Where regression tests and their runs are kept (``projections/test_runs.py``): scrubbed too."""
         self.views = views
         self._source = LogSource(store, {CallErased.__name__})
         self._follower = Follower("erasures", wait_for_appends, backoff=Backoff(0.5, 30.0))
@@ -170,6 +178,8 @@ class ErasureWatcher:
             self.store.keys.evict(call_key_id(call_id))
             await self.views.wait_for(recorded.position)
             await trio.to_thread.run_sync(checkpoint_views, self.views_path)
+            if self.data_dir is not None:
+                await trio.to_thread.run_sync(forget_call, self.data_dir, call_id)
             self.seen.advance(self.seen.value + 1)
             log.info("call %s was erased: no copy of its key here, its views replaced", call_id)
         return Progress(page.reached, page.reached >= head)
@@ -204,6 +214,7 @@ def erase_cli(store_url: str, call_id: str, *, views: str | None, force: bool) -
             )
             return 1
         folded = _fold_into_views(store, store_url, views)
+        forget_call(data_dir_for_store(store_url), call_id)
     finally:
         store.close()
     what = "was already erased" if erasure.already else "is erased"

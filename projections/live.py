@@ -63,6 +63,7 @@ from callbridge.engine.events import (
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRequested,
+    TransferBriefed,
     TransferDialed,
     TransferNotAnswered,
     TransferRefused,
@@ -90,6 +91,7 @@ CALL_CONTROL_MESSAGES: dict[type[Event], str] = {
     MachineDetected: "callbridge.machine.detected",
     ModelSessionRecycled: "callbridge.model.recycled",
     CallHeld: "callbridge.call.held",
+    TransferBriefed: "callbridge.transfer.briefed",
     TransferNotAnswered: "callbridge.transfer.not_answered",
     CallResumed: "callbridge.call.resumed",
 }

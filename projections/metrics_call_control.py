@@ -2,7 +2,8 @@
 answering machines, the keypad, silence re-prompts and session recycles.
 
 Part of ``projections/metrics.py`` (columns of ``call_metrics``, :data:`COLUMNS`); read back by
-:func:`call_control_of` (one call), :func:`call_control_summary` (a period) and
+:func:`call_control_of` (one call), :func:`call_control_summary` (a period: the totals, keys and
+re-prompts and recycles included) and
 :mod:`projections.metrics_prometheus` (greeting latency, transfers, hang-ups). ``hung_up_by`` is who
 asked for the end (``model``, ``operator``, ``silence``, ``max_duration``, ``voicemail``), null when
 the caller hung up or the call never ended by our decision; ``greeting_latency_ms`` is from the
@@ -60,6 +61,8 @@ TOPICS = frozenset(
     }
 )
 HANG_UP_BY = ("model", "operator", "silence", "max_duration", "voicemail")
+SUMMED = ("dtmf_received", "dtmf_sent", "silence_reprompts", "session_recycles")
+"""Per-call counts the summary adds up over its period."""
 
 _SET = "UPDATE call_metrics SET {} WHERE call_id=?"
 _FOLD: dict[type[Event], Callable[[Any], tuple[str, tuple[Any, ...]]]] = {
@@ -106,9 +109,10 @@ def call_control_summary(
             params,
         )
     ]
-    transfers, refused, voicemails = db.execute(
+    transfers, refused, voicemails, *keypad_and_session = db.execute(
         "SELECT coalesce(sum(transfers), 0), coalesce(sum(transfers_refused), 0), "
-        f"coalesce(sum(hung_up_by = 'voicemail'), 0) FROM call_metrics {where}",
+        "coalesce(sum(hung_up_by = 'voicemail'), 0), "
+        f"{', '.join(f'coalesce(sum({name}), 0)' for name in SUMMED)} FROM call_metrics {where}",
         params,
     ).fetchone()
     hang_ups = dict.fromkeys(HANG_UP_BY, 0)
@@ -120,4 +124,5 @@ def call_control_summary(
         "transfers_refused": refused,
         "voicemails_left": voicemails,
         "hang_ups_by": hang_ups,
+        **dict(zip(SUMMED, keypad_and_session, strict=True)),
     }

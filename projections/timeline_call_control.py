@@ -29,6 +29,7 @@ from callbridge.engine.events import (
     OutboundCallPlaced,
     PhoneHangUpSent,
     SilenceReprompted,
+    TransferBriefed,
     TransferDialed,
     TransferNotAnswered,
     TransferRefused,
@@ -61,7 +62,8 @@ def _goodbye(e: GoodbyeHeard) -> str:
 
 def _outbound(e: OutboundCallPlaced) -> str:
     greeting = f', greeting "{e.greeting[:60]}"' if e.greeting else ""
-    return f"outbound call placed to {e.to_number} from {e.from_number}{greeting}"
+    agent = f", for agent {e.agent}" if e.agent else ""
+    return f"outbound call placed to {e.to_number} from {e.from_number}{greeting}{agent}"
 
 
 CALL_CONTROL_FACTS: dict[type[Event], tuple[str, Callable[[Any], str]]] = {
@@ -94,7 +96,13 @@ CALL_CONTROL_FACTS: dict[type[Event], tuple[str, Callable[[Any], str]]] = {
         ),
     ),
     CallHeld: ("control", lambda e: f"caller on hold: transferring to {e.label} ({e.to}), who hears a summary first"),
-    TransferNotAnswered: ("control", lambda e: f"nobody took the transfer to {e.label} ({e.to}): {e.status}"),
+    TransferBriefed: ("control", lambda e: f"{e.label} ({e.to}) heard the summary: putting them through to the caller"),
+    TransferNotAnswered: (
+        "control",
+        lambda e: (
+            f"nobody took the transfer to {e.label} ({e.to}): {e.status}" + (f" — {e.reason}" if e.reason else "")
+        ),
+    ),
     CallResumed: ("control", lambda e: f"caller back with the agent on a new stream ({e.stream_sid})"),
     ModelSessionRecycled: (
         "model",

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+import trio
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
+from callbridge.mcp_server.data import FollowingCallData
+from callbridge.mcp_server.server import CallbridgeMCP
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86_400.0
@@ -80,6 +83,24 @@ def fill_store(store_url: str | Path, logs: list[CallLog]) -> int:
         for log in logs:
             head = log.write(store)
         return head
+    finally:
+        store.close()
+
+
+@asynccontextmanager
+async def mcp_over(tmp_path: Path, logs: list[CallLog]) -> AsyncIterator[tuple[Client, str]]:
+    """The official client connected in process to an MCP server over a new store holding ``logs``
+    (folded into the server's own views, as ``callbridge mcp`` does); and the store's URL."""
+    store_url = str(tmp_path / "data" / "callbridge.db")
+    fill_store(store_url, logs)
+    store = EventStore(store_url)
+    try:
+        async with trio.open_nursery() as nursery:
+            data = FollowingCallData(store, tmp_path / "data" / "views-mcp.db")
+            await nursery.start(data.run)
+            async with Client(CallbridgeMCP(data)) as client:
+                yield client, store_url
+            nursery.cancel_scope.cancel()
     finally:
         store.close()
 

@@ -24,7 +24,7 @@ SOURCE_FOLDERS = {"adapters", "engine", "projections", "web", "mcp_server"}
 
 def _source_modules() -> set[str]:
     """Every module file of the package, named as it is installed."""
-    names = {f"callbridge/{path.name}" for path in (ROOT / "callbridge").glob("*.py")}
+    names = {path.relative_to(ROOT).as_posix() for path in (ROOT / "callbridge").rglob("*.py")}
     for folder in SOURCE_FOLDERS:
         for path in (ROOT / folder).rglob("*.py"):
             names.add(f"callbridge/{path.relative_to(ROOT).as_posix()}")
@@ -67,7 +67,7 @@ def test_the_wheel_carries_every_module_and_the_console_assets(wheel: zipfile.Zi
 def _imported_top_level_names() -> dict[str, str]:
     """Top-level names the package's own code imports (absolute imports), with one file that does."""
     found: dict[str, str] = {}
-    files = list((ROOT / "callbridge").glob("*.py"))
+    files = list((ROOT / "callbridge").rglob("*.py"))
     for folder in SOURCE_FOLDERS:
         files += (ROOT / folder).rglob("*.py")
     for path in files:

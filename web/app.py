@@ -22,9 +22,11 @@ Twilio's routes (all signed when ``TWILIO_AUTH_TOKEN`` is set):
   hang-ups and transfers reach the phone; with them it is the fallback when the REST update failed;
 - ``/twilio/status`` records the call's progress (``CallStatusReported``: queued, ringing,
   in-progress, busy, no-answer, failed, completed), freeing an outbound call's slot at its end;
+  the end of a call a warm transfer holds ends it there (``web/held_calls.py``);
 - ``/twilio/amd`` is the asynchronous answering-machine result of an outbound call (``AnsweredBy``,
   ``MachineDetectionDuration``): handed to the live call, or recorded (``MachineDetected``) when the
   call is not live on this engine;
+- ``/twilio/transfer-join`` is that person asking for the room once they heard the summary;
 - ``/twilio/transfer-status`` is the end of a warm transfer's call to the person
   (``web/warm_transfer.py``): the held caller's call ends ``transferred``, or comes back to the agent
   on a new stream built like ``/twiml``'s.
@@ -47,13 +49,21 @@ from callbridge.web.auth import install_sessions, require_token
 from callbridge.web.calls_api import calls_api_blueprint
 from callbridge.web.console import console_blueprint
 from callbridge.web.console_api import console_api_blueprint
+from callbridge.web.held_calls import caller_left
 from callbridge.web.live_feed import live_feed_blueprint
 from callbridge.web.media import CALL_TOKEN_PARAMETER
+from callbridge.web.outbound import TERMINAL_STATUSES
 from callbridge.web.request_guard import request_guard
 from callbridge.web.sessions import SessionKeeper
 from callbridge.web.stream_ended import answer_stream_ended, parse_detection_ms
+from callbridge.web.tests_api import tests_blueprint
 from callbridge.web.tools_offered_api import tools_offered_blueprint
-from callbridge.web.warm_transfer import TRANSFER_STATUS_PATH, transfer_status_reported
+from callbridge.web.warm_transfer import (
+    TRANSFER_JOIN_PATH,
+    TRANSFER_STATUS_PATH,
+    transfer_join_requested,
+    transfer_status_reported,
+)
 from callbridge.web.webhooks_api import webhooks_blueprint
 
 if TYPE_CHECKING:
@@ -79,6 +89,7 @@ def create_app(server: Server) -> QuartTrio:
     app.register_blueprint(calls_api_blueprint(server))
     app.register_blueprint(live_feed_blueprint(server))
     app.register_blueprint(webhooks_blueprint(server))
+    app.register_blueprint(tests_blueprint(server))
     app.register_blueprint(console_blueprint(server))
 
     async def twilio_params() -> tuple[dict[str, str], Response | None]:
@@ -119,7 +130,10 @@ def create_app(server: Server) -> QuartTrio:
         parameters["Direction"] = params.get("Direction") or "inbound"
         facts = CallFacts.of(parameters["CallSid"], parameters)
         try:
-            await server.routing.route_webhook(facts)  # recorded before Twilio opens the stream
+            chosen = None  # an outbound call placed with an agent: from our own log, never from the request
+            if parameters["Direction"].startswith("outbound") and parameters["CallSid"]:
+                chosen = await server.outbound.agent_for(parameters["CallSid"])
+            await server.routing.route_webhook(facts, chosen=chosen)  # recorded before Twilio opens the stream
         except Exception:  # never keep a caller from being answered: the stream's start routes again
             log.exception("call %s: routing at /twiml failed", facts.call_id)
         return Response(stream_twiml(parameters), content_type="text/xml")
@@ -160,6 +174,14 @@ def create_app(server: Server) -> QuartTrio:
         query = {key: request.args[key] for key in request.args}
         return await transfer_status_reported(server, query, params, stream_twiml)
 
+    @app.route(TRANSFER_JOIN_PATH, methods=["POST"])
+    async def transfer_join() -> Any:
+        params, refused = await twilio_params()
+        if refused is not None:
+            return refused
+        query = {key: request.args[key] for key in request.args}
+        return await transfer_join_requested(server, query, params)
+
     @app.route("/twilio/status", methods=["POST"])
     async def status_callback() -> Any:
         params, refused = await twilio_params()
@@ -178,6 +200,8 @@ def create_app(server: Server) -> QuartTrio:
                     params=params,
                 )
             )
+            if params.get("CallStatus", "") in TERMINAL_STATUSES and server.live.get(call_sid) is None:
+                await caller_left(server, call_sid, params.get("CallStatus", ""))  # a held caller hung up
         return Response("", status=204)
 
     @app.route("/healthz")

@@ -42,7 +42,16 @@ from typing import NamedTuple
 
 import trio
 
-from callbridge.engine.events import CallEnded, CallHeld, CallResumed, CallStarted, Event, TransferNotAnswered
+from callbridge.engine.events import (
+    CallEnded,
+    CallEndRequested,
+    CallHeld,
+    CallResumed,
+    CallStarted,
+    Event,
+    TransferBriefed,
+    TransferNotAnswered,
+)
 from callbridge.engine.store import EventStore, RecordedEvent
 
 log = logging.getLogger(__name__)
@@ -125,6 +134,10 @@ class Hold(NamedTuple):
     """The ``TransferNotAnswered`` after the last ``CallHeld``, if any."""
     ended: CallEnded | None
     started: CallStarted | None
+    briefed: TransferBriefed | None = None
+    """The ``TransferBriefed`` after the last ``CallHeld``: the person heard the summary and joined."""
+    end_requested: CallEndRequested | None = None
+    """A ``CallEndRequested`` after the last ``CallHeld``: an operator hung the held call up."""
 
     @property
     def on_hold(self) -> bool:
@@ -140,11 +153,18 @@ def hold_of(recorded: Sequence[RecordedEvent]) -> Hold:
     not_answered: TransferNotAnswered | None = None
     ended: CallEnded | None = None
     started: CallStarted | None = None
+    briefed: TransferBriefed | None = None
+    end_requested: CallEndRequested | None = None
     for item in recorded:
         event = item.event
         last = item.version
         if isinstance(event, CallHeld):
             held, held_version, resumed, not_answered = event, item.version, False, None
+            briefed = end_requested = None
+        elif isinstance(event, TransferBriefed):
+            briefed = event
+        elif isinstance(event, CallEndRequested) and held is not None:
+            end_requested = event
         elif isinstance(event, CallResumed):
             resumed = True
         elif isinstance(event, TransferNotAnswered):
@@ -153,7 +173,7 @@ def hold_of(recorded: Sequence[RecordedEvent]) -> Hold:
             ended = ended or event
         elif isinstance(event, CallStarted):
             started = started or event
-    return Hold(last, held_version, held, resumed, not_answered, ended, started)
+    return Hold(last, held_version, held, resumed, not_answered, ended, started, briefed, end_requested)
 
 
 def resumable(hold: Hold, call_id: str, token: str, secret: str) -> None:

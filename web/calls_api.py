@@ -6,7 +6,9 @@ Behind the API token like the rest of ``/api`` (bearer header or console cookie)
   ``{"call_id": CallSid, "status", "to", "from"}`` once Twilio accepted the call
   (:mod:`web.outbound` says what each refusal answers: 400, 429 with ``Retry-After``, 502);
 - ``POST /api/calls/{call_id}/hangup`` ``{"reason"?}`` → 202: the phone call is hung up at once
-  (through Twilio's REST API, or by ending the stream); 404 when the call is not live here;
+  (through Twilio's REST API, or by ending the stream); a call a warm transfer holds (live on no
+  engine) is ended through Twilio, the caller's leg and the person's (``web/held_calls.py``), 202
+  with ``"held": true`` — 502 when Twilio refused, saying why; 404 when the call is not live;
 - ``POST /api/calls/{call_id}/transfer`` ``{"target": label, "reason"?}`` → 202: the agent announces
   the transfer, then the caller is dialled through to the target; 400 for a label the agent does not
   have (the answer names the labels), 404 when the call is not live here;
@@ -30,6 +32,7 @@ from callbridge.engine.agent import Agent
 from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
 from callbridge.web.console_api import json_object, request_error
+from callbridge.web.held_calls import HangUpFailed, hang_up_held
 from callbridge.web.outbound import CallRequest, OutboundRefused
 
 if TYPE_CHECKING:
@@ -114,6 +117,13 @@ def calls_api_blueprint(server: Server) -> Blueprint:
             return error_response(400, "the request body must be a JSON object (or empty)")
         if _reason(body) == "":
             body = {**body, "reason": "hung up from the API"}
+        reason = _reason(body)
+        if reason is not None and server.live.get(call_id) is None:  # held for a warm transfer?
+            try:
+                if await hang_up_held(server, call_id, reason):
+                    return json_response({"call_id": call_id, "accepted": "hangup", "held": True}, 202)
+            except HangUpFailed as error:
+                return error_response(502, str(error))
         return await command(call_id, body, "hang_up", {}, accepted="hangup")
 
     @api.post("/api/calls/<call_id>/transfer")

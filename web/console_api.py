@@ -16,7 +16,8 @@ Behind the API token like ``web/api.py`` (same ``require_token`` hook). Routes:
 - ``POST /api/session`` ``{"session": {...}, "call_id"?}`` — save the default, or change a live
   call's session: answered once the model has (``applied: true`` on ``session.updated``; 409 with
   the model's own error message, e.g. ``cannot_update_voice``; 504 when it did not answer in time).
-- ``POST /api/test-call`` ``{"seconds"?}`` — a simulated call against this very server.
+- ``POST /api/test-call`` ``{"seconds"?, "ending"?}`` — a simulated call against this very server
+  (:mod:`web.console_test_call`); ``ending``: ``transfer`` (default) or ``goodbye``.
 - ``GET /api/calls/live`` — the calls in progress.
 
 Why the session functions are public: the live feed (``WS /logs``) accepts ``session.update`` too,
@@ -32,7 +33,6 @@ No response carries a secret: the Twilio auth token, the OpenAI key and the API 
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from functools import partial
 from typing import TYPE_CHECKING, Annotated, Any
@@ -42,9 +42,7 @@ import trio
 from quart import Blueprint, Response, request
 
 from callbridge.adapters.openai.session import VOICES, SessionConfigError, normalize_session_config
-from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_http import new_sid
-from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant, barge_in_turn
 from callbridge.adapters.twilio.rest import RestErrorKind, TwilioRestError
 from callbridge.engine.events import SETTINGS_STREAM, CallEnded, DefaultSessionConfigSaved
 from callbridge.projections.call_commands import CommandResult
@@ -52,6 +50,7 @@ from callbridge.projections.views_db import iso
 from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
 from callbridge.web.console_session import CallSession, call_session, model_answer
+from callbridge.web.console_test_call import run_test_call, test_call_request
 from callbridge.web.setup_checks import (
     MAX_NUMBERS,
     number_view,
@@ -66,12 +65,6 @@ if TYPE_CHECKING:
     from callbridge.server import Server
 
 log = logging.getLogger(__name__)
-
-TEST_CALL_DEFAULT_S = 40.0
-"""Room for the test call's four turns (one through a tool, one interrupted) and goodbye."""
-TEST_CALL_MAX_S = 120.0
-TEST_CALL_FROM = "+15005550006"
-"""The test caller's number (Twilio's magic "valid" test number)."""
 
 
 class WebhookRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -153,76 +146,6 @@ def raise_unless_delivered(result: CommandResult, call_id: str) -> None:
     if not result.engine_id:
         raise CallNotLive(f"no live call {call_id!r} on any engine ({result.detail})")
     raise CallNotTakingCommands(f"call {call_id!r} is ending or not taking commands now; try again")
-
-
-# --- the test call -----------------------------------------------------------------------------
-
-
-def test_call_script(seconds: float, *, greeted: bool = False) -> list[Step]:
-    """What the console's test caller does: hear the agent's greeting out (``greeted``), ask (the
-    simulated model looks up the weather), wait for the answer; ask again and talk over the (long)
-    reply once it has played a while — a real barge-in; wait for the answer to that, then ask for
-    sales (the simulated model transfers the call when the agent has a ``sales`` target) and hang
-    up once that is answered. The caller also hangs up after ``seconds`` whatever is happening."""
-    wait = WaitForAssistant(timeout_s=max(1.0, seconds))
-    return [
-        *([wait] if greeted else []),
-        Speak(1200),
-        wait,
-        Silence(400),
-        Speak(1200),
-        *barge_in_turn(seconds),
-        Silence(400),
-        Speak(1000),
-        wait,
-        HangUp(),
-    ]
-
-
-def local_base_url(host: str, port: int) -> str:
-    """How this process reaches its own listener: loopback for a wildcard or loopback bind,
-    else the bound address itself."""
-    if host in ("", "0.0.0.0", "localhost"):
-        return f"http://127.0.0.1:{port}"
-    try:
-        address = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return f"http://{host}:{port}"  # a host name
-    if address.version == 6:
-        return f"http://[{'::1' if address.is_unspecified else address}]:{port}"
-    return f"http://{address}:{port}"
-
-
-async def run_test_call(server: Server, call_sid: str, seconds: float) -> None:
-    """Place the simulated call against this server, as Twilio would (signed with the Twilio auth
-    token when one is configured), and log how it went."""
-    assert server.port is not None
-    settings = server.settings
-    report = await place_call(
-        local_base_url(settings.host, server.port),
-        script=test_call_script(seconds, greeted=server.agent.greeting is not None),
-        auth_token=settings.twilio_auth_token,
-        public_url=settings.public_url,
-        account_sid=settings.twilio_account_sid,
-        from_number=TEST_CALL_FROM,
-        max_duration_s=seconds,
-        status_callback=True,
-        call_sid=call_sid,
-    )
-    if report.errors:
-        log.warning("test call %s ended by %s: %s", call_sid, report.ended_by, "; ".join(report.errors))
-    else:
-        log.info("test call %s ended by %s after %.1f s", call_sid, report.ended_by, report.duration_s)
-
-
-def test_call_seconds(body: dict[str, Any]) -> float:
-    """The requested length, checked: ValueError with the reason."""
-    seconds = body.get("seconds", TEST_CALL_DEFAULT_S)
-    if seconds is None:
-        return TEST_CALL_DEFAULT_S
-    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not 1 <= seconds <= TEST_CALL_MAX_S:
-        raise ValueError(f"'seconds' must be a number from 1 to {TEST_CALL_MAX_S:g}")
-    return float(seconds)
 
 
 # --- the blueprint -----------------------------------------------------------------------------
@@ -366,14 +289,14 @@ def console_api_blueprint(server: Server) -> Blueprint:
         if body is None:
             return not_an_object()
         try:
-            seconds = test_call_seconds(body)
+            seconds, ending = test_call_request(body)
         except ValueError as error:
             return error_response(400, str(error))
         if not server.accepting or server.port is None:
             return error_response(503, "the server is not taking calls now")
         call_sid = new_sid("CA")
         try:
-            server.start_background(partial(run_test_call, server, call_sid, seconds))
+            server.start_background(partial(run_test_call, server, call_sid, seconds, ending))
         except RuntimeError as error:
             return error_response(503, str(error))
         return json_response({"call_sid": call_sid}, 202)

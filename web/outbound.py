@@ -11,8 +11,10 @@
   terminal status callback), or when the call has been placed ``RING_ALLOWANCE_S`` ago and is not
   live on this engine (a lost callback never holds a slot for long). Beyond it: 429 with
   ``Retry-After``.
-- **The per-call greeting reaches the call** whichever engine Twilio's stream lands on: the call
-  start asks :meth:`greeting_for`, which looks in this engine's memory, then in the call's log.
+- **The per-call greeting and agent reach the call** whichever engine Twilio's ``/twiml`` and
+  stream land on: ``OutboundCallPlaced`` is written before ``POST /api/calls`` answers; ``/twiml``
+  asks :meth:`agent_for` and the call start :meth:`call_starting`, which look in this engine's
+  memory, then in the call's log. The agent comes from our own log, never from Twilio's request.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ MAX_GREETING_CHARS = 1000
 MAX_METADATA_BYTES = 4096
 REST_TIMEOUT_S = 10.0
 LIVE_WAIT_S = 3.0
+WRITE_WAIT_S = 2.0
+"""How long placing a call, or ``/twiml`` asking for its agent, waits for the log's writes (Twilio waits)."""
 AMD_STATUS_PATH = "/twilio/amd"
 STATUS_PATH = "/twilio/status"
 
@@ -66,6 +70,8 @@ class CallRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     from_: str | None = msgspec.field(name="from", default=None)
     greeting: str | None = None
     metadata: dict[str, Any] = {}
+    agent: str | None = None
+    """A saved agent profile's name: it answers this call (over the routing rules)."""
 
     def check(self) -> None:
         """Raise :class:`OutboundRefused` (400) naming the first parameter that is wrong."""
@@ -80,6 +86,8 @@ class CallRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
                 raise OutboundRefused(400, f"'greeting': longer than {MAX_GREETING_CHARS} characters")
         if len(msgspec.json.encode(self.metadata)) > MAX_METADATA_BYTES:
             raise OutboundRefused(400, f"'metadata': more than {MAX_METADATA_BYTES} bytes of JSON")
+        if self.agent is not None and not self.agent.strip():
+            raise OutboundRefused(400, "'agent': empty (leave it out to let the routing rules choose)")
 
 
 @dataclass
@@ -96,6 +104,8 @@ class OutboundCalls:
         self._slots: dict[str, _Slot] = {}
         self._reserved = 0
         self._greetings: dict[str, str | None] = {}
+        self._agents: dict[str, str | None] = {}
+        """The agent each call placed here was placed with, until ``/twiml`` asks (:meth:`agent_for`)."""
         self._caller_id: str | None = None
         self._started: dict[str, trio.Event] = {}
         """Set when the stream of an outbound call placed here starts (see :meth:`wait_live`)."""
@@ -117,6 +127,7 @@ class OutboundCalls:
         slot = self._slots.get(call_sid)
         if status in TERMINAL_STATUSES:
             self._greetings.pop(call_sid, None)
+            self._agents.pop(call_sid, None)
             if slot is not None:
                 slot.over = True
 
@@ -137,6 +148,10 @@ class OutboundCalls:
         """Ask Twilio to call ``request.to``; the recorded ``OutboundCallPlaced``, or
         :class:`OutboundRefused`."""
         request.check()
+        if request.agent is not None and not await self.server.routing.agent_exists(request.agent):
+            names = ", ".join(await self.server.routing.agent_names())
+            unknown = request.agent[:80]
+            raise OutboundRefused(400, f"'agent': no agent profile named {unknown!r}; the agents are: {names}")
         client = self.client()
         if client is None:
             raise OutboundRefused(
@@ -174,10 +189,14 @@ class OutboundCalls:
                 metadata=request.metadata,
                 status=placed.status,
                 by=by,
+                agent=request.agent,
             )
             self.server.writer.record(event)
             self._slots[placed.sid] = _Slot(placed_at=trio.current_time())
             self._greetings[placed.sid] = request.greeting
+            self._agents[placed.sid] = request.agent
+            with trio.move_on_after(WRITE_WAIT_S):  # for another engine's /twiml: the agent and greeting are in the log
+                await self.server.writer.flush()
             log.info("outbound call %s placed to %s from %s", placed.sid, request.to, from_number)
             return event
         finally:
@@ -218,11 +237,27 @@ class OutboundCalls:
 
     async def _recorded_greeting(self, call_sid: str) -> str | None:
         """The greeting in the call's ``OutboundCallPlaced`` (placed by another engine)."""
+        placed = await self._recorded(call_sid)
+        return placed.greeting if placed is not None else None
+
+    async def _recorded(self, call_sid: str) -> OutboundCallPlaced | None:
         recorded = await trio.to_thread.run_sync(self.server.store.read_call, call_sid)
         for item in recorded:
             if isinstance(item.event, OutboundCallPlaced):
-                return item.event.greeting
+                return item.event
         return None
+
+    async def agent_for(self, call_sid: str) -> str | None:
+        """``/twiml`` of an outbound call: the agent it was placed with (this engine's memory, else
+        its ``OutboundCallPlaced`` — first written out, as the call may have been placed here an
+        instant ago), or None to let the routing rules choose."""
+        if call_sid in self._agents:
+            return self._agents[call_sid]
+        if not self.server.writer.stuck:
+            with trio.move_on_after(WRITE_WAIT_S):
+                await self.server.writer.flush()
+        placed = await self._recorded(call_sid)
+        return placed.agent if placed is not None else None
 
     async def wait_live(self, call_sid: str) -> LiveCall | None:
         """The live call ``call_sid`` on this engine; for a call placed here whose stream has not

@@ -2,15 +2,20 @@
 
 The call core holds the caller in a conference room and has Twilio call the person
 (``engine/call_transfer.py``, ``TwilioCalls.hold_for_transfer``); the call's stream ends there with
-``CallHeld`` and no ``CallEnded`` — the call goes on in Twilio. What happens next the person's leg
-tells in its final status callback, ``POST /twilio/transfer-status?call=<the caller's
-CallSid>&label=…&to=…``, signed like every Twilio webhook:
+``CallHeld`` and no ``CallEnded`` — the call goes on in Twilio. The person hears the summary
+(``<Say>``), then their leg asks ``POST /twilio/transfer-join?call=<the caller's
+CallSid>&label=…&to=…`` for the room (``<Redirect>``): that is recorded (``TransferBriefed``) and
+answered with the room — or, when the caller left meanwhile, with an apology and ``<Hangup/>``.
+Twilio runs the verbs in order, so a person who hangs up during the summary never asks. What
+happens next the person's leg tells in its final status callback, ``POST
+/twilio/transfer-status`` with the same query, signed like every Twilio webhook:
 
-- ``completed`` with ``CallDuration`` > 0: the person answered and talked. The room ended when
+- ``completed`` after ``TransferBriefed``: the person joined and talked. The room ended when
   they hung up (``endConferenceOnExit``), so the caller's call is over:
   ``CallEnded(reason="transferred", detail=label)``.
-- ``busy``, ``no-answer``, ``failed``, ``canceled``, or ``completed`` after 0 s: nobody took it.
-  ``TransferNotAnswered(label, to, status)`` is recorded, then the caller's call is redirected over
+- ``busy``, ``no-answer``, ``failed``, ``canceled``, or ``completed`` without ``TransferBriefed``
+  (the person hung up during the summary): nobody took it.
+  ``TransferNotAnswered(label, to, status, reason)`` is recorded, then the caller's call is redirected over
   REST to a ``<Connect><Stream>`` built like ``/twiml``'s, with a ``callbridge_resume`` parameter:
   a token bound to the call and to this hold (``web/call_admission.py``), so the new stream is let
   in as the same call, carries on from its log (``CallResumed``) and the agent says the agent's
@@ -44,7 +49,8 @@ from quart import Response
 
 from callbridge.adapters.twilio.rest import TelephonyError, TwilioCalls
 from callbridge.adapters.twilio.signature import webhook_url
-from callbridge.engine.events import CallEnded, Event, TransferNotAnswered
+from callbridge.adapters.twilio.twiml import conference_twiml, say_and_hang_up_twiml
+from callbridge.engine.events import CallEnded, Event, TransferBriefed, TransferNotAnswered
 from callbridge.web.call_admission import Hold, StartRefused, check_sid, hold_of, printable, resume_token
 from callbridge.web.media import RESUME_PARAMETER
 
@@ -54,6 +60,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TRANSFER_STATUS_PATH = "/twilio/transfer-status"
+TRANSFER_JOIN_PATH = "/twilio/transfer-join"
 FINAL_STATUSES = frozenset({"completed", "busy", "no-answer", "failed", "canceled"})
 HOLD_WAIT_S = 5.0
 """How long a callback waits for the call's ``CallHeld`` to reach the log."""
@@ -61,14 +68,27 @@ POLL_S = 0.1
 ATTEMPTS = 5
 """Decisions tried when other writers keep appending to the call meanwhile."""
 
+MISSED = {
+    "completed": "the person hung up during the briefing",
+    "busy": "the line was busy",
+    "no-answer": "nobody answered",
+    "failed": "the call to the person could not be placed",
+    "canceled": "the call to the person was cancelled before anyone answered",
+}
+"""Why a transfer was not taken, by the person's final status (``completed``: before joining)."""
+CALLER_GONE = "Sorry, the caller is no longer waiting. Goodbye."
+"""What a person who finished the summary hears when the caller left the hold meanwhile."""
+
 StreamTwiml = Callable[[dict[str, str]], str]
 """``/twiml``'s builder: ``<Connect action><Stream>`` with these parameters and the per-call token."""
 
 
 def tell_transfer_status_url(telephony: object, public_url: str) -> None:
-    """Once the server knows its public URL: where a warm transfer's person leg reports its end."""
+    """Once the server knows its public URL: where a warm transfer's person leg asks to join the
+    caller, and where it reports its end."""
     if isinstance(telephony, TwilioCalls):
         telephony.transfer_status_url = webhook_url(public_url, TRANSFER_STATUS_PATH)
+        telephony.transfer_join_url = webhook_url(public_url, TRANSFER_JOIN_PATH)
 
 
 def _text(status: int, message: str) -> Response:
@@ -88,11 +108,7 @@ async def transfer_status_reported(
     status = params.get("CallStatus", "")
     if status not in FINAL_STATUSES:  # the person's phone is ringing or was answered: the end decides
         return Response("", status=204)
-    duration = params.get("CallDuration", "").strip()
-    answered = status == "completed" and duration.isdigit() and int(duration) > 0
     secret = server.settings.twilio_auth_token
-    if not answered and (server.telephony is None or not secret):
-        return _text(503, "this engine has no Twilio credentials: it cannot bring the caller back; set them")
     await server.writer.flush()  # a hold this engine recorded an instant ago
     for _ in range(ATTEMPTS):
         hold = await _held(server, call_sid)
@@ -101,18 +117,52 @@ async def transfer_status_reported(
         if not hold.on_hold or hold.not_answered is not None or (label, to) != (hold.held.label, hold.held.to):
             return Response("", status=204)  # decided already (Twilio retried), or a leg of an earlier hold
         now = server.now()
-        if answered:
+        if status == "completed" and hold.briefed is not None:  # they heard the summary and joined
             ended = CallEnded(call_id=call_sid, at=now, reason="transferred", detail=label)
-            if await _append(server, hold, ended):
+            if await append_after(server, hold, ended):
+                duration = params.get("CallDuration", "")
                 log.info("call %s: transferred to %s (%s s with the person)", call_sid, printable(label), duration)
                 return Response("", status=204)
             continue
-        missed = TransferNotAnswered(call_id=call_sid, at=now, label=label, to=to, status=status)
-        if await _append(server, hold, missed):
-            assert secret is not None
+        if server.telephony is None or not secret:
+            return _text(503, "this engine has no Twilio credentials: it cannot bring the caller back; set them")
+        why = MISSED.get(status, status)
+        missed = TransferNotAnswered(call_id=call_sid, at=now, label=label, to=to, status=status, reason=why)
+        if await append_after(server, hold, missed):
             await _bring_back(server, hold, call_sid, resume_token(secret, call_sid, hold.held_version), stream_twiml)
             return Response("", status=204)
     return _text(503, f"call {call_sid} kept changing while this callback was decided; retry")
+
+
+async def transfer_join_requested(server: Server, query: Mapping[str, str], params: Mapping[str, str]) -> Response:
+    """``POST /twilio/transfer-join`` (signature already checked): the person heard the whole
+    summary (the ``<Redirect>`` after the ``<Say>``). Record ``TransferBriefed`` and answer the
+    room; when the caller is no longer waiting there, tell the person so and hang up."""
+    call_sid, label, to = query.get("call", ""), query.get("label", ""), query.get("to", "")
+    try:
+        check_sid("CallSid", call_sid)
+    except StartRefused as error:
+        return _text(400, f"'call' in the query string: {error}; expected ?call=<the held caller's CallSid>")
+    await server.writer.flush()
+    for _ in range(ATTEMPTS):
+        hold = await _held(server, call_sid)
+        if hold.held is None or not hold.on_hold or hold.not_answered is not None or hold.end_requested is not None:
+            return _twiml(say_and_hang_up_twiml(CALLER_GONE))
+        if (label, to) != (hold.held.label, hold.held.to):
+            return _twiml(say_and_hang_up_twiml(CALLER_GONE))  # a leg of an earlier hold
+        room = conference_twiml(hold.held.room, start_on_enter=True)
+        if hold.briefed is not None:  # Twilio asked again
+            return _twiml(room)
+        person_sid = params.get("CallSid", "")
+        briefed = TransferBriefed(call_id=call_sid, at=server.now(), label=label, to=to, person_sid=person_sid)
+        if await append_after(server, hold, briefed):
+            log.info("call %s: %s heard the summary and joins the caller", call_sid, printable(label))
+            return _twiml(room)
+    return _twiml(say_and_hang_up_twiml(CALLER_GONE))
+
+
+def _twiml(body: str) -> Response:
+    return Response(body, content_type="text/xml")
 
 
 async def _held(server: Server, call_sid: str) -> Hold:
@@ -127,7 +177,7 @@ async def _held(server: Server, call_sid: str) -> Hold:
     return hold
 
 
-async def _append(server: Server, hold: Hold, event: Event) -> bool:
+async def append_after(server: Server, hold: Hold, event: Event) -> bool:
     """Append ``event`` right after the call's last stored event; False when something else was
     stored for the call since it was read (decide again)."""
     append = partial(server.store.append_if_unchanged, event.call_id, hold.last_version, [event])
@@ -166,5 +216,5 @@ async def _end_on_hold(server: Server, call_sid: str) -> None:
         if not hold.on_hold:
             return
         ended = CallEnded(call_id=call_sid, at=server.now(), reason="caller_hangup", detail="while on hold")
-        if await _append(server, hold, ended):
+        if await append_after(server, hold, ended):
             return

@@ -72,6 +72,15 @@ class Murmur(msgspec.Struct, frozen=True, tag=True):
     seed: int = 1
 
 
+class Play(msgspec.Struct, frozen=True, tag=True):
+    """Send these 20 ms frames (base64 μ-law), in order: recorded audio replayed
+    (``recorded_caller.py``). ``speech``: the caller is talking in them (reply latency is measured
+    from the last frame, as after a ``Speak``)."""
+
+    frames: list[str]
+    speech: bool = True
+
+
 class HangUp(msgspec.Struct, frozen=True, tag=True):
     """End the call now (Twilio sends ``stop`` and closes). A script that runs out hangs up too."""
 
@@ -82,7 +91,7 @@ class WaitForHangUp(msgspec.Struct, frozen=True, tag=True):
     timeout_s: float = 30.0
 
 
-Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | Beep | Murmur | WaitForHangUp | HangUp
+Step = Speak | Silence | WaitForAssistant | BargeIn | Dtmf | Beep | Murmur | Play | WaitForHangUp | HangUp
 
 
 def voicemail_script(*, greeting_ms: int = 1500, beep_ms: int = 500, listen_s: float = 30.0) -> list[Step]:

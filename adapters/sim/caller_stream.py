@@ -36,6 +36,7 @@ from callbridge.adapters.sim.caller_script import (
     HangUp,
     Mouth,
     Murmur,
+    Play,
     Silence,
     Speak,
     Step,
@@ -286,7 +287,7 @@ class _Call:
         elif isinstance(step, Dtmf):
             await self._send(partial(_dtmf, self.report.stream_sid, step.digit))
             self.report.dtmf_sent += 1
-            self._runs_at_last_speech = self.playback.runs_started  # a key asks too: wait for its answer
+            self._runs_at_last_speech = self.playback.runs_started  # a key asks, as words do
         elif isinstance(step, WaitForAssistant):
             await self._wait_for_assistant(step)
         elif isinstance(step, BargeIn):
@@ -305,6 +306,9 @@ class _Call:
         elif isinstance(step, Murmur):
             noise = noise_frames(step.ms, step.level, step.seed)
             await self.mouth.start(frames_for(step.ms), speech=False, tone=noise).wait()
+        elif isinstance(step, Play):
+            if step.frames:
+                await self.mouth.start(len(step.frames), speech=step.speech, tone=step.frames).wait()
         elif isinstance(step, WaitForHangUp):
             with trio.move_on_after(step.timeout_s):
                 await trio.sleep_forever()

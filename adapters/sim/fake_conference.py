@@ -3,9 +3,9 @@ person a warm transfer calls.
 
 Why: a warm transfer (``engine/call_transfer.py``) moves the caller into ``<Dial><Conference
 startConferenceOnEnter="false">`` (hold music until someone starts the room) and places a call
-with ``Twiml=<Say>summary</Say><Dial><Conference startConferenceOnEnter="true"
-endConferenceOnExit="true">``. To test it offline, this module does with those documents what
-Twilio does:
+with ``Twiml=<Say>summary</Say><Redirect>…/twilio/transfer-join…</Redirect>``, whose answer is
+``<Dial><Conference startConferenceOnEnter="true" endConferenceOnExit="true">``. To test it
+offline, this module does with those documents what Twilio does:
 
 - :meth:`FakeConferences.follow` carries out the TwiML a call got when its stream ended (a REST
   update, or the ``<Connect action>`` answer): ``<Hangup/>`` ends it; ``<Dial><Number|Sip>`` rings
@@ -15,8 +15,10 @@ Twilio does:
   the calls module, which opens a new media stream of the same call), it is hung up over REST, or
   the simulated caller gives up (``FakeCall.on_hold_s``: how long it stays on hold);
 - :meth:`FakeConferences.person` is the leg of the person a warm transfer calls, once they answered:
-  the ``<Say>`` text they heard (``FakeCall.heard_say``), the room they join, how long they talk
-  (``Answer.talk_s``).
+  the ``<Say>`` text they heard (``FakeCall.heard_say``; ``Answer.briefing_s`` long, and they may
+  hang up during it: ``Answer.leaves_during_briefing_s``), the ``<Redirect>`` they follow when it is
+  over, the room they join, how long they talk (``Answer.talk_s``). A REST hang-up ends them at
+  any point.
 
 ``FakeConferences.rooms`` (name → :class:`Room`) shows who was in each room and whether the caller
 and the person were in it together.
@@ -25,14 +27,17 @@ and the person were in it together.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING
 
 import msgspec
 import trio
 
 if TYPE_CHECKING:
-    from callbridge.adapters.sim.fake_twilio_calls import FakeCall
+    from callbridge.adapters.sim.fake_twilio_calls import Answer, FakeCall
+
+Redirect = Callable[[str], Awaitable[str]]
+"""Requests a ``<Redirect>``'s URL for the call (signed) and returns the TwiML it answers."""
 
 
 class DialLeg(msgspec.Struct, kw_only=True):
@@ -179,15 +184,35 @@ class FakeConferences:
         call.hung_up_by = call.hung_up_by or "conference"
         return None
 
-    async def person(self, call: FakeCall, talk_s: float) -> None:
-        """A warm transfer's person answered ``call.twiml``: they hear its ``<Say>``, join its
-        ``<Dial><Conference>``, talk for ``talk_s`` (or until the room ends), and leave."""
+    async def person(self, call: FakeCall, answer: Answer, redirect: Redirect) -> None:
+        """A warm transfer's person answered ``call.twiml``: they hear its ``<Say>`` (the summary,
+        ``answer.briefing_s`` long, unless they hang up ``answer.leaves_during_briefing_s`` into it or
+        are hung up over REST), follow its ``<Redirect>`` (``redirect`` fetches the TwiML there),
+        join the ``<Dial><Conference>`` they get, talk for ``answer.talk_s`` (or until the room ends
+        or they are hung up over REST), and leave."""
         try:
             root = ET.fromstring(call.twiml)
         except ET.ParseError as error:
             call.errors.append(f"TwiML is not XML: {error}")
             return
         call.heard_say = [(say.text or "").strip() for say in root.iter("Say")]
+        leaves = answer.leaves_during_briefing_s
+        listening = answer.briefing_s if leaves is None else min(leaves, answer.briefing_s)
+        with trio.move_on_after(listening):
+            await call.remote_hang_up.wait()
+        if call.hung_up_by is not None:
+            return  # ended over REST during the summary
+        if leaves is not None and leaves < answer.briefing_s:
+            call.hung_up_by = "person"  # hung up during the summary: Twilio runs no further verb
+            return
+        target = root.find("Redirect")
+        if target is not None:
+            try:
+                root = ET.fromstring(await redirect((target.text or "").strip()))
+            except ET.ParseError as error:
+                call.errors.append(f"TwiML is not XML: {error}")
+                return
+            call.heard_say += [(say.text or "").strip() for say in root.iter("Say")]
         conference = root.find("Dial/Conference")
         if conference is None:
             call.hung_up_by = "twiml"
@@ -199,7 +224,7 @@ class FakeConferences:
             start=_flag(conference, "startConferenceOnEnter", True),
             end_on_exit=_flag(conference, "endConferenceOnExit", False),
         )
-        with trio.move_on_after(talk_s):
-            await room.ended.wait()
+        with trio.move_on_after(answer.talk_s):
+            await _first_of(room.ended, call.remote_hang_up)
         room.leave(call.sid)
-        call.hung_up_by = "person"
+        call.hung_up_by = call.hung_up_by or "person"

@@ -15,7 +15,12 @@ JSON form (``callbridge fake-openai --script FILE``), either the object or just 
         {"transcript": "What's the weather at 37.77, -122.42?",
          "function_call": {"name": "get_weather_from_coords",
                            "arguments": {"latitude": 37.77, "longitude": -122.42}}},
-        {"transcript": "Thanks!", "reply": "You're welcome."}]}
+        {"transcript": "Thanks!", "reply": "You're welcome."}],
+     "keypad": {"0": {"transcript": "(pressed 0)", "function_call": {"name": "transfer_call",
+                                                                   "arguments": {"target": "sales"}}}}}
+
+A ``keypad`` turn answers the caller pressing those keys (``dtmf = "model"`` or ``"collect"``: the
+engine tells the model which keys), whenever they press them.
 """
 
 from __future__ import annotations
@@ -92,6 +97,11 @@ def spoken_tool_result(output: str, template: str, on_error: str = DEFAULT_AFTER
     return _PLACEHOLDER.sub(fill, template)  # one pass: braces inside outputs stay as they are
 
 
+KEYPAD_TURNS = 1_000_000
+"""Turn numbers from here on are ``Script.keypad``'s turns, in order (never a spoken turn's)."""
+_KEYPAD_MESSAGE = re.compile(r"^\(The caller (?:pressed|entered) (?P<keys>[0-9*#]+) on the keypad\.\)$")
+
+
 class Script(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     turns: list[Turn]
     greeting: str = "Hello! Thanks for calling. How can I help you today?"
@@ -99,11 +109,26 @@ class Script(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tr
     fallback_transcript: str = "Hello?"
     fallback_reply: str = "I'm still here. Is there anything else I can help you with?"
     """Turns past the end of the script hear ``fallback_transcript`` and get ``fallback_reply``."""
+    keypad: dict[str, Turn] = {}
+    """How the model answers keys the caller pressed (the engine tells it "(The caller pressed 0 on
+    the keypad.)" or "(… entered 123 …)"): a turn of their own, like a real model reading what it is
+    told, instead of the next spoken turn. Other keys are answered as that next turn."""
 
     def turn(self, index: int) -> Turn:
+        keyed = list(self.keypad.values())
+        if 0 <= index - KEYPAD_TURNS < len(keyed):
+            return keyed[index - KEYPAD_TURNS]
         if 0 <= index < len(self.turns):
             return self.turns[index]
         return Turn(transcript=self.fallback_transcript, reply=self.fallback_reply)
+
+    def keypad_turn(self, text: str) -> int | None:
+        """The turn that answers the keypad message ``text``, or None (not a keypad message, or keys
+        this script does not answer)."""
+        found = _KEYPAD_MESSAGE.match(text.strip())
+        if found is None or found.group("keys") not in self.keypad:
+            return None
+        return KEYPAD_TURNS + list(self.keypad).index(found.group("keys"))
 
 
 _WORD_FOR_WORD = re.compile(r'word for word:\s*"(?P<quote>.*)"\s*$', re.DOTALL)
@@ -143,23 +168,26 @@ DEFAULT_SCRIPT = Script(
         Turn(transcript="Can you tell me a story about the ocean?", reply=LONG_REPLY),
         Turn(transcript="What can you help me with?", reply="I can look up the weather and answer questions."),
         Turn(
-            transcript="Could you put me through to someone in sales?",
-            function_call=FunctionCall(
-                name="transfer_call", arguments={"target": "sales", "reason": "the caller asked for sales"}
-            ),
-            after_tool="One moment, I'm transferring you to sales.",
-            after_tool_error="I'm sorry, I can't transfer you right now. Is there anything else I can do?",
-        ),
-        Turn(
             transcript="Thank you, that's all.",
             function_call=FunctionCall(name="end_call", arguments={"reason": "the caller is done"}),
             after_tool="You're welcome! Have a great day. Goodbye.",
         ),
-    ]
+    ],
+    keypad={
+        "0": Turn(
+            transcript="(The caller pressed 0 for sales.)",
+            function_call=FunctionCall(
+                name="transfer_call", arguments={"target": "sales", "reason": "the caller pressed 0 for sales"}
+            ),
+            after_tool="One moment, I'm transferring you to sales.",
+            after_tool_error="I'm sorry, I can't transfer you right now. Is there anything else I can do?",
+        )
+    },
 )
 """The built-in script (``make run``'s simulated model): a tool call, a long story to interrupt, a
-question, a transfer to ``sales`` (the agent must list that target; otherwise the refusal is
-apologised for) and a hang-up through ``end_call`` (the goodbye is asked for and said)."""
+question and a hang-up through ``end_call`` (the goodbye is asked for and said); a caller pressing 0
+is transferred to ``sales`` (the agent must list that target; otherwise the refusal is apologised
+for), whenever they press it."""
 
 
 def parse_script(data: str | bytes) -> Script:

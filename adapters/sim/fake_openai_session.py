@@ -313,12 +313,15 @@ class FakeRealtimeSession:
         if last is None or self.conversation.user_turns() == 0:
             return ReplyPlan(text=self.script.greeting)
         if last.item.type == "message" and last.item.role == "user" and last.turn is not None:
-            scripted = self.script.turn(last.turn)
+            said = "".join(part.text or "" for part in last.item.content or [])
+            keyed = self.script.keypad_turn(said) if said else None
+            turn = last.turn if keyed is None else keyed
+            scripted = self.script.turn(turn)
             if scripted.function_call is not None:
                 wanted = scripted.function_call
                 if wanted.name in CALL_CONTROL_TOOLS and wanted.name not in self._offered_tools():
                     return ReplyPlan(text=scripted.after_tool_error)  # a model calls only what it is offered
-                return FunctionCallPlan(name=wanted.name, arguments=wanted.arguments_json, turn=last.turn)
+                return FunctionCallPlan(name=wanted.name, arguments=wanted.arguments_json, turn=turn)
             return ReplyPlan(text=scripted.reply or "")
         return ReplyPlan(text=self.script.fallback_reply)
 

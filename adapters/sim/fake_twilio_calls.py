@@ -47,11 +47,18 @@ from callbridge.adapters.sim.caller_report import CallReport
 from callbridge.adapters.sim.caller_script import HangUp, Step, WaitForAssistant, default_script, voicemail_script
 from callbridge.adapters.sim.caller_stream import run_stream
 from callbridge.adapters.sim.fake_conference import DialLeg, FakeConferences
-from callbridge.adapters.sim.fake_twilio_webhooks import API_VERSION, Route, call_params, direct, post_amd, signed_post
+from callbridge.adapters.sim.fake_twilio_webhooks import (
+    API_VERSION,
+    Route,
+    call_params,
+    direct,
+    fetch_twiml,
+    post_amd,
+    post_status,
+    signed_post,
+)
 from callbridge.adapters.twilio.signature import SIGNATURE_HEADER, compute_signature
 from callbridge.adapters.twilio.twiml import TwimlError, parse_connect_action, parse_connect_stream
-
-TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
 
 Reply = tuple[int, dict[str, Any]]
 
@@ -67,6 +74,10 @@ class Answer(msgspec.Struct, kw_only=True):
     """``AnsweredBy`` to report (default: ``human`` / ``machine_end_beep``; ``""``: no AMD callback)."""
     talk_s: float = 1.0
     """A person called with ``Twiml`` (a warm transfer): how long they stay in the conference."""
+    briefing_s: float = 0.0
+    """How long that person's ``<Say>`` (the summary) lasts."""
+    leaves_during_briefing_s: float | None = None
+    """That person hangs up this long into the summary (before it ends: set ``briefing_s`` longer)."""
 
 
 __all__ = ["Answer", "DialLeg", "FakeCall", "FakeCalls"]
@@ -209,6 +220,10 @@ class FakeCalls:
         if self.fail_next:
             return self.fail_next.pop(0)
         call.updates.append(dict(form))
+        if form.get("Status") in ("completed", "canceled") and call.status in ("queued", "initiated", "ringing"):
+            call.hung_up_by = "rest"  # cancelled before it was answered
+            call.remote_hang_up.set()
+            return 200, call.resource(self.account_sid)
         if call.status != "in-progress":
             return _error(400, 21220, "Call is not in-progress. Cannot redirect.")
         if form.get("Status") == "completed":
@@ -234,11 +249,14 @@ class FakeCalls:
         keep_audio: bool = True,
         on_hold_s: float = 0.0,
         resume_script: Sequence[Step] | None = None,
+        status_callback: str = "",
     ) -> FakeCall:
         """Ring ``base_url/twiml`` as an inbound call and carry it to its end; returns the call.
         ``on_hold_s``: how long the caller waits in a conference room; ``resume_script``: what it
-        does on a later stream (back from a hold)."""
-        call = FakeCall(new_sid("CA"), to=to, from_=from_, direction="inbound", url=f"{base_url}/twiml", form={})
+        does on a later stream (back from a hold); ``status_callback``: the number's status
+        callback, told the call's end (``completed``)."""
+        form = {"StatusCallback": status_callback} if status_callback else {}
+        call = FakeCall(new_sid("CA"), to=to, from_=from_, direction="inbound", url=f"{base_url}/twiml", form=form)
         call.on_hold_s = on_hold_s
         if resume_script is not None:
             call.resume_script = list(resume_script)
@@ -260,15 +278,20 @@ class FakeCalls:
             async with httpx2.AsyncClient(timeout=10.0) as http:
                 await self._status(http, call, "initiated")
                 await self._status(http, call, "ringing")
-                await trio.sleep(answer.ring_s)
+                with trio.move_on_after(answer.ring_s):
+                    await call.remote_hang_up.wait()
+                if call.hung_up_by == "rest":  # cancelled over REST while it rang
+                    await self._status(http, call, "canceled")
+                    return
                 if answer.kind in ("busy", "no-answer", "failed"):
                     await self._status(http, call, answer.kind)
                     return
                 if call.twiml:  # a warm transfer's person: the summary, then the room
                     call.answered_at = time.monotonic()
                     await self._status(http, call, "in-progress")
-                    await self.conferences.person(call, answer.talk_s)
-                    await self._finish(http, call, "completed")
+                    redirect = partial(fetch_twiml, http, self.auth_token, self.account_sid, call, route=self.reach)
+                    await self.conferences.person(call, answer, redirect)
+                    await self._status(http, call, "completed")
                     return
             await self._answered(call, answer, keep_audio=True)
         except (httpx2.HTTPError, OSError, ValueError) as error:
@@ -292,7 +315,7 @@ class FakeCalls:
                 )
             except ValueError as error:
                 call.errors.append(str(error))
-                await self._finish(http, call, "failed")
+                await self._status(http, call, "failed")
                 return
             twiml: str | None = call.voice_twiml
             while twiml is not None:  # a stream; then another when a REST update sends the call to one
@@ -301,7 +324,7 @@ class FakeCalls:
                     action = parse_connect_action(twiml)
                 except TwimlError as error:
                     call.errors.append(str(error))
-                    await self._finish(http, call, "failed")
+                    await self._status(http, call, "failed")
                     return
                 report = CallReport(
                     call_sid=call.sid, stream_sid=new_sid("MZ"), from_number=call.from_, to_number=call.to
@@ -312,7 +335,7 @@ class FakeCalls:
                 await self._stream(http, call, report, stream_url, parameters, script, amd, machine, keep_audio)
                 twiml = await self._after_stream(http, call, report, action, params)
                 script, amd = call.resume_script, ""
-            await self._finish(http, call, "completed")
+            await self._status(http, call, "completed")
 
     async def _stream(
         self,
@@ -368,25 +391,6 @@ class FakeCalls:
             call.hung_up_by = "caller" if report.ended_by in ("caller", "error") else "server"
         return None
 
-    async def _finish(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
-        call.status = status
-        await self._status(http, call, status)
-
-    # --- webhooks ------------------------------------------------------------------------------
-
     async def _status(self, http: httpx2.AsyncClient, call: FakeCall, status: str) -> None:
-        """A status callback, when the call asked for this event (``in-progress`` is ``answered``)."""
-        call.status = status
-        event = {"in-progress": "answered", "busy": "completed", "no-answer": "completed", "failed": "completed"}
-        if not call.status_callback or event.get(status, status) not in call.status_events:
-            return
-        form = {**call_params(self.account_sid, call), "CallbackSource": "call-progress-events"}
-        form["SequenceNumber"] = str(len(call.statuses_posted))
-        if status in TERMINAL and call.answered_at is not None:
-            form["CallDuration"] = str(round(time.monotonic() - call.answered_at))
-        call.statuses_posted.append(status)
-        call.status_forms.append(form)
-        try:
-            await signed_post(http, self.auth_token, call.status_callback, form, route=self.reach)
-        except (ValueError, httpx2.HTTPError, OSError) as error:
-            call.errors.append(f"status callback {status}: {error}")
+        """The call is now ``status`` (a status callback when it asked for the event)."""
+        await post_status(http, self.auth_token, self.account_sid, call, status, self.reach)

@@ -21,6 +21,15 @@ if TYPE_CHECKING:
     from callbridge.adapters.sim.fake_twilio_calls import FakeCall
 
 API_VERSION = "2010-04-01"
+TERMINAL = ("completed", "busy", "no-answer", "failed", "canceled")
+STATUS_EVENT = {
+    "in-progress": "answered",
+    "busy": "completed",
+    "no-answer": "completed",
+    "failed": "completed",
+    "canceled": "completed",
+}
+"""The ``StatusCallbackEvent`` each call status is reported under (others: their own name)."""
 HUMAN_AMD_AFTER_S = 0.3
 
 
@@ -95,3 +104,29 @@ async def post_amd(
         await signed_post(http, auth_token, call.amd_callback, form, route=route)
     except (ValueError, httpx2.HTTPError, OSError) as error:
         call.errors.append(f"AMD callback: {error}")
+
+
+async def post_status(
+    http: httpx2.AsyncClient, auth_token: str, account_sid: str, call: FakeCall, status: str, route: Route = direct
+) -> None:
+    """The call is now ``status``; a status callback when the call asked for this event."""
+    call.status = status
+    if not call.status_callback or STATUS_EVENT.get(status, status) not in call.status_events:
+        return
+    form = {**call_params(account_sid, call), "CallbackSource": "call-progress-events"}
+    form["SequenceNumber"] = str(len(call.statuses_posted))
+    if status in TERMINAL and call.answered_at is not None:
+        form["CallDuration"] = str(round(time.monotonic() - call.answered_at))
+    call.statuses_posted.append(status)
+    call.status_forms.append(form)
+    try:
+        await signed_post(http, auth_token, call.status_callback, form, route=route)
+    except (ValueError, httpx2.HTTPError, OSError) as error:
+        call.errors.append(f"status callback {status}: {error}")
+
+
+async def fetch_twiml(
+    http: httpx2.AsyncClient, auth_token: str, account_sid: str, call: FakeCall, url: str, *, route: Route = direct
+) -> str:
+    """A ``<Redirect>``: the TwiML ``url`` answers (a signed request with the call's parameters)."""
+    return await signed_post(http, auth_token, url, call_params(account_sid, call), expect_xml=True, route=route)

@@ -38,7 +38,7 @@ from twilio.base.exceptions import TwilioException, TwilioRestException, TwilioS
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from callbridge.adapters.twilio.twiml import conference_twiml
+from callbridge.adapters.twilio.twiml import briefing_twiml, conference_twiml
 
 T = TypeVar("T")
 
@@ -217,6 +217,8 @@ class TwilioCalls(_TwilioRest):
 
     transfer_status_url: str | None = None
     """Where a warm transfer's person leg reports its end (the server's ``/twilio/transfer-status``)."""
+    transfer_join_url: str | None = None
+    """Where that leg asks to join the caller once it heard the summary (``/twilio/transfer-join``)."""
 
     def create(
         self,
@@ -284,19 +286,30 @@ class TwilioCalls(_TwilioRest):
         await self._update_or_raise(call_sid, twiml=twiml)
 
     async def hold_for_transfer(
-        self, call_sid: str, *, room: str, label: str, to: str, caller_id: str | None, timeout_s: int, summary: str
+        self,
+        call_sid: str,
+        *,
+        room: str,
+        label: str,
+        to: str,
+        caller_id: str | None,
+        timeout_s: int,
+        summary: str,
+        person_called: Callable[[str], None] | None = None,
     ) -> None:
-        """A warm transfer: ``to`` is called (whoever answers hears ``summary``, then joins ``room``),
-        then the caller is moved into ``room`` (hold music). The person's leg reports its end to
-        ``transfer_status_url?call=…&label=…&to=…``, where the server decides how the hold ends.
-        The person is called first: moving the caller stops the stream, and with it the call's tasks;
-        when the caller cannot be moved (they hung up), the person's call is cancelled."""
+        """A warm transfer: ``to`` is called (whoever answers hears ``summary``, then asks
+        ``transfer_join_url?call=…&label=…&to=…`` for the room), then the caller is moved into
+        ``room`` (hold music). The person's leg reports its end to ``transfer_status_url`` with the
+        same query, where the server decides how the hold ends. The person is called first (and
+        ``person_called`` told their CallSid at once): moving the caller stops the stream, and with
+        it the call's tasks; when the caller cannot be moved (they hung up), the person's call is
+        cancelled."""
         if not caller_id:
             raise TelephonyError(f"a warm transfer to {label} needs a caller ID: set the target's caller_id")
-        if self.transfer_status_url is None:
+        if self.transfer_status_url is None or self.transfer_join_url is None:
             raise TelephonyError("a warm transfer needs the server's public URL for Twilio's status callback")
         query = urlencode({"call": call_sid, "label": label, "to": to})
-        person = conference_twiml(room, start_on_enter=True, say=summary)
+        person = briefing_twiml(summary, f"{self.transfer_join_url}?{query}")
 
         def call() -> str:
             callback = f"{self.transfer_status_url}?{query}"
@@ -309,6 +322,8 @@ class TwilioCalls(_TwilioRest):
             person_sid = await trio.to_thread.run_sync(lambda: self._translated(f"call {to} for a warm transfer", call))
         except TwilioRestError as error:
             raise TelephonyError(str(error)) from None
+        if person_called is not None:
+            person_called(person_sid)
         try:
             await self._update_or_raise(call_sid, twiml=conference_twiml(room, start_on_enter=False))
         except TelephonyError:

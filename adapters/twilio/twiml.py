@@ -124,3 +124,22 @@ def conference_twiml(room: str, *, start_on_enter: bool, end_on_exit: bool = Tru
         beep=False,
     )
     return str(response)
+
+
+def briefing_twiml(say: str, then_url: str) -> str:
+    """``<Response><Say>say</Say><Redirect method="POST">then_url</Redirect></Response>``: what the
+    person taking a warm transfer hears first. Twilio runs the verbs in order, so ``then_url`` is
+    requested only when the whole summary was spoken and the person is still on the line: a person
+    who hangs up during it never asks to join the caller."""
+    response = VoiceResponse()
+    response.say(_xml_safe(say))
+    response.redirect(then_url, method="POST")
+    return str(response)
+
+
+def say_and_hang_up_twiml(say: str) -> str:
+    """``<Response><Say>say</Say><Hangup/></Response>``."""
+    response = VoiceResponse()
+    response.say(_xml_safe(say))
+    response.hangup()
+    return str(response)

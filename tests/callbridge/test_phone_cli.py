@@ -14,7 +14,7 @@ from serve_process import CLEAN_ENV, serve_process
 from callbridge.adapters.sim.caller import WaitForAssistant
 from callbridge.adapters.sim.fake_twilio_calls import Answer
 from callbridge.engine.agent import Agent
-from callbridge.engine.events import OutboundCallPlaced
+from callbridge.engine.events import CallStarted, OutboundCallPlaced
 
 
 async def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[bytes]:
@@ -49,6 +49,31 @@ async def test_callbridge_call_places_an_outbound_call_through_the_running_serve
             "call", person, "--url", phone.base_url, "--store", str(tmp_path / "none" / "x.db"), env={}
         )
         assert no_token.returncode == 2 and "CALLBRIDGE_API_TOKEN" in no_token.stderr.decode()
+    assert len(phone.twilio.calls.calls) == 1
+
+
+async def test_callbridge_call_from_calls_out_from_the_number_given(tmp_path: Path) -> None:
+    person, sales_line = "+15551230078", "+15005550002"
+    async with phone_bridge(tmp_path, agent=Agent(greeting="Hi from Acme sales.")) as phone:
+        phone.twilio.add_number(sales_line, friendly_name="Sales line")
+        phone.twilio.calls.script_number(person, Answer(script=[WaitForAssistant(timeout_s=10)]))
+        env = {"CALLBRIDGE_API_TOKEN": "test-token"}
+        done = await run_cli("call", person, "--from", sales_line, "--url", phone.base_url, env=env)
+        assert done.returncode == 0, done.stderr
+        (call_id,) = phone.twilio.calls.calls
+        call = phone.twilio.calls.calls[call_id]
+        assert done.stdout.decode() == f"calling {person} from {sales_line}: call {call_id} queued\n"
+        with trio.fail_after(30):
+            await call.done.wait()
+        events = await phone.events(call_id)
+
+        refused = await run_cli("call", person, "--from", "sales", "--url", phone.base_url, env=env)
+        assert refused.returncode == 1
+        assert "HTTP 400" in refused.stderr.decode() and "'from'" in refused.stderr.decode()
+
+    assert call.from_ == sales_line and call.to == person  # what Twilio was asked to place
+    assert [(p.from_number, p.to_number) for p in of_type(events, OutboundCallPlaced)] == [(sales_line, person)]
+    assert of_type(events, CallStarted)[0].from_number == sales_line
     assert len(phone.twilio.calls.calls) == 1
 
 

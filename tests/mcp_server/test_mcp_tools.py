@@ -23,7 +23,7 @@ from test_mcp_support import (
     T0,
     TOOL_NAMES,
     call_ids,
-    fill_store,
+    mcp_over,
     structured,
     synthetic_calls,
     tool_error,
@@ -32,8 +32,6 @@ from test_mcp_support import (
 from callbridge.engine.events import CallerAudioReceived
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
-from callbridge.mcp_server.data import FollowingCallData
-from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.replay_cli import replay_cli
 
 
@@ -47,18 +45,8 @@ class Connected:
 @pytest.fixture
 async def mcp(tmp_path: Path) -> AsyncIterator[Connected]:
     logs = synthetic_calls()
-    store_url = str(tmp_path / "data" / "callbridge.db")
-    fill_store(store_url, logs)
-    store = EventStore(store_url)
-    try:
-        async with trio.open_nursery() as nursery:
-            data = FollowingCallData(store, tmp_path / "data" / "views-mcp.db")
-            await nursery.start(data.run)
-            async with Client(CallbridgeMCP(data)) as client:
-                yield Connected(client, store_url, {log.call_id: log for log in logs})
-            nursery.cancel_scope.cancel()
-    finally:
-        store.close()
+    async with mcp_over(tmp_path, logs) as (client, store_url):
+        yield Connected(client, store_url, {log.call_id: log for log in logs})
 
 
 async def test_the_six_tools_are_listed_read_only_with_input_and_output_schemas(mcp: Connected) -> None:

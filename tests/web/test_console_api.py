@@ -30,7 +30,7 @@ from callbridge.engine.events import (
     CallStatusReported,
     DefaultSessionConfigSaved,
 )
-from callbridge.web.console_api import TEST_CALL_FROM, local_base_url
+from callbridge.web.console_test_call import TEST_CALL_FROM, local_base_url
 
 API_TOKEN = "test-token"  # what running_bridge configures
 BEARER = {"Authorization": f"Bearer {API_TOKEN}"}

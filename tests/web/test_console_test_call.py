@@ -1,5 +1,6 @@
 """The offline demo, as a newcomer meets it: ``--model sim`` without OPENAI_API_KEY, the console's
-**Place a test call** (``POST /api/test-call``) and ``callbridge simulate --barge-in``.
+**Place a test call** (``POST /api/test-call``, ending in a transfer or in the agent's goodbye) and
+``callbridge simulate --barge-in``.
 
 Every simulated call asks for the weather; here the tool must succeed on a machine without
 internet (the simulated weather service), the simulated model must speak the result like an agent
@@ -31,8 +32,12 @@ from callbridge.engine.agent import load_agent
 from callbridge.engine.events import (
     BargeInDecided,
     CallEnded,
+    CallEndRequested,
+    DtmfForwarded,
+    GoodbyeHeard,
     GreetingAudioStarted,
     ModelEventReceived,
+    PhoneHangUpSent,
     ToolCallCompleted,
     ToolCallFailed,
     TransferDialed,
@@ -62,10 +67,10 @@ async def metrics_of(bridge: Bridge, call_id: str) -> dict:
                 await bridge.server.writer.wait_appended(await bridge.server.writer.flush())
 
 
-async def console_test_call_to_its_end(bridge: Bridge) -> str:
+async def console_test_call_to_its_end(bridge: Bridge, body: dict | None = None) -> str:  # type: ignore[type-arg]
     """Press the console's "Place a test call" (``POST /api/test-call``); the call id, once it ended."""
     async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
-        placed = await http.post("/api/test-call", json={})
+        placed = await http.post("/api/test-call", json=body or {})
     assert placed.status_code == 202, placed.text
     call_id = str(placed.json()["call_sid"])
     with trio.fail_after(60):
@@ -81,9 +86,9 @@ async def test_the_console_test_call_looks_up_the_weather_offline_and_is_interru
         events = await bridge.events(call_id)
         metrics = await metrics_of(bridge, call_id)
 
-    # the last question asks for sales: this agent has no transfer targets, so the model apologises
+    # the caller ends by pressing 0 for sales: this agent has no transfer targets, so the model apologises
     assert of_type(events, ToolCallFailed) == [] and of_type(events, TransferRefused) == []
-    assert assistant_transcripts(events)[-1] == DEFAULT_SCRIPT.turns[3].after_tool_error
+    assert assistant_transcripts(events)[-1] == DEFAULT_SCRIPT.keypad["0"].after_tool_error
     (completed,) = of_type(events, ToolCallCompleted)
     assert completed.name == "get_weather_from_coords"
     assert isinstance(json.loads(completed.output)["temperature_c"], float)
@@ -103,18 +108,43 @@ async def test_the_console_test_call_looks_up_the_weather_offline_and_is_interru
 async def test_the_make_run_demo_greets_then_transfers_the_test_call_to_sales(tmp_path: Path) -> None:
     agent = load_agent(DEMO_AGENT)  # what `make run` serves with
     async with running_bridge(tmp_path, agent=agent) as bridge:
-        call_id = await console_test_call_to_its_end(bridge)
+        call_id = await console_test_call_to_its_end(bridge)  # the console's default: ending in a transfer
         events = await bridge.events(call_id)
         async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
             row = (await http.get(f"/api/conversations/{call_id}")).json()
 
     spoken = assistant_transcripts(events)
     assert spoken[0] == agent.greeting and len(of_type(events, GreetingAudioStarted)) == 1
+    assert [(k.digits, k.mode) for k in of_type(events, DtmfForwarded)] == [("0", "model")]  # pressed 0 for sales
     (dialed,) = of_type(events, TransferDialed)
     assert (dialed.label, dialed.to, dialed.method) == ("sales", "+15005550010", "stream")  # no Twilio: the action
     assert spoken[-1] == "One moment, I'm transferring you now."
     assert [e.reason for e in of_type(events, CallEnded)] == ["transferred"]
     assert (row["outcome"], row["transfer_target"]) == ("transferred", "sales")
+
+
+async def test_the_make_run_demo_test_call_can_end_in_the_agents_goodbye_and_hang_up(tmp_path: Path) -> None:
+    agent = load_agent(DEMO_AGENT)
+    async with running_bridge(tmp_path, agent=agent) as bridge:
+        call_id = await console_test_call_to_its_end(bridge, {"ending": "goodbye"})
+        events = await bridge.events(call_id)
+        async with httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http:
+            row = (await http.get(f"/api/conversations/{call_id}")).json()
+            refused = await http.post("/api/test-call", json={"ending": "voicemail"})
+
+    spoken = assistant_transcripts(events)
+    assert spoken[0] == agent.greeting and len(of_type(events, GreetingAudioStarted)) == 1
+    assert [d.action for d in of_type(events, BargeInDecided)].count("truncated") == 1
+    assert of_type(events, TransferDialed) == [] and of_type(events, DtmfForwarded) == []
+    assert [(e.by, e.reason) for e in of_type(events, CallEndRequested)] == [("model", "the caller is done")]
+    assert spoken[-1] == "Thank you for calling. Goodbye!"  # the goodbye the engine asks for after end_call
+    (heard,) = of_type(events, GoodbyeHeard)
+    (hung_up,) = of_type(events, PhoneHangUpSent)
+    assert not heard.capped and events.index(heard) < events.index(hung_up)  # heard in full, then hung up
+    assert (hung_up.method, hung_up.ok) == ("stream", True)  # no Twilio: the stream's <Connect action>
+    assert [e.reason for e in of_type(events, CallEnded)] == ["agent_hangup"]
+    assert row["outcome"] == "hung_up_by_agent"
+    assert refused.status_code == 400 and "'transfer', 'goodbye'" in refused.json()["error"]
 
 
 async def test_a_failed_tool_is_answered_with_an_apology_not_the_error_json(tmp_path: Path) -> None:

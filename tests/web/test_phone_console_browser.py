@@ -1,6 +1,7 @@
 """Call control in the console, in a real browser: "Call a number" places an outbound call through
 the fake Twilio; the live call shows Hang up and Transfer (with the agent's targets); what happened
-comes back as notes in the transcript."""
+comes back as notes in the transcript. The ``make run`` demo's test call, chosen to end in the
+agent's goodbye, shows the agent hanging up."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from pathlib import Path
 
 import pytest
 import trio
+from bridge_harness import running_bridge
 from browser import Browser, in_browser, open_browser, require_browser
 from console_data import TOKEN
 from phone_harness import OUR_NUMBER, phone_bridge
 
 from callbridge.adapters.sim.caller import WaitForHangUp
 from callbridge.adapters.sim.fake_twilio_calls import Answer
-from callbridge.engine.agent import Agent, TransferTarget
+from callbridge.engine.agent import Agent, TransferTarget, load_agent
 
 if importlib.util.find_spec("playwright") is None:
     require_browser(module=True)
@@ -24,6 +26,7 @@ from playwright.sync_api import expect
 
 pytestmark = pytest.mark.usefixtures("browser_required")
 
+DEMO_AGENT = Path(__file__).resolve().parents[2] / "agents" / "demo.toml"
 AGENT = Agent(greeting="Hello, Acme here.", transfer_targets=[TransferTarget(label="sales", to="+15557654321")])
 
 
@@ -69,4 +72,30 @@ async def test_an_operator_calls_a_number_from_the_console_and_hangs_it_up(tmp_p
         with trio.fail_after(20):
             await call.done.wait()
     assert call.hung_up_by == "rest" and call.to == person
+    assert browser.errors == []
+
+
+async def test_the_make_run_demos_test_call_ends_in_the_agents_goodbye_when_chosen(tmp_path: Path) -> None:
+    agent = load_agent(DEMO_AGENT)  # what `make run` serves
+    async with running_bridge(tmp_path, agent=agent) as bridge:
+
+        def scenario() -> Browser:
+            with open_browser(bridge.base_url) as browser:
+                page = browser.page
+                browser.sign_in(TOKEN)
+                ending = page.get_by_label("The test call ends with")
+                expect(ending).to_have_value("transfer")  # the default: a transfer to sales
+                ending.select_option("goodbye")
+                page.get_by_role("button", name="Place a test call").click()
+                expect(page.locator(".toolbar .notice")).to_contain_text("placed")
+                transcript = page.locator(".transcript")
+                expect(transcript).to_contain_text("greeting starts playing", timeout=20_000)
+                expect(transcript).to_contain_text("hang-up requested by the agent", timeout=60_000)
+                expect(transcript).to_contain_text("the goodbye was heard")
+                expect(transcript).to_contain_text("phone hung up through the stream's <Connect action>")
+                expect(page.locator(".call-meta")).to_contain_text("hung up by the agent")
+                expect(page.locator(".call-meta .pill")).to_have_text("ended", timeout=15_000)
+                return browser
+
+        browser = await in_browser(scenario)
     assert browser.errors == []

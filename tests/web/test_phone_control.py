@@ -4,6 +4,7 @@ the fake Twilio and at the simulated caller's ear."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import trio
@@ -20,6 +21,7 @@ from callbridge.engine.events import (
     CallEndRequested,
     GoodbyeHeard,
     PhoneHangUpSent,
+    ToolCallRequested,
     TransferDialed,
     TransferRefused,
     TransferRequested,
@@ -158,3 +160,40 @@ async def test_an_operator_hangs_up_and_transfers_live_calls_through_the_api(tmp
     assert rows[second.sid]["outcome"] == "transferred"
     assert [t["label"] for t in agent["transfer_targets"]] == ["sales"]
     assert agent["greeting"] == AGENT.greeting
+
+
+async def test_a_transfer_to_a_sip_address_dials_it_as_sip(tmp_path: Path) -> None:
+    desk = TransferTarget(label="front desk", to="sip:desk@pbx.acme.example", timeout_s=20)
+    agent = Agent(greeting="Acme Plumbing, how can I help?", transfer_targets=[desk])
+    script = wants("transfer_call", target="front desk", reason="wants a person")
+    async with phone_bridge(tmp_path, agent=agent, script=script) as phone:
+        call = await inbound(phone, [WaitForAssistant(timeout_s=10), Speak(800), WaitForHangUp(timeout_s=20)])
+        events = await phone.events(call.sid)
+
+    assert call.dial == DialLeg(to="sip:desk@pbx.acme.example", kind="sip", timeout_s=20, rang=True, answered=True)
+    twiml = call.updates[-1]["Twiml"]
+    assert "<Sip>sip:desk@pbx.acme.example</Sip>" in twiml and "<Number>" not in twiml
+    dialed = of_type(events, TransferDialed)
+    assert [(d.label, d.to, d.method, d.ok) for d in dialed] == [
+        ("front desk", "sip:desk@pbx.acme.example", "rest", True)
+    ]
+    assert of_type(events, CallEnded)[0].reason == "transferred"
+
+
+async def test_with_end_call_off_the_model_is_not_offered_the_tool_and_cannot_hang_up(tmp_path: Path) -> None:
+    agent = Agent(greeting="Acme Plumbing, how can I help?", end_call=False)
+    async with phone_bridge(tmp_path, agent=agent, script=wants("end_call", reason="done")) as phone:
+        call = await inbound(phone, [WaitForAssistant(timeout_s=10), Speak(800), WaitForAssistant(timeout_s=10)])
+        events = await phone.events(call.sid)
+        (session,) = phone.bridge.fake.sessions
+
+    offered = [
+        {tool["name"] for tool in json.loads(e.raw)["session"].get("tools", [])}
+        for e in session.client_events
+        if e.type == "session.update"
+    ]
+    assert offered and all("end_call" not in names for names in offered)
+    assert all("send_dtmf" in names for names in offered)  # the other built-in tools are still there
+    assert of_type(events, CallEndRequested) == [] and of_type(events, PhoneHangUpSent) == []
+    assert call.hung_up_by == "caller" and call.updates == []  # the caller hung up; we never did
+    assert not [e for e in of_type(events, ToolCallRequested) if e.name == "end_call"]

@@ -1,20 +1,25 @@
 """The keypad both ways over real sockets: the model presses keys (``send_dtmf``) and the caller's
-ear decodes the tones back with a Goertzel detector written here; the caller presses keys and the
-model is told, key by key or as a collected entry."""
+ear — and the call's recording, fetched from the API — decode the tones back with a Goertzel
+detector written here; the caller presses keys and the model is told, key by key or as a collected
+entry, or (``dtmf = "ignore"``) nothing at all."""
 
 from __future__ import annotations
 
+import array
+import io
 import json
 import math
+import wave
 from pathlib import Path
 
 import trio
-from phone_harness import phone_bridge
+from phone_harness import of_type, phone_bridge
 
 from callbridge.adapters import mulaw
 from callbridge.adapters.sim.caller import Dtmf, HangUp, Silence, Speak, WaitForAssistant
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 from callbridge.engine.agent import Agent
+from callbridge.engine.events import DtmfForwarded, DtmfReceived
 
 ROWS = (697, 770, 852, 941)
 COLUMNS = (1209, 1336, 1477)
@@ -37,11 +42,16 @@ def goertzel(samples: list[int], frequency: int) -> float:
 
 
 def decode_keys(audio: bytes) -> str:
-    """The keys pressed in μ-law ``audio``: a key is a block whose strongest row and column tones each
-    hold a good share of its energy and clearly beat their neighbours; a key is counted once per run."""
+    """The keys pressed in μ-law ``audio`` (see :func:`decode_samples`)."""
+    return decode_samples(mulaw.decode(audio))
+
+
+def decode_samples(pcm: list[int]) -> str:
+    """The keys pressed in 8 kHz linear ``pcm``: a key is a block whose strongest row and column tones
+    each hold a good share of its energy and clearly beat their neighbours; a key is counted once per run."""
     keys, last = [], None
-    for start in range(0, len(audio) - BLOCK + 1, BLOCK):
-        samples = mulaw.decode(audio[start : start + BLOCK])
+    for start in range(0, len(pcm) - BLOCK + 1, BLOCK):
+        samples = pcm[start : start + BLOCK]
         rows = sorted(((goertzel(samples, f), f) for f in ROWS), reverse=True)
         columns = sorted(((goertzel(samples, f), f) for f in COLUMNS), reverse=True)
         strong = rows[0][0] > 0.25 and columns[0][0] > 0.25
@@ -61,6 +71,14 @@ def test_the_detector_reads_the_engines_tones_and_ignores_speech() -> None:
     assert decode_keys(speech(3000)) == ""
 
 
+def channel(wav: bytes, index: int) -> list[int]:
+    """One channel of a stereo 16-bit WAV (0: the caller's, 1: the assistant's), as samples."""
+    with wave.open(io.BytesIO(wav)) as reader:
+        assert (reader.getnchannels(), reader.getsampwidth(), reader.getframerate()) == (2, 2, 8000)
+        frames = reader.readframes(reader.getnframes())
+    return list(array.array("h", frames)[index::2])
+
+
 async def test_the_model_presses_keys_and_the_caller_hears_them_as_real_tones(tmp_path: Path) -> None:
     script = Script(
         turns=[Turn(transcript="Press it.", function_call=FunctionCall(name="send_dtmf", arguments={"digits": "123#"}))]
@@ -70,8 +88,14 @@ async def test_the_model_presses_keys_and_the_caller_hears_them_as_real_tones(tm
             call = await phone.twilio.calls.place_inbound(
                 phone.base_url, script=[Speak(800), WaitForAssistant(timeout_s=10), HangUp()]
             )
+            await phone.bridge.wait_call_ended(call.sid)
+        recording = await phone.http.get(f"/api/calls/{call.sid}/recording.wav")
     assert call.report is not None and call.report.errors == []
     assert decode_keys(call.report.heard_audio) == "123#"
+    # and the call's recording holds them too: the API's WAV, assistant channel, decoded the same way
+    assert recording.status_code == 200 and recording.headers["content-type"].startswith("audio/")
+    assert decode_samples(channel(recording.content, 1)) == "123#"
+    assert decode_samples(channel(recording.content, 0)) == ""  # on the assistant's side only
 
 
 def keypad_texts(phone) -> list[str]:  # type: ignore[no-untyped-def]
@@ -104,3 +128,22 @@ async def test_in_collect_mode_an_entry_ends_with_hash_or_a_pause(tmp_path: Path
             await phone.twilio.calls.place_inbound(phone.base_url, script=steps)
         texts = keypad_texts(phone)
     assert texts == ["(The caller entered 123 on the keypad.)", "(The caller entered 9 on the keypad.)"]
+
+
+async def test_in_ignore_mode_keys_reach_nothing_but_are_recorded(tmp_path: Path) -> None:
+    async with phone_bridge(tmp_path, agent=Agent(dtmf="ignore")) as phone:
+        with trio.fail_after(30):
+            call = await phone.twilio.calls.place_inbound(
+                phone.base_url, script=[Silence(300), Dtmf("4"), Dtmf("2"), Dtmf("#"), Silence(600), HangUp()]
+            )
+            await phone.bridge.wait_call_ended(call.sid)
+        events = await phone.events(call.sid)
+        texts = keypad_texts(phone)
+        creates = [
+            e for s in phone.bridge.fake.sessions for e in s.client_events if e.type == "conversation.item.create"
+        ]
+        responses = [e for s in phone.bridge.fake.sessions for e in s.client_events if e.type == "response.create"]
+
+    assert call.report is not None and call.report.errors == [] and call.report.dtmf_sent == 3
+    assert [e.digit for e in of_type(events, DtmfReceived)] == ["4", "2", "#"]  # still recorded
+    assert of_type(events, DtmfForwarded) == [] and texts == [] and creates == [] and responses == []

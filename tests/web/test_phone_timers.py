@@ -1,6 +1,7 @@
-"""Silence timers measured from playback, and the model session renewed with no gap, over real
-sockets. (The simulated model sends audio twice as fast as it plays, so "sent" and "heard" differ
-by seconds: a timer started when audio was *sent* would fire early.)"""
+"""Silence timers measured from playback, the maximum call duration (a wrap-up hint, then a goodbye
+heard in full before the hang-up) and the model session renewed with no gap, over real sockets.
+(The simulated model sends audio twice as fast as it plays, so "sent" and "heard" differ by
+seconds: a timer started when audio was *sent* would fire early.)"""
 
 from __future__ import annotations
 
@@ -12,13 +13,18 @@ import msgspec
 import trio
 from phone_harness import of_type, phone_bridge
 
-from callbridge.adapters.sim.caller import HangUp, Murmur, WaitForHangUp
-from callbridge.engine.agent import Agent
+from callbridge.adapters.sim.caller import HangUp, Murmur, Speak, WaitForAssistant, WaitForHangUp
+from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.engine.agent import Agent, load_agent
 from callbridge.engine.events import (
     AssistantAudioPlayed,
     AssistantAudioSent,
+    CallEnded,
     CallEndRequested,
     CallerAudioReceived,
+    CallStarted,
+    DurationWarningGiven,
+    GoodbyeHeard,
     GreetingAudioStarted,
     ModelSessionRecycled,
     PhoneHangUpSent,
@@ -56,6 +62,52 @@ async def test_a_silent_caller_is_reprompted_after_hearing_the_agent_then_said_g
     assert [h.method for h in of_type(events, PhoneHangUpSent)] == ["rest"]
     assert len(report.heard) == 3  # greeting, re-prompt, goodbye: each heard before the hang-up
     assert report.hung_up_s is not None and report.heard[-1].end <= report.hung_up_s
+
+
+SHORT_CALLS = """
+greeting = "Hello, Acme Plumbing."
+max_duration_s = 12              # (a file may set no less than 10 s)
+max_duration_warning_s = 4       # wrap up 4 s before it
+"""
+
+
+async def test_at_its_time_limit_the_call_is_wrapped_up_said_goodbye_to_and_hung_up(tmp_path: Path) -> None:
+    (tmp_path / "agent.toml").write_text(SHORT_CALLS)
+    agent = load_agent(tmp_path / "agent.toml")
+    script = Script(turns=[Turn(transcript="Tell me about boilers.", reply="Boilers heat water for the house.")])
+    steps = [WaitForAssistant(timeout_s=10), Speak(800), WaitForAssistant(timeout_s=10), WaitForHangUp(timeout_s=20)]
+    async with phone_bridge(tmp_path, agent=agent, script=script) as phone:
+        with trio.fail_after(40):
+            call = await phone.twilio.calls.place_inbound(phone.base_url, script=steps)
+            await phone.bridge.wait_call_ended(call.sid)
+        events = await phone.events(call.sid)
+        (session,) = phone.bridge.fake.sessions
+
+    report = call.report
+    assert report is not None and report.errors == [] and report.ended_by == "remote"
+    started = of_type(events, CallStarted)[0].at
+    (warning,) = of_type(events, DurationWarningGiven)
+    assert warning.remaining_s == 4 and 8.0 <= warning.at - started < 9.0
+    # the hint reached the model as a system message, while the caller was still on the line
+    hints = [
+        (e.at, part["text"])
+        for e in session.client_events
+        if e.type == "conversation.item.create"
+        for part in json.loads(e.raw)["item"].get("content", [])
+        if json.loads(e.raw)["item"].get("role") == "system"
+    ]
+    assert len(hints) == 1 and "wrapping up" in hints[0][1] and "4 seconds" in hints[0][1]
+    assert 7.5 <= hints[0][0] - session.connected_at < 9.0  # the session opens just after the call began
+    (ended,) = of_type(events, CallEndRequested)
+    assert (ended.by, ended.reason) == ("max_duration", "12 s") and 12.0 <= ended.at - started < 13.0
+    goodbye_id = of_type(events, AssistantAudioSent)[-1].response_id
+    goodbye = b"".join(e.payload for e in of_type(events, AssistantAudioSent) if e.response_id == goodbye_id)
+    assert all(e.at > ended.at for e in of_type(events, AssistantAudioSent) if e.response_id == goodbye_id)
+    assert goodbye and report.heard_audio.endswith(goodbye)  # every byte of the goodbye was played
+    heard, hung_up = of_type(events, GoodbyeHeard)[0], of_type(events, PhoneHangUpSent)[0]
+    assert not heard.capped and events.index(heard) < events.index(hung_up) and hung_up.method == "rest"
+    assert report.hung_up_s is not None and report.heard[-1].end <= report.hung_up_s
+    assert call.hung_up_by == "rest" and [e.reason for e in of_type(events, CallEnded)] == ["max_duration"]
 
 
 def appends(received: list) -> list[bytes]:  # type: ignore[type-arg]

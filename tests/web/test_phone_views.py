@@ -1,6 +1,7 @@
-"""What the read side says about call control, from hand-written logs: the conversations' outcome,
-the metrics' call-control figures (per call, summed, Prometheus), the timeline's lines, the live
-feed's messages and the MCP summary request."""
+"""What the read side says about call control, from hand-written logs and the golden call-control
+logs (``engine/synthetic_call_control.py``): the conversations' outcome, the metrics' call-control
+figures (per call, summed, Prometheus), the timeline's lines, the live feed's messages and the MCP
+summary request (the MCP tools: ``tests/mcp_server/test_mcp_call_control.py``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ from pathlib import Path
 from prometheus_text import sample_key
 from test_projections_support import T0, views_after
 
+from callbridge.engine import synthetic_call_control as golden
 from callbridge.engine.events import (
     CallEnded,
     CallEndRequested,
     CallStarted,
     CallStatusReported,
+    DtmfSent,
     Event,
     GoodbyeHeard,
     GreetingAudioStarted,
@@ -25,6 +28,7 @@ from callbridge.engine.events import (
     TransferRequested,
 )
 from callbridge.engine.store import EventStore
+from callbridge.engine.synthetic import CallLog
 from callbridge.mcp_server.resources import summary_request
 from callbridge.projections.conversations import get_conversation, list_conversations
 from callbridge.projections.live import LiveProjection
@@ -150,3 +154,78 @@ def test_every_call_control_event_has_a_timeline_line_and_a_feed_message() -> No
     hung = next(m for m in messages if m["type"] == "callbridge.phone.hung_up")
     assert hung["method"] == "rest" and hung["call_id"] == "CAmachine" and hung["stream_sid"] == "MZ2"
     assert hung["summary"] == "phone hung up through Twilio's REST API"
+
+
+def keypad_silence_limit_and_recycle() -> dict[str, CallLog]:
+    """Four golden calls, one for each newer call-control fact, an hour apart."""
+
+    def call(call_id: str, hour: int) -> CallLog:
+        return golden.greeted(CallLog(call_id, start_at=T0 + hour * 3600).start(), "Acme Plumbing, hello.")
+
+    return {
+        "CAkeys": golden.agent_pressed(golden.caller_pressed(call("CAkeys", 1), "42"), "12#").end(),
+        "CAsilent": golden.silent_caller_hung_up_on(call("CAsilent", 2), reprompt_s=10, hangup_s=15),
+        "CAlimit": golden.duration_limit_reached(call("CAlimit", 3), limit_s=120, warning_s=60),
+        "CArecycle": golden.session_recycled(call("CArecycle", 4), seeded_items=3).end(),
+    }
+
+
+def test_keys_silence_the_duration_limit_and_recycles_have_lines_feed_messages_and_figures(
+    sqlite_event_store: EventStore, tmp_path: Path
+) -> None:
+    logs = keypad_silence_limit_and_recycle()
+    lines = {call_id: [entry.summary for entry in build_timeline(log.events)] for call_id, log in logs.items()}
+    tones = of_type_sent(logs["CAkeys"].events)
+    assert tones.audio_ms == 540  # three keys, 100 ms of tone and 80 ms of gap each
+    for line in ("keys 4 given to the model (model)", "keys 2 given to the model (model)",
+                 "agent pressed 12# (540 ms of tones)"):  # fmt: skip
+        assert line in lines["CAkeys"]
+    assert "caller silent for 10000 ms: asked if they are still there" in lines["CAsilent"]
+    assert "hang-up requested by silence (silent for 15 s)" in lines["CAsilent"]
+    assert "duration limit near: 60 s left, told to wrap up" in lines["CAlimit"]
+    assert "hang-up requested by the duration limit (120 s)" in lines["CAlimit"]
+    assert "session 2 took over from 1 (3 items re-seeded)" in lines["CArecycle"]
+
+    live = LiveProjection()
+    feed = {call_id: [m for event in log.events for m in live.messages(event)] for call_id, log in logs.items()}
+    expected = {
+        "CAkeys": {"callbridge.dtmf.forwarded": ("digits", "4"), "callbridge.dtmf.sent": ("digits", "12#")},
+        "CAsilent": {"callbridge.silence.reprompted": ("silent_ms", 10000)},
+        "CAlimit": {"callbridge.duration.warning": ("remaining_s", 60)},
+        "CArecycle": {"callbridge.model.recycled": ("to_session", 2)},
+    }
+    for call_id, kinds in expected.items():
+        for kind, (field, value) in kinds.items():
+            message = next(m for m in feed[call_id] if m["type"] == kind)
+            assert (
+                message[field] == value
+                and message["call_id"] == call_id
+                and message["stream_sid"] == "MZ" + call_id[2:]
+            )
+            assert message["summary"] in lines[call_id]  # the feed says what the timeline says
+    assert [m["digits"] for m in feed["CAkeys"] if m["type"] == "callbridge.dtmf.forwarded"] == ["4", "2"]
+
+    sqlite_event_store.append([event for log in logs.values() for event in log.events])
+    db = views_after(sqlite_event_store, tmp_path / "views.db")
+    figures = {call_id: get_call_metrics(db, call_id)["call_control"] for call_id in logs}  # type: ignore[index]
+    picked = {
+        call_id: (f["dtmf_received"], f["dtmf_sent"], f["silence_reprompts"], f["session_recycles"], f["hung_up_by"])
+        for call_id, f in figures.items()
+    }
+    assert picked == {
+        "CAkeys": (2, 3, 0, 0, None),
+        "CAsilent": (0, 0, 1, 0, "silence"),
+        "CAlimit": (0, 0, 0, 0, "max_duration"),
+        "CArecycle": (0, 0, 0, 1, None),
+    }
+    summary = metrics_summary(db)["call_control"]
+    assert (summary["dtmf_received"], summary["dtmf_sent"]) == (2, 3)
+    assert (summary["silence_reprompts"], summary["session_recycles"]) == (1, 1)
+    assert summary["hang_ups_by"]["silence"] == summary["hang_ups_by"]["max_duration"] == 1
+    rows = {row["call_id"]: row["outcome"] for row in list_conversations(db)}
+    assert (rows["CAsilent"], rows["CAlimit"]) == ("hung_up_silence", "hung_up_max_duration")
+    db.close()
+
+
+def of_type_sent(events: list[Event]) -> DtmfSent:
+    return next(e for e in events if isinstance(e, DtmfSent))

@@ -12,6 +12,7 @@ import { LiveState } from "./live_state.js";
 import { mountLive, mountReplay } from "./live_view.js";
 import { mountSession } from "./session_view.js";
 import { mountSetup } from "./setup_view.js";
+import { mountTests } from "./tests_view.js";
 import { mountWebhooks } from "./webhooks_view.js";
 
 const main = document.getElementById("main");
@@ -46,6 +47,7 @@ const ROUTES = [
   [/^\/session$/, (m, params) => mountSession(main, params)],
   [/^\/setup$/, () => mountSetup(main)],
   [/^\/webhooks$/, () => mountWebhooks(main)],
+  [/^\/tests$/, (m, params) => mountTests(main, params)],
 ];
 
 let current = null;

@@ -18,6 +18,7 @@ const CALL_CONTROL = [
   "callbridge.machine.detected",
   "callbridge.model.recycled",
   "callbridge.call.held",
+  "callbridge.transfer.briefed",
   "callbridge.transfer.not_answered",
   "callbridge.call.resumed",
 ];

@@ -1,4 +1,5 @@
-// Call control in the live view: "Call a number" (POST /api/calls) and, for the live call shown,
+// Call control in the live view: "Call a number" (POST /api/calls, optionally with the saved agent
+// profile that answers it, from GET /api/agents) and, for the live call shown,
 // "Hang up" and "Transfer to …" (POST /api/calls/{id}/hangup|transfer). The transfer targets are
 // those of the agent that answers the call shown (GET /api/agent?call_id=…); a call that ended or a replay shows no buttons. What happened comes
 // back on the feed (callbridge.phone.hung_up, callbridge.transfer.dialed, …) as transcript notes.
@@ -14,6 +15,12 @@ export function callForm(onPlaced) {
   const to = h("input", { id: "place-call-to", name: "to", type: "tel", required: true, pattern: E164, placeholder: "+15551234567", autocomplete: "off" });
   const from = h("input", { id: "place-call-from", name: "from", type: "tel", pattern: E164, placeholder: "default caller ID", autocomplete: "off" });
   const greeting = h("input", { id: "place-call-greeting", name: "greeting", type: "text", maxlength: "1000", placeholder: "the agent's greeting" });
+  const agent = h("select", { id: "place-call-agent", name: "agent" }, h("option", { value: "" }, "by the routing rules"));
+  getJSON("/api/agents")
+    .then((profiles) => {
+      for (const profile of profiles) agent.append(h("option", { value: profile.name }, profile.name));
+    })
+    .catch(() => {}); // the routing rules still choose; the agents page says what is wrong
   const button = h("button", { type: "submit", class: "primary" }, "Call");
   const form = h(
     "form",
@@ -23,6 +30,7 @@ export function callForm(onPlaced) {
       h("label", { for: "place-call-to" }, "To"), to,
       h("label", { for: "place-call-from" }, "From (optional)"), from,
       h("label", { for: "place-call-greeting" }, "Greeting (optional)"), greeting,
+      h("label", { for: "place-call-agent" }, "Agent"), agent,
       button),
     status,
   );
@@ -31,6 +39,7 @@ export function callForm(onPlaced) {
     const body = { to: to.value.trim() };
     if (from.value.trim()) body.from = from.value.trim();
     if (greeting.value.trim()) body.greeting = greeting.value.trim();
+    if (agent.value) body.agent = agent.value;
     button.disabled = true;
     notice(status, `Calling ${body.to}…`);
     try {

@@ -6,6 +6,7 @@ import { outcomeText } from "./call_control_notes.js";
 import { barChart, legend, responsive, timelineSvg } from "./charts.js";
 import { clear, formatOffset, formatSeconds, formatWhen, h, notice } from "./dom.js";
 import { REPLAY_SPEEDS } from "./live_view.js";
+import { saveAsTestButton } from "./tests_view.js";
 import { buildTimeline } from "./timeline.js";
 
 const TOKEN_SERIES = [
@@ -249,6 +250,7 @@ export function mountCall(main, callId) {
           replay,
           h("a", { href: `/api/calls/${id}/events`, download: `${callId}-events.json` }, "events (JSON)"),
           h("a", { href: recordingUrl(callId), download: `${callId}.wav` }, "recording (WAV)"),
+          erased ? null : saveAsTestButton(callId),
         ),
         modelProblems(conversation, events),
         h("section", { class: "panel transcript-panel" }, h("h2", {}, "Transcript"), transcriptItems(conversation.items || [])),

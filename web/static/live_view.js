@@ -82,13 +82,19 @@ export function mountLive(main, ctx) {
   const select = h("select", { id: "call-select", "aria-label": "Call" });
   const message = h("span", { class: "notice", role: "status" });
   const testButton = h("button", { type: "button", id: "test-call", class: "primary" }, "Place a test call");
+  const testEnding = h(
+    "select",
+    { id: "test-call-ending", "aria-label": "The test call ends with" },
+    h("option", { value: "transfer" }, "ending in a transfer to sales"),
+    h("option", { value: "goodbye" }, "ending in the agent's goodbye"),
+  );
   const controls = new CallControls();
   const placeForm = callForm((callId) => {
     selection.wanted = callId;
     selection.pinned = false;
     redraw();
   });
-  const view = layout([h("label", { for: "call-select" }, "Call"), select, testButton, message], controls.root);
+  const view = layout([h("label", { for: "call-select" }, "Call"), select, testButton, testEnding, message], controls.root);
   main.append(h("h1", { class: "visually-hidden" }, "Live calls"), view.root, h("section", { class: "panel" }, placeForm));
 
   const transcript = new TranscriptView(view.transcript);
@@ -193,7 +199,7 @@ export function mountLive(main, ctx) {
     testButton.disabled = true;
     notice(message, "Placing a test call…");
     try {
-      const placed = await postJSON("/api/test-call", {});
+      const placed = await postJSON("/api/test-call", { ending: testEnding.value });
       selection.wanted = placed.call_sid;
       selection.pinned = false;
       notice(message, `Test call ${placed.call_sid} placed: it shows up here as soon as it connects.`, "ok");

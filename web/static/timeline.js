@@ -35,7 +35,7 @@ const failedText = (d) => (d.ok === false ? ` FAILED: ${clip(d.error)}` : "");
 
 /** Call-control events: one mark each, in the words of the server's own timeline. */
 const CALL_CONTROL = {
-  OutboundCallPlaced: (d) => `outbound call placed to ${d.to_number} from ${d.from_number}${d.greeting ? `, greeting “${clip(d.greeting, 60)}”` : ""}`,
+  OutboundCallPlaced: (d) => `outbound call placed to ${d.to_number} from ${d.from_number}${d.greeting ? `, greeting “${clip(d.greeting, 60)}”` : ""}${d.agent ? `, for agent ${d.agent}` : ""}`,
   GreetingAudioStarted: (d) => `greeting starts playing (${d.latency_ms} ms after the call began)`,
   CallEndRequested: (d) => `hang-up requested by ${BY[d.by] || d.by}${d.reason ? ` (${clip(d.reason)})` : ""}`,
   GoodbyeHeard: (d) => `${d.capped ? "the wait for the goodbye hit its cap" : "the goodbye was heard"} after ${d.waited_ms} ms`,
@@ -43,7 +43,8 @@ const CALL_CONTROL = {
   TransferRequested: (d) => `transfer to ${d.label} (${d.to}, ${d.mode}) requested by ${BY[d.by] || d.by}${d.reason ? `: ${clip(d.reason)}` : ""}`,
   TransferRefused: (d) => `transfer to “${d.label}” refused: ${clip(d.reason)}`,
   CallHeld: (d) => `caller on hold: transferring to ${d.label} (${d.to}), who hears a summary first`,
-  TransferNotAnswered: (d) => `nobody took the transfer to ${d.label} (${d.to}): ${d.status}`,
+  TransferBriefed: (d) => `${d.label} (${d.to}) heard the summary: putting them through to the caller`,
+  TransferNotAnswered: (d) => `nobody took the transfer to ${d.label} (${d.to}): ${d.status}${d.reason ? ` — ${d.reason}` : ""}`,
   CallResumed: (d) => `caller back with the agent on a new stream (${d.stream_sid})`,
   TransferDialed: (d) => `caller transferred to ${d.label} (${d.to}) through ${VIA[d.method] || d.method}${failedText(d)}`,
   DtmfForwarded: (d) => `keys ${d.digits} given to the model (${d.mode})`,

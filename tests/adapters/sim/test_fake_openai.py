@@ -172,6 +172,44 @@ def test_vad_turn_with_function_call_follows_the_documented_order() -> None:
     assert done.usage.input_tokens > 0 and done.usage.output_tokens > 0
 
 
+def keypad_message(text: str) -> codec.ConversationItemCreate:
+    return codec.ConversationItemCreate(
+        item={"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+    )
+
+
+def test_a_key_the_script_answers_gets_its_own_turn_wherever_it_is_pressed() -> None:
+    offered = {**DEFAULT_SESSION_CONFIG, "tools": [{"type": "function", "name": "transfer_call", "parameters": {}}]}
+    driver = Driver(offered)
+    driver.send(keypad_message("(The caller pressed 0 on the keypad.)"))  # before any spoken turn
+    driver.send(codec.ResponseCreate())  # a function call is answered at once
+    call = driver.last(se.ResponseFunctionCallArgumentsDone)
+    assert (call.name, json.loads(call.arguments)["target"]) == ("transfer_call", "sales")
+    output = json.dumps({"ok": True})
+    driver.send(
+        codec.ConversationItemCreate(item={"type": "function_call_output", "call_id": call.call_id, "output": output})
+    )
+    driver.send(codec.ResponseCreate())
+    driver.finish()
+    assert driver.last(se.ResponseOutputAudioTranscriptDone).transcript == DEFAULT_SCRIPT.keypad["0"].after_tool
+
+    unoffered = Driver()  # no transfer_call among its tools: the model says it cannot
+    unoffered.send(keypad_message("(The caller entered 0 on the keypad.)"))
+    unoffered.send(codec.ResponseCreate())
+    unoffered.finish()
+    transcript = unoffered.last(se.ResponseOutputAudioTranscriptDone).transcript
+    assert transcript == DEFAULT_SCRIPT.keypad["0"].after_tool_error
+
+
+def test_a_key_the_script_does_not_answer_is_the_next_spoken_turn() -> None:
+    driver = Driver()
+    driver.send(keypad_message("(The caller pressed 5 on the keypad.)"))
+    driver.send(codec.ResponseCreate())
+    assert driver.last(se.ResponseFunctionCallArgumentsDone).name == DEFAULT_SCRIPT.turns[0].function_call.name  # type: ignore[union-attr]
+    assert DEFAULT_SCRIPT.keypad_turn("(The caller pressed 0 on the keypad.)") is not None
+    assert DEFAULT_SCRIPT.keypad_turn("Press 0 for sales.") is None
+
+
 def test_tool_output_then_response_create_speaks_the_result() -> None:
     driver = Driver()
     driver.append(utterance())
