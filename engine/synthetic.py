@@ -293,11 +293,15 @@ class CallLog(ModelSessionLog):
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
         return self
 
-    def dtmf(self, digit: str) -> CallLog:
-        """The caller presses a key; the engine tells the model (the agent's ``dtmf`` mode ``model``)
-        and asks for a response (follow with ``assistant_says``)."""
+    def dtmf(self, digit: str, *, forward: bool = False) -> CallLog:
+        """The caller presses a key. ``forward``: the engine tells the model, as the agent's ``dtmf``
+        mode ``model`` does, and asks for a response (follow with ``assistant_says``); without it only
+        the key is recorded (``engine/synthetic_call_control.py``'s ``caller_pressed`` records the
+        forwarding by mode)."""
         sequence = self._frame_chunk + 1  # Twilio numbers every frame: start, the media, this one
         self._add(DtmfReceived(call_id=self.call_id, at=self._at(), digit=digit, sequence_number=sequence))
+        if not forward:
+            return self
         self._add(DtmfForwarded(call_id=self.call_id, at=self._at(), digits=digit, mode="model"))
         text = f"(The caller pressed {digit} on the keypad.)"
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}

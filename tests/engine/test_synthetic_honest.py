@@ -261,7 +261,7 @@ async def test_a_keypress_is_what_the_engine_records(tmp_path: Path) -> None:
         .start()
         .caller_says("Hi, what are your opening hours?")
         .assistant_says("We are open from nine to five.")
-        .dtmf("7")
+        .dtmf("7", forward=True)
         .assistant_says(script.fallback_reply)  # the model answers the key it was told of
         .end()
     )
