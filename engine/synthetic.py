@@ -307,10 +307,7 @@ class CallLog(ModelSessionLog):
         item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
         self._sent("conversation.item.create", item=item)
         self._sent("response.create")
-        added = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **item}
-        previous = self._placed(str(added["id"]))
-        self._conversation_item("conversation.item.added", added, previous)
-        self._conversation_item("conversation.item.done", added, previous)
+        self._created(item)
         return self
 
     def end(self, reason: str = "caller_hangup") -> CallLog:

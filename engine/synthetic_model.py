@@ -65,6 +65,14 @@ class ModelEventLog:
         placed = {} if previous is None else {"previous_item_id": previous}
         self._received(kind, item=item, **placed)
 
+    def _created(self, item: dict[str, Any]) -> None:
+        """The model adds an item the engine created (``conversation.item.create``) last in its
+        conversation, under an id of its own."""
+        added = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **item}
+        previous = self._placed(str(added["id"]))
+        self._conversation_item("conversation.item.added", added, previous)
+        self._conversation_item("conversation.item.done", added, previous)
+
     def _placed(self, item_id: str) -> str | None:
         """Put ``item_id`` last in the conversation; returns the item before it."""
         previous, self._last_item = self._last_item, item_id

@@ -103,11 +103,7 @@ class ModelSessionLog(ModelEventLog):
         output_item = {"type": "function_call_output", "call_id": tool_call_id, "output": text}
         self._sent("conversation.item.create", item=output_item)
         self._sent("response.create")
-        # the model adds the output to the conversation (after the function call)
-        added = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **output_item}
-        previous = self._placed(str(added["id"]))
-        self._conversation_item("conversation.item.added", added, previous)
-        self._conversation_item("conversation.item.done", added, previous)
+        self._created(output_item)  # after the function call
         return self
 
     def model_drops(self, code: int = 1006, downtime_ms: int = 400) -> Self:
@@ -132,10 +128,7 @@ class ModelSessionLog(ModelEventLog):
         self._received("session.updated", session={"id": "sess", "type": "realtime"})
         self._last_item = None
         for seed in seeds:
-            item = {"id": self._id("item"), "object": "realtime.item", "status": "completed", **seed}
-            previous = self._placed(str(item["id"]))
-            self._conversation_item("conversation.item.added", item, previous)
-            self._conversation_item("conversation.item.done", item, previous)
+            self._created(seed)
         return self
 
     def model_error(self, code: str, message: str) -> Self:
