@@ -5,6 +5,9 @@ projections, a thousand calls for a rebuild benchmark, an hour-long call for rep
 writes the same event types, with the same raw model events, that the engine records — caller
 audio as continuous 500 ms chunks (Twilio streams silence too), assistant audio as sent chunks with
 mark echoes, barge-ins with their decision, tool calls, reconnects and the end.
+``tests/engine/test_synthetic_honest.py`` holds it to that: each golden scenario, run through the real
+engine with the simulated peers, must record the same event types in the same order with the same
+fields set (the audio streams' counts and the transcript's pieces aside).
 
     log = CallLog("CA1").start().caller_says("Hi").assistant_says("Hello!").end()
     log.write(store)
@@ -17,9 +20,9 @@ from typing import Any
 import msgspec
 
 from callbridge.engine.events import (
+    AgentRouted,
     AssistantAudioPlayed,
     AssistantAudioSent,
-    AssistantSaid,
     BargeInDecided,
     CallEnded,
     CallerAudioCommitted,
@@ -27,17 +30,14 @@ from callbridge.engine.events import (
     CallerSaid,
     CallerSpeechDetected,
     CallStarted,
+    DtmfForwarded,
     DtmfReceived,
     ModelConnected,
-    ModelDisconnected,
-    ModelErrorReported,
     PlaybackCleared,
-    ToolCallCompleted,
-    ToolCallFailed,
-    ToolCallRequested,
     TranscriptDelta,
+    TwilioSocketClosed,
 )
-from callbridge.engine.synthetic_model import ModelEventLog
+from callbridge.engine.synthetic_session import ModelSessionLog
 
 FRAME_MS = 20
 FRAME_BYTES = 160
@@ -48,7 +48,7 @@ VOICE = 0x20
 _encode = msgspec.json.Encoder()
 
 
-class CallLog(ModelEventLog):
+class CallLog(ModelSessionLog):
     """Builds one call's events. Every method returns ``self`` so a call reads as a script."""
 
     def __init__(
@@ -60,6 +60,8 @@ class CallLog(ModelEventLog):
         to_number: str = "+15550109999",
         model: str = "sim",
         session_config: dict[str, Any] | None = None,
+        engine_id: str = "engine-sim",
+        agent: str = "default",
     ) -> None:
         super().__init__(call_id, start_at)
         self.from_number = from_number
@@ -69,6 +71,10 @@ class CallLog(ModelEventLog):
         self._audio_ms = 0
         self._frame_chunk = 1
         self._speaking = False
+        self.engine_id = engine_id
+        self.agent = agent
+        self._last_answer: tuple[str, int, int] | None = None  # (item id, played ms, received ms)
+        self._barged_in_by: str | None = None  # the caller's item that talked over the last answer
 
     # --- the clock ------------------------------------------------------------------------
 
@@ -96,6 +102,7 @@ class CallLog(ModelEventLog):
     # --- the call's story ----------------------------------------------------------------
 
     def start(self) -> CallLog:
+        self._add(AgentRouted(call_id=self.call_id, at=self._at(), agent=self.agent, version=1, reason="default"))
         self._add(
             CallStarted(
                 call_id=self.call_id,
@@ -107,6 +114,9 @@ class CallLog(ModelEventLog):
                 custom_parameters={"From": self.from_number, "To": self.to_number, "CallSid": self.call_id},
                 model=self.model,
                 session_config=self.session_config,
+                engine_id=self.engine_id,
+                agent_name=self.agent,
+                agent_version=1,
             )
         )
         self._sent("session.update", session={"type": "realtime", **self.session_config})
@@ -118,11 +128,11 @@ class CallLog(ModelEventLog):
 
     def caller_says(self, text: str, ms: int | None = None) -> CallLog:
         duration = ms if ms is not None else max(600, 60 * len(text))
-        item_id = self._id("item")
-        self._received("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=self.ms)
-        self._add(
-            CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=True, audio_ms=self.ms)
-        )
+        if self._barged_in_by is not None:  # already talking since the barge-in
+            item_id, self._barged_in_by = self._barged_in_by, None
+        else:
+            item_id = self._id("item")
+            self._speech_started(item_id)
         self._speaking = True
         self.wait(duration)
         self._speaking = False
@@ -131,20 +141,55 @@ class CallLog(ModelEventLog):
         self._add(
             CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=False, audio_ms=self.ms)
         )
-        self._received("input_audio_buffer.committed", item_id=item_id)
+        previous = self._placed(item_id)
+        placed = {} if previous is None else {"previous_item_id": previous}
+        self._received("input_audio_buffer.committed", item_id=item_id, **placed)
         self._add(CallerAudioCommitted(call_id=self.call_id, at=self._at(), item_id=item_id))
         user_item = {"id": item_id, "type": "message", "role": "user", "status": "completed", "content": []}
-        self._received("conversation.item.added", item=user_item)
+        self._conversation_item("conversation.item.added", user_item, previous)
         self.wait(120)
+        words = text.split(" ")
+        half = max(1, len(words) // 2)
+        for piece in (" ".join(words[:half]), " " + " ".join(words[half:])):
+            if piece.strip():
+                self._received(
+                    "conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=piece
+                )
+                self._add(
+                    TranscriptDelta(call_id=self.call_id, at=self._at(), item_id=item_id, role="user", delta=piece)
+                )
+        usage = {"type": "tokens", "input_tokens": duration // 100, "output_tokens": len(text) // 4}
         self._received(
             "conversation.item.input_audio_transcription.completed",
             item_id=item_id,
             content_index=0,
             transcript=text,
+            usage=usage,
         )
         self._add(CallerSaid(call_id=self.call_id, at=self._at(), item_id=item_id, text=text))
-        self._received("conversation.item.done", item=user_item)
+        self._conversation_item("conversation.item.done", user_item, previous)
         return self
+
+    def _speech_started(self, item_id: str) -> None:
+        """The model hears the caller start; the engine decides about barge-in each time (here
+        nothing is playing: the last answer, if any, was heard to its end)."""
+        self._received("input_audio_buffer.speech_started", item_id=item_id, audio_start_ms=self.ms)
+        self._add(
+            CallerSpeechDetected(call_id=self.call_id, at=self._at(), item_id=item_id, started=True, audio_ms=self.ms)
+        )
+        last, played, received = self._last_answer or (None, 0, 0)
+        action = "skipped_nothing_playing" if last is None else "skipped_fully_played"
+        self._add(
+            BargeInDecided(
+                call_id=self.call_id,
+                at=self._at(),
+                item_id=last,
+                played_ms=played,
+                received_ms=received,
+                audio_end_ms=None,
+                action=action,
+            )
+        )
 
     def assistant_says(
         self, text: str, ms: int | None = None, *, interrupted_at_ms: int | None = None, first_audio_ms: int = 350
@@ -155,11 +200,15 @@ class CallLog(ModelEventLog):
         response_id, item_id = self._id("resp"), self._id("item")
         self._response_started(response_id)
         item = {"id": item_id, "type": "message", "role": "assistant", "status": "in_progress", "content": []}
-        self._item_added(response_id, item)
+        previous = self._item_added(response_id, item)
+        self._content("response.content_part.added", response_id, item_id, part={"type": "audio", "transcript": ""})
         self.wait(first_audio_ms)
         total = duration * 8
         heard_ms = duration if interrupted_at_ms is None else min(duration, interrupted_at_ms)
         generated = total if interrupted_at_ms is None else min(total, (heard_ms + 1000) * 8)
+        interrupted = interrupted_at_ms is not None and heard_ms < duration
+        # the model's transcript covers what it generated (received), not what the caller heard
+        partial = text[: max(1, int(len(text) * min(1.0, generated / 8 / max(1, duration))))]
         offset = 0
         while offset < generated:
             size = min(4000, generated - offset)
@@ -174,6 +223,8 @@ class CallLog(ModelEventLog):
                 )
             )
             offset += size
+        if interrupted:  # the transcript streams with the audio, before the caller hears it
+            self._transcript_deltas(response_id, item_id, partial)
         played = 0
         step = 100
         while played < heard_ms:
@@ -190,35 +241,26 @@ class CallLog(ModelEventLog):
                     total_played_bytes=played * 8,
                 )
             )
-        if interrupted_at_ms is not None and heard_ms < duration:
-            return self._barge_in(text, response_id, item_id, heard_ms, generated // 8, duration)
-        words = text.split()
-        for index, word in enumerate(words):
-            delta = word if index == 0 else " " + word
-            self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
-            self._add(
-                TranscriptDelta(
-                    call_id=self.call_id,
-                    at=self._at(),
-                    item_id=item_id,
-                    role="assistant",
-                    delta=delta,
-                    response_id=response_id,
-                )
-            )
-        self._content("response.output_audio.done", response_id, item_id)
-        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=text)
-        self._add(
-            AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=text)
-        )
-        done_item = {**item, "status": "completed", "content": [{"type": "output_audio", "transcript": text}]}
-        self._received("response.output_item.done", response_id=response_id, output_index=0, item=done_item)
+        self._last_answer = (item_id, heard_ms, generated // 8)
+        if interrupted:
+            return self._barge_in(partial, response_id, item, previous, heard_ms, generated // 8)
+        self._transcript_deltas(response_id, item_id, text)
+        self._answer_done(response_id, item, previous, text, "completed")
         self._response_done(response_id, "completed", duration, len(text))
         return self
 
     def _barge_in(
-        self, text: str, response_id: str, item_id: str, heard_ms: int, received_ms: int, total_ms: int
+        self,
+        partial: str,
+        response_id: str,
+        item: dict[str, Any],
+        previous: str | None,
+        heard_ms: int,
+        received_ms: int,
     ) -> CallLog:
+        """The caller talks over the answer: the engine clears and truncates, the model cancels.
+        The caller's speech goes on: the next ``caller_says`` is this utterance."""
+        item_id = str(item["id"])
         caller_item = self._id("item")
         self._received("input_audio_buffer.speech_started", item_id=caller_item, audio_start_ms=self.ms)
         self._add(
@@ -226,6 +268,8 @@ class CallLog(ModelEventLog):
                 call_id=self.call_id, at=self._at(), item_id=caller_item, started=True, audio_ms=self.ms
             )
         )
+        self._barged_in_by = caller_item
+        self._speaking = True
         self._add(
             BargeInDecided(
                 call_id=self.call_id,
@@ -243,118 +287,33 @@ class CallLog(ModelEventLog):
             )
         )
         self._sent("conversation.item.truncate", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
-        self._content("response.output_audio.done", response_id, item_id)
-        # the model's transcript covers what it generated (received), not what the caller heard
-        partial = text[: max(1, int(len(text) * min(1.0, received_ms / max(1, total_ms))))]
-        self._content("response.output_audio_transcript.done", response_id, item_id, transcript=partial)
-        self._add(
-            AssistantSaid(call_id=self.call_id, at=self._at(), item_id=item_id, response_id=response_id, text=partial)
-        )
+        self._answer_done(response_id, item, previous, partial, "incomplete")
         self._response_done(response_id, "cancelled", heard_ms, len(partial), reason="turn_detected")
         self.wait(20)
         self._received("conversation.item.truncated", item_id=item_id, content_index=0, audio_end_ms=heard_ms)
         return self
 
-    def tool_call(
-        self,
-        name: str,
-        arguments: dict[str, Any],
-        output: Any,
-        *,
-        duration_ms: int = 300,
-        failed: bool = False,
-        handler: str = "backend",
-    ) -> CallLog:
-        response_id, item_id, tool_call_id = self._id("resp"), self._id("item"), self._id("call")
-        args = _encode.encode(arguments).decode()
-        self._response_started(response_id)
-        item = {"id": item_id, "type": "function_call", "call_id": tool_call_id, "name": name, "arguments": ""}
-        self._item_added(response_id, item)
-        self.wait(200)
-        self._received(
-            "response.function_call_arguments.done",
-            response_id=response_id,
-            item_id=item_id,
-            output_index=0,
-            call_id=tool_call_id,
-            name=name,
-            arguments=args,
-        )
-        self._add(
-            ToolCallRequested(
-                call_id=self.call_id,
-                at=self._at(),
-                tool_call_id=tool_call_id,
-                name=name,
-                arguments=args,
-                response_id=response_id,
-                item_id=item_id,
-                handler=handler,
-            )
-        )
-        self._received(
-            "response.output_item.done", response_id=response_id, output_index=0, item={**item, "arguments": args}
-        )
-        self._response_done(response_id, "completed", 0, len(args))
-        self.wait(duration_ms)
-        text = output if isinstance(output, str) else _encode.encode(output).decode()
-        if failed:
-            self._add(
-                ToolCallFailed(
-                    call_id=self.call_id,
-                    at=self._at(),
-                    tool_call_id=tool_call_id,
-                    name=name,
-                    error=text,
-                    output=text,
-                    duration_ms=float(duration_ms),
-                )
-            )
-        else:
-            self._add(
-                ToolCallCompleted(
-                    call_id=self.call_id,
-                    at=self._at(),
-                    tool_call_id=tool_call_id,
-                    name=name,
-                    output=text,
-                    duration_ms=float(duration_ms),
-                    source=handler,
-                )
-            )
-        self._sent(
-            "conversation.item.create", item={"type": "function_call_output", "call_id": tool_call_id, "output": text}
-        )
+    def dtmf(self, digit: str, *, forward: bool = False) -> CallLog:
+        """The caller presses a key. ``forward``: the engine tells the model, as the agent's ``dtmf``
+        mode ``model`` does, and asks for a response (follow with ``assistant_says``); without it only
+        the key is recorded (``engine/synthetic_call_control.py``'s ``caller_pressed`` records the
+        forwarding by mode)."""
+        sequence = self._frame_chunk + 1  # Twilio numbers every frame: start, the media, this one
+        self._add(DtmfReceived(call_id=self.call_id, at=self._at(), digit=digit, sequence_number=sequence))
+        if not forward:
+            return self
+        self._add(DtmfForwarded(call_id=self.call_id, at=self._at(), digits=digit, mode="model"))
+        text = f"(The caller pressed {digit} on the keypad.)"
+        item = {"type": "message", "role": "user", "content": [{"type": "input_text", "text": text}]}
+        self._sent("conversation.item.create", item=item)
         self._sent("response.create")
-        return self
-
-    def model_drops(self, code: int = 1006, downtime_ms: int = 400, seeded_items: int = 2) -> CallLog:
-        self._add(ModelDisconnected(call_id=self.call_id, at=self._at(), code=code, reason="", error="connection lost"))
-        self.wait(downtime_ms)
-        self._sent("session.update", session={"type": "realtime", **self.session_config})
-        self._add(
-            ModelConnected(
-                call_id=self.call_id, at=self._at(), url="ws://sim/v1/realtime", attempt=1, seeded_items=seeded_items
-            )
-        )
-        self._received("session.created", session={"id": self._id("sess"), "type": "realtime"})
-        return self
-
-    def model_error(self, code: str, message: str) -> CallLog:
-        self._received("error", error={"type": "invalid_request_error", "code": code, "message": message})
-        self._add(
-            ModelErrorReported(
-                call_id=self.call_id, at=self._at(), code=code, message=message, error_type="invalid_request_error"
-            )
-        )
-        return self
-
-    def dtmf(self, digit: str) -> CallLog:
-        self._add(DtmfReceived(call_id=self.call_id, at=self._at(), digit=digit))
+        self._created(item)
         return self
 
     def end(self, reason: str = "caller_hangup") -> CallLog:
         self.wait(200)
+        if reason == "caller_hangup":  # Twilio's ``stop``, then its socket closes
+            self._add(TwilioSocketClosed(call_id=self.call_id, at=self._at(), reason="stop"))
         self._add(CallEnded(call_id=self.call_id, at=self._at(), reason=reason))
         return self
 

@@ -11,11 +11,10 @@ text 100 (64 cached), input audio 20, output text ``len(transcript)//4``, output
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from pathlib import Path
 
-from callbridge.engine.events import Event, ModelEventReceived, TranscriptDelta
+from callbridge.engine.events import Event, TranscriptDelta
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.runner import ProjectionRunner
@@ -71,24 +70,19 @@ def barge_in_call(call_id: str = "CAbarge", start_at: float = T0) -> CallLog:
 
 def reconnect_call(call_id: str = "CAreconn", start_at: float = T0) -> CallLog:
     # caller stop 1200, first audio 1670 (latency 470), plays 1235 -> 2905; caller stop 4125,
-    # transcript 4245; model drops at 4245, reconnects at 4645 (downtime 400) and echoes the two
-    # re-seeded items with new ids; answer first audio 4995 (latency 870), plays 1235 -> 6230, end 6430.
-    log = (
+    # transcript 4245; model drops at 4245, reconnects at 4645 (downtime 400), re-seeds the two items
+    # and the model echoes them with new ids; answer first audio 4995 (latency 870), plays 1235 ->
+    # 6230, end 6430.
+    return (
         CallLog(call_id, start_at=start_at, from_number="+15550100004", to_number="+15550109999")
         .start()
         .caller_says("Hello there")
         .assistant_says("Hi! How can I help?")
         .caller_says("Book a table")
-        .model_drops(downtime_ms=400, seeded_items=2)
+        .model_drops(downtime_ms=400)
+        .assistant_says("Done, table booked.")
+        .end()
     )
-    at = log.start_at + log.ms / 1000
-    for n, (role, kind, text) in enumerate(
-        (("user", "input_text", "Hello there"), ("assistant", "output_text", "Hi! How can I help?"))
-    ):
-        item = {"id": f"seeded{n}", "type": "message", "role": role, "content": [{"type": kind, "text": text}]}
-        raw = json.dumps({"type": "conversation.item.added", "event_id": f"ev_seed{n}", "item": item})
-        log.events.append(ModelEventReceived(call_id=call_id, at=at, type="conversation.item.added", raw=raw))
-    return log.assistant_says("Done, table booked.").end()
 
 
 def crashed_call(call_id: str = "CAcrash", start_at: float = T0) -> tuple[CallLog, list[Event]]:

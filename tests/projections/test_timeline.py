@@ -50,19 +50,22 @@ class Tty(io.StringIO):
 
 def test_a_small_call_reads_as_a_timeline() -> None:
     assert render_text(build_timeline(small_call().events), color=False) == (
+        "+00:00.000  call       answered by agent default v1: default\n"
         "+00:00.000  call       call from +15550100001 to +15550109999 (model sim)\n"
         "+00:00.040  model      connected to ws://sim/v1/realtime\n"
         "+00:00.040  caller     starts speaking\n"
+        "+00:00.040  barge_in   caller spoke while nothing was playing: no truncate\n"
         "+00:02.220  caller     stops speaking (2.18 s)\n"
         '+00:02.340  caller     "What\'s the weather in Paris?"\n'
         '+00:02.690  assistant  "It is sunny." (latency 470 ms)\n'
+        "+00:03.690  twilio     stream stopped by Twilio\n"
         "+00:03.690  call       call ended: caller_hangup after 3.7 s\n"
     )
 
 
 def test_entries_carry_the_facts_behind_their_summaries() -> None:
     timeline = build_timeline(small_call().events)
-    start, reply, end = timeline[0], timeline[5], timeline[-1]
+    start, reply, end = timeline[1], timeline[7], timeline[-1]  # after the routing decision
 
     assert {entry.kind for entry in timeline} <= set(KINDS)
     assert [entry.t_ms for entry in timeline] == sorted(entry.t_ms for entry in timeline)
@@ -107,7 +110,8 @@ def test_a_barge_in_shows_what_was_heard_received_and_truncated() -> None:
         .caller_says("Stop")
         .end()
     )
-    barge, cleared = entries_of(log, "barge_in")
+    skipped, barge, cleared = entries_of(log, "barge_in")  # the first question: nothing was playing
+    assert skipped.data["action"] == "skipped_nothing_playing"
     reply = entries_of(log, "assistant")[0]
 
     assert barge.summary == "caller interrupted: heard 1200 ms of 2200 ms received, truncated at 1200 ms"
@@ -119,13 +123,13 @@ def test_a_barge_in_shows_what_was_heard_received_and_truncated() -> None:
 
 
 def test_a_model_drop_and_reconnect_are_on_the_timeline() -> None:
-    log = CallLog().start().caller_says("Hello").model_drops(code=1011, seeded_items=3).end()
+    log = CallLog().start().caller_says("Hello").assistant_says("Hi!").model_drops(code=1011).end()
     model = [entry.summary for entry in entries_of(log, "model")]
 
     assert model == [
         "connected to ws://sim/v1/realtime",
         "disconnected (code 1011): connection lost",
-        "reconnected (attempt 1), 3 items re-seeded",
+        "reconnected (attempt 1), 2 items re-seeded",
     ]
     assert entries_of(log, "model")[2].data["attempt"] == 1
 
@@ -182,9 +186,10 @@ def test_malformed_model_events_of_an_old_log_do_not_break_the_timeline() -> Non
         ModelEventReceived(**old, type="input_audio_buffer.speech_started", raw=speech),
     ]
     log.end()
-    assert [entry.summary for entry in build_timeline(log.events)][-3:] == [
+    assert [entry.summary for entry in build_timeline(log.events)][-4:] == [
         "connected to ws://sim/v1/realtime",
         "starts speaking",
+        "stream stopped by Twilio",
         "call ended: caller_hangup after 0.2 s",
     ]
 
@@ -223,14 +228,15 @@ def test_events_as_json_have_position_type_iso_time_and_base64_audio(sqlite_stor
     events = json.loads(render_json(recorded))
 
     assert [e["position"] for e in events] == [r.position for r in recorded]
-    assert events[0]["type"] == "CallStarted"
-    assert events[0]["at"] == "2026-01-01T00:00:00.000000Z"
-    assert events[0]["data"]["from_number"] == "+15550100001"
-    assert "at" not in events[0]["data"]
+    assert [e["type"] for e in events[:2]] == ["AgentRouted", "CallStarted"]
+    started = events[1]
+    assert started["at"] == "2026-01-01T00:00:00.000000Z"
+    assert started["data"]["from_number"] == "+15550100001"
+    assert "at" not in started["data"]
     audio = next(e for e in events if e["type"] == "CallerAudioReceived")
     first = next(e for e in log.events if isinstance(e, CallerAudioReceived))
     assert base64.b64decode(audio["data"]["payload"]) == first.payload
-    assert event_record(recorded[0]) == events[0]
+    assert event_record(recorded[1]) == started
 
 
 # --- callbridge replay ------------------------------------------------------------------------
@@ -299,5 +305,5 @@ def test_replay_json_prints_only_json_on_stdout(
     assert replay_cli(sqlite_store_url, log.call_id, wav=str(tmp_path / "c.wav"), as_json=True, out=out) == 0
     events = json.loads(out.getvalue())
     assert len(events) == len(log.events)
-    assert [e["type"] for e in events[:2]] == ["CallStarted", "ModelEventSent"]
+    assert [e["type"] for e in events[:3]] == ["AgentRouted", "CallStarted", "ModelEventSent"]
     assert "wrote" in capsys.readouterr().err

@@ -232,8 +232,9 @@ async def test_a_calls_events_come_from_the_store_in_order(api: Api) -> None:
     assert [e["type"] for e in events] == [type(e).__name__ for e in log.events]
     positions = [e["position"] for e in events]
     assert positions == sorted(positions) and len(set(positions)) == len(positions)
-    first = events[0]
+    routed, first = events[0], events[1]  # /twiml's routing decision, then the call
     assert set(first) == {"position", "type", "at", "data"}
+    assert routed["type"] == "AgentRouted" and routed["data"]["call_id"] == "CAplumber"
     assert first["type"] == "CallStarted" and first["at"] == "2026-01-02T00:00:00.000000Z"
     assert first["data"]["call_id"] == "CAplumber" and first["data"]["from_number"] == "+15550100002"
     assert events[-1]["type"] == "CallEnded"

@@ -223,6 +223,20 @@ function toolFromItem(call, item) {
   call.syncToolEntry(tool);
 }
 
+/** A new model session is told the conversation so far (`callbridge.model.reconnected`'s
+ * `seeded_items`) and adds each item again under a new id: those are not new bubbles. */
+function retold(call, message) {
+  const id = message.item?.id;
+  if (!id) return false;
+  if (call.retoldIds?.has(id)) return true;
+  if ((call.retelling ?? 0) > 0 && message.type === "conversation.item.added" && !call.byKey.has(id)) {
+    call.retelling -= 1;
+    (call.retoldIds ??= new Set()).add(id);
+    return true;
+  }
+  return false;
+}
+
 function itemAdded(call, message) {
   const item = message.item || {};
   if (item.type === "message" && item.role === "user") {
@@ -301,9 +315,9 @@ const HANDLERS = {
     bubble.status = "failed";
     bubble.error = m.error?.message || "transcription failed";
   },
-  "conversation.item.added": itemAdded,
+  "conversation.item.added": (call, m) => retold(call, m) || itemAdded(call, m),
   "conversation.item.created": itemAdded,
-  "conversation.item.done": itemAdded,
+  "conversation.item.done": (call, m) => retold(call, m) || itemAdded(call, m),
   "response.output_item.added": itemAdded,
   "response.output_item.done": itemAdded,
   "response.output_audio_transcript.delta"(call, m) {
@@ -372,6 +386,7 @@ const HANDLERS = {
   "callbridge.tool_call.completed": toolFinished("done"),
   "callbridge.tool_call.failed": toolFinished("failed"),
   "callbridge.model.reconnected"(call, m) {
+    call.retelling = m.seeded_items ?? 0;
     call.note(`model reconnected (attempt ${m.attempt})`);
   },
   "callbridge.model.connection_failed"(call, m) {
