@@ -63,19 +63,18 @@ class ToolCalls:
             return
         handler = self._handler_of(event.name)
         self.requested[tool_call_id] = event.name
+        requested = ToolCallRequested(
+            call_id=self.core.config.call_id,
+            at=self.out.now,
+            tool_call_id=tool_call_id,
+            name=event.name,
+            arguments=event.arguments,
+            response_id=event.response_id,
+            item_id=event.item_id,
+            handler=handler,
+        )
         if handler == "builtin":
-            self.out.record(
-                ToolCallRequested(
-                    call_id=self.core.config.call_id,
-                    at=self.out.now,
-                    tool_call_id=tool_call_id,
-                    name=event.name,
-                    arguments=event.arguments,
-                    response_id=event.response_id,
-                    item_id=event.item_id,
-                    handler=handler,
-                )
-            )
+            self.out.record(requested)
             args = builtin_arguments(event.arguments)
             if event.name == SEND_DTMF:
                 self.core.keypad.send(tool_call_id, str(args.get("digits") or ""))
@@ -86,18 +85,7 @@ class ToolCalls:
         delay = self.tool_wait.tool_started()
         if delay is not None:
             self.out.emit(StartTimer(timer=Timer.TOOL_WAIT, delay_s=delay))
-        self.out.record(
-            ToolCallRequested(
-                call_id=self.core.config.call_id,
-                at=self.out.now,
-                tool_call_id=tool_call_id,
-                name=event.name,
-                arguments=event.arguments,
-                response_id=event.response_id,
-                item_id=event.item_id,
-                handler=handler,
-            )
-        )
+        self.out.record(requested)
         self.out.emit(RunTool(tool_call_id=tool_call_id, name=event.name, arguments=event.arguments, handler=handler))
 
     def settled(self, given: ToolSettled) -> None:
