@@ -32,12 +32,16 @@ def sqlite_event_store(sqlite_store_url: str) -> Iterator[EventStore]:
 
 
 @pytest.fixture
-def postgres_store_url() -> Iterator[str]:
+def postgres_store_url(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A ``postgresql://`` store URL in a fresh schema of its own, dropped after the test.
 
-    Skips when PostgreSQL is unreachable, except under ``CI=true`` where that is a failure.
+    With a PostgreSQL store an engine's data folder (its id, lock and views) is ``./data``, so the test
+    runs in a folder of its own: tests running side by side (``pytest -n``) must not share one engine's
+    lock or views. Skips when PostgreSQL is unreachable, except under ``CI=true`` where that is a failure.
     """
     import psycopg
+
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
 
     try:
         admin = psycopg.connect(POSTGRES_TEST_URL, autocommit=True, connect_timeout=3)
