@@ -4,7 +4,7 @@ answering machines, the keypad, silence re-prompts and session recycles.
 Part of ``projections/metrics.py`` (columns of ``call_metrics``, :data:`COLUMNS`); read back by
 :func:`call_control_of` (one call), :func:`call_control_summary` (a period: the totals, keys and
 re-prompts and recycles included) and
-:mod:`projections.metrics_prometheus` (greeting latency, transfers, hang-ups). ``hung_up_by`` is who
+:mod:`projections.metrics_prometheus` (greeting latency, and every count here as a counter). ``hung_up_by`` is who
 asked for the end (``model``, ``operator``, ``silence``, ``max_duration``, ``voicemail``), null when
 the caller hung up or the call never ended by our decision; ``greeting_latency_ms`` is from the
 call's start to the greeting's first audio. ``transfers`` counts transfers put through: a cold

@@ -104,9 +104,22 @@ def view_metric_families(db: sqlite3.Connection, *, prices: Mapping[str, float] 
     return families + call_control_families(db)
 
 
+_CALL_CONTROL_COUNTERS = (
+    ("callbridge_transfers", "transfers", "Calls handed to a transfer target."),
+    ("callbridge_transfers_refused", "transfers_refused", "Transfers refused (an unknown or unusable target)."),
+    ("callbridge_dtmf_received", "dtmf_received", "Keys the caller pressed."),
+    ("callbridge_dtmf_sent", "dtmf_sent", "Keys the agent pressed (digits sent to the line)."),
+    ("callbridge_silence_reprompts", "silence_reprompts", "Times a silent caller was asked if they are still there."),
+    ("callbridge_session_recycles", "session_recycles", "Model sessions replaced mid-call before their time cap."),
+)
+"""(name without ``_total``, ``call_metrics`` column, help) of the call-control counters."""
+
+
 def call_control_families(db: sqlite3.Connection) -> list[Metric]:
-    """Greeting latency (histogram, seconds), transfers and hang-ups by whom (counters)."""
-    transfers = db.execute("SELECT coalesce(sum(transfers), 0) FROM call_metrics").fetchone()[0]
+    """Greeting latency (histogram, seconds), transfers, refused transfers, keys each way, silence
+    re-prompts, session recycles, and hang-ups by whom (counters)."""
+    sums_sql = ", ".join(f"coalesce(sum({column}), 0)" for _, column, _ in _CALL_CONTROL_COUNTERS)
+    sums = db.execute(f"SELECT {sums_sql} FROM call_metrics").fetchone()
     hang_ups = dict.fromkeys(HANG_UP_BY, 0)
     hang_ups.update(
         dict(db.execute("SELECT hung_up_by, count(*) FROM call_metrics WHERE hung_up_by IS NOT NULL GROUP BY 1"))
@@ -120,7 +133,10 @@ def call_control_families(db: sqlite3.Connection) -> list[Metric]:
             GREETING_BUCKETS_MS,
             db,
         ),
-        counter("callbridge_transfers", "Calls handed to a transfer target.", transfers),
+        *(
+            counter(name, help_text, value)
+            for (name, _, help_text), value in zip(_CALL_CONTROL_COUNTERS, sums, strict=True)
+        ),
         labelled_counter(
             "callbridge_hangups",
             "Calls we ended, by who decided (the caller's hang-ups are not counted).",

@@ -118,7 +118,8 @@ def test_conversations_metrics_and_summaries_say_how_each_call_ended(sqlite_even
     assert summary["transfers"] == 1 and summary["voicemails_left"] == 1
     assert summary["hang_ups_by"]["voicemail"] == 1 and summary["greeting_latency_ms"]["p50"] == 400
     exposed = {sample_key(s.name, s.labels): s.value for family in call_control_families(db) for s in family.samples}
-    assert exposed["callbridge_transfers_total"] == 1 and exposed['callbridge_hangups_total{by="voicemail"}'] == 1
+    assert exposed["callbridge_transfers_total"] == exposed["callbridge_transfers_refused_total"] == 1
+    assert exposed['callbridge_hangups_total{by="voicemail"}'] == 1
     greeting = "callbridge_greeting_latency_seconds"
     assert exposed[f'{greeting}_bucket{{le="0.25"}}'] == 0 and exposed[f'{greeting}_bucket{{le="0.5"}}'] == 1
     assert exposed[f"{greeting}_sum"] == 0.4  # the greeting's 400 ms, in seconds
@@ -222,6 +223,9 @@ def test_keys_silence_the_duration_limit_and_recycles_have_lines_feed_messages_a
     assert (summary["dtmf_received"], summary["dtmf_sent"]) == (2, 3)
     assert (summary["silence_reprompts"], summary["session_recycles"]) == (1, 1)
     assert summary["hang_ups_by"]["silence"] == summary["hang_ups_by"]["max_duration"] == 1
+    exposed = {sample_key(s.name, s.labels): s.value for family in call_control_families(db) for s in family.samples}
+    served = ("dtmf_received", "dtmf_sent", "silence_reprompts", "session_recycles")
+    assert [exposed[f"callbridge_{name}_total"] for name in served] == [2, 3, 1, 1]
     rows = {row["call_id"]: row["outcome"] for row in list_conversations(db)}
     assert (rows["CAsilent"], rows["CAlimit"]) == ("hung_up_silence", "hung_up_max_duration")
     db.close()
