@@ -12,6 +12,10 @@ Behind the API token like the rest of ``/api`` (bearer header or console cookie)
 - ``POST /api/calls/{call_id}/transfer`` ``{"target": label, "reason"?}`` → 202: the agent announces
   the transfer, then the caller is dialled through to the target; 400 for a label the agent does not
   have (the answer names the labels), 404 when the call is not live here;
+- ``POST /api/calls/{call_id}/tool-output`` ``{"tool_call_id", "output"}`` → 202: answers the call's
+  pending tool call (one answered by hand, or a backend tool still running: the person wins), as the
+  console's answer form does over ``WS /logs``; a non-string ``output`` is sent as its JSON text.
+  404 when the call is not live or has no such pending tool call, 409 when it is ending;
 - ``GET /api/agent[?call_id=…]`` → what the agent does (greeting, hang-up, keypad, limits) and its
   transfer targets, for the console's buttons: the agent profile that answers that call, else the
   ``default`` one.
@@ -26,6 +30,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import trio
 from quart import Blueprint, Response, request
 
 from callbridge.engine.agent import Agent
@@ -33,12 +38,17 @@ from callbridge.web.api import error_response, json_response
 from callbridge.web.auth import require_token
 from callbridge.web.console_api import json_object, request_error
 from callbridge.web.held_calls import HangUpFailed, hang_up_held
+from callbridge.web.live_commands import CommandError, answer_tool_call
 from callbridge.web.outbound import CallRequest, OutboundRefused
 
 if TYPE_CHECKING:
     from callbridge.web.server import Server
 
 MAX_REASON_CHARS = 200
+TOOL_OUTPUT_CATCH_UP_S = 2.0
+"""How long a tool answer waits for this process's live feed to reach the log's head, when the feed
+does not know the tool call yet (it was recorded a moment ago, perhaps by another engine)."""
+_TOOL_OUTPUT_STATUS = {"unknown_call": 404, "unknown_tool_call": 404, "call_busy": 409}
 
 
 def agent_view(agent: Agent) -> dict[str, Any]:
@@ -138,6 +148,23 @@ def calls_api_blueprint(server: Server) -> Blueprint:
             known = labels or "none (add transfer_targets to the agent's profile or the agent file)"
             return error_response(400, f"'target': {label!r} is not a transfer target; the targets are: {known}")
         return await command(call_id, body, "transfer", {"label": label}, accepted="transfer", target=label)
+
+    @api.post("/api/calls/<call_id>/tool-output")
+    async def tool_output(call_id: str) -> Response:
+        body = await json_object()
+        tool_call_id = body.get("tool_call_id") if body is not None else None
+        if body is None or not isinstance(tool_call_id, str) or not tool_call_id or body.get("output") is None:
+            return error_response(400, 'the request body must be a JSON object like {"tool_call_id": "…", "output": …}')
+        projection = server.feed.projection
+        if not projection.is_pending(call_id, tool_call_id):  # recorded a moment ago? let the feed catch up
+            head = await trio.to_thread.run_sync(server.store.head, limiter=server.db_threads)
+            with trio.move_on_after(TOOL_OUTPUT_CATCH_UP_S):
+                await server.feed.wait_for_position(head)
+        try:
+            await answer_tool_call(server, projection, call_id, tool_call_id, body["output"])
+        except CommandError as error:
+            return error_response(_TOOL_OUTPUT_STATUS.get(error.code, 400), error.message)
+        return json_response({"call_id": call_id, "tool_call_id": tool_call_id, "accepted": "tool_output"}, 202)
 
     @api.get("/api/agent")
     async def agent() -> Response:

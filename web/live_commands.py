@@ -14,6 +14,9 @@ nothing):
 - ``{"type": "response.create", "call_id": CALL}`` — asks that call's model for a response (through
   the call's response gate, so never over a running one).
 
+``POST /api/calls/{call_id}/tool-output`` (``web/calls_api.py``) answers a tool call through
+:func:`answer_tool_call`, the same checks and path, for programs that are not a browser.
+
 Why this is synchronous and separate from the socket: every check and hand-off is non-blocking
 (channels with ``send_nowait``, the writer's ``record``), so a browser can never stall a call, and
 the rules are testable without one.
@@ -89,6 +92,15 @@ async def handle_command(server: Server, projection: LiveProjection, data: str |
             event_type=kind if isinstance(kind, str) else None,
         )
     return None
+
+
+async def answer_tool_call(
+    server: Server, projection: LiveProjection, call_id: str, tool_call_id: Any, output: Any
+) -> None:
+    """Answer a live call's pending tool call (``POST /api/calls/{call_id}/tool-output``), by the same
+    checks and path as the feed's ``conversation.item.create``; raises :class:`CommandError`."""
+    item = {"type": "function_call_output", "call_id": tool_call_id, "output": output}
+    await _to_call(server, projection, {"type": "conversation.item.create", "item": item}, call_id)
 
 
 def _session(command: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,79 @@
+"""``POST /api/calls/{call_id}/tool-output``: a program answers a tool call by hand over plain HTTP,
+the same way the console's answer form does over the live feed. The model must get that answer once,
+as the ``function_call_output``, and reply with it; wrong requests are refused, saying why."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import httpx2
+import trio
+from bridge_harness import running_bridge
+from test_console_api import BEARER
+from test_console_hand_tools import ASK_A_PERSON
+from test_live_feed import is_type, open_feed
+
+from callbridge.adapters.sim.caller import place_call
+from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
+from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+
+ANSWER = {"open": True, "hours": "9-17"}
+
+
+async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_with_it(tmp_path: Path) -> None:
+    script = Script(
+        turns=[
+            Turn(
+                transcript="Are you open on Sunday?",
+                function_call=FunctionCall(name="ask_a_person", arguments={"question": "Open on Sunday?"}),
+                after_tool="The operator says: {output}",
+            )
+        ]
+    )
+    async with (
+        running_bridge(tmp_path, script=script) as bridge,
+        httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http,
+    ):
+        saved = await http.post("/api/session", json={"session": {"tools": [ASK_A_PERSON]}})
+        assert saved.status_code == 200, saved.text
+        with trio.fail_after(40):
+            async with open_feed(bridge) as feed, trio.open_nursery() as nursery:
+                caller = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
+                nursery.start_soon(partial(place_call, bridge.base_url, script=caller))
+                requested = await feed.until(is_type("callbridge.tool_call.requested"))
+                call_id, tool_call_id = requested["call_id"], requested["tool_call_id"]
+                path = f"/api/calls/{call_id}/tool-output"
+
+                refused = {
+                    "not an object": await http.post(path, json=[tool_call_id]),
+                    "no output": await http.post(path, json={"tool_call_id": tool_call_id}),
+                    "not pending": await http.post(path, json={"tool_call_id": "call_nope", "output": "x"}),
+                    "no such call": await http.post(
+                        "/api/calls/CAnope/tool-output", json={"tool_call_id": tool_call_id, "output": "x"}
+                    ),
+                }
+                answered = await http.post(path, json={"tool_call_id": tool_call_id, "output": ANSWER})
+                spoken = await feed.until(is_type("response.output_audio_transcript.done"))
+                again = await http.post(path, json={"tool_call_id": tool_call_id, "output": "late"})
+
+    assert {why: r.status_code for why, r in refused.items()} == {
+        "not an object": 400,
+        "no output": 400,
+        "not pending": 404,
+        "no such call": 404,
+    }
+    assert "call_nope" in refused["not pending"].json()["error"]
+    assert answered.status_code == 202, answered.text
+    assert answered.json() == {"call_id": call_id, "tool_call_id": tool_call_id, "accepted": "tool_output"}
+    assert again.status_code == 404  # answered once: no longer pending
+    text = json.dumps(ANSWER, separators=(",", ":"))
+    outputs = [
+        json.loads(event.raw)["item"]
+        for session in bridge.fake.sessions
+        for event in session.client_events
+        if event.type == "conversation.item.create"
+    ]
+    assert [o["output"] for o in outputs if o["type"] == "function_call_output"] == [text]
+    assert spoken["transcript"] == f"The operator says: {text}"
