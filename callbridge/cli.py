@@ -189,6 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     test.add_argument("--worker-results", action="store_true", help=argparse.SUPPRESS)  # one of --processes
     test.add_argument("--model", choices=["sim", "openai"], help="default: openai with OPENAI_API_KEY, else sim")
+    test.add_argument(
+        "--live-tools",
+        action="store_true",
+        help="a recorded call's tools run for real (default: they answer what they answered then)",
+    )
     test.set_defaults(func=cmd_test)
 
     fake = sub.add_parser("fake-openai", help="the simulated realtime model as a standalone server")

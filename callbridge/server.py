@@ -95,6 +95,7 @@ class Server(ServerLifecycle):
         fold_views: bool = True,
         listen_socket: socket.socket | None = None,
         timings: EngineTimings | None = None,
+        call_tools: Callable[[ToolRegistry], ToolRegistry] | None = None,
     ) -> None:
         """Open the store and check it takes writes. Raises ``SettingsError`` (an engine setting is
         wrong), ``StoreOpenError`` (the store cannot be opened or written)."""
@@ -152,6 +153,9 @@ class Server(ServerLifecycle):
         self.registry = registry or default_registry(
             weather_url=settings.weather_url, simulated=settings.model == "sim"
         )
+        self.call_tools = call_tools
+        """What a call's tools become once its agent's are known (None: as they are); ``callbridge test``
+        answers them from the recorded call or the test file (``regression/tool_stubs.py``)."""
         self.live = LiveCalls()
         self.commands = CallCommands(
             self.live, self.identity, self.store, self.writer, self.appends.waiter(), clock=self.now
@@ -283,7 +287,8 @@ class Server(ServerLifecycle):
         if greeting:  # POST /api/calls gave this outbound call its own greeting
             agent = msgspec.structs.replace(agent, greeting=greeting)
         session_config = {**self.default_session, **answering.agent.session_defaults()}  # the profile wins
-        settings = replace(self.call_settings(answering.agent.model), agent=agent, registry=answering.registry)
+        registry = answering.registry if self.call_tools is None else self.call_tools(answering.registry)
+        settings = replace(self.call_settings(answering.agent.model), agent=agent, registry=registry)
         history = self.admission.resumed_history(start.start.call_sid)
         if history is not None:  # back from a warm transfer nobody answered (web/warm_transfer.py)
             settings = replace(settings, resumed_history=history)

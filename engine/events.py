@@ -475,7 +475,8 @@ class ToolCallCompleted(Event, frozen=True, kw_only=True):
     output: str
     duration_ms: float
     source: str = "backend"
-    """``backend`` (a registered handler) or ``human`` (answered from the console)."""
+    """``backend`` (a registered handler), ``human`` (answered from the console) or ``stub`` (a
+    ``callbridge test`` rerun answered it from the recorded call or the test file, without running it)."""
 
 
 class ToolCallFailed(Event, frozen=True, kw_only=True):
@@ -487,6 +488,9 @@ class ToolCallFailed(Event, frozen=True, kw_only=True):
     output: str
     duration_ms: float
     timed_out: bool = False
+    source: str = ""
+    """``stub``: a ``callbridge test`` rerun's stand-in failed as the recorded call or the test file said
+    (the tool did not run); empty: the tool itself, or the wait for an operator."""
 
 
 # --- call control ------------------------------------------------------------------------------

@@ -14,8 +14,9 @@ Rules, and why:
   and its late result, if any, is dropped. A person who steps in knows better than a stuck backend.
   Answers for unknown or already answered ids are ignored (logged).
 - **Settling.** Each decided call is handed to ``settle`` once, as a ``ToolSettled`` carrying the
-  event to record (``ToolCallCompleted``, ``source`` backend or human, or ``ToolCallFailed``) and the
-  output; the call core records it and sends the output (``ToolCallRequested`` is the core's).
+  event to record (``ToolCallCompleted``, ``source`` backend, human or the tool's own ``source``, e.g.
+  ``stub``; or ``ToolCallFailed``, ``source`` ``stub`` for a stand-in) and the output; the call core
+  records it and sends the output (``ToolCallRequested`` is the core's).
   ``settle`` does not wait, so a result can never be lost between the runner and the core.
 - **Shutdown.** When the inbox closes (or the runner is cancelled) pending tools are cancelled and
   each is settled as ``ToolCallFailed`` ("tool runner stopped ..."); the runner returns.
@@ -161,7 +162,7 @@ class _ToolRunner:
         """Settle a call once: an operator's answer beats ``outcome``."""
         call = pending.call
         del self._pending[call.tool_call_id]
-        source = "backend"
+        source = pending.tool.source if pending.tool is not None else "backend"
         if pending.human_output is not None:
             source = "human"
             outcome = ToolOutcome(
@@ -191,6 +192,7 @@ class _ToolRunner:
                 output=outcome.output,
                 duration_ms=outcome.duration_ms,
                 timed_out=outcome.timed_out,
+                source="" if source == "backend" else source,
             )
         self._settle(ToolSettled(tool_call_id=call.tool_call_id, output=outcome.output, event=event))
 

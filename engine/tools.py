@@ -58,6 +58,9 @@ class Tool:
     handler: Handler | None = None
     """None: a person answers the call from the console."""
     timeout_s: float = 10.0
+    source: str = "backend"
+    """What ``ToolCallCompleted.source`` says when the handler answers: ``backend``, or ``stub`` for a
+    stand-in that answers without running the tool (``callbridge test``, ``regression/tool_stubs.py``)."""
 
     @property
     def answered_by(self) -> str:

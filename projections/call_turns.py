@@ -44,6 +44,8 @@ class ToolUse(msgspec.Struct, frozen=True):
     """The JSON the model sent."""
     ok: bool | None = None
     """True once it completed, False when it failed, None when no answer was recorded."""
+    stubbed: bool = False
+    """A ``callbridge test`` stand-in answered it (``source = "stub"``): the tool did not run."""
 
 
 class CallTurn(msgspec.Struct, kw_only=True):
@@ -139,7 +141,9 @@ def call_turns(events: Sequence[Event]) -> CallTurns:
             current.tools.append(ToolUse(event.name, event.arguments))
         elif isinstance(event, ToolCallCompleted | ToolCallFailed) and event.tool_call_id in tool_turn:
             turn, index = tool_turn[event.tool_call_id]
-            turn.tools[index] = msgspec.structs.replace(turn.tools[index], ok=isinstance(event, ToolCallCompleted))
+            turn.tools[index] = msgspec.structs.replace(
+                turn.tools[index], ok=isinstance(event, ToolCallCompleted), stubbed=event.source == "stub"
+            )
         elif isinstance(event, BargeInDecided) and not event.action.startswith("skipped"):
             barge_ins += 1
         elif isinstance(event, ModelErrorReported):

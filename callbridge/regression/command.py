@@ -1,10 +1,12 @@
 """``callbridge test [CALL_ID | TEST.toml | FOLDER ...] [--last N [--of-agent NAME]] [--junit FILE]
-[--json] [--agent FILE] [--store URL] [--concurrency K] [--model sim|openai]``.
+[--json] [--agent FILE] [--store URL] [--concurrency K] [--model sim|openai] [--live-tools]``.
 
 Exit 0 when every test passed, 1 when one failed (or broke), 2 on bad input (one line naming the
 file, line and key, or the call) before any call is placed. Each finished test prints one line
 (``[ 3/20] PASS …``); then the failures with their checks and the diff against the original. Every
-run is kept in the data folder's ``test-runs/`` for the console's Tests view.
+run is kept in the data folder's ``test-runs/`` for the console's Tests view. A recorded call's tools
+answer what they answered then (``tool_answers.py``) unless ``--live-tools`` runs them for real; a test
+file's ``[tools.NAME]`` stubs answer either way.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from callbridge.regression.rerun import ModelChoice, RerunPlan
 from callbridge.regression.scenario import scenario_agent, scenario_caller, scenario_script
 from callbridge.regression.spec import LoadedSpec, SpecError, load_spec
 from callbridge.regression.suite import TestCase, TestResult, run_suite
+from callbridge.regression.tool_answers import ToolStubs, recorded_answers
 from callbridge.workers import default_workers
 
 EXTRA_SECONDS = 30.0
@@ -72,7 +75,9 @@ def test_cli(args: argparse.Namespace, store_url: str, *, out: TextIO | None = N
 
     processes = min(len(cases), args.processes if args.processes is not None else default_workers())
     if processes > 1:
-        options = WorkerOptions(store_url=store_url, model=model.kind, agent=args.agent)
+        options = WorkerOptions(
+            store_url=store_url, model=model.kind, agent=args.agent, live_tools=getattr(args, "live_tools", False)
+        )
         results = trio.run(
             lambda: run_in_processes(
                 cases, options, processes=processes, concurrency=args.concurrency, progress=progress
@@ -167,6 +172,7 @@ def _cases(args: argparse.Namespace, store_url: str, model_kind: str) -> list[Te
         raise BadInput(f"--junit {args.junit}: its folder does not exist")
     if not specs and not call_ids and args.last is None:
         raise BadInput("name what to test: a recorded call (CA…), a test file (.toml), a folder of them, or --last N")
+    live_tools = bool(getattr(args, "live_tools", False))
     cases: list[TestCase] = []
     needs_store = bool(call_ids) or args.last is not None or any(s.spec.call for s in specs)
     store = _open_store(store_url) if needs_store else None
@@ -178,11 +184,13 @@ def _cases(args: argparse.Namespace, store_url: str, model_kind: str) -> list[Te
                 raise BadInput(f"--last {args.last}: no recorded calls{whose} in {store.description}")
             call_ids += [call_id for call_id in found if call_id not in call_ids]
         for call_id in call_ids:
-            cases.append(_recorded_case(store, call_id, call_id, None, default_agent, model_kind))
+            cases.append(_recorded_case(store, call_id, call_id, None, default_agent, model_kind, live_tools))
         for loaded in specs:
             agent = _agent(loaded.agent_path()) if loaded.spec.agent else default_agent
             if loaded.spec.call:
-                cases.append(_recorded_case(store, loaded.spec.call, str(loaded.path), loaded, agent, model_kind))
+                cases.append(
+                    _recorded_case(store, loaded.spec.call, str(loaded.path), loaded, agent, model_kind, live_tools)
+                )
             else:
                 cases.append(_scenario_case(loaded, agent or DEFAULT_AGENT))
     finally:
@@ -205,9 +213,11 @@ def _recorded_case(
     loaded: LoadedSpec | None,
     agent: Agent | None,
     model_kind: str,
+    live_tools: bool = False,
 ) -> TestCase:
     """A recorded call's test. Its agent: the test's, else ``--agent``/``CALLBRIDGE_AGENT``, else
-    today's version of the profile that answered the call (from the store), else the built-in one."""
+    today's version of the profile that answered the call (from the store), else the built-in one.
+    Its tools: the test file's stubs, then what they answered then (``live_tools``: run for real)."""
     assert store is not None
     try:
         recorded = read_recorded_call(store, call_id)
@@ -225,6 +235,7 @@ def _recorded_case(
         to_number=turns.to_number or "+15005550001",
         max_duration_s=max(10.0, last - first) + EXTRA_SECONDS,
         default_session=stored_default_session(store),
+        stubs=_recorded_stubs(recorded.events, call_id, loaded, live_tools),
     )
     try:
         expect = loaded.spec.expect if loaded is not None else suggested_expect(turns)
@@ -236,6 +247,13 @@ def _recorded_case(
     argument = str(loaded.path) if loaded is not None else call_id
     notes = _instructions_note(recorded.events, plan, model_kind)
     return TestCase(name=name, source=source, plan=plan, expect=expect, original=turns, argument=argument, notes=notes)
+
+
+def _recorded_stubs(events: list[Event], call_id: str, loaded: LoadedSpec | None, live_tools: bool) -> ToolStubs | None:
+    given = loaded.spec.tools if loaded is not None else {}
+    if live_tools:
+        return ToolStubs(given=given, call_id=call_id) if given else None
+    return ToolStubs(given=given, recorded=recorded_answers(events), call_id=call_id)
 
 
 SIM_INSTRUCTIONS_NOTE = (
@@ -262,5 +280,6 @@ def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:
         agent=scenario_agent(spec, agent),
         from_number=spec.from_number,
         to_number=spec.to_number,
+        stubs=ToolStubs(given=spec.tools) if spec.tools else None,
     )
     return TestCase(name=loaded.name, source=str(loaded.path), plan=plan, expect=spec.expect, argument=str(loaded.path))

@@ -18,6 +18,8 @@ class TurnDiff(msgspec.Struct, kw_only=True):
     agent_now: list[str] = []
     tools_then: list[str] = []
     tools_now: list[str] = []
+    tools_now_stubbed: list[bool] = []
+    """For each of ``tools_now``: answered by a stub (the recorded answer or the test file's), not run."""
     changed: list[str] = []
     """What differs: ``caller``, ``agent``, ``tools``; empty when the turn is the same."""
 
@@ -56,6 +58,7 @@ def diff_calls(then: CallTurns | None, now: CallTurns) -> CallDiff:
             agent_now=list(new_turn.agent),
             tools_then=[shown_tool(t) for t in old_turn.tools],
             tools_now=[shown_tool(t) for t in new_turn.tools],
+            tools_now_stubbed=[t.stubbed for t in new_turn.tools],
         )
         if then is not None:
             if old is None or new is None or old_turn.caller != new_turn.caller:

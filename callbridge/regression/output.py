@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from itertools import zip_longest
 from typing import TextIO
 from xml.etree import ElementTree as ET
 
@@ -14,6 +15,8 @@ from callbridge.regression.diff import CallDiff
 from callbridge.regression.suite import TestResult
 
 COLUMN = 44
+STUB_MARK = "  [stub]"
+"""After a tool of the rerun a stub answered (it did not run)."""
 
 
 def progress_line(done: int, total: int, result: TestResult) -> str:
@@ -71,7 +74,10 @@ def render_diff(diff: CallDiff) -> str:
         changed = f"   [changed: {', '.join(turn.changed)}]" if turn.changed else ""
         lines.append(f"  {mark} turn {turn.index}: {who}{changed}")
         then = [f"agent: {said}" for said in turn.agent_then] + [f"tool: {t}" for t in turn.tools_then]
-        now = [f"agent: {said}" for said in turn.agent_now] + [f"tool: {t}" for t in turn.tools_now]
+        now = [f"agent: {said}" for said in turn.agent_now] + [
+            f"tool: {t}{STUB_MARK if stubbed else ''}"
+            for t, stubbed in zip_longest(turn.tools_now, turn.tools_now_stubbed[: len(turn.tools_now)])
+        ]
         for left, right in _pairs(then, now):
             if diff.compared:
                 lines.append(f"    {_cut(left):<{COLUMN}} | {right}")

@@ -32,6 +32,7 @@ class WorkerOptions:
     store_url: str
     model: str
     agent: str | None = None
+    live_tools: bool = False
 
 
 def worker_line(index: int, result: TestResult) -> bytes:
@@ -43,6 +44,8 @@ def worker_argv(arguments: Sequence[str], options: WorkerOptions, concurrency: i
     argv += ["--model", options.model, "--concurrency", str(concurrency), "--worker-results"]
     if options.agent:
         argv += ["--agent", options.agent]
+    if options.live_tools:
+        argv.append("--live-tools")
     return argv
 
 

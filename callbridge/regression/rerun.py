@@ -3,7 +3,8 @@ own temporary event store, the model (the simulated one, scripted, or the real A
 simulated caller playing the test's caller, all on real sockets inside this trio run.
 
 Each test gets its own server and store, so tests running at once never share a call, an agent or
-a model script, and the rerun never writes to the store the recorded call came from.
+a model script, and the rerun never writes to the store the recorded call came from. Its tools
+answer from the recorded call or the test file where the plan says so (``tool_stubs.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions, s
 from callbridge.adapters.sim.fake_openai_script import Script
 from callbridge.engine.agent import Agent
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved, Event
+from callbridge.regression.tool_answers import ToolStubs
+from callbridge.regression.tool_stubs import StubbedTools
 from callbridge.server import Server
 from callbridge.web.settings import Settings, load_settings
 
@@ -47,6 +50,8 @@ class RerunPlan:
     max_duration_s: float = 600.0
     default_session: dict[str, Any] | None = None
     """The default session configuration the rerun's engine starts with (else the built-in one)."""
+    stubs: ToolStubs | None = None
+    """What answers the tools instead of running them (None: every tool runs for real)."""
 
 
 @dataclass
@@ -58,6 +63,8 @@ class Rerun:
     """When the caller was talking: (start, end) in seconds since its first frame."""
     call_window: tuple[float, float] = (0.0, 0.0)
     """When the call was placed and when it ended, on trio's clock (the engine's start-up excluded)."""
+    notes: list[str] = field(default_factory=list)
+    """What the reader should know about this call (a tool call nothing answered)."""
 
 
 class SpeechRuns:
@@ -81,10 +88,17 @@ class SpeechRuns:
             self._start = None
 
 
-def _start_engine(settings: Settings, plan: RerunPlan, model_url: str | None) -> Server:
+def _start_engine(settings: Settings, plan: RerunPlan, model_url: str | None, stubbed: StubbedTools | None) -> Server:
     """The rerun's server, its store made (in a worker thread: opening stores is ~0.1 s of blocking
     work, and a suite starts many engines while other tests' calls are running)."""
-    server = Server(settings, agent=plan.agent, model_url=model_url, fold_views=False, engine_id="regression")
+    server = Server(
+        settings,
+        agent=plan.agent,
+        model_url=model_url,
+        fold_views=False,
+        engine_id="regression",
+        call_tools=stubbed.registry if stubbed is not None else None,
+    )
     if plan.default_session is not None:
         saved = DefaultSessionConfigSaved(
             call_id=SETTINGS_STREAM, at=time.time(), session_config=plan.default_session, source="callbridge test"
@@ -103,6 +117,7 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
             env["OPENAI_REALTIME_URL"] = model.realtime_url
     settings = load_settings(env, host="127.0.0.1", port=0, model=model.kind)
     speech = SpeechRuns()
+    stubbed = StubbedTools(plan.stubs) if plan.stubs is not None else None
     async with trio.open_nursery() as nursery:
         model_url = None
         if model.kind == "sim":
@@ -111,7 +126,7 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
                 partial(serve_fake_openai, "127.0.0.1", 0, script=plan.script, options=options)
             )
             model_url = fake.url
-        server = await trio.to_thread.run_sync(partial(_start_engine, settings, plan, model_url))
+        server = await trio.to_thread.run_sync(partial(_start_engine, settings, plan, model_url, stubbed))
         try:
             port = await nursery.start(server.run)
             placed = trio.current_time()
@@ -136,4 +151,5 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
                     await server.stopped.wait()
             nursery.cancel_scope.cancel()
     server.finish()
-    return Rerun(report.call_sid, [r.event for r in recorded], report, speech.runs, (placed, ended))
+    notes = list(stubbed.notes) if stubbed is not None else []
+    return Rerun(report.call_sid, [r.event for r in recorded], report, speech.runs, (placed, ended), notes)

@@ -39,8 +39,13 @@ understand audio) what the model hears in each utterance and how it answers::
     latency_p95_ms = 1500                # from the end of each utterance to the first reply audio
     no_model_errors = true               # the default
 
+    [tools.lookup_order]                 # optional: the tool answers this instead of running
+    output = { status = "shipped" }      # (or error = "…"; arguments = "regex" to match; stub_spec.py)
+
 A recorded call's test is ``call = "CA…"`` with an ``[expect]`` (``callbridge test CA…`` and the
-console's "Save as test" suggest one from what happened). Errors name the file, the line and the key.
+console's "Save as test" suggest one from what happened); its tools answer what they answered then,
+and its ``[tools.NAME]`` stubs, when it has some, answer instead. Errors name the file, the line and
+the key.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from typing import Any, Literal
 import msgspec
 
 from callbridge.engine.agent import error_key, explain
+from callbridge.regression.stub_spec import ToolStub, parse_tool_stubs
 
 
 class SpecError(ValueError):
@@ -157,6 +163,8 @@ class TestSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, kw_only=
     to_number: str = "+15005550001"
     caller: list[CallerStep] = []
     expect: Expect = Expect()
+    tools: dict[str, tuple[ToolStub, ...]] = {}
+    """Tool stubs by tool name (``[tools.NAME]``, read by ``stub_spec.parse_tool_stubs``)."""
 
     def __post_init__(self) -> None:
         if (self.call is None) == (not self.caller):
@@ -190,13 +198,23 @@ def parse_spec(text: str, where: str) -> TestSpec:
     except tomllib.TOMLDecodeError as error:
         line = getattr(error, "lineno", None) or _line_in_message(str(error))
         return _raise(f"{where}:{line or 1}: not valid TOML: {_strip_position(str(error))}")
+    raw_tools = data.pop("tools", None)  # read on their own: msgspec names a table's key only as [...]
     try:
-        return msgspec.convert(data, TestSpec)
+        spec = msgspec.convert(data, TestSpec)
     except msgspec.ValidationError as error:
-        message = explain(error)
-        key = error_key(message)
-        line = key_line(text, key) if key else None
-        return _raise(f"{where}:{line or 1}: {message}")
+        return _refuse(text, where, explain(error))
+    if raw_tools is None:
+        return spec
+    try:
+        return msgspec.structs.replace(spec, tools=parse_tool_stubs(raw_tools))
+    except ValueError as error:
+        return _refuse(text, where, str(error))
+
+
+def _refuse(text: str, where: str, message: str) -> TestSpec:
+    key = error_key(message)
+    line = key_line(text, key) if key else None
+    return _raise(f"{where}:{line or 1}: {message}")
 
 
 def _raise(message: str) -> TestSpec:
@@ -260,7 +278,7 @@ def _line_in_table(
                 current = [(name, None) for name in names]
             if _same_table(current, wanted_table):
                 table_line = number
-            elif last_index is not None and _same_table(current, [*wanted_table, (last_name, last_index)]):
+            elif _same_table(current, [*wanted_table, (last_name, last_index)]):  # the key is a table
                 return number
             continue
         if _same_table(current, wanted_table) and assignment.search(line):

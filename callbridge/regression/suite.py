@@ -90,7 +90,7 @@ async def run_case(case: TestCase, model: ModelChoice, lag: LoopLag | None = Non
         checks=checks,
         diff=diff_calls(case.original, now),
         seconds=time.monotonic() - started,
-        notes=[*case.notes, *([overloaded] if overloaded else [])],
+        notes=[*case.notes, *rerun.notes, *([overloaded] if overloaded else [])],
     )
 
 

@@ -10,8 +10,13 @@ function when(unix) {
   return unix ? formatWhen(new Date(unix * 1000).toISOString()) : "—";
 }
 
-function saidList(lines, tools) {
-  return h("ul", { class: "said" }, [...lines.map((l) => h("li", {}, l)), ...tools.map((t) => h("li", { class: "tool" }, h("code", {}, t)))]);
+// stubbed[i]: tools[i] was answered by a stub in the rerun (the recorded answer or the test file's), not run.
+function saidList(lines, tools, stubbed = []) {
+  const tool = (t, i) =>
+    stubbed[i]
+      ? h("li", { class: "tool stubbed", title: "answered by a stub: the tool did not run" }, h("code", {}, t), " ", h("span", { class: "pill stub" }, "stubbed"))
+      : h("li", { class: "tool" }, h("code", {}, t));
+  return h("ul", { class: "said" }, [...lines.map((l) => h("li", {}, l)), ...tools.map(tool)]);
 }
 
 function diffTable(diff) {
@@ -24,7 +29,7 @@ function diffTable(diff) {
       h("td", {}, turn.changed.length ? `! ${turn.index}` : String(turn.index), turn.changed.length ? h("div", { class: "muted" }, turn.changed.join(", ")) : null),
       h("td", {}, turn.caller || h("span", { class: "muted" }, "(before the caller spoke)")),
       compared ? h("td", {}, saidList(turn.agent_then, turn.tools_then)) : null,
-      h("td", {}, saidList(turn.agent_now, turn.tools_now)),
+      h("td", {}, saidList(turn.agent_now, turn.tools_now, turn.tools_now_stubbed || [])),
     ),
   );
   const ending = h(
