@@ -8,5 +8,7 @@ is checked against the test's assertions and compared turn by turn with the orig
 Modules: ``spec`` (test files), ``recorded`` (a recorded call as a test), ``scenario`` (a scenario as
 a test), ``rerun`` (one fresh call), ``checks`` (assertions), ``diff`` (then and now), ``output``
 (text, JSON, JUnit), ``suite`` (many at once, progress, the runs kept for the console), ``command``
-(the CLI).
+(the CLI); a rerun's tools answer from the recording or the test file instead of running:
+``stub_spec`` (a test file's ``[tools.NAME]``), ``tool_answers`` (which answer a call gets),
+``tool_stubs`` (the engine's tool registry wrapped to give it).
 """
