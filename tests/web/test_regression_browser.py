@@ -1,6 +1,7 @@
 """The console's regression-test pages in a real browser (headless Chromium via Playwright) against a
 real server: "Save as test" on a recorded call's page, then a ``callbridge test`` run against a
-changed agent shown on the Tests page with its failing checks and the changed turns marked."""
+changed agent shown on the Tests page with its failing checks, the changed turns and the stubbed tools
+marked."""
 
 from __future__ import annotations
 
@@ -72,6 +73,8 @@ async def test_save_as_test_then_the_tests_page_shows_the_failing_run_and_its_di
                 expect(greeting).to_contain_text("Acme Plumbing, how can I help?")
                 expect(greeting).to_contain_text("Welcome to Acme, what do you need?")
                 expect(result.locator("tr[data-turn='1']")).not_to_have_class("changed")
+                # the weather tool answered from the recording, not run: marked stubbed on the now side
+                expect(result.locator("tr[data-turn='1'] li.tool.stubbed .pill")).to_have_text("stubbed")
                 expect(result.locator("tr[data-turn='end']")).to_contain_text("transferred to sales")
                 browser.screenshot("regression-tests-page")
                 return browser.errors
