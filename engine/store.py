@@ -444,13 +444,21 @@ class EventStore:
             return False
         return True
 
-    def decode_row(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
+    def decode_row(
+        self, position: int, version: int, topic: str, state: bytes, *, sealed: bool = False
+    ) -> RecordedEvent | None:
         """One stored row as an event — opened with its call's key, redacted as configured — or None
-        (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``)."""
-        return self._decode(position, version, topic, state)
+        (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``).
+        ``sealed``: leave its personal fields sealed (``Sealer.clear``), for a reader that never reads
+        them; they read as placeholders, and ``erased`` is not looked into (False)."""
+        return self._decode(position, version, topic, state, sealed=sealed)
 
-    def _decode(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
+    def _decode(
+        self, position: int, version: int, topic: str, state: bytes, *, sealed: bool = False
+    ) -> RecordedEvent | None:
         try:
+            if sealed:
+                return RecordedEvent(position=position, version=version, event=self.sealer.clear(topic, state))
             event, erased = self.sealer.open(topic, state)
         except Exception as exc:
             if position not in self._warned and len(self._warned) < _MAX_WARNED:

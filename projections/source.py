@@ -51,10 +51,15 @@ class LogSource:
     model events are never fetched for it) and hands over the facts derived from them, at their
     position."""
 
-    def __init__(self, store: EventStore, names: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, store: EventStore, names: Iterable[str] | None = None, *, clear_only: Iterable[str] = ()
+    ) -> None:
+        """``clear_only``: event classes whose personal fields no reader of these pages reads
+        (``Projection.clear_only``): they are left sealed."""
         self._store = store
         wanted = None if names is None else set(names)
         self._topics = () if wanted is None else stored_topics(wanted)
+        self._sealed = frozenset(stored_topics(clear_only))
         self._derive = wanted is not None and not wanted.isdisjoint(DERIVED)
         self._keep_model_events = wanted is None or ModelEventReceived.__name__ in wanted
         if self._derive:
@@ -75,7 +80,9 @@ class LogSource:
         for row in rows:
             # opened with the call's key (placeholders once erased), redacted as configured; an
             # undecodable row is skipped with a warning by the store
-            recorded = self._store.decode_row(row.id, row.originator_version, row.topic, row.state)
+            recorded = self._store.decode_row(
+                row.id, row.originator_version, row.topic, row.state, sealed=row.topic in self._sealed
+            )
             if recorded is not None:
                 events.append(recorded)
         if self._derive:
