@@ -22,9 +22,10 @@ from pathlib import Path
 
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
+from callbridge.projections.event_json import render_json
 from callbridge.projections.recording import build_recording
 from callbridge.projections.replay_cli import replay_cli
-from callbridge.projections.timeline import build_timeline, render_json, render_text
+from callbridge.projections.timeline import build_timeline, render_text
 
 QUESTIONS = [
     "What's the weather like in Paris tomorrow?",
