@@ -140,6 +140,7 @@ class Sealer:
     def __init__(self, keys: KeyRing, redaction: Redaction = NO_REDACTION) -> None:
         self.keys = keys
         self.redaction = redaction
+        self._masks = redaction.active
         self._masks_on_write = redaction.in_log and redaction.active
         self._warned: set[str] = set()
 
@@ -239,7 +240,7 @@ class Sealer:
         return self._shown(decode_event(topic, state))
 
     def _shown(self, event: Event) -> Event:
-        return self.redaction.event(event) if self.redaction.active else event
+        return self.redaction.event(event) if self._masks else event
 
     def _warn(self, key_id: str, why: str) -> None:
         if key_id not in self._warned and len(self._warned) < _MAX_WARNED:

@@ -31,6 +31,16 @@ class Row(NamedTuple):
     state: bytes
 
 
+def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
+    """The rows of ``select`` as plain tuples: the library's connections make ``sqlite3.Row`` objects,
+    read field by field — a fifth of the time an hour's call takes to read. ``sqlite_cursor`` is the
+    library's wrapped cursor (eventsourcing is pinned below 9.6)."""
+    raw = cursor.sqlite_cursor
+    raw.row_factory = None
+    raw.execute(select, params)
+    return [Row(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in raw.fetchall()]
+
+
 class SQLiteRows:
     """SQLite: the notification id is the table's ``rowid``; ids are stored as hex text."""
 
@@ -54,14 +64,12 @@ class SQLiteRows:
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
         with self._datastore.transaction(commit=False) as c:
-            c.execute(self._select, params)
-            return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+            return _rows(c, self._select, params)
 
     def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
         with self._datastore.transaction(commit=False) as c:
-            c.execute(self._select_after, (oid.hex, after, limit))
-            return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+            return _rows(c, self._select_after, (oid.hex, after, limit))
 
     def call_topics(self, oid: uuid.UUID) -> list[str]:
         """The topics of one call's events, in order (no payload is read)."""

@@ -60,33 +60,63 @@ def event_record(recorded: RecordedEvent) -> dict[str, Any]:
 _ERASED_END = b',"erased":true}'
 
 
+class _Writer:
+    """:func:`record_json`'s work, with what repeats from event to event worked out once: the
+    ``"type"`` and ``"at"`` keys of each event class, the length of each call id's JSON, each
+    second's ISO text."""
+
+    def __init__(self) -> None:
+        self._heads: dict[type, bytes] = {}
+        self._ids: dict[str, int] = {}
+        self._seconds: dict[int, bytes] = {}
+
+    def record(self, recorded: RecordedEvent) -> bytes:
+        event = recorded.event
+        kind = type(event)
+        head = self._heads.get(kind)
+        if head is None:
+            if kind.__name__ in SECRET_FIELDS:
+                return _encoder.encode(event_record(recorded))
+            head = self._heads[kind] = b',"type":"' + kind.__name__.encode() + b'","at":"'
+        body = _encoder.encode(event)  # {"call_id":…,"at":…,…}: Event's own fields come first
+        start = self._ids.get(event.call_id)
+        if start is None:
+            start = self._ids[event.call_id] = len(_encoder.encode(event.call_id)) + 11  # '{"call_id":' and the id
+        end = body.find(b",", start + 6)  # the end of the number after ',"at":'
+        if end < 0:
+            end = len(body) - 1
+        return b'{"position":%d%s%s","data":%s%s%s' % (
+            recorded.position,
+            head,
+            self._iso(event.at),
+            body[:start],
+            body[end:],
+            _ERASED_END if recorded.erased else b"}",
+        )
+
+    def _iso(self, at: float) -> bytes:
+        fraction, whole = math.modf(at)
+        micros = round(fraction * 1e6)
+        if 0 <= micros < 1_000_000:
+            second = self._seconds.get(int(whole))
+            if second is None:
+                second = self._seconds[int(whole)] = _second(int(whole)).encode()
+            return b"%s.%06dZ" % (second, micros)
+        return iso_micro(at).encode()
+
+
 def record_json(recorded: RecordedEvent) -> bytes:
     """``event_record(recorded)`` as JSON, written without building it."""
-    event = recorded.event
-    name = type(event).__name__
-    if name in SECRET_FIELDS:
-        return _encoder.encode(event_record(recorded))
-    body = _encoder.encode(event)  # {"call_id":…,"at":…,…}: Event's own fields come first
-    start = len(_encoder.encode(event.call_id)) + 11  # past '{"call_id":' and the id
-    end = body.find(b",", start + 6)  # the end of the number after ',"at":'
-    if end < 0:
-        end = len(body) - 1
-    return b'{"position":%d,"type":"%s","at":"%s","data":%s%s%s' % (
-        recorded.position,
-        name.encode(),
-        iso_micro(event.at).encode(),
-        body[:start],
-        body[end:],
-        _ERASED_END if recorded.erased else b"}",
-    )
+    return _Writer().record(recorded)
 
 
 def write_json(recorded: Iterable[RecordedEvent], out: BinaryIO) -> None:
     """The events as a JSON array, one event per line, written to ``out`` as they come."""
+    record = _Writer().record
     first = True
     for one in recorded:
         out.write(b"[\n" if first else b",\n")
-        out.write(record_json(one))
+        out.write(record(one))
         first = False
     out.write(b"[]\n" if first else b"\n]\n")
 
@@ -96,4 +126,5 @@ def render_json(recorded: Sequence[RecordedEvent]) -> str:
     ``GET /api/calls/{call_id}/events``)."""
     if not recorded:
         return "[]\n"
-    return (b"[\n" + b",\n".join(record_json(r) for r in recorded) + b"\n]\n").decode()
+    record = _Writer().record
+    return (b"[\n" + b",\n".join(record(r) for r in recorded) + b"\n]\n").decode()
