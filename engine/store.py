@@ -38,7 +38,7 @@ from callbridge.engine.crypto import Sealer
 from callbridge.engine.events import Event, encode_event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
-from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
+from callbridge.engine.store_rows import PostgresRows, Row, RowReader, StoreBackendError, row_reader
 from callbridge.engine.store_url import _Target, parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
@@ -424,6 +424,13 @@ class EventStore:
             if result or len(notifications) < limit:
                 return result
             start = notifications[-1].id
+
+    def log_rows(self, after: int, stop: int, topics: tuple[str, ...] = (), limit: int = 1000) -> list[Row]:
+        """Up to ``limit`` stored rows with ``after < position <= stop`` and one of ``topics``
+        (``Name@version``; all when empty), in position order, undecoded (:meth:`decode_row` opens
+        one): for readers of the whole log that want few of its topics (``projections.source``)."""
+        self._check_open()
+        return self._rows.log_rows(after, stop, topics, limit)
 
     def head(self) -> int:
         """The highest position stored (0 when empty)."""

@@ -71,6 +71,18 @@ class SQLiteRows:
         with self._datastore.transaction(commit=False) as c:
             return _rows(c, self._select_after, (oid.hex, after, limit))
 
+    def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
+        """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of
+        ``topics`` (all when empty), in position order: the recorder's ``select_notifications``
+        without a ``uuid.UUID`` and a ``Notification`` made per row (a rebuild reads a million)."""
+        where = f" AND topic IN ({','.join('?' * len(topics))})" if topics else ""
+        select = (
+            f"SELECT rowid, originator_version, topic, state FROM {self.table} "
+            f"WHERE rowid>? AND rowid<=?{where} ORDER BY rowid LIMIT ?"
+        )
+        with self._datastore.transaction(commit=False) as c:
+            return _rows(c, select, (after, stop, *topics, limit))
+
     def call_topics(self, oid: uuid.UUID) -> list[str]:
         """The topics of one call's events, in order (no payload is read)."""
         with self._datastore.transaction(commit=False) as c:
@@ -121,6 +133,16 @@ class PostgresRows:
         self._update = SQL("UPDATE {}.{} SET state = %s WHERE notification_id = %s").format(
             Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
         )
+        log = (
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE notification_id > %s AND notification_id <= %s{} ORDER BY notification_id LIMIT %s"
+        )
+        self._select_log = SQL(log.format("{}", "{}", " AND topic = ANY(%s)")).format(
+            Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
+        )
+        self._select_log_all = SQL(log.format("{}", "{}", "")).format(
+            Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
+        )
 
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
@@ -135,6 +157,17 @@ class PostgresRows:
         """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
         with self._datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_after, (oid, after, limit), prepare=True)
+            return [
+                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
+        """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of
+        ``topics`` (all when empty), in position order (see :meth:`SQLiteRows.log_rows`)."""
+        params: tuple[Any, ...] = (after, stop, list(topics), limit) if topics else (after, stop, limit)
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_log if topics else self._select_log_all, params, prepare=True)
             return [
                 Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
