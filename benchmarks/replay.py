@@ -8,7 +8,9 @@ times, each the best of ``--repeat`` runs:
 - ``replay --wav``: open the store, read the call, build the stereo WAV and write it;
 - the pure parts, on events already read: the JSON, the timeline text, the WAV bytes.
 
-Target: each replay well under 2 s. Run: ``.venv/bin/python -m benchmarks.replay [--minutes 60]``.
+Target (issue 12): ``replay --json`` under 0.25 s (its CPU seconds are printed too: on a busy
+machine the wall clock says more about the neighbours). Run:
+``.venv/bin/python -m benchmarks.replay [--minutes 60]``.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ from pathlib import Path
 
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
+from callbridge.projections.event_json import render_json
 from callbridge.projections.recording import build_recording
 from callbridge.projections.replay_cli import replay_cli
-from callbridge.projections.timeline import build_timeline, render_json, render_text
+from callbridge.projections.timeline import build_timeline, render_text
 
 QUESTIONS = [
     "What's the weather like in Paris tomorrow?",
@@ -55,12 +58,16 @@ def hour_long_call(minutes: float) -> CallLog:
     return log.end()
 
 
-def best_of(repeat: int, work: Callable[[], object]) -> float:
-    times = []
+def best_of(repeat: int, work: Callable[[], object], cpu: list[float] | None = None) -> float:
+    """The shortest of ``repeat`` runs, wall clock; ``cpu`` gets the shortest CPU time."""
+    times, cpus = [], []
     for _ in range(repeat):
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         work()
         times.append(time.perf_counter() - started)
+        cpus.append(time.process_time() - cpu_started)
+    if cpu is not None:
+        cpu.append(min(cpus))
     return min(times)
 
 
@@ -93,8 +100,9 @@ def main() -> None:
             with open(os.devnull, "w") as out:
                 assert replay_cli(url, call_id, out=out, **options) == 0  # type: ignore[arg-type]
 
+        json_cpu: list[float] = []
         results = {
-            "replay --json (read + render)": best_of(args.repeat, lambda: replay(wav=None, as_json=True)),
+            "replay --json (read + render)": best_of(args.repeat, lambda: replay(wav=None, as_json=True), json_cpu),
             "replay --wav (read + build + write)": best_of(
                 args.repeat, lambda: replay(wav=str(wav_path), as_json=False)
             ),
@@ -114,8 +122,9 @@ def main() -> None:
         }
     for name, seconds in results.items():
         print(f"{name:<40} {seconds:6.3f} s")
-    slowest = max(results.values())
-    print(f"target < 2 s: {'met' if slowest < 2 else 'MISSED'} (slowest {slowest:.3f} s)")
+    as_json = results["replay --json (read + render)"]
+    print(f"replay --json CPU {json_cpu[0]:.3f} s")
+    print(f"target: replay --json < 0.25 s: {'met' if as_json < 0.25 else 'MISSED'} ({as_json:.3f} s)")
 
 
 if __name__ == "__main__":

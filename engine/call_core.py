@@ -370,6 +370,7 @@ class CallCore:
         if chunk is not None:
             self._out.record(chunk)
         self.assistant.flush(self._out)
+        self._out.release_words()
 
     _handlers: dict[type, Any] = {
         CallBegan: _began,

@@ -16,7 +16,8 @@ from typing import Any
 
 import msgspec
 
-from callbridge.engine.events import Event
+from callbridge.engine.events import Event, TranscriptDelta
+from callbridge.engine.transcript_words import TranscriptWords, rides_along
 
 # --- timers the core sets (the shell keeps one deadline per timer) -----------------------------
 
@@ -240,8 +241,9 @@ class TaskFailed(Input, frozen=True, kw_only=True):
 
 
 class AudioFlushDue(Input, frozen=True, kw_only=True):
-    """The store's writer is about to write a batch: hand it the audio held in partial chunks, so a
-    crash loses at most one batch window."""
+    """The store's writer is about to write a batch (every window, and when a reader flushes it): hand
+    it the audio held in partial chunks and the transcript words held, so a crash loses at most one
+    batch window and a reader sees what was said up to now."""
 
 
 # --- outputs -----------------------------------------------------------------------------------
@@ -349,22 +351,36 @@ class Outbox:
     """Where the core and its parts put outputs while handling one input, in the order decided.
 
     ``record`` also folds the event into the call's conversation memory (``fold``), so the memory a
-    re-seeded session is told is exactly what the log says."""
+    re-seeded session is told is exactly what the log says. Transcript deltas are held and recorded
+    one per item and writer window (``engine/transcript_words.py``): :meth:`release_words` at each
+    window, and before any event that must come after them."""
 
-    __slots__ = ("fold", "now", "outputs")
+    __slots__ = ("fold", "now", "outputs", "words")
 
     def __init__(self, fold: Any) -> None:
         self.outputs: list[Output] = []
         self.now = 0.0
         self.fold = fold
+        self.words = TranscriptWords()
 
     def take(self) -> list[Output]:
         outputs, self.outputs = self.outputs, []
         return outputs
 
     def record(self, event: Event) -> None:
+        if type(event) is TranscriptDelta:
+            self.words.hold(event)
+            return
+        if self.words and not rides_along(event):
+            self.release_words()
         self.outputs.append(Record(event=event))
         self.fold(event)
+
+    def release_words(self) -> None:
+        """Record the transcript deltas held, one event per item."""
+        for event in self.words.release():
+            self.outputs.append(Record(event=event))
+            self.fold(event)
 
     def to_caller(self, *frames: str) -> None:
         self.outputs.append(SendToCaller(frames=frames))

@@ -447,7 +447,11 @@ class TranscriptDelta(Event, frozen=True, kw_only=True):
     """The next words of a transcript while it is being made (``role`` ``user``: the caller's
     transcription; ``assistant``: what it is saying, with its ``response_id``). The whole text comes
     in ``CallerSaid``/``AssistantSaid``; until then, and for an item cut off before its transcript
-    was done (the call or the model went away), these are the words so far."""
+    was done (the call or the model went away), these are the words so far.
+
+    One per item and writer window (``engine/transcript_words.py``): ``delta`` is every piece the
+    model sent in that window, joined, and ``at`` when the first came. Logs recorded before hold one
+    per piece; readers join them all the same."""
 
     item_id: str
     role: str

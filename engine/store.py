@@ -38,7 +38,7 @@ from callbridge.engine.crypto import Sealer
 from callbridge.engine.events import Event, encode_event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
-from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
+from callbridge.engine.store_rows import PostgresRows, Row, RowReader, StoreBackendError, row_reader
 from callbridge.engine.store_url import _Target, parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
@@ -425,6 +425,13 @@ class EventStore:
                 return result
             start = notifications[-1].id
 
+    def log_rows(self, after: int, stop: int, topics: tuple[str, ...] = (), limit: int = 1000) -> list[Row]:
+        """Up to ``limit`` stored rows with ``after < position <= stop`` and one of ``topics``
+        (``Name@version``; all when empty), in position order, undecoded (:meth:`decode_row` opens
+        one): for readers of the whole log that want few of its topics (``projections.source``)."""
+        self._check_open()
+        return self._rows.log_rows(after, stop, topics, limit)
+
     def head(self) -> int:
         """The highest position stored (0 when empty)."""
         self._check_open()
@@ -444,13 +451,21 @@ class EventStore:
             return False
         return True
 
-    def decode_row(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
+    def decode_row(
+        self, position: int, version: int, topic: str, state: bytes, *, sealed: bool = False
+    ) -> RecordedEvent | None:
         """One stored row as an event — opened with its call's key, redacted as configured — or None
-        (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``)."""
-        return self._decode(position, version, topic, state)
+        (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``).
+        ``sealed``: leave its personal fields sealed (``Sealer.clear``), for a reader that never reads
+        them; they read as placeholders, and ``erased`` is not looked into (False)."""
+        return self._decode(position, version, topic, state, sealed=sealed)
 
-    def _decode(self, position: int, version: int, topic: str, state: bytes) -> RecordedEvent | None:
+    def _decode(
+        self, position: int, version: int, topic: str, state: bytes, *, sealed: bool = False
+    ) -> RecordedEvent | None:
         try:
+            if sealed:
+                return RecordedEvent(position=position, version=version, event=self.sealer.clear(topic, state))
             event, erased = self.sealer.open(topic, state)
         except Exception as exc:
             if position not in self._warned and len(self._warned) < _MAX_WARNED:

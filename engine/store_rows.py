@@ -31,6 +31,16 @@ class Row(NamedTuple):
     state: bytes
 
 
+def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
+    """The rows of ``select`` as plain tuples: the library's connections make ``sqlite3.Row`` objects,
+    read field by field — a fifth of the time an hour's call takes to read. ``sqlite_cursor`` is the
+    library's wrapped cursor (eventsourcing is pinned below 9.6)."""
+    raw = cursor.sqlite_cursor
+    raw.row_factory = None
+    raw.execute(select, params)
+    return [Row(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in raw.fetchall()]
+
+
 class SQLiteRows:
     """SQLite: the notification id is the table's ``rowid``; ids are stored as hex text."""
 
@@ -54,14 +64,24 @@ class SQLiteRows:
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid.hex, -1 if gt is None else gt, 2**62 if lte is None else lte)
         with self._datastore.transaction(commit=False) as c:
-            c.execute(self._select, params)
-            return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+            return _rows(c, self._select, params)
 
     def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
         with self._datastore.transaction(commit=False) as c:
-            c.execute(self._select_after, (oid.hex, after, limit))
-            return [Row(r[0], r[1], r[2], bytes(r[3])) for r in c.fetchall()]
+            return _rows(c, self._select_after, (oid.hex, after, limit))
+
+    def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
+        """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of
+        ``topics`` (all when empty), in position order: the recorder's ``select_notifications``
+        without a ``uuid.UUID`` and a ``Notification`` made per row (a rebuild reads a million)."""
+        where = f" AND topic IN ({','.join('?' * len(topics))})" if topics else ""
+        select = (
+            f"SELECT rowid, originator_version, topic, state FROM {self.table} "
+            f"WHERE rowid>? AND rowid<=?{where} ORDER BY rowid LIMIT ?"
+        )
+        with self._datastore.transaction(commit=False) as c:
+            return _rows(c, select, (after, stop, *topics, limit))
 
     def call_topics(self, oid: uuid.UUID) -> list[str]:
         """The topics of one call's events, in order (no payload is read)."""
@@ -113,6 +133,16 @@ class PostgresRows:
         self._update = SQL("UPDATE {}.{} SET state = %s WHERE notification_id = %s").format(
             Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
         )
+        log = (
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE notification_id > %s AND notification_id <= %s{} ORDER BY notification_id LIMIT %s"
+        )
+        self._select_log = SQL(log.format("{}", "{}", " AND topic = ANY(%s)")).format(
+            Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
+        )
+        self._select_log_all = SQL(log.format("{}", "{}", "")).format(
+            Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
+        )
 
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
@@ -127,6 +157,17 @@ class PostgresRows:
         """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
         with self._datastore.get_connection() as conn, conn.cursor() as curs:
             curs.execute(self._select_after, (oid, after, limit), prepare=True)
+            return [
+                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
+                for r in curs.fetchall()
+            ]
+
+    def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
+        """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of
+        ``topics`` (all when empty), in position order (see :meth:`SQLiteRows.log_rows`)."""
+        params: tuple[Any, ...] = (after, stop, list(topics), limit) if topics else (after, stop, limit)
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_log if topics else self._select_log_all, params, prepare=True)
             return [
                 Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()

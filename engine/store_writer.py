@@ -113,8 +113,8 @@ class EventWriter:
     # --- recording -------------------------------------------------------------------------------
 
     def before_each_batch(self, hook: Callable[[], None]) -> Callable[[], None]:
-        """Call ``hook`` (synchronously, in the trio thread) before each periodic batch, so what it
-        records goes out with that batch; returns the function that removes it."""
+        """Call ``hook`` (synchronously, in the trio thread) before each periodic batch and each
+        :meth:`flush`, so what it records goes out with that batch; returns the function that removes it."""
         self._before_batch.append(hook)
         return lambda: self._before_batch.remove(hook)
 
@@ -221,13 +221,20 @@ class EventWriter:
 
     async def flush(self) -> int:
         """Write everything recorded before this call (retrying failures until it succeeds or the
-        caller is cancelled) and return the head position."""
+        caller is cancelled) and return the head position. The :meth:`before_each_batch` hooks run
+        first, so what the calls hold for their next batch (a partial audio chunk, a transcript's
+        latest words) is in what a reader then reads."""
+        self._hand_over()
         target = self._recorded
         if self._written < target:
             await self._write_until(target)
         elif not self._head_loaded:
             await self._load_head()
         return self._head.value
+
+    def _hand_over(self) -> None:
+        for hook in list(self._before_batch):
+            hook()  # e.g. calls hand over audio held in partial chunks: a crash loses one batch at most
 
     async def drain(self, deadline: float) -> int:
         """Write what is pending, retrying failures, until the trio time ``deadline`` (a write still
@@ -251,8 +258,7 @@ class EventWriter:
             task_status.started()
             while True:
                 await trio.sleep(self._flush_interval)
-                for hook in list(self._before_batch):
-                    hook()  # e.g. calls hand over audio held in partial chunks: a crash loses one batch at most
+                self._hand_over()
                 if self._written < self._recorded:
                     await self._write_until(self._recorded)
         finally:

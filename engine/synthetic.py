@@ -150,14 +150,17 @@ class CallLog(ModelSessionLog):
         self.wait(120)
         words = text.split(" ")
         half = max(1, len(words) // 2)
-        for piece in (" ".join(words[:half]), " " + " ".join(words[half:])):
-            if piece.strip():
-                self._received(
-                    "conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=piece
+        pieces = [piece for piece in (" ".join(words[:half]), " " + " ".join(words[half:])) if piece.strip()]
+        for piece in pieces:
+            self._received(
+                "conversation.item.input_audio_transcription.delta", item_id=item_id, content_index=0, delta=piece
+            )
+        if pieces:  # one writer window's words: one event (engine/transcript_words.py)
+            self._add(
+                TranscriptDelta(
+                    call_id=self.call_id, at=self._at(), item_id=item_id, role="user", delta="".join(pieces)
                 )
-                self._add(
-                    TranscriptDelta(call_id=self.call_id, at=self._at(), item_id=item_id, role="user", delta=piece)
-                )
+            )
         usage = {"type": "tokens", "input_tokens": duration // 100, "output_tokens": len(text) // 4}
         self._received(
             "conversation.item.input_audio_transcription.completed",

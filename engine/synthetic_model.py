@@ -136,16 +136,21 @@ class ModelEventLog:
         )
 
     def _transcript_deltas(self, response_id: str, item_id: str, text: str) -> None:
+        """The model streams the transcript a word at a time; the engine records the words of one
+        writer window (all of them here: they come at once) as one ``TranscriptDelta``."""
+        words = []
         for index, word in enumerate(text.split()):
             delta = word if index == 0 else " " + word
             self._content("response.output_audio_transcript.delta", response_id, item_id, delta=delta)
+            words.append(delta)
+        if words:
             self._add(
                 TranscriptDelta(
                     call_id=self.call_id,
                     at=self._at(),
                     item_id=item_id,
                     role="assistant",
-                    delta=delta,
+                    delta="".join(words),
                     response_id=response_id,
                 )
             )

@@ -180,6 +180,8 @@ class ConversationsProjection(Projection):
     )
     schema = SCHEMA
     tables = ("erased_calls", "conversation_items_fts", "conversation_items", "conversations")
+    clear_only = frozenset({"AssistantAudioSent"})
+    """Folded for its time, item and response: its audio is never read."""
 
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         event = recorded.event

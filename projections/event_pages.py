@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 
 from callbridge.engine.store import EventStore, RecordedEvent
-from callbridge.projections.timeline import event_record
+from callbridge.projections.event_json import event_record
 
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 10_000

@@ -178,6 +178,8 @@ class MetricsProjection(Projection):
     )
     schema = SCHEMA
     tables = ("tool_metrics", "turn_metrics", "call_metrics")
+    clear_only = frozenset({"AssistantAudioSent"})
+    """Folded for its time, item and response: its audio is never read."""
 
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         event = recorded.event

@@ -22,6 +22,11 @@ class Projection(abc.ABC):
     """``CREATE ... IF NOT EXISTS`` statements, one each (``executescript`` would commit)."""
     tables: ClassVar[tuple[str, ...]]
     """Tables dropped by :meth:`drop`, children first."""
+    clear_only: ClassVar[frozenset[str]] = frozenset()
+    """Names of the event classes of ``topics`` this projection folds by their clear fields alone,
+    never reading their personal ones (``engine.privacy.SENSITIVE``): when every view folding one
+    says so, the runner leaves those fields sealed (they read as placeholders), so an audio chunk's
+    payload is neither decrypted nor decoded for a view that only wants its time."""
 
     def create(self, db: sqlite3.Connection) -> None:
         for statement in self.schema:

@@ -13,9 +13,10 @@ from pathlib import Path
 from typing import TextIO
 
 from callbridge.engine.events import CallErased
-from callbridge.engine.store import StoreOpenError, open_existing_store
+from callbridge.engine.store import RecordedEvent, StoreOpenError, open_existing_store
+from callbridge.projections.event_json import render_json, write_json
 from callbridge.projections.recording import SAMPLE_RATE, iter_recording
-from callbridge.projections.timeline import build_timeline, render_json, render_text
+from callbridge.projections.timeline import build_timeline, render_text
 from callbridge.projections.views_db import iso
 
 LIST_HINT = "list calls with `GET /api/conversations` (or the web console)"
@@ -48,7 +49,7 @@ def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, 
     events = [r.event for r in recorded]
     erased = next((e for e in events if isinstance(e, CallErased)), None)
     if as_json:
-        out.write(render_json(recorded))
+        _print_json(recorded, out)
     elif wav is None:
         out.write(render_text(build_timeline(events), color=_wants_color(out)))
     if wav is not None and erased is not None:
@@ -66,6 +67,18 @@ def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, 
         message = f"wrote {wav}: {samples / SAMPLE_RATE:.1f} s, stereo 8 kHz 16-bit (caller left, assistant right)\n"
         (sys.stderr if as_json else out).write(message)
     return 0
+
+
+def _print_json(recorded: list[RecordedEvent], out: TextIO) -> None:
+    """The events as JSON; straight to the bytes under ``out`` when it has them (an hour's call is
+    ~75 MB of JSON: not built as one string, then encoded again)."""
+    binary = getattr(out, "buffer", None)
+    if binary is None:
+        out.write(render_json(recorded))
+        return
+    out.flush()
+    write_json(recorded, binary)
+    binary.flush()
 
 
 def _write_wav(path: Path, pieces: Iterable[bytes]) -> int:

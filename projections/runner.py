@@ -83,11 +83,12 @@ class ProjectionRunner:
             raise ValueError("page_size must be at least 1")
         self.page_size = page_size
         topics: set[str] = set().union(*(p.topics for p in self.projections))
-        self._source = LogSource(store, topics)
         self._store_identity = store.views_identity  # where, and under which redaction rules
         self._by_topic: dict[str, list[Projection]] = {
             name: [p for p in self.projections if name in p.topics] for name in topics
         }
+        clear_only = {name for name, folding in self._by_topic.items() if all(name in p.clear_only for p in folding)}
+        self._source = LogSource(store, topics, clear_only=clear_only)
 
     # --- set-up ----------------------------------------------------------------------------------
 

@@ -8,8 +8,8 @@ audio rows are never fetched or decoded. Each page also says how far the log was
 position is the log's head once they are caught up, and waiting for "anything after my position"
 works.
 
-This is a small addition to the store API, kept here: ``EventStore.read_all`` could grow ``topics``
-and ``until`` arguments and return the scanned position.
+The rows come from ``EventStore.log_rows`` (one SQL statement per backend, ``engine/store_rows.py``),
+plain tuples rather than the recorder's notifications, which cost a ``uuid.UUID`` each.
 """
 
 from __future__ import annotations
@@ -51,10 +51,15 @@ class LogSource:
     model events are never fetched for it) and hands over the facts derived from them, at their
     position."""
 
-    def __init__(self, store: EventStore, names: Iterable[str] | None = None) -> None:
+    def __init__(
+        self, store: EventStore, names: Iterable[str] | None = None, *, clear_only: Iterable[str] = ()
+    ) -> None:
+        """``clear_only``: event classes whose personal fields no reader of these pages reads
+        (``Projection.clear_only``): they are left sealed."""
         self._store = store
         wanted = None if names is None else set(names)
         self._topics = () if wanted is None else stored_topics(wanted)
+        self._sealed = frozenset(stored_topics(clear_only))
         self._derive = wanted is not None and not wanted.isdisjoint(DERIVED)
         self._keep_model_events = wanted is None or ModelEventReceived.__name__ in wanted
         if self._derive:
@@ -68,17 +73,16 @@ class LogSource:
         """Up to ``limit`` wanted events with ``after < position <= head``, in order."""
         if head <= after:
             return Page([], after)
-        rows = self._store.recorder.select_notifications(
-            start=after, limit=limit, stop=head, topics=self._topics, inclusive_of_start=False
-        )
+        rows = self._store.log_rows(after, head, self._topics, limit)
         events: list[RecordedEvent] = []
+        decode, sealed = self._store.decode_row, self._sealed
         for row in rows:
             # opened with the call's key (placeholders once erased), redacted as configured; an
             # undecodable row is skipped with a warning by the store
-            recorded = self._store.decode_row(row.id, row.originator_version, row.topic, row.state)
+            recorded = decode(row.position, row.version, row.topic, row.state, sealed=row.topic in sealed)
             if recorded is not None:
                 events.append(recorded)
         if self._derive:
             events = list(expand(events, keep_model_events=self._keep_model_events))
-        reached = head if len(rows) < limit else rows[-1].id
+        reached = head if len(rows) < limit else rows[-1].position
         return Page(events, reached)

@@ -17,7 +17,6 @@ so nothing in a call can drive the reader's terminal.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
@@ -62,8 +61,6 @@ from callbridge.engine.events import (
     TwilioFrameRejected,
     TwilioSocketClosed,
 )
-from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
-from callbridge.engine.store import RecordedEvent
 from callbridge.projections.legacy_facts import expand_events
 from callbridge.projections.recording import SAMPLES_PER_MS, assistant_playback, call_span, heard_bytes_by_item
 from callbridge.projections.timeline_call_control import CALL_CONTROL_FACTS, never_connected, on_hold
@@ -382,32 +379,3 @@ def render_text(entries: Sequence[TimelineEntry], *, color: bool) -> str:
                 summary = f"\x1b[31m{summary}\x1b[0m"
         lines.append(f"{clock(entry.t_ms)}  {kind} {summary}")
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-def _iso(at: float) -> str:
-    return datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def event_record(recorded: RecordedEvent) -> dict[str, Any]:
-    """One stored event as the API shows it: ``{position, type, at, data}``. ``type`` is the event
-    class name, ``at`` ISO 8601 UTC (microseconds), ``data`` every other field (bytes as base64).
-    An event of an erased call has ``"erased": true`` (its personal fields read ``[erased]`` or empty)."""
-    data: dict[str, Any] = msgspec.to_builtins(recorded.event)
-    at = data.pop("at")
-    for name in SECRET_FIELDS.get(type(recorded.event).__name__, ()):
-        data[name] = HIDDEN  # a webhook's secret is shown once, when it is made
-    record = {"position": recorded.position, "type": type(recorded.event).__name__, "at": _iso(at), "data": data}
-    if recorded.erased:
-        record["erased"] = True
-    return record
-
-
-_encoder = msgspec.json.Encoder()
-
-
-def render_json(recorded: Sequence[RecordedEvent]) -> str:
-    """The call's events as a JSON array, one event per line (same shape as
-    ``GET /api/calls/{call_id}/events``)."""
-    if not recorded:
-        return "[]\n"
-    return "[\n" + ",\n".join(_encoder.encode(event_record(r)).decode() for r in recorded) + "\n]\n"

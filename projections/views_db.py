@@ -12,6 +12,7 @@ picture of every table that tests use to prove a rebuild equals the incrementall
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import re
@@ -127,8 +128,14 @@ def iso(at: float) -> str:
     """Unix seconds as the views' time text: ``2026-01-01T00:00:00.000Z`` (UTC, milliseconds)."""
     millis = math.floor(at * 1000 + 0.5)
     seconds, ms = divmod(millis, 1000)
-    moment = datetime.fromtimestamp(seconds, UTC)
-    return f"{moment:%Y-%m-%dT%H:%M:%S}.{ms:03d}Z"
+    return f"{_second(seconds)}.{ms:03d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    """``2026-01-01T00:00:00`` for Unix ``seconds``: a call's events share their seconds, and a rebuild
+    formats one time per event, so each second is formatted once."""
+    return f"{datetime.fromtimestamp(seconds, UTC):%Y-%m-%dT%H:%M:%S}"
 
 
 _UNIX_SECONDS = re.compile(r"\d{9,}(\.\d*)?")

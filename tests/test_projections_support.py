@@ -14,7 +14,9 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from callbridge.engine.events import Event, TranscriptDelta
+import msgspec
+
+from callbridge.engine.events import Event, ModelEventReceived, TranscriptDelta
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.runner import ProjectionRunner
@@ -87,7 +89,8 @@ def reconnect_call(call_id: str = "CAreconn", start_at: float = T0) -> CallLog:
 
 def crashed_call(call_id: str = "CAcrash", start_at: float = T0) -> tuple[CallLog, list[Event]]:
     """A call whose process died while the second answer was being transcribed: the log stops after
-    the first transcript delta of that answer (at 8330 ms), with no ``CallEnded``."""
+    the first writer window of that answer's transcript (its first delta, at 8330 ms, and the words
+    of the window), with no ``CallEnded``."""
     # caller stop 1740, first audio 2210 (latency 470), plays 1885 -> 4095; caller stop 5975,
     # transcript 6095, first audio 6445 (latency 470), played until 8330, first delta "Let" at 8330.
     log = (
@@ -98,10 +101,14 @@ def crashed_call(call_id: str = "CAcrash", start_at: float = T0) -> tuple[CallLo
         .caller_says("Great, so about my bill")
         .assistant_says("Let me look at your bill now.")
     )
-    first_of_second = next(
-        i for i, e in enumerate(log.events) if isinstance(e, TranscriptDelta) and e.delta == "Let"
-    )  # recorded right after the model's own event
-    return log, log.events[: first_of_second + 1]
+    first_delta = next(
+        i
+        for i, e in enumerate(log.events)
+        if isinstance(e, ModelEventReceived) and e.type.endswith("transcript.delta") and '"delta":"Let"' in e.raw
+    )
+    words = next(e for e in log.events if isinstance(e, TranscriptDelta) and e.delta.startswith("Let "))
+    window = msgspec.structs.replace(words, delta="Let")  # the window held that one word
+    return log, [*log.events[: first_delta + 1], window]
 
 
 def fold(store: EventStore, db: sqlite3.Connection, *, page_size: int = 1000) -> ProjectionRunner:

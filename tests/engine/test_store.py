@@ -374,6 +374,17 @@ async def test_flushes_beside_the_loop_write_each_event_once_in_order(sqlite_eve
         assert [r.event.at for r in sqlite_event_store.read_call(f"CA{n}")] == [float(i) for i in range(30)]
 
 
+async def test_a_flush_first_takes_what_the_calls_hold_for_the_next_batch(sqlite_event_store: EventStore) -> None:
+    """A reader that flushes (read your writes) sees what a call held for its next batch: the hook
+    runs before an explicit flush too, not only before the periodic batches."""
+    writer = EventWriter(sqlite_event_store, flush_interval=3600)
+    remove = writer.before_each_batch(lambda: writer.record(started("CAheld", at=1.0)))
+    head = await writer.flush()
+    remove()
+    assert head == sqlite_event_store.head() == 1
+    assert [r.event.at for r in sqlite_event_store.read_call("CAheld")] == [1.0]
+
+
 async def test_waiters_wake_as_soon_as_events_are_written(sqlite_event_store: EventStore) -> None:
     writer = EventWriter(sqlite_event_store, flush_interval=0.01)
     woke: list[int] = []

@@ -10,8 +10,8 @@ What "the same" means (``log_shape``):
   streams (``CallerAudioReceived``, ``AssistantAudioSent``, ``AssistantAudioPlayed``, which interleave
   with everything else as the sockets' clocks allow) and ``EngineHeartbeat``. What remains is
   collapsed where it repeats a number of times that depends on how text was cut into pieces: a run
-  of the same type, or of the same pair of types (a model's transcript ``…delta`` and the
-  ``TranscriptDelta`` recorded beside it, N times), counts once.
+  of the same type, or of the same pair of types (a model's transcript ``…delta`` pieces and the
+  ``TranscriptDelta`` the engine records for each writer window of them, N times), counts once.
 - **For each type, the fields that are set.** Every distinct set of fields an event of that type
   carries with a value other than its default; for a model event, also the top-level keys of its
   JSON. Values themselves (ids, times, texts) differ between the runs and are not compared.

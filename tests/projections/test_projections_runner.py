@@ -19,7 +19,13 @@ from test_projections_support import (
     tool_call,
 )
 
-from callbridge.engine.events import AssistantAudioPlayed, CallEnded, CallerAudioReceived, CallStarted
+from callbridge.engine.events import (
+    AssistantAudioPlayed,
+    AssistantAudioSent,
+    CallEnded,
+    CallerAudioReceived,
+    CallStarted,
+)
 from callbridge.engine.store import EventStore, RecordedEvent
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.conversations import ConversationsProjection, get_conversation
@@ -372,3 +378,24 @@ def test_views_built_from_another_store_are_rebuilt_from_this_one(tmp_path: Path
     db.close()
     first.close()
     second.close()
+
+
+def test_audio_chunks_are_folded_with_their_seal_left_closed(sqlite_event_store: EventStore) -> None:
+    """Every view folding ``AssistantAudioSent`` reads its time and ids only, so the runner leaves its
+    audio sealed (never decrypted); a view that reads the audio gets it opened."""
+    head = normal_call().write(sqlite_event_store)
+    runner = ProjectionRunner(sqlite_event_store, open_views(":memory:"))
+    [chunk, *_] = [
+        r.event for r in runner._source.page(0, head, 10_000).events if isinstance(r.event, AssistantAudioSent)
+    ]
+    assert chunk.payload == b"" and chunk.item_id and chunk.response_id
+
+    class AudioReader(CallCounter):
+        name = "audio"
+        topics = frozenset({"AssistantAudioSent"})
+
+    both = ProjectionRunner(sqlite_event_store, open_views(":memory:"), [MetricsProjection(), AudioReader()])
+    [opened, *_] = [
+        r.event for r in both._source.page(0, head, 10_000).events if isinstance(r.event, AssistantAudioSent)
+    ]
+    assert opened.payload and opened.payload != chunk.payload

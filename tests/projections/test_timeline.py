@@ -20,8 +20,9 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
+from callbridge.projections.event_json import event_record, render_json
 from callbridge.projections.replay_cli import replay_cli
-from callbridge.projections.timeline import KINDS, TimelineEntry, build_timeline, event_record, render_json, render_text
+from callbridge.projections.timeline import KINDS, TimelineEntry, build_timeline, render_text
 
 
 def small_call() -> CallLog:

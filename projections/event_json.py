@@ -1,0 +1,130 @@
+"""Stored events as the API shows them: ``{position, type, at, data}``, as dicts and as JSON bytes.
+
+``GET /api/calls/{call_id}/events``, the MCP tool and ``callbridge replay --json`` all show an event
+this way (:func:`event_record`). ``replay --json`` prints a whole call — an hour is ~50,000 events
+and 40 MB of audio — so :func:`record_json` writes the same JSON without the dict: msgspec encodes
+the event itself (bytes as base64, as ``to_builtins`` gives them), and ``at`` is cut out of it and
+put in front as ISO text. Each second's ISO text is formatted once (:func:`iso_micro`).
+``tests/projections/test_event_json.py`` holds the two forms byte for byte equal.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any, BinaryIO
+
+import msgspec
+
+from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
+from callbridge.engine.store import RecordedEvent
+
+_encoder = msgspec.json.Encoder()
+
+
+def iso_micro(at: float) -> str:
+    """Unix seconds as ISO 8601 UTC with microseconds, ``2026-01-01T00:00:00.040000Z``: exactly
+    ``datetime.fromtimestamp(at, UTC).isoformat(timespec="microseconds")`` with ``Z`` (the
+    microseconds rounded half to even, as ``datetime`` does)."""
+    fraction, whole = math.modf(at)
+    micros = round(fraction * 1e6)
+    seconds = int(whole)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    elif micros < 0:
+        seconds, micros = seconds - 1, micros + 1_000_000
+    return f"{_second(seconds)}.{micros:06d}Z"
+
+
+@functools.lru_cache(maxsize=4096)
+def _second(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
+
+
+def event_record(recorded: RecordedEvent) -> dict[str, Any]:
+    """One stored event as the API shows it: ``{position, type, at, data}``. ``type`` is the event
+    class name, ``at`` ISO 8601 UTC (microseconds), ``data`` every other field (bytes as base64).
+    An event of an erased call has ``"erased": true`` (its personal fields read ``[erased]`` or empty)."""
+    data: dict[str, Any] = msgspec.to_builtins(recorded.event)
+    at = data.pop("at")
+    for name in SECRET_FIELDS.get(type(recorded.event).__name__, ()):
+        data[name] = HIDDEN  # a webhook's secret is shown once, when it is made
+    record = {"position": recorded.position, "type": type(recorded.event).__name__, "at": iso_micro(at), "data": data}
+    if recorded.erased:
+        record["erased"] = True
+    return record
+
+
+_ERASED_END = b',"erased":true}'
+
+
+class _Writer:
+    """:func:`record_json`'s work, with what repeats from event to event worked out once: the
+    ``"type"`` and ``"at"`` keys of each event class, the length of each call id's JSON, each
+    second's ISO text."""
+
+    def __init__(self) -> None:
+        self._heads: dict[type, bytes] = {}
+        self._ids: dict[str, int] = {}
+        self._seconds: dict[int, bytes] = {}
+
+    def record(self, recorded: RecordedEvent) -> bytes:
+        event = recorded.event
+        kind = type(event)
+        head = self._heads.get(kind)
+        if head is None:
+            if kind.__name__ in SECRET_FIELDS:
+                return _encoder.encode(event_record(recorded))
+            head = self._heads[kind] = b',"type":"' + kind.__name__.encode() + b'","at":"'
+        body = _encoder.encode(event)  # {"call_id":…,"at":…,…}: Event's own fields come first
+        start = self._ids.get(event.call_id)
+        if start is None:
+            start = self._ids[event.call_id] = len(_encoder.encode(event.call_id)) + 11  # '{"call_id":' and the id
+        end = body.find(b",", start + 6)  # the end of the number after ',"at":'
+        if end < 0:
+            end = len(body) - 1
+        return b'{"position":%d%s%s","data":%s%s%s' % (
+            recorded.position,
+            head,
+            self._iso(event.at),
+            body[:start],
+            body[end:],
+            _ERASED_END if recorded.erased else b"}",
+        )
+
+    def _iso(self, at: float) -> bytes:
+        fraction, whole = math.modf(at)
+        micros = round(fraction * 1e6)
+        if 0 <= micros < 1_000_000:
+            second = self._seconds.get(int(whole))
+            if second is None:
+                second = self._seconds[int(whole)] = _second(int(whole)).encode()
+            return b"%s.%06dZ" % (second, micros)
+        return iso_micro(at).encode()
+
+
+def record_json(recorded: RecordedEvent) -> bytes:
+    """``event_record(recorded)`` as JSON, written without building it."""
+    return _Writer().record(recorded)
+
+
+def write_json(recorded: Iterable[RecordedEvent], out: BinaryIO) -> None:
+    """The events as a JSON array, one event per line, written to ``out`` as they come."""
+    record = _Writer().record
+    first = True
+    for one in recorded:
+        out.write(b"[\n" if first else b",\n")
+        out.write(record(one))
+        first = False
+    out.write(b"[]\n" if first else b"\n]\n")
+
+
+def render_json(recorded: Sequence[RecordedEvent]) -> str:
+    """The call's events as a JSON array, one event per line (same shape as
+    ``GET /api/calls/{call_id}/events``)."""
+    if not recorded:
+        return "[]\n"
+    record = _Writer().record
+    return (b"[\n" + b",\n".join(record(r) for r in recorded) + b"\n]\n").decode()
