@@ -180,8 +180,9 @@ async def start_profiler(children: Children, pid: int, out: Path, seconds: float
         return None
     # blocking mode (the default) pauses the process for each sample (~1% at 100 Hz) but reads whole
     # stacks; --nonblocking often records torn ones
-    command = [str(py_spy), "record", "--pid", str(pid), "--duration", str(max(1, int(seconds))), "--rate", "100",
-               "--format", "raw", "--output", str(out)]  # fmt: skip
+    # --subprocesses: with ``serve --workers N`` the process is only the supervisor; the engines are its children
+    command = [str(py_spy), "record", "--pid", str(pid), "--subprocesses", "--duration", str(max(1, int(seconds))),
+               "--rate", "100", "--format", "raw", "--output", str(out)]  # fmt: skip
     return await children.start(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 

@@ -22,6 +22,7 @@ Why this shape:
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
@@ -92,8 +93,10 @@ class StoreClosedError(RuntimeError):
     """The store was used after :meth:`EventStore.close`."""
 
 
+@functools.lru_cache(maxsize=4096)
 def call_originator_id(call_id: str) -> uuid.UUID:
-    """The stream id under which a call's events are stored."""
+    """The stream id under which a call's events are stored (cached: the writer asks for it for every
+    event it writes, and a uuid5 is a SHA-1 and a UUID object each time)."""
     return uuid.uuid5(CALL_NAMESPACE, call_id)
 
 

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import trio
 
@@ -99,6 +99,8 @@ class EventWriter:
         self._in_flight: _Write | None = None
         self._head = Watermark()
         self._head_loaded = False
+        self._marks_of: dict[frozenset[str], Watermark] = {}
+        """Per set of topics someone waits for: the last batch position that held one of them."""
         self._running = False
         self._batches = 0
         self.failures = Watermark()
@@ -351,6 +353,11 @@ class EventWriter:
         self._consecutive_failures = 0
         assert write.position is not None
         self._head.advance(write.position)
+        if self._marks_of:
+            topics = {item.topic for item in write.batch}
+            for wanted, mark in self._marks_of.items():
+                if not wanted.isdisjoint(topics):
+                    mark.advance(write.position)
 
     def _note_failure(self, exc: Exception) -> float:
         """Log a failed write (every time at first, then at most once a minute) and return how long
@@ -393,7 +400,23 @@ class EventWriter:
         """Return once this writer knows ``position`` is written."""
         await self._head.wait_for(position)
 
-    async def wait_appended(self, after: int) -> int:
+    async def wait_appended(self, after: int, names: Iterable[str] | None = None) -> int:
         """Return the head as soon as it is beyond ``after`` (woken by this writer's writes;
-        readers of appends made by other processes must also poll the store)."""
-        return await self._head.wait_beyond(after)
+        readers of appends made by other processes must also poll the store).
+
+        With ``names`` (event class names), only a batch holding one of those events wakes the
+        caller: a follower of rare events (operator commands, erasures) is not woken ten times a second
+        by batches of audio it would read only to skip."""
+        if names is None:
+            return await self._head.wait_beyond(after)
+        await self._mark_of(names).wait_beyond(after)
+        return self._head.value
+
+    def _mark_of(self, names: Iterable[str]) -> Watermark:
+        """The mark of the last batch holding an event of ``names``; a new one starts at the head, so a
+        reader behind the head when it first waits is woken at once (it may have missed a batch)."""
+        wanted = frozenset(Event.registry[name].topic() for name in names)
+        mark = self._marks_of.get(wanted)
+        if mark is None:
+            mark = self._marks_of[wanted] = Watermark(self._head.value)
+        return mark

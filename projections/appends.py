@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from functools import partial
+from typing import Protocol
 
 import trio
 
@@ -58,6 +59,13 @@ def listen_for_appends(
 
 WaitForAppends = Callable[[int], Awaitable[None]]
 """``await wait(position)`` returns when events after ``position`` may exist (or after a while)."""
+
+
+class Waiters(Protocol):
+    """:meth:`AppendSignal.waiter`: makes the ``WaitForAppends`` of one follower."""
+
+    def __call__(self, interval: float = ..., *, names: Iterable[str] | None = None) -> WaitForAppends: ...
+
 
 LISTEN_CHECK_S = 0.5
 """How often the listening thread checks whether it should stop."""
@@ -108,12 +116,19 @@ class AppendSignal:
     def _signal(self) -> None:
         self.notified.advance(self.notified.value + 1)
 
-    def waiter(self, interval: float = 0.5) -> WaitForAppends:
+    def waiter(self, interval: float = 0.5, *, names: Iterable[str] | None = None) -> WaitForAppends:
         """A ``wait(position)`` for one follower: returns as soon as this process's writer wrote
         beyond ``position`` or any process appended since the follower's last wait, else after
-        ``interval`` seconds (the poll)."""
+        ``interval`` seconds (the poll).
+
+        ``names``: the event classes the follower reads. Then only this process's batches holding one
+        of them wake it (``EventWriter.wait_appended``): a follower of rare events skips the batches
+        of audio and model events written ten times a second. Its position then lags the head until
+        a batch it wants, another process's append or the poll; so only for followers whose position
+        nobody waits on for events it does not read."""
         seen = self.notifications
         writer = self.writer
+        wanted = None if names is None else tuple(names)
 
         async def wait(position: int) -> None:
             nonlocal seen
@@ -123,7 +138,7 @@ class AppendSignal:
                         notified = partial(self.notified.wait_beyond, seen)
                         nursery.start_soon(_then_cancel, notified, nursery.cancel_scope)
                         if writer is not None:
-                            written = partial(writer.wait_appended, position)
+                            written = partial(writer.wait_appended, position, wanted)
                             nursery.start_soon(_then_cancel, written, nursery.cancel_scope)
             seen = self.notifications
 

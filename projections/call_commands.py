@@ -38,6 +38,8 @@ ANSWER_TIMEOUT_S = 5.0
 UNSEEN_CALL_WAIT_S = 0.5
 """A call with nothing in the log yet may have just started on another engine: look once more."""
 PAGE = 500
+COMMAND_EVENTS = ("CallCommandIssued", "CallCommandAnswered")
+"""What the follower reads (and the only batches of this process that wake it: ``AppendSignal.waiter``)."""
 KINDS = frozenset({"update_session", "client_event", "hang_up", "transfer", "machine_detected"})
 
 
@@ -87,7 +89,7 @@ class CallCommands:
         self.clock = clock
         self.answer_timeout_s = answer_timeout_s
         self._store = store
-        self._source = LogSource(store, ["CallCommandIssued", "CallCommandAnswered"])
+        self._source = LogSource(store, COMMAND_EVENTS)
         self._follower = Follower("call commands", wait_for_appends, backoff=Backoff(first=0.2, maximum=5.0))
         self._waiting: dict[str, tuple[trio.Event, list[CommandResult]]] = {}
 

@@ -49,6 +49,8 @@ from callbridge.projections.views_db import views_path as default_views_path
 
 log = logging.getLogger(__name__)
 
+ERASURE_EVENTS = (CallErased.__name__,)
+"""What the watcher reads (and the only batches of this process that wake it: ``AppendSignal.waiter``)."""
 CHECKPOINT_TRIES = 20
 """A reader in the middle of a query keeps the write-ahead log busy: try again a little later."""
 MCP_VIEWS_FILE = "views-mcp.db"
@@ -153,7 +155,7 @@ class ErasureWatcher:
         self.data_dir = data_dir
         """Where regression tests and their runs are kept (``projections/test_runs.py``): scrubbed too."""
         self.views = views
-        self._source = LogSource(store, {CallErased.__name__})
+        self._source = LogSource(store, ERASURE_EVENTS)
         self._follower = Follower("erasures", wait_for_appends, backoff=Backoff(0.5, 30.0))
         self.seen = Watermark()
         """Erasures handled (their count)."""

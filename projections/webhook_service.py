@@ -39,7 +39,7 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import EventStore
 from callbridge.engine.watermark import Watermark
-from callbridge.projections.appends import WaitForAppends
+from callbridge.projections.appends import Waiters
 from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.lost_calls import EngineTimings
 from callbridge.projections.ownership import engines
@@ -49,6 +49,8 @@ from callbridge.projections.webhook_sender import Drain, Endpoint, EndpointSende
 
 log = logging.getLogger(__name__)
 
+REGISTRATION_EVENTS = (WebhookRegistered.__name__, WebhookRemoved.__name__)
+"""What the registrations' follower reads (and the only batches of this process that wake it)."""
 RETRY_WINDOW_ENV = "CALLBRIDGE_WEBHOOK_RETRY_WINDOW_SECONDS"
 FIRST_RETRY_ENV = "CALLBRIDGE_WEBHOOK_FIRST_RETRY_SECONDS"
 
@@ -92,7 +94,7 @@ class WebhookService:
         views: Watermark,
         views_path: str | Path,
         identity: EngineIdentity,
-        waiter: Callable[[], WaitForAppends],
+        waiter: Waiters,
         *,
         timings: WebhookTimings | None = None,
         engine_timings: EngineTimings | None = None,
@@ -234,8 +236,10 @@ class WebhookService:
         async with trio.open_nursery() as nursery:
             head = await trio.to_thread.run_sync(self.store.head)
             self._reconcile(nursery, ctx, await trio.to_thread.run_sync(registered_endpoints, self.store))
-            source = LogSource(self.store, {WebhookRegistered.__name__, WebhookRemoved.__name__})
-            follower = Follower("webhook registrations", self.waiter(), backoff=Backoff(0.5, 30.0))
+            source = LogSource(self.store, REGISTRATION_EVENTS)
+            follower = Follower(
+                "webhook registrations", self.waiter(names=REGISTRATION_EVENTS), backoff=Backoff(0.5, 30.0)
+            )
             follower.start_at(head)
 
             async def step(position: int) -> Progress:

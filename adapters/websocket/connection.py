@@ -116,6 +116,9 @@ class WebSocket:
         """The stream's plain socket, which ``send_now`` writes to (None for TLS: it never does)."""
         self._unsent = b""
         """What ``send_now`` could not write: the next write sends it first."""
+        self._drained = False
+        """The last read took less than it asked for: the kernel's buffer is most likely empty now,
+        so the next read waits for the socket before reading (``_receive``)."""
         self.closed: WebSocketClosed | None = None
         """Why the socket is closed, once it is."""
 
@@ -156,7 +159,7 @@ class WebSocket:
             return
         self._reading = True
         try:
-            data: bytes | bytearray | None = await self._stream.receive_some(RECEIVE_BYTES)
+            data: bytes | bytearray | None = await self._receive()
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             data = None
         finally:
@@ -169,6 +172,33 @@ class WebSocket:
         self._hand_over()
         self._ws.receive_data(bytes(data) if data else None)
         await self._handle(self._ws.events())
+
+    async def _receive(self) -> bytes | bytearray | None:
+        """What the socket has next (``b""`` at its end; None once it is lost).
+
+        A message every 20 ms means the buffer is empty after each read, and trio's ``receive_some``
+        always tries the read first: a failed ``recv`` (an exception in Python), then the wait, then
+        the read again, for every message. So once a read came back short, a plain socket is waited
+        for first and then read with one ``os.read``; anything else (TLS, the first read of a
+        stream that may hold peeked bytes, a read that filled the buffer) goes through the stream."""
+        sock = self._socket
+        if sock is None or not self._drained:
+            data = await self._stream.receive_some(RECEIVE_BYTES)
+        else:
+            fd = sock.fileno()
+            if fd < 0:  # closed by us meanwhile
+                return None
+            while True:
+                await trio.lowlevel.wait_readable(fd)  # a checkpoint; ClosedResourceError once closed
+                try:
+                    data = os.read(fd, RECEIVE_BYTES)
+                    break
+                except BlockingIOError:  # woken without data (spurious): wait again
+                    continue
+                except OSError:  # reset by the peer, or closed meanwhile
+                    return None
+        self._drained = len(data) < RECEIVE_BYTES
+        return data
 
     async def _take_frames(self, buffer: bytes) -> None:
         """Cut whole data frames from ``buffer`` (``frames``); control frames go to wsproto one by

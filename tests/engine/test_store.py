@@ -413,6 +413,38 @@ async def test_waiters_wake_as_soon_as_events_are_written(sqlite_event_store: Ev
     assert woke == [1, 2]
 
 
+async def test_a_waiter_for_some_events_sleeps_through_batches_without_them(sqlite_event_store: EventStore) -> None:
+    writer = EventWriter(sqlite_event_store)
+    woke: list[int] = []
+
+    async def wait_for_an_end(after: int) -> None:
+        woke.append(await writer.wait_appended(after, names=["CallEnded"]))
+
+    with trio.fail_after(10):  # a safety net that turns a hang into a failure, not a timing check
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait_for_an_end, 0)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.record(started("CA1"))
+            await writer.flush()  # position 1: no CallEnded in the batch
+            await trio.testing.wait_all_tasks_blocked()
+            assert woke == []
+
+            writer.record(started("CA2"))
+            writer.record(ended("CA1", 1.0))
+            await writer.flush()  # positions 2-3: it is woken with the head
+            await trio.testing.wait_all_tasks_blocked()
+            assert woke == [3]
+
+            # a reader behind a batch it wanted is woken at once; one past it waits for the next
+            nursery.start_soon(wait_for_an_end, 2)
+            nursery.start_soon(wait_for_an_end, 3)
+            await trio.testing.wait_all_tasks_blocked()
+            assert woke == [3, 3]
+            writer.record(ended("CA2", 2.0))
+            await writer.flush()
+    assert woke == [3, 3, 4]
+
+
 async def test_record_refuses_a_bad_event_at_once(sqlite_event_store: EventStore) -> None:
     writer = EventWriter(sqlite_event_store)
     with pytest.raises(EventEncodingError):

@@ -321,6 +321,28 @@ async def test_a_dropped_connection_reads_as_1006_and_later_sends_fail(nursery: 
         await ws.send_message("anyone?")
 
 
+async def test_a_socket_waited_for_after_a_short_read_is_still_aborted_and_dropped(nursery: trio.Nursery) -> None:
+    """After a read that emptied the buffer the next read waits for the socket first (``_receive``):
+    it still gets the next message, fails at once when aborted, and reads a dropped peer as 1006."""
+    ws, peer = await connect_to_raw_peer(nursery)
+    await peer.send(TextMessage(data="one"))
+    assert await ws.get_message() == "one"  # a short read: the next one waits first
+    await peer.send(TextMessage(data="two"))
+    assert await ws.get_message() == "two"
+    nursery.start_soon(abort_once_blocked, ws)
+    with trio.fail_after(5), pytest.raises(WebSocketClosed) as closed:
+        await ws.get_message()
+    assert (closed.value.code, closed.value.reason) == (1006, "keepalive")
+
+    other, far = await connect_to_raw_peer(nursery)
+    await far.send(TextMessage(data="hello"))
+    assert await other.get_message() == "hello"
+    await far.stream.aclose()
+    with trio.fail_after(5), pytest.raises(WebSocketClosed) as dropped:
+        await other.get_message()
+    assert dropped.value.code == 1006
+
+
 async def test_ping_after_the_connection_dropped_raises_websocket_closed(nursery: trio.Nursery) -> None:
     ws, peer = await connect_to_raw_peer(nursery)
     await peer.stream.aclose()
