@@ -138,8 +138,10 @@ class CpuWatch:
     "other" is the machine's busy time not spent in the watched processes: other programs on the
     machine compete for the same cores and make a run's latencies worse than the bridge's own."""
 
-    def __init__(self, pids: dict[str, int]) -> None:
+    def __init__(self, pids: dict[str, int], *, trees: frozenset[str] = frozenset()) -> None:
         self.pids = pids
+        self.trees = trees
+        """Names whose descendants count as theirs (``server``: ``serve --workers N``'s workers)."""
         self._last: dict[str, float] = {}
         self._last = self._read()
         self._last_at = time.monotonic()
@@ -148,7 +150,7 @@ class CpuWatch:
         values: dict[str, float] = {}
         for name, pid in self.pids.items():
             try:
-                values[name] = process_cpu_seconds(pid)
+                values[name] = tree_cpu_seconds(pid) if name in self.trees else process_cpu_seconds(pid)
             except (OSError, IndexError, ValueError):  # exited
                 values[name] = self._last.get(name, 0.0)
         busy, interrupts = machine_cpu_seconds()

@@ -80,7 +80,8 @@ async def run_calls(
         done.set()  # finished, or the peer process died (its stderr says why)
 
     contenders = [name for name in watched if name.startswith("contender")]
-    watch = CpuWatch(watched | {"peers": peers.pid, "benchmark": os.getpid()})
+    # the server with its workers: else they would count as other programs disturbing the run
+    watch = CpuWatch(watched | {"peers": peers.pid, "benchmark": os.getpid()}, trees=frozenset({"server"}))
     timeline: list[CpuSample] = []
     peak = 0
     async with trio.open_nursery() as nursery:
