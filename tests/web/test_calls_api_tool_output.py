@@ -12,11 +12,11 @@ import httpx2
 import trio
 from bridge_harness import running_bridge
 from test_console_api import BEARER
-from test_console_hand_tools import ASK_A_PERSON
+from test_console_hand_tools import ASK_A_PERSON, function_call_outputs
 from test_live_feed import is_type, open_feed
 
 from callbridge.adapters.sim.caller import place_call
-from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
+from callbridge.adapters.sim.caller_script import HangUp, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
 
 ANSWER = {"open": True, "hours": "9-17"}
@@ -40,7 +40,7 @@ async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_wi
         assert saved.status_code == 200, saved.text
         with trio.fail_after(40):
             async with open_feed(bridge) as feed, trio.open_nursery() as nursery:
-                caller = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
+                caller: list[Step] = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
                 nursery.start_soon(partial(place_call, bridge.base_url, script=caller))
                 requested = await feed.until(is_type("callbridge.tool_call.requested"))
                 call_id, tool_call_id = requested["call_id"], requested["tool_call_id"]
@@ -69,11 +69,5 @@ async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_wi
     assert answered.json() == {"call_id": call_id, "tool_call_id": tool_call_id, "accepted": "tool_output"}
     assert again.status_code == 404  # answered once: no longer pending
     text = json.dumps(ANSWER, separators=(",", ":"))
-    outputs = [
-        json.loads(event.raw)["item"]
-        for session in bridge.fake.sessions
-        for event in session.client_events
-        if event.type == "conversation.item.create"
-    ]
-    assert [o["output"] for o in outputs if o["type"] == "function_call_output"] == [text]
+    assert function_call_outputs(bridge) == [text]
     assert spoken["transcript"] == f"The operator says: {text}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx2
 import trio
-from bridge_harness import running_bridge
+from bridge_harness import Bridge, running_bridge
 from test_console_api import BEARER
 from test_live_feed import is_type, open_feed
 
@@ -29,6 +29,17 @@ ASK_A_PERSON = {  # web/static/tools_editor.js HUMAN_TOOL_TEMPLATE, as the conso
     },
 }
 ANSWER = "Yes, we open at nine on Sundays."
+
+
+def function_call_outputs(bridge: Bridge) -> list[str]:
+    """Every ``function_call_output`` the simulated model was sent, in every session, in order."""
+    items = [
+        json.loads(event.raw)["item"]
+        for session in bridge.fake.sessions
+        for event in session.client_events
+        if event.type == "conversation.item.create"
+    ]
+    return [item["output"] for item in items if item["type"] == "function_call_output"]
 
 
 async def test_a_session_tool_from_the_template_is_answered_by_hand_and_the_model_gets_the_answer(
@@ -61,12 +72,6 @@ async def test_a_session_tool_from_the_template_is_answered_by_hand_and_the_mode
                 await feed.send({"type": "response.create", "call_id": call_id})
                 spoken = await feed.until(is_type("response.output_audio_transcript.done"))
 
-    outputs = [
-        json.loads(event.raw)["item"]
-        for session in bridge.fake.sessions
-        for event in session.client_events
-        if event.type == "conversation.item.create"
-    ]
-    assert [o["output"] for o in outputs if o["type"] == "function_call_output"] == [ANSWER]
+    assert function_call_outputs(bridge) == [ANSWER]
     assert requested["handler"] == "human" and requested["name"] == "ask_a_person"
     assert spoken["transcript"] == f"The operator says: {ANSWER}"
