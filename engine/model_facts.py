@@ -44,23 +44,20 @@ FACTS: tuple[type[Event], ...] = (
 )
 """Every kind of fact :func:`conversation_facts` states."""
 
-STATING_TYPES: frozenset[str] = frozenset(
-    str(cls.__struct_config__.tag)
-    for cls in (
-        se.InputAudioBufferSpeechStarted,
-        se.InputAudioBufferSpeechStopped,
-        se.InputAudioBufferCommitted,
-        se.InputAudioTranscriptionDelta,
-        se.InputAudioTranscriptionCompleted,
-        se.InputAudioTranscriptionFailed,
-        se.ResponseCreated,
-        se.ResponseOutputItemAdded,
-        se.ResponseOutputAudioTranscriptDelta,
-        se.ResponseOutputTextDelta,
-        se.ResponseOutputAudioTranscriptDone,
-        se.ResponseOutputTextDone,
-        se.ResponseDone,
-    )
+STATING_TYPES: frozenset[str] = se.wire_types(
+    se.InputAudioBufferSpeechStarted,
+    se.InputAudioBufferSpeechStopped,
+    se.InputAudioBufferCommitted,
+    se.InputAudioTranscriptionDelta,
+    se.InputAudioTranscriptionCompleted,
+    se.InputAudioTranscriptionFailed,
+    se.ResponseCreated,
+    se.ResponseOutputItemAdded,
+    se.ResponseOutputAudioTranscriptDelta,
+    se.ResponseOutputTextDelta,
+    se.ResponseOutputAudioTranscriptDone,
+    se.ResponseOutputTextDone,
+    se.ResponseDone,
 )
 """The model event types that state a fact (any other states none)."""
 

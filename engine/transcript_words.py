@@ -28,9 +28,8 @@ from callbridge.engine.events import (
     TranscriptDelta,
 )
 
-DELTA_TYPES: frozenset[str] = frozenset(
-    str(cls.__struct_config__.tag)
-    for cls in (se.ResponseOutputAudioTranscriptDelta, se.ResponseOutputTextDelta, se.InputAudioTranscriptionDelta)
+DELTA_TYPES: frozenset[str] = se.wire_types(
+    se.ResponseOutputAudioTranscriptDelta, se.ResponseOutputTextDelta, se.InputAudioTranscriptionDelta
 )
 """The model's transcript delta events (recorded verbatim, each followed by its words)."""
 

@@ -369,3 +369,8 @@ class UnknownServerEvent(msgspec.Struct, frozen=True, kw_only=True):
     type: str
     raw: str
     error: str
+
+
+def wire_types(*classes: type[ServerEventBase]) -> frozenset[str]:
+    """The wire ``type`` of each event class (its tag), for sets of event types read by name."""
+    return frozenset(str(cls.__struct_config__.tag) for cls in classes)
