@@ -12,6 +12,7 @@ model calls it, never offered.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from callbridge.engine.tools import Tool, ToolContext, ToolError, ToolRegistry
@@ -50,14 +51,7 @@ class StubbedTools:
 
         if real is None:
             return Tool(name=name, description="", parameters=ANY_OBJECT, handler=handler, source=STUB_SOURCE)
-        return Tool(
-            name=name,
-            description=real.description,
-            parameters=real.parameters,
-            handler=handler,
-            timeout_s=real.timeout_s,
-            source=STUB_SOURCE,
-        )
+        return replace(real, handler=handler, source=STUB_SOURCE)
 
 
 class _StubbedRegistry(ToolRegistry):
