@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import trio
 
-from callbridge.adapters.twilio.rest import TelephonyError as TelephonyError  # the Telephony's failure
+from callbridge.adapters.twilio.rest_errors import TelephonyError as TelephonyError  # the Telephony's failure
 from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.apology import Apology
 from callbridge.engine.reconnect import ReconnectPolicy

@@ -43,7 +43,7 @@ from quart import Blueprint, Response, request
 
 from callbridge.adapters.openai.session import VOICES, SessionConfigError, normalize_session_config
 from callbridge.adapters.sim.caller_http import new_sid
-from callbridge.adapters.twilio.rest import RestErrorKind, TwilioRestError
+from callbridge.adapters.twilio.rest_errors import RestErrorKind, TwilioRestError
 from callbridge.engine.events import SETTINGS_STREAM, CallEnded, DefaultSessionConfigSaved
 from callbridge.projections.call_commands import CommandResult
 from callbridge.projections.views_db import iso

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
-from callbridge.adapters.twilio.rest import TelephonyError
+from callbridge.adapters.twilio.rest_errors import TelephonyError
 from callbridge.engine.events import CallEnded, CallEndRequested, Event
 from callbridge.web.call_admission import Hold, hold_of, printable
 from callbridge.web.warm_transfer import ATTEMPTS, append_after

@@ -27,7 +27,8 @@ import msgspec
 import trio
 
 from callbridge.adapters.twilio import codec
-from callbridge.adapters.twilio.rest import TwilioCalls, TwilioRestError
+from callbridge.adapters.twilio.rest import TwilioCalls
+from callbridge.adapters.twilio.rest_errors import TwilioRestError
 from callbridge.adapters.twilio.signature import webhook_url
 from callbridge.engine.agent import E164
 from callbridge.engine.events import OutboundCallPlaced

@@ -25,7 +25,8 @@ import trio
 
 from callbridge.adapters.openai.client import open_realtime, redact_url
 from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
-from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
+from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber
+from callbridge.adapters.twilio.rest_errors import RestErrorKind, TwilioRestError
 from callbridge.adapters.twilio.signature import webhook_url
 from callbridge.web.settings import Settings
 

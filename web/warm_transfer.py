@@ -47,7 +47,8 @@ import trio
 from eventsourcing.persistence import IntegrityError
 from quart import Response
 
-from callbridge.adapters.twilio.rest import TelephonyError, TwilioCalls
+from callbridge.adapters.twilio.rest import TwilioCalls
+from callbridge.adapters.twilio.rest_errors import TelephonyError
 from callbridge.adapters.twilio.signature import webhook_url
 from callbridge.adapters.twilio.twiml import conference_twiml, say_and_hang_up_twiml
 from callbridge.engine.events import CallEnded, Event, TransferBriefed, TransferNotAnswered

@@ -11,7 +11,8 @@ import pytest
 import trio
 
 from callbridge.adapters.sim.fake_twilio_rest import FakeTwilioRest, serve_fake_twilio_rest
-from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber, RestErrorKind, TwilioRestError
+from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber
+from callbridge.adapters.twilio.rest_errors import RestErrorKind, TwilioRestError
 
 ACCOUNT = "AC" + "ab" * 16
 TOKEN = "twilio-secret-token-0123456789"
