@@ -129,6 +129,18 @@ class _Call:
     """Tool calls requested and not yet completed or failed, by tool call id."""
 
 
+STATE_EVENTS: tuple[type[Event], ...] = (
+    CallStarted,
+    CallEnded,
+    CallResumed,
+    ToolCallRequested,
+    ToolCallCompleted,
+    ToolCallFailed,
+)
+"""The events that change what the projection knows (live calls, their stream ids, pending tool
+calls). The hub folds only these while no browser listens (``web.live_feed``)."""
+
+
 class LiveProjection:
     """Turns recorded events into feed messages (no I/O; one instance per followed log)."""
 
@@ -162,6 +174,11 @@ class LiveProjection:
     def event_names(self) -> tuple[str, ...]:
         """The event classes that can produce messages (the hub reads only these from the store)."""
         return tuple(sorted(kind.__name__ for kind in self._handlers))
+
+    @property
+    def state_event_names(self) -> tuple[str, ...]:
+        """:data:`STATE_EVENTS` by name: what a hub with no listener still reads."""
+        return tuple(sorted(kind.__name__ for kind in STATE_EVENTS))
 
     def messages(self, event: Event) -> list[Message]:
         """The feed messages for one recorded event (often none)."""

@@ -5,7 +5,10 @@ replay of the log shows, and a call never waits for a browser. The :class:`LiveF
 of the server) wakes when the in-process writer appends (``EventWriter.wait_appended``; a slow poll
 finds other engines' appends), reads the new events in a worker thread — only the topics the feed
 shows, so audio chunks are never fetched — turns them into messages (``projections.live``) and
-offers each to every subscriber.
+offers each to every subscriber. While no browser listens it reads only the few events that change
+what it knows (live calls, pending tool calls: ``projections.live.STATE_EVENTS``), which the console's
+``feed.hello`` and hand-answered tools need: most calls are never watched, and turning every model
+event into a message nobody takes was ~3 % of a busy server's CPU.
 
 Each browser has its own bounded buffer, filled with ``send_nowait``: a slow or stuck browser
 never slows the hub or a call. When its buffer is full it misses messages, and gets ONE
@@ -144,6 +147,8 @@ class LiveFeed:
         self.projection = LiveProjection()
         self._store = store
         self._source = LogSource(store, self.projection.event_names)
+        self._state_source = LogSource(store, self.projection.state_event_names)
+        """What is read while nobody listens: the projection's state, no messages."""
         self._wait = wait_for_appends or AppendSignal(store, writer).waiter(poll_interval)
         self._page_size = page_size
         self._subscriptions: set[Subscription] = set()
@@ -200,13 +205,17 @@ class LiveFeed:
         )
 
     async def _step(self, position: int) -> Progress:
-        page, head = await trio.to_thread.run_sync(self._read, position)
+        listened = bool(self._subscriptions)
+        source = self._source if listened else self._state_source
+        page, head = await trio.to_thread.run_sync(self._read, source, position)
+        if not listened and self._subscriptions:  # a browser came while the page was read without its
+            return Progress(position, False)  # messages: read it again, for it
         self.publish(recorded.event for recorded in page.events)
         return Progress(page.reached, page.reached >= head)
 
-    def _read(self, after: int) -> tuple[Page, int]:
-        head = self._source.head()
-        return self._source.page(after, head, self._page_size), head
+    def _read(self, source: LogSource, after: int) -> tuple[Page, int]:
+        head = source.head()
+        return source.page(after, head, self._page_size), head
 
 
 # --- the route -----------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from test_live_feed import is_type, open_feed
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Turn
+from callbridge.engine.events import ModelEventReceived, ToolCallRequested
 
 ANSWER = {"open": True, "hours": "9-17"}
 
@@ -71,3 +72,42 @@ async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_wi
     text = json.dumps(ANSWER, separators=(",", ":"))
     assert function_call_outputs(bridge) == [text]
     assert spoken["transcript"] == f"The operator says: {text}"
+
+
+async def test_with_no_browser_watching_a_program_still_answers_over_http(tmp_path: Path) -> None:
+    """The live feed reads only what it must know while nobody listens: the pending tool call is
+    among it, so the endpoint finds it without a console open."""
+    script = Script(
+        turns=[
+            Turn(
+                transcript="Is my order ready?",
+                function_call=FunctionCall(name="ask_a_person", arguments={"question": "Order ready?"}),
+                after_tool="The operator says: {output}",
+            )
+        ]
+    )
+    async with (
+        running_bridge(tmp_path, script=script) as bridge,
+        httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http,
+    ):
+        saved = await http.post("/api/session", json={"session": {"tools": [ASK_A_PERSON]}})
+        assert saved.status_code == 200, saved.text
+        writer = bridge.server.writer
+        with trio.fail_after(40):
+            async with trio.open_nursery() as nursery:
+                caller: list[Step] = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
+                nursery.start_soon(partial(place_call, bridge.base_url, script=caller))
+                await writer.wait_appended(await writer.flush(), names=["ToolCallRequested"])
+                (call_id,) = bridge.server.live.calls
+                requested = [e for e in await bridge.events(call_id) if isinstance(e, ToolCallRequested)]
+                assert bridge.server.feed.subscriber_count == 0
+                answered = await http.post(
+                    f"/api/calls/{call_id}/tool-output",
+                    json={"tool_call_id": requested[0].tool_call_id, "output": ANSWER},
+                )
+            await bridge.wait_call_ended(call_id)
+
+    assert answered.status_code == 202, answered.text
+    assert function_call_outputs(bridge) == [json.dumps(ANSWER, separators=(",", ":"))]
+    spoken = [e for e in await bridge.events(call_id) if isinstance(e, ModelEventReceived)]
+    assert any("The operator says:" in e.raw for e in spoken)
