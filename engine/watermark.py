@@ -31,6 +31,8 @@ class Watermark:
         self._events: dict[int, trio.Event] = {}
         self._waiters: dict[int, int] = {}
         """How many tasks wait for each target (a target nobody waits for any more is forgotten)."""
+        self._awaited: trio.Event | None = None
+        """Set when a task starts waiting (:meth:`wait_awaited`)."""
 
     @property
     def value(self) -> int:
@@ -65,11 +67,25 @@ class Watermark:
             event = self._events[target] = trio.Event()
             heapq.heappush(self._targets, target)
         self._waiters[target] = self._waiters.get(target, 0) + 1
+        if self._awaited is not None:
+            self._awaited.set()
+            self._awaited = None
         try:
             await event.wait()
         finally:
             self._forget(target, event)
         return self._value
+
+    async def wait_awaited(self) -> None:
+        """Return once some task waits for a value the mark has not reached (at once, with a
+        checkpoint, while one does): for whoever moves the mark by polling, so it polls often only
+        while someone is waiting."""
+        if self._waiters:
+            await trio.lowlevel.checkpoint()
+            return
+        if self._awaited is None:
+            self._awaited = trio.Event()
+        await self._awaited.wait()
 
     async def wait_beyond(self, value: int) -> int:
         """Return the mark once it is greater than ``value``."""

@@ -129,6 +129,16 @@ class AppendSignal:
         seen = self.notifications
         writer = self.writer
         wanted = None if names is None else tuple(names)
+        if writer is not None and not self.store.notifies_appends:
+            # SQLite: nothing but this process's writer can wake a follower before the poll, so it
+            # waits on the writer alone, without a nursery and two tasks per wait (the views and
+            # the live feed wait ten times a second)
+
+            async def wait_for_writer(position: int) -> None:
+                with trio.move_on_after(interval):
+                    await writer.wait_appended(position, wanted)
+
+            return wait_for_writer
 
         async def wait(position: int) -> None:
             nonlocal seen

@@ -30,6 +30,10 @@ from callbridge.projections.views_db import open_views
 logger = logging.getLogger(__name__)
 
 
+POSITIONS_POLL_S = 0.1
+"""How often a process that does not fold the views reads how far they are while someone waits."""
+
+
 class ProjectionService:
     """Keeps the views up to date while the server runs (a trio task; DB work in threads)."""
 
@@ -97,8 +101,10 @@ class ProjectionService:
             db.close()
 
     async def _follow_positions(self, task_status: trio.TaskStatus[None]) -> None:
-        """The views are folded by another process: read their lowest position now and then (the
-        ``projection_positions`` table, committed with every page) and move the watermark."""
+        """The views are folded by another process: read their lowest position (the
+        ``projection_positions`` table, committed with every page) and move the watermark — every
+        ``POSITIONS_POLL_S`` while someone waits for it (read-your-writes), else every poll interval:
+        a worker nobody asks stays asleep instead of reading ten times a second."""
         db = await trio.to_thread.run_sync(open_views, self.views_path)
         try:
 
@@ -115,6 +121,11 @@ class ProjectionService:
                 if not started:
                     started = True
                     task_status.started()
-                await trio.sleep(self._poll_interval / 5)
+                watermark = self._follower.position
+                if watermark.waiting:
+                    await trio.sleep(POSITIONS_POLL_S)
+                    continue
+                with trio.move_on_after(self._poll_interval):
+                    await watermark.wait_awaited()
         finally:
             db.close()

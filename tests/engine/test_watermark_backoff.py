@@ -97,6 +97,28 @@ async def test_one_cancelled_waiter_does_not_cancel_another_on_the_same_target()
     assert woken == ["kept"]
 
 
+async def test_wait_awaited_returns_when_someone_starts_waiting_and_at_once_while_someone_does() -> None:
+    """A poller of the mark (a worker following the views' position) sleeps until a reader waits."""
+    mark = Watermark(5)
+    noticed: list[int] = []
+
+    async def poller() -> None:
+        await mark.wait_awaited()
+        noticed.append(mark.waiting)
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(poller)
+        await mark.wait_for(5)  # reached already: nobody is left waiting
+        await trio.testing.wait_all_tasks_blocked()
+        assert noticed == []
+        nursery.start_soon(mark.wait_for, 6)
+        await trio.testing.wait_all_tasks_blocked()
+        assert noticed == [1]
+        await mark.wait_awaited()  # someone still waits: at once
+        mark.advance(6)
+    assert mark.waiting == 0
+
+
 # --- Backoff -----------------------------------------------------------------------------------
 
 

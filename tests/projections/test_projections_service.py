@@ -116,3 +116,26 @@ async def test_the_service_retries_after_a_failure(
     assert service.failures == 0
     assert "projections failed (attempt 1" in caplog.text
     assert conversation_status(path, "CAnormal") == "completed"  # nothing lost: the failed page was folded again
+
+
+async def test_a_process_that_does_not_fold_reads_how_far_the_views_are_when_someone_waits(
+    sqlite_event_store: EventStore, tmp_path: Path
+) -> None:
+    """``serve --workers``: worker 0 folds, the others follow the views' position table. Their poll is an
+    hour here: only a waiter (read-your-writes) can make them read it within the deadline."""
+    path = tmp_path / "views.db"
+    writer = EventWriter(sqlite_event_store, flush_interval=0.01)
+    folding = ProjectionService(sqlite_event_store, path, writer=writer, poll_interval=3600)
+    following = ProjectionService(sqlite_event_store, path, poll_interval=3600, fold=False)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(writer.run)
+        await nursery.start(folding.run)
+        await nursery.start(following.run)
+        for event in normal_call().events:
+            writer.record(event)
+        head = await writer.flush()
+        with trio.fail_after(DEADLINE):
+            await folding.wait_for_position(head)
+            await following.wait_for_position(head)
+        assert following.position == head
+        nursery.cancel_scope.cancel()
