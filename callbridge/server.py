@@ -57,8 +57,8 @@ from callbridge.mcp_server.data import ServerCallData
 from callbridge.mcp_server.http import McpHttp
 from callbridge.mcp_server.server import CallbridgeMCP
 from callbridge.projections.appends import AppendSignal
-from callbridge.projections.call_commands import COMMAND_EVENTS, CallCommands
-from callbridge.projections.erasure import ERASURE_EVENTS, ErasureWatcher
+from callbridge.projections.call_commands import CallCommands
+from callbridge.projections.erasure import ErasureWatcher
 from callbridge.projections.freshness import ReadYourWrites
 from callbridge.projections.lost_calls import EngineTimings, LostCalls, write_first_heartbeat
 from callbridge.projections.service import ProjectionService
@@ -141,15 +141,11 @@ class Server(ServerLifecycle):
         them and this one follows how far they are."""
         self.listen_socket = listen_socket
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
+        """The live feed hub behind ``WS /logs``."""
         self.erasures = ErasureWatcher(
-            self.store,
-            self.views_path,
-            self.projections.watermark,
-            self.appends.waiter(names=ERASURE_EVENTS),
-            settings.data_dir,
+            self.store, self.views_path, self.projections.watermark, self.appends.waiter, settings.data_dir
         )
         """Evicts erased calls' keys and truncates the views' log after each erasure, wherever made."""
-        """The live feed hub behind ``WS /logs``."""
         self.db_threads = trio.CapacityLimiter(DB_THREADS)
         self.fresh = ReadYourWrites(self.store, self.writer, self.projections.watermark, limiter=self.db_threads)
         """Read-your-writes for the API and ``/mcp``: flush, then wait for the views (bounded)."""
@@ -162,12 +158,7 @@ class Server(ServerLifecycle):
         answers them from the recorded call or the test file (``regression/tool_stubs.py``)."""
         self.live = LiveCalls()
         self.commands = CallCommands(
-            self.live,
-            self.identity,
-            self.store,
-            self.writer,
-            self.appends.waiter(names=COMMAND_EVENTS),
-            clock=self.now,
+            self.live, self.identity, self.store, self.writer, self.appends.waiter, clock=self.now
         )
         """Operator commands reach a live call on whichever engine carries it (through the log)."""
         self.admission = CallAdmission(self.store)

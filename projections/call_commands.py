@@ -27,7 +27,7 @@ from callbridge.engine.events import CallCommandAnswered, CallCommandIssued, Cal
 from callbridge.engine.live_calls import LiveCall, LiveCalls
 from callbridge.engine.store import EventStore
 from callbridge.engine.store_writer import EventWriter
-from callbridge.projections.appends import WaitForAppends
+from callbridge.projections.appends import Waiters
 from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.lost_calls import engine_stream
 from callbridge.projections.source import LogSource
@@ -78,7 +78,7 @@ class CallCommands:
         identity: EngineIdentity,
         store: EventStore,
         writer: EventWriter,
-        wait_for_appends: WaitForAppends,
+        waiter: Waiters,
         *,
         clock: Callable[[], float],
         answer_timeout_s: float = ANSWER_TIMEOUT_S,
@@ -90,7 +90,8 @@ class CallCommands:
         self.answer_timeout_s = answer_timeout_s
         self._store = store
         self._source = LogSource(store, COMMAND_EVENTS)
-        self._follower = Follower("call commands", wait_for_appends, backoff=Backoff(first=0.2, maximum=5.0))
+        wait = waiter(names=COMMAND_EVENTS)  # only batches holding a command wake it
+        self._follower = Follower("call commands", wait, backoff=Backoff(first=0.2, maximum=5.0))
         self._waiting: dict[str, tuple[trio.Event, list[CommandResult]]] = {}
 
     async def send(self, call_id: str, kind: str, payload: dict[str, Any]) -> CommandResult:

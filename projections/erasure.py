@@ -39,7 +39,7 @@ from callbridge.engine.privacy import call_key_id
 from callbridge.engine.store import EventStore, StoreOpenError, call_originator_id, open_existing_store
 from callbridge.engine.store_rows import row_reader
 from callbridge.engine.watermark import Watermark
-from callbridge.projections.appends import WaitForAppends
+from callbridge.projections.appends import Waiters
 from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.runner import ProjectionRunner
 from callbridge.projections.source import LogSource
@@ -147,7 +147,7 @@ class ErasureWatcher:
         store: EventStore,
         views_path: str | Path,
         views: Watermark,
-        wait_for_appends: WaitForAppends,
+        waiter: Waiters,
         data_dir: Path | None = None,
     ) -> None:
         self.store = store
@@ -156,7 +156,7 @@ class ErasureWatcher:
         """Where regression tests and their runs are kept (``projections/test_runs.py``): scrubbed too."""
         self.views = views
         self._source = LogSource(store, ERASURE_EVENTS)
-        self._follower = Follower("erasures", wait_for_appends, backoff=Backoff(0.5, 30.0))
+        self._follower = Follower("erasures", waiter(names=ERASURE_EVENTS), backoff=Backoff(0.5, 30.0))
         self.seen = Watermark()
         """Erasures handled (their count)."""
 
