@@ -22,7 +22,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
 from dataclasses import replace
 from functools import partial
@@ -96,6 +96,7 @@ class Server(ServerLifecycle):
         listen_socket: socket.socket | None = None,
         timings: EngineTimings | None = None,
         call_tools: Callable[[ToolRegistry], ToolRegistry] | None = None,
+        tool_environ: Mapping[str, str] | None = None,
     ) -> None:
         """Open the store and check it takes writes. Raises ``SettingsError`` (an engine setting is
         wrong), ``StoreOpenError`` (the store cannot be opened or written)."""
@@ -199,6 +200,7 @@ class Server(ServerLifecycle):
             configured=configured,
             source=f"{FILE_SOURCE}{settings.agent_path}" if settings.agent_path else BUILT_IN,
             base_registry=self.registry,
+            environ=tool_environ,
         )
         """Every agent profile and the routing rules, from the log; ``--agent FILE`` is ``default``'s first
         version (greeting, hang-up, transfers, keypad, limits; its instructions and voice win over the
@@ -210,7 +212,9 @@ class Server(ServerLifecycle):
         self.default_session: dict[str, Any] = {**DEFAULT_SESSION_CONFIG, **configured.session_defaults()}
         self.outbound = OutboundCalls(self)
         """Outbound calls placed through ``POST /api/calls``: the cap, and each call's greeting."""
-        agent_registry(self.registry, configured)  # an HTTP tool without its secret stops serve here
+        agent_registry(self.registry, configured, environ=None if tool_environ is None else dict(tool_environ))
+        # an HTTP tool without its secret stops serve here (``tool_environ``: where the secrets are read,
+        # os.environ by default; ``callbridge test`` gives tools it answers itself a stand-in)
         self.port: int | None = None
         self.shutdown = trio.Event()
         self._services: trio.Nursery | None = None

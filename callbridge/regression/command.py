@@ -45,6 +45,7 @@ from callbridge.regression.scenario import scenario_agent, scenario_caller, scen
 from callbridge.regression.spec import LoadedSpec, SpecError, load_spec
 from callbridge.regression.suite import TestCase, TestResult, run_suite
 from callbridge.regression.tool_answers import ToolStubs, recorded_answers
+from callbridge.regression.tool_secrets import missing_secrets
 from callbridge.workers import default_workers
 
 EXTRA_SECONDS = 30.0
@@ -196,6 +197,9 @@ def _cases(args: argparse.Namespace, store_url: str, model_kind: str) -> list[Te
     finally:
         if store is not None:
             store.close()
+    for case in cases:  # a tool that runs for real needs its secret: say so now, not once per call
+        for missing in missing_secrets(case.plan.agent, case.plan.stubs, os.environ):
+            raise BadInput(f"{case.source}: {missing}")
     return cases
 
 

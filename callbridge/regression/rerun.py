@@ -9,6 +9,7 @@ answer from the recorded call or the test file where the plan says so (``tool_st
 
 from __future__ import annotations
 
+import os
 import secrets
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from callbridge.adapters.sim.fake_openai_script import Script
 from callbridge.engine.agent import Agent
 from callbridge.engine.events import SETTINGS_STREAM, DefaultSessionConfigSaved, Event
 from callbridge.regression.tool_answers import ToolStubs
+from callbridge.regression.tool_secrets import tool_environ
 from callbridge.regression.tool_stubs import StubbedTools
 from callbridge.server import Server
 from callbridge.web.settings import Settings, load_settings
@@ -98,6 +100,7 @@ def _start_engine(settings: Settings, plan: RerunPlan, model_url: str | None, st
         fold_views=False,
         engine_id="regression",
         call_tools=stubbed.registry if stubbed is not None else None,
+        tool_environ=tool_environ(plan.agent, plan.stubs, os.environ),
     )
     if plan.default_session is not None:
         saved = DefaultSessionConfigSaved(

@@ -62,6 +62,13 @@ class TestResult(msgspec.Struct, kw_only=True):
         return [check for check in self.checks if not check.ok]
 
 
+def _leaves(error: BaseException) -> list[BaseException]:
+    """What went wrong, out of the nurseries' exception groups it came through."""
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
+
+
 async def run_case(case: TestCase, model: ModelChoice, lag: LoopLag | None = None) -> TestResult:
     started = time.monotonic()
     original = case.original.call_id if case.original is not None else None
@@ -74,7 +81,7 @@ async def run_case(case: TestCase, model: ModelChoice, lag: LoopLag | None = Non
             source=case.source,
             passed=False,
             original_call=original,
-            error=f"{type(error).__name__}: {error}",
+            error="; ".join(f"{type(leaf).__name__}: {leaf}" for leaf in _leaves(error)),
             seconds=time.monotonic() - started,
         )
     now = call_turns(rerun.events)

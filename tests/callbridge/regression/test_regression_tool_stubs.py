@@ -263,3 +263,28 @@ def test_a_bad_stub_is_one_line_naming_the_file_line_and_key(
 
     assert code == 2 and out == ""
     assert err == f"callbridge test: {message.format(path=path)}\n"
+
+
+async def test_a_rerun_with_stubbed_tools_needs_no_secret_but_live_tools_do(
+    recorded: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """CI reruns recorded calls against a changed prompt with no production secrets: a tool answered
+    from the recording never signs a request, so its unset ``secret_env`` is no error; with
+    ``--live-tools`` it would sign one, so the run stops at once naming the variable."""
+    folder, call_id = recorded
+    store = str(folder / "callbridge.db")
+    monkeypatch.delenv("ACME_TOOLS_SECRET", raising=False)
+    async with webhook_endpoint(answer_body=b'{"status": "lost"}') as endpoint:
+        toml = agent_toml(endpoint.url).replace("url = ", 'secret_env = "ACME_TOOLS_SECRET"\nurl = ')
+        agent = write(tmp_path / "signed.toml", toml)
+        stubbed = await cli(["test", call_id, "--store", store, "--agent", str(agent), "--json"])
+        out, err = capsys.readouterr()
+        live = await cli(["test", call_id, "--store", store, "--agent", str(agent), "--live-tools"])
+        live_out, live_err = capsys.readouterr()
+
+    assert stubbed == 0, out + err
+    [result] = json.loads(out)["results"]
+    assert result["passed"], result
+    assert len(endpoint.received) == 0
+    assert live == 2, live_out + live_err
+    assert "ACME_TOOLS_SECRET" in live_err
