@@ -90,6 +90,19 @@ class SpeechRuns:
             self._start = None
 
 
+def session_tool_names(plan: RerunPlan) -> list[str]:
+    """The function tools of the session the rerun's calls start with (the saved default, then the agent's)."""
+    session = {**(plan.default_session or {}), **plan.agent.session_defaults()}
+    tools = session.get("tools")
+    if not isinstance(tools, list):
+        return []
+    return [
+        t["name"]
+        for t in tools
+        if isinstance(t, dict) and t.get("type") == "function" and isinstance(t.get("name"), str)
+    ]
+
+
 def _start_engine(settings: Settings, plan: RerunPlan, model_url: str | None, stubbed: StubbedTools | None) -> Server:
     """The rerun's server, its store made (in a worker thread: opening stores is ~0.1 s of blocking
     work, and a suite starts many engines while other tests' calls are running)."""
@@ -120,7 +133,7 @@ async def rerun_call(plan: RerunPlan, workdir: Path, model: ModelChoice) -> Reru
             env["OPENAI_REALTIME_URL"] = model.realtime_url
     settings = load_settings(env, host="127.0.0.1", port=0, model=model.kind)
     speech = SpeechRuns()
-    stubbed = StubbedTools(plan.stubs) if plan.stubs is not None else None
+    stubbed = StubbedTools(plan.stubs, session_tool_names(plan)) if plan.stubs is not None else None
     async with trio.open_nursery() as nursery:
         model_url = None
         if model.kind == "sim":

@@ -7,11 +7,14 @@ arguments against the tool's own schema, applies its timeout and records the res
 ``ToolCallCompleted`` or ``ToolCallFailed`` with ``source = "stub"`` (so checks, the diff and the
 console see them as any result, marked stubbed). The tools offered to the model are unchanged: a
 stubbed name the engine does not have (a session's tool, one the agent dropped) is answered when the
-model calls it, never offered.
+model calls it, never offered. A session's tool is a person's to answer in a live call: a rerun
+answering from a recording answers it too (an error result and a note when the recording never
+called it), since no operator is there to.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -26,9 +29,14 @@ ANY_OBJECT: dict[str, Any] = {"type": "object"}
 class StubbedTools:
     """One rerun's stand-ins, across its calls (a call back from a transfer's hold included)."""
 
-    def __init__(self, stubs: ToolStubs) -> None:
+    def __init__(self, stubs: ToolStubs, session_tools: Iterable[str] = ()) -> None:
+        """``session_tools``: the function tools of the rerun's session configuration, answered by a
+        person in a live call; stubbed like the others (a recorded call's: all of them), so none waits
+        for an operator a test run does not have."""
         self.answers = ToolAnswers(stubs)
         self.stubs = stubs
+        self.names = stubs.names() | frozenset(name for name in session_tools if stubs.stubs(name))
+        """The tools answered here whether or not the engine has them."""
         self.notes: list[str] = []
         """One per tool call nothing answered (the model got an error result): for the test's result."""
 
@@ -64,7 +72,7 @@ class _StubbedRegistry(ToolRegistry):
             real = base.get(name)
             assert real is not None
             self.register(stubbed.tool(name, real) if stubbed.stubs.stubs(name) else real)
-        self._extra = {name: stubbed.tool(name, None) for name in stubbed.stubs.names() if base.get(name) is None}
+        self._extra = {name: stubbed.tool(name, None) for name in stubbed.names if base.get(name) is None}
 
     def get(self, name: str) -> Tool | None:
         return super().get(name) or self._extra.get(name)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from functools import partial
 from pathlib import Path
 
+import httpx2
 import pytest
 import trio
 from bridge_harness import running_bridge
@@ -288,3 +289,54 @@ async def test_a_rerun_with_stubbed_tools_needs_no_secret_but_live_tools_do(
     assert len(endpoint.received) == 0
     assert live == 2, live_out + live_err
     assert "ACME_TOOLS_SECRET" in live_err
+
+
+ASK_A_PERSON = {  # a session tool, as the console saves it: a person answers it in a live call
+    "type": "function",
+    "name": "ask_a_person",
+    "description": "Ask a human operator.",
+    "parameters": {"type": "object", "properties": {"question": {"type": "string"}}, "required": ["question"]},
+}
+
+
+async def test_a_session_tool_the_recording_never_called_gets_an_error_not_a_wait_for_an_operator(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No operator watches a test run: a person's tool the model calls afresh is answered like any
+    tool the recording has no answer for (an error result and a note), at once."""
+    folder = tmp_path / "recorded"
+    folder.mkdir()
+    async with (
+        running_bridge(folder, script=Script(turns=[Turn(transcript="Hello", reply="Hi there!")])) as bridge,
+        httpx2.AsyncClient(base_url=bridge.base_url, headers={"Authorization": "Bearer test-token"}) as http,
+    ):
+        saved = await http.post("/api/session", json={"session": {"tools": [ASK_A_PERSON]}})
+        assert saved.status_code == 200, saved.text
+        with trio.fail_after(30):
+            report = await place_call(bridge.base_url, script=[Speak(900), WaitForAssistant(timeout_s=10), HangUp()])
+            await bridge.wait_call_ended(report.call_sid)
+    fresh = Script(
+        turns=[
+            Turn(
+                transcript="Hello",
+                function_call=FunctionCall(name="ask_a_person", arguments={"question": "Who is calling?"}),
+                after_tool="A person says {output}.",
+                after_tool_error="Nobody could answer.",
+            )
+        ]
+    )
+    test_file = write(
+        tmp_path / "asks.toml",
+        f'call = "{report.call_sid}"\n\n[expect]\ntranscript_contains = ["agent: Nobody could answer."]\n',
+    )
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            fake = await nursery.start(partial(serve_fake_openai, "127.0.0.1", 0, script=fresh, api_key="sk-test-key"))
+            monkeypatch.setenv("OPENAI_API_KEY", "sk-test-key")
+            monkeypatch.setenv("OPENAI_REALTIME_URL", fake.url)
+            code = await cli(["test", str(test_file), "--store", str(folder / "callbridge.db")])
+            nursery.cancel_scope.cancel()
+    out, err = capsys.readouterr()
+
+    assert code == 0, out + err
+    assert "note: tool ask_a_person was called with" in out
