@@ -158,11 +158,18 @@ class Reading:
     way is used to its end, as the key ring's own cache would for :data:`engine.keys.READ_TTL_S`), and
     each topic's associated data under it. Not thread-safe: one per read."""
 
-    __slots__ = ("aads", "keys")
+    __slots__ = ("keys",)
 
     def __init__(self) -> None:
-        self.keys: dict[str, KeyState] = {}
-        self.aads: dict[tuple[str, str], bytes] = {}
+        self.keys: dict[str, tuple[KeyState, dict[str, bytes]]] = {}
+        """Key id → its key, and its associated data by topic."""
+
+
+def plain_decoder(topic: str) -> msgspec.json.Decoder[Any] | None:
+    """The decoder of an unsealed stored state of ``topic`` (not :func:`is_sealed`): the event's JSON, as
+    :meth:`Sealer.open` reads it before any redaction; None for an older version (``decode_event``
+    upcasts it). Raises ``KeyError`` for an unknown event name."""
+    return (_kinds.get(topic) or _kind(topic)).decoder
 
 
 class Sealer:
@@ -240,8 +247,8 @@ class Sealer:
             key = self.keys.for_reading(key_id)
             aad = _aad(topic, key_id)
         else:
-            key = reading.keys.get(key_id) or reading.keys.setdefault(key_id, self.keys.for_reading(key_id))
-            aad = reading.aads.get((topic, key_id)) or reading.aads.setdefault((topic, key_id), _aad(topic, key_id))
+            key, aads = reading.keys.get(key_id) or reading.keys.setdefault(key_id, (self.keys.for_reading(key_id), {}))
+            aad = aads.get(topic) or aads.setdefault(topic, _aad(topic, key_id))
         if key.key is None:
             self._key_gone(key_id, key)
             return decoder.decode(clear), None, True
