@@ -30,10 +30,12 @@ def _wants_color(out: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
-    """Print the call's timeline (or, with ``as_json``, its events as JSON) and, with ``wav``, write
-    its stereo recording there (not for an erased call: its audio is gone). Returns the exit code: 0; 1
-    (an unknown call, an erased call's WAV) or 2 (no store there, a bad URL) with a message on stderr."""
+def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO | None = None) -> int:
+    """Print the call's timeline (or, with ``as_json``, its events as JSON) to ``out`` (default: the
+    ``sys.stdout`` of the moment) and, with ``wav``, write its stereo recording there (not for an erased
+    call: its audio is gone). Returns the exit code: 0; 1 (an unknown call, an erased call's WAV) or 2
+    (no store there, a bad URL) with a message on stderr."""
+    out = sys.stdout if out is None else out
     try:
         store = open_existing_store(store_url)
     except (ValueError, StoreOpenError) as error:
