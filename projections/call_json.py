@@ -82,7 +82,10 @@ def _kind(topic: str, sealer: Sealer) -> _Kind:
     cls = Event.registry.get(name)
     if cls is None or name in SECRET_FIELDS or not sealer.shows_as_stored(name):
         return _GENERAL
-    decoder = plain_decoder(topic)
+    try:
+        decoder = plain_decoder(topic)
+    except ValueError:  # not a version number: the store says so and skips its events
+        return _GENERAL
     last = msgspec.structs.fields(cls)[-1]
     sealed = sensitive_fields(name)
     around = sealed == (last.name,) and last.type is bytes and not cls.__struct_config__.omit_defaults
@@ -94,15 +97,22 @@ def _kind(topic: str, sealer: Sealer) -> _Kind:
 def write_call_json(store: EventStore, call_id: str, out: BinaryIO, *, page_size: int = PAGE_SIZE) -> int:
     """Write the call's events to ``out`` as a JSON array, one event per line (``event_json.write_json``'s
     bytes), and return how many were written: none (0) writes nothing."""
+    buffered = io.BufferedWriter(_Through(out), BUFFER_SIZE)
+    try:
+        return _write(store, call_id, page_size, buffered.write)
+    finally:  # what was written reaches ``out`` now, not when the buffer is collected
+        buffered.flush()
+        buffered.detach()
+
+
+def _write(store: EventStore, call_id: str, page_size: int, write: Callable[[bytes | bytearray], int]) -> int:
     writer = RecordWriter()
     reading = Reading()
     sealer = store.sealer
     open_parts = sealer.open_parts
     replace, asdict, b64encode, modf = msgspec.structs.replace, msgspec.structs.asdict, pybase64.b64encode, math.modf
-    seconds, at_start = writer.seconds, writer.at_start
+    seconds, at_start, at_starts = writer.seconds, writer.at_start, writer.at_starts
     kinds: dict[str, _Kind] = {}
-    buffered = io.BufferedWriter(_Through(out), BUFFER_SIZE)
-    write = buffered.write
     separator = b"[\n"
     written = 0
     for page in store.call_pages(call_id, page_size):
@@ -143,7 +153,7 @@ def write_call_json(store: EventStore, call_id: str, out: BinaryIO, *, page_size
             else:
                 record = bytearray(b'%s{"position":%d%s%s","data":' % (separator, position, head, writer.iso(at)))
             separator = b",\n"
-            start = len(record) + at_start(event.call_id)
+            start = len(record) + (at_starts.get(event.call_id) or at_start(event.call_id))
             _encode_into(event, record, -1)  # {"call_id":…,"at":…,…}: Event's own fields come first
             end = record.find(b",", start + 6)  # the end of the number after ',"at":'
             del record[start : end if end >= 0 else -1]
@@ -156,6 +166,4 @@ def write_call_json(store: EventStore, call_id: str, out: BinaryIO, *, page_size
             written += 1
     if written:
         write(b"\n]\n")
-    buffered.flush()
-    buffered.detach()
     return written

@@ -73,7 +73,8 @@ class RecordWriter:
 
     def __init__(self) -> None:
         self._heads: dict[type, bytes] = {}
-        self._ids: dict[str, int] = {}
+        self.at_starts: dict[str, int] = {}
+        """:meth:`at_start` by call id, as it met them."""
         self.seconds: dict[float, bytes] = {}
         """Each second's ISO text (``2026-01-01T00:00:00``) by its Unix time, as :meth:`iso` met them."""
 
@@ -101,9 +102,9 @@ class RecordWriter:
 
     def at_start(self, call_id: str) -> int:
         """Where ``,"at":`` starts in the JSON of an event of ``call_id``: after ``{"call_id":`` and the id."""
-        start = self._ids.get(call_id)
+        start = self.at_starts.get(call_id)
         if start is None:
-            start = self._ids[call_id] = len(_encoder.encode(call_id)) + 11
+            start = self.at_starts[call_id] = len(_encoder.encode(call_id)) + 11
         return start
 
     def iso(self, at: float) -> bytes:

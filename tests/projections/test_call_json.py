@@ -233,6 +233,7 @@ def test_rows_that_cannot_be_decoded_are_passed_over_with_a_warning(
             [
                 StoredEvent(oid, 2, "NoSuchEvent@1", b"{}"),
                 StoredEvent(oid, 3, "CallEnded@1", b"not json"),
+                StoredEvent(oid, 6, "CallEnded@x", ended.state),
                 StoredEvent(
                     oid, 4, "CallerSaid@1", b'{"_sealed":{"k":"call:CAx","n":"AAAA","c":"!!"},"call_id":"CAx"}'
                 ),
@@ -244,7 +245,7 @@ def test_rows_that_cannot_be_decoded_are_passed_over_with_a_warning(
     finally:
         store.close()
     assert [r["type"] for r in records(output)] == ["CallStarted", "CallEnded"]
-    assert "NoSuchEvent@1" in caplog.text and "CallerSaid@1" in caplog.text
+    assert "NoSuchEvent@1" in caplog.text and "CallerSaid@1" in caplog.text and "CallEnded@x" in caplog.text
 
 
 def test_a_call_with_no_events_writes_nothing(tmp_path: Path) -> None:
