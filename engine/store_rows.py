@@ -33,7 +33,7 @@ class Row(NamedTuple):
 
 RowTuple = tuple[int, int, str, bytes]
 """A :class:`Row` as a plain tuple ``(position, version, topic, state)``: what the database driver
-gives, for a reader of a whole call that would spend a tenth of its time making ``Row`` objects."""
+gives, for a reader of a whole call (an hour's call: ~15 ms of ``Row`` objects not made)."""
 
 
 def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
