@@ -4,9 +4,11 @@ Builds an hour-long synthetic call (``CallLog``: caller and assistant turns, too
 barge-ins; caller audio streams the whole hour), stores it in a temporary SQLite store, then
 times, each the best of ``--repeat`` runs:
 
-- ``replay --json``: open the store, read the call, render every event as JSON;
+- ``replay --json``: open the store, read the call a page of rows at a time and write each event's
+  JSON as it is read (``projections.call_json``);
 - ``replay --wav``: open the store, read the call, build the stereo WAV and write it;
-- the pure parts, on events already read: the JSON, the timeline text, the WAV bytes.
+- the pure parts, on events already read: the JSON (``event_json.render_json``, the general
+  writer the API's pages use), the timeline text, the WAV bytes.
 
 Target (issue 12): ``replay --json`` under 0.25 s (its CPU seconds are printed too: on a busy
 machine the wall clock says more about the neighbours). Run:

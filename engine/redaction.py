@@ -173,6 +173,11 @@ class Redaction:
         masked = walk_strings(_numbers_as_text(data, self), self.text, STRUCTURAL_KEYS)
         return raw if masked == _JSON.decode(raw) else _ENCODE.encode(masked).decode()
 
+    def touches(self, name: str) -> bool:
+        """Whether :meth:`event` may change an event of the class ``name`` (a reader showing other
+        classes can leave them as they are)."""
+        return bool(self.rules) and name in TEXT_FIELDS
+
     def event(self, event: Event) -> Event:
         """``event`` with its said-and-typed fields masked (the same object when nothing changed)."""
         name = type(event).__name__

@@ -27,7 +27,7 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -35,11 +35,11 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.crypto import Sealer
+from callbridge.engine.crypto import Reading, Sealer
 from callbridge.engine.events import Event, encode_event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
-from callbridge.engine.store_rows import PostgresRows, Row, RowReader, StoreBackendError, row_reader
+from callbridge.engine.store_rows import PostgresRows, Row, RowReader, RowTuple, StoreBackendError, row_reader
 from callbridge.engine.store_url import _Target, parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
@@ -371,8 +371,27 @@ class EventStore:
         """All stored events of one call, in version order."""
         self._check_open()
         rows = self._rows.call_rows(call_originator_id(call_id))
-        decoded = (self._decode(r.position, r.version, r.topic, r.state) for r in rows)
+        reading = Reading()
+        decoded = (self._decode(r.position, r.version, r.topic, r.state, reading=reading) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
+
+    def call_pages(self, call_id: str, size: int = 1000) -> Iterator[list[RowTuple]]:
+        """The stored rows of one call, in version order, undecoded, ``size`` at a time: for a reader
+        of a whole call that writes as it reads (``replay --json``: an hour's call is 80 MB of rows),
+        which opens them itself (``sealer.open_parts``, or :meth:`decode_row`). Each page is read on its
+        own (events appended meanwhile are read too)."""
+        if size < 1:
+            raise ValueError(f"size must be at least 1, got {size}")
+        self._check_open()
+        oid = call_originator_id(call_id)
+        after = -1
+        while True:
+            rows = self._rows.call_rows_from(oid, after, size)
+            if rows:
+                yield rows
+            if len(rows) < size:
+                return
+            after = rows[-1][1]
 
     def read_call_tail(self, call_id: str, count: int) -> list[RecordedEvent]:
         """The last ``count`` stored events of one call, in version order: how a long call stands now
@@ -455,21 +474,36 @@ class EventStore:
         return True
 
     def decode_row(
-        self, position: int, version: int, topic: str, state: bytes, *, sealed: bool = False
+        self,
+        position: int,
+        version: int,
+        topic: str,
+        state: bytes,
+        *,
+        sealed: bool = False,
+        reading: Reading | None = None,
     ) -> RecordedEvent | None:
         """One stored row as an event — opened with its call's key, redacted as configured — or None
         (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``).
         ``sealed``: leave its personal fields sealed (``Sealer.clear``), for a reader that never reads
-        them; they read as placeholders, and ``erased`` is not looked into (False)."""
-        return self._decode(position, version, topic, state, sealed=sealed)
+        them; they read as placeholders, and ``erased`` is not looked into (False). ``reading``: the read
+        the row is one of (``engine.crypto.Reading``)."""
+        return self._decode(position, version, topic, state, sealed=sealed, reading=reading)
 
     def _decode(
-        self, position: int, version: int, topic: str, state: bytes, *, sealed: bool = False
+        self,
+        position: int,
+        version: int,
+        topic: str,
+        state: bytes,
+        *,
+        sealed: bool = False,
+        reading: Reading | None = None,
     ) -> RecordedEvent | None:
         try:
             if sealed:
                 return RecordedEvent(position=position, version=version, event=self.sealer.clear(topic, state))
-            event, erased = self.sealer.open(topic, state)
+            event, erased = self.sealer.open(topic, state, reading=reading)
         except Exception as exc:
             if position not in self._warned and len(self._warned) < _MAX_WARNED:
                 self._warned.add(position)

@@ -31,6 +31,11 @@ class Row(NamedTuple):
     state: bytes
 
 
+RowTuple = tuple[int, int, str, bytes]
+"""A :class:`Row` as a plain tuple ``(position, version, topic, state)``: what the database driver
+gives, for a reader of a whole call (an hour's call: ~15 ms of ``Row`` objects not made)."""
+
+
 def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
     """The rows of ``select`` as plain tuples: the library's connections make ``sqlite3.Row`` objects,
     read field by field — a fifth of the time an hour's call takes to read. ``sqlite_cursor`` is the
@@ -39,6 +44,17 @@ def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
     raw.row_factory = None
     raw.execute(select, params)
     return [Row(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in raw.fetchall()]
+
+
+def _tuples(cursor: Any, select: str, params: tuple[Any, ...]) -> list[RowTuple]:
+    """:func:`_rows` as the driver's own tuples (states that are not ``bytes`` made so)."""
+    raw = cursor.sqlite_cursor
+    raw.row_factory = None
+    raw.execute(select, params)
+    rows: list[RowTuple] = raw.fetchall()
+    if all(type(row[3]) is bytes for row in rows):
+        return rows
+    return [(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in rows]
 
 
 class SQLiteRows:
@@ -56,6 +72,10 @@ class SQLiteRows:
             f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
             "WHERE originator_id=? AND rowid>? ORDER BY originator_version LIMIT ?"
         )
+        self._select_from = (
+            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+            "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?"
+        )
         self._select_topics = (
             f"SELECT topic FROM {recorder.events_table_name} WHERE originator_id=? ORDER BY originator_version"
         )
@@ -70,6 +90,12 @@ class SQLiteRows:
         """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
         with self._datastore.transaction(commit=False) as c:
             return _rows(c, self._select_after, (oid.hex, after, limit))
+
+    def call_rows_from(self, oid: uuid.UUID, after_version: int, limit: int) -> list[RowTuple]:
+        """Up to ``limit`` rows of one call after version ``after_version``, as tuples (a page of a
+        call read from start to end)."""
+        with self._datastore.transaction(commit=False) as c:
+            return _tuples(c, self._select_from, (oid.hex, after_version, limit))
 
     def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
         """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of
@@ -127,6 +153,10 @@ class PostgresRows:
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
             "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
         ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
+        self._select_from = SQL(
+            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
+            "WHERE originator_id = %s AND originator_version > %s ORDER BY originator_version LIMIT %s"
+        ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
         self._select_topics = SQL(
             "SELECT topic FROM {}.{} WHERE originator_id = %s ORDER BY originator_version"
         ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
@@ -160,6 +190,15 @@ class PostgresRows:
             return [
                 Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
                 for r in curs.fetchall()
+            ]
+
+    def call_rows_from(self, oid: uuid.UUID, after_version: int, limit: int) -> list[RowTuple]:
+        """Up to ``limit`` rows of one call after version ``after_version``, as tuples (a page of a
+        call read from start to end)."""
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_from, (oid, after_version, limit), prepare=True)
+            return [
+                (r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in curs.fetchall()
             ]
 
     def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:

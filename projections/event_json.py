@@ -57,18 +57,26 @@ def event_record(recorded: RecordedEvent) -> dict[str, Any]:
     return record
 
 
-_ERASED_END = b',"erased":true}'
+ERASED_END = b',"erased":true}'
+"""How the JSON of an erased event's record ends (an event's own ends with ``}``)."""
 
 
-class _Writer:
+def type_head(name: str) -> bytes:
+    """What comes between a record's ``position`` and its ISO time: ``,"type":"<name>","at":"``."""
+    return b',"type":"' + name.encode() + b'","at":"'
+
+
+class RecordWriter:
     """:func:`record_json`'s work, with what repeats from event to event worked out once: the
     ``"type"`` and ``"at"`` keys of each event class, the length of each call id's JSON, each
-    second's ISO text."""
+    second's ISO text (``projections.call_json`` uses the pieces)."""
 
     def __init__(self) -> None:
         self._heads: dict[type, bytes] = {}
-        self._ids: dict[str, int] = {}
-        self._seconds: dict[int, bytes] = {}
+        self.at_starts: dict[str, int] = {}
+        """:meth:`at_start` by call id, as it met them."""
+        self.seconds: dict[float, bytes] = {}
+        """Each second's ISO text (``2026-01-01T00:00:00``) by its Unix time, as :meth:`iso` met them."""
 
     def record(self, recorded: RecordedEvent) -> bytes:
         event = recorded.event
@@ -77,42 +85,48 @@ class _Writer:
         if head is None:
             if kind.__name__ in SECRET_FIELDS:
                 return _encoder.encode(event_record(recorded))
-            head = self._heads[kind] = b',"type":"' + kind.__name__.encode() + b'","at":"'
+            head = self._heads[kind] = type_head(kind.__name__)
         body = _encoder.encode(event)  # {"call_id":…,"at":…,…}: Event's own fields come first
-        start = self._ids.get(event.call_id)
-        if start is None:
-            start = self._ids[event.call_id] = len(_encoder.encode(event.call_id)) + 11  # '{"call_id":' and the id
+        start = self.at_start(event.call_id)
         end = body.find(b",", start + 6)  # the end of the number after ',"at":'
         if end < 0:
             end = len(body) - 1
         return b'{"position":%d%s%s","data":%s%s%s' % (
             recorded.position,
             head,
-            self._iso(event.at),
+            self.iso(event.at),
             body[:start],
             body[end:],
-            _ERASED_END if recorded.erased else b"}",
+            ERASED_END if recorded.erased else b"}",
         )
 
-    def _iso(self, at: float) -> bytes:
+    def at_start(self, call_id: str) -> int:
+        """Where ``,"at":`` starts in the JSON of an event of ``call_id``: after ``{"call_id":`` and the id."""
+        start = self.at_starts.get(call_id)
+        if start is None:
+            start = self.at_starts[call_id] = len(_encoder.encode(call_id)) + 11
+        return start
+
+    def iso(self, at: float) -> bytes:
+        """:func:`iso_micro` as bytes, each second's text formatted once."""
         fraction, whole = math.modf(at)
         micros = round(fraction * 1e6)
         if 0 <= micros < 1_000_000:
-            second = self._seconds.get(int(whole))
+            second = self.seconds.get(whole)
             if second is None:
-                second = self._seconds[int(whole)] = _second(int(whole)).encode()
+                second = self.seconds[whole] = _second(int(whole)).encode()
             return b"%s.%06dZ" % (second, micros)
         return iso_micro(at).encode()
 
 
 def record_json(recorded: RecordedEvent) -> bytes:
     """``event_record(recorded)`` as JSON, written without building it."""
-    return _Writer().record(recorded)
+    return RecordWriter().record(recorded)
 
 
 def write_json(recorded: Iterable[RecordedEvent], out: BinaryIO) -> None:
     """The events as a JSON array, one event per line, written to ``out`` as they come."""
-    record = _Writer().record
+    record = RecordWriter().record
     first = True
     for one in recorded:
         out.write(b"[\n" if first else b",\n")
@@ -126,5 +140,5 @@ def render_json(recorded: Sequence[RecordedEvent]) -> str:
     ``GET /api/calls/{call_id}/events``)."""
     if not recorded:
         return "[]\n"
-    record = _Writer().record
+    record = RecordWriter().record
     return (b"[\n" + b",\n".join(record(r) for r in recorded) + b"\n]\n").decode()

@@ -6,6 +6,7 @@ Read-only by design: a store that does not exist is an error here (exit 2), not 
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from collections.abc import Iterable
@@ -13,8 +14,8 @@ from pathlib import Path
 from typing import TextIO
 
 from callbridge.engine.events import CallErased
-from callbridge.engine.store import RecordedEvent, StoreOpenError, open_existing_store
-from callbridge.projections.event_json import render_json, write_json
+from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
+from callbridge.projections.call_json import write_call_json
 from callbridge.projections.recording import SAMPLE_RATE, iter_recording
 from callbridge.projections.timeline import build_timeline, render_text
 from callbridge.projections.views_db import iso
@@ -29,28 +30,29 @@ def _wants_color(out: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
-def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO = sys.stdout) -> int:
-    """Print the call's timeline (or, with ``as_json``, its events as JSON) and, with ``wav``, write
-    its stereo recording there (not for an erased call: its audio is gone). Returns the exit code: 0; 1
-    (an unknown call, an erased call's WAV) or 2 (no store there, a bad URL) with a message on stderr."""
+def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, out: TextIO | None = None) -> int:
+    """Print the call's timeline (or, with ``as_json``, its events as JSON) to ``out`` (default: the
+    ``sys.stdout`` of the moment) and, with ``wav``, write its stereo recording there (not for an erased
+    call: its audio is gone). Returns the exit code: 0; 1 (an unknown call, an erased call's WAV) or 2
+    (no store there, a bad URL) with a message on stderr."""
+    out = sys.stdout if out is None else out
     try:
         store = open_existing_store(store_url)
     except (ValueError, StoreOpenError) as error:
         print(f"callbridge replay: {error}", file=sys.stderr)
         return 2
     try:
-        recorded = store.read_call(call_id)
         where = store.description
+        written = _print_json(store, call_id, out) if as_json else None
+        recorded = store.read_call(call_id) if wav is not None or not as_json else []
     finally:
         store.close()
-    if not recorded:
+    if written == 0 or (written is None and not recorded):
         print(f"callbridge replay: no events for call {call_id} in {where}; {LIST_HINT}", file=sys.stderr)
         return 1
     events = [r.event for r in recorded]
     erased = next((e for e in events if isinstance(e, CallErased)), None)
-    if as_json:
-        _print_json(recorded, out)
-    elif wav is None:
+    if not as_json and wav is None:
         out.write(render_text(build_timeline(events), color=_wants_color(out)))
     if wav is not None and erased is not None:
         print(
@@ -69,16 +71,19 @@ def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, 
     return 0
 
 
-def _print_json(recorded: list[RecordedEvent], out: TextIO) -> None:
-    """The events as JSON; straight to the bytes under ``out`` when it has them (an hour's call is
-    ~75 MB of JSON: not built as one string, then encoded again)."""
+def _print_json(store: EventStore, call_id: str, out: TextIO) -> int:
+    """The call's events as JSON, as they are read (``projections.call_json``); straight to the bytes
+    under ``out`` when it has them (an hour's call is ~75 MB of JSON). Returns how many were written."""
     binary = getattr(out, "buffer", None)
     if binary is None:
-        out.write(render_json(recorded))
-        return
+        text = io.BytesIO()
+        written = write_call_json(store, call_id, text)
+        out.write(text.getvalue().decode())
+        return written
     out.flush()
-    write_json(recorded, binary)
+    written = write_call_json(store, call_id, binary)
     binary.flush()
+    return written
 
 
 def _write_wav(path: Path, pieces: Iterable[bytes]) -> int:

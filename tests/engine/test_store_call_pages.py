@@ -1,5 +1,7 @@
 """``EventStore.read_call_page``: one call's events a page at a time, by log position, without
-reading the rest of the call (the API's and MCP's paged event reads), on SQLite and PostgreSQL."""
+reading the rest of the call (the API's and MCP's paged event reads), on SQLite and PostgreSQL; and
+``EventStore.call_pages``: one call's stored rows, undecoded, a page at a time from start to end
+(``replay --json``)."""
 
 from __future__ import annotations
 
@@ -37,8 +39,25 @@ def check_paging(store: EventStore) -> None:
         store.read_call_page("CAa", limit=0)
 
 
+def check_row_pages(store: EventStore) -> None:
+    positions = fill(store)
+    rows = [[row[0] for row in page] for page in store.call_pages("CAa", 2)]
+    assert rows == [positions[0:2], positions[2:4], positions[4:5]]
+    assert [len(page) for page in store.call_pages("CAa", 5)] == [5]  # a full last page: one more read finds none
+    (page,) = store.call_pages("CAb", 10)
+    assert [(version, topic) for _, version, topic, _ in page] == [(n, "DtmfReceived@1") for n in range(1, 6)]
+    assert all(type(state) is bytes and state.startswith(b"{") for *_, state in page)
+    assert list(store.call_pages("CAnobody")) == []
+    with pytest.raises(ValueError, match="size"):
+        list(store.call_pages("CAa", 0))
+
+
 def test_a_calls_events_page_by_position_on_sqlite(sqlite_event_store: EventStore) -> None:
     check_paging(sqlite_event_store)
+
+
+def test_a_calls_rows_page_by_version_on_sqlite(sqlite_event_store: EventStore) -> None:
+    check_row_pages(sqlite_event_store)
 
 
 @pytest.mark.postgres
@@ -46,6 +65,15 @@ def test_a_calls_events_page_by_position_on_postgresql(postgres_store_url: str) 
     store = EventStore(postgres_store_url)
     try:
         check_paging(store)
+    finally:
+        store.close()
+
+
+@pytest.mark.postgres
+def test_a_calls_rows_page_by_version_on_postgresql(postgres_store_url: str) -> None:
+    store = EventStore(postgres_store_url)
+    try:
+        check_row_pages(store)
     finally:
         store.close()
 
