@@ -372,7 +372,7 @@ class EventStore:
         self._check_open()
         rows = self._rows.call_rows(call_originator_id(call_id))
         reading = Reading()
-        decoded = (self._decode(r.position, r.version, r.topic, r.state, reading=reading) for r in rows)
+        decoded = (self.decode_row(r.position, r.version, r.topic, r.state, reading=reading) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
 
     def call_pages(self, call_id: str, size: int = 1000) -> Iterator[list[RowTuple]]:
@@ -402,7 +402,7 @@ class EventStore:
         if not last:
             return []
         rows = self._rows.call_rows(oid, gt=last[0].originator_version - count)
-        decoded = (self._decode(r.position, r.version, r.topic, r.state) for r in rows)
+        decoded = (self.decode_row(r.position, r.version, r.topic, r.state) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
 
     def read_call_page(self, call_id: str, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
@@ -418,7 +418,7 @@ class EventStore:
             wanted = limit - len(page)
             rows = self._rows.call_rows_after(oid, after, wanted)
             for r in rows:
-                recorded = self._decode(r.position, r.version, r.topic, r.state)
+                recorded = self.decode_row(r.position, r.version, r.topic, r.state)
                 if recorded is not None:
                     page.append(recorded)
             if len(rows) < wanted:
@@ -441,7 +441,7 @@ class EventStore:
             result = [
                 recorded
                 for n in notifications
-                if (recorded := self._decode(n.id, n.originator_version, n.topic, n.state)) is not None
+                if (recorded := self.decode_row(n.id, n.originator_version, n.topic, n.state)) is not None
             ]
             if result or len(notifications) < limit:
                 return result
@@ -488,18 +488,6 @@ class EventStore:
         ``sealed``: leave its personal fields sealed (``Sealer.clear``), for a reader that never reads
         them; they read as placeholders, and ``erased`` is not looked into (False). ``reading``: the read
         the row is one of (``engine.crypto.Reading``)."""
-        return self._decode(position, version, topic, state, sealed=sealed, reading=reading)
-
-    def _decode(
-        self,
-        position: int,
-        version: int,
-        topic: str,
-        state: bytes,
-        *,
-        sealed: bool = False,
-        reading: Reading | None = None,
-    ) -> RecordedEvent | None:
         try:
             if sealed:
                 return RecordedEvent(position=position, version=version, event=self.sealer.clear(topic, state))

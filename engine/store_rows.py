@@ -36,18 +36,11 @@ RowTuple = tuple[int, int, str, bytes]
 gives, for a reader of a whole call (an hour's call: ~15 ms of ``Row`` objects not made)."""
 
 
-def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
-    """The rows of ``select`` as plain tuples: the library's connections make ``sqlite3.Row`` objects,
-    read field by field — a fifth of the time an hour's call takes to read. ``sqlite_cursor`` is the
-    library's wrapped cursor (eventsourcing is pinned below 9.6)."""
-    raw = cursor.sqlite_cursor
-    raw.row_factory = None
-    raw.execute(select, params)
-    return [Row(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in raw.fetchall()]
-
-
 def _tuples(cursor: Any, select: str, params: tuple[Any, ...]) -> list[RowTuple]:
-    """:func:`_rows` as the driver's own tuples (states that are not ``bytes`` made so)."""
+    """The rows of ``select`` as the driver's own tuples (states that are not ``bytes`` made so): the
+    library's connections make ``sqlite3.Row`` objects, read field by field — a fifth of the time an
+    hour's call takes to read. ``sqlite_cursor`` is the library's wrapped cursor (eventsourcing is
+    pinned below 9.6)."""
     raw = cursor.sqlite_cursor
     raw.row_factory = None
     raw.execute(select, params)
@@ -55,6 +48,11 @@ def _tuples(cursor: Any, select: str, params: tuple[Any, ...]) -> list[RowTuple]
     if all(type(row[3]) is bytes for row in rows):
         return rows
     return [(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in rows]
+
+
+def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
+    """:func:`_tuples`, each made a :class:`Row`."""
+    return list(map(Row._make, _tuples(cursor, select, params)))
 
 
 class SQLiteRows:
@@ -174,43 +172,32 @@ class PostgresRows:
             Identifier(self._datastore.schema), Identifier(recorder.events_table_name)
         )
 
+    def _tuples(self, select: Any, params: tuple[Any, ...]) -> list[RowTuple]:
+        """The rows of ``select`` as ``(position, version, topic, state)`` tuples."""
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(select, params, prepare=True)
+            return [
+                (r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in curs.fetchall()
+            ]
+
     def call_rows(self, oid: uuid.UUID, gt: int | None = None, lte: int | None = None) -> list[Row]:
         params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select, params, prepare=True)
-            return [
-                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
+        return list(map(Row._make, self._tuples(self._select, params)))
 
     def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
         """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_after, (oid, after, limit), prepare=True)
-            return [
-                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
+        return list(map(Row._make, self._tuples(self._select_after, (oid, after, limit))))
 
     def call_rows_from(self, oid: uuid.UUID, after_version: int, limit: int) -> list[RowTuple]:
         """Up to ``limit`` rows of one call after version ``after_version``, as tuples (a page of a
         call read from start to end)."""
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_from, (oid, after_version, limit), prepare=True)
-            return [
-                (r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"])) for r in curs.fetchall()
-            ]
+        return self._tuples(self._select_from, (oid, after_version, limit))
 
     def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
         """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of
         ``topics`` (all when empty), in position order (see :meth:`SQLiteRows.log_rows`)."""
         params: tuple[Any, ...] = (after, stop, list(topics), limit) if topics else (after, stop, limit)
-        with self._datastore.get_connection() as conn, conn.cursor() as curs:
-            curs.execute(self._select_log if topics else self._select_log_all, params, prepare=True)
-            return [
-                Row(r["notification_id"], r["originator_version"], r["topic"], bytes(r["state"]))
-                for r in curs.fetchall()
-            ]
+        return list(map(Row._make, self._tuples(self._select_log if topics else self._select_log_all, params)))
 
     def call_topics(self, oid: uuid.UUID) -> list[str]:
         """The topics of one call's events, in order (no payload is read)."""
