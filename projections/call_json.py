@@ -13,9 +13,9 @@ call in memory. An hour's call is 49,000 events holding 44 MB of audio, in 80 MB
   the payload's placeholder (``""``, its last field) and the payload's base64 (pybase64, SIMD) put
   between those quotes. msgspec writes ``bytes`` as standard padded base64 too, so the bytes are the
   same; its own base64 of 4 KB cost more than everything else done for the event;
-- each record is encoded into a small buffer of its own, ``at`` cut out there, and copied once into
-  a megabyte's buffer in front of ``out`` (one growing buffer per page was copied ~8 times over as
-  it grew).
+- each record is written by ``event_json.RecordWriter.record_into`` (the API's own record, ``at``
+  cut out) into a small buffer of its own, and copied once into a megabyte's buffer in front of
+  ``out`` (one growing buffer per page was copied ~8 times over as it grew).
 
 An event of a class that the record shows otherwise than as stored — a hidden field (a webhook's
 secret), or redaction rules in force that may change it — and one that cannot be opened are written
@@ -26,19 +26,17 @@ same skipping.
 from __future__ import annotations
 
 import io
-import math
 from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
-import pybase64
 
 from callbridge.engine.crypto import ENVELOPE_PREFIX, Reading, Sealer, plain_decoder
 from callbridge.engine.events import Event
 from callbridge.engine.privacy import SECRET_FIELDS, sensitive_fields
 from callbridge.engine.store import EventStore
-from callbridge.projections.event_json import ERASED_END, RecordWriter, type_head
+from callbridge.projections.event_json import RecordWriter
 
 PAGE_SIZE = 1000
 """Rows read at a time (~1.5 MB of them for a page of audio)."""
@@ -66,15 +64,15 @@ class _Through(io.RawIOBase):
 class _Kind(NamedTuple):
     """How the events of one stored topic are written, worked out once per topic."""
 
-    head: bytes | None
-    """``,"type":"<name>","at":"``; None: written the general way."""
+    direct: bool
+    """Opened and written here (else the general way: the store's ``decode_row``)."""
     decode: Callable[[bytes], Any] | None
     """Its unsealed states' decoder (``engine.crypto.plain_decoder``); None for an older version."""
     payload: Callable[[Any], bytes] | None
     """The getter of its one sealed field when that is ``bytes`` and its last: written around."""
 
 
-_GENERAL = _Kind(None, None, None)
+_GENERAL = _Kind(False, None, None)
 
 
 def _kind(topic: str, sealer: Sealer) -> _Kind:
@@ -89,9 +87,7 @@ def _kind(topic: str, sealer: Sealer) -> _Kind:
     last = msgspec.structs.fields(cls)[-1]
     sealed = sensitive_fields(name)
     around = sealed == (last.name,) and last.type is bytes and not cls.__struct_config__.omit_defaults
-    return _Kind(
-        type_head(name), decoder.decode if decoder is not None else None, attrgetter(last.name) if around else None
-    )
+    return _Kind(True, decoder.decode if decoder is not None else None, attrgetter(last.name) if around else None)
 
 
 def write_call_json(store: EventStore, call_id: str, out: BinaryIO, *, page_size: int = PAGE_SIZE) -> int:
@@ -109,18 +105,16 @@ def _write(store: EventStore, call_id: str, page_size: int, write: Callable[[byt
     writer = RecordWriter()
     reading = Reading()
     sealer = store.sealer
-    open_parts = sealer.open_parts
-    replace, asdict, b64encode, modf = msgspec.structs.replace, msgspec.structs.asdict, pybase64.b64encode, math.modf
-    seconds, at_start, at_starts = writer.seconds, writer.at_start, writer.at_starts
+    open_parts, record_into = sealer.open_parts, writer.record_into
+    replace, asdict = msgspec.structs.replace, msgspec.structs.asdict
     kinds: dict[str, _Kind] = {}
     separator = b"[\n"
     written = 0
     for page in store.call_pages(call_id, page_size):
         for position, version, topic, state in page:
             kind = kinds.get(topic) or kinds.setdefault(topic, _kind(topic, sealer))
-            head = kind.head
             try:
-                if head is None:
+                if not kind.direct:
                     opened = None
                 elif kind.decode is not None and not state.startswith(ENVELOPE_PREFIX):
                     opened = kind.decode(state), None, False
@@ -144,24 +138,9 @@ def _write(store: EventStore, call_id: str, page_size: int, write: Callable[[byt
                     payload = around(values)
                 else:
                     event = replace(event, **asdict(values))
-            at = event.at
-            fraction, whole = modf(at)
-            micros = round(fraction * 1e6)
-            second = seconds.get(whole)
-            if second is not None and 0 <= micros < 1_000_000:
-                record = bytearray(b'%s{"position":%d%s%s.%06dZ","data":' % (separator, position, head, second, micros))
-            else:
-                record = bytearray(b'%s{"position":%d%s%s","data":' % (separator, position, head, writer.iso(at)))
+            record = bytearray(separator)
+            record_into(record, position, event, erased, payload)
             separator = b",\n"
-            start = len(record) + (at_starts.get(event.call_id) or at_start(event.call_id))
-            _encode_into(event, record, -1)  # {"call_id":…,"at":…,…}: Event's own fields come first
-            end = record.find(b",", start + 6)  # the end of the number after ',"at":'
-            del record[start : end if end >= 0 else -1]
-            if payload is not None:  # the record ends with '"payload":""}'
-                del record[-2:]
-                record += b64encode(payload)
-                record += b'"}'
-            record += ERASED_END if erased else b"}"
             write(record)
             written += 1
     if written:

@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import msgspec
+import pybase64
 
+from callbridge.engine.events import Event
 from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
 from callbridge.engine.store import RecordedEvent
 
@@ -57,11 +59,11 @@ def event_record(recorded: RecordedEvent) -> dict[str, Any]:
     return record
 
 
-ERASED_END = b',"erased":true}'
+_ERASED_END = b',"erased":true}'
 """How the JSON of an erased event's record ends (an event's own ends with ``}``)."""
 
 
-def type_head(name: str) -> bytes:
+def _type_head(name: str) -> bytes:
     """What comes between a record's ``position`` and its ISO time: ``,"type":"<name>","at":"``."""
     return b',"type":"' + name.encode() + b'","at":"'
 
@@ -69,42 +71,44 @@ def type_head(name: str) -> bytes:
 class RecordWriter:
     """:func:`record_json`'s work, with what repeats from event to event worked out once: the
     ``"type"`` and ``"at"`` keys of each event class, the length of each call id's JSON, each
-    second's ISO text (``projections.call_json`` uses the pieces)."""
+    second's ISO text. ``projections.call_json`` writes with :meth:`record_into` too."""
 
     def __init__(self) -> None:
         self._heads: dict[type, bytes] = {}
-        self.at_starts: dict[str, int] = {}
-        """:meth:`at_start` by call id, as it met them."""
-        self.seconds: dict[float, bytes] = {}
-        """Each second's ISO text (``2026-01-01T00:00:00``) by its Unix time, as :meth:`iso` met them."""
+        self._at_starts: dict[str, int] = {}
+        self._seconds: dict[float, bytes] = {}
 
     def record(self, recorded: RecordedEvent) -> bytes:
-        event = recorded.event
-        kind = type(event)
-        head = self._heads.get(kind)
-        if head is None:
-            if kind.__name__ in SECRET_FIELDS:
-                return _encoder.encode(event_record(recorded))
-            head = self._heads[kind] = type_head(kind.__name__)
-        body = _encoder.encode(event)  # {"call_id":…,"at":…,…}: Event's own fields come first
-        start = self.at_start(event.call_id)
-        end = body.find(b",", start + 6)  # the end of the number after ',"at":'
-        if end < 0:
-            end = len(body) - 1
-        return b'{"position":%d%s%s","data":%s%s%s' % (
-            recorded.position,
-            head,
-            self.iso(event.at),
-            body[:start],
-            body[end:],
-            ERASED_END if recorded.erased else b"}",
-        )
+        if type(recorded.event).__name__ in SECRET_FIELDS:
+            return _encoder.encode(event_record(recorded))
+        out = bytearray()
+        self.record_into(out, recorded.position, recorded.event, recorded.erased)
+        return bytes(out)
 
-    def at_start(self, call_id: str) -> int:
+    def record_into(
+        self, out: bytearray, position: int, event: Event, erased: bool, payload: bytes | None = None
+    ) -> None:
+        """Append the record of ``event`` (of a class without secret fields) to ``out``. ``payload``:
+        the value of its last field, ``bytes`` that the event holds as ``b""`` (an audio chunk opened
+        apart, ``Sealer.open_parts``), written as its base64 (pybase64: the same bytes as msgspec's)."""
+        kind = type(event)
+        head = self._heads.get(kind) or self._heads.setdefault(kind, _type_head(kind.__name__))
+        out += b'{"position":%d%s%s","data":' % (position, head, self.iso(event.at))
+        start = len(out) + self._at_start(event.call_id)
+        _encoder.encode_into(event, out, -1)  # {"call_id":…,"at":…,…}: Event's own fields come first
+        end = out.find(b",", start + 6)  # the end of the number after ',"at":'
+        del out[start : end if end >= 0 else -1]
+        if payload is not None:  # the event ends with '…:""}'
+            del out[-2:]
+            out += pybase64.b64encode(payload)
+            out += b'"}'
+        out += _ERASED_END if erased else b"}"
+
+    def _at_start(self, call_id: str) -> int:
         """Where ``,"at":`` starts in the JSON of an event of ``call_id``: after ``{"call_id":`` and the id."""
-        start = self.at_starts.get(call_id)
+        start = self._at_starts.get(call_id)
         if start is None:
-            start = self.at_starts[call_id] = len(_encoder.encode(call_id)) + 11
+            start = self._at_starts[call_id] = len(_encoder.encode(call_id)) + 11
         return start
 
     def iso(self, at: float) -> bytes:
@@ -112,9 +116,9 @@ class RecordWriter:
         fraction, whole = math.modf(at)
         micros = round(fraction * 1e6)
         if 0 <= micros < 1_000_000:
-            second = self.seconds.get(whole)
+            second = self._seconds.get(whole)
             if second is None:
-                second = self.seconds[whole] = _second(int(whole)).encode()
+                second = self._seconds[whole] = _second(int(whole)).encode()
             return b"%s.%06dZ" % (second, micros)
         return iso_micro(at).encode()
 
