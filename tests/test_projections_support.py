@@ -87,6 +87,12 @@ def reconnect_call(call_id: str = "CAreconn", start_at: float = T0) -> CallLog:
     )
 
 
+def golden_calls() -> list[CallLog]:
+    """The golden calls a minute apart: a normal one, a tool call, a barge-in and a reconnect."""
+    calls = [build(start_at=T0 + n * 60) for n, build in enumerate((normal_call, tool_call, barge_in_call))]
+    return [*calls, reconnect_call(start_at=T0 + 300)]
+
+
 def crashed_call(call_id: str = "CAcrash", start_at: float = T0) -> tuple[CallLog, list[Event]]:
     """A call whose process died while the second answer was being transcribed: the log stops after
     the first writer window of that answer's transcript (its first delta, at 8330 ms, and the words

@@ -18,7 +18,7 @@ from pathlib import Path
 import msgspec
 import pytest
 from eventsourcing.persistence import StoredEvent
-from test_projections_support import T0, barge_in_call, normal_call, reconnect_call, tool_call
+from test_projections_support import T0, golden_calls, normal_call, tool_call
 
 from callbridge.cli import main
 from callbridge.engine.events import (
@@ -66,6 +66,20 @@ def same_json(store: EventStore, call_id: str) -> bytes:
     return expected
 
 
+def streamed_with_a_warning(path: Path, call_id: str, caplog: pytest.LogCaptureFixture, warning: str) -> bytes:
+    """The streamed JSON of a damaged store: the store warns ``warning``, and it is still the JSON of
+    what ``read_call`` gives."""
+    store = open_existing_store(str(path))
+    try:
+        with caplog.at_level(logging.WARNING):
+            output = streamed(store, call_id)
+        assert warning in caplog.text
+        assert output == same_json(store, call_id)
+    finally:
+        store.close()
+    return output
+
+
 def records(output: bytes) -> list[dict[str, object]]:
     loaded: list[dict[str, object]] = json.loads(output)
     return loaded
@@ -74,8 +88,7 @@ def records(output: bytes) -> list[dict[str, object]]:
 def test_golden_calls_with_audio_tools_a_barge_in_and_a_reconnect(tmp_path: Path) -> None:
     store = EventStore(str(tmp_path / "events.db"))
     try:
-        calls = [build(start_at=T0 + n * 60) for n, build in enumerate((normal_call, tool_call, barge_in_call))]
-        calls.append(reconnect_call(start_at=T0 + 300))
+        calls = golden_calls()
         for log in calls:
             log.write(store)
             output = same_json(store, log.call_id)
@@ -194,14 +207,7 @@ def test_a_tampered_ciphertext_reads_as_erased_with_a_warning(tmp_path: Path, ca
     db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?", (flipped, position))
     db.commit()
     db.close()
-    store = open_existing_store(str(path))
-    try:
-        with caplog.at_level(logging.WARNING):
-            output = streamed(store, call_id)
-        assert "does not match its key" in caplog.text
-        assert output == same_json(store, call_id)
-    finally:
-        store.close()
+    output = streamed_with_a_warning(path, call_id, caplog, "does not match its key")
     tampered = [r for r in records(output) if r["position"] == position]
     assert tampered[0]["erased"] is True and tampered[0]["data"]["payload"] == ""  # type: ignore[index]
     assert sum(bool(r.get("erased")) for r in records(output)) == 1
@@ -210,14 +216,7 @@ def test_a_tampered_ciphertext_reads_as_erased_with_a_warning(tmp_path: Path, ca
 def test_a_lost_key_reads_as_erased_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path, call_id = a_stored_call(tmp_path)
     sqlite_keys_path(path).unlink()  # the key file was not copied with the store
-    store = open_existing_store(str(path))
-    try:
-        with caplog.at_level(logging.WARNING):
-            output = streamed(store, call_id)
-        assert "its key is missing from the key store" in caplog.text
-        assert output == same_json(store, call_id)
-    finally:
-        store.close()
+    output = streamed_with_a_warning(path, call_id, caplog, "its key is missing from the key store")
     assert any(r.get("erased") for r in records(output))
 
 

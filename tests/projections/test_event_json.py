@@ -16,7 +16,7 @@ from pathlib import Path
 import msgspec
 from hypothesis import given
 from hypothesis import strategies as st
-from test_projections_support import T0, barge_in_call, normal_call, reconnect_call, tool_call
+from test_projections_support import T0, golden_calls
 
 from callbridge.engine.events import ModelEventReceived, WebhookRegistered
 from callbridge.engine.redaction import Redaction
@@ -40,8 +40,7 @@ def same_both_ways(recorded: list[RecordedEvent]) -> None:
 def test_every_golden_event_is_the_same_json_both_ways(tmp_path: Path) -> None:
     store = EventStore(str(tmp_path / "events.db"))
     try:
-        calls = [build(start_at=T0 + n * 60) for n, build in enumerate((normal_call, tool_call, barge_in_call))]
-        calls.append(reconnect_call(start_at=T0 + 300))
+        calls = golden_calls()
         for log in calls:
             log.write(store)
             same_both_ways(store.read_call(log.call_id))

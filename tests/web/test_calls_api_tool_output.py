@@ -5,12 +5,14 @@ as the ``function_call_output``, and reply with it; wrong requests are refused, 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from functools import partial
 from pathlib import Path
 
 import httpx2
 import trio
-from bridge_harness import running_bridge
+from bridge_harness import Bridge, running_bridge
 from test_console_api import BEARER
 from test_console_hand_tools import ASK_A_PERSON, function_call_outputs
 from test_live_feed import is_type, open_feed
@@ -21,28 +23,36 @@ from callbridge.adapters.sim.fake_openai_script import FunctionCall, Script, Tur
 from callbridge.engine.events import ModelEventReceived, ToolCallRequested
 
 ANSWER = {"open": True, "hours": "9-17"}
+SCRIPT = Script(
+    turns=[
+        Turn(
+            transcript="Are you open on Sunday?",
+            function_call=FunctionCall(name="ask_a_person", arguments={"question": "Open on Sunday?"}),
+            after_tool="The operator says: {output}",
+        )
+    ]
+)
+"""The model asks a person, then says what the person answered."""
+CALLER: list[Step] = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
 
 
-async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_with_it(tmp_path: Path) -> None:
-    script = Script(
-        turns=[
-            Turn(
-                transcript="Are you open on Sunday?",
-                function_call=FunctionCall(name="ask_a_person", arguments={"question": "Open on Sunday?"}),
-                after_tool="The operator says: {output}",
-            )
-        ]
-    )
+@asynccontextmanager
+async def bridge_asking_a_person(tmp_path: Path) -> AsyncIterator[tuple[Bridge, httpx2.AsyncClient]]:
+    """A bridge whose default session offers ``ask_a_person``, and an API client for it."""
     async with (
-        running_bridge(tmp_path, script=script) as bridge,
+        running_bridge(tmp_path, script=SCRIPT) as bridge,
         httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http,
     ):
         saved = await http.post("/api/session", json={"session": {"tools": [ASK_A_PERSON]}})
         assert saved.status_code == 200, saved.text
+        yield bridge, http
+
+
+async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_with_it(tmp_path: Path) -> None:
+    async with bridge_asking_a_person(tmp_path) as (bridge, http):
         with trio.fail_after(40):
             async with open_feed(bridge) as feed, trio.open_nursery() as nursery:
-                caller: list[Step] = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
-                nursery.start_soon(partial(place_call, bridge.base_url, script=caller))
+                nursery.start_soon(partial(place_call, bridge.base_url, script=CALLER))
                 requested = await feed.until(is_type("callbridge.tool_call.requested"))
                 call_id, tool_call_id = requested["call_id"], requested["tool_call_id"]
                 path = f"/api/calls/{call_id}/tool-output"
@@ -77,26 +87,11 @@ async def test_a_tool_call_answered_over_http_reaches_the_model_which_replies_wi
 async def test_with_no_browser_watching_a_program_still_answers_over_http(tmp_path: Path) -> None:
     """The live feed reads only what it must know while nobody listens: the pending tool call is
     among it, so the endpoint finds it without a console open."""
-    script = Script(
-        turns=[
-            Turn(
-                transcript="Is my order ready?",
-                function_call=FunctionCall(name="ask_a_person", arguments={"question": "Order ready?"}),
-                after_tool="The operator says: {output}",
-            )
-        ]
-    )
-    async with (
-        running_bridge(tmp_path, script=script) as bridge,
-        httpx2.AsyncClient(base_url=bridge.base_url, headers=BEARER, timeout=30) as http,
-    ):
-        saved = await http.post("/api/session", json={"session": {"tools": [ASK_A_PERSON]}})
-        assert saved.status_code == 200, saved.text
+    async with bridge_asking_a_person(tmp_path) as (bridge, http):
         writer = bridge.server.writer
         with trio.fail_after(40):
             async with trio.open_nursery() as nursery:
-                caller: list[Step] = [Speak(900), WaitForAssistant(timeout_s=20), HangUp()]
-                nursery.start_soon(partial(place_call, bridge.base_url, script=caller))
+                nursery.start_soon(partial(place_call, bridge.base_url, script=CALLER))
                 await writer.wait_appended(await writer.flush(), names=["ToolCallRequested"])
                 (call_id,) = bridge.server.live.calls
                 requested = [e for e in await bridge.events(call_id) if isinstance(e, ToolCallRequested)]
