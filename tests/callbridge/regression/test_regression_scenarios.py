@@ -112,6 +112,28 @@ def test_scenarios_run_at_once_in_worker_processes_and_report_each_check(
     ]
 
 
+BAD_STUBS = [  # a scenario's [tools.NAME] stubs, which test_regression_tool_stubs.py runs
+    ('[tools.lookup_order]\noutptu = "x"\n', "{path}:4: unknown key 'tools.lookup_order.outptu'"),
+    (
+        '[[tools.lookup_order]]\noutput = "x"\n[[tools.lookup_order]]\narguments = "("\nerror = "no"\n',
+        "{path}:6: tools.lookup_order[1]: arguments: not a regular expression "
+        "(missing ), unterminated subpattern at position 0)",
+    ),
+    (
+        '[tools.lookup_order]\narguments = "1234"\n',
+        "{path}:3: tools.lookup_order: output: a stub answers (output = …) or fails (error = …); one of them",
+    ),
+    (
+        "[tools.lookup_order]\noutput = 5\n",
+        "{path}:4: tools.lookup_order.output: Expected `str | object | array | null`, got `int`",
+    ),
+    (
+        '[tools.end_call]\noutput = "bye"\n',
+        "{path}:3: tools.end_call: end_call is the engine's own (a built-in); it cannot be stubbed",
+    ),
+]
+
+
 BAD_FILES = [
     ('[[caller]]\nsay = "hello\n', "{path}:2: not valid TOML: Illegal character '\\n'"),
     ("[[caller]]\nhang_up = true\n[[caller]]\nsay = 'hi'\nrepyl = 'oops'\n", "{path}:5: unknown key 'caller[1].repyl'"),
@@ -130,6 +152,7 @@ BAD_FILES = [
         "name = 'nothing to do'\n",
         "{path}:1: call: a test replays a recorded call (call = 'CA…') or plays [[caller]] steps; one",
     ),
+    *[("[[caller]]\nhang_up = true\n" + stub, message) for stub, message in BAD_STUBS],
 ]
 
 

@@ -3,7 +3,7 @@ agent's HTTP tool pointing at a local endpoint that counts its hits: a recorded 
 calls the endpoint (its tool answers what it answered then, marked stubbed), unless ``--live-tools``
 (also through worker processes); a model that asks for something the recording never answered gets
 an error result and the run says so; a scenario's ``[tools.NAME]`` stubs answer (or fail) while its
-other tools run for real; a bad stub is refused naming the file, the line and the key."""
+other tools run for real. (A bad stub is a bad test file: ``test_regression_scenarios.BAD_STUBS``.)"""
 
 from __future__ import annotations
 
@@ -230,40 +230,6 @@ async def test_a_scenarios_stubs_answer_and_fail_as_written_and_its_other_tools_
         (['lookup_order({"order":"9"})'], [True]),
         (['book_table({"guests":2})'], [False]),
     ]
-
-
-BAD_STUBS = [
-    ('[tools.lookup_order]\noutptu = "x"\n', "{path}:4: unknown key 'tools.lookup_order.outptu'"),
-    (
-        '[[tools.lookup_order]]\noutput = "x"\n[[tools.lookup_order]]\narguments = "("\nerror = "no"\n',
-        "{path}:6: tools.lookup_order[1]: arguments: not a regular expression "
-        "(missing ), unterminated subpattern at position 0)",
-    ),
-    (
-        '[tools.lookup_order]\narguments = "1234"\n',
-        "{path}:3: tools.lookup_order: output: a stub answers (output = …) or fails (error = …); one of them",
-    ),
-    (
-        "[tools.lookup_order]\noutput = 5\n",
-        "{path}:4: tools.lookup_order.output: Expected `str | object | array | null`, got `int`",
-    ),
-    (
-        '[tools.end_call]\noutput = "bye"\n',
-        "{path}:3: tools.end_call: end_call is the engine's own (a built-in); it cannot be stubbed",
-    ),
-]
-
-
-@pytest.mark.parametrize(("stub", "message"), BAD_STUBS)
-def test_a_bad_stub_is_one_line_naming_the_file_line_and_key(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], stub: str, message: str
-) -> None:
-    path = write(tmp_path / "bad.toml", "[[caller]]\nhang_up = true\n" + stub)
-    code = main(["test", str(path), "--store", str(tmp_path / "callbridge.db")])
-    out, err = capsys.readouterr()
-
-    assert code == 2 and out == ""
-    assert err == f"callbridge test: {message.format(path=path)}\n"
 
 
 async def test_a_rerun_with_stubbed_tools_needs_no_secret_but_live_tools_do(
