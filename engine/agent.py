@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import re
 import tomllib
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -129,6 +130,11 @@ class AgentTool(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
             raise ValueError("retries: between 0 and 5")
         if self.secret_env is not None and not re.match(r"^[A-Z_][A-Z0-9_]*$", self.secret_env):
             raise ValueError("secret_env: the name of an environment variable (A-Z, 0-9, _)")
+
+    def secret_unset(self, environ: Mapping[str, str]) -> bool:
+        """Whether this tool signs its requests (an HTTP tool with ``secret_env``) and ``environ`` lacks
+        the secret: such a tool cannot run on this engine."""
+        return self.url is not None and self.secret_env is not None and not environ.get(self.secret_env)
 
 
 class TransferTarget(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

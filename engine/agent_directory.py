@@ -286,7 +286,7 @@ class AgentDirectory:
             message = str(error)
             raise ProfileError(message, key=message.partition(":")[0]) from None
         for index, tool in enumerate(agent.tools):
-            if tool.url is not None and tool.secret_env and not self.environ.get(tool.secret_env):
+            if tool.secret_unset(self.environ):
                 raise ProfileError(
                     f"tools[{index}].secret_env: the environment variable {tool.secret_env} (tool {tool.name!r}'s "
                     "secret) is not set on this engine",
@@ -349,7 +349,7 @@ class AgentDirectory:
                     sorted(set(agent.server_tools) - set(known)),
                 )
                 agent = msgspec.structs.replace(agent, server_tools=known)
-        usable = [t for t in agent.tools if not (t.url and t.secret_env and not self.environ.get(t.secret_env))]
+        usable = [t for t in agent.tools if not t.secret_unset(self.environ)]
         if len(usable) != len(agent.tools):
             left_out = sorted({t.name for t in agent.tools} - {t.name for t in usable})
             log.error(

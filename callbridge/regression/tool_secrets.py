@@ -24,11 +24,7 @@ STAND_IN = "whsec_Y2FsbGJyaWRnZS10ZXN0LXN0YW5kLWluCg=="
 
 def _unset_secrets(agent: Agent, environ: Mapping[str, str]) -> list[tuple[str, str]]:
     """(tool name, variable) for each HTTP tool of ``agent`` whose secret is not in ``environ``."""
-    return [
-        (tool.name, tool.secret_env)
-        for tool in agent.tools
-        if tool.url is not None and tool.secret_env and not environ.get(tool.secret_env)
-    ]
+    return [(tool.name, tool.secret_env) for tool in agent.tools if tool.secret_env and tool.secret_unset(environ)]
 
 
 def missing_secrets(agent: Agent, stubs: ToolStubs | None, environ: Mapping[str, str]) -> list[str]:
