@@ -22,7 +22,6 @@ from typing import TextIO
 
 import trio
 
-from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.engine.agent import DEFAULT_AGENT, Agent, AgentError, load_agent
 from callbridge.engine.events import CallStarted, Event
 from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
@@ -40,7 +39,7 @@ from callbridge.regression.recorded import (
     stored_default_session,
     suggested_expect,
 )
-from callbridge.regression.rerun import ModelChoice, RerunPlan
+from callbridge.regression.rerun import ModelChoice, RerunPlan, starting_session
 from callbridge.regression.scenario import scenario_agent, scenario_caller, scenario_script
 from callbridge.regression.spec import LoadedSpec, SpecError, load_spec
 from callbridge.regression.suite import TestCase, TestResult, run_suite
@@ -272,8 +271,7 @@ def _instructions_note(events: list[Event], plan: RerunPlan, model_kind: str) ->
         return ()
     started = next((e for e in events if isinstance(e, CallStarted)), None)
     then = started.session_config.get("instructions") if started is not None else None
-    session = {**DEFAULT_SESSION_CONFIG, **(plan.default_session or {}), **plan.agent.session_defaults()}
-    return (SIM_INSTRUCTIONS_NOTE,) if then is not None and session.get("instructions") != then else ()
+    return (SIM_INSTRUCTIONS_NOTE,) if then is not None and starting_session(plan).get("instructions") != then else ()
 
 
 def _scenario_case(loaded: LoadedSpec, agent: Agent) -> TestCase:

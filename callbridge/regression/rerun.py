@@ -19,6 +19,7 @@ from typing import Any
 
 import trio
 
+from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_report import CallReport, FrameSent
 from callbridge.adapters.sim.caller_script import Step
@@ -90,10 +91,15 @@ class SpeechRuns:
             self._start = None
 
 
+def starting_session(plan: RerunPlan) -> dict[str, Any]:
+    """The session configuration the rerun's calls start with: the built-in defaults, the saved
+    default session, then the agent's (as ``Server`` merges them)."""
+    return {**DEFAULT_SESSION_CONFIG, **(plan.default_session or {}), **plan.agent.session_defaults()}
+
+
 def session_tool_names(plan: RerunPlan) -> list[str]:
-    """The function tools of the session the rerun's calls start with (the saved default, then the agent's)."""
-    session = {**(plan.default_session or {}), **plan.agent.session_defaults()}
-    tools = session.get("tools")
+    """The function tools of :func:`starting_session`."""
+    tools = starting_session(plan).get("tools")
     if not isinstance(tools, list):
         return []
     return [
