@@ -5,7 +5,8 @@ Every decision is the core's (``engine/call_core.py``, sans-IO). This module is 
 core's outputs, without ever waiting in between (so outputs are carried out in the order decided):
 
 - the **Twilio pump** reads the media stream (a malformed frame is recorded and skipped);
-- the **model link** opens the session the core asks for, reads it, and reports its loss;
+- the **model link** (``engine/model_link.py``) opens the session the core asks for, reads it, and
+  reports its loss;
 - the **writers** send what waits in each socket's ``Outlet`` — everything waiting in one write;
   caller audio to the model is bounded (100 ms) and dropped oldest-first, never queued for seconds;
 - the **tool runner** runs function calls and settles each once;
@@ -26,15 +27,12 @@ from typing import Any
 
 import trio
 
-from callbridge.adapters.openai import codec as oa
-from callbridge.adapters.openai.errors import RealtimeConnectError
 from callbridge.adapters.twilio import codec
 from callbridge.adapters.websocket import WebSocketClosed
 from callbridge.engine.call_core import CallConfig, CallCore
 from callbridge.engine.call_io import (
     AudioFlushDue,
     CallBegan,
-    CallerFramesDropped,
     CallerHungUp,
     CallerMedia,
     CallTornDown,
@@ -47,10 +45,7 @@ from callbridge.engine.call_io import (
     Input,
     LogLine,
     MarkEchoed,
-    ModelFrameInvalid,
-    ModelServerEvent,
     ModelSessionLost,
-    ModelSessionOpened,
     OpenModelSession,
     PhoneCommandDone,
     Record,
@@ -69,9 +64,10 @@ from callbridge.engine.call_io import (
     TwilioSocketLost,
 )
 from callbridge.engine.call_state import OFFLINE, CallState
-from callbridge.engine.context import CallClock, CallSettings, MessageSocket, ModelConnection, TelephonyError
+from callbridge.engine.context import CallClock, CallSettings, MessageSocket, TelephonyError
 from callbridge.engine.events import Event
 from callbridge.engine.live_calls import LiveCall, LiveCalls
+from callbridge.engine.model_link import ModelLink
 from callbridge.engine.outlet import Outlet, SendNow
 from callbridge.engine.timers import Timers
 from callbridge.engine.tool_runner import ToolMessage, run_tool_runner
@@ -81,8 +77,6 @@ log = logging.getLogger(__name__)
 
 HANGUP_DRAIN_S = 0.5
 """After the end is decided, how long the caller's last frames still waiting may take to reach the model."""
-UPLINK_MAX_FRAMES = 5
-"""Caller audio waiting for the model socket: 5 frames = 100 ms; older frames are dropped beyond it."""
 RAW_LIMIT = 2048
 
 
@@ -152,19 +146,15 @@ class CallShell:
         self.sink = sink
         self.clock = CallClock()
         self.call_id = core.config.call_id
-        self.outlets: dict[int, Outlet] = {}
-        """What waits for each open model session's socket (caller audio capped at 100 ms)."""
+        self.model_link = ModelLink(settings.open_model, self.feed)
+        self.outlets = self.model_link.outlets
+        """The model link's, read here for each frame (``ModelLink.outlets``)."""
+        self._model_send_now = self.model_link.send_now
         self.downlink = Outlet()
         self._caller_send_now: SendNow | None = getattr(socket, "send_now", None)
-        self._model_send_now: dict[int, SendNow] = {}
-        """Each open session's ``send_now``, when its connection has one (a plain socket may take a
-        frame at once, without waking the writer: ``engine/outlet.py``)."""
         self.timers: Timers[Timer] = Timers()
         self.operator_send, self.operator_recv = trio.open_memory_channel[Input](100)
         self.tools_send, self.tools_recv = trio.open_memory_channel[ToolMessage](100)
-        self._open_requests: list[OpenModelSession] = []
-        self._open_wake = trio.Event()
-        self._session_scopes: dict[int, trio.CancelScope] = {}
         self._ending = trio.Event()
         self._nursery: trio.Nursery | None = None
 
@@ -197,13 +187,9 @@ class CallShell:
             except (trio.WouldBlock, trio.BrokenResourceError, trio.ClosedResourceError):
                 log.error("call %s: tool call %s could not be started", self.call_id, output.tool_call_id)
         elif isinstance(output, OpenModelSession):
-            self._open_requests.append(output)
-            self._open_wake.set()
+            self.model_link.open(output)
         elif isinstance(output, CloseModelSession):
-            self._open_requests = [r for r in self._open_requests if r.session != output.session]
-            scope = self._session_scopes.get(output.session)
-            if scope is not None:
-                scope.cancel()
+            self.model_link.close(output.session)
         elif isinstance(output, EndCall):
             self._ending.set()
         elif isinstance(output, LogLine):
@@ -224,7 +210,7 @@ class CallShell:
                 self._nursery = nursery
                 nursery.start_soon(self._end_when_decided, nursery)
                 nursery.start_soon(self._run_twilio)
-                nursery.start_soon(self._supervise, "model", self._model_link)
+                nursery.start_soon(self._supervise, "model", self.model_link.run)
                 nursery.start_soon(self._supervise, "tools", self._run_tools)
                 nursery.start_soon(self._write_caller)
                 nursery.start_soon(self.timers.run, self._timer_fired)
@@ -354,73 +340,6 @@ class CallShell:
                 return
             self.downlink.written()
 
-    # --- the model's side ----------------------------------------------------------------------
-
-    async def _model_link(self) -> None:
-        """Open each session the core asks for (a recycled one beside the current), serve it until
-        it is lost or retired, and say when it is lost."""
-        async with trio.open_nursery() as sessions:
-            while True:
-                while not self._open_requests:
-                    self._open_wake = trio.Event()
-                    await self._open_wake.wait()
-                request = self._open_requests.pop(0)
-                scope = trio.CancelScope()
-                self._session_scopes[request.session] = scope
-                sessions.start_soon(self._serve_session, request, scope)
-
-    async def _serve_session(self, request: OpenModelSession, scope: trio.CancelScope) -> None:
-        session = request.session
-        connected = False
-        outlet = Outlet(max_audio=UPLINK_MAX_FRAMES)
-        with scope:
-            try:
-                await trio.sleep(request.delay_s)
-                async with self.settings.open_model() as conn:
-                    connected = True
-                    self.outlets[session] = outlet
-                    send_now = getattr(conn, "send_now", None)
-                    if send_now is not None:
-                        self._model_send_now[session] = send_now
-                    self.feed(ModelSessionOpened(session=session))
-                    async with trio.open_nursery() as nursery:
-                        nursery.start_soon(self._write_model, conn, outlet)
-                        await self._read_model(conn, session)
-            except (WebSocketClosed, RealtimeConnectError, ExceptionGroup) as raised:
-                error = _link_failure(raised)
-                self._forget_session(session)
-                self.feed(_session_lost(session, connected, error))
-                return
-            finally:
-                self._forget_session(session)
-
-    def _forget_session(self, session: int) -> None:
-        outlet = self.outlets.pop(session, None)
-        self._model_send_now.pop(session, None)
-        if outlet is not None:
-            outlet.clear()
-        self._session_scopes.pop(session, None)
-
-    async def _read_model(self, conn: ModelConnection, session: int) -> None:
-        feed = self.feed
-        while True:
-            raw = await conn.receive_raw()
-            try:
-                event = oa.decode_server(raw)
-            except oa.RealtimeProtocolError as error:
-                feed(ModelFrameInvalid(session=session, raw=raw, error=str(error)))
-                continue
-            feed(ModelServerEvent(session=session, event=event, raw=raw))
-
-    async def _write_model(self, conn: ModelConnection, outlet: Outlet) -> None:
-        while True:
-            texts = await outlet.take()
-            await conn.send_raw_many(texts)
-            outlet.written()
-            dropped = outlet.take_dropped()
-            if dropped:
-                self.feed(CallerFramesDropped(count=dropped, queued_limit=UPLINK_MAX_FRAMES))
-
     # --- tools and supervision -----------------------------------------------------------------
 
     async def _run_tools(self) -> None:
@@ -457,9 +376,7 @@ class CallShell:
                 if name == "tools":
                     self.feed(ToolRunnerLost(error=repr(error)))
                 elif name == "model" and self.core.state in OFFLINE | {CallState.ACTIVE}:
-                    self._open_requests.clear()
-                    for session in list(self.outlets):
-                        self._forget_session(session)
+                    self.model_link.forget_all()
                     connected = self.core.state is CallState.ACTIVE
                     error_text = f"model task crashed: {error!r}"
                     self.feed(ModelSessionLost(session=self.core.model.session, connected=connected, error=error_text))
@@ -473,34 +390,3 @@ class CallShell:
                 action=action,
             )
         )
-
-
-LinkFailure = (WebSocketClosed, RealtimeConnectError)
-
-
-def _link_failure(raised: BaseException) -> WebSocketClosed | RealtimeConnectError:
-    """The socket failure behind ``raised`` (bare, or the only kind in the exception groups the
-    session's nursery wraps it in). Anything else is re-raised: it is a bug, not the network."""
-    if isinstance(raised, LinkFailure):
-        return raised
-    if isinstance(raised, BaseExceptionGroup):
-        links, rest = raised.split(LinkFailure)
-        if rest is None and links is not None:
-            leaf: BaseException = links
-            while isinstance(leaf, BaseExceptionGroup):
-                leaf = leaf.exceptions[0]
-            assert isinstance(leaf, LinkFailure)
-            return leaf
-    raise raised
-
-
-def _session_lost(session: int, connected: bool, error: WebSocketClosed | RealtimeConnectError) -> ModelSessionLost:
-    if isinstance(error, RealtimeConnectError):
-        return ModelSessionLost(session=session, connected=connected, error=str(error), retryable=error.retryable)
-    return ModelSessionLost(
-        session=session,
-        connected=connected,
-        error=f"model socket closed: {error}",
-        code=error.code,
-        reason=error.reason,
-    )

@@ -18,7 +18,7 @@ from memory_sockets import memory_socket_pair
 from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from callbridge.adapters.twilio import codec
 from callbridge.adapters.websocket import WebSocketClosed
-from callbridge.engine.call import UPLINK_MAX_FRAMES, run_call
+from callbridge.engine.call import run_call
 from callbridge.engine.context import CallSettings
 from callbridge.engine.events import (
     CallEnded,
@@ -33,6 +33,7 @@ from callbridge.engine.events import (
     ToolCallRequested,
 )
 from callbridge.engine.live_calls import LiveCalls
+from callbridge.engine.model_link import UPLINK_MAX_FRAMES
 from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.tools import Tool, ToolRegistry
 
