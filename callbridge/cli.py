@@ -119,6 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--worker", help=argparse.SUPPRESS)  # I/N: set by the parent for each worker
     serve.add_argument("--listen-fd", type=int, help=argparse.SUPPRESS)  # the socket a worker inherits
     serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)  # where a worker says it listens
+    serve.add_argument("--board-fd", type=int, help=argparse.SUPPRESS)  # the workers' shared board (web.worker_board)
     serve.add_argument(
         "--agent", metavar="FILE", help="agent TOML file: greeting, hang-up, transfers, limits (env CALLBRIDGE_AGENT)"
     )

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from callbridge.engine.agent import Agent
     from callbridge.engine.context import Telephony
     from callbridge.web.settings import Settings
+    from callbridge.web.worker_board import WorkerTurns
 
 log = logging.getLogger("callbridge")
 
@@ -126,6 +127,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         if workers > 1:
             return _serve_with_workers(settings, workers)
     listen_socket = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
+    turns = _worker_turns(args, worker)
     try:
         server = Server(
             settings,
@@ -134,6 +136,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             apology=apology,
             fold_views=worker is None or worker == 0,
             listen_socket=listen_socket,
+            turns=turns,
         )
     except SettingsError as error:
         print(f"callbridge: {error}", file=sys.stderr)
@@ -186,10 +189,27 @@ def _worker_place(args: argparse.Namespace) -> int | None:
     return int(str(args.worker).partition("/")[0])
 
 
+def _worker_turns(args: argparse.Namespace, worker: int | None) -> WorkerTurns | None:
+    """This worker's turn on the board its parent shares (``web.worker_board``), else None."""
+    if worker is None or args.board_fd is None:
+        return None
+    from callbridge.web.worker_board import WorkerBoard, WorkerTurns
+    from callbridge.workers import worker_fill
+
+    count = int(str(args.worker).partition("/")[2])
+    return WorkerTurns(WorkerBoard.attach(args.board_fd, count), worker, worker_fill())
+
+
 def _serve_with_workers(settings: Any, workers: int) -> int:
     """The parent of ``serve --workers N``: bind once, start the workers, wait for them."""
     from callbridge.engine.engine_id import ENGINE_ID_ENV, EngineIdError, claim_engine_id
-    from callbridge.workers import bind, run_workers
+    from callbridge.workers import bind, run_workers, worker_fill
+
+    try:
+        worker_fill()
+    except ValueError as error:
+        print(f"callbridge: {error}", file=sys.stderr)
+        return 2
 
     try:
         identity = claim_engine_id(settings.data_dir, os.environ.get(ENGINE_ID_ENV))

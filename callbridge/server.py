@@ -73,6 +73,7 @@ from callbridge.web.media import handle_media_stream
 from callbridge.web.outbound import OutboundCalls
 from callbridge.web.settings import Settings, SettingsError
 from callbridge.web.warm_transfer import tell_transfer_status_url
+from callbridge.web.worker_board import WorkerTurns
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,7 @@ class Server(ServerLifecycle):
         engine_id: str | None = None,
         fold_views: bool = True,
         listen_socket: socket.socket | None = None,
+        turns: WorkerTurns | None = None,
         timings: EngineTimings | None = None,
         call_tools: Callable[[ToolRegistry], ToolRegistry] | None = None,
         tool_environ: Mapping[str, str] | None = None,
@@ -141,6 +143,8 @@ class Server(ServerLifecycle):
         """The views; with ``fold_views`` False (a worker other than the first) another process folds
         them and this one follows how far they are."""
         self.listen_socket = listen_socket
+        self.turns = turns
+        """With ``serve --workers``: this worker's turn to accept on the shared socket."""
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
         """The live feed hub behind ``WS /logs``."""
         self.erasures = ErasureWatcher(
@@ -372,6 +376,7 @@ class Server(ServerLifecycle):
                         shutdown=self.shutdown,
                         before_close=self._end_calls,
                         listen_socket=self.listen_socket,
+                        turns=self.turns,
                         task_status=task_status,
                     )
                 finally:

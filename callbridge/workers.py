@@ -2,9 +2,10 @@
 
 Python runs one thread of Python at a time, so one process uses one core however many calls it
 carries. ``serve`` with N workers binds the listening socket once and starts N engine processes
-(``python -m callbridge serve --worker I/N --listen-fd FD``) that all accept on it: the kernel hands
-each new connection to one of them. They share the store (SQLite in WAL mode, or PostgreSQL) and the
-views: worker 0 folds the views, the others follow how far it got (one projection process, not N).
+(``python -m callbridge serve --worker I/N --listen-fd FD``) that all accept on it, each on its turn
+(``web.worker_board``): the first fills to ``CALLBRIDGE_WORKER_FILL`` calls before the next takes
+any, so a lightly loaded server is one busy process. They share the store (SQLite in WAL mode, or
+PostgreSQL) and the views: worker 0 folds the views, the others follow how far it got (one projection process, not N).
 Each worker is an engine of its own (``<engine id>-w<I>``, with its own heartbeats), so the console,
 API, live feed and MCP of any worker see every worker's calls (they read the log and the views), an
 operator's command reaches the call through the log (``projections/call_commands.py``), and the calls
@@ -23,9 +24,16 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
+from callbridge.web.worker_board import WorkerBoard
+
 log = logging.getLogger(__name__)
 
 WORKERS_ENV = "CALLBRIDGE_WORKERS"
+FILL_ENV = "CALLBRIDGE_WORKER_FILL"
+DEFAULT_FILL = 40
+"""Calls a worker carries before the next one takes any (``web.worker_board``). Measured on two cores
+(README, "Latest measurement"): one process carries 30 calls within every latency target, and needs a
+second from about 100."""
 STOP_GRACE_S = 12.0
 """A worker has 10 s to stop (docs/contract.md); after this it is killed."""
 
@@ -45,6 +53,21 @@ def default_workers(environ: dict[str, str] | None = None) -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def worker_fill(environ: dict[str, str] | None = None) -> int:
+    """``CALLBRIDGE_WORKER_FILL``, else :data:`DEFAULT_FILL`; 0 spreads calls evenly from the first."""
+    env = os.environ if environ is None else environ
+    text = env.get(FILL_ENV, "").strip()
+    if not text:
+        return DEFAULT_FILL
+    try:
+        fill = int(text)
+    except ValueError:
+        raise ValueError(f"{FILL_ENV} must be a whole number of calls, got {text!r}") from None
+    if fill < 0:
+        raise ValueError(f"{FILL_ENV} must be 0 or more, got {fill}")
+    return fill
+
+
 def bind(host: str, port: int) -> socket.socket:
     """The shared listening socket (raises ``OSError`` when the port is taken, as ``serve`` alone does)."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -53,9 +76,11 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def worker_argv(argv: Sequence[str], index: int, count: int, fd: int, port: int, ready_fd: int) -> list[str]:
-    """The parent's ``serve`` arguments for worker ``index``: its place, the inherited socket, and the
-    bound port (so every worker derives the same public URL)."""
+def worker_argv(
+    argv: Sequence[str], index: int, count: int, fd: int, port: int, ready_fd: int, board_fd: int
+) -> list[str]:
+    """The parent's ``serve`` arguments for worker ``index``: its place, the inherited socket and
+    board, and the bound port (so every worker derives the same public URL)."""
     kept: list[str] = []
     skip = False
     for arg in argv:
@@ -69,6 +94,7 @@ def worker_argv(argv: Sequence[str], index: int, count: int, fd: int, port: int,
             continue
         kept.append(arg)
     place = ["--workers", "1", "--worker", f"{index}/{count}", "--listen-fd", str(fd), "--ready-fd", str(ready_fd)]
+    place += ["--board-fd", str(board_fd)]
     return [*kept, "--port", str(port), *place]
 
 
@@ -92,11 +118,18 @@ def run_workers(
     previous = {sig: signal.signal(sig, pass_on) for sig in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, drain)
     ready_read, ready_write = os.pipe()
+    board = WorkerBoard.create(count)
     for index in range(count):
         env = {**os.environ, "CALLBRIDGE_ENGINE_ID": f"{base_engine_id}-w{index}"}
-        command = [sys.executable, "-m", "callbridge", *worker_argv(argv, index, count, fd, port, ready_write)]
-        children.append(subprocess.Popen(command, pass_fds=(fd, ready_write), env=env, preexec_fn=_die_with_parent))
+        place = worker_argv(argv, index, count, fd, port, ready_write, board.fd)
+        passed = (fd, ready_write, board.fd)
+        children.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "callbridge", *place], pass_fds=passed, env=env, preexec_fn=_die_with_parent
+            )
+        )
     sock.close()  # the workers hold it now
+    board.close()
     os.close(ready_write)
     if stop.is_set():  # a signal came while they were starting
         _signal_all(children, signal.SIGTERM)

@@ -35,6 +35,7 @@ from hypercorn.typing import ConnectionState
 from hypercorn.utils import wrap_app
 
 from callbridge.web.connection_gate import ConnectionGate, ConnectionLimits
+from callbridge.web.worker_board import WorkerTurns
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +128,12 @@ async def serve_front(
     before_close: Callable[[], Awaitable[None]] | None = None,
     limits: ConnectionLimits | None = None,
     listen_socket: socket.socket | None = None,
+    turns: WorkerTurns | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve ``app`` and the media path on ``host:port`` (or on ``listen_socket``, already bound and
-    listening: shared by the workers of ``serve --workers``) until ``shutdown`` is set.
+    listening: shared by the workers of ``serve --workers``, which accept on their ``turns``:
+    ``web.worker_board``) until ``shutdown`` is set.
 
     Shutdown order: stop accepting, run ``before_close`` (end live calls, flush events), let HTTP
     connections finish within hypercorn's graceful timeout, then run the app's lifespan shutdown.
@@ -178,7 +181,10 @@ async def serve_front(
             await stream.send_all(_BUSY)
             return
         wrapped = PrefixedStream(stream, head)
-        if media:
+        if media and turns is not None:
+            with turns.carrying_call():
+                await media_handler(wrapped)
+        elif media:
             await media_handler(wrapped)
         else:
             await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()  # type: ignore[arg-type]
@@ -186,11 +192,14 @@ async def serve_front(
     async with trio.open_nursery() as lifespan_nursery:
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
+        listeners: list[trio.abc.Listener[trio.SocketStream]]
         if listen_socket is None:
-            listeners = await trio.open_tcp_listeners(port, host=host)
+            listeners = list(await trio.open_tcp_listeners(port, host=host))
+        elif turns is not None:
+            listeners = [turns.listener(listen_socket)]
         else:
             listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listen_socket))]
-        bound = listeners[0].socket.getsockname()[1]
+        bound = (listen_socket or listeners[0].socket).getsockname()[1]  # type: ignore[attr-defined]
         log.info("connection limits: %s", gate.limits.describe())
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import httpx2
 import trio
+import trio_websocket
 from serve_process import TOKEN, serve_process
 
 from callbridge.adapters.sim.caller import place_call
-from callbridge.adapters.sim.caller_script import HangUp, Speak, WaitForAssistant
+from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
 from callbridge.engine.events import CallStarted, EngineHeartbeat
 from callbridge.engine.store import EventStore
 
@@ -51,7 +52,7 @@ async def test_two_workers_share_the_port_the_store_and_the_views(tmp_path: Path
             assert all(report.ok for report in reports), [report.errors for report in reports]
             assert ended == {report.call_sid for report in reports}
             listings = []
-            for _ in range(6):  # a new connection each time: either worker may answer
+            for _ in range(6):  # a new connection each time: whichever worker's turn it is answers
                 async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
                     listed = (await http.get(f"{base}/api/conversations")).json()
                 listings.append(sorted((c["call_id"], c["status"]) for c in listed))
@@ -69,6 +70,55 @@ async def test_two_workers_share_the_port_the_store_and_the_views(tmp_path: Path
     assert {engine.rsplit("-", 1)[1] for engine in beating} == {"w0", "w1"}  # two engines of one base name
     carried = {e.engine_id for e in events if isinstance(e, CallStarted)}
     assert carried <= beating
+
+
+async def test_the_first_worker_carries_its_fill_before_the_next_takes_a_call(tmp_path: Path) -> None:
+    """With ``CALLBRIDGE_WORKER_FILL=1``, a second call goes to the worker carrying none; meanwhile
+    requests are answered by that worker too, and it lists the call the other one carries."""
+    store = str(tmp_path / "data" / "callbridge.db")
+    env = {"CALLBRIDGE_API_TOKEN": TOKEN, "CALLBRIDGE_WORKER_FILL": "1"}
+    with trio.fail_after(DEADLINE):
+        async with serve_process(
+            tmp_path, "--workers", "2", "--port", "0", "--store", store, "--model", "sim", env=env
+        ) as served:
+            port = await served.console_port()
+            await served.wait_for(r"worker 1 listening")
+            base = f"http://127.0.0.1:{port}"
+            reports = []
+
+            async def call(number: str, script: list[Step]) -> None:
+                reports.append(await place_call(base, script=script, from_number=number))
+
+            async with served.feed() as feed, trio.open_nursery() as nursery:
+                nursery.start_soon(call, "+15550000001", [Speak(600), WaitForAssistant(15), Silence(4000), HangUp()])
+                first = await _next_call_started(feed)
+                async with httpx2.AsyncClient(headers={"Authorization": f"Bearer {TOKEN}"}) as http:
+                    health = (await http.get(f"{base}/healthz")).json()
+                    listed = (await http.get(f"{base}/api/conversations")).json()
+                assert health["live_calls"] == 0  # answered by the worker that carries no call
+                assert [c["call_id"] for c in listed] == [first]  # yet it lists the other's call
+                nursery.start_soon(call, "+15550000002", [Speak(600), WaitForAssistant(15), HangUp()])
+                second = await _next_call_started(feed)
+            assert all(report.ok for report in reports), [report.errors for report in reports]
+            assert await served.stop() == 0
+    reader = EventStore(store)
+    try:
+        started = {
+            r.event.call_id: r.event.engine_id
+            for r in reader.read_all(after=0, limit=100_000)
+            if isinstance(r.event, CallStarted)
+        }
+    finally:
+        reader.close()
+    assert started.keys() == {first, second}
+    assert started[first] != started[second]  # one call each: the second went to the worker with room
+
+
+async def _next_call_started(feed: trio_websocket.WebSocketConnection) -> str:
+    while True:
+        message = json.loads(await feed.get_message())
+        if message["type"] == "call.started":
+            return str(message["call_id"])
 
 
 async def test_draining_for_a_deploy_takes_no_new_calls_and_lets_the_live_one_finish(tmp_path: Path) -> None:

@@ -1,0 +1,193 @@
+"""Which worker of ``serve --workers N`` accepts the next connection: fill the first before the next.
+
+The workers share one listening socket, and whichever calls ``accept`` first gets a connection. Left
+to the kernel, a handful of calls spread over every worker, and every worker is then a busy process
+of its own: on two cores, 30 calls cost about 1.5 times the CPU in two workers that they cost in one
+(README, "Latest measurement"), because each worker wakes for its own calls, writes its own events
+and keeps its own views and feed. So a worker takes calls in turn:
+
+- **The board** (:class:`WorkerBoard`): a page of memory the parent shares with its workers (a
+  ``memfd``), one slot per worker, where each worker publishes how many calls it carries and how many
+  connections it has accepted. Only its own worker writes a slot; everyone reads them all.
+- **The turn** (:func:`next_worker`): the first worker carrying fewer than ``fill`` calls
+  (``CALLBRIDGE_WORKER_FILL``); once every worker has ``fill``, the one carrying fewest. A lightly
+  loaded server runs as one busy process; a loaded one balances by calls, not by who woke first.
+- **The listener** (:class:`TurnListener`) accepts only on its worker's turn. A connection the worker
+  whose turn it is leaves waiting for :data:`STEAL_AFTER_S`, while it accepts nothing else (it is
+  stalled or stopped), is taken by whichever other worker sees it: the turn decides where calls go,
+  never whether they are answered.
+"""
+
+from __future__ import annotations
+
+import errno
+import mmap
+import os
+import socket
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import trio
+
+STEAL_AFTER_S = 0.2
+"""How long a connection may wait for the worker whose turn it is, while that worker accepts nothing,
+before another worker takes it. Longer than a full garbage collection; short beside a call's setup."""
+CHECK_EVERY_S = 0.01
+"""How often a worker whose turn it is not looks again while a connection waits."""
+CLOSED = 1 << 62
+"""The calls a stopped worker publishes: never its turn again."""
+_SLOT = 2
+"""Per worker: calls carried, connections accepted."""
+_IGNORABLE_ACCEPT_ERRNOS = frozenset(
+    getattr(errno, name)
+    for name in (
+        "EPERM",
+        "ECONNABORTED",
+        "EPROTO",
+        "ENETDOWN",
+        "ENOPROTOOPT",
+        "EHOSTDOWN",
+        "ENONET",
+        "EHOSTUNREACH",
+        "EOPNOTSUPP",
+        "ENETUNREACH",
+        "ENOSR",
+        "ESOCKTNOSUPPORT",
+        "EPROTONOSUPPORT",
+        "ETIMEDOUT",
+        "ECONNRESET",
+    )
+    if hasattr(errno, name)
+)
+"""The peer's trouble, not the listener's (trio's ``SocketListener`` skips the same)."""
+
+
+def next_worker(calls: Sequence[int], fill: int) -> int:
+    """Whose turn it is: the first worker carrying fewer than ``fill`` calls, else the one carrying
+    fewest (the first of those on a tie). ``fill`` 0 balances by calls from the first call."""
+    for index, carried in enumerate(calls):
+        if carried < fill:
+            return index
+    return min(range(len(calls)), key=calls.__getitem__)
+
+
+class WorkerBoard:
+    """The workers' shared slots (see the module). The parent makes it with :meth:`create` and hands
+    its ``fd`` to each worker, which opens it with :meth:`attach`."""
+
+    def __init__(self, fd: int, count: int) -> None:
+        self.fd = fd
+        self.count = count
+        self._map = mmap.mmap(fd, count * _SLOT * 8)
+        self._slots = memoryview(self._map).cast("q")
+
+    @classmethod
+    def create(cls, count: int) -> WorkerBoard:
+        """A new zeroed board for ``count`` workers, its fd inheritable (Linux ``memfd``)."""
+        fd = os.memfd_create("callbridge-workers", 0)
+        os.ftruncate(fd, count * _SLOT * 8)
+        os.set_inheritable(fd, True)
+        return cls(fd, count)
+
+    @classmethod
+    def attach(cls, fd: int, count: int) -> WorkerBoard:
+        return cls(fd, count)
+
+    def calls(self) -> list[int]:
+        slots = self._slots
+        return [slots[index * _SLOT] for index in range(self.count)]
+
+    def accepted(self) -> int:
+        """Connections accepted by every worker so far: whether anyone is accepting."""
+        slots = self._slots
+        return sum(slots[index * _SLOT + 1] for index in range(self.count))
+
+    def add_calls(self, index: int, delta: int) -> None:
+        self._slots[index * _SLOT] += delta
+
+    def count_accepted(self, index: int) -> None:
+        self._slots[index * _SLOT + 1] += 1
+
+    def close_slot(self, index: int) -> None:
+        """This worker takes no more connections: never its turn again."""
+        self._slots[index * _SLOT] = CLOSED
+
+    def close(self) -> None:
+        self._slots.release()
+        self._map.close()
+        os.close(self.fd)
+
+
+class WorkerTurns:
+    """One worker's place on the board: it counts the calls this worker carries and makes the
+    listener that accepts on this worker's turn."""
+
+    def __init__(self, board: WorkerBoard, index: int, fill: int, *, steal_after_s: float = STEAL_AFTER_S) -> None:
+        self.board = board
+        self.index = index
+        self.fill = fill
+        self.steal_after_s = steal_after_s
+
+    def my_turn(self) -> bool:
+        return next_worker(self.board.calls(), self.fill) == self.index
+
+    @contextmanager
+    def carrying_call(self) -> Iterator[None]:
+        """Around a call's media connection: this worker carries one more call meanwhile."""
+        self.board.add_calls(self.index, 1)
+        try:
+            yield
+        finally:
+            self.board.add_calls(self.index, -1)
+
+    def listener(self, sock: socket.socket) -> TurnListener:
+        return TurnListener(sock, self)
+
+
+class TurnListener(trio.abc.Listener[trio.SocketStream]):
+    """A listener on the shared socket that accepts on its worker's turn (see the module)."""
+
+    def __init__(self, sock: socket.socket, turns: WorkerTurns) -> None:
+        sock.setblocking(False)
+        self.socket = sock
+        self._turns = turns
+
+    async def accept(self) -> trio.SocketStream:
+        turns, board = self._turns, self._turns.board
+        while True:
+            seen = board.accepted()
+            await trio.lowlevel.wait_readable(self.socket)
+            if not turns.my_turn() and not await self._left_waiting(seen):
+                continue  # the worker whose turn it is accepts: leave it this one
+            try:
+                conn, _ = self.socket.accept()
+            except BlockingIOError:
+                continue  # another worker took it
+            except OSError as error:
+                if error.errno in _IGNORABLE_ACCEPT_ERRNOS:
+                    continue
+                if error.errno == errno.EBADF:
+                    raise trio.ClosedResourceError from None
+                raise
+            board.count_accepted(turns.index)
+            return trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+
+    async def _left_waiting(self, seen: int) -> bool:
+        """Whether to take a waiting connection although it is not this worker's turn: nobody has
+        accepted one for ``steal_after_s`` (or the turn came here meanwhile)."""
+        turns, board = self._turns, self._turns.board
+        waited = 0.0
+        while waited < turns.steal_after_s:
+            if board.accepted() != seen:
+                return False
+            if turns.my_turn():
+                return True
+            await trio.sleep(CHECK_EVERY_S)
+            waited += CHECK_EVERY_S
+        return board.accepted() == seen
+
+    async def aclose(self) -> None:
+        self._turns.board.close_slot(self._turns.index)
+        trio.lowlevel.notify_closing(self.socket)
+        self.socket.close()
+        await trio.lowlevel.checkpoint()
