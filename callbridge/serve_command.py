@@ -126,7 +126,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             return 2
         if workers > 1:
             return _serve_with_workers(settings, workers)
-    listen_socket = socket.socket(fileno=args.listen_fd) if args.listen_fd is not None else None
     turns = _worker_turns(args, worker)
     try:
         server = Server(
@@ -135,7 +134,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
             telephony=telephony,
             apology=apology,
             fold_views=worker is None or worker == 0,
-            listen_socket=listen_socket,
             turns=turns,
         )
     except SettingsError as error:
@@ -190,14 +188,16 @@ def _worker_place(args: argparse.Namespace) -> int | None:
 
 
 def _worker_turns(args: argparse.Namespace, worker: int | None) -> WorkerTurns | None:
-    """This worker's turn on the board its parent shares (``web.worker_board``), else None."""
-    if worker is None or args.board_fd is None:
+    """A worker's listening socket and its turn on the board, both inherited from its parent
+    (``web.worker_board``); None when this process is not a worker."""
+    if worker is None or args.listen_fd is None or args.board_fd is None:
         return None
     from callbridge.web.worker_board import WorkerBoard, WorkerTurns
     from callbridge.workers import worker_fill
 
     count = int(str(args.worker).partition("/")[2])
-    return WorkerTurns(WorkerBoard.attach(args.board_fd, count), worker, worker_fill())
+    board = WorkerBoard.attach(args.board_fd, count)
+    return WorkerTurns(board, worker, worker_fill(), socket.socket(fileno=args.listen_fd))
 
 
 def _serve_with_workers(settings: Any, workers: int) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
@@ -94,7 +93,6 @@ class Server(ServerLifecycle):
         telephony: Telephony | None = None,
         engine_id: str | None = None,
         fold_views: bool = True,
-        listen_socket: socket.socket | None = None,
         turns: WorkerTurns | None = None,
         timings: EngineTimings | None = None,
         call_tools: Callable[[ToolRegistry], ToolRegistry] | None = None,
@@ -142,9 +140,8 @@ class Server(ServerLifecycle):
         )
         """The views; with ``fold_views`` False (a worker other than the first) another process folds
         them and this one follows how far they are."""
-        self.listen_socket = listen_socket
         self.turns = turns
-        """With ``serve --workers``: this worker's turn to accept on the shared socket."""
+        """With ``serve --workers``: the shared listening socket, and this worker's turn on it."""
         self.feed = LiveFeed(self.store, self.writer, wait_for_appends=self.appends.waiter())
         """The live feed hub behind ``WS /logs``."""
         self.erasures = ErasureWatcher(
@@ -375,7 +372,6 @@ class Server(ServerLifecycle):
                         port=self.settings.port,
                         shutdown=self.shutdown,
                         before_close=self._end_calls,
-                        listen_socket=self.listen_socket,
                         turns=self.turns,
                         task_status=task_status,
                     )

@@ -406,24 +406,29 @@ class EventStore:
         return [recorded for recorded in decoded if recorded is not None]
 
     def read_call_page(self, call_id: str, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` stored events of one call with ``position > after``, in order: a page of
-        a long call without reading the rest of it. Fewer than ``limit`` means the call has no more
-        (undecodable events are passed over, not counted)."""
+        """Up to ``limit`` stored events of one call after the one at position ``after`` (0: from the
+        start), in the call's order: a page of a long call without reading the rest of it. Fewer than
+        ``limit`` means the call has no more (undecodable events are passed over, not counted).
+
+        The cursor is a position (the API's), the order the call's versions: the position is turned
+        into its version, so paging never skips an event even were a call's versions stored out of
+        position order (its own writer never does)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         self._check_open()
         oid = call_originator_id(call_id)
+        after_version = self._rows.call_version_at(oid, after) if after > 0 else 0
         page: list[RecordedEvent] = []
         while len(page) < limit:
             wanted = limit - len(page)
-            rows = self._rows.call_rows_after(oid, after, wanted)
-            for r in rows:
-                recorded = self.decode_row(r.position, r.version, r.topic, r.state)
+            rows = self._rows.call_rows_from(oid, after_version, wanted)
+            for position, version, topic, state in rows:
+                recorded = self.decode_row(position, version, topic, state)
                 if recorded is not None:
                     page.append(recorded)
             if len(rows) < wanted:
                 break
-            after = rows[-1].position
+            after_version = rows[-1][1]
         return page
 
     def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:

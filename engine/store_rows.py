@@ -66,9 +66,10 @@ class SQLiteRows:
             "WHERE originator_id=? AND originator_version>? AND originator_version<=? "
             "ORDER BY originator_version"
         )
-        self._select_after = (
-            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
-            "WHERE originator_id=? AND rowid>? ORDER BY originator_version LIMIT ?"
+        table = recorder.events_table_name
+        self._select_version_at = (
+            f"SELECT COALESCE((SELECT originator_version FROM {table} WHERE rowid=?1 AND originator_id=?2), "
+            f"(SELECT MAX(originator_version) FROM {table} WHERE originator_id=?2 AND rowid<=?1), 0)"
         )
         self._select_from = (
             f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
@@ -84,10 +85,12 @@ class SQLiteRows:
         with self._datastore.transaction(commit=False) as c:
             return _rows(c, self._select, params)
 
-    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
-        """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
+    def call_version_at(self, oid: uuid.UUID, position: int) -> int:
+        """The version of one call's row at ``position``; for a position that is not one of the call's,
+        the last version stored at or before it (0: none)."""
         with self._datastore.transaction(commit=False) as c:
-            return _rows(c, self._select_after, (oid.hex, after, limit))
+            c.execute(self._select_version_at, (position, oid.hex))
+            return int(c.fetchone()[0])
 
     def call_rows_from(self, oid: uuid.UUID, after_version: int, limit: int) -> list[RowTuple]:
         """Up to ``limit`` rows of one call after version ``after_version``, as tuples (a page of a
@@ -147,9 +150,10 @@ class PostgresRows:
             "WHERE originator_id = %s AND originator_version > %s AND originator_version <= %s "
             "ORDER BY originator_version"
         ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
-        self._select_after = SQL(
-            "SELECT notification_id, originator_version, topic, state FROM {}.{} "
-            "WHERE originator_id = %s AND notification_id > %s ORDER BY originator_version LIMIT %s"
+        self._select_version_at = SQL(
+            "SELECT COALESCE((SELECT originator_version FROM {0}.{1} WHERE notification_id = %(at)s "
+            "AND originator_id = %(oid)s), (SELECT MAX(originator_version) FROM {0}.{1} "
+            "WHERE originator_id = %(oid)s AND notification_id <= %(at)s), 0) AS version"
         ).format(Identifier(self._datastore.schema), Identifier(recorder.events_table_name))
         self._select_from = SQL(
             "SELECT notification_id, originator_version, topic, state FROM {}.{} "
@@ -184,9 +188,13 @@ class PostgresRows:
         params = (oid, -1 if gt is None else gt, 2**62 if lte is None else lte)
         return list(map(Row._make, self._tuples(self._select, params)))
 
-    def call_rows_after(self, oid: uuid.UUID, after: int, limit: int) -> list[Row]:
-        """Up to ``limit`` rows of one call after position ``after`` (a page of a long call)."""
-        return list(map(Row._make, self._tuples(self._select_after, (oid, after, limit))))
+    def call_version_at(self, oid: uuid.UUID, position: int) -> int:
+        """See :meth:`SQLiteRows.call_version_at`."""
+        with self._datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self._select_version_at, {"at": position, "oid": oid}, prepare=True)
+            row = curs.fetchone()
+            assert row is not None
+            return int(row["version"])
 
     def call_rows_from(self, oid: uuid.UUID, after_version: int, limit: int) -> list[RowTuple]:
         """Up to ``limit`` rows of one call after version ``after_version``, as tuples (a page of a

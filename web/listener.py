@@ -21,7 +21,6 @@ the per-connection ``TCPServer`` (hypercorn is pinned to 0.18.x for that reason)
 from __future__ import annotations
 
 import logging
-import socket
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -127,13 +126,12 @@ async def serve_front(
     shutdown: trio.Event,
     before_close: Callable[[], Awaitable[None]] | None = None,
     limits: ConnectionLimits | None = None,
-    listen_socket: socket.socket | None = None,
     turns: WorkerTurns | None = None,
     task_status: trio.TaskStatus[int] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Serve ``app`` and the media path on ``host:port`` (or on ``listen_socket``, already bound and
-    listening: shared by the workers of ``serve --workers``, which accept on their ``turns``:
-    ``web.worker_board``) until ``shutdown`` is set.
+    """Serve ``app`` and the media path on ``host:port`` (or, for a worker of ``serve --workers``, on
+    the socket its ``turns`` hold, bound by the parent: it accepts on its turn, ``web.worker_board``)
+    until ``shutdown`` is set.
 
     Shutdown order: stop accepting, run ``before_close`` (end live calls, flush events), let HTTP
     connections finish within hypercorn's graceful timeout, then run the app's lifespan shutdown.
@@ -193,13 +191,11 @@ async def serve_front(
         await lifespan_nursery.start(lifespan.handle_lifespan)
         await lifespan.wait_for_startup()
         listeners: list[trio.abc.Listener[trio.SocketStream]]
-        if listen_socket is None:
-            listeners = list(await trio.open_tcp_listeners(port, host=host))
-        elif turns is not None:
-            listeners = [turns.listener(listen_socket)]
+        if turns is None:
+            opened = await trio.open_tcp_listeners(port, host=host)
+            listeners, bound = list(opened), opened[0].socket.getsockname()[1]
         else:
-            listeners = [trio.SocketListener(trio.socket.from_stdlib_socket(listen_socket))]
-        bound = (listen_socket or listeners[0].socket).getsockname()[1]  # type: ignore[attr-defined]
+            listeners, bound = [turns.listener()], turns.socket.getsockname()[1]
         log.info("connection limits: %s", gate.limits.describe())
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:

@@ -120,10 +120,14 @@ class WorkerBoard:
 
 class WorkerTurns:
     """One worker's place on the board: it counts the calls this worker carries and makes the
-    listener that accepts on this worker's turn."""
+    listener that accepts on the shared socket on this worker's turn."""
 
-    def __init__(self, board: WorkerBoard, index: int, fill: int, *, steal_after_s: float = STEAL_AFTER_S) -> None:
+    def __init__(
+        self, board: WorkerBoard, index: int, fill: int, sock: socket.socket, *, steal_after_s: float = STEAL_AFTER_S
+    ) -> None:
         self.board = board
+        self.socket = sock
+        """The listening socket every worker shares."""
         self.index = index
         self.fill = fill
         self.steal_after_s = steal_after_s
@@ -140,8 +144,8 @@ class WorkerTurns:
         finally:
             self.board.add_calls(self.index, -1)
 
-    def listener(self, sock: socket.socket) -> TurnListener:
-        return TurnListener(sock, self)
+    def listener(self) -> TurnListener:
+        return TurnListener(self.socket, self)
 
 
 class TurnListener(trio.abc.Listener[trio.SocketStream]):

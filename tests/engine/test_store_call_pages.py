@@ -9,7 +9,7 @@ import pytest
 from eventsourcing.persistence import StoredEvent
 
 from callbridge.engine.events import CallEnded, CallStarted, DtmfReceived
-from callbridge.engine.store import EventStore, call_originator_id, encode_for_store
+from callbridge.engine.store import EventStore, RecordedEvent, call_originator_id, encode_for_store
 
 
 def fill(store: EventStore) -> list[int]:
@@ -34,6 +34,8 @@ def check_paging(store: EventStore) -> None:
     assert pages(store, "CAa", 2) == [positions[0:2], positions[2:4], positions[4:5]]
     assert [r.event.digit for r in store.read_call_page("CAb", after=0, limit=10)] == list("01234")  # type: ignore[attr-defined]
     assert store.read_call_page("CAa", after=positions[-1], limit=10) == []
+    between = positions[2] + 1  # a position of the other call's: CAa's events after it
+    assert [r.position for r in store.read_call_page("CAa", after=between, limit=10)] == positions[3:]
     assert store.read_call_page("CAnobody", limit=10) == []
     with pytest.raises(ValueError, match="limit"):
         store.read_call_page("CAa", limit=0)
@@ -92,3 +94,24 @@ def test_undecodable_events_are_passed_over_without_cutting_the_page_short(sqlit
     )
     page = store.read_call_page("CAx", after=0, limit=2)
     assert [type(r.event) for r in page] == [CallStarted, CallEnded]
+
+
+def test_paging_never_skips_an_event_stored_out_of_version_order(sqlite_event_store: EventStore) -> None:
+    """Were a call's versions stored out of position order, the pages follow the versions from the
+    event at the cursor: none is skipped, none read twice."""
+    store = sqlite_event_store
+    oid = call_originator_id("CAx")
+    stored = [encode_for_store(DtmfReceived(call_id="CAx", at=float(n), digit=str(n))) for n in range(1, 5)]
+    order = [1, 3, 2, 4]  # version 3 is stored before version 2
+    store.recorder.insert_events([StoredEvent(oid, v, stored[v - 1].topic, stored[v - 1].state) for v in order])
+    digits = [[r.event.digit for r in page] for page in _event_pages(store, "CAx", 2)]  # type: ignore[attr-defined]
+    assert digits == [["1", "2"], ["3", "4"]]
+
+
+def _event_pages(store: EventStore, call_id: str, limit: int) -> list[list[RecordedEvent]]:
+    found: list[list[RecordedEvent]] = []
+    after = 0
+    while page := store.read_call_page(call_id, after=after, limit=limit):
+        found.append(page)
+        after = page[-1].position
+    return found

@@ -74,8 +74,8 @@ class Workers:
     ) -> None:
         self.nursery = nursery
         self.port = listening.getsockname()[1]
-        self.turns = [WorkerTurns(board, index, fill, steal_after_s=steal_after_s) for index in range(2)]
-        self.listeners = [turns.listener(listening.dup()) for turns in self.turns]
+        self.turns = [WorkerTurns(board, i, fill, listening.dup(), steal_after_s=steal_after_s) for i in range(2)]
+        self.listeners = [turns.listener() for turns in self.turns]
         self.send_accepted, self.accepted = trio.open_memory_channel[int](10)
         self.board = board
 
