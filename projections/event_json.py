@@ -40,6 +40,19 @@ def iso_micro(at: float) -> str:
     return f"{_second(seconds)}.{micros:06d}Z"
 
 
+def iso_parts(at: float) -> tuple[bytes, int]:
+    """:func:`iso_micro`'s text in two parts, its second and its microseconds: the text is
+    ``b"%s.%06dZ" % iso_parts(at)``. For a writer that puts the microseconds in its own formatting."""
+    fraction, whole = math.modf(at)
+    micros = round(fraction * 1e6)
+    seconds = int(whole)
+    if micros >= 1_000_000:
+        seconds, micros = seconds + 1, micros - 1_000_000
+    elif micros < 0:
+        seconds, micros = seconds - 1, micros + 1_000_000
+    return _second(seconds).encode(), micros
+
+
 @functools.lru_cache(maxsize=4096)
 def _second(seconds: int) -> str:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds").removesuffix("+00:00")
@@ -59,7 +72,7 @@ def event_record(recorded: RecordedEvent) -> dict[str, Any]:
     return record
 
 
-_ERASED_END = b',"erased":true}'
+ERASED_END = b',"erased":true}'
 """How the JSON of an erased event's record ends (an event's own ends with ``}``)."""
 
 
@@ -102,7 +115,7 @@ class RecordWriter:
             del out[-2:]
             out += pybase64.b64encode(payload)
             out += b'"}'
-        out += _ERASED_END if erased else b"}"
+        out += ERASED_END if erased else b"}"
 
     def _at_start(self, call_id: str) -> int:
         """Where ``,"at":`` starts in the JSON of an event of ``call_id``: after ``{"call_id":`` and the id."""
