@@ -132,10 +132,11 @@ def _write(store: EventStore, call_id: str, page_size: int, out: BinaryIO) -> in
             fraction, whole = modf(at)
             micros = round(fraction * 1e6)
             second = seconds.get(whole)
-            if second is None or not 0 <= micros < 1_000_000:
-                second, micros = iso_parts(at)
-                if micros == round(fraction * 1e6):
-                    seconds[whole] = second
+            if second is None or not 0 <= micros < 1_000_000:  # a new second, or one that needs carrying
+                if 0 <= micros < 1_000_000:
+                    second = seconds[whole] = iso_parts(whole)[0]
+                else:
+                    second, micros = iso_parts(at)
             buffer += b'%s{"position":%d%s%s.%06dZ","data":' % (separator, position, kind.head, second, micros)
             separator = b",\n"
             start = len(buffer) + at_start
