@@ -110,3 +110,17 @@ def test_a_state_stored_as_text_is_read_as_its_bytes(tmp_path: Path) -> None:
         assert [row[3] for page in store.call_pages("CAt") for row in page] == [state]
     finally:
         store.close()
+
+
+def test_reading_a_calls_pages_leaves_the_connections_other_reads_as_they_were(
+    sqlite_event_store: EventStore,
+) -> None:
+    store = sqlite_event_store
+    fill(store)
+    with store.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("PRAGMA mmap_size")
+        (before,) = cursor.fetchone()
+    assert [len(page) for page in store.call_pages("CAa", 2)] == [2, 2, 1]
+    with store.recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
+        cursor.execute("PRAGMA mmap_size")
+        assert cursor.fetchone()[0] == before
