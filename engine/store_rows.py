@@ -41,13 +41,19 @@ def _tuples(cursor: Any, select: str, params: tuple[Any, ...]) -> list[RowTuple]
     library's connections make ``sqlite3.Row`` objects, read field by field — a fifth of the time an
     hour's call takes to read. ``sqlite_cursor`` is the library's wrapped cursor (eventsourcing is
     pinned below 9.6)."""
-    raw = cursor.sqlite_cursor
-    raw.row_factory = None
-    raw.execute(select, params)
-    rows: list[RowTuple] = raw.fetchall()
+    rows: list[RowTuple] = _fetch(cursor, select, params)
     if all(type(row[3]) is bytes for row in rows):
         return rows
     return [(p, v, t, s if type(s) is bytes else bytes(s)) for p, v, t, s in rows]
+
+
+def _fetch(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Any]:
+    """The rows of ``select`` as the driver's own tuples, as they come."""
+    raw = cursor.sqlite_cursor
+    raw.row_factory = None
+    raw.execute(select, params)
+    rows: list[Any] = raw.fetchall()
+    return rows
 
 
 def _rows(cursor: Any, select: str, params: tuple[Any, ...]) -> list[Row]:
@@ -71,8 +77,8 @@ class SQLiteRows:
             f"SELECT COALESCE((SELECT originator_version FROM {table} WHERE rowid=?1 AND originator_id=?2), "
             f"(SELECT MAX(originator_version) FROM {table} WHERE originator_id=?2 AND rowid<=?1), 0)"
         )
-        self._select_from = (
-            f"SELECT rowid, originator_version, topic, state FROM {recorder.events_table_name} "
+        self._select_from = (  # the state as a BLOB whatever was stored: bytes, with no pass to check each row
+            f"SELECT rowid, originator_version, topic, CAST(state AS BLOB) FROM {recorder.events_table_name} "
             "WHERE originator_id=? AND originator_version>? ORDER BY originator_version LIMIT ?"
         )
         self._select_topics = (
@@ -96,7 +102,7 @@ class SQLiteRows:
         """Up to ``limit`` rows of one call after version ``after_version``, as tuples (a page of a
         call read from start to end)."""
         with self._datastore.transaction(commit=False) as c:
-            return _tuples(c, self._select_from, (oid.hex, after_version, limit))
+            return _fetch(c, self._select_from, (oid.hex, after_version, limit))
 
     def log_rows(self, after: int, stop: int, topics: tuple[str, ...], limit: int) -> list[Row]:
         """Up to ``limit`` rows of the whole log with ``after < position <= stop`` and one of

@@ -14,7 +14,7 @@ import pybase64
 from hypothesis import given
 from hypothesis import strategies as st
 
-from callbridge.engine.crypto import ENVELOPE_PREFIX, Sealer
+from callbridge.engine.crypto import ENVELOPE_PREFIX, Reading, Sealer
 from callbridge.engine.events import CallerAudioReceived, ModelEventReceived, encode_event
 from callbridge.engine.keys import KeyRing, SQLiteKeys
 
@@ -90,3 +90,25 @@ def test_open_parts_gives_the_sealed_values_apart_and_open_puts_them_in() -> Non
     assert msgspec.structs.replace(clear, **msgspec.structs.asdict(values)) == AUDIO
     plain_topic, plain = encode_event(AUDIO)
     assert sealer.open_parts(plain_topic, plain) == (AUDIO, None, False)
+
+
+def test_one_reading_opens_envelopes_of_several_keys_each_with_its_own() -> None:
+    """A read takes an envelope that starts as the one before it did (the same key id) without
+    msgspec: envelopes of other keys, in between, are each opened with their own."""
+    sealer = a_sealer()
+    events = [msgspec.structs.replace(AUDIO, call_id=call_id, at=n) for n, call_id in enumerate(["CA1", "CA2"] * 3)]
+    stored = [sealed(sealer, event) for event in events]
+    reading = Reading()
+    assert [sealer.open(topic, state, reading=reading).event for topic, state in stored] == events
+    assert reading.key_id == "call:CA2"
+
+
+def test_an_envelope_like_the_one_before_but_with_an_escaped_nonce_opens_the_same() -> None:
+    sealer = a_sealer()
+    reading = Reading()
+    topic, first = sealed(sealer, AUDIO)
+    assert sealer.open(topic, first, reading=reading).event == AUDIO
+    _, stored = sealed(sealer, AUDIO)
+    start = stored.index(b'"n":"') + 5  # the same start as the first; pybase64 refuses an escape
+    escaped = stored[:start] + b"\\u%04x" % stored[start] + stored[start + 1 :]
+    assert sealer.open(topic, escaped, reading=reading) == sealer.open(topic, stored) == (AUDIO, False)

@@ -5,6 +5,9 @@ reading the rest of the call (the API's and MCP's paged event reads), on SQLite 
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 from eventsourcing.persistence import StoredEvent
 
@@ -115,3 +118,18 @@ def _event_pages(store: EventStore, call_id: str, limit: int) -> list[list[Recor
         found.append(page)
         after = page[-1].position
     return found
+
+
+def test_a_state_stored_as_text_is_read_as_its_bytes(tmp_path: Path) -> None:
+    store = EventStore(str(tmp_path / "events.db"))
+    try:
+        store.append([DtmfReceived(call_id="CAt", at=0.0, digit="1")])
+        (state,) = [row[3] for page in store.call_pages("CAt") for row in page]
+        db = sqlite3.connect(tmp_path / "events.db")
+        db.execute("UPDATE stored_events SET state = CAST(state AS TEXT)")  # a hand-edited log
+        db.commit()
+        assert db.execute("SELECT typeof(state) FROM stored_events").fetchall() == [("text",)]
+        db.close()
+        assert [row[3] for page in store.call_pages("CAt") for row in page] == [state]
+    finally:
+        store.close()
