@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 import msgspec
+from pybase64 import b64encode
 
 from callbridge.engine.events import Event
 from callbridge.engine.privacy import HIDDEN, SECRET_FIELDS
@@ -37,19 +38,6 @@ def iso_micro(at: float) -> str:
     elif micros < 0:
         seconds, micros = seconds - 1, micros + 1_000_000
     return f"{_second(seconds)}.{micros:06d}Z"
-
-
-def iso_parts(at: float) -> tuple[bytes, int]:
-    """:func:`iso_micro`'s text in two parts, its second and its microseconds: the text is
-    ``b"%s.%06dZ" % iso_parts(at)``. For a writer that puts the microseconds in its own formatting."""
-    fraction, whole = math.modf(at)
-    micros = round(fraction * 1e6)
-    seconds = int(whole)
-    if micros >= 1_000_000:
-        seconds, micros = seconds + 1, micros - 1_000_000
-    elif micros < 0:
-        seconds, micros = seconds - 1, micros + 1_000_000
-    return _second(seconds).encode(), micros
 
 
 @functools.lru_cache(maxsize=4096)
@@ -83,7 +71,7 @@ def _type_head(name: str) -> bytes:
 class RecordWriter:
     """:func:`record_json`'s work, with what repeats from event to event worked out once: the
     ``"type"`` and ``"at"`` keys of each event class, the length of each call id's JSON, each
-    second's ISO text. ``projections.call_json`` writes its records the same way, in line."""
+    second's ISO text. ``projections.call_json`` writes with :meth:`record_into` too."""
 
     def __init__(self) -> None:
         self._heads: dict[type, bytes] = {}
@@ -97,8 +85,12 @@ class RecordWriter:
         self.record_into(out, recorded.position, recorded.event, recorded.erased)
         return bytes(out)
 
-    def record_into(self, out: bytearray, position: int, event: Event, erased: bool) -> None:
-        """Append the record of ``event`` (of a class without secret fields) to ``out``."""
+    def record_into(
+        self, out: bytearray, position: int, event: Event, erased: bool, payload: bytes | None = None
+    ) -> None:
+        """Append the record of ``event`` (of a class without secret fields) to ``out``. ``payload``:
+        the value of its last field, ``bytes`` that the event holds as ``b""`` (an audio chunk opened
+        apart, ``Sealer.open_parts``), written as its base64 (pybase64: the same bytes as msgspec's)."""
         kind = type(event)
         head = self._heads.get(kind) or self._heads.setdefault(kind, _type_head(kind.__name__))
         out += b'{"position":%d%s%s","data":' % (position, head, self.iso(event.at))
@@ -106,6 +98,10 @@ class RecordWriter:
         _encoder.encode_into(event, out, -1)  # {"call_id":…,"at":…,…}: Event's own fields come first
         end = out.find(b",", start + 6)  # the end of the number after ',"at":'
         del out[start : end if end >= 0 else -1]
+        if payload is not None:  # the event ends with '…:""}'
+            del out[-2:]
+            out += b64encode(payload)
+            out += b'"}'
         out += ERASED_END if erased else b"}"
 
     def _at_start(self, call_id: str) -> int:
