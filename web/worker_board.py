@@ -24,6 +24,7 @@ import errno
 import mmap
 import os
 import socket
+import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -83,8 +84,13 @@ class WorkerBoard:
 
     @classmethod
     def create(cls, count: int) -> WorkerBoard:
-        """A new zeroed board for ``count`` workers, its fd inheritable (Linux ``memfd``)."""
-        fd = os.memfd_create("callbridge-workers", 0)
+        """A new zeroed board for ``count`` workers, its fd inheritable: a Linux ``memfd``, elsewhere
+        an unnamed temporary file."""
+        if hasattr(os, "memfd_create"):
+            fd = os.memfd_create("callbridge-workers", 0)
+        else:  # pragma: no cover - not Linux
+            with tempfile.TemporaryFile() as file:
+                fd = os.dup(file.fileno())
         os.ftruncate(fd, count * _SLOT * 8)
         os.set_inheritable(fd, True)
         return cls(fd, count)
