@@ -147,6 +147,9 @@ _ENSURE_ITEM = (
 _APPEND_TEXT = (
     "UPDATE conversation_items SET text=coalesce(text, '')||? WHERE call_id=? AND item_id=? AND status='in_progress'"
 )
+_LAST_EVENT_AT = (
+    "UPDATE conversations SET last_event_at=? WHERE call_id=? AND (last_event_at IS NULL OR last_event_at<?)"
+)
 _COUNT_ITEM = "UPDATE conversations SET item_count=item_count+1, message_count=message_count+? WHERE call_id=?"
 
 Handler = Callable[[sqlite3.Connection, Any, str], None]
@@ -183,15 +186,29 @@ class ConversationsProjection(Projection):
     clear_only = frozenset({"AssistantAudioSent"})
     """Folded for its time, item and response: its audio is never read."""
 
+    def __init__(self) -> None:
+        self._last_at: dict[str, str] = {}
+        """The time of each call's last event folded in this page: written once at the page's end
+        (:meth:`page_done`), not once per event (a tenth of a rebuild's time)."""
+
+    def page_started(self) -> None:
+        self._last_at = {}
+
+    def page_done(self, db: sqlite3.Connection) -> None:
+        db.executemany(_LAST_EVENT_AT, [(at, call_id, at) for call_id, at in self._last_at.items()])
+        self._last_at = {}
+
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         event = recorded.event
         call_id, at = event.call_id, iso(event.at)
-        touched = db.execute(
-            "UPDATE conversations SET last_event_at=? WHERE call_id=? AND (last_event_at IS NULL OR last_event_at<?)",
-            (at, call_id, at),
-        )
-        if not touched.rowcount:
-            db.execute("INSERT OR IGNORE INTO conversations(call_id, last_event_at) VALUES (?, ?)", (call_id, at))
+        last = self._last_at.get(call_id)
+        if last is None:  # the call's first event in this page
+            db.execute("INSERT OR IGNORE INTO conversations(call_id) VALUES (?)", (call_id,))
+        self._fold(db, event, call_id, at)
+        if last is None or last < at:  # once folded: an event the runner skips for its error leaves no trace
+            self._last_at[call_id] = at
+
+    def _fold(self, db: sqlite3.Connection, event: Any, call_id: str, at: str) -> None:
         said = _SAID.get(type(event))
         if said is not None:
             said(db, event, at)

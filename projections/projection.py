@@ -39,3 +39,11 @@ class Projection(abc.ABC):
     @abc.abstractmethod
     def apply(self, db: sqlite3.Connection, recorded: RecordedEvent) -> None:
         """Fold one event into the tables (inside the runner's transaction)."""
+
+    def page_started(self) -> None:  # noqa: B027 - an optional hook: most views gather nothing per page
+        """Before the runner folds a page of events (or folds it again, event by event, after the first
+        attempt failed and was rolled back): forget what :meth:`page_done` would have written."""
+
+    def page_done(self, db: sqlite3.Connection) -> None:  # noqa: B027 - an optional hook, as above
+        """After the page is folded, in its transaction: write what the fold gathered over the page
+        rather than per event (the conversations' ``last_event_at``)."""

@@ -164,12 +164,12 @@ class ProjectionRunner:
             page = self._source.page(start, head, self.page_size)
             self.db.execute("SAVEPOINT page")
             try:
-                applied = self._apply(page.events, positions, guarded=False)
+                applied = self._fold_page(page.events, positions, guarded=False)
             except sqlite3.OperationalError:
                 raise
             except Exception:
                 self.db.execute("ROLLBACK TO page")
-                applied = self._apply(page.events, positions, guarded=True)
+                applied = self._fold_page(page.events, positions, guarded=True)
             self.db.execute("RELEASE page")
             new_positions = {name: max(position, page.reached) for name, position in positions.items()}
             self.db.executemany(
@@ -186,6 +186,14 @@ class ProjectionRunner:
                 progress(step.position, step.head)
             if step.caught_up:
                 return step.position
+
+    def _fold_page(self, events: list[RecordedEvent], positions: dict[str, int], *, guarded: bool) -> int:
+        for projection in self.projections:
+            projection.page_started()
+        applied = self._apply(events, positions, guarded=guarded)
+        for projection in self.projections:
+            projection.page_done(self.db)
+        return applied
 
     def _apply(self, events: list[RecordedEvent], positions: dict[str, int], *, guarded: bool) -> int:
         applied = 0

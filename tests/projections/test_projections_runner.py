@@ -40,7 +40,7 @@ from callbridge.projections.runner import (
     rebuild_cli,
 )
 from callbridge.projections.source import LogSource, stored_topics
-from callbridge.projections.views_db import dump_views, open_views
+from callbridge.projections.views_db import dump_views, iso, open_views
 
 
 class SimulatedCrash(BaseException):
@@ -180,6 +180,40 @@ def test_a_bad_event_is_skipped_noted_and_the_rest_still_folds(
     conversation = get_conversation(db, "CAtool")
     assert conversation is not None and conversation["status"] == "completed"  # other projections unharmed
     assert "projection counter skipped event" in caplog.text
+    db.close()
+
+
+class ConversationsThatCannotFoldAnEnd(ConversationsProjection):
+    """The conversations view, failing on ``CallEnded`` of CAtool after it has touched its tables."""
+
+    def _fold(self, db: sqlite3.Connection, event: object, call_id: str, at: str) -> None:
+        super()._fold(db, event, call_id, at)
+        if call_id == "CAtool" and isinstance(event, CallEnded):
+            raise ValueError("cannot fold the end of CAtool")
+
+
+@pytest.mark.parametrize("page_size", [1, 7, 1000])
+def test_each_calls_last_event_time_is_its_last_folded_event_whatever_the_pages(
+    sqlite_event_store: EventStore, tmp_path: Path, page_size: int
+) -> None:
+    """``last_event_at`` is written once per page, not per event: the same as per event, at any page
+    size, and an event skipped for its error leaves no trace in it."""
+    _write_golden(sqlite_event_store)
+    db = open_views(tmp_path / "views.db")
+    runner = ProjectionRunner(sqlite_event_store, db, [ConversationsThatCannotFoldAnEnd()], page_size=page_size)
+    runner.setup()
+    runner.catch_up()
+    folded: dict[str, float] = {}
+    for recorded in sqlite_event_store.read_all(limit=10_000):
+        event = recorded.event
+        if type(event).__name__ not in ConversationsProjection.topics:
+            continue
+        if event.call_id == "CAtool" and isinstance(event, CallEnded):
+            continue  # rolled back alone
+        folded[event.call_id] = max(folded.get(event.call_id, 0.0), event.at)
+    last = dict(db.execute("SELECT call_id, last_event_at FROM conversations").fetchall())
+    assert last == {call_id: iso(at) for call_id, at in folded.items()}
+    assert db.execute("SELECT status FROM conversations WHERE call_id='CAtool'").fetchone() == ("in_progress",)
     db.close()
 
 
