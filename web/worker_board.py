@@ -2,9 +2,10 @@
 
 The workers share one listening socket, and whichever calls ``accept`` first gets a connection. Left
 to the kernel, a handful of calls spread over every worker, and every worker is then a busy process
-of its own: on two cores, 30 calls cost about 1.5 times the CPU in two workers that they cost in one
-(README, "Latest measurement"), because each worker wakes for its own calls, writes its own events
-and keeps its own views and feed. So a worker takes calls in turn:
+of its own that wakes for its own calls and writes its own events: on two cores, 30 calls spread over
+two workers cost ~9 % more CPU than filling the first (alternated runs; README, "Latest
+measurement"), for a p99 a few ms lower. Capacity per core is what users run out of, so a worker
+takes calls in turn:
 
 - **The board** (:class:`WorkerBoard`): a page of memory the parent shares with its workers (a
   ``memfd``), one slot per worker, where each worker publishes how many calls it carries and how many
