@@ -154,3 +154,14 @@ async def test_draining_for_a_deploy_takes_no_new_calls_and_lets_the_live_one_fi
             assert await engine.exit_status() == 0  # it stopped by itself once the call was over
     [report] = reports
     assert report.ok and report.ended_by == "caller"  # the live call was not cut short
+
+
+async def test_a_fill_that_is_not_a_number_of_calls_stops_serve_with_one_line(tmp_path: Path) -> None:
+    env = {"CALLBRIDGE_WORKER_FILL": "ten"}
+    async with serve_process(tmp_path, "--workers", "2", "--port", "0", env=env) as refused:
+        with trio.fail_after(30):
+            status = await refused.process.wait()
+            await refused.ended.wait()
+    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
+    assert status == 2
+    assert errors == ["callbridge: CALLBRIDGE_WORKER_FILL must be a whole number of calls, got 'ten'"]
