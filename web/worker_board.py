@@ -22,6 +22,7 @@ takes calls in turn:
 from __future__ import annotations
 
 import errno
+import logging
 import mmap
 import os
 import socket
@@ -31,9 +32,13 @@ from contextlib import contextmanager
 
 import trio
 
+log = logging.getLogger(__name__)
+
 STEAL_AFTER_S = 0.2
 """How long a connection may wait for the worker whose turn it is, while that worker accepts nothing,
 before another worker takes it. Longer than a full garbage collection; short beside a call's setup."""
+TAKEN_LOG_INTERVAL_S = 10.0
+"""At most one log line this often about connections taken from a stalled worker."""
 CHECK_EVERY_S = 0.01
 """How often a worker whose turn it is not looks again while a connection waits."""
 CLOSED = 1 << 62
@@ -162,13 +167,18 @@ class TurnListener(trio.abc.Listener[trio.SocketStream]):
         sock.setblocking(False)
         self.socket = sock
         self._turns = turns
+        self.taken = 0
+        """Connections this worker took that another worker, whose turn it was, left waiting."""
+        self._logged_at: float | None = None
 
     async def accept(self) -> trio.SocketStream:
         turns, board = self._turns, self._turns.board
         while True:
             seen = board.accepted()
             await trio.lowlevel.wait_readable(self.socket)
-            if not turns.my_turn() and not await self._left_waiting(seen):
+            turn = next_worker(board.calls(), turns.fill)
+            stealing = turn != turns.index
+            if stealing and not await self._left_waiting(seen):
                 continue  # the worker whose turn it is accepts: leave it this one
             try:
                 conn, _ = self.socket.accept()
@@ -181,7 +191,26 @@ class TurnListener(trio.abc.Listener[trio.SocketStream]):
                     raise trio.ClosedResourceError from None
                 raise
             board.count_accepted(turns.index)
+            if stealing and not turns.my_turn():
+                self._note_taken(turn)
             return trio.SocketStream(trio.socket.from_stdlib_socket(conn))
+
+    def _note_taken(self, turn: int) -> None:
+        """Say (at most every :data:`TAKEN_LOG_INTERVAL_S`) that this worker took a connection another
+        left waiting: that worker is stalled or stopped, which the operator should see."""
+        self.taken += 1
+        now = trio.current_time()
+        if self._logged_at is not None and now - self._logged_at < TAKEN_LOG_INTERVAL_S:
+            return
+        self._logged_at = now
+        log.warning(
+            "worker %d took a connection that worker %d, whose turn it was, left waiting %.0f ms "
+            "(stalled or stopped?); %d taken so far",
+            self._turns.index,
+            turn,
+            self._turns.steal_after_s * 1000,
+            self.taken,
+        )
 
     async def _left_waiting(self, seen: int) -> bool:
         """Whether to take a waiting connection although it is not this worker's turn: nobody has

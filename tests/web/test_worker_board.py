@@ -125,12 +125,30 @@ async def test_the_first_worker_takes_connections_until_it_carries_its_fill() ->
         assert await workers.connect() == 0
 
 
-async def test_a_connection_the_worker_whose_turn_it_is_leaves_waiting_is_taken_by_another() -> None:
+async def test_a_connection_the_worker_whose_turn_it_is_leaves_waiting_is_taken_by_another(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     async with two_workers(fill=2) as workers:
         workers.start(1)  # worker 0, whose turn it is, is stalled: it never accepts
         started = trio.current_time()
         assert await workers.connect() == 1
         assert trio.current_time() - started >= 0.05  # only after worker 0 had its chance
+        assert await workers.connect() == 1
+        assert workers.listeners[1].taken == 2
+    taken = [r.getMessage() for r in caplog.records if "left waiting" in r.getMessage()]
+    assert taken == [  # the operator sees it, once per interval
+        "worker 1 took a connection that worker 0, whose turn it was, left waiting 50 ms (stalled or stopped?); "
+        "1 taken so far"
+    ]
+
+
+async def test_a_worker_taking_its_own_turn_notes_nothing(caplog: pytest.LogCaptureFixture) -> None:
+    async with two_workers(fill=2) as workers:
+        workers.start(0)
+        workers.start(1)
+        assert [await workers.connect() for _ in range(3)] == [0, 0, 0]
+        assert workers.listeners[0].taken == workers.listeners[1].taken == 0
+    assert not [r for r in caplog.records if "left waiting" in r.getMessage()]
 
 
 async def test_a_stopped_worker_is_never_given_the_turn() -> None:
