@@ -15,6 +15,7 @@ from phone_harness import of_type, phone_bridge
 
 from callbridge.adapters.sim.caller import HangUp, Murmur, Speak, WaitForAssistant, WaitForHangUp
 from callbridge.adapters.sim.fake_openai_script import Script, Turn
+from callbridge.adapters.sim.playback import HeardSpan
 from callbridge.engine.agent import Agent, load_agent
 from callbridge.engine.events import (
     AssistantAudioPlayed,
@@ -56,12 +57,26 @@ async def test_a_silent_caller_is_reprompted_after_hearing_the_agent_then_said_g
     assert 2.0 <= reprompt.at - greeting_played < 3.0  # counted from the last mark echoed
     assert 2000 <= reprompt.silent_ms < 3000
     # the caller's ear agrees: a silence of at least 2 s between hearing the greeting and the re-prompt
-    assert 2.0 <= report.heard[1].start - report.heard[0].end < 4.5
+    heard = utterances(report.heard)
+    assert 2.0 <= heard[1].start - heard[0].end < 4.5
     ended = of_type(events, CallEndRequested)
     assert [e.by for e in ended] == ["silence"] and ended[0].at - reprompt.at >= 2.0
     assert [h.method for h in of_type(events, PhoneHangUpSent)] == ["rest"]
-    assert len(report.heard) == 3  # greeting, re-prompt, goodbye: each heard before the hang-up
-    assert report.hung_up_s is not None and report.heard[-1].end <= report.hung_up_s
+    assert len(heard) == 3  # greeting, re-prompt, goodbye: each heard before the hang-up
+    assert report.hung_up_s is not None and heard[-1].end <= report.hung_up_s
+
+
+def utterances(spans: list[HeardSpan]) -> list[HeardSpan]:
+    """What the caller heard as separate utterances: stretches of audio apart by a second or more. A
+    stall of a loaded test machine can run the caller's buffer dry for a moment inside one utterance
+    (the sender is only twice as fast as playback), which splits a span but not what was said."""
+    merged: list[HeardSpan] = []
+    for span in spans:
+        if merged and span.start - merged[-1].end < 1.0:
+            last = merged.pop()
+            span = HeardSpan(start=last.start, end=span.end, byte_count=last.byte_count + span.byte_count)
+        merged.append(span)
+    return merged
 
 
 SHORT_CALLS = """
