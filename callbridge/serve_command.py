@@ -196,7 +196,7 @@ def _worker_turns(args: argparse.Namespace, worker: int | None) -> WorkerTurns |
     from callbridge.workers import worker_fill
 
     count = int(str(args.worker).partition("/")[2])
-    board = WorkerBoard.attach(args.board_fd, count)
+    board = WorkerBoard(args.board_fd, count)
     return WorkerTurns(board, worker, worker_fill(), socket.socket(fileno=args.listen_fd))
 
 

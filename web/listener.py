@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -179,11 +180,9 @@ async def serve_front(
             await stream.send_all(_BUSY)
             return
         wrapped = PrefixedStream(stream, head)
-        if media and turns is not None:
-            with turns.carrying_call():
+        if media:
+            with turns.carrying_call() if turns is not None else nullcontext():
                 await media_handler(wrapped)
-        elif media:
-            await media_handler(wrapped)
         else:
             await TCPServer(app_wrapper, config, context, ConnectionState(lifespan_state.copy()), wrapped).run()  # type: ignore[arg-type]
 

@@ -80,7 +80,7 @@ def next_worker(calls: Sequence[int], fill: int) -> int:
 
 class WorkerBoard:
     """The workers' shared slots (see the module). The parent makes it with :meth:`create` and hands
-    its ``fd`` to each worker, which opens it with :meth:`attach`."""
+    its ``fd`` to each worker, which opens it as ``WorkerBoard(fd, count)``."""
 
     def __init__(self, fd: int, count: int) -> None:
         self.fd = fd
@@ -99,10 +99,6 @@ class WorkerBoard:
                 fd = os.dup(file.fileno())
         os.ftruncate(fd, count * _SLOT * 8)
         os.set_inheritable(fd, True)
-        return cls(fd, count)
-
-    @classmethod
-    def attach(cls, fd: int, count: int) -> WorkerBoard:
         return cls(fd, count)
 
     def calls(self) -> list[int]:

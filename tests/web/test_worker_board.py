@@ -52,7 +52,7 @@ def test_the_fill_setting() -> None:
 def test_every_attachment_of_the_board_sees_each_workers_slot() -> None:
     board = WorkerBoard.create(3)
     try:
-        other = WorkerBoard.attach(os.dup(board.fd), 3)  # as a worker holds it: its own descriptor
+        other = WorkerBoard(os.dup(board.fd), 3)  # as a worker holds it: its own descriptor
         other.add_calls(1, 2)
         other.count_accepted(2)
         board.add_calls(0, 1)
