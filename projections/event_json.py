@@ -59,7 +59,7 @@ def event_record(recorded: RecordedEvent) -> dict[str, Any]:
     return record
 
 
-ERASED_END = b',"erased":true}'
+_ERASED_END = b',"erased":true}'
 """How the JSON of an erased event's record ends (an event's own ends with ``}``)."""
 
 
@@ -102,7 +102,7 @@ class RecordWriter:
             del out[-2:]
             out += b64encode(payload)
             out += b'"}'
-        out += ERASED_END if erased else b"}"
+        out += _ERASED_END if erased else b"}"
 
     def _at_start(self, call_id: str) -> int:
         """Where ``,"at":`` starts in the JSON of an event of ``call_id``: after ``{"call_id":`` and the id."""
