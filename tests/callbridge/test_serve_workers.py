@@ -8,12 +8,14 @@ sees every call, the views are folded once, and SIGTERM stops them all with stat
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx2
 import trio
 import trio_websocket
-from serve_process import TOKEN, serve_process
+from serve_process import TOKEN, Serve, serve_process
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
@@ -23,17 +25,24 @@ from callbridge.engine.store import EventStore
 DEADLINE = 90
 
 
+@asynccontextmanager
+async def two_workers(
+    tmp_path: Path, store: str, env: dict[str, str] | None = None
+) -> AsyncIterator[tuple[Serve, str]]:
+    """``serve --workers 2`` on the simulated model, once both workers listen, and its base URL."""
+    env = {"CALLBRIDGE_API_TOKEN": TOKEN, **(env or {})}
+    arguments = ("--workers", "2", "--port", "0", "--store", store, "--model", "sim")
+    async with serve_process(tmp_path, *arguments, env=env) as served:
+        port = await served.console_port()
+        await served.wait_for(r"worker 0 listening \(engine (\S+)-w0\)")
+        await served.wait_for(r"worker 1 listening \(engine (\S+)-w1\)")
+        yield served, f"http://127.0.0.1:{port}"
+
+
 async def test_two_workers_share_the_port_the_store_and_the_views(tmp_path: Path) -> None:
     store = str(tmp_path / "data" / "callbridge.db")
-    env = {"CALLBRIDGE_API_TOKEN": TOKEN}
     with trio.fail_after(DEADLINE):
-        async with serve_process(
-            tmp_path, "--workers", "2", "--port", "0", "--store", store, "--model", "sim", env=env
-        ) as served:
-            port = await served.console_port()
-            await served.wait_for(r"worker 0 listening \(engine (\S+)-w0\)")
-            await served.wait_for(r"worker 1 listening \(engine (\S+)-w1\)")
-            base = f"http://127.0.0.1:{port}"
+        async with two_workers(tmp_path, store) as (served, base):
             reports = []
 
             async def call(n: int) -> None:
@@ -76,14 +85,8 @@ async def test_the_first_worker_carries_its_fill_before_the_next_takes_a_call(tm
     """With ``CALLBRIDGE_WORKER_FILL=1``, a second call goes to the worker carrying none; meanwhile
     requests are answered by that worker too, and it lists the call the other one carries."""
     store = str(tmp_path / "data" / "callbridge.db")
-    env = {"CALLBRIDGE_API_TOKEN": TOKEN, "CALLBRIDGE_WORKER_FILL": "1"}
     with trio.fail_after(DEADLINE):
-        async with serve_process(
-            tmp_path, "--workers", "2", "--port", "0", "--store", store, "--model", "sim", env=env
-        ) as served:
-            port = await served.console_port()
-            await served.wait_for(r"worker 1 listening")
-            base = f"http://127.0.0.1:{port}"
+        async with two_workers(tmp_path, store, {"CALLBRIDGE_WORKER_FILL": "1"}) as (served, base):
             reports = []
 
             async def call(number: str, script: list[Step]) -> None:
