@@ -333,9 +333,7 @@ class EventStore:
         """The highest version stored for a call (0 if none); read once per call, then counted."""
         version = self._versions.get(call_id)
         if version is None:
-            last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
-            version = last[0].originator_version if last else 0
-            self._versions[call_id] = version
+            version = self._versions[call_id] = self.last_version(call_id)
         return version
 
     def _position_if_already_stored(self, stored: Sequence[StoredEvent]) -> int | None:
@@ -375,23 +373,37 @@ class EventStore:
         decoded = (self.decode_row(r.position, r.version, r.topic, r.state, reading=reading) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
 
-    def call_pages(self, call_id: str, size: int = 1000) -> Iterator[list[RowTuple]]:
+    def call_pages(
+        self, call_id: str, size: int = 1000, *, after_version: int = -1, through_version: int | None = None
+    ) -> Iterator[list[RowTuple]]:
         """The stored rows of one call, in version order, undecoded, ``size`` at a time: for a reader
         of a whole call that writes as it reads (``replay --json``: an hour's call is 80 MB of rows),
         which opens them itself (``sealer.open_parts``, or :meth:`decode_row`). Each page is read on its
-        own (events appended meanwhile are read too)."""
+        own (events appended meanwhile are read too). ``after_version`` / ``through_version``: only the
+        versions in that range (a part of the call, for a reader that splits it)."""
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
         self._check_open()
         oid = call_originator_id(call_id)
-        after = -1
+        after = after_version
         while True:
             rows = self._rows.call_rows_from(oid, after, size)
+            if through_version is not None and rows and rows[-1][1] > through_version:
+                rows = [row for row in rows if row[1] <= through_version]
+                if rows:
+                    yield rows
+                return
             if rows:
                 yield rows
             if len(rows) < size:
                 return
             after = rows[-1][1]
+
+    def last_version(self, call_id: str) -> int:
+        """The highest version stored for a call (0: none), read now."""
+        self._check_open()
+        last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
+        return last[0].originator_version if last else 0
 
     def read_call_tail(self, call_id: str, count: int) -> list[RecordedEvent]:
         """The last ``count`` stored events of one call, in version order: how a long call stands now

@@ -48,6 +48,10 @@ PAGE_SIZE = 1000
 """Rows read at a time (~1.5 MB of them for a page of audio)."""
 BUFFER_SIZE = 1 << 20
 """The JSON is written to ``out`` this much at a time."""
+ARRAY_START = b"[\n"
+SEPARATOR = b",\n"
+"""Between two records."""
+ARRAY_END = b"\n]\n"
 
 
 class _Kind(NamedTuple):
@@ -86,10 +90,25 @@ def _kind(topic: str, sealer: Sealer) -> _Kind:
 def write_call_json(store: EventStore, call_id: str, out: BinaryIO, *, page_size: int = PAGE_SIZE) -> int:
     """Write the call's events to ``out`` as a JSON array, one event per line (``event_json.write_json``'s
     bytes), and return how many were written: none (0) writes nothing."""
-    return _write(store, call_id, page_size, out)
+    written = write_records(store, call_id, out, page_size=page_size)
+    if written:
+        out.write(ARRAY_END)
+    return written
 
 
-def _write(store: EventStore, call_id: str, page_size: int, out: BinaryIO) -> int:
+def write_records(
+    store: EventStore,
+    call_id: str,
+    out: BinaryIO,
+    *,
+    page_size: int = PAGE_SIZE,
+    first: bytes = ARRAY_START,
+    after_version: int = -1,
+    through_version: int | None = None,
+) -> int:
+    """The records of the call's events with versions in (``after_version``, ``through_version``], each
+    after a separator — ``first`` before the first, :data:`SEPARATOR` before each other — without the
+    array's end; returns how many were written (a part of :func:`write_call_json`'s bytes)."""
     general = RecordWriter()
     record_into = general.record_into
     reading = Reading()
@@ -98,9 +117,9 @@ def _write(store: EventStore, call_id: str, page_size: int, out: BinaryIO) -> in
     replace, asdict = msgspec.structs.replace, msgspec.structs.asdict
     kinds: dict[str, _Kind] = {}
     buffer = bytearray()
-    separator = b"[\n"
+    separator = first
     written = 0
-    for page in store.call_pages(call_id, page_size):
+    for page in store.call_pages(call_id, page_size, after_version=after_version, through_version=through_version):
         for position, version, topic, state in page:
             kind = kinds.get(topic) or kinds.setdefault(topic, _kind(topic, sealer))
             payload = None
@@ -125,17 +144,16 @@ def _write(store: EventStore, call_id: str, page_size: int, out: BinaryIO) -> in
                 if recorded is not None:
                     buffer += separator
                     buffer += general.record(recorded)
-                    separator = b",\n"
+                    separator = SEPARATOR
                     written += 1
                 continue
             buffer += separator
-            separator = b",\n"
+            separator = SEPARATOR
             record_into(buffer, position, event, erased, payload)
             written += 1
             if len(buffer) >= BUFFER_SIZE:
                 out.write(buffer)
                 buffer = bytearray()
-    if written:
-        buffer += b"\n]\n"
+    if buffer:
         out.write(buffer)
     return written

@@ -15,7 +15,7 @@ from typing import TextIO
 
 from callbridge.engine.events import CallErased
 from callbridge.engine.store import EventStore, StoreOpenError, open_existing_store
-from callbridge.projections.call_json import write_call_json
+from callbridge.projections.call_json_halves import write_call_json_in_halves
 from callbridge.projections.recording import SAMPLE_RATE, iter_recording
 from callbridge.projections.timeline import build_timeline, render_text
 from callbridge.projections.views_db import iso
@@ -43,7 +43,7 @@ def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, 
         return 2
     try:
         where = store.description
-        written = _print_json(store, call_id, out) if as_json else None
+        written = _print_json(store, store_url, call_id, out) if as_json else None
         recorded = store.read_call(call_id) if wav is not None or not as_json else []
     finally:
         store.close()
@@ -71,17 +71,18 @@ def replay_cli(store_url: str, call_id: str, *, wav: str | None, as_json: bool, 
     return 0
 
 
-def _print_json(store: EventStore, call_id: str, out: TextIO) -> int:
+def _print_json(store: EventStore, store_url: str, call_id: str, out: TextIO) -> int:
     """The call's events as JSON, as they are read (``projections.call_json``); straight to the bytes
-    under ``out`` when it has them (an hour's call is ~75 MB of JSON). Returns how many were written."""
+    under ``out`` when it has them (an hour's call is ~75 MB of JSON), a long call's second half by a
+    second process (``projections.call_json_halves``). Returns how many were written."""
     binary = getattr(out, "buffer", None)
     if binary is None:
         text = io.BytesIO()
-        written = write_call_json(store, call_id, text)
+        written = write_call_json_in_halves(store, store_url, call_id, text)
         out.write(text.getvalue().decode())
         return written
     out.flush()
-    written = write_call_json(store, call_id, binary)
+    written = write_call_json_in_halves(store, store_url, call_id, binary)
     binary.flush()
     return written
 

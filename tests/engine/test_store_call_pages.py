@@ -55,6 +55,16 @@ def check_row_pages(store: EventStore) -> None:
     assert list(store.call_pages("CAnobody")) == []
     with pytest.raises(ValueError, match="size"):
         list(store.call_pages("CAa", 0))
+    # a part of the call, by version: what each process of a split replay reads
+    versions = [[row[1] for row in page] for page in store.call_pages("CAa", 2, through_version=3)]
+    assert versions == [[1, 2], [3]]
+    assert [[row[1] for row in page] for page in store.call_pages("CAa", 2, through_version=2)] == [[1, 2]]
+    assert [[row[1] for row in page] for page in store.call_pages("CAa", 2, after_version=3)] == [[4, 5]]
+    assert [[row[1] for row in page] for page in store.call_pages("CAa", 10, after_version=1, through_version=4)] == [
+        [2, 3, 4]
+    ]
+    assert list(store.call_pages("CAa", 2, after_version=5)) == []
+    assert (store.last_version("CAa"), store.last_version("CAnobody")) == (5, 0)
 
 
 def test_a_calls_events_page_by_position_on_sqlite(sqlite_event_store: EventStore) -> None:

@@ -1,0 +1,161 @@
+"""A long call's ``replay --json`` is written by two processes (``projections/call_json_halves.py``):
+the second half by a forked child that opens the store for itself, the first by this process.
+
+The output is held to the one-process bytes (``expected_json``, as for ``call_json``): whatever the call
+holds, wherever the middle falls, whichever half has nothing to show, and when the child fails (then
+this process writes its half). Each test checks that a child really was forked.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from eventsourcing.persistence import StoredEvent
+from test_call_json import expected_json
+from test_projections_support import T0, golden_calls, normal_call
+
+from callbridge.cli import main
+from callbridge.engine.events import CallEnded, CallerSaid, CallStarted
+from callbridge.engine.store import EventStore, call_originator_id, encode_for_store
+from callbridge.projections import call_json_halves
+from callbridge.projections.call_json_halves import write_call_json_in_halves
+from callbridge.projections.erasure import erase_call
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="no os.fork here: one process writes the JSON")
+
+
+@pytest.fixture
+def forks(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The children forked (their pids, as this process sees them)."""
+    forked: list[int] = []
+    real_fork = os.fork
+
+    def fork() -> int:
+        pid = real_fork()
+        if pid:
+            forked.append(pid)
+        return pid
+
+    monkeypatch.setattr(os, "fork", fork)
+    yield forked
+
+
+def in_halves(store: EventStore, url: str, call_id: str, page_size: int = 1000) -> bytes:
+    out = io.BytesIO()
+    written = write_call_json_in_halves(store, url, call_id, out, page_size=page_size, min_events=2)
+    assert written == len(store.read_call(call_id))
+    return out.getvalue()
+
+
+def test_calls_with_audio_tools_an_erasure_read_in_halves_give_the_one_process_bytes(
+    tmp_path: Path, forks: list[int]
+) -> None:
+    url = str(tmp_path / "events.db")
+    store = EventStore(url)
+    try:
+        calls = golden_calls()
+        for log in calls:
+            log.write(store)
+        erase_call(store, calls[0].call_id, by="cli")
+        for log in calls:
+            expected = expected_json(store, log.call_id)
+            for page_size in (1, 3, 1000):
+                assert in_halves(store, url, log.call_id, page_size) == expected, (log.call_id, page_size)
+    finally:
+        store.close()
+    assert len(forks) == 3 * len(calls)
+
+
+@pytest.mark.parametrize("events", [2, 3, 4])
+def test_the_middle_of_a_short_call(tmp_path: Path, forks: list[int], events: int) -> None:
+    url = str(tmp_path / "events.db")
+    store = EventStore(url)
+    try:
+        said = [CallerSaid(call_id="CAs", at=T0 + i, item_id=f"i{i}", text=f"line {i}") for i in range(1, events - 1)]
+        store.append([CallStarted(call_id="CAs", at=T0, stream_sid="MZ"), *said])
+        store.append([CallEnded(call_id="CAs", at=T0 + events, reason="caller_hangup")])
+        assert in_halves(store, url, "CAs") == expected_json(store, "CAs")
+    finally:
+        store.close()
+    assert len(forks) == 1
+
+
+def test_a_first_half_with_nothing_to_show_starts_the_array_with_the_second(
+    tmp_path: Path, forks: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = str(tmp_path / "events.db")
+    store = EventStore(url)
+    try:
+        oid = call_originator_id("CAx")
+        started = encode_for_store(CallStarted(call_id="CAx", at=T0, stream_sid="MZx"))
+        ended = encode_for_store(CallEnded(call_id="CAx", at=T0 + 1, reason="caller_hangup"))
+        store.recorder.insert_events(
+            [
+                StoredEvent(oid, 1, "NoSuchEvent@1", b"{}"),
+                StoredEvent(oid, 2, "CallEnded@1", b"not json"),
+                StoredEvent(oid, 3, started.topic, started.state),
+                StoredEvent(oid, 4, ended.topic, ended.state),
+            ]
+        )
+        with caplog.at_level(logging.WARNING):
+            output = in_halves(store, url, "CAx")
+        assert output.startswith(b"[\n{") and output == expected_json(store, "CAx")
+    finally:
+        store.close()
+    assert len(forks) == 1
+
+
+def test_a_child_that_fails_leaves_its_half_to_this_process(
+    tmp_path: Path, forks: list[int], caplog: pytest.LogCaptureFixture
+) -> None:
+    url = str(tmp_path / "events.db")
+    store = EventStore(url)
+    try:
+        log = normal_call()
+        log.write(store)
+        out = io.BytesIO()
+        with caplog.at_level(logging.WARNING):
+            # the child cannot open this store: it exits 1 without a count
+            written = write_call_json_in_halves(store, str(tmp_path / "missing.db"), log.call_id, out, min_events=2)
+        assert written == len(store.read_call(log.call_id))
+        assert out.getvalue() == expected_json(store, log.call_id)
+    finally:
+        store.close()
+    assert len(forks) == 1
+    assert "did not finish the call's second half" in caplog.text
+
+
+def test_a_call_under_the_threshold_is_written_by_one_process(tmp_path: Path, forks: list[int]) -> None:
+    url = str(tmp_path / "events.db")
+    store = EventStore(url)
+    try:
+        log = normal_call()
+        log.write(store)
+        out = io.BytesIO()
+        write_call_json_in_halves(store, url, log.call_id, out)  # the default threshold: 10,000 events
+        assert out.getvalue() == expected_json(store, log.call_id)
+    finally:
+        store.close()
+    assert forks == []
+
+
+def test_callbridge_replay_json_writes_a_long_call_in_halves(
+    tmp_path: Path, forks: list[int], capsysbinary: pytest.CaptureFixture[bytes], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "events.db"
+    store = EventStore(str(path))
+    try:
+        log = normal_call()
+        log.write(store)
+        expected = expected_json(store, log.call_id)
+    finally:
+        store.close()
+    monkeypatch.setattr(call_json_halves, "MIN_EVENTS", 2)
+    assert main(["replay", log.call_id, "--json", "--store", str(path)]) == 0
+    assert capsysbinary.readouterr().out == expected
+    assert len(forks) == 1
