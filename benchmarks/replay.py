@@ -5,7 +5,8 @@ barge-ins; caller audio streams the whole hour), stores it in a temporary SQLite
 times, each the best of ``--repeat`` runs:
 
 - ``replay --json``: open the store, read the call a page of rows at a time and write each event's
-  JSON as it is read (``projections.call_json``);
+  JSON as it is read (``projections.call_json``), the second half of the call in a forked child
+  (``projections.call_json_halves``); and the same in one process, for comparison;
 - ``replay --wav``: open the store, read the call, build the stereo WAV and write it;
 - the pure parts, on events already read: the JSON (``event_json.render_json``, the general
   writer the API's pages use), the timeline text, the WAV bytes.
@@ -26,6 +27,7 @@ from pathlib import Path
 
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
+from callbridge.projections.call_json import write_call_json
 from callbridge.projections.event_json import render_json
 from callbridge.projections.recording import build_recording
 from callbridge.projections.replay_cli import replay_cli
@@ -60,14 +62,20 @@ def hour_long_call(minutes: float) -> CallLog:
     return log.end()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (``replay --json``'s forked one)."""
+    spent = os.times()
+    return spent.user + spent.system + spent.children_user + spent.children_system
+
+
 def best_of(repeat: int, work: Callable[[], object], cpu: list[float] | None = None) -> float:
-    """The shortest of ``repeat`` runs, wall clock; ``cpu`` gets the shortest CPU time."""
+    """The shortest of ``repeat`` runs, wall clock; ``cpu`` gets the shortest CPU time (children's included)."""
     times, cpus = [], []
     for _ in range(repeat):
-        started, cpu_started = time.perf_counter(), time.process_time()
+        started, cpu_started = time.perf_counter(), cpu_seconds()
         work()
         times.append(time.perf_counter() - started)
-        cpus.append(time.process_time() - cpu_started)
+        cpus.append(cpu_seconds() - cpu_started)
     if cpu is not None:
         cpu.append(min(cpus))
     return min(times)
@@ -102,9 +110,18 @@ def main() -> None:
             with open(os.devnull, "w") as out:
                 assert replay_cli(url, call_id, out=out, **options) == 0  # type: ignore[arg-type]
 
+        def one_process() -> None:
+            store = EventStore(url, create=False)
+            try:
+                with open(os.devnull, "wb") as out:
+                    write_call_json(store, call_id, out)
+            finally:
+                store.close()
+
         json_cpu: list[float] = []
         results = {
             "replay --json (read + render)": best_of(args.repeat, lambda: replay(wav=None, as_json=True), json_cpu),
+            "  the same in one process": best_of(args.repeat, one_process),
             "replay --wav (read + build + write)": best_of(
                 args.repeat, lambda: replay(wav=str(wav_path), as_json=False)
             ),
@@ -125,7 +142,7 @@ def main() -> None:
     for name, seconds in results.items():
         print(f"{name:<40} {seconds:6.3f} s")
     as_json = results["replay --json (read + render)"]
-    print(f"replay --json CPU {json_cpu[0]:.3f} s")
+    print(f"replay --json CPU {json_cpu[0]:.3f} s (both processes)")
     print(f"target: replay --json < 0.25 s: {'met' if as_json < 0.25 else 'MISSED'} ({as_json:.3f} s)")
 
 

@@ -20,7 +20,8 @@ How (:func:`write_call_json_in_halves`):
   array.
 - The bytes are :func:`call_json.write_call_json`'s, and so ``event_json.write_json``'s
   (``tests/projections/test_call_json_halves.py``). A child that fails (no count, a bad exit
-  status) costs time, not output: this process then writes the second half itself.
+  status: say the temporary file's disk is full) costs time, not output: this process then writes
+  the second half itself, straight to ``out``.
 
 Events appended while the call is read (a live call) are in the second half, read to its end.
 A warning about an event the store cannot open may be logged by both processes.
@@ -76,15 +77,12 @@ def write_call_json_in_halves(
             _stop(child)
             raise
         counted = _wait_for(child)
-        if counted is None:
-            second.seek(0)
-            second.truncate()
-            counted = write_records(store, call_id, second, page_size=page_size, first=SEPARATOR, after_version=middle)
-            second.flush()
-        second.seek(0)
-        if counted:
-            head = second.read(len(SEPARATOR))
-            out.write(head if written else ARRAY_START)
+        first = SEPARATOR if written else ARRAY_START
+        if counted is None:  # the child failed: this process writes its half, straight to ``out``
+            counted = write_records(store, call_id, out, page_size=page_size, first=first, after_version=middle)
+        elif counted:
+            second.seek(len(SEPARATOR))
+            out.write(first)
             shutil.copyfileobj(second, out, _COPY_CHUNK)
         written += counted
     if written:
