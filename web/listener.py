@@ -199,6 +199,8 @@ async def serve_front(
         async with trio.open_nursery() as connections:
             async with trio.open_nursery() as accepting:
                 accepting.start_soon(partial(trio.serve_listeners, handle, listeners, handler_nursery=connections))
+                if turns is not None:
+                    accepting.start_soon(turns.publish_busy)
                 task_status.started(bound)
                 await shutdown.wait()
                 accepting.cancel_scope.cancel()

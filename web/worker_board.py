@@ -3,16 +3,21 @@
 The workers share one listening socket, and whichever calls ``accept`` first gets a connection. Left
 to the kernel, a handful of calls spread over every worker, and every worker is then a busy process
 of its own that wakes for its own calls and writes its own events: on two cores, 30 calls spread over
-two workers cost ~9 % more CPU than filling the first (alternated runs; README, "Latest
-measurement"), for a p99 a few ms lower. Capacity per core is what users run out of, so a worker
+two workers cost ~9 % more CPU than filling the first, and 100 calls split 40 / 60 ~13 % more than
+100 on the first (alternated runs; README, "Latest measurement"), for a p99 a few ms lower. Capacity per core is what users run out of, so a worker
 takes calls in turn:
 
 - **The board** (:class:`WorkerBoard`): a page of memory the parent shares with its workers (a
   ``memfd``), one slot per worker, where each worker publishes how many calls it carries and how many
   connections it has accepted. Only its own worker writes a slot; everyone reads them all.
 - **The turn** (:func:`next_worker`): the first worker carrying fewer than ``fill`` calls
-  (``CALLBRIDGE_WORKER_FILL``); once every worker has ``fill``, the one carrying fewest. A lightly
-  loaded server runs as one busy process; a loaded one balances by calls, not by who woke first.
+  (``CALLBRIDGE_WORKER_FILL``) and using less than half a core (:data:`BUSY_LIMIT`; each worker
+  publishes its CPU every second); once every worker has either, the one carrying fewest. A lightly
+  loaded server runs as one busy process; a loaded one balances by calls, not by who woke first. The
+  CPU, not only the count, decides because what a call costs differs from machine to machine (the
+  development machine measured the same calls 2.4 times slower on one day than the next): filling
+  by count alone either leaves a fast machine's first worker half idle or loads a slow one's past
+  its latency.
 - **The listener** (:class:`TurnListener`) accepts only on its worker's turn. A connection the worker
   whose turn it is leaves waiting for :data:`STEAL_AFTER_S`, while it accepts nothing else (it is
   stalled or stopped), is taken by whichever other worker sees it: the turn decides where calls go,
@@ -27,6 +32,7 @@ import mmap
 import os
 import socket
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -43,8 +49,14 @@ CHECK_EVERY_S = 0.01
 """How often a worker whose turn it is not looks again while a connection waits."""
 CLOSED = 1 << 62
 """The calls a stopped worker publishes: never its turn again."""
-_SLOT = 2
-"""Per worker: calls carried, connections accepted."""
+BUSY_LIMIT = 500
+"""A worker using this much of a core or more (per mille) takes no more calls while another is under
+it and under ``fill``: half a core, where one worker carried 150 calls at p99 11 ms."""
+BUSY_EVERY_S = 1.0
+"""How often each worker publishes how busy it is."""
+_SLOT = 3
+"""Per worker: calls carried, connections accepted, CPU used (per mille of a core, over the last
+:data:`BUSY_EVERY_S`)."""
 _IGNORABLE_ACCEPT_ERRNOS = frozenset(
     getattr(errno, name)
     for name in (
@@ -69,11 +81,12 @@ _IGNORABLE_ACCEPT_ERRNOS = frozenset(
 """The peer's trouble, not the listener's (trio's ``SocketListener`` skips the same)."""
 
 
-def next_worker(calls: Sequence[int], fill: int) -> int:
-    """Whose turn it is: the first worker carrying fewer than ``fill`` calls, else the one carrying
-    fewest (the first of those on a tie). ``fill`` 0 balances by calls from the first call."""
+def next_worker(calls: Sequence[int], fill: int, busy: Sequence[int] | None = None) -> int:
+    """Whose turn it is: the first worker carrying fewer than ``fill`` calls and using less than
+    :data:`BUSY_LIMIT` of a core (``busy``, per mille; None: not known), else the one carrying fewest
+    (the first of those on a tie). ``fill`` 0 balances by calls from the first call."""
     for index, carried in enumerate(calls):
-        if carried < fill:
+        if carried < fill and (busy is None or busy[index] < BUSY_LIMIT):
             return index
     return min(range(len(calls)), key=calls.__getitem__)
 
@@ -104,6 +117,14 @@ class WorkerBoard:
     def calls(self) -> list[int]:
         slots = self._slots
         return [slots[index * _SLOT] for index in range(self.count)]
+
+    def busy(self) -> list[int]:
+        """How much of a core each worker used lately, per mille."""
+        slots = self._slots
+        return [slots[index * _SLOT + 2] for index in range(self.count)]
+
+    def set_busy(self, index: int, per_mille: int) -> None:
+        self._slots[index * _SLOT + 2] = per_mille
 
     def accepted(self) -> int:
         """Connections accepted by every worker so far: whether anyone is accepting."""
@@ -141,7 +162,22 @@ class WorkerTurns:
         self.steal_after_s = steal_after_s
 
     def my_turn(self) -> bool:
-        return next_worker(self.board.calls(), self.fill) == self.index
+        return self.turn() == self.index
+
+    def turn(self) -> int:
+        """Whose turn it is now (:func:`next_worker` over the board)."""
+        board = self.board
+        return next_worker(board.calls(), self.fill, board.busy())
+
+    async def publish_busy(self, *, every_s: float = BUSY_EVERY_S) -> None:
+        """Publish, every ``every_s`` until cancelled, how much of a core this process used meanwhile
+        (all its threads: the store's writer, the views)."""
+        cpu, at = time.process_time(), trio.current_time()
+        while True:
+            await trio.sleep(every_s)
+            now_cpu, now = time.process_time(), trio.current_time()
+            self.board.set_busy(self.index, round(1000 * (now_cpu - cpu) / max(now - at, 1e-3)))
+            cpu, at = now_cpu, now
 
     @contextmanager
     def carrying_call(self) -> Iterator[None]:
@@ -172,7 +208,7 @@ class TurnListener(trio.abc.Listener[trio.SocketStream]):
         while True:
             seen = board.accepted()
             await trio.lowlevel.wait_readable(self.socket)
-            turn = next_worker(board.calls(), turns.fill)
+            turn = turns.turn()
             stealing = turn != turns.index
             if stealing and not await self._left_waiting(seen):
                 continue  # the worker whose turn it is accepts: leave it this one

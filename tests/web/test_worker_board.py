@@ -11,11 +11,13 @@ import os
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 import pytest
 import trio
+import trio.testing
 
-from callbridge.web.worker_board import CLOSED, WorkerBoard, WorkerTurns, next_worker
+from callbridge.web.worker_board import BUSY_LIMIT, CLOSED, WorkerBoard, WorkerTurns, next_worker
 from callbridge.workers import DEFAULT_FILL, worker_fill
 
 
@@ -40,6 +42,21 @@ def test_the_turn_goes_to_the_first_worker_with_room_else_the_least_loaded(
     assert next_worker(calls, fill) == turn
 
 
+@pytest.mark.parametrize(
+    ("calls", "busy", "turn"),
+    [
+        ([10, 0], [BUSY_LIMIT - 1, 10], 0),  # under half a core: still the first's turn
+        ([10, 0], [BUSY_LIMIT, 10], 1),  # half a core used: the next takes calls, well before the fill
+        ([0, 0], [BUSY_LIMIT + 300, 10], 1),  # busy with no calls (folding the views): the next
+        ([10, 3, 0], [BUSY_LIMIT, BUSY_LIMIT, 20], 2),
+        ([10, 3], [BUSY_LIMIT, BUSY_LIMIT], 1),  # all busy: the one carrying fewest
+        ([40, 3], [10, 10], 1),  # at the fill however idle
+    ],
+)
+def test_a_worker_using_half_a_core_passes_the_turn_on(calls: list[int], busy: list[int], turn: int) -> None:
+    assert next_worker(calls, 40, busy) == turn
+
+
 def test_the_fill_setting() -> None:
     assert worker_fill({}) == DEFAULT_FILL
     assert worker_fill({"CALLBRIDGE_WORKER_FILL": " 0 "}) == 0
@@ -59,6 +76,8 @@ def test_every_attachment_of_the_board_sees_each_workers_slot() -> None:
         board.add_calls(0, -1)
         assert board.calls() == [0, 2, 0]
         assert board.accepted() == 1
+        other.set_busy(1, 730)
+        assert board.busy() == [0, 730, 0]
         other.close_slot(2)
         assert board.calls()[2] == CLOSED
         other.close()
@@ -123,6 +142,39 @@ async def test_the_first_worker_takes_connections_until_it_carries_its_fill() ->
                 assert await workers.connect() == 0  # both full: the one carrying fewest
         assert workers.board.calls() == [0, 0]
         assert await workers.connect() == 0
+
+
+async def test_a_worker_busy_with_half_a_core_leaves_the_next_calls_to_the_other() -> None:
+    async with two_workers(fill=40) as workers:
+        workers.start(0)
+        workers.start(1)
+        assert await workers.connect() == 0
+        with workers.turns[0].carrying_call():
+            workers.board.set_busy(0, BUSY_LIMIT)  # as worker 0 publishes when its calls keep it busy
+            assert [await workers.connect() for _ in range(2)] == [1, 1]
+            workers.board.set_busy(0, BUSY_LIMIT - 100)
+            assert await workers.connect() == 0
+
+
+async def test_a_worker_publishes_the_cpu_it_used(
+    autojump_clock: trio.testing.MockClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spent = iter([0.0, 0.25, 1.25])  # the process's CPU seconds at the start and at each publication
+    monkeypatch.setattr("callbridge.web.worker_board.time.process_time", lambda: next(spent))
+    board = WorkerBoard.create(2)
+    listening = socket.create_server(("127.0.0.1", 0))
+    try:
+        turns = WorkerTurns(board, 1, 40, listening)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(partial(turns.publish_busy, every_s=1.0))
+            await trio.sleep(1.5)
+            assert board.busy() == [0, 250]  # a quarter of a core in the first second
+            await trio.sleep(1.0)
+            assert board.busy() == [0, 1000]  # a whole core in the next
+            nursery.cancel_scope.cancel()
+    finally:
+        board.close()
+        listening.close()
 
 
 async def test_a_connection_the_worker_whose_turn_it_is_leaves_waiting_is_taken_by_another(
