@@ -4,8 +4,9 @@ Python runs one thread of Python at a time, so one process uses one core however
 carries. ``serve`` with N workers binds the listening socket once and starts N engine processes
 (``python -m callbridge serve --worker I/N --listen-fd FD``) that all accept on it, each on its turn
 (``web.worker_board``): the first fills — to ``CALLBRIDGE_WORKER_FILL`` calls, or until it uses half a
-core — before the next takes any, so a lightly loaded server is one busy process. They share the store (SQLite in WAL mode, or
-PostgreSQL) and the views: worker 0 folds the views, the others follow how far it got (one projection process, not N).
+core — before the next takes any, so a lightly loaded server is one busy process. They share the store
+(SQLite in WAL mode, or PostgreSQL) and the views: worker 0 folds the views, the others follow how far
+it got (one projection process, not N).
 Each worker is an engine of its own (``<engine id>-w<I>``, with its own heartbeats), so the console,
 API, live feed and MCP of any worker see every worker's calls (they read the log and the views), an
 operator's command reaches the call through the log (``projections/call_commands.py``), and the calls

@@ -4,12 +4,13 @@ The workers share one listening socket, and whichever calls ``accept`` first get
 to the kernel, a handful of calls spread over every worker, and every worker is then a busy process
 of its own that wakes for its own calls and writes its own events: on two cores, 30 calls spread over
 two workers cost ~9 % more CPU than filling the first, and 100 calls split 40 / 60 ~13 % more than
-100 on the first (alternated runs; README, "Latest measurement"), for a p99 a few ms lower. Capacity per core is what users run out of, so a worker
-takes calls in turn:
+100 on the first (alternated runs; README, "Latest measurement"), for a p99 a few ms lower. Capacity
+per core is what users run out of, so a worker takes calls in turn:
 
 - **The board** (:class:`WorkerBoard`): a page of memory the parent shares with its workers (a
-  ``memfd``), one slot per worker, where each worker publishes how many calls it carries and how many
-  connections it has accepted. Only its own worker writes a slot; everyone reads them all.
+  ``memfd``), one slot per worker, where each worker publishes how many calls it carries, how many
+  connections it has accepted and how much of a core it used in the last second. Only its own worker
+  writes a slot; everyone reads them all.
 - **The turn** (:func:`next_worker`): the first worker carrying fewer than ``fill`` calls
   (``CALLBRIDGE_WORKER_FILL``) and using less than half a core (:data:`BUSY_LIMIT`; each worker
   publishes its CPU every second); once every worker has either, the one carrying fewest. A lightly
