@@ -52,10 +52,16 @@ def in_halves(store: EventStore, url: str, call_id: str, page_size: int = 1000) 
     return out.getvalue()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest) -> str:
+    """Each store the child opens anew: a SQLite file, a PostgreSQL schema (a connection of its own)."""
+    return str(request.getfixturevalue(f"{request.param}_store_url"))
+
+
 def test_calls_with_audio_tools_an_erasure_read_in_halves_give_the_one_process_bytes(
-    tmp_path: Path, forks: list[int]
+    store_url: str, forks: list[int]
 ) -> None:
-    url = str(tmp_path / "events.db")
+    url = store_url
     store = EventStore(url)
     try:
         calls = golden_calls()
