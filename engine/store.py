@@ -408,12 +408,10 @@ class EventStore:
     def read_call_tail(self, call_id: str, count: int) -> list[RecordedEvent]:
         """The last ``count`` stored events of one call, in version order: how a long call stands now
         without reading all of it."""
-        self._check_open()
-        oid = call_originator_id(call_id)
-        last = self._recorder.select_events(oid, desc=True, limit=1)
+        last = self.last_version(call_id)
         if not last:
             return []
-        rows = self._rows.call_rows(oid, gt=last[0].originator_version - count)
+        rows = self._rows.call_rows(call_originator_id(call_id), gt=last - count)
         decoded = (self.decode_row(r.position, r.version, r.topic, r.state) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
 
