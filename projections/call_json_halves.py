@@ -69,7 +69,12 @@ def write_call_json_in_halves(
     if last < max(MIN_EVENTS if min_events is None else min_events, 2) or not hasattr(os, "fork"):
         return write_call_json(store, call_id, out, page_size=page_size)
     middle = last // 2
-    with tempfile.TemporaryFile() as second:
+    try:
+        second = tempfile.TemporaryFile()
+    except OSError as error:  # no room for the child's half: one process needs none
+        log.warning("no temporary file for a second process (%s): writing the call in one", error)
+        return write_call_json(store, call_id, out, page_size=page_size)
+    with second:
         child = _fork_second_half(store_url, call_id, middle, second, page_size)
         try:
             written = write_records(store, call_id, out, page_size=page_size, through_version=middle)

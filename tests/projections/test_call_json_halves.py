@@ -136,6 +136,27 @@ def test_a_child_that_fails_leaves_its_half_to_this_process(
     assert "did not finish the call's second half" in caplog.text
 
 
+def test_without_a_temporary_file_one_process_writes_the_call(
+    tmp_path: Path, forks: list[int], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = str(tmp_path / "events.db")
+    store = EventStore(url)
+    try:
+        log = normal_call()
+        log.write(store)
+
+        def no_room() -> None:
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(call_json_halves.tempfile, "TemporaryFile", no_room)
+        with caplog.at_level(logging.WARNING):
+            assert in_halves(store, url, log.call_id) == expected_json(store, log.call_id)
+    finally:
+        store.close()
+    assert forks == []
+    assert "No space left on device" in caplog.text
+
+
 def test_a_call_under_the_threshold_is_written_by_one_process(tmp_path: Path, forks: list[int]) -> None:
     url = str(tmp_path / "events.db")
     store = EventStore(url)
