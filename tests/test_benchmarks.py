@@ -245,7 +245,10 @@ def test_websocket_echo_measures_every_server() -> None:
     assert [r["server"] for r in results] == ["adapters", "trio-websocket", "quart", "uvicorn"]
     for result in results:
         assert result["sent"] == 40 and result["echoed"] == 40 and not result["errors"], result["server"]
-        assert result["server_cpu_us_per_message"] > 0 and result["round_trip_ms"]["count"] == 40, result["server"]
+        # /proc counts CPU in 10 ms ticks, and 40 echoes can cost less than one on a fast day: a number
+        # (not NaN, which an empty run gives) at or above 0
+        assert result["server_cpu_us_per_message"] >= 0, result["server"]
+        assert result["round_trip_ms"]["count"] == 40, result["server"]
 
 
 @pytest.mark.parametrize(
