@@ -67,7 +67,8 @@ def test_bridge_benchmark_measures_callbridge_mainstream_and_floor_in_one_sittin
         assert sum(window["count"] for window in up["windows"]) == up["matched"], name
         assert down["sent"] > 0 and down["matched"] == down["sent"] and down["lost"] == 0, name
         assert sum(window["count"] for window in down["windows"]) == down["matched"], name
-        assert run["server_cpu_s"] > 0 and run["server_peak_rss_mb"] > 0, name
+        # CPU in /proc's 10 ms ticks: a 3 s run of the trivial forwarder may cost less than one
+        assert run["server_cpu_s"] >= 0 and run["server_peak_rss_mb"] > 0, name
         peers = run["peers"]
         assert peers["cores"] > 0 and not math.isnan(peers["loop_lag_ms_p99"]), name
         assert peers["send_late_ms"]["count"] == up["sent"], name
