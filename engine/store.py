@@ -323,11 +323,20 @@ class EventStore:
     def last_event(self, call_id: str) -> tuple[int, Event] | None:
         """The version and event last stored for a call (None when it has none), read from the store
         now (never from this process's cache)."""
+        last = self._last_stored(call_id)
+        if last is None:
+            return None
+        return last.originator_version, self.sealer.open(last.topic, last.state).event
+
+    def last_version(self, call_id: str) -> int:
+        """The highest version stored for a call (0: none), read now."""
+        last = self._last_stored(call_id)
+        return last.originator_version if last is not None else 0
+
+    def _last_stored(self, call_id: str) -> StoredEvent | None:
         self._check_open()
         last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
-        if not last:
-            return None
-        return last[0].originator_version, self.sealer.open(last[0].topic, last[0].state).event
+        return last[0] if last else None
 
     def _last_version(self, call_id: str) -> int:
         """The highest version stored for a call (0 if none); read once per call, then counted."""
@@ -398,12 +407,6 @@ class EventStore:
             if len(rows) < size:
                 return
             after = rows[-1][1]
-
-    def last_version(self, call_id: str) -> int:
-        """The highest version stored for a call (0: none), read now."""
-        self._check_open()
-        last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
-        return last[0].originator_version if last else 0
 
     def read_call_tail(self, call_id: str, count: int) -> list[RecordedEvent]:
         """The last ``count`` stored events of one call, in version order: how a long call stands now
