@@ -40,7 +40,10 @@ from callbridge.engine.events import Event, encode_event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
 from callbridge.engine.store_rows import PostgresRows, Row, RowReader, RowTuple, StoreBackendError, row_reader
-from callbridge.engine.store_url import _Target, parse_store_url
+from callbridge.engine.store_url import StoreMissingError as StoreMissingError  # re-exported: part of the store API
+from callbridge.engine.store_url import StoreNotWritableError as StoreNotWritableError  # re-exported
+from callbridge.engine.store_url import StoreOpenError as StoreOpenError  # re-exported
+from callbridge.engine.store_url import parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
 logger = logging.getLogger(__name__)
@@ -76,19 +79,6 @@ class EventEncodingError(ValueError):
     """An event cannot be stored (not an ``Event``, empty ``call_id``, unencodable field)."""
 
 
-class StoreOpenError(RuntimeError):
-    """The store could not be opened (bad path, database unreachable, ...)."""
-
-
-class StoreNotWritableError(StoreOpenError):
-    """The store opens but does not take writes (read-only file or database, disk full, no rights)."""
-
-
-class StoreMissingError(StoreOpenError):
-    """A command that only reads was pointed at a store that does not exist (a typo in ``--store``):
-    it must not create an empty one."""
-
-
 class StoreClosedError(RuntimeError):
     """The store was used after :meth:`EventStore.close`."""
 
@@ -116,30 +106,6 @@ def encode_for_store(event: Event) -> EncodedEvent:
     except (TypeError, ValueError, msgspec.MsgspecError) as exc:
         raise EventEncodingError(f"cannot encode {kind} of call {event.call_id!r}: {exc}") from exc
     return EncodedEvent(event.call_id, topic, state)
-
-
-# --- configuration: CALLBRIDGE_STORE -> eventsourcing environment --------------------------------
-
-
-def _hint(target: _Target) -> str:
-    """What to check when a store cannot be opened or written."""
-    if target.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
-        return "check the URL, that the database is running, and the user's rights"
-    return "check the path, that this user can write the file and its folder, and that the disk has room"
-
-
-def _check_exists(target: _Target) -> None:
-    """For commands that only read: refuse a SQLite store that is not there (opening one creates it)."""
-    if target.sqlite_path is not None and not target.sqlite_path.is_file():
-        raise StoreMissingError(
-            f"cannot open the event store {target.sqlite_path}: there is no such file (only `callbridge serve` "
-            "creates a store); check --store or CALLBRIDGE_STORE"
-        )
-    if target.sqlite_path is None and target.env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
-        raise StoreMissingError(
-            f"cannot open the event store {target.description}: an in-memory store is empty in every new "
-            "process; point --store or CALLBRIDGE_STORE at the server's store"
-        )
 
 
 def open_existing_store(url: str, *, writable_keys: bool = False) -> EventStore:
@@ -179,14 +145,14 @@ class EventStore:
         self._description = target.description
         self._env = dict(target.env)
         if not create:
-            _check_exists(target)
+            target.require_existing()
             self._env["CREATE_TABLE"] = "no"
         try:
             if target.sqlite_path is not None:
                 target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
             self._app = _CallLog(env=self._env)
         except Exception as exc:
-            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {_hint(target)}") from exc
+            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {target.hint}") from exc
         self._recorder: ApplicationRecorder = self._app.recorder
         try:
             self._rows: RowReader = row_reader(self._recorder)
@@ -197,7 +163,7 @@ class EventStore:
             backend = key_backend(target.sqlite_path, datastore, create=create if create_keys is None else create_keys)
         except Exception as exc:
             self._app.close()
-            raise StoreOpenError(f"cannot open the key store of {target.description}: {exc}; {_hint(target)}") from exc
+            raise StoreOpenError(f"cannot open the key store of {target.description}: {exc}; {target.hint}") from exc
         self.keys = KeyRing(backend)
         """The calls' keys (crypto-shredding: ``keys.erase("call:<id>")`` makes a call unreadable)."""
         self.sealer = Sealer(self.keys, self.redaction)

@@ -25,11 +25,47 @@ _PG_OPTIONS = {
 }
 
 
+class StoreOpenError(RuntimeError):
+    """The store could not be opened (bad path, database unreachable, ...)."""
+
+
+class StoreNotWritableError(StoreOpenError):
+    """The store opens but does not take writes (read-only file or database, disk full, no rights)."""
+
+
+class StoreMissingError(StoreOpenError):
+    """A command that only reads was pointed at a store that does not exist (a typo in ``--store``):
+    it must not create an empty one."""
+
+
 @dataclass(frozen=True)
-class _Target:
+class StoreTarget:
+    """Where a ``CALLBRIDGE_STORE`` URL points: the eventsourcing environment that opens it, a
+    description safe to print (no password), and the file for SQLite."""
+
     env: dict[str, str]
     description: str
     sqlite_path: Path | None = None
+
+    @property
+    def hint(self) -> str:
+        """What to check when the store cannot be opened or written."""
+        if self.env.get("PERSISTENCE_MODULE") == "eventsourcing.postgres":
+            return "check the URL, that the database is running, and the user's rights"
+        return "check the path, that this user can write the file and its folder, and that the disk has room"
+
+    def require_existing(self) -> None:
+        """For commands that only read: refuse a SQLite store that is not there (opening one creates it)."""
+        if self.sqlite_path is not None and not self.sqlite_path.is_file():
+            raise StoreMissingError(
+                f"cannot open the event store {self.sqlite_path}: there is no such file (only `callbridge serve` "
+                "creates a store); check --store or CALLBRIDGE_STORE"
+            )
+        if self.sqlite_path is None and self.env.get("PERSISTENCE_MODULE") == "eventsourcing.sqlite":
+            raise StoreMissingError(
+                f"cannot open the event store {self.description}: an in-memory store is empty in every new "
+                "process; point --store or CALLBRIDGE_STORE at the server's store"
+            )
 
 
 def store_env(url: str) -> dict[str, str]:
@@ -43,7 +79,7 @@ def store_env(url: str) -> dict[str, str]:
     return parse_store_url(url).env
 
 
-def parse_store_url(url: str) -> _Target:
+def parse_store_url(url: str) -> StoreTarget:
     text = url.strip()
     if not text:
         raise ValueError(f"the event store URL is empty; {_ACCEPTED}")
@@ -62,20 +98,20 @@ def parse_store_url(url: str) -> _Target:
     raise ValueError(f"unsupported event store URL scheme {scheme!r}; {_ACCEPTED}")
 
 
-def _sqlite_target(path_text: str) -> _Target:
+def _sqlite_target(path_text: str) -> StoreTarget:
     if not path_text:
         raise ValueError(f"the sqlite URL names no file; {_ACCEPTED}")
     env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite"}
     if path_text == ":memory:":
         # A shared-cache name, so every pooled connection sees the same database.
         env["SQLITE_DBNAME"] = f"file:callbridge-{uuid.uuid4().hex}?mode=memory&cache=shared"
-        return _Target(env, "sqlite::memory:")
+        return StoreTarget(env, "sqlite::memory:")
     path = Path(path_text).expanduser().resolve()
     env["SQLITE_DBNAME"] = path.as_uri()  # the recorder opens with uri=True: quote odd characters
-    return _Target(env, f"sqlite:{path}", sqlite_path=path)
+    return StoreTarget(env, f"sqlite:{path}", sqlite_path=path)
 
 
-def _postgres_target(text: str) -> _Target:
+def _postgres_target(text: str) -> StoreTarget:
     parts = urlsplit(text)
     try:
         port = parts.port or 5432
@@ -103,4 +139,4 @@ def _postgres_target(text: str) -> _Target:
     description = f"postgresql://{user}@{shown_host}:{port}/{dbname}"
     if env.get("POSTGRES_SCHEMA"):
         description += f"?schema={env['POSTGRES_SCHEMA']}"
-    return _Target(env, description)
+    return StoreTarget(env, description)
