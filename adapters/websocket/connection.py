@@ -42,6 +42,8 @@ from callbridge.adapters.websocket import frames
 RECEIVE_BYTES: Final = 65536
 DEFAULT_MAX_MESSAGE: Final = 16 * 1024 * 1024
 CLOSE_TIMEOUT_S: Final = 2.0
+LINGER_S: Final = 2.0
+"""``aclose``: how long a peer that has not answered our close frame may still send (read and dropped)."""
 ABNORMAL_CLOSURE: Final = 1006
 MESSAGE_TOO_BIG: Final = 1009
 NOT_SENT: Final = 0
@@ -356,16 +358,41 @@ class WebSocket:
 
     async def aclose(self, code: int = 1000, reason: str = "") -> None:
         """Close politely: send a close frame, wait (bounded) for the peer's, close the stream.
+
+        A peer that has not answered within ``CLOSE_TIMEOUT_S`` gets our end of stream and up to
+        ``LINGER_S`` more, its frames read and dropped (a lingering close): closing a socket that
+        still receives sends the peer a reset, and a slow peer that meets the reset (say, on its next
+        write) before it has read our close frame sees the connection lost, not our code and reason.
         Idempotent; never raises for a peer that is already gone."""
         if self.closed is None and self._ws.state is ConnectionState.OPEN:
             await self._write_quietly(self._ws.send(CloseConnection(code=code, reason=reason[:120])))
             with trio.move_on_after(CLOSE_TIMEOUT_S):
-                if self._reading:  # another task reads: it will see the peer's close frame
-                    await self._peer_closed.wait()
-                else:
-                    while self.closed is None and not self._peer_closed.is_set():
-                        await self._read()
+                await self._wait_for_peer_close()
+            if self.closed is None and not self._peer_closed.is_set():
+                with trio.move_on_after(LINGER_S):
+                    if await self._send_eof():
+                        await self._wait_for_peer_close()
         await self._finish(WebSocketClosed(code, reason))
+
+    async def _wait_for_peer_close(self) -> None:
+        """Until the peer's close frame (or the end of the stream) has been read."""
+        if self._reading:  # another task reads: it will see the peer's close frame
+            await self._peer_closed.wait()
+        else:
+            while self.closed is None and not self._peer_closed.is_set():
+                await self._read()
+
+    async def _send_eof(self) -> bool:
+        """Shut our sending side (after our close frame); False where the stream cannot (TLS)."""
+        stream = self._stream
+        if not isinstance(stream, trio.abc.HalfCloseableStream):
+            return False
+        async with self._send_lock:
+            try:
+                await stream.send_eof()
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                return False
+        return True
 
     async def abort(self, code: int, reason: str) -> None:
         """Close at once, without a handshake: pending and later calls raise with this reason."""

@@ -27,6 +27,7 @@ from callbridge.adapters.websocket import (
     WebSocketRejected,
     accept_request,
     connect,
+    connection,
     frames,
 )
 
@@ -407,6 +408,42 @@ async def test_a_reader_that_comes_back_while_aclose_waits_for_the_close_frame_i
     with trio.fail_after(5):
         await read.wait()
     assert len(outcome) == 1 and isinstance(outcome[0], WebSocketClosed), outcome
+
+
+async def test_a_peer_that_is_slow_to_answer_our_close_still_reads_our_code_and_reason(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The peer keeps sending and reads nothing for ten times the close timeout. Closing the socket
+    then would send it a reset, which its next write meets before it reads our close frame (a
+    connection lost, 1006). Our end of stream and the frames read and dropped meanwhile let it read
+    the close frame once it comes back."""
+    monkeypatch.setattr(connection, "CLOSE_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(connection, "LINGER_S", 10.0)  # far longer than the peer is slow
+    closed = trio.Event()
+
+    async def say_last_words_and_close(request: IncomingRequest) -> None:
+        ws = await request.accept()
+        await ws.send_message("last words")
+        await ws.aclose(1000, "bye")
+        closed.set()
+
+    url = await serve_ours(nursery, say_last_words_and_close)
+    async with open_websocket_url(url, message_queue_size=0) as peer:
+
+        async def keep_talking() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                while True:
+                    await peer.send_message("still talking")
+                    await trio.sleep(0.01)
+
+        nursery.start_soon(keep_talking)
+        await trio.sleep(10 * connection.CLOSE_TIMEOUT_S)  # slow: reads nothing meanwhile
+        assert await peer.get_message() == "last words"
+        with pytest.raises(ConnectionClosed) as seen:
+            await peer.get_message()
+        assert (seen.value.reason.code, seen.value.reason.reason) == (1000, "bye")
+    with trio.fail_after(5):
+        await closed.wait()  # and the server's side finished too
 
 
 # --- handshake failures -----------------------------------------------------------------------------
