@@ -365,8 +365,18 @@ class CallCore:
         ):
             self.model.tools.timer_fired(timer)
 
-    def _flush_audio(self, _: AudioFlushDue | None = None) -> None:
+    def _flush_audio(self) -> None:
+        """Record every partial chunk and the words held (the call ends)."""
         chunk = self.caller_audio.flush()
+        if chunk is not None:
+            self._out.record(chunk)
+        self.assistant.flush(self._out)
+        self._out.release_words()
+
+    def _batch_due(self, _: AudioFlushDue) -> None:
+        """The writer's next batch is due: hand over the assistant's partial chunk and the words,
+        and the caller's partial chunk once it is half a second old (``CALLER_HAND_OVER_S``)."""
+        chunk = self.caller_audio.flush_older(self._out.now)
         if chunk is not None:
             self._out.record(chunk)
         self.assistant.flush(self._out)
@@ -385,7 +395,7 @@ class CallCore:
         TwilioEventUnknown: _event_unknown,
         CallerFramesDropped: _frames_dropped,
         TimerFired: _timer,
-        AudioFlushDue: _flush_audio,
+        AudioFlushDue: _batch_due,
         TransferOrdered: _transfer,
         PhoneCommandDone: _phone_done,
         TransferPersonCalled: _person_called,

@@ -242,8 +242,9 @@ class TaskFailed(Input, frozen=True, kw_only=True):
 
 class AudioFlushDue(Input, frozen=True, kw_only=True):
     """The store's writer is about to write a batch (every window, and when a reader flushes it): hand
-    it the audio held in partial chunks and the transcript words held, so a crash loses at most one
-    batch window and a reader sees what was said up to now."""
+    it the transcript words and the assistant's audio held in partial chunks, and the caller's partial
+    chunk once it is half a second old, so a crash loses at most one batch window (and half a second
+    of the caller's audio) and a reader sees what was said up to now."""
 
 
 # --- outputs -----------------------------------------------------------------------------------

@@ -101,6 +101,7 @@ def test_a_new_session_is_configured_with_the_servers_and_the_sessions_tools() -
 
 
 def test_caller_audio_goes_to_the_model_as_is_and_is_recorded_in_half_second_chunks() -> None:
+    """A partial chunk waits for the writer's batch after its first frame is half a second old."""
     call = Driver()
     call.start()
     for index in range(30):
@@ -109,7 +110,11 @@ def test_caller_audio_goes_to_the_model_as_is_and_is_recorded_in_half_second_chu
     assert [a["audio"] for a in appends] == [frame(i).payload for i in range(30)]
     chunks = call.events(CallerAudioReceived)
     assert len(chunks) == 1 and len(chunks[0].frame_sizes) == 25  # the rest is held until the next chunk
-    call.feed(AudioFlushDue())
+    call.feed(AudioFlushDue())  # the writer's batch: the 5 frames held began 80 ms ago, they wait
+    assert [len(c.frame_sizes) for c in call.events(CallerAudioReceived)] == [25]
+    call.feed(AudioFlushDue(), dt=0.40)  # 480 ms: still held
+    assert [len(c.frame_sizes) for c in call.events(CallerAudioReceived)] == [25]
+    call.feed(AudioFlushDue(), dt=0.05)  # half a second old: handed over with this batch
     assert [len(c.frame_sizes) for c in call.events(CallerAudioReceived)] == [25, 5]
 
 
