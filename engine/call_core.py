@@ -31,7 +31,7 @@ from callbridge.adapters.openai import codec as oa
 from callbridge.adapters.twilio import codec
 from callbridge.engine.agent import DEFAULT_AGENT, Agent
 from callbridge.engine.assistant_audio import AssistantAudio
-from callbridge.engine.audio_chunks import CallerAudioChunker
+from callbridge.engine.audio_chunks import CALLER_HAND_OVER_S, CallerAudioChunker
 from callbridge.engine.call_control import CallControl
 from callbridge.engine.call_io import (
     AudioFlushDue,
@@ -365,22 +365,19 @@ class CallCore:
         ):
             self.model.tools.timer_fired(timer)
 
-    def _flush_audio(self) -> None:
-        """Record every partial chunk and the words held (the call ends)."""
-        chunk = self.caller_audio.flush()
+    def _flush_audio(self, caller_age_s: float = 0.0) -> None:
+        """Record the assistant's partial chunk, the caller's if its first frame is ``caller_age_s``
+        old, and the words held."""
+        chunk = self.caller_audio.flush_older(self._out.now, caller_age_s)
         if chunk is not None:
             self._out.record(chunk)
         self.assistant.flush(self._out)
         self._out.release_words()
 
     def _batch_due(self, _: AudioFlushDue) -> None:
-        """The writer's next batch is due: hand over the assistant's partial chunk and the words,
-        and the caller's partial chunk once it is half a second old (``CALLER_HAND_OVER_S``)."""
-        chunk = self.caller_audio.flush_older(self._out.now)
-        if chunk is not None:
-            self._out.record(chunk)
-        self.assistant.flush(self._out)
-        self._out.release_words()
+        """The writer's next batch is due: the caller's partial chunk waits until it is half a second
+        old (``CALLER_HAND_OVER_S``); the rest goes now."""
+        self._flush_audio(CALLER_HAND_OVER_S)
 
     _handlers: dict[type, Any] = {
         CallBegan: _began,
