@@ -33,7 +33,7 @@ WORKERS_ENV = "CALLBRIDGE_WORKERS"
 FILL_ENV = "CALLBRIDGE_WORKER_FILL"
 DEFAULT_FILL = 200
 """Calls a worker carries at most before the next one takes any; before that, from half a core of CPU
-(``web.worker_board.BUSY_LIMIT``). Measured on two cores (README, "Latest measurement"): one worker
+(``web.worker_board.BUSY_LIMIT``). Measured on two cores (README, the 2026-12-06 afternoon session): one worker
 carried 150 calls at p99 11 ms using half a core on a fast day; on a day 2.4 times slower, 100 calls
 were already past the latency target."""
 STOP_GRACE_S = 12.0

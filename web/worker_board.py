@@ -4,7 +4,7 @@ The workers share one listening socket, and whichever calls ``accept`` first get
 to the kernel, a handful of calls spread over every worker, and every worker is then a busy process
 of its own that wakes for its own calls and writes its own events: on two cores, 30 calls spread over
 two workers cost ~9 % more CPU than filling the first, and 100 calls split 40 / 60 ~13 % more than
-100 on the first (alternated runs; README, "Latest measurement"), for a p99 a few ms lower. Capacity
+100 on the first (alternated runs; README, the 2026-12-06 afternoon session), for a p99 a few ms lower. Capacity
 per core is what users run out of, so a worker takes calls in turn:
 
 - **The board** (:class:`WorkerBoard`): a page of memory the parent shares with its workers (a
@@ -52,7 +52,8 @@ CLOSED = 1 << 62
 """The calls a stopped worker publishes: never its turn again."""
 BUSY_LIMIT = 500
 """A worker using this much of a core or more (per mille) takes no more calls while another is under
-it and under ``fill``: half a core, where one worker carried 150 calls at p99 11 ms."""
+it and under ``fill``: half a core, where one worker carried 150 calls at p99 11 ms. Three quarters
+measured worse at 100 calls on a slow day (more CPU per call-minute and a higher p99, alternated)."""
 BUSY_EVERY_S = 1.0
 """How often each worker publishes how busy it is."""
 _SLOT = 3
