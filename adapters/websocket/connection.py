@@ -326,15 +326,48 @@ class WebSocket:
         try:
             if self.closed is not None:
                 raise self.closed
-            if self._unsent:
+            owed = len(self._unsent)
+            if owed:
                 data, self._unsent = self._unsent + data, b""
-            await self._stream.send_all(data)
+            if self._socket is None:
+                await self._stream.send_all(data)
+            else:
+                await self._write_plain(data, owed)
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             await self._finish(WebSocketClosed(ABNORMAL_CLOSURE, "connection lost"))
             assert self.closed is not None
             raise self.closed from None
         finally:
             lock.release()
+
+    async def _write_plain(self, data: bytes, owed: int = 0) -> None:
+        """``send_all`` on the plain socket, counting what went out. A write cancelled after part of
+        it was written keeps the rest in ``_unsent``, which the next write sends first: the stream
+        never holds half a frame with something else after it (a close frame sent after half a
+        message would be read as that message's payload, and the peer would never see the close).
+        ``owed``: ``data`` starts with that many bytes of frames begun before, kept even when nothing
+        of ``data`` went out. A checkpoint, as ``send_all`` is; a lost connection raises
+        ``BrokenResourceError``."""
+        fd = self._socket.fileno()
+        await trio.lowlevel.checkpoint_if_cancelled()
+        view, sent, waited = memoryview(data), 0, False
+        try:
+            while sent < len(view):
+                try:
+                    sent += os.write(fd, view[sent:])
+                except BlockingIOError:  # the kernel's buffer is full: wait until the peer reads
+                    waited = True
+                    await trio.lowlevel.wait_writable(fd)
+        except trio.Cancelled:
+            if sent > owed:  # the new frames have begun: all of them go with the next write
+                self._unsent = bytes(view[sent:])
+            elif owed:
+                self._unsent = bytes(view[sent:owed])
+            raise
+        except OSError as error:  # reset by the peer, or closed by us (fd -1)
+            raise trio.BrokenResourceError(f"the socket failed: {error}") from error
+        if not waited:
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def _write_quietly(self, data: bytes) -> None:
         """A protocol reply (pong, close): a peer already gone is no error here."""

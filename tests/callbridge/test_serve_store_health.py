@@ -75,7 +75,16 @@ async def test_a_full_disk_turns_healthz_503_refuses_calls_and_both_recover(tmp_
             assert str(tmp_path) not in sick.text and "disk I/O" not in sick.text  # public: no paths, no errors
             refused = await place_call(served.base_url, script=[Silence(10_000), HangUp()])
             apology = Apology.bundled()
-            assert refused.ended_by == "server" and refused.close_reason == "the service cannot take calls right now"
+            refused_why = (
+                refused.ended_by,
+                refused.close_code,
+                refused.close_reason,
+                refused.errors,
+                served.log[-4000:],
+            )
+            assert refused.ended_by == "server" and refused.close_reason == "the service cannot take calls right now", (
+                refused_why
+            )
             heard_all = sum(len(base64.b64decode(chunk)) for chunk in apology.chunks)
             assert refused.assistant_bytes_played == heard_all  # the whole apology was heard
             await served.wait_for_line("refused: the event log cannot take calls now; the caller hears the apology")

@@ -12,7 +12,7 @@ import trio.testing
 import trio_websocket
 import trustme
 from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnection, open_websocket_url
-from wsproto import ConnectionType, WSConnection
+from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
 
 from callbridge.adapters.websocket import (
@@ -444,6 +444,34 @@ async def test_a_peer_that_is_slow_to_answer_our_close_still_reads_our_code_and_
         assert (seen.value.reason.code, seen.value.reason.reason) == (1000, "bye")
     with trio.fail_after(5):
         await closed.wait()  # and the server's side finished too
+
+
+async def test_a_write_cancelled_halfway_is_finished_before_the_close_frame(nursery: trio.Nursery) -> None:
+    """The peer reads nothing while a big message is written, and the write is cancelled with part of
+    it in the kernel. What is left goes out first with the next write, so the close frame that
+    follows is read as a close frame, not as the rest of the message's payload."""
+    ws, peer = await connect_to_raw_peer(nursery)
+    big = bytes(range(256)) * (32 * 1024)  # 8 MiB: more than the kernel's buffers hold
+
+    async def cancel_once_blocked(scope: trio.CancelScope) -> None:
+        await trio.testing.wait_all_tasks_blocked()  # the write waits for the peer to read
+        scope.cancel()
+
+    with trio.CancelScope() as writing:
+        nursery.start_soon(cancel_once_blocked, writing)
+        await ws.send_message(big)
+    assert writing.cancelled_caught
+    nursery.start_soon(ws.aclose, 1000, "bye")
+    received, close = 0, None
+    while close is None:
+        for event in await peer.receive():
+            if isinstance(event, BytesMessage):
+                received += len(event.data)
+            elif isinstance(event, CloseConnection):
+                close = event
+                if peer.ws.state is ConnectionState.REMOTE_CLOSING:  # not after the end of the stream
+                    await peer.send(event.response())
+    assert (received, close.code, close.reason) == (len(big), 1000, "bye")
 
 
 # --- handshake failures -----------------------------------------------------------------------------
