@@ -349,9 +349,9 @@ class WebSocket:
         of ``data`` went out. A checkpoint, as ``send_all`` is; a lost connection raises
         ``BrokenResourceError``."""
         fd = self._socket.fileno()
-        await trio.lowlevel.checkpoint_if_cancelled()
         view, sent, waited = memoryview(data), 0, False
         try:
+            await trio.lowlevel.checkpoint_if_cancelled()
             while sent < len(view):
                 try:
                     sent += os.write(fd, view[sent:])

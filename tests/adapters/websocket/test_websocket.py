@@ -621,6 +621,32 @@ async def test_a_bad_frame_after_good_ones_is_refused_by_wsproto_with_its_code(
     assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == code  # the peer was told why
 
 
+async def test_a_write_cancelled_before_it_starts_still_leaves_the_held_rest_for_the_next(
+    nursery: trio.Nursery,
+) -> None:
+    """``send_now`` left part of a frame held; a write cancelled before anything went out sends none
+    of its own message, but what was held still goes first with the next write."""
+    stream, ws = await raw_client_of_our_server(nursery)
+    big = "x" * 60_000
+    results = []
+    while SENT_IN_PART not in results:  # the client does not read: the kernel's buffer fills up
+        results.append(ws.send_now([big]))
+    with trio.CancelScope() as abandoned:
+        abandoned.cancel()
+        await ws.send_messages(["abandoned"])
+    nursery.start_soon(ws.send_messages, ["last"])
+    data, wanted = b"", len(results) * (4 + 60_000) + 2 + 4
+    while len(data) < wanted:
+        data += await stream.receive_some()
+    texts, pos = [], 0
+    while pos < len(data):
+        kind, pos, message = frames.next_frame(data, pos, masked=False, max_size=1 << 20)
+        assert kind == frames.WHOLE
+        texts.append(message)
+    assert texts == [big] * len(results) + ["last"]
+    await ws.abort(1000, "done")
+
+
 async def test_send_now_writes_at_once_and_a_part_taken_is_finished_by_the_next_write(nursery: trio.Nursery) -> None:
     stream, ws = await raw_client_of_our_server(nursery)
     assert ws.send_now(["first", "second"]) == SENT
