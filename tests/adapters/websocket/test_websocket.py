@@ -621,6 +621,19 @@ async def test_a_bad_frame_after_good_ones_is_refused_by_wsproto_with_its_code(
     assert close[0] == 0x88 and int.from_bytes(close[2:4], "big") == code  # the peer was told why
 
 
+async def whole_messages_from_server(stream: trio.SocketStream, size: int) -> list[str | bytes | None]:
+    """Read ``size`` bytes from our server's socket and cut them into frames, each a whole message."""
+    data = b""
+    while len(data) < size:
+        data += await stream.receive_some()
+    texts, pos = [], 0
+    while pos < len(data):
+        kind, pos, message = frames.next_frame(data, pos, masked=False, max_size=1 << 20)
+        assert kind == frames.WHOLE
+        texts.append(message)
+    return texts
+
+
 async def test_a_write_cancelled_before_it_starts_still_leaves_the_held_rest_for_the_next(
     nursery: trio.Nursery,
 ) -> None:
@@ -635,14 +648,7 @@ async def test_a_write_cancelled_before_it_starts_still_leaves_the_held_rest_for
         abandoned.cancel()
         await ws.send_messages(["abandoned"])
     nursery.start_soon(ws.send_messages, ["last"])
-    data, wanted = b"", len(results) * (4 + 60_000) + 2 + 4
-    while len(data) < wanted:
-        data += await stream.receive_some()
-    texts, pos = [], 0
-    while pos < len(data):
-        kind, pos, message = frames.next_frame(data, pos, masked=False, max_size=1 << 20)
-        assert kind == frames.WHOLE
-        texts.append(message)
+    texts = await whole_messages_from_server(stream, len(results) * (4 + 60_000) + 2 + 4)
     assert texts == [big] * len(results) + ["last"]
     await ws.abort(1000, "done")
 
@@ -666,13 +672,6 @@ async def test_send_now_writes_at_once_and_a_part_taken_is_finished_by_the_next_
         await ws.send_messages(["last"])
 
     nursery.start_soon(write_the_rest)
-    data, wanted = b"", len(results) * (4 + 60_000) + 2 + 4
-    while len(data) < wanted:
-        data += await stream.receive_some()
-    texts, pos = [], 0
-    while pos < len(data):
-        kind, pos, message = frames.next_frame(data, pos, masked=False, max_size=1 << 20)
-        assert kind == frames.WHOLE
-        texts.append(message)
+    texts = await whole_messages_from_server(stream, len(results) * (4 + 60_000) + 2 + 4)
     assert texts == [big] * len(results) + ["last"]
     await ws.abort(1000, "done")
