@@ -365,18 +365,18 @@ class CallCore:
         ):
             self.model.tools.timer_fired(timer)
 
-    def _flush_audio(self, caller_age_s: float = 0.0) -> None:
-        """Record the assistant's partial chunk, the caller's if its first frame is ``caller_age_s``
-        old, and the words held."""
-        chunk = self.caller_audio.flush_older(self._out.now, caller_age_s)
+    def _flush_audio(self, age_s: float = 0.0) -> None:
+        """Record the assistant's partial chunk, the words held, and the caller's partial chunk and the
+        mark echoes held if the first of each is ``age_s`` old."""
+        chunk = self.caller_audio.flush_older(self._out.now, age_s)
         if chunk is not None:
             self._out.record(chunk)
         self.assistant.flush(self._out)
-        self._out.release_words()
+        self._out.release(age_s)
 
     def _batch_due(self, _: AudioFlushDue) -> None:
-        """The writer's next batch is due: the caller's partial chunk waits until it is half a second
-        old (``CALLER_HAND_OVER_S``); the rest goes now."""
+        """The writer's next batch is due: the caller's partial chunk and the mark echoes wait until
+        they are half a second old (``CALLER_HAND_OVER_S``); the rest goes now."""
         self._flush_audio(CALLER_HAND_OVER_S)
 
     _handlers: dict[type, Any] = {

@@ -186,9 +186,34 @@ def test_assistant_audio_is_sent_with_a_mark_and_counted_played_from_the_echo() 
     outputs = call.server(delta("item_a", b"\x01" * 800))
     media, mark = call.to_caller(outputs)
     assert isinstance(media, codec.OutboundMedia) and isinstance(mark, codec.OutboundMark)
+    echoed_at = call.now
     call.feed(MarkEchoed(name=mark.mark.name))
+    call.feed(CallTornDown(reason="caller_hung_up"))
     [played] = call.events(AssistantAudioPlayed)
-    assert (played.item_id, played.played_bytes) == ("item_a", 800)
+    assert (played.item_id, played.marks, played.played_bytes, played.at) == ("item_a", 1, 800, echoed_at)
+
+
+def test_an_items_echoes_are_recorded_together_once_the_first_is_half_a_second_old() -> None:
+    """One ``AssistantAudioPlayed`` per item and half second (engine/played_marks.py)."""
+    call = Driver()
+    call.start()
+    call.server(message_item_added("item_a"))
+    marks = [call.to_caller(call.server(delta("item_a", b"\x01" * 800)))[1].mark.name for _ in range(8)]
+    for name in marks[:5]:
+        call.feed(MarkEchoed(name=name), dt=0.1)
+        call.feed(AudioFlushDue())  # the writer's batches: the first echo is not yet half a second old
+    last_echo = call.now
+    assert call.events(AssistantAudioPlayed) == []  # the first echo is 400 ms old
+    call.feed(AudioFlushDue(), dt=0.15)  # 550 ms: recorded with this batch
+    [played] = call.events(AssistantAudioPlayed)
+    assert (played.marks, played.played_bytes, played.total_played_bytes, played.at) == (5, 4000, 4000, last_echo)
+    call.feed(MarkEchoed(name=marks[5]), dt=0.1)
+    call.server(message_item_added("item_b"))
+    call.feed(MarkEchoed(name=call.to_caller(call.server(delta("item_b", b"\x01" * 160)))[1].mark.name))
+    assert [(p.item_id, p.marks, p.total_played_bytes) for p in call.events(AssistantAudioPlayed)] == [
+        ("item_a", 5, 4000),
+        ("item_a", 1, 4800),  # another item's echo: item_a's are recorded first
+    ]
 
 
 def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard() -> None:
@@ -203,6 +228,8 @@ def test_barge_in_clears_twilio_and_truncates_at_what_the_caller_heard() -> None
     call.feed(MarkEchoed(name=marks[0]))
     call.feed(MarkEchoed(name=marks[1]))  # 400 ms heard, 1000 ms received
     outputs = call.server(SPEECH_STARTED)
+    heard = [type(e) for e in call.events() if isinstance(e, AssistantAudioPlayed | BargeInDecided)]
+    assert heard == [AssistantAudioPlayed, BargeInDecided]  # the echoes held go first, gathered
     [decision] = call.events(BargeInDecided)
     assert (decision.action, decision.played_ms, decision.received_ms, decision.audio_end_ms) == (
         "truncated",
