@@ -12,7 +12,8 @@ Why this shape:
   ``position`` readers page through.
 - The library cannot give a stream's events *with* their notification ids, so :class:`EventStore`
   asks the recorder's own datastore (one small SQL statement per backend, ``engine.store_rows``).
-- Readers never crash on a stored event this code cannot decode: it is skipped with a warning.
+- Readers never crash on a stored event this code cannot decode: it is skipped with a warning. The
+  read side lives in ``engine/store_reads.py`` (``EventStore`` is a ``StoreReads``).
 - **Personal data is sealed at this boundary** (``engine.crypto``): each event's sensitive fields
   (``engine.privacy``) are encrypted with its call's key from the key store (``engine.keys``: a file
   beside a SQLite store, a schema of its own on PostgreSQL) as the event is written, and opened as it
@@ -22,12 +23,11 @@ Why this shape:
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -35,11 +35,15 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.crypto import Reading, Sealer
+from callbridge.engine.crypto import Sealer
 from callbridge.engine.events import Event, encode_event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
-from callbridge.engine.store_rows import PostgresRows, Row, RowReader, RowTuple, StoreBackendError, row_reader
+from callbridge.engine.store_reads import RecordedEvent as RecordedEvent  # re-exported: part of the store API
+from callbridge.engine.store_reads import StoreReads
+from callbridge.engine.store_rows import CALL_NAMESPACE as CALL_NAMESPACE  # re-exported
+from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
+from callbridge.engine.store_rows import call_originator_id as call_originator_id  # re-exported
 from callbridge.engine.store_url import StoreMissingError as StoreMissingError  # re-exported: part of the store API
 from callbridge.engine.store_url import StoreNotWritableError as StoreNotWritableError  # re-exported
 from callbridge.engine.store_url import StoreOpenError as StoreOpenError  # re-exported
@@ -47,24 +51,6 @@ from callbridge.engine.store_url import parse_store_url
 from callbridge.engine.store_url import store_env as store_env  # re-exported: part of the store API
 
 logger = logging.getLogger(__name__)
-
-CALL_NAMESPACE = uuid.UUID("4f0d6f1e-8c1b-5d8e-9a57-63a1c2b0ca11")
-"""Namespace of the uuid5 stream ids: ``originator_id = uuid5(CALL_NAMESPACE, call_id)``. Never change
-it: stored logs are found through it."""
-
-_MAX_WARNED = 10_000
-
-
-class RecordedEvent(msgspec.Struct, frozen=True):
-    """An event as read back from the store."""
-
-    position: int
-    """Global notification id: increasing across all calls (gaps are possible on PostgreSQL)."""
-    version: int
-    """1-based index of the event within its call."""
-    event: Event
-    erased: bool = False
-    """The event's personal fields read as placeholders: its call was erased (its key is gone)."""
 
 
 class EncodedEvent(NamedTuple):
@@ -81,13 +67,6 @@ class EventEncodingError(ValueError):
 
 class StoreClosedError(RuntimeError):
     """The store was used after :meth:`EventStore.close`."""
-
-
-@functools.lru_cache(maxsize=4096)
-def call_originator_id(call_id: str) -> uuid.UUID:
-    """The stream id under which a call's events are stored (cached: the writer asks for it for every
-    event it writes, and a uuid5 is a SHA-1 and a UUID object each time)."""
-    return uuid.uuid5(CALL_NAMESPACE, call_id)
 
 
 def encode_for_store(event: Event) -> EncodedEvent:
@@ -128,7 +107,7 @@ class _CallLog(Application[uuid.UUID]):
         return Environment(name, dict(env or {}))
 
 
-class EventStore:
+class EventStore(StoreReads):
     """Append-only log of call events. Thread-safe; every method blocks (call it from a thread,
     e.g. ``trio.to_thread.run_sync``, or through ``engine.store_writer.EventWriter``)."""
 
@@ -340,104 +319,6 @@ class EventStore:
         self.redaction = self.redaction.with_rules(tuple(rules))
         self.sealer = Sealer(self.keys, self.redaction)
 
-    def read_call(self, call_id: str) -> list[RecordedEvent]:
-        """All stored events of one call, in version order."""
-        self._check_open()
-        rows = self._rows.call_rows(call_originator_id(call_id))
-        reading = Reading()
-        decoded = (self.decode_row(r.position, r.version, r.topic, r.state, reading=reading) for r in rows)
-        return [recorded for recorded in decoded if recorded is not None]
-
-    def call_pages(
-        self, call_id: str, size: int = 1000, *, after_version: int = -1, through_version: int | None = None
-    ) -> Iterator[list[RowTuple]]:
-        """The stored rows of one call, in version order, undecoded, ``size`` at a time: for a reader
-        of a whole call that writes as it reads (``replay --json``: an hour's call is 80 MB of rows),
-        which opens them itself (``sealer.open_parts``, or :meth:`decode_row`). Each page is read on its
-        own (events appended meanwhile are read too). ``after_version`` / ``through_version``: only the
-        versions in that range (a part of the call, for a reader that splits it)."""
-        if size < 1:
-            raise ValueError(f"size must be at least 1, got {size}")
-        self._check_open()
-        oid = call_originator_id(call_id)
-        after = after_version
-        while True:
-            rows = self._rows.call_rows_from(oid, after, size)
-            if through_version is not None and rows and rows[-1][1] > through_version:
-                rows = [row for row in rows if row[1] <= through_version]
-                if rows:
-                    yield rows
-                return
-            if rows:
-                yield rows
-            if len(rows) < size:
-                return
-            after = rows[-1][1]
-
-    def read_call_tail(self, call_id: str, count: int) -> list[RecordedEvent]:
-        """The last ``count`` stored events of one call, in version order: how a long call stands now
-        without reading all of it."""
-        last = self.last_version(call_id)
-        if not last:
-            return []
-        rows = self._rows.call_rows(call_originator_id(call_id), gt=last - count)
-        decoded = (self.decode_row(r.position, r.version, r.topic, r.state) for r in rows)
-        return [recorded for recorded in decoded if recorded is not None]
-
-    def read_call_page(self, call_id: str, *, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` stored events of one call after the one at position ``after`` (0: from the
-        start), in the call's order: a page of a long call without reading the rest of it. Fewer than
-        ``limit`` means the call has no more (undecodable events are passed over, not counted).
-
-        The cursor is a position (the API's), the order the call's versions: the position is turned
-        into its version, so paging never skips an event even were a call's versions stored out of
-        position order (its own writer never does)."""
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._check_open()
-        oid = call_originator_id(call_id)
-        after_version = self._rows.call_version_at(oid, after) if after > 0 else 0
-        page: list[RecordedEvent] = []
-        while len(page) < limit:
-            wanted = limit - len(page)
-            rows = self._rows.call_rows_from(oid, after_version, wanted)
-            for position, version, topic, state in rows:
-                recorded = self.decode_row(position, version, topic, state)
-                if recorded is not None:
-                    page.append(recorded)
-            if len(rows) < wanted:
-                break
-            after_version = rows[-1][1]
-        return page
-
-    def read_all(self, after: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        """Up to ``limit`` events with ``position > after``, in position order.
-
-        An empty list means nothing is stored after ``after``: a page made only of undecodable
-        events is passed over rather than returned empty.
-        """
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        self._check_open()
-        start = after
-        while True:
-            notifications = self._recorder.select_notifications(start=start, limit=limit, inclusive_of_start=False)
-            result = [
-                recorded
-                for n in notifications
-                if (recorded := self.decode_row(n.id, n.originator_version, n.topic, n.state)) is not None
-            ]
-            if result or len(notifications) < limit:
-                return result
-            start = notifications[-1].id
-
-    def log_rows(self, after: int, stop: int, topics: tuple[str, ...] = (), limit: int = 1000) -> list[Row]:
-        """Up to ``limit`` stored rows with ``after < position <= stop`` and one of ``topics``
-        (``Name@version``; all when empty), in position order, undecoded (:meth:`decode_row` opens
-        one): for readers of the whole log that want few of its topics (``projections.source``)."""
-        self._check_open()
-        return self._rows.log_rows(after, stop, topics, limit)
-
     def head(self) -> int:
         """The highest position stored (0 when empty)."""
         self._check_open()
@@ -456,32 +337,6 @@ class EventStore:
             logger.warning("event store %s does not answer: %s", self._description, exc)
             return False
         return True
-
-    def decode_row(
-        self,
-        position: int,
-        version: int,
-        topic: str,
-        state: bytes,
-        *,
-        sealed: bool = False,
-        reading: Reading | None = None,
-    ) -> RecordedEvent | None:
-        """One stored row as an event — opened with its call's key, redacted as configured — or None
-        (with a warning, once) when it cannot be decoded. For readers of raw rows (``projections.source``).
-        ``sealed``: leave its personal fields sealed (``Sealer.clear``), for a reader that never reads
-        them; they read as placeholders, and ``erased`` is not looked into (False). ``reading``: the read
-        the row is one of (``engine.crypto.Reading``)."""
-        try:
-            if sealed:
-                return RecordedEvent(position=position, version=version, event=self.sealer.clear(topic, state))
-            event, erased = self.sealer.open(topic, state, reading=reading)
-        except Exception as exc:
-            if position not in self._warned and len(self._warned) < _MAX_WARNED:
-                self._warned.add(position)
-                logger.warning("skipping undecodable stored event %d (%r): %r", position, topic, exc)
-            return None
-        return RecordedEvent(position=position, version=version, event=event, erased=erased)
 
     # --- life cycle ------------------------------------------------------------------------------
 

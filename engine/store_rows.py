@@ -13,11 +13,23 @@ because those events have no key to delete.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from typing import Any, NamedTuple
 
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.sqlite import SQLiteApplicationRecorder
+
+CALL_NAMESPACE = uuid.UUID("4f0d6f1e-8c1b-5d8e-9a57-63a1c2b0ca11")
+"""Namespace of the uuid5 stream ids: ``originator_id = uuid5(CALL_NAMESPACE, call_id)``. Never change
+it: stored logs are found through it."""
+
+
+@functools.lru_cache(maxsize=4096)
+def call_originator_id(call_id: str) -> uuid.UUID:
+    """The stream id under which a call's events are stored (cached: the writer asks for it for every
+    event it writes, and a uuid5 is a SHA-1 and a UUID object each time)."""
+    return uuid.uuid5(CALL_NAMESPACE, call_id)
 
 
 class StoreBackendError(RuntimeError):
