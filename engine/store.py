@@ -35,7 +35,7 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.crypto import Sealer
+from callbridge.engine.crypto import Sealer, sealed_payload_field
 from callbridge.engine.events import Event, encode_event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
@@ -54,11 +54,25 @@ logger = logging.getLogger(__name__)
 
 
 class EncodedEvent(NamedTuple):
-    """An event already in its stored form (see :func:`encode_for_store`)."""
+    """An event already in its plain stored form (see :func:`encode_for_store`), sealed as it is written."""
 
     call_id: str
     topic: str
     state: bytes
+    """Its JSON; with ``payload``, the JSON with ``""`` in place of that field."""
+    payload: bytes | None = None
+    """An audio chunk's sealed ``bytes`` kept apart (``crypto.sealed_payload_field``), or None."""
+
+    @property
+    def size(self) -> int:
+        """About the bytes it stands for, once written (its payload as base64)."""
+        return len(self.state) + (len(self.payload) * 4 // 3 if self.payload is not None else 0)
+
+    def sealed(self, sealer: Sealer) -> bytes:
+        """Its stored form: sealed by ``sealer``."""
+        if self.payload is None:
+            return sealer.seal(self.topic, self.state)
+        return sealer.seal_apart(self.topic, self.call_id, self.state, self.payload)
 
 
 class EventEncodingError(ValueError):
@@ -73,7 +87,8 @@ def encode_for_store(event: Event) -> EncodedEvent:
     """Encode one event, or raise :class:`EventEncodingError` saying why it cannot be stored.
 
     Encoding early (when the event is recorded, not when its batch is written) keeps one bad event
-    from failing a whole batch of good ones.
+    from failing a whole batch of good ones. An audio chunk's payload is kept apart, not written into
+    the JSON as base64 that sealing would read back (``Sealer.seal_apart``).
     """
     if not isinstance(event, Event):
         raise EventEncodingError(f"only engine.events.Event can be stored, got {type(event).__name__}")
@@ -81,6 +96,10 @@ def encode_for_store(event: Event) -> EncodedEvent:
     if not event.call_id:
         raise EventEncodingError(f"{kind} has an empty call_id")
     try:
+        field = sealed_payload_field(kind)
+        if field is not None and (payload := getattr(event, field)):
+            topic, state = encode_event(msgspec.structs.replace(event, **{field: b""}))
+            return EncodedEvent(event.call_id, topic, state, bytes(payload))
         topic, state = encode_event(event)
     except (TypeError, ValueError, msgspec.MsgspecError) as exc:
         raise EventEncodingError(f"cannot encode {kind} of call {event.call_id!r}: {exc}") from exc
@@ -218,7 +237,7 @@ class EventStore(StoreReads):
                 version += 1
                 next_versions[item.call_id] = version
                 oid = call_originator_id(item.call_id)
-                stored.append(StoredEvent(oid, version, item.topic, self.sealer.seal(item.topic, item.state)))
+                stored.append(StoredEvent(oid, version, item.topic, item.sealed(self.sealer)))
             try:
                 ids = self._recorder.insert_events(stored)
             except IntegrityError:
@@ -245,7 +264,7 @@ class EventStore(StoreReads):
         oid = call_originator_id(call_id)
         with self._lock:
             stored = [
-                StoredEvent(oid, last_version + i, item.topic, self.sealer.seal(item.topic, item.state))
+                StoredEvent(oid, last_version + i, item.topic, item.sealed(self.sealer))
                 for i, item in enumerate(encoded, 1)
             ]
             self._check_open()

@@ -125,7 +125,7 @@ class EventWriter:
         ``ValueError``) at once if the event cannot be stored, queueing nothing. When the queue is
         full (the store has not taken writes for a long while) the event is dropped and counted."""
         encoded = encode_for_store(event)
-        size = len(encoded.state) + _EVENT_OVERHEAD_BYTES
+        size = encoded.size + _EVENT_OVERHEAD_BYTES
         with self._guard:
             if self._pending_bytes + size > self.limits.max_pending_bytes and not isinstance(event, ALWAYS_KEPT):
                 self._dropped += 1
@@ -338,7 +338,7 @@ class EventWriter:
     def _written_batch(self, write: _Write) -> None:
         with self._guard:
             for _ in write.batch:
-                self._pending_bytes -= len(self._pending.popleft().state) + _EVENT_OVERHEAD_BYTES
+                self._pending_bytes -= self._pending.popleft().size + _EVENT_OVERHEAD_BYTES
             self._written += len(write.batch)
         self._batches += 1
         self._last_batch_size = len(write.batch)

@@ -38,9 +38,9 @@ from typing import Any, BinaryIO, NamedTuple
 
 import msgspec
 
-from callbridge.engine.crypto import ENVELOPE_PREFIX, Reading, Sealer, plain_decoder
+from callbridge.engine.crypto import ENVELOPE_PREFIX, Reading, Sealer, plain_decoder, sealed_payload_field
 from callbridge.engine.events import Event
-from callbridge.engine.privacy import SECRET_FIELDS, sensitive_fields
+from callbridge.engine.privacy import SECRET_FIELDS
 from callbridge.engine.store import EventStore
 from callbridge.projections.event_json import RecordWriter
 
@@ -77,13 +77,11 @@ def _kind(topic: str, sealer: Sealer) -> _Kind:
         decoder = plain_decoder(topic)
     except ValueError:  # not a version number: the store says so and skips its events
         return _GENERAL
-    last = msgspec.structs.fields(cls)[-1]
-    sealed = sensitive_fields(name)
-    around = sealed == (last.name,) and last.type is bytes and not cls.__struct_config__.omit_defaults
+    around = sealed_payload_field(name)
     return _Kind(
         True,
         decoder.decode if decoder is not None else None,
-        attrgetter(last.name) if around else None,
+        attrgetter(around) if around is not None else None,
     )
 
 

@@ -75,12 +75,9 @@ async def test_a_full_disk_turns_healthz_503_refuses_calls_and_both_recover(tmp_
             assert str(tmp_path) not in sick.text and "disk I/O" not in sick.text  # public: no paths, no errors
             refused = await place_call(served.base_url, script=[Silence(10_000), HangUp()])
             apology = Apology.bundled()
-            refused_why = (
-                refused.ended_by,
-                refused.close_code,
-                refused.close_reason,
-                refused.errors,
-                served.log[-4000:],
+            refused_why = (  # a string: pytest shows it whole (a tuple's repr is cut to a line)
+                f"ended by {refused.ended_by}, close code {refused.close_code}, reason {refused.close_reason!r}, "
+                f"errors {refused.errors}; the server's log ends:\n{served.log[-6000:]}"
             )
             assert refused.ended_by == "server" and refused.close_reason == "the service cannot take calls right now", (
                 refused_why
