@@ -39,7 +39,8 @@ The machine should be otherwise idle: each run waits for quiet (``--wait-quiet``
 process's CPU and the rest of the machine's each second, and flags a run that other programs
 disturbed. To look inside: ``--profile DIR`` (py-spy, see ``profile_summary.py``), ``--stalls DIR``
 (every trio loop stall in every trio process, see ``stall_watch/sitecustomize.py``),
-``--server-prelude FILE`` (try a patch in the callbridge server without editing the code), ``--keep DIR``.
+``--server-prelude FILE`` (try a patch in the callbridge server and its workers without editing the
+code), ``--keep DIR``.
 
 Progress goes to stderr; the Markdown tables (or ``--json``) to stdout. Exit status 1 when a
 callbridge call failed, lost a frame or an event is missing from its store, or a run could not be
@@ -143,7 +144,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "by default; --targets callbridge measures callbridge alone)")  # fmt: skip
     parser.add_argument("--profile", metavar="DIR", help="py-spy record each target's server during the calls (DIR)")
     parser.add_argument(
-        "--server-prelude", metavar="FILE", help="run this Python file in the callbridge server first (try a patch)"
+        "--server-prelude",
+        metavar="FILE",
+        help="run this Python file first in the callbridge server and each of its workers (try a patch)",
     )
     parser.add_argument(
         "--wait-quiet",

@@ -125,23 +125,25 @@ async def first_json_line(process: trio.Process) -> dict[str, Any]:
     return result
 
 
-SERVE_WITH_PRELUDE = (
-    "import runpy, sys; runpy.run_path(sys.argv.pop(1)); from callbridge.cli import main; sys.exit(main(sys.argv[1:]))"
-)
+PRELUDE_SITE = Path(__file__).resolve().parent / "server_prelude"
+"""Holds the ``sitecustomize`` that runs a prelude in the server and in each of its workers."""
 
 
 async def start_server(
     children: Children, workdir: Path, model_url: str, store_url: str, prelude: str | None = None
 ) -> tuple[trio.Process, int, Path]:
     """``callbridge serve --model openai`` on a free port, recording into ``store_url`` (its views
-    in ``workdir``); returns (process, port, log path). ``prelude``: a Python file run in the
-    server process first (to try a change without editing the code: a monkeypatch, …)."""
+    in ``workdir``); returns (process, port, log path). ``prelude``: a Python file run first in the
+    server process and in each of its workers (to try a change without editing the code: a
+    monkeypatch, …; see ``server_prelude/sitecustomize.py``)."""
     env = {k: v for k, v in os.environ.items() if k not in {"TWILIO_AUTH_TOKEN", "PUBLIC_URL", "HOST", "PORT"}}
     env |= {"OPENAI_API_KEY": "bench-key", "OPENAI_REALTIME_URL": model_url, "CALLBRIDGE_API_TOKEN": "bench"}
     env["CALLBRIDGE_VIEWS"] = str(workdir / "views.db")
     log_path = workdir / "server.log"
-    start = [sys.executable, "-c", SERVE_WITH_PRELUDE, prelude] if prelude else [sys.executable, "-m", "callbridge"]
-    command = [*start, "serve", "--model", "openai", "--port", "0"]
+    if prelude:
+        env["CALLBRIDGE_SERVER_PRELUDE"] = os.path.abspath(prelude)  # noqa: ASYNC240 (no I/O: a path joined)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PRELUDE_SITE), env.get("PYTHONPATH")]))
+    command = [sys.executable, "-m", "callbridge", "serve", "--model", "openai", "--port", "0"]
     with log_path.open("wb") as log:
         process = await children.start([*command, "--store", store_url], stdout=log, stderr=subprocess.STDOUT, env=env)
     with trio.fail_after(30):

@@ -90,6 +90,24 @@ def test_a_run_that_cannot_start_is_reported_and_the_sitting_goes_on(tmp_path: P
     assert "this server does not start" in done.stderr
 
 
+def test_a_server_prelude_runs_in_the_server_and_in_each_of_its_workers(tmp_path: Path) -> None:
+    """The workers carry the calls: a patch tried in the parent alone would measure the unpatched code."""
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    prelude = tmp_path / "mark.py"
+    prelude.write_text(
+        "import os, sys\n"
+        f"open(os.path.join({str(marks)!r}, str(os.getpid())), 'w').write(' '.join(sys.argv[1:]))\n"
+    )
+    done = _bench("bridge.py", "--calls", "1", "--seconds", "2", "--ramp", "0", "--wait-quiet", "0",
+                  "--targets", "callbridge", "--server-prelude", str(prelude), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    ran_in = sorted(path.read_text() for path in marks.iterdir())
+    workers = [args for args in ran_in if "--worker " in args]
+    assert len(ran_in) == len(workers) + 1 and len(workers) >= 2, ran_in  # the parent, and every worker
+    assert all(args.startswith("serve ") for args in ran_in)
+
+
 def _nan_for_null(value: Any) -> Any:
     """JSON has no NaN: the ``--json`` output writes an empty summary's numbers as null."""
     if isinstance(value, dict):
