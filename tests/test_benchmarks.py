@@ -96,8 +96,7 @@ def test_a_server_prelude_runs_in_the_server_and_in_each_of_its_workers(tmp_path
     marks.mkdir()
     prelude = tmp_path / "mark.py"
     prelude.write_text(
-        "import os, sys\n"
-        f"open(os.path.join({str(marks)!r}, str(os.getpid())), 'w').write(' '.join(sys.argv[1:]))\n"
+        f"import os, sys\nopen(os.path.join({str(marks)!r}, str(os.getpid())), 'w').write(' '.join(sys.argv[1:]))\n"
     )
     done = _bench("bridge.py", "--calls", "1", "--seconds", "2", "--ramp", "0", "--wait-quiet", "0",
                   "--targets", "callbridge", "--server-prelude", str(prelude), "--json")  # fmt: skip
