@@ -13,7 +13,8 @@ Why this shape:
 - The library cannot give a stream's events *with* their notification ids, so :class:`EventStore`
   asks the recorder's own datastore (one small SQL statement per backend, ``engine.store_rows``).
 - Readers never crash on a stored event this code cannot decode: it is skipped with a warning. The
-  read side lives in ``engine/store_reads.py`` (``EventStore`` is a ``StoreReads``).
+  read side lives in ``engine/store_reads.py`` (``EventStore`` is a ``StoreReads``), an event's plain
+  stored form, made as it is recorded, in ``engine/store_encoding.py``.
 - **Personal data is sealed at this boundary** (``engine.crypto``): each event's sensitive fields
   (``engine.privacy``) are encrypted with its call's key from the key store (``engine.keys``: a file
   beside a SQLite store, a schema of its own on PostgreSQL) as the event is written, and opened as it
@@ -28,17 +29,18 @@ import os
 import threading
 import uuid
 from collections.abc import Sequence
-from typing import NamedTuple
 
-import msgspec
 from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.crypto import Sealer, sealed_payload_field
-from callbridge.engine.events import Event, encode_event
+from callbridge.engine.crypto import Sealer
+from callbridge.engine.events import Event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
+from callbridge.engine.store_encoding import EncodedEvent as EncodedEvent  # re-exported: part of the store API
+from callbridge.engine.store_encoding import EventEncodingError as EventEncodingError  # re-exported
+from callbridge.engine.store_encoding import encode_for_store as encode_for_store  # re-exported
 from callbridge.engine.store_reads import RecordedEvent as RecordedEvent  # re-exported: part of the store API
 from callbridge.engine.store_reads import StoreReads
 from callbridge.engine.store_rows import CALL_NAMESPACE as CALL_NAMESPACE  # re-exported
@@ -53,57 +55,8 @@ from callbridge.engine.store_url import store_env as store_env  # re-exported: p
 logger = logging.getLogger(__name__)
 
 
-class EncodedEvent(NamedTuple):
-    """An event already in its plain stored form (see :func:`encode_for_store`), sealed as it is written."""
-
-    call_id: str
-    topic: str
-    state: bytes
-    """Its JSON; with ``payload``, the JSON with ``""`` in place of that field."""
-    payload: bytes | None = None
-    """An audio chunk's sealed ``bytes`` kept apart (``crypto.sealed_payload_field``), or None."""
-
-    @property
-    def size(self) -> int:
-        """About the bytes it stands for, once written (its payload as base64)."""
-        return len(self.state) + (len(self.payload) * 4 // 3 if self.payload is not None else 0)
-
-    def sealed(self, sealer: Sealer) -> bytes:
-        """Its stored form: sealed by ``sealer``."""
-        if self.payload is None:
-            return sealer.seal(self.topic, self.state)
-        return sealer.seal_apart(self.topic, self.call_id, self.state, self.payload)
-
-
-class EventEncodingError(ValueError):
-    """An event cannot be stored (not an ``Event``, empty ``call_id``, unencodable field)."""
-
-
 class StoreClosedError(RuntimeError):
     """The store was used after :meth:`EventStore.close`."""
-
-
-def encode_for_store(event: Event) -> EncodedEvent:
-    """Encode one event, or raise :class:`EventEncodingError` saying why it cannot be stored.
-
-    Encoding early (when the event is recorded, not when its batch is written) keeps one bad event
-    from failing a whole batch of good ones. An audio chunk's payload is kept apart, not written into
-    the JSON as base64 that sealing would read back (``Sealer.seal_apart``).
-    """
-    if not isinstance(event, Event):
-        raise EventEncodingError(f"only engine.events.Event can be stored, got {type(event).__name__}")
-    kind = type(event).__name__
-    if not event.call_id:
-        raise EventEncodingError(f"{kind} has an empty call_id")
-    try:
-        field = sealed_payload_field(kind)
-        if field is not None and (payload := getattr(event, field)):
-            topic, state = encode_event(msgspec.structs.replace(event, **{field: b""}))
-            return EncodedEvent(event.call_id, topic, state, bytes(payload))
-        topic, state = encode_event(event)
-    except (TypeError, ValueError, msgspec.MsgspecError) as exc:
-        raise EventEncodingError(f"cannot encode {kind} of call {event.call_id!r}: {exc}") from exc
-    return EncodedEvent(event.call_id, topic, state)
 
 
 def open_existing_store(url: str, *, writable_keys: bool = False) -> EventStore:

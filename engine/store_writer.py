@@ -32,7 +32,8 @@ import trio
 
 from callbridge.engine.backoff import Backoff
 from callbridge.engine.events import CallEnded, CallStarted, Event
-from callbridge.engine.store import EncodedEvent, EventStore, encode_for_store
+from callbridge.engine.store import EventStore
+from callbridge.engine.store_encoding import EncodedEvent, encode_for_store
 from callbridge.engine.store_writer_state import WriterLimits, WriterStatistics, writer_problems
 from callbridge.engine.watermark import Watermark
 

@@ -66,8 +66,9 @@ def write_call_json_in_halves(
     page_size: int = PAGE_SIZE,
     min_events: int | None = None,
 ) -> int:
-    """:func:`call_json.write_call_json` with the call's second half written by a forked child that opens
-    ``store_url`` (the store ``store`` was opened from) for itself. Returns how many events were written.
+    """:func:`call_json.write_call_json` with the call's last part (after :data:`FIRST_SHARE` of its
+    versions) written by a forked child that opens ``store_url`` (the store ``store`` was opened from) for
+    itself. Returns how many events were written.
     ``min_events``: the fewest events split (default :data:`MIN_EVENTS`)."""
     last = store.last_version(call_id)
     if last < max(MIN_EVENTS if min_events is None else min_events, 2) or not hasattr(os, "fork"):
