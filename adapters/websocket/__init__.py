@@ -1,5 +1,5 @@
-"""The media path's WebSocket: wsproto driven in the calling task (``connection``), with its
-opening handshakes (``handshake``). Import from here."""
+"""The media path's WebSocket: wsproto driven in the calling task (``connection``), whole frames
+cut by ``frames``, its opening handshakes (``handshake``) and errors (``errors``). Import from here."""
 
 from callbridge.adapters.websocket.connection import (
     ABNORMAL_CLOSURE,
@@ -9,6 +9,8 @@ from callbridge.adapters.websocket.connection import (
     SENT,
     SENT_IN_PART,
     WebSocket,
+)
+from callbridge.adapters.websocket.errors import (
     WebSocketClosed,
     WebSocketHandshakeError,
     WebSocketHandshakeTimeout,

@@ -16,14 +16,8 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
-from callbridge.adapters.websocket.connection import (
-    DEFAULT_MAX_MESSAGE,
-    RECEIVE_BYTES,
-    WebSocket,
-    WebSocketHandshakeError,
-    WebSocketHandshakeTimeout,
-    WebSocketRejected,
-)
+from callbridge.adapters.websocket.connection import DEFAULT_MAX_MESSAGE, RECEIVE_BYTES, WebSocket
+from callbridge.adapters.websocket.errors import WebSocketHandshakeError, WebSocketHandshakeTimeout, WebSocketRejected
 
 MAX_HANDSHAKE_BYTES: Final = 64 * 1024
 MAX_REJECT_BODY: Final = 64 * 1024

@@ -374,6 +374,27 @@ async def test_aclose_does_not_raise_when_the_peer_pings_during_the_closing_hand
     assert ws.closed is not None and ws.closed.code == 1000
 
 
+async def test_two_tasks_reading_at_once_share_one_read_and_each_gets_a_message(nursery: trio.Nursery) -> None:
+    """One task reads the socket; the other waits for that read and takes the second message it
+    brought, rather than reading the stream too (or waiting for a third message that never comes)."""
+    ws, peer = await connect_to_raw_peer(nursery)
+    got: list[str | bytes] = []
+    both = trio.Event()
+
+    async def read() -> None:
+        got.append(await ws.get_message())
+        if len(got) == 2:
+            both.set()
+
+    nursery.start_soon(read)
+    nursery.start_soon(read)
+    await trio.testing.wait_all_tasks_blocked()  # one in the socket's read, one waiting for it
+    await peer.send(TextMessage(data="one"), TextMessage(data="two"))  # one write: one read brings both
+    with trio.fail_after(5):
+        await both.wait()
+    assert sorted(got) == ["one", "two"]  # type: ignore[type-var]
+
+
 async def test_a_reader_that_comes_back_while_aclose_waits_for_the_close_frame_is_told_closed(
     nursery: trio.Nursery,
 ) -> None:
