@@ -3,8 +3,8 @@
 Python runs one thread of Python at a time, so one process uses one core however many calls it
 carries. ``serve`` with N workers binds the listening socket once and starts N engine processes
 (``python -m callbridge serve --worker I/N --listen-fd FD``) that all accept on it, each on its turn
-(``web.worker_board``): the first fills — to ``CALLBRIDGE_WORKER_FILL`` calls, or until it uses half a
-core — before the next takes any, so a lightly loaded server is one busy process. They share the store
+(``web.worker_board``): the first fills — to ``CALLBRIDGE_WORKER_FILL`` calls, or until it uses 0.8 of
+a core — before the next takes any, so a lightly loaded server is one busy process. They share the store
 (SQLite in WAL mode, or PostgreSQL) and the views: worker 0 folds the views, the others follow how far
 it got (one projection process, not N).
 Each worker is an engine of its own (``<engine id>-w<I>``, with its own heartbeats), so the console,
@@ -32,10 +32,10 @@ log = logging.getLogger(__name__)
 WORKERS_ENV = "CALLBRIDGE_WORKERS"
 FILL_ENV = "CALLBRIDGE_WORKER_FILL"
 DEFAULT_FILL = 200
-"""Calls a worker carries at most before the next one takes any; before that, from half a core of CPU
-(``web.worker_board.BUSY_LIMIT``). Measured on two cores (README, the 2026-12-06 afternoon session): one worker
-carried 150 calls at p99 11 ms using half a core on a fast day; on a day 2.4 times slower, 100 calls
-were already past the latency target."""
+"""Calls a worker carries at most before the next one takes any; before that, from 0.8 of a core of
+CPU (``web.worker_board.BUSY_LIMIT``). Measured on two cores (README, the 2026-12-06 afternoon session): one
+worker carried 150 calls at p99 11 ms using half a core on a fast day; on a day 2.4 times slower,
+the CPU it uses, not this count, is what hands calls on."""
 STOP_GRACE_S = 12.0
 """A worker has 10 s to stop (docs/contract.md); after this it is killed."""
 

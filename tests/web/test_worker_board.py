@@ -45,8 +45,8 @@ def test_the_turn_goes_to_the_first_worker_with_room_else_the_least_loaded(
 @pytest.mark.parametrize(
     ("calls", "busy", "turn"),
     [
-        ([10, 0], [BUSY_LIMIT - 1, 10], 0),  # under half a core: still the first's turn
-        ([10, 0], [BUSY_LIMIT, 10], 1),  # half a core used: the next takes calls, well before the fill
+        ([10, 0], [BUSY_LIMIT - 1, 10], 0),  # under the busy limit: still the first's turn
+        ([10, 0], [BUSY_LIMIT, 10], 1),  # at the busy limit: the next takes calls, well before the fill
         ([0, 0], [BUSY_LIMIT + 300, 10], 1),  # busy with no calls (folding the views): the next
         ([10, 3, 0], [BUSY_LIMIT, BUSY_LIMIT, 20], 2),
         ([10, 3], [BUSY_LIMIT, BUSY_LIMIT], 1),  # all busy: the one carrying fewest
