@@ -13,6 +13,14 @@ from typing import Any, Protocol
 import httpx2
 import trio
 
+from callbridge.adapters.tls import http_tls_context
+
+
+def new_async_client(**options: Any) -> httpx2.AsyncClient:
+    """An ``httpx2.AsyncClient`` verifying with the process's one context (``adapters.tls``): the
+    one way this package makes a client, and a cheap one (~0.1 ms instead of ~20 ms)."""
+    return httpx2.AsyncClient(verify=http_tls_context(), **options)
+
 
 class HttpError(Exception):
     """A GET through an ``HttpClient`` failed; the message is safe to show to the model."""
@@ -74,7 +82,7 @@ class Httpx2Client:
     async def get_json(self, url: str, params: dict[str, str], timeout_s: float) -> Any:
         if self._client is not None:
             return await self._get_json(self._client, url, params, timeout_s)
-        async with httpx2.AsyncClient() as client:
+        async with new_async_client() as client:
             return await self._get_json(client, url, params, timeout_s)
 
     async def post_json(
@@ -82,7 +90,7 @@ class Httpx2Client:
     ) -> tuple[int, bytes]:
         if self._client is not None:
             return await self._post(self._client, url, body, headers, timeout_s, max_bytes)
-        async with httpx2.AsyncClient() as client:
+        async with new_async_client() as client:
             return await self._post(client, url, body, headers, timeout_s, max_bytes)
 
     @staticmethod

@@ -16,7 +16,7 @@ from typing import NamedTuple
 import httpx2
 import trio
 
-from callbridge.adapters.http import describe_error
+from callbridge.adapters.http import describe_error, new_async_client
 
 MAX_ANSWER_BYTES = 64 * 1024
 """An endpoint's answer is read at most this far (and ignored)."""
@@ -35,7 +35,7 @@ class Answer(NamedTuple):
 
 def new_client() -> httpx2.AsyncClient:
     """A client for webhooks: connections kept alive per endpoint, redirects never followed."""
-    return httpx2.AsyncClient(follow_redirects=False, headers={"user-agent": "callbridge-webhooks"})
+    return new_async_client(follow_redirects=False, headers={"user-agent": "callbridge-webhooks"})
 
 
 async def post_message(

@@ -34,6 +34,7 @@ from hypercorn.config import Config
 from callbridge.adapters.http import Httpx2Client
 from callbridge.adapters.openai.client import open_realtime, realtime_url_for_model
 from callbridge.adapters.openai.session import DEFAULT_SESSION_CONFIG
+from callbridge.adapters.tls import load_tls_contexts
 from callbridge.engine.agent import DEFAULT_AGENT, DEFAULT_PROFILE, Agent
 from callbridge.engine.agent_directory import BUILT_IN, FILE_SOURCE, AgentDirectory
 from callbridge.engine.agent_router import AgentRouter, CallAgent
@@ -338,6 +339,7 @@ class Server(ServerLifecycle):
         """Serve until ``self.shutdown`` is set; ``task_status.started`` gets the bound port."""
         await trio.to_thread.run_sync(self.load_default_session)
         await trio.to_thread.run_sync(self.agents.load)
+        await load_tls_contexts()  # before the webhooks' client, a tool or a model socket needs one
         config = Config()
         config.graceful_timeout = 2.0
         config.accesslog = None

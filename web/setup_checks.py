@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx2
 import trio
 
+from callbridge.adapters.http import new_async_client
 from callbridge.adapters.openai.client import open_realtime, redact_url
 from callbridge.adapters.openai.errors import RealtimeConnectError, RealtimeConnectionClosed
 from callbridge.adapters.twilio.rest import IncomingPhoneNumbers, PhoneNumber
@@ -157,7 +158,7 @@ async def public_url_check(public_url: str, timeout_s: float = PUBLIC_URL_TIMEOU
     label = "Public URL reachable"
     url = webhook_url(public_url, "/healthz")
     try:
-        async with httpx2.AsyncClient(timeout=timeout_s, follow_redirects=False) as client:
+        async with new_async_client(timeout=timeout_s, follow_redirects=False) as client:
             response = await client.get(url)
     except httpx2.TimeoutException:
         return check("public_url", label, False, f"{url} did not answer within {timeout_s:g} s")

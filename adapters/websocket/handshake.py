@@ -16,6 +16,7 @@ from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, Event, RejectConnection, RejectData, Request
 from wsproto.utilities import RemoteProtocolError
 
+from callbridge.adapters.tls import websocket_tls_context
 from callbridge.adapters.websocket.connection import DEFAULT_MAX_MESSAGE, RECEIVE_BYTES, WebSocket
 from callbridge.adapters.websocket.errors import WebSocketHandshakeError, WebSocketHandshakeTimeout, WebSocketRejected
 
@@ -115,7 +116,7 @@ async def connect(
         try:
             stream = await trio.open_tcp_stream(parts.hostname, port)
             if secure:
-                context = ssl_context or ssl.create_default_context()
+                context = ssl_context or websocket_tls_context()
                 stream = trio.SSLStream(stream, context, server_hostname=parts.hostname, https_compatible=True)
                 try:
                     await stream.do_handshake()

@@ -9,6 +9,7 @@ reference library. The last test runs the whole path: a simulated call whose mod
 from __future__ import annotations
 
 import json
+import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -16,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+import httpcore2
 import pytest
 import trio
 from hypercorn.config import Config
@@ -26,6 +28,7 @@ from standardwebhooks import Webhook
 
 from callbridge.adapters.http import Httpx2Client
 from callbridge.adapters.standard_webhooks import new_secret
+from callbridge.adapters.tls import http_tls_context
 from callbridge.engine.agent import Agent, AgentTool, parse_agent
 from callbridge.engine.http_tools import HttpToolError, agent_registry, http_tool
 from callbridge.engine.tools import ToolContext, ToolRegistry, execute_tool
@@ -110,6 +113,28 @@ async def test_the_endpoint_gets_the_arguments_and_the_call_signed_and_its_json_
         "call": {"from": "+1555", "call_id": "CAhttp", "agent": "default"},
     }
     assert headers["webhook-id"] == "call_7"
+
+
+async def test_tool_requests_load_the_certificate_store_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Loading the store takes ~20 ms of the event loop, during which no call's audio moves: each
+    tool request opens its own client, and none may load it again."""
+    loads: list[bool] = []
+    load = httpcore2.default_ssl_context
+
+    def counted(**options: Any) -> ssl.SSLContext:
+        loads.append(True)
+        return load(**options)
+
+    monkeypatch.setattr(httpcore2, "default_ssl_context", counted)
+    http_tls_context.cache_clear()
+    try:
+        async with tool_server() as server:
+            for _ in range(3):
+                ok, _output = await call_tool("ok", server)
+                assert ok
+        assert len(server.requests) == 3 and len(loads) == 1
+    finally:
+        http_tls_context.cache_clear()  # the next user loads it with the real loader
 
 
 async def test_an_idempotent_tool_is_retried_after_a_5xx_and_the_retry_keeps_its_message_id() -> None:

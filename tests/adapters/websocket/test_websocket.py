@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 import trio
@@ -15,6 +16,7 @@ from trio_websocket import ConnectionClosed, ConnectionRejected, WebSocketConnec
 from wsproto import ConnectionState, ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, BytesMessage, CloseConnection, Event, Ping, Pong, Request, TextMessage
 
+from callbridge.adapters.tls import websocket_tls_context
 from callbridge.adapters.websocket import (
     NOT_SENT,
     SENT,
@@ -573,6 +575,35 @@ async def test_wss_to_an_untrusted_certificate_is_a_handshake_error_naming_tls(n
     with pytest.raises(WebSocketHandshakeError) as error:
         await connect(url, timeout_s=5)  # the system's trust store: this CA is not in it
     assert "TLS handshake failed" in str(error.value) and "certificate" in str(error.value)
+
+
+async def test_wss_sockets_share_one_tls_context_made_once(
+    nursery: trio.Nursery, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every call opens a ``wss://`` socket to the model; making a TLS context loads the certificate
+    store (~20 ms in which no call's audio moves), so it is made once, not per socket."""
+    ca = trustme.CA()
+    url = await serve_ours_over_tls(nursery, ca)
+    made: list[ssl.SSLContext] = []
+    make = ssl.create_default_context
+
+    def trusting_our_ca(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        context = make(*args, **kwargs)
+        ca.configure_trust(context)
+        made.append(context)
+        return context
+
+    monkeypatch.setattr(ssl, "create_default_context", trusting_our_ca)
+    websocket_tls_context.cache_clear()
+    try:
+        for text in ("one", "two", "three"):
+            ws = await connect(url)  # no context given: the process's own, as the model link does
+            await ws.send_message(text)
+            assert await ws.get_message() == text
+            await ws.aclose()
+    finally:
+        websocket_tls_context.cache_clear()  # the next user makes a real one
+    assert len(made) == 1
 
 
 # --- the fast frame reader (adapters/websocket/frames.py) and wsproto behind it ------------------
