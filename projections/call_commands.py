@@ -157,8 +157,7 @@ class CallCommands:
         return await trio.to_thread.run_sync(self._source.head)
 
     async def _step(self, after: int) -> Progress:
-        head = await trio.to_thread.run_sync(self._source.head)
-        page = await trio.to_thread.run_sync(self._source.page, after, head, PAGE)
+        page, head = await trio.to_thread.run_sync(self._source.next_page, after, PAGE)
         for recorded in page.events:
             event = recorded.event
             if isinstance(event, CallCommandIssued):

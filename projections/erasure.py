@@ -173,8 +173,7 @@ class ErasureWatcher:
         await self._follower.run(self._step, start=head, task_status=task_status)
 
     async def _step(self, position: int) -> Progress:
-        head = await trio.to_thread.run_sync(self.store.head)
-        page = await trio.to_thread.run_sync(self._source.page, position, head, 100)
+        page, head = await trio.to_thread.run_sync(self._source.next_page, position, 100)
         for recorded in page.events:
             call_id = recorded.event.call_id
             self.store.keys.evict(call_key_id(call_id))

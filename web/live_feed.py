@@ -43,7 +43,7 @@ from callbridge.engine.store_writer import EventWriter
 from callbridge.projections.appends import AppendSignal, WaitForAppends
 from callbridge.projections.follower import Follower, Progress
 from callbridge.projections.live import LiveProjection, Message, envelope, replay_messages
-from callbridge.projections.source import LogSource, Page
+from callbridge.projections.source import LogSource
 from callbridge.web.auth import credential_of, unauthorized
 from callbridge.web.live_commands import error_message, handle_command
 
@@ -207,15 +207,11 @@ class LiveFeed:
     async def _step(self, position: int) -> Progress:
         listened = bool(self._subscriptions)
         source = self._source if listened else self._state_source
-        page, head = await trio.to_thread.run_sync(self._read, source, position)
+        page, head = await trio.to_thread.run_sync(source.next_page, position, self._page_size)
         if not listened and self._subscriptions:  # a browser came while the page was read without its
             return Progress(position, False)  # messages: read it again, for it
         self.publish(recorded.event for recorded in page.events)
         return Progress(page.reached, page.reached >= head)
-
-    def _read(self, source: LogSource, after: int) -> tuple[Page, int]:
-        head = source.head()
-        return source.page(after, head, self._page_size), head
 
 
 # --- the route -----------------------------------------------------------------------------------

@@ -304,6 +304,8 @@ def test_the_log_source_reads_only_wanted_topics_and_reports_the_scanned_head(sq
     first = source.page(0, head, 1)
     assert [type(r.event) for r in first.events] == [CallStarted] and first.reached == first.events[0].position
     assert source.page(head, head, 10) == ([], head)
+    assert source.next_page(0, 100) == (page, head)  # a follower's step: the head and the page up to it
+    assert source.next_page(head, 100) == (([], head), head)  # nothing new
     everything = LogSource(sqlite_event_store).page(0, head, 10_000)
     kinds = {type(r.event) for r in everything.events}
     assert CallerAudioReceived in kinds and AssistantAudioPlayed in kinds
