@@ -178,9 +178,7 @@ class EndpointSender:
     async def _step(self, position: int) -> Progress:
         while self._pending >= MAX_PENDING:
             await self._room.wait()
-        store = self.ctx.store
-        head = await trio.to_thread.run_sync(store.head)
-        page = await trio.to_thread.run_sync(self._source.page, position, head, PAGE)
+        page, head = await trio.to_thread.run_sync(self._source.next_page, position, PAGE)
         for recorded in page.events:
             event = recorded.event
             if isinstance(event, WebhookRedeliveryRequested):

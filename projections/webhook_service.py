@@ -243,8 +243,7 @@ class WebhookService:
             follower.start_at(head)
 
             async def step(position: int) -> Progress:
-                now = await trio.to_thread.run_sync(self.store.head)
-                page = await trio.to_thread.run_sync(source.page, position, now, 100)
+                page, now = await trio.to_thread.run_sync(source.next_page, position, 100)
                 if page.events:
                     endpoints = await trio.to_thread.run_sync(registered_endpoints, self.store)
                     self._reconcile(nursery, ctx, endpoints)
