@@ -11,10 +11,13 @@ given (``h2`` among them, when enabled), which a WebSocket's handshake must not 
 from __future__ import annotations
 
 import functools
+import logging
 import ssl
 
 import httpx2
 import trio
+
+log = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -31,10 +34,20 @@ def websocket_tls_context() -> ssl.SSLContext:
 
 
 async def load_tls_contexts() -> None:
-    """Make both contexts in a worker thread, so that no task of the event loop waits for them."""
+    """Make both contexts in a worker thread, so that no task of the event loop waits for them. One
+    that cannot be made (``SSL_CERT_FILE`` naming a missing file, say) is logged, not raised: the
+    server still starts, and what needs it fails with the same error when it asks for it (a
+    failure is not cached, so fixing the file needs no restart)."""
 
     def load() -> None:
-        http_tls_context()
-        websocket_tls_context()
+        for make in (http_tls_context, websocket_tls_context):
+            try:
+                make()
+            except (OSError, ssl.SSLError) as error:
+                log.error(
+                    "cannot load the TLS certificates (%s): HTTPS requests and wss:// sockets will fail "
+                    "until it is fixed; check SSL_CERT_FILE and SSL_CERT_DIR",
+                    error,
+                )
 
     await trio.to_thread.run_sync(load)
