@@ -61,7 +61,8 @@ def test_bridge_benchmark_measures_callbridge_mainstream_and_floor_in_one_sittin
     assert "uvicorn" in bridge_runs[1]["stack"] and "asyncio" in bridge_runs[1]["stack"]
     for run in bridge_runs:
         name = run["target"]
-        assert run["round"] == 1 and run["peak_concurrent_calls"] == 2 and run["failed_calls"] == 0, name
+        why = {key: run[key] for key in ("peak_concurrent_calls", "failed_calls", "call_errors", "server_log_errors")}
+        assert run["round"] == 1 and run["peak_concurrent_calls"] == 2 and run["failed_calls"] == 0, f"{name}: {why}"
         up, down = run["uplink"], run["downlink"]
         assert up["sent"] >= 2 * 140 and up["matched"] == up["sent"] and up["lost"] == 0, name
         assert sum(window["count"] for window in up["windows"]) == up["matched"], name
