@@ -20,6 +20,7 @@ topic filter of the views' reads keeps working unchanged.
 from __future__ import annotations
 
 import binascii
+import functools
 import logging
 import os
 from typing import Any, NamedTuple
@@ -86,24 +87,17 @@ def _cipher(key: KeyState) -> AESGCM:
     return key.cipher if key.cipher is not None else AESGCM(key.key)
 
 
-_payload_fields: dict[str, str | None] = {}
-
-
+@functools.cache
 def sealed_payload_field(name: str) -> str | None:
     """The name of the class ``name``'s one sealed field when it is a ``bytes`` field written last (an
     audio chunk's ``payload``), else None: such a field can be kept apart from the event's JSON and
     written around it (:meth:`Sealer.seal_apart`, ``projections.call_json``), since msgspec writes
     ``bytes`` as the standard padded base64 that pybase64 writes too, several times faster."""
-    if name in _payload_fields:
-        return _payload_fields[name]
     cls = Event.registry.get(name)
-    field = None
-    if cls is not None and not cls.__struct_config__.omit_defaults:
-        last = msgspec.structs.fields(cls)[-1]
-        if sensitive_fields(name) == (last.name,) and last.type is bytes:
-            field = last.name
-    _payload_fields[name] = field
-    return field
+    if cls is None or cls.__struct_config__.omit_defaults:
+        return None
+    last = msgspec.structs.fields(cls)[-1]
+    return last.name if sensitive_fields(name) == (last.name,) and last.type is bytes else None
 
 
 def is_sealed(state: bytes) -> bool:

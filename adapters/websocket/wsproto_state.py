@@ -15,9 +15,7 @@ from wsproto import WSConnection
 
 def wsproto_at_frame_boundary(connection: WSConnection) -> bool:
     """Whether wsproto holds no part of a frame (what arrived with the handshake was whole frames,
-    already events), so ``frames`` may read from here on. Read from wsproto's internals (wsproto is
-    pinned below 2; ``tests/test_websocket.py`` fails if this stops finding them): when they
-    cannot be read, wsproto reads everything, as it always could."""
+    already events), so ``frames`` may read from here on; False when its internals cannot be read."""
     proto: Any = getattr(getattr(connection, "connection", None), "_proto", None)
     decoder = getattr(proto, "_frame_decoder", None)
     message = getattr(proto, "_message_decoder", None)
