@@ -374,16 +374,25 @@ class WebSocket:
         ``LINGER_S`` more, its frames read and dropped (a lingering close): closing a socket that
         still receives sends the peer a reset, and a slow peer that meets the reset (say, on its next
         write) before it has read our close frame sees the connection lost, not our code and reason.
-        Idempotent; never raises for a peer that is already gone."""
-        if self.closed is None and self._ws.state is ConnectionState.OPEN:
-            await self._write_quietly(self._ws.send(CloseConnection(code=code, reason=reason[:120])))
-            with trio.move_on_after(CLOSE_TIMEOUT_S):
-                await self._wait_for_peer_close()
-            if self.closed is None and not self._peer_closed.is_set():
-                with trio.move_on_after(LINGER_S):
-                    if await self._send_eof():
-                        await self._wait_for_peer_close()
-        await self._finish(WebSocketClosed(code, reason))
+        Idempotent; never raises for a peer that is already gone.
+
+        Cancelled (a server stopping its calls), it still writes the close frame — shielded, within
+        ``CLOSE_TIMEOUT_S``: wsproto counts the frame as sent once it is made, so a write cancelled
+        before it began would lose it for good, and the peer would see the connection lost (1006)
+        instead of our code and reason — then closes the stream at once and raises ``Cancelled``."""
+        try:
+            if self.closed is None and self._ws.state is ConnectionState.OPEN:
+                frame = self._ws.send(CloseConnection(code=code, reason=reason[:120]))
+                with trio.CancelScope(shield=True), trio.move_on_after(CLOSE_TIMEOUT_S):
+                    await self._write_quietly(frame)
+                with trio.move_on_after(CLOSE_TIMEOUT_S):
+                    await self._wait_for_peer_close()
+                if self.closed is None and not self._peer_closed.is_set():
+                    with trio.move_on_after(LINGER_S):
+                        if await self._send_eof():
+                            await self._wait_for_peer_close()
+        finally:
+            await self._finish(WebSocketClosed(code, reason))
 
     async def _wait_for_peer_close(self) -> None:
         """Until the peer's close frame (or the end of the stream) has been read."""

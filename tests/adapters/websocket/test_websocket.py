@@ -497,6 +497,25 @@ async def test_a_write_cancelled_halfway_is_finished_before_the_close_frame(nurs
     assert (received, close.code, close.reason) == (len(big), 1000, "bye")
 
 
+async def test_aclose_in_a_cancelled_scope_still_sends_the_close_frame_and_closes_the_stream(
+    nursery: trio.Nursery,
+) -> None:
+    """A call closed while its server stops (its scope cancelled): the peer still reads our code and
+    reason, not a lost connection (1006), and the stream is closed, not left to a later ``aclose``."""
+    ws, peer = await connect_to_raw_peer(nursery)
+    with trio.CancelScope() as stopping:
+        stopping.cancel()
+        await ws.aclose(1001, "the server is stopping")
+    assert stopping.cancelled_caught
+    assert ws.closed is not None
+    events: list[Event] = []
+    while not any(isinstance(event, CloseConnection) for event in events):
+        events += await peer.receive()
+    close = next(event for event in events if isinstance(event, CloseConnection))
+    assert (close.code, close.reason) == (1001, "the server is stopping")
+    assert await peer.stream.receive_some() == b""  # and then the end of the stream
+
+
 # --- handshake failures -----------------------------------------------------------------------------
 
 
