@@ -40,7 +40,7 @@ from callbridge.engine.agent_profiles import (
 from callbridge.engine.events import AGENTS_STREAM, AgentDeleted, AgentSaved, Event, RoutingRulesSaved
 from callbridge.engine.http_tools import HttpToolError, agent_registry, check_server_tools
 from callbridge.engine.routing import Routing, RoutingError, parse_routing
-from callbridge.engine.store import EventStore, call_originator_id
+from callbridge.engine.store import EventStore
 from callbridge.engine.tools import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -106,8 +106,7 @@ class AgentDirectory:
 
     def _stored_version(self) -> int:
         """The stream's last version as stored (events this code cannot read count too)."""
-        last = self.store.recorder.select_events(call_originator_id(AGENTS_STREAM), desc=True, limit=1)
-        return last[0].originator_version if last else 0
+        return self.store.last_version(AGENTS_STREAM)
 
     def _append(self, make: Callable[[AgentBook], Event | None]) -> Event | None:
         """Fold, let ``make`` decide against that (raising :class:`ProfileError`, or None: nothing to

@@ -31,6 +31,8 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -201,14 +203,20 @@ def postgres_keys_schema(events_schema: str) -> str:
     return "callbridge_keys" if events_schema in ("", "public") else f"{events_schema}_keys"
 
 
-class PostgresKeys:
-    """Keys in ``<schema>_keys.keys``, through the store's own connection pool."""
+DatastoreInUse = Callable[[], AbstractContextManager[Any]]
+"""``with lend() as datastore:`` the event store's current datastore, kept open meanwhile (the store
+replaces its connections after failed writes: ``engine.store_connections``)."""
 
-    def __init__(self, datastore: Any, *, create: bool = True) -> None:
+
+class PostgresKeys:
+    """Keys in ``<schema>_keys.keys``, through the store's own connection pool (whichever is current)."""
+
+    def __init__(self, lend: DatastoreInUse, *, create: bool = True) -> None:
         from psycopg.sql import SQL, Identifier
 
-        self._datastore = datastore
-        self.schema = postgres_keys_schema(getattr(datastore, "schema", "") or "")
+        self._lend = lend
+        with lend() as datastore:
+            self.schema = postgres_keys_schema(getattr(datastore, "schema", "") or "")
         table = SQL("{}.keys").format(Identifier(self.schema))
         self.description = f"postgresql schema {self.schema}"
         self._create = [
@@ -239,7 +247,7 @@ class PostgresKeys:
             return
         if not self._create_allowed:
             raise KeyStoreError(f"the key store {self.description} is not there (read-only command)")
-        with self._lock, self._datastore.get_connection() as conn, conn.transaction():
+        with self._lock, self._lend() as datastore, datastore.get_connection() as conn, conn.transaction():
             for statement in self._create:
                 conn.execute(statement)
         self._ready = True
@@ -247,7 +255,7 @@ class PostgresKeys:
     def _present(self) -> bool:
         if self._ready:
             return True
-        with self._datastore.get_connection() as conn:
+        with self._lend() as datastore, datastore.get_connection() as conn:
             row = conn.execute(self._exists, (f'"{self.schema}".keys',)).fetchone()
         self._ready = bool(row and row["present"])
         return self._ready
@@ -261,18 +269,18 @@ class PostgresKeys:
     def get(self, key_id: str) -> KeyState:
         if not self._present():
             return MISSING
-        with self._datastore.get_connection() as conn:
+        with self._lend() as datastore, datastore.get_connection() as conn:
             return self._state(conn.execute(self._select, (key_id,)).fetchone())
 
     def get_or_create(self, key_id: str) -> KeyState:
         self.ensure()
-        with self._datastore.get_connection() as conn:
+        with self._lend() as datastore, datastore.get_connection() as conn:
             conn.execute(self._insert, (key_id, secrets.token_bytes(KEY_BYTES), time.time()))
             return self._state(conn.execute(self._select, (key_id,)).fetchone())
 
     def erase(self, key_id: str, at: float) -> KeyState:
         self.ensure()
-        with self._datastore.get_connection() as conn:
+        with self._lend() as datastore, datastore.get_connection() as conn:
             with conn.transaction():
                 before = self._state(conn.execute(self._select_for_update, (key_id,)).fetchone())
                 conn.execute(self._erase, (key_id, at, at))
@@ -284,9 +292,9 @@ class PostgresKeys:
         """The pool belongs to the store, which closes it."""
 
 
-def key_backend(sqlite_store: Path | None, datastore: Any | None, *, create: bool) -> KeyBackend:
+def key_backend(sqlite_store: Path | None, datastore: DatastoreInUse | None, *, create: bool) -> KeyBackend:
     """The key store of an event store: a file beside a SQLite store (``sqlite_store``), a schema of its
-    own beside a PostgreSQL one (its ``datastore``), else (an in-memory store) in memory."""
+    own beside a PostgreSQL one (its ``datastore``, lent), else (an in-memory store) in memory."""
     if sqlite_store is not None:
         return SQLiteKeys(sqlite_keys_path(sqlite_store), create=create)
     if datastore is not None:

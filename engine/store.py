@@ -28,23 +28,25 @@ import logging
 import os
 import threading
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
 
-from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
-from eventsourcing.utils import Environment, EnvType
 
 from callbridge.engine.crypto import Sealer
 from callbridge.engine.events import Event
 from callbridge.engine.keys import KeyRing, key_backend
 from callbridge.engine.redaction import Redaction
+from callbridge.engine.store_connections import Connections, Opening
+from callbridge.engine.store_connections import StoreClosedError as StoreClosedError  # re-exported
 from callbridge.engine.store_encoding import EncodedEvent as EncodedEvent  # re-exported: part of the store API
 from callbridge.engine.store_encoding import EventEncodingError as EventEncodingError  # re-exported
 from callbridge.engine.store_encoding import encode_for_store as encode_for_store  # re-exported
 from callbridge.engine.store_reads import RecordedEvent as RecordedEvent  # re-exported: part of the store API
 from callbridge.engine.store_reads import StoreReads
 from callbridge.engine.store_rows import CALL_NAMESPACE as CALL_NAMESPACE  # re-exported
-from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError, row_reader
+from callbridge.engine.store_rows import PostgresRows, RowReader, StoreBackendError
 from callbridge.engine.store_rows import call_originator_id as call_originator_id  # re-exported
 from callbridge.engine.store_url import StoreMissingError as StoreMissingError  # re-exported: part of the store API
 from callbridge.engine.store_url import StoreNotWritableError as StoreNotWritableError  # re-exported
@@ -55,28 +57,12 @@ from callbridge.engine.store_url import store_env as store_env  # re-exported: p
 logger = logging.getLogger(__name__)
 
 
-class StoreClosedError(RuntimeError):
-    """The store was used after :meth:`EventStore.close`."""
-
-
 def open_existing_store(url: str, *, writable_keys: bool = False) -> EventStore:
     """The store at ``url`` for a command that only reads (``replay``, ``projections rebuild``,
     ``mcp``): raises :class:`StoreMissingError`, one line naming the place and the fix, when there is
     no store there, instead of creating an empty one. ``writable_keys``: the command will erase a key
     (``callbridge erase``), so the key store is created if it is missing."""
     return EventStore(url, create=False, create_keys=writable_keys)
-
-
-class _CallLog(Application[uuid.UUID]):
-    """The eventsourcing application whose recorder holds the log (PostgreSQL table
-    ``callbridge_events``; SQLite always uses ``stored_events``)."""
-
-    name = "CallBridge"
-
-    def construct_env(self, name: str, env: EnvType | None = None) -> Environment:
-        # The store URL is the whole configuration: unlike the base class, do not merge
-        # os.environ, so a stray PERSISTENCE_MODULE or CALLBRIDGE_* variable cannot redirect the log.
-        return Environment(name, dict(env or {}))
 
 
 class EventStore(StoreReads):
@@ -101,19 +87,17 @@ class EventStore(StoreReads):
         try:
             if target.sqlite_path is not None:
                 target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            self._app = _CallLog(env=self._env)
-        except Exception as exc:
-            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {target.hint}") from exc
-        self._recorder: ApplicationRecorder = self._app.recorder
-        try:
-            self._rows: RowReader = row_reader(self._recorder)
+            opening = Opening(self._env)
         except StoreBackendError as exc:
             raise StoreOpenError(str(exc)) from exc
-        datastore = getattr(self._recorder, "datastore", None) if isinstance(self._rows, PostgresRows) else None
-        try:
-            backend = key_backend(target.sqlite_path, datastore, create=create if create_keys is None else create_keys)
         except Exception as exc:
-            self._app.close()
+            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {target.hint}") from exc
+        self._connections = Connections(opening, target.description)
+        lend = self._datastore_in_use if isinstance(opening.rows, PostgresRows) else None
+        try:
+            backend = key_backend(target.sqlite_path, lend, create=create if create_keys is None else create_keys)
+        except Exception as exc:
+            opening.close()
             raise StoreOpenError(f"cannot open the key store of {target.description}: {exc}; {target.hint}") from exc
         self.keys = KeyRing(backend)
         """The calls' keys (crypto-shredding: ``keys.erase("call:<id>")`` makes a call unreadable)."""
@@ -121,20 +105,27 @@ class EventStore(StoreReads):
         self._lock = threading.Lock()
         self._versions: dict[str, int] = {}
         self._warned: set[int] = set()
-        self._closed = False
         if not create:
             self._check_table()
 
+    @contextmanager
+    def _datastore_in_use(self) -> Iterator[Any]:
+        """The current PostgreSQL datastore, for the key store beside the log (its own schema)."""
+        with self._connections.use() as opening:
+            recorder: Any = opening.recorder  # a PostgreSQL recorder: it has a datastore
+            yield recorder.datastore
+
     def _check_table(self) -> None:
+        rows = self._connections.current.rows
         try:
-            exists = self._rows.table_exists()
+            exists = rows.table_exists()
         except Exception as exc:
             self.close()
             raise StoreOpenError(f"cannot open the event store {self._description}: {exc}") from exc
         if not exists:
             self.close()
-            table = self._rows.table
-            what = "it is not a callbridge event store" if self._rows.is_file else "there is no event store there"
+            table = rows.table
+            what = "it is not a callbridge event store" if rows.is_file else "there is no event store there"
             raise StoreMissingError(
                 f"cannot open the event store {self._description}: {what} (no {table} table; only "
                 f"`callbridge serve` creates a store); check --store or CALLBRIDGE_STORE"
@@ -144,25 +135,20 @@ class EventStore(StoreReads):
         """Replace every database connection with a fresh one, e.g. once a store that failed is fixed:
         SQLite keeps a file it found read-only read-only for the connection's life, so a pooled
         connection never notices that permissions were repaired. Raises (keeping the old connections)
-        when the store cannot be opened now."""
+        when the store cannot be opened now. The old connections are closed once no thread is using
+        them (``engine.store_connections``)."""
+        self._check_open()
+        opening = Opening(self._env)
         with self._lock:
-            self._check_open()
-            app = _CallLog(env=self._env)
-            old, self._app = self._app, app
-            self._recorder = app.recorder
-            self._rows = row_reader(self._recorder)
+            self._connections.replace(opening)
             self._versions.clear()
-        try:
-            old.close()
-        except Exception as exc:
-            logger.warning("closing the old connections to %s failed: %s", self._description, exc)
 
     # --- other processes' appends --------------------------------------------------------------
 
     @property
     def notifies_appends(self) -> bool:
         """True when other processes' appends can be listened for (PostgreSQL's NOTIFY)."""
-        return isinstance(self._rows, PostgresRows)
+        return isinstance(self._connections.current.rows, PostgresRows)
 
     # --- writing ---------------------------------------------------------------------------------
 
@@ -179,8 +165,7 @@ class EventStore(StoreReads):
         """:meth:`append` for events already encoded (the writer encodes when recording)."""
         if not batch:
             return self.head()
-        with self._lock:
-            self._check_open()
+        with self._lock, self._connections.use() as opening:
             next_versions: dict[str, int] = {}
             stored: list[StoredEvent] = []
             for item in batch:
@@ -192,9 +177,9 @@ class EventStore(StoreReads):
                 oid = call_originator_id(item.call_id)
                 stored.append(StoredEvent(oid, version, item.topic, item.sealed(self.sealer)))
             try:
-                ids = self._recorder.insert_events(stored)
+                ids = opening.recorder.insert_events(stored)
             except IntegrityError:
-                position = self._position_if_already_stored(stored)
+                position = self._position_if_already_stored(opening.rows, stored)
                 if position is None:
                     # Someone else wrote to these calls: forget the cached versions so a retry
                     # numbers after what is really stored.
@@ -202,7 +187,7 @@ class EventStore(StoreReads):
                         self._versions.pop(call_id, None)
                     raise
             else:
-                position = max(ids) if ids else self._head()
+                position = max(ids) if ids else self._head(opening.recorder)
             self._versions.update(next_versions)
             return position
 
@@ -215,19 +200,18 @@ class EventStore(StoreReads):
         if any(item.call_id != call_id for item in encoded):
             raise EventEncodingError(f"append_if_unchanged takes events of call {call_id!r} only")
         oid = call_originator_id(call_id)
-        with self._lock:
+        with self._lock, self._connections.use() as opening:
             stored = [
                 StoredEvent(oid, last_version + i, item.topic, item.sealed(self.sealer))
                 for i, item in enumerate(encoded, 1)
             ]
-            self._check_open()
             try:
-                ids = self._recorder.insert_events(stored)
+                ids = opening.recorder.insert_events(stored)
             except IntegrityError:
                 self._versions.pop(call_id, None)
                 raise
             self._versions[call_id] = last_version + len(stored)
-            return max(ids) if ids else self._head()
+            return max(ids) if ids else self._head(opening.recorder)
 
     def forget_version(self, call_id: str) -> None:
         """Another process may have appended to ``call_id`` since this one last did (a call back from
@@ -251,8 +235,8 @@ class EventStore(StoreReads):
         return last.originator_version if last is not None else 0
 
     def _last_stored(self, call_id: str) -> StoredEvent | None:
-        self._check_open()
-        last = self._recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
+        with self._connections.use() as opening:
+            last = opening.recorder.select_events(call_originator_id(call_id), desc=True, limit=1)
         return last[0] if last else None
 
     def _last_version(self, call_id: str) -> int:
@@ -262,7 +246,7 @@ class EventStore(StoreReads):
             version = self._versions[call_id] = self.last_version(call_id)
         return version
 
-    def _position_if_already_stored(self, stored: Sequence[StoredEvent]) -> int | None:
+    def _position_if_already_stored(self, rows: RowReader, stored: Sequence[StoredEvent]) -> int | None:
         """After a conflict: was this very batch committed already (a write reported as failed,
         then retried)? If so, its last position; else None. Sealed events are compared by what they
         hold (each sealing draws a new nonce)."""
@@ -272,13 +256,13 @@ class EventStore(StoreReads):
             opened = self.sealer.open(s.topic, s.state, shown=False).event
             expected.setdefault(s.originator_id, []).append((s.originator_version, s.topic, opened))
         position = 0
-        for oid, rows in expected.items():
-            found = self._rows.call_rows(oid, gt=rows[0][0] - 1, lte=rows[-1][0])
+        for oid, wanted in expected.items():
+            found = rows.call_rows(oid, gt=wanted[0][0] - 1, lte=wanted[-1][0])
             try:
                 held = [(r.version, r.topic, self.sealer.open(r.topic, r.state, shown=False).event) for r in found]
             except Exception:
                 return None
-            if held != rows:
+            if held != wanted:
                 return None
             position = max(position, *(r.position for r in found))
         return position
@@ -293,18 +277,20 @@ class EventStore(StoreReads):
 
     def head(self) -> int:
         """The highest position stored (0 when empty)."""
-        self._check_open()
-        return self._head()
+        with self._connections.use() as opening:
+            return self._head(opening.recorder)
 
-    def _head(self) -> int:
-        return self._recorder.max_notification_id() or 0
+    @staticmethod
+    def _head(recorder: ApplicationRecorder) -> int:
+        return recorder.max_notification_id() or 0
 
     def ping(self) -> bool:
         """True when the database answers a trivial query (for health checks)."""
-        if self._closed:
+        if self._connections.closed:
             return False
         try:
-            self._rows.ping()
+            with self._connections.use() as opening:
+                opening.rows.ping()
         except Exception as exc:
             logger.warning("event store %s does not answer: %s", self._description, exc)
             return False
@@ -326,29 +312,33 @@ class EventStore(StoreReads):
 
     @property
     def recorder(self) -> ApplicationRecorder:
-        """The underlying eventsourcing recorder (for tools and tests; writers use :meth:`append`)."""
-        return self._recorder
+        """The underlying eventsourcing recorder, not counted as a use (a reopen may close it under
+        the caller): for tests and single-threaded tools; the engine reads and writes through the
+        store's methods, or :meth:`connections`."""
+        return self._connections.current.recorder
+
+    def connections(self) -> AbstractContextManager[Opening]:
+        """The store's connections (``.recorder``, ``.rows``), kept open until the block is left: for
+        a reader that needs the rows themselves (``projections.erasure``) or holds a connection
+        (``projections.appends``)."""
+        return self._connections.use()
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Release the database connections. Idempotent. Waits at most ``timeout`` seconds for a write
-        in progress (e.g. one abandoned by a writer's final flush); if it is still running then, the
-        connections are left to the process's exit rather than hanging shutdown on them. Returns
+        """Release the database connections. Idempotent. Waits at most ``timeout`` seconds for a read
+        or write in progress (e.g. one abandoned by a writer's final flush); if one is still running
+        then, the last to end closes the connections, rather than shutdown hanging on it. Returns
         whether the store is closed."""
-        locked = self._lock.acquire(timeout=max(0.0, timeout))
-        if not locked:
-            logger.warning("a write to %s is still in progress: not waiting for it to close", self._description)
-            return False
-        try:
-            if not self._closed:
-                self._closed = True
-                self._app.close()
-                self.keys.close()
-        finally:
-            self._lock.release()
-        return True
+        if self._connections.closed:
+            return self._connections.close(timeout)
+        closed = self._connections.close(timeout)
+        if not closed:
+            logger.warning("a read or write of %s is still in progress: not waiting for it to close", self._description)
+        with self._lock:
+            self.keys.close()
+        return closed
 
     def _check_open(self) -> None:
-        if self._closed:
+        if self._connections.closed:
             raise StoreClosedError(f"the event store {self._description} is closed")
 
     def __repr__(self) -> str:

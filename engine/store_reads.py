@@ -1,7 +1,8 @@
 """The event store's read side: a call whole, in pages or its tail, the whole log, one row opened.
 
 Why apart: :class:`engine.store.EventStore` is one object for its callers (``store.read_call``), but
-reading and writing share only the connections and the sealer. The writing side — numbering a call's
+reading and writing share only the connections (``engine/store_connections.py``: each read holds them
+while it runs, so a reopen never closes them under it) and the sealer. The writing side — numbering a call's
 events, sealing, retrying — lives in ``engine/store.py``; everything here reads rows
 (``engine/store_rows.py``, with their positions) and opens them (``engine.crypto.Sealer``), skipping
 with a warning, once, any stored event this code cannot decode. ``EventStore`` is a
@@ -14,11 +15,11 @@ import logging
 from collections.abc import Iterator
 
 import msgspec
-from eventsourcing.persistence import ApplicationRecorder
 
 from callbridge.engine.crypto import Reading, Sealer
 from callbridge.engine.events import Event
-from callbridge.engine.store_rows import Row, RowReader, RowTuple, call_originator_id
+from callbridge.engine.store_connections import Connections
+from callbridge.engine.store_rows import Row, RowTuple, call_originator_id
 
 logger = logging.getLogger("callbridge.engine.store")
 """The store's logger: a skipped event is the store's warning, wherever the reading code lives."""
@@ -41,21 +42,17 @@ class RecordedEvent(msgspec.Struct, frozen=True):
 class StoreReads:
     """Reading the log back; the connections, the sealer and the open check are the store's own."""
 
-    _rows: RowReader
-    _recorder: ApplicationRecorder
+    _connections: Connections
     _warned: set[int]
     sealer: Sealer
-
-    def _check_open(self) -> None:
-        raise NotImplementedError
 
     def last_version(self, call_id: str) -> int:
         raise NotImplementedError
 
     def read_call(self, call_id: str) -> list[RecordedEvent]:
         """All stored events of one call, in version order."""
-        self._check_open()
-        rows = self._rows.call_rows(call_originator_id(call_id))
+        with self._connections.use() as opening:
+            rows = opening.rows.call_rows(call_originator_id(call_id))
         reading = Reading()
         decoded = (self.decode_row(r.position, r.version, r.topic, r.state, reading=reading) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
@@ -70,11 +67,11 @@ class StoreReads:
         versions in that range (a part of the call, for a reader that splits it)."""
         if size < 1:
             raise ValueError(f"size must be at least 1, got {size}")
-        self._check_open()
         oid = call_originator_id(call_id)
         after = after_version
         while True:
-            rows = self._rows.call_rows_from(oid, after, size)
+            with self._connections.use() as opening:
+                rows = opening.rows.call_rows_from(oid, after, size)
             if through_version is not None and rows and rows[-1][1] > through_version:
                 rows = [row for row in rows if row[1] <= through_version]
                 if rows:
@@ -92,7 +89,8 @@ class StoreReads:
         last = self.last_version(call_id)
         if not last:
             return []
-        rows = self._rows.call_rows(call_originator_id(call_id), gt=last - count)
+        with self._connections.use() as opening:
+            rows = opening.rows.call_rows(call_originator_id(call_id), gt=last - count)
         decoded = (self.decode_row(r.position, r.version, r.topic, r.state) for r in rows)
         return [recorded for recorded in decoded if recorded is not None]
 
@@ -106,13 +104,14 @@ class StoreReads:
         position order (its own writer never does)."""
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        self._check_open()
         oid = call_originator_id(call_id)
-        after_version = self._rows.call_version_at(oid, after) if after > 0 else 0
+        with self._connections.use() as opening:
+            after_version = opening.rows.call_version_at(oid, after) if after > 0 else 0
         page: list[RecordedEvent] = []
         while len(page) < limit:
             wanted = limit - len(page)
-            rows = self._rows.call_rows_from(oid, after_version, wanted)
+            with self._connections.use() as opening:
+                rows = opening.rows.call_rows_from(oid, after_version, wanted)
             for position, version, topic, state in rows:
                 recorded = self.decode_row(position, version, topic, state)
                 if recorded is not None:
@@ -130,10 +129,11 @@ class StoreReads:
         """
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
-        self._check_open()
         start = after
         while True:
-            notifications = self._recorder.select_notifications(start=start, limit=limit, inclusive_of_start=False)
+            with self._connections.use() as opening:
+                recorder = opening.recorder
+                notifications = recorder.select_notifications(start=start, limit=limit, inclusive_of_start=False)
             result = [
                 recorded
                 for n in notifications
@@ -147,8 +147,8 @@ class StoreReads:
         """Up to ``limit`` stored rows with ``after < position <= stop`` and one of ``topics``
         (``Name@version``; all when empty), in position order, undecoded (:meth:`decode_row` opens
         one): for readers of the whole log that want few of its topics (``projections.source``)."""
-        self._check_open()
-        return self._rows.log_rows(after, stop, topics, limit)
+        with self._connections.use() as opening:
+            return opening.rows.log_rows(after, stop, topics, limit)
 
     def decode_row(
         self,

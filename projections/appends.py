@@ -47,14 +47,15 @@ def listen_for_appends(
     from eventsourcing.postgres import PostgresApplicationRecorder
     from psycopg.sql import SQL, Identifier
 
-    recorder = store.recorder
-    if not isinstance(recorder, PostgresApplicationRecorder):
-        raise ValueError(f"{store.description} has no notifications of appends (PostgreSQL has)")
-    with recorder.datastore.get_connection() as conn:
-        conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
-        while not stop.is_set():
-            for _ in conn.notifies(timeout=interval, stop_after=1):
-                on_append()
+    with store.connections() as opening:
+        recorder = opening.recorder
+        if not isinstance(recorder, PostgresApplicationRecorder):
+            raise ValueError(f"{store.description} has no notifications of appends (PostgreSQL has)")
+        with recorder.datastore.get_connection() as conn:
+            conn.execute(SQL("LISTEN {0}").format(Identifier(recorder.channel_name)))
+            while not stop.is_set():
+                for _ in conn.notifies(timeout=interval, stop_after=1):
+                    on_append()
 
 
 WaitForAppends = Callable[[int], Awaitable[None]]

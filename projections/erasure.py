@@ -37,7 +37,6 @@ from callbridge.engine.crypto import is_sealed
 from callbridge.engine.events import CallEnded, CallErased
 from callbridge.engine.privacy import call_key_id
 from callbridge.engine.store import EventStore, StoreOpenError, call_originator_id, open_existing_store
-from callbridge.engine.store_rows import row_reader
 from callbridge.engine.watermark import Watermark
 from callbridge.projections.appends import Waiters
 from callbridge.projections.follower import Follower, Progress
@@ -88,8 +87,8 @@ class Erasure:
 def erase_call(store: EventStore, call_id: str, *, by: str, force: bool = False) -> Erasure:
     """Erase one call in the store (blocking). Raises :class:`CallNotFound`, or :class:`CallNotEnded`
     unless ``force``. Idempotent."""
-    rows = row_reader(store.recorder)
-    topics = rows.call_topics(call_originator_id(call_id))
+    with store.connections() as opening:
+        topics = opening.rows.call_topics(call_originator_id(call_id))
     if not topics:
         raise CallNotFound(call_id)
     names = {topic.partition("@")[0] for topic in topics}
@@ -110,15 +109,15 @@ def scrub_legacy(store: EventStore, call_id: str) -> int:
     """After the call's key was erased: overwrite the call's events recorded in clear (before encryption
     existed) with their erased form — what sealing them now gives, the key being gone; returns how
     many. Sealed events are left alone: deleting the key erased them."""
-    rows = row_reader(store.recorder)
-    scrubbed: list[tuple[int, bytes]] = []
-    for row in rows.call_rows(call_originator_id(call_id)):
-        if not is_sealed(row.state):
-            state = store.sealer.seal(row.topic, row.state)
-            if state != row.state:
-                scrubbed.append((row.position, state))
-    if scrubbed:
-        rows.replace_states(scrubbed)
+    with store.connections() as opening:
+        scrubbed: list[tuple[int, bytes]] = []
+        for row in opening.rows.call_rows(call_originator_id(call_id)):
+            if not is_sealed(row.state):
+                state = store.sealer.seal(row.topic, row.state)
+                if state != row.state:
+                    scrubbed.append((row.position, state))
+        if scrubbed:
+            opening.rows.replace_states(scrubbed)
     return len(scrubbed)
 
 

@@ -68,6 +68,18 @@ def test_versions_continue_after_reopening_and_the_password_stays_hidden(postgre
     reopened.close()
 
 
+def test_a_store_reopened_in_place_seals_new_calls_with_the_keys_beside_it(postgres_store_url: str) -> None:
+    """The writer reopens the store after failed writes (PostgreSQL restarted): the key store, which
+    shares the store's connections, follows, so a call begun after it still gets its key."""
+    store = EventStore(postgres_store_url)
+    store.append(a_call("CA1"))
+    store.reopen()
+    store.append(a_call("CA2"))  # a new call: a new key, made through the new connections
+    assert [r.event for r in store.read_call("CA2")] == a_call("CA2")
+    assert [r.event for r in store.read_call("CA1")] == a_call("CA1")
+    store.close()
+
+
 async def test_the_writer_flushes_on_cancellation(postgres_store_url: str) -> None:
     store = EventStore(postgres_store_url)
     writer = EventWriter(store, flush_interval=3600)
