@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -44,6 +45,10 @@ def configure_logging(verbose: bool = False) -> None:
 
 PRIVATE_UMASK = 0o077
 """Files the commands that write the data folder create (store, views, token) are 0600, folders 0700."""
+STORE_HINT = (
+    "Check CALLBRIDGE_STORE (a SQLite path, sqlite:///path or postgresql://user@host:5432/db) "
+    "and that the database is running."
+)
 
 
 async def _until_signal(stop: Callable[[], None], drain: Callable[[], Awaitable[None]]) -> None:
@@ -140,12 +145,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"callbridge: {error}", file=sys.stderr)
         return 2
     except (StoreOpenError, ValueError) as error:
-        print(
-            f"callbridge: {error}\n"
-            "Check CALLBRIDGE_STORE (a SQLite path, sqlite:///path or postgresql://user@host:5432/db) "
-            "and that the database is running.",
-            file=sys.stderr,
-        )
+        print(f"callbridge: {error}\n{STORE_HINT}", file=sys.stderr)
         return 2
     _tune_gc_for_latency()
 
@@ -211,6 +211,10 @@ def _serve_with_workers(settings: Any, workers: int) -> int:
         print(f"callbridge: {error}", file=sys.stderr)
         return 2
 
+    problem = prepare_shared_files(settings)
+    if problem is not None:
+        print(f"callbridge: {problem}", file=sys.stderr)
+        return 2
     try:
         identity = claim_engine_id(settings.data_dir, os.environ.get(ENGINE_ID_ENV))
     except EngineIdError as error:
@@ -230,6 +234,34 @@ def _serve_with_workers(settings: Any, workers: int) -> int:
     if settings.public_url_from_bind and settings.port != port:
         settings = replace(settings, public_url=f"http://{settings.host}:{port}")
     return run_workers(sys.argv[1:], workers, sock, base, announce=lambda: _announce(settings, port))
+
+
+def prepare_shared_files(settings: Settings) -> str | None:
+    """Create the store (tables, keys, WAL mode) and the views file before the workers start, so they
+    open files that exist: N processes creating one store at once collide — SQLite answers "database
+    is locked" at once to all but one switching a new file to WAL (a fresh ``serve --workers 2``
+    stopped so), PostgreSQL's concurrent ``CREATE TABLE IF NOT EXISTS`` can fail on its catalogue.
+    Returns what is wrong (a line for stderr), or None."""
+    from callbridge.engine.redaction import Redaction
+    from callbridge.engine.store import EventStore, StoreOpenError
+    from callbridge.projections.views_db import open_views, views_path
+
+    try:  # the rules in force are the workers' to check and report: nothing is read here
+        store = EventStore(settings.store_url, redaction=Redaction())
+    except (StoreOpenError, ValueError) as error:
+        return f"{error}\n{STORE_HINT}"
+    try:
+        store.keys.ensure()
+    except Exception as error:
+        return f"cannot create the key store ({store.keys.description}) of {store.description}: {error}"
+    finally:
+        store.close()
+    path = views_path(settings.data_dir)
+    try:
+        open_views(path).close()
+    except sqlite3.Error as error:
+        return f"cannot open the views {path}: {error}; check that this user can write the file and its folder"
+    return None
 
 
 def _agent_and_telephony(settings: Settings) -> tuple[Agent | None, Telephony | None]:

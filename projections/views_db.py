@@ -17,6 +17,7 @@ import math
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,7 +76,7 @@ def open_views(path: str | Path) -> sqlite3.Connection:
     db = sqlite3.connect(text, isolation_level=None, check_same_thread=False, timeout=BUSY_TIMEOUT_S)
     try:
         if text != ":memory:":
-            db.execute("PRAGMA journal_mode=WAL")
+            use_wal(db)
         db.execute("PRAGMA synchronous=NORMAL")
         db.execute("PRAGMA foreign_keys=ON")
         db.execute("PRAGMA secure_delete=ON")  # text replaced at an erasure leaves no copy in free space
@@ -83,6 +84,27 @@ def open_views(path: str | Path) -> sqlite3.Connection:
         db.close()
         raise
     return db
+
+
+WAL_RETRY_S = 0.01
+
+
+def use_wal(db: sqlite3.Connection, timeout_s: float = BUSY_TIMEOUT_S) -> None:
+    """Switch ``db``'s file to write-ahead logging, waiting out other processes doing the same.
+
+    Switching needs the file to itself, and SQLite answers "database is locked" at once, without the
+    busy timeout, to the connections it would otherwise deadlock — say, every worker of a new server
+    opening the new views file at the same moment (a worker of a fresh ``serve --workers 2`` stopped
+    so). A file already in WAL mode needs no switch and meets no lock."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
+                raise
+        time.sleep(WAL_RETRY_S)
 
 
 def erased_text(column: str) -> str:

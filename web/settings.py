@@ -176,7 +176,13 @@ def load_settings(
         )
     store_url = store or env.get("CALLBRIDGE_STORE") or DEFAULT_STORE
     data_dir = data_dir_for_store(store_url)
-    token, generated = load_api_token(data_dir, env.get("CALLBRIDGE_API_TOKEN"))
+    try:
+        token, generated = load_api_token(data_dir, env.get("CALLBRIDGE_API_TOKEN"))
+    except OSError as error:
+        raise SettingsError(
+            f"cannot keep the API token in the data folder {data_dir} ({error.strerror or error}); "
+            "check --store or CALLBRIDGE_STORE, and that this user can write there"
+        ) from None
     return Settings(
         host=host,
         port=port,

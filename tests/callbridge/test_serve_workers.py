@@ -8,6 +8,7 @@ sees every call, the views are folded once, and SIGTERM stops them all with stat
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -21,6 +22,8 @@ from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
 from callbridge.engine.events import CallStarted, EngineHeartbeat
 from callbridge.engine.store import EventStore
+from callbridge.serve_command import prepare_shared_files
+from callbridge.web.settings import load_settings
 
 DEADLINE = 90
 
@@ -168,3 +171,48 @@ async def test_a_fill_that_is_not_a_number_of_calls_stops_serve_with_one_line(tm
     errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
     assert status == 2
     assert errors == ["callbridge: CALLBRIDGE_WORKER_FILL must be a whole number of calls, got 'ten'"]
+
+
+def test_the_parent_creates_the_store_and_the_views_before_the_workers_open_them(tmp_path: Path) -> None:
+    """N workers creating one new store at once collide (SQLite's switch to WAL answers "database is
+    locked" at once to all but one; a fresh ``serve --workers 2`` stopped so): the parent makes them."""
+    store = tmp_path / "data" / "callbridge.db"
+    settings = load_settings({}, store=str(store), model="sim")
+    assert prepare_shared_files(settings) is None
+    for made in (store, tmp_path / "data" / "views.db"):
+        db = sqlite3.connect(made)
+        try:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal", made
+        finally:
+            db.close()
+    reader = EventStore(str(store), create=False)  # tables and all: a store, not an empty file
+    reader.close()
+
+
+async def test_a_store_the_parent_cannot_create_stops_serve_before_any_worker_starts(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    store = str(tmp_path / "file" / "callbridge.db")
+    env = {"CALLBRIDGE_API_TOKEN": TOKEN}  # no token file to keep: the store is the first thing made
+    async with serve_process(tmp_path, "--workers", "2", "--port", "0", "--store", store, env=env) as refused:
+        with trio.fail_after(30):
+            status = await refused.process.wait()
+            await refused.ended.wait()
+    assert status == 2
+    assert any(line.startswith(f"callbridge: cannot open the event store sqlite:{store}") for line in refused.lines)
+    assert "Check CALLBRIDGE_STORE" in refused.output
+    assert "started 2 workers" not in refused.output and "Traceback" not in refused.output
+
+
+async def test_a_data_folder_that_is_a_file_stops_serve_with_one_line(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a folder")
+    store = str(tmp_path / "file" / "callbridge.db")
+    async with serve_process(tmp_path, "--workers", "2", "--port", "0", "--store", store) as refused:
+        with trio.fail_after(30):
+            status = await refused.process.wait()
+            await refused.ended.wait()
+    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
+    assert status == 2
+    assert errors == [
+        f"callbridge: cannot keep the API token in the data folder {tmp_path / 'file'} (File exists); "
+        "check --store or CALLBRIDGE_STORE, and that this user can write there"
+    ]

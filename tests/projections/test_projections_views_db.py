@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,46 @@ def test_views_live_next_to_the_store_unless_configured(tmp_path: Path) -> None:
     assert data_dir_for_store("postgresql://u@h/db") == Path("./data").resolve()
     assert views_path(store.parent, {}) == store.parent / "views.db"
     assert views_path(store.parent, {"CALLBRIDGE_VIEWS": "/srv/v.db"}) == Path("/srv/v.db")
+
+
+PROCESSES_OPENING_NEW_VIEWS_AT_ONCE = """
+import multiprocessing, sys
+from pathlib import Path
+from callbridge.projections.views_db import open_views
+
+def open_once(path, barrier, results):
+    barrier.wait()  # every process opens the new file at the same moment
+    try:
+        db = open_views(path)
+        results.put(db.execute("PRAGMA journal_mode").fetchone()[0])
+        db.close()
+    except Exception as exc:
+        results.put(repr(exc))
+
+if __name__ == "__main__":
+    folder, files, processes = Path(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+    outcomes = []
+    for n in range(files):
+        barrier, results = multiprocessing.Barrier(processes), multiprocessing.Queue()
+        path = str(folder / f"views-{n}.db")
+        started = [multiprocessing.Process(target=open_once, args=(path, barrier, results)) for _ in range(processes)]
+        for process in started:
+            process.start()
+        outcomes += [results.get() for _ in started]
+        for process in started:
+            process.join()
+    print(sorted(set(outcomes)))
+"""
+
+
+def test_processes_opening_a_new_views_file_at_once_all_get_it_in_wal_mode(tmp_path: Path) -> None:
+    """The workers of a fresh ``serve --workers N`` open the new views file together. Switching it to
+    WAL, SQLite answered "database is locked" at once to all but one (about one file in eight, four
+    processes at a time, before the switch waited its turn)."""
+    script = tmp_path / "race.py"  # a file: multiprocessing's children import the parent's __main__
+    script.write_text(PROCESSES_OPENING_NEW_VIEWS_AT_ONCE)
+    run = subprocess.run(
+        [sys.executable, str(script), str(tmp_path), "24", "4"], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.strip() == "['wal']"
