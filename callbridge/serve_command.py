@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import errno
+import faulthandler
 import gc
 import logging
 import os
@@ -96,6 +97,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from callbridge.workers import default_workers
 
     os.umask(PRIVATE_UMASK)
+    # a crash below Python (a segfault in a C library) prints every thread's Python stack on stderr,
+    # where the log goes, instead of a process that is simply gone
+    faulthandler.enable(all_threads=True)
     try:
         settings = load_settings(host=args.host, port=args.port, store=args.store, model=args.model, agent=args.agent)
     except SettingsError as error:

@@ -144,7 +144,7 @@ def run_workers(
             pass
         if not stop.is_set():  # a worker ended by itself: stop the others rather than limp on
             died = next(child for child in children if child.poll() is not None)
-            log.error("worker %d exited with status %s: stopping the others", died.pid, died.returncode)
+            log.error("worker %d %s: stopping the others", died.pid, how_it_ended(died.returncode))
             _signal_all(children, signal.SIGTERM)
         statuses = [_reap(child) for child in children]
     finally:
@@ -176,6 +176,17 @@ def _die_with_parent() -> None:
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: the worker outlives a killed parent
         pass
+
+
+def how_it_ended(status: int) -> str:
+    """``exited with status 1``, or ``was killed by SIGSEGV`` (a negative status is the signal)."""
+    if status >= 0:
+        return f"exited with status {status}"
+    try:
+        name = signal.Signals(-status).name
+    except ValueError:
+        name = f"signal {-status}"
+    return f"was killed by {name}"
 
 
 def _signal_all(children: list[subprocess.Popen[bytes]], signum: int) -> None:

@@ -8,6 +8,8 @@ sees every call, the views are folded once, and SIGTERM stops them all with stat
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -216,3 +218,19 @@ async def test_a_data_folder_that_is_a_file_stops_serve_with_one_line(tmp_path: 
         f"callbridge: cannot keep the API token in the data folder {tmp_path / 'file'} (File exists); "
         "check --store or CALLBRIDGE_STORE, and that this user can write there"
     ]
+
+
+async def test_a_worker_that_crashes_below_python_leaves_its_stacks_and_the_signal_in_the_log(tmp_path: Path) -> None:
+    """A segfault in a C library (SQLite closed under a reader did it once) used to leave nothing but a
+    worker gone: now its threads' Python stacks and the signal's name are in the log."""
+    store = str(tmp_path / "data" / "callbridge.db")
+    with trio.fail_after(DEADLINE):
+        async with two_workers(tmp_path, store) as (served, _):
+            pids = (await served.wait_for(r"started 2 workers \(pids (\d+), (\d+)\)")).groups()
+            os.kill(int(pids[1]), signal.SIGSEGV)
+            status = await served.process.wait()
+            await served.ended.wait()
+    assert status == 1
+    assert "Fatal Python error: Segmentation fault" in served.output
+    assert "most recent call first" in served.output  # a stack follows
+    assert f"worker {pids[1]} was killed by SIGSEGV: stopping the others" in served.output
