@@ -100,6 +100,11 @@ class EventWriter:
         self._in_flight: _Write | None = None
         self._head = Watermark()
         self._head_loaded = False
+        self._seen = Watermark()
+        """The head as this process knows it: this writer's writes, and other processes' appends once a
+        poll of the store found them (:meth:`note_head`)."""
+        self._seen_of: dict[frozenset[str], Watermark] = {}
+        """As ``_marks_of``, also moved by :meth:`note_head` (for ``wait_appended(polls=True)``)."""
         self._marks_of: dict[frozenset[str], Watermark] = {}
         """Per set of topics someone waits for: the last batch position that held one of them."""
         self._running = False
@@ -354,11 +359,13 @@ class EventWriter:
         self._consecutive_failures = 0
         assert write.position is not None
         self._head.advance(write.position)
-        if self._marks_of:
+        self._seen.advance(write.position)
+        if self._marks_of or self._seen_of:
             topics = {item.topic for item in write.batch}
-            for wanted, mark in self._marks_of.items():
-                if not wanted.isdisjoint(topics):
-                    mark.advance(write.position)
+            for marks in (self._marks_of, self._seen_of):
+                for wanted, mark in marks.items():
+                    if not wanted.isdisjoint(topics):
+                        mark.advance(write.position)
 
     def _note_failure(self, exc: Exception) -> float:
         """Log a failed write (every time at first, then at most once a minute) and return how long
@@ -394,6 +401,7 @@ class EventWriter:
             return
         self._head_loaded = True
         self._head.advance(position)
+        self._seen.advance(position)
 
     # --- waiting ---------------------------------------------------------------------------------
 
@@ -401,23 +409,34 @@ class EventWriter:
         """Return once this writer knows ``position`` is written."""
         await self._head.wait_for(position)
 
-    async def wait_appended(self, after: int, names: Iterable[str] | None = None) -> int:
-        """Return the head as soon as it is beyond ``after`` (woken by this writer's writes;
-        readers of appends made by other processes must also poll the store).
+    async def wait_appended(self, after: int, names: Iterable[str] | None = None, *, polls: bool = False) -> int:
+        """Return the head as soon as it is beyond ``after`` (woken by this writer's writes; readers of
+        appends made by other processes must also poll the store).
 
         With ``names`` (event class names), only a batch holding one of those events wakes the
         caller: a follower of rare events (operator commands, erasures) is not woken ten times a second
-        by batches of audio it would read only to skip."""
+        by batches of audio it would read only to skip. ``polls``: also woken when a poll of the store
+        finds the head beyond ``after`` (:meth:`note_head`), whatever the names — for a follower of
+        every process's appends, which then needs no poll of its own."""
         if names is None:
-            return await self._head.wait_beyond(after)
-        await self._mark_of(names).wait_beyond(after)
+            return await (self._seen if polls else self._head).wait_beyond(after)
+        await self._mark_of(names, self._seen_of if polls else self._marks_of).wait_beyond(after)
         return self._head.value
 
-    def _mark_of(self, names: Iterable[str]) -> Watermark:
+    def note_head(self, head: int) -> None:
+        """A poll of the store found its head moved to ``head``: wake every waiter it is beyond,
+        whatever names it waits for. What other processes appended is not known by name, and may lie
+        below this writer's own last batch (written between two polls), so every mark moves, not only
+        when ``head`` is beyond what this writer wrote."""
+        self._seen.advance(head)
+        for mark in self._seen_of.values():
+            mark.advance(head)
+
+    def _mark_of(self, names: Iterable[str], marks: dict[frozenset[str], Watermark]) -> Watermark:
         """The mark of the last batch holding an event of ``names``; a new one starts at the head, so a
         reader behind the head when it first waits is woken at once (it may have missed a batch)."""
         wanted = frozenset(Event.registry[name].topic() for name in names)
-        mark = self._marks_of.get(wanted)
+        mark = marks.get(wanted)
         if mark is None:
-            mark = self._marks_of[wanted] = Watermark(self._head.value)
+            mark = marks[wanted] = Watermark((self._seen if marks is self._seen_of else self._head).value)
         return mark

@@ -69,24 +69,40 @@ class Waiters(Protocol):
 
 
 LISTEN_CHECK_S = 0.5
+POLL_S = 0.5
+"""How often other processes' appends are looked for where nothing announces them (SQLite)."""
 """How often the listening thread checks whether it should stop."""
 
 
 class AppendSignal:
     """Appends by any process, as ``waiter()``s for followers; ``run`` it in the server's nursery."""
 
-    def __init__(self, store: EventStore, writer: EventWriter | None = None, *, max_backoff: float = 30.0) -> None:
+    def __init__(
+        self,
+        store: EventStore,
+        writer: EventWriter | None = None,
+        *,
+        max_backoff: float = 30.0,
+        poll_interval: float = POLL_S,
+    ) -> None:
         self.store = store
         self.writer = writer
         self.notified = Watermark()
         """Appends by any process signalled so far (PostgreSQL NOTIFYs received)."""
         self._backoff = Backoff(min(0.5, max_backoff), max_backoff)
+        self.poll_interval = poll_interval
+        self.polling = False
+        """:meth:`run` polls the head for every waiter (SQLite with a writer): they wait without
+        timeouts of their own."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen for other processes' appends until cancelled (returns at once where the store
-        cannot tell: waiters then poll)."""
+        """Listen for other processes' appends until cancelled: PostgreSQL's NOTIFY; on SQLite with a
+        writer, one poll of the head for every waiter (:meth:`_poll_head`); else it returns at once
+        and waiters poll themselves."""
         task_status.started()
         if not self.store.notifies_appends:
+            if self.writer is not None:
+                await self._poll_head(self.writer)
             return
         token = trio.lowlevel.current_trio_token()
         failures = 0
@@ -110,6 +126,30 @@ class AppendSignal:
             finally:
                 stop.set()
 
+    async def _poll_head(self, writer: EventWriter) -> None:
+        """Every ``poll_interval``: read the head, and when it moved, tell the writer, which wakes the
+        waiters it is beyond (``EventWriter.note_head``). One trip to a worker thread a poll for the
+        whole process, where each follower made its own (five in an idle worker: a third of its CPU)."""
+        last = 0
+        failing = False
+        self.polling = True
+        try:
+            while True:
+                await trio.sleep(self.poll_interval)
+                try:
+                    head = await trio.to_thread.run_sync(self.store.head, abandon_on_cancel=True)
+                except Exception as exc:  # the followers meet it too, and say so; one line here
+                    if not failing:
+                        log.warning("cannot poll the head of %s (will retry): %s", self.store.description, exc)
+                    failing = True
+                    continue
+                failing = False
+                if head > last:
+                    last = head
+                    writer.note_head(head)
+        finally:
+            self.polling = False
+
     @property
     def notifications(self) -> int:
         return self.notified.value
@@ -120,7 +160,8 @@ class AppendSignal:
     def waiter(self, interval: float = 0.5, *, names: Iterable[str] | None = None) -> WaitForAppends:
         """A ``wait(position)`` for one follower: returns as soon as this process's writer wrote
         beyond ``position`` or any process appended since the follower's last wait, else after
-        ``interval`` seconds (the poll).
+        ``interval`` seconds (the poll) — or, on SQLite while :meth:`run` polls the head for every
+        follower, once that poll finds the head beyond ``position``.
 
         ``names``: the event classes the follower reads. Then only this process's batches holding one
         of them wake it (``EventWriter.wait_appended``): a follower of rare events skips the batches
@@ -131,11 +172,15 @@ class AppendSignal:
         writer = self.writer
         wanted = None if names is None else tuple(names)
         if writer is not None and not self.store.notifies_appends:
-            # SQLite: nothing but this process's writer can wake a follower before the poll, so it
-            # waits on the writer alone, without a nursery and two tasks per wait (the views and
-            # the live feed wait ten times a second)
+            # SQLite: only this process's writer and the poll wake a follower, both through the
+            # writer, so it waits on the writer alone, without a nursery and two tasks per wait (the
+            # views and the live feed wait ten times a second) — and while :meth:`run` polls for
+            # everyone, without a timeout of its own either
 
             async def wait_for_writer(position: int) -> None:
+                if self.polling and interval >= self.poll_interval:
+                    await writer.wait_appended(position, wanted, polls=True)
+                    return
                 with trio.move_on_after(interval):
                     await writer.wait_appended(position, wanted)
 

@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 import trio
+import trio.testing
 from test_projections_support import normal_call, tool_call
 
 from callbridge.engine.store import EventStore
+from callbridge.engine.store_writer import EventWriter
 from callbridge.projections.appends import AppendSignal
 from callbridge.projections.service import ProjectionService
 from callbridge.web.live_feed import LiveFeed
@@ -59,3 +61,67 @@ async def test_on_sqlite_the_signal_has_nothing_to_listen_to_and_followers_poll(
             await service.wait_for_position(head)
         assert signal.notifications == 0
         nursery.cancel_scope.cancel()
+
+
+async def test_on_sqlite_one_poll_of_the_head_wakes_every_follower_of_another_processs_appends(
+    tmp_path: Path,
+) -> None:
+    """A server's followers (here a follower of operator commands, waiting for those names only, and
+    the views, waiting for anything) wait without timeouts of their own; the signal's one poll of the
+    head wakes them when another process appends."""
+    here, elsewhere = EventStore(str(tmp_path / "callbridge.db")), EventStore(str(tmp_path / "callbridge.db"))
+    writer = EventWriter(here)
+    signal = AppendSignal(here, writer, poll_interval=0.05)
+    try:
+        wait_for_commands = signal.waiter(names=["CallCommandIssued"])
+        service = ProjectionService(here, tmp_path / "views.db", writer=writer, wait_for_appends=signal.waiter())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await nursery.start(signal.run)
+            await nursery.start(service.run)
+            assert signal.polling
+            woken = trio.Event()
+
+            async def follow_commands() -> None:
+                await wait_for_commands(await writer.flush())
+                woken.set()
+
+            nursery.start_soon(follow_commands)
+            await trio.testing.wait_all_tasks_blocked()
+            assert not woken.is_set()
+            head = await trio.to_thread.run_sync(normal_call().write, elsewhere)  # no command among them
+            with trio.fail_after(DEADLINE):
+                await woken.wait()  # what another process appended is not known by name: it wakes
+                await service.wait_for_position(head)
+            nursery.cancel_scope.cancel()
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+async def test_a_poll_does_not_wake_those_who_wait_for_this_writers_own_batches_of_some_names(
+    tmp_path: Path,
+) -> None:
+    """``wait_appended(names=…)`` without ``polls`` keeps its word: only a batch of this writer's holding
+    one of the names (tests and read-your-writes rely on it)."""
+    store = EventStore(str(tmp_path / "callbridge.db"))
+    writer = EventWriter(store)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            start = await writer.flush()
+            exact, polled = trio.Event(), trio.Event()
+
+            async def wait(polls: bool, done: trio.Event) -> None:
+                await writer.wait_appended(start, ["CallCommandIssued"], polls=polls)
+                done.set()
+
+            nursery.start_soon(wait, False, exact)
+            nursery.start_soon(wait, True, polled)
+            await trio.testing.wait_all_tasks_blocked()
+            writer.note_head(start + 5)
+            await trio.testing.wait_all_tasks_blocked()
+            assert polled.is_set() and not exact.is_set()
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
