@@ -331,11 +331,12 @@ class EventStore(StoreReads):
         if self._connections.closed:
             return self._connections.close(timeout)
         closed = self._connections.close(timeout)
-        if not closed:
+        if not closed:  # the key store too is left to that read or write, and to the process's exit
             logger.warning("a read or write of %s is still in progress: not waiting for it to close", self._description)
+            return False
         with self._lock:
             self.keys.close()
-        return closed
+        return True
 
     def _check_open(self) -> None:
         if self._connections.closed:
