@@ -11,7 +11,8 @@ Each worker is an engine of its own (``<engine id>-w<I>``, with its own heartbea
 API, live feed and MCP of any worker see every worker's calls (they read the log and the views), an
 operator's command reaches the call through the log (``projections/call_commands.py``), and the calls
 of a worker that dies are ended for it. This process only starts, watches and stops them: SIGINT or
-SIGTERM is passed on, and it exits with the worst status of theirs.
+SIGTERM is passed on (the workers run in a session of their own, so a terminal's Ctrl-C reaches them
+once, through this process), and it exits with the worst status of theirs.
 """
 
 from __future__ import annotations
@@ -126,8 +127,13 @@ def run_workers(
         place = worker_argv(argv, index, count, fd, port, ready_write, board.fd)
         passed = (fd, ready_write, board.fd)
         children.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "callbridge", *place], pass_fds=passed, env=env, preexec_fn=_die_with_parent
+            subprocess.Popen(  # a session of its own: a terminal's Ctrl-C reaches this process alone, which
+                # passes it on once (twice, a worker could meet the second after its stop: exit -2)
+                [sys.executable, "-m", "callbridge", *place],
+                pass_fds=passed,
+                env=env,
+                preexec_fn=_die_with_parent,
+                start_new_session=True,
             )
         )
     sock.close()  # the workers hold it now

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -18,7 +21,7 @@ from pathlib import Path
 import httpx2
 import trio
 import trio_websocket
-from serve_process import TOKEN, Serve, serve_process
+from serve_process import CLEAN_ENV, TOKEN, Serve, serve_process
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
@@ -234,3 +237,33 @@ async def test_a_worker_that_crashes_below_python_leaves_its_stacks_and_the_sign
     assert "Fatal Python error: Segmentation fault" in served.output
     assert "most recent call first" in served.output  # a stack follows
     assert f"worker {pids[1]} was killed by SIGSEGV: stopping the others" in served.output
+
+
+def test_ctrl_c_in_a_terminal_stops_every_worker_once_and_cleanly(tmp_path: Path) -> None:
+    """A terminal sends SIGINT to its whole foreground group; the parent passes it on too. Each worker
+    must get it once, from the parent (a second one, met after its stop, killed a worker: exit -2, and
+    serve's status 1): the workers run in a session of their own."""
+    env = {**CLEAN_ENV, "CALLBRIDGE_API_TOKEN": TOKEN}
+    command = [sys.executable, "-m", "callbridge", "serve", "--workers", "2", "--port", "0", "--model", "sim"]
+    serve = subprocess.Popen(  # its own group, as a shell's job is: the SIGINT below reaches it, not pytest
+        command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    try:
+        assert serve.stderr is not None
+        lines: list[str] = []
+        for line in serve.stderr:
+            lines.append(line)
+            if "worker 1 listening" in "".join(lines) and "worker 0 listening" in "".join(lines):
+                break
+        found = re.search(r"started 2 workers \(pids (\d+), (\d+)\)", "".join(lines))
+        assert found, lines
+        assert {os.getpgid(int(pid)) for pid in found.groups()}.isdisjoint({os.getpgid(serve.pid)})
+        os.killpg(serve.pid, signal.SIGINT)  # what Ctrl-C does: every process of the group
+        _, rest = serve.communicate(timeout=30)
+    finally:
+        if serve.poll() is None:
+            serve.kill()  # the workers die with it
+            serve.wait()
+    output = "".join(lines) + rest
+    assert serve.returncode == 0, output
+    assert "workers stopped (exit statuses 0, 0)" in output
