@@ -137,7 +137,7 @@ class EventStore(StoreReads):
         connection never notices that permissions were repaired. Raises (keeping the old connections)
         when the store cannot be opened now. The old connections are closed once no thread is using
         them (``engine.store_connections``)."""
-        self._check_open()
+        self._connections.check_open()
         opening = Opening(self._env)
         with self._lock:
             self._connections.replace(opening)
@@ -328,19 +328,12 @@ class EventStore(StoreReads):
         or write in progress (e.g. one abandoned by a writer's final flush); if one is still running
         then, the last to end closes the connections, rather than shutdown hanging on it. Returns
         whether the store is closed."""
-        if self._connections.closed:
-            return self._connections.close(timeout)
-        closed = self._connections.close(timeout)
-        if not closed:  # the key store too is left to that read or write, and to the process's exit
+        if not self._connections.close(timeout):  # the key store too is left to that read or write
             logger.warning("a read or write of %s is still in progress: not waiting for it to close", self._description)
             return False
         with self._lock:
             self.keys.close()
         return True
-
-    def _check_open(self) -> None:
-        if self._connections.closed:
-            raise StoreClosedError(f"the event store {self._description} is closed")
 
     def __repr__(self) -> str:
         return f"EventStore({self._description!r})"

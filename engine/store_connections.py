@@ -77,12 +77,16 @@ class Connections:
         """The opening new uses get; not counted (for a look at its kind, or a single-threaded tool)."""
         return self._current
 
+    def check_open(self) -> None:
+        """Raise :class:`StoreClosedError` once :meth:`close` was called."""
+        if self.closed:
+            raise StoreClosedError(f"the event store {self._description} is closed")
+
     @contextmanager
     def use(self) -> Iterator[Opening]:
         """The current opening, kept open until the block is left even if it is replaced meanwhile."""
         with self._changed:
-            if self.closed:
-                raise StoreClosedError(f"the event store {self._description} is closed")
+            self.check_open()
             opening = self._current
             opening.users += 1
         try:
@@ -99,7 +103,7 @@ class Connections:
         with self._changed:
             if self.closed:
                 opening.close()
-                raise StoreClosedError(f"the event store {self._description} is closed")
+                self.check_open()
             old, self._current = self._current, opening
             self._unclosed += 1
             old.retired = True

@@ -418,9 +418,10 @@ class EventWriter:
         by batches of audio it would read only to skip. ``polls``: also woken when a poll of the store
         finds the head beyond ``after`` (:meth:`note_head`), whatever the names — for a follower of
         every process's appends, which then needs no poll of its own."""
+        head, marks = (self._seen, self._seen_of) if polls else (self._head, self._marks_of)
         if names is None:
-            return await (self._seen if polls else self._head).wait_beyond(after)
-        await self._mark_of(names, self._seen_of if polls else self._marks_of).wait_beyond(after)
+            return await head.wait_beyond(after)
+        await self._mark_of(names, marks, head.value).wait_beyond(after)
         return self._head.value
 
     def note_head(self, head: int) -> None:
@@ -432,11 +433,12 @@ class EventWriter:
         for mark in self._seen_of.values():
             mark.advance(head)
 
-    def _mark_of(self, names: Iterable[str], marks: dict[frozenset[str], Watermark]) -> Watermark:
-        """The mark of the last batch holding an event of ``names``; a new one starts at the head, so a
+    @staticmethod
+    def _mark_of(names: Iterable[str], marks: dict[frozenset[str], Watermark], head: int) -> Watermark:
+        """The mark of the last batch holding an event of ``names``; a new one starts at ``head``, so a
         reader behind the head when it first waits is woken at once (it may have missed a batch)."""
         wanted = frozenset(Event.registry[name].topic() for name in names)
         mark = marks.get(wanted)
         if mark is None:
-            mark = marks[wanted] = Watermark((self._seen if marks is self._seen_of else self._head).value)
+            mark = marks[wanted] = Watermark(head)
         return mark

@@ -69,9 +69,9 @@ class Waiters(Protocol):
 
 
 LISTEN_CHECK_S = 0.5
+"""How often the listening thread checks whether it should stop."""
 POLL_S = 0.5
 """How often other processes' appends are looked for where nothing announces them (SQLite)."""
-"""How often the listening thread checks whether it should stop."""
 
 
 class AppendSignal:
