@@ -247,19 +247,13 @@ def prepare_shared_files(settings: Settings) -> str | None:
     stopped so), PostgreSQL's concurrent ``CREATE TABLE IF NOT EXISTS`` can fail on its catalogue.
     Returns what is wrong (a line for stderr), or None."""
     from callbridge.engine.redaction import Redaction
-    from callbridge.engine.store import EventStore, StoreOpenError
+    from callbridge.engine.store import StoreOpenError, open_store_with_keys
     from callbridge.projections.views_db import open_views, views_path
 
     try:  # the rules in force are the workers' to check and report: nothing is read here
-        store = EventStore(settings.store_url, redaction=Redaction())
+        open_store_with_keys(settings.store_url, redaction=Redaction()).close()
     except (StoreOpenError, ValueError) as error:
         return f"{error}\n{STORE_HINT}"
-    try:
-        store.keys.ensure()
-    except Exception as error:
-        return f"cannot create the key store ({store.keys.description}) of {store.description}: {error}"
-    finally:
-        store.close()
     path = views_path(settings.data_dir)
     try:
         open_views(path).close()

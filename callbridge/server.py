@@ -50,7 +50,7 @@ from callbridge.engine.reconnect import ReconnectPolicy
 from callbridge.engine.redaction import Redaction, RedactionError
 from callbridge.engine.redaction_record import rules_to_record
 from callbridge.engine.routing import CallFacts
-from callbridge.engine.store import EventStore, StoreOpenError
+from callbridge.engine.store import open_store_with_keys
 from callbridge.engine.store_writer import EventWriter
 from callbridge.engine.tools import ToolRegistry
 from callbridge.mcp_server.data import ServerCallData
@@ -111,14 +111,7 @@ class Server(ServerLifecycle):
             redaction = Redaction.from_env(os.environ)
         except RedactionError as error:
             raise SettingsError(str(error)) from None
-        self.store = EventStore(settings.store_url, redaction=redaction)
-        try:
-            self.store.keys.ensure()
-        except Exception as error:
-            self.store.close()
-            raise StoreOpenError(
-                f"cannot create the key store ({self.store.keys.description}) of {self.store.description}: {error}"
-            ) from error
+        self.store = open_store_with_keys(settings.store_url, redaction=redaction)
         try:
             self.identity: EngineIdentity = claim_engine_id(
                 settings.data_dir, engine_id if engine_id is not None else os.environ.get(ENGINE_ID_ENV)

@@ -65,6 +65,21 @@ def open_existing_store(url: str, *, writable_keys: bool = False) -> EventStore:
     return EventStore(url, create=False, create_keys=writable_keys)
 
 
+def open_store_with_keys(url: str, *, redaction: Redaction | None = None) -> EventStore:
+    """The store at ``url`` (created if missing) with its key store created too, for a server that will
+    seal what it writes (``serve``, and the parent of its workers). Raises :class:`StoreOpenError`
+    naming what could not be opened or created."""
+    store = EventStore(url, redaction=redaction)
+    try:
+        store.keys.ensure()
+    except Exception as error:
+        store.close()
+        raise StoreOpenError(
+            f"cannot create the key store ({store.keys.description}) of {store.description}: {error}"
+        ) from error
+    return store
+
+
 class EventStore(StoreReads):
     """Append-only log of call events. Thread-safe; every method blocks (call it from a thread,
     e.g. ``trio.to_thread.run_sync``, or through ``engine.store_writer.EventWriter``)."""
