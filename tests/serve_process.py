@@ -53,6 +53,11 @@ class Serve:
 
     output = log
 
+    @property
+    def error_lines(self) -> list[str]:
+        """What serve said was wrong: its ``callbridge:`` lines, and the first line of any traceback."""
+        return [line for line in self.lines if line.startswith("callbridge:") or "Traceback" in line]
+
     async def wait_for(self, pattern: str, timeout_s: float = START_S) -> re.Match[str]:
         """The first output line matching ``pattern``; fails when the process ends first."""
         with trio.fail_after(timeout_s):
@@ -209,6 +214,15 @@ async def _running(
             with trio.CancelScope(shield=True), trio.move_on_after(STOP_S):
                 await process.wait()
                 await served.ended.wait()
+
+
+async def serve_refused(cwd: Path, *args: str, env: dict[str, str] | None = None) -> Serve:
+    """``callbridge serve ARGS`` that must stop by itself (something it refuses): returns once it
+    exited (``process.returncode``), with everything it printed."""
+    async with serve_process(cwd, *args, env=env) as refused:
+        with trio.fail_after(30):  # a safety net, not a timing assumption
+            await refused.exit_status()
+    return refused
 
 
 @asynccontextmanager

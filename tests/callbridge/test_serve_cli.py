@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx2
 import trio
-from serve_process import serve_process
+from serve_process import serve_process, serve_refused
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, WaitForAssistant
@@ -68,13 +68,9 @@ async def test_a_port_in_use_is_one_line_saying_how_to_choose_another_and_exit_2
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        async with serve_process(tmp_path, "--port", str(port)) as refused:
-            with trio.fail_after(30):
-                status = await refused.process.wait()
-                await refused.ended.wait()
-    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
-    assert status == 2
-    assert errors == [
+        refused = await serve_refused(tmp_path, "--port", str(port))
+    assert refused.process.returncode == 2
+    assert refused.error_lines == [
         f"callbridge: cannot listen on 127.0.0.1:{port}: the port is already in use (another callbridge?). "
         "Choose another with --port N or PORT=N."
     ]
@@ -120,13 +116,9 @@ def write_wav(path: Path, pcm: bytes) -> None:
 
 async def test_an_apology_that_cannot_be_used_stops_serve_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "apology.wav").write_bytes(b"not a wav at all")
-    async with serve_process(tmp_path, "--port", "0", env={"CALLBRIDGE_APOLOGY": "apology.wav"}) as refused:
-        with trio.fail_after(30):
-            status = await refused.process.wait()
-            await refused.ended.wait()
-    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
-    assert status == 2
-    assert errors == [
+    refused = await serve_refused(tmp_path, "--port", "0", env={"CALLBRIDGE_APOLOGY": "apology.wav"})
+    assert refused.process.returncode == 2
+    assert refused.error_lines == [
         "callbridge: CALLBRIDGE_APOLOGY: apology.wav is not a WAV file (give an 8 kHz mono WAV, μ-law or 16-bit PCM)"
     ]
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx2
 import trio
 import trio_websocket
-from serve_process import CLEAN_ENV, TOKEN, Serve, serve_process
+from serve_process import CLEAN_ENV, TOKEN, Serve, serve_process, serve_refused
 
 from callbridge.adapters.sim.caller import place_call
 from callbridge.adapters.sim.caller_script import HangUp, Silence, Speak, Step, WaitForAssistant
@@ -169,13 +169,9 @@ async def test_draining_for_a_deploy_takes_no_new_calls_and_lets_the_live_one_fi
 
 async def test_a_fill_that_is_not_a_number_of_calls_stops_serve_with_one_line(tmp_path: Path) -> None:
     env = {"CALLBRIDGE_WORKER_FILL": "ten"}
-    async with serve_process(tmp_path, "--workers", "2", "--port", "0", env=env) as refused:
-        with trio.fail_after(30):
-            status = await refused.process.wait()
-            await refused.ended.wait()
-    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
-    assert status == 2
-    assert errors == ["callbridge: CALLBRIDGE_WORKER_FILL must be a whole number of calls, got 'ten'"]
+    refused = await serve_refused(tmp_path, "--workers", "2", "--port", "0", env=env)
+    assert refused.process.returncode == 2
+    assert refused.error_lines == ["callbridge: CALLBRIDGE_WORKER_FILL must be a whole number of calls, got 'ten'"]
 
 
 def test_the_parent_creates_the_store_and_the_views_before_the_workers_open_them(tmp_path: Path) -> None:
@@ -198,11 +194,8 @@ async def test_a_store_the_parent_cannot_create_stops_serve_before_any_worker_st
     (tmp_path / "file").write_text("not a folder")
     store = str(tmp_path / "file" / "callbridge.db")
     env = {"CALLBRIDGE_API_TOKEN": TOKEN}  # no token file to keep: the store is the first thing made
-    async with serve_process(tmp_path, "--workers", "2", "--port", "0", "--store", store, env=env) as refused:
-        with trio.fail_after(30):
-            status = await refused.process.wait()
-            await refused.ended.wait()
-    assert status == 2
+    refused = await serve_refused(tmp_path, "--workers", "2", "--port", "0", "--store", store, env=env)
+    assert refused.process.returncode == 2
     assert any(line.startswith(f"callbridge: cannot open the event store sqlite:{store}") for line in refused.lines)
     assert "Check CALLBRIDGE_STORE" in refused.output
     assert "started 2 workers" not in refused.output and "Traceback" not in refused.output
@@ -211,13 +204,9 @@ async def test_a_store_the_parent_cannot_create_stops_serve_before_any_worker_st
 async def test_a_data_folder_that_is_a_file_stops_serve_with_one_line(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     store = str(tmp_path / "file" / "callbridge.db")
-    async with serve_process(tmp_path, "--workers", "2", "--port", "0", "--store", store) as refused:
-        with trio.fail_after(30):
-            status = await refused.process.wait()
-            await refused.ended.wait()
-    errors = [line for line in refused.lines if line.startswith("callbridge:") or "Traceback" in line]
-    assert status == 2
-    assert errors == [
+    refused = await serve_refused(tmp_path, "--workers", "2", "--port", "0", "--store", store)
+    assert refused.process.returncode == 2
+    assert refused.error_lines == [
         f"callbridge: cannot keep the API token in the data folder {tmp_path / 'file'} (File exists); "
         "check --store or CALLBRIDGE_STORE, and that this user can write there"
     ]
