@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable
 
 import trio
 
+from callbridge.engine.append_marks import AppendMarks
 from callbridge.engine.backoff import Backoff
 from callbridge.engine.events import CallEnded, CallStarted, Event
 from callbridge.engine.store import EventStore
@@ -98,15 +99,8 @@ class EventWriter:
         self._drop_logged_at = float("-inf")
         self._write_lock = trio.Lock()
         self._in_flight: _Write | None = None
-        self._head = Watermark()
+        self._marks = AppendMarks()
         self._head_loaded = False
-        self._seen = Watermark()
-        """The head as this process knows it: this writer's writes, and other processes' appends once a
-        poll of the store found them (:meth:`note_head`)."""
-        self._seen_of: dict[frozenset[str], Watermark] = {}
-        """As ``_marks_of``, also moved by :meth:`note_head` (for ``wait_appended(polls=True)``)."""
-        self._marks_of: dict[frozenset[str], Watermark] = {}
-        """Per set of topics someone waits for: the last batch position that held one of them."""
         self._running = False
         self._batches = 0
         self.failures = Watermark()
@@ -182,12 +176,12 @@ class EventWriter:
     @property
     def head(self) -> int:
         """Last position known written (by this writer, or found in the store at start)."""
-        return self._head.value
+        return self._marks.head.value
 
     def statistics(self) -> WriterStatistics:
         in_flight = self._in_flight
         return WriterStatistics(
-            head=self._head.value,
+            head=self._marks.head.value,
             pending=self.pending_count,
             pending_bytes=self._pending_bytes,
             recorded=self._recorded,
@@ -238,7 +232,7 @@ class EventWriter:
             await self._write_until(target)
         elif not self._head_loaded:
             await self._load_head()
-        return self._head.value
+        return self._marks.head.value
 
     def _hand_over(self) -> None:
         for hook in list(self._before_batch):
@@ -358,14 +352,7 @@ class EventWriter:
             )
         self._consecutive_failures = 0
         assert write.position is not None
-        self._head.advance(write.position)
-        self._seen.advance(write.position)
-        if self._marks_of or self._seen_of:
-            topics = {item.topic for item in write.batch}
-            for marks in (self._marks_of, self._seen_of):
-                for wanted, mark in marks.items():
-                    if not wanted.isdisjoint(topics):
-                        mark.advance(write.position)
+        self._marks.written(write.position, (item.topic for item in write.batch))
 
     def _note_failure(self, exc: Exception) -> float:
         """Log a failed write (every time at first, then at most once a minute) and return how long
@@ -400,14 +387,13 @@ class EventWriter:
             logger.warning("cannot read the head of %s yet: %s", self._store.description, exc)
             return
         self._head_loaded = True
-        self._head.advance(position)
-        self._seen.advance(position)
+        self._marks.loaded(position)
 
     # --- waiting ---------------------------------------------------------------------------------
 
     async def wait_for_position(self, position: int) -> None:
         """Return once this writer knows ``position`` is written."""
-        await self._head.wait_for(position)
+        await self._marks.wait_for(position)
 
     async def wait_appended(self, after: int, names: Iterable[str] | None = None, *, polls: bool = False) -> int:
         """Return the head as soon as it is beyond ``after`` (woken by this writer's writes; readers of
@@ -418,27 +404,8 @@ class EventWriter:
         by batches of audio it would read only to skip. ``polls``: also woken when a poll of the store
         finds the head beyond ``after`` (:meth:`note_head`), whatever the names — for a follower of
         every process's appends, which then needs no poll of its own."""
-        head, marks = (self._seen, self._seen_of) if polls else (self._head, self._marks_of)
-        if names is None:
-            return await head.wait_beyond(after)
-        await self._mark_of(names, marks, head.value).wait_beyond(after)
-        return self._head.value
+        return await self._marks.wait_appended(after, names, polls=polls)
 
     def note_head(self, head: int) -> None:
-        """A poll of the store found its head moved to ``head``: wake every waiter it is beyond,
-        whatever names it waits for. What other processes appended is not known by name, and may lie
-        below this writer's own last batch (written between two polls), so every mark moves, not only
-        when ``head`` is beyond what this writer wrote."""
-        self._seen.advance(head)
-        for mark in self._seen_of.values():
-            mark.advance(head)
-
-    @staticmethod
-    def _mark_of(names: Iterable[str], marks: dict[frozenset[str], Watermark], head: int) -> Watermark:
-        """The mark of the last batch holding an event of ``names``; a new one starts at ``head``, so a
-        reader behind the head when it first waits is woken at once (it may have missed a batch)."""
-        wanted = frozenset(Event.registry[name].topic() for name in names)
-        mark = marks.get(wanted)
-        if mark is None:
-            mark = marks[wanted] = Watermark(head)
-        return mark
+        """A poll of the store found its head moved to ``head`` (``engine.append_marks``)."""
+        self._marks.note_head(head)
