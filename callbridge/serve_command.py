@@ -70,16 +70,31 @@ async def _until_signal(stop: Callable[[], None], drain: Callable[[], Awaitable[
 
 
 GC_FULL_COLLECTION_EVERY_S = 300.0
+GIL_SWITCH_INTERVAL_S = 0.0005
+"""How long the trio thread may wait for the GIL before the thread holding it is made to let go
+(Python's default: 5 ms). See :func:`_tune_for_latency`."""
 
 
-def _tune_gc_for_latency() -> None:
-    """Python's automatic full collections paused the server for 55 to 69 ms every ~1.7 s at 100
-    calls (benchmarks/bridge.py), the largest part of the media path's p99. Everything alive after
-    start-up (modules, the app) is frozen out of collection, the oldest generation is collected on
-    a timer instead of by allocation counts, and the young ones keep their defaults."""
+def _tune_for_latency() -> None:
+    """Two interpreter defaults cost the media path its latency.
+
+    The garbage collector: Python's automatic full collections paused the server for 55 to 69 ms
+    every ~1.7 s at 100 calls (benchmarks/bridge.py), the largest part of the media path's p99.
+    Everything alive after start-up (modules, the app) is frozen out of collection, the oldest
+    generation is collected on a timer instead of by allocation counts, and the young ones keep
+    their defaults.
+
+    The GIL: the event writer's thread (sealing and inserting a batch) and, in the process that
+    folds them, the views' thread run Python for milliseconds at a time; a frame arriving then
+    waits for the GIL up to the switch interval before its thread can even ask for it to be
+    handed over. A trio loop waking every 2 ms beside a thread busy in 20 ms bursts was up to
+    9.0 ms late at p99 with the default 5 ms, 4.3 ms with 0.5 ms; at 100 calls of
+    ``benchmarks/bridge.py``, alternated five times (2026-12-07), the server used 0.577 against
+    0.596 CPU-s per call-minute with the default, at the same uplink p99 on that slow machine."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(700, 10, 1_000_000)
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
 
 
 async def _collect_garbage_every(seconds: float) -> None:
@@ -151,7 +166,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     except (StoreOpenError, ValueError) as error:
         print(f"callbridge: {error}\n{STORE_HINT}", file=sys.stderr)
         return 2
-    _tune_gc_for_latency()
+    _tune_for_latency()
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
