@@ -88,9 +88,9 @@ def _tune_for_latency() -> None:
     folds them, the views' thread run Python for milliseconds at a time; a frame arriving then
     waits for the GIL up to the switch interval before its thread can even ask for it to be
     handed over. A trio loop waking every 2 ms beside a thread busy in 20 ms bursts was up to
-    9.0 ms late at p99 with the default 5 ms, 4.3 ms with 0.5 ms; at 100 calls of
-    ``benchmarks/bridge.py``, alternated five times (2026-12-07), the server used 0.577 against
-    0.596 CPU-s per call-minute with the default, at the same uplink p99 on that slow machine."""
+    9.0 ms late at p99 with the default 5 ms, 4.3 ms with 0.5 ms. ``benchmarks/bridge.py``,
+    alternated five times (2026-12-07): at 30 calls uplink p99 3.3 against 4.2 ms (means) and 0.712
+    against 0.738 CPU-s per call-minute; at 100 calls 0.577 against 0.596."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(700, 10, 1_000_000)
