@@ -12,18 +12,19 @@ from test_projections_support import (
     T0,
     barge_in_call,
     crashed_call,
+    fold,
     normal_call,
     reconnect_call,
     tool_call,
     views_after,
 )
 
-from callbridge.engine.events import CallerSaid, TranscriptDelta
+from callbridge.engine.events import CallErased, CallerSaid, TranscriptDelta
 from callbridge.engine.store import EventStore
 from callbridge.engine.synthetic import CallLog
 from callbridge.projections.conversations import get_conversation, list_conversations, search_conversations
 from callbridge.projections.conversations_query import fts_query
-from callbridge.projections.views_db import QueryError
+from callbridge.projections.views_db import QueryError, open_views
 
 
 def _items(conversation: dict[str, Any], *fields: str) -> list[tuple[Any, ...]]:
@@ -303,5 +304,58 @@ def test_transcripts_in_progress_are_searchable_and_replaced_when_done(
     try:
         assert [r["call_id"] for r in search_conversations(db, "bill", limit=5)] == ["CAcrash"]
         assert [r["matches"][0]["snippet"] for r in search_conversations(db, "let", limit=5)] == ["**Let**"]
+    finally:
+        db.close()
+
+
+_INDEX = "SELECT rowid, text, call_id, item_id FROM conversation_items_fts ORDER BY rowid"
+_MESSAGES = (
+    "SELECT rowid, text, call_id, item_id FROM conversation_items "
+    "WHERE type = 'message' AND coalesce(text, '') != '' ORDER BY rowid"
+)
+
+
+def test_the_search_index_holds_every_message_as_its_row_reads_whatever_the_page_size(
+    sqlite_event_store: EventStore, tmp_path: Path
+) -> None:
+    """A message's text is indexed once per page, at its end, however often it grew in the page."""
+    for log in (normal_call(), barge_in_call(), tool_call(), reconnect_call()):
+        log.write(sqlite_event_store)
+    _, unfinished = crashed_call()  # its last words are still deltas when the log ends
+    sqlite_event_store.append([*unfinished, CallErased(call_id="CAnormal", at=T0 + 60)])
+    indexes = []
+    for page_size in (1, 7, 1000):
+        db = open_views(tmp_path / f"views-{page_size}.db")
+        try:
+            fold(sqlite_event_store, db, page_size=page_size)
+            index = db.execute(_INDEX).fetchall()
+            assert index == db.execute(_MESSAGES).fetchall()
+            indexes.append(index)
+        finally:
+            db.close()
+    assert indexes[0] == indexes[1] == indexes[2]
+    by_call = {call_id for _, _, call_id, _ in indexes[0]}
+    assert by_call >= {"CAnormal", "CAcrash", "CAtool"}
+    assert {text for _, text, call_id, _ in indexes[0] if call_id == "CAnormal"} == {"[erased]"}
+
+
+def test_views_made_with_the_per_update_index_trigger_lose_it_and_stay_searchable(
+    sqlite_event_store: EventStore, tmp_path: Path
+) -> None:
+    normal_call().write(sqlite_event_store)
+    db = open_views(tmp_path / "views.db")
+    try:
+        fold(sqlite_event_store, db)
+        db.execute(
+            "CREATE TRIGGER conversation_items_fts_update AFTER UPDATE OF text ON conversation_items "
+            "BEGIN SELECT 1; END"
+        )
+        _, unfinished = crashed_call()
+        sqlite_event_store.append(unfinished)
+        fold(sqlite_event_store, db)  # a server started on views an older version made
+        triggers = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+        assert "conversation_items_fts_update" not in triggers
+        assert db.execute(_INDEX).fetchall() == db.execute(_MESSAGES).fetchall()
+        assert [r["call_id"] for r in search_conversations(db, "bill", limit=5)] == ["CAcrash"]
     finally:
         db.close()
