@@ -71,7 +71,7 @@ class AppendMarks:
         if names is None:
             return await head.wait_beyond(after)
         await _mark_of(names, marks, head.value).wait_beyond(after)
-        return self.head.value
+        return head.value
 
 
 def _mark_of(names: Iterable[str], marks: Marks, head: int) -> Watermark:
