@@ -57,6 +57,7 @@ from callbridge.engine.events import (
 )
 from callbridge.engine.store import RecordedEvent
 from callbridge.projections.conversations_erasure import ERASED_CALLS, call_erased
+from callbridge.projections.conversations_index import INDEX_ITEM, UNINDEX_ITEM
 from callbridge.projections.conversations_outcome import (
     FAILED_REASONS,
     apply_outcome,
@@ -151,14 +152,6 @@ _LAST_EVENT_AT = (
     "UPDATE conversations SET last_event_at=? WHERE call_id=? AND (last_event_at IS NULL OR last_event_at<?)"
 )
 _COUNT_ITEM = "UPDATE conversations SET item_count=item_count+1, message_count=message_count+? WHERE call_id=?"
-_UNINDEX_ITEM = (
-    "DELETE FROM conversation_items_fts "
-    "WHERE rowid = (SELECT rowid FROM conversation_items WHERE call_id=? AND item_id=?)"
-)
-_INDEX_ITEM = (
-    "INSERT INTO conversation_items_fts(rowid, text, call_id, item_id) SELECT rowid, text, call_id, item_id "
-    "FROM conversation_items WHERE call_id=? AND item_id=? AND type='message' AND coalesce(text, '') != ''"
-)
 _TEXT_CHANGES = (TranscriptDelta, CallerSaid, AssistantSaid)
 """The facts whose fold may change a message's text (and so its entry in the search index)."""
 
@@ -211,8 +204,8 @@ class ConversationsProjection(Projection):
 
     def page_done(self, db: sqlite3.Connection) -> None:
         db.executemany(_LAST_EVENT_AT, [(at, call_id, at) for call_id, at in self._last_at.items()])
-        db.executemany(_UNINDEX_ITEM, self._texts_changed)
-        db.executemany(_INDEX_ITEM, self._texts_changed)
+        db.executemany(UNINDEX_ITEM, self._texts_changed)
+        db.executemany(INDEX_ITEM, self._texts_changed)
         self._last_at = {}
         self._texts_changed = {}
 

@@ -8,28 +8,20 @@ from __future__ import annotations
 
 import sqlite3
 
+from callbridge.projections.conversations_index import INDEX_CALL, UNINDEX_CALL
 from callbridge.projections.views_db import erased_text
 
 ERASED_CALLS = "CREATE TABLE IF NOT EXISTS erased_calls (call_id TEXT PRIMARY KEY, erased_at TEXT NOT NULL)"
 
 
-_UNINDEX_CALL = (
-    "DELETE FROM conversation_items_fts WHERE rowid IN (SELECT rowid FROM conversation_items WHERE call_id=?)"
-)
-_INDEX_CALL = (
-    "INSERT INTO conversation_items_fts(rowid, text, call_id, item_id) SELECT rowid, text, call_id, item_id "
-    "FROM conversation_items WHERE call_id=? AND type='message' AND coalesce(text, '') != ''"
-)
-
-
 def call_erased(db: sqlite3.Connection, call_id: str, at: str) -> None:
-    db.execute(_UNINDEX_CALL, (call_id,))  # now, not at the page's end: before the index is rewritten
     db.execute(
         f"UPDATE conversation_items SET text={erased_text('text')}, arguments={erased_text('arguments')}, "
         f"output={erased_text('output')} WHERE call_id=?",
         (call_id,),
     )
-    db.execute(_INDEX_CALL, (call_id,))
+    db.execute(UNINDEX_CALL, (call_id,))  # now, not at the page's end: before the index is rewritten
+    db.execute(INDEX_CALL, (call_id,))
     db.execute(
         f"UPDATE conversations SET caller_number={erased_text('caller_number')}, "
         f"phone_number={erased_text('phone_number')} WHERE call_id=?",
