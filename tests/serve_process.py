@@ -25,7 +25,7 @@ import trio_websocket
 
 TOKEN = "test-token"
 LISTENING = re.compile(r"listening on http://127\.0\.0\.1:(\d+)")
-START_S = 30.0
+START_S = 90.0
 """Guard against a hang at start (not synchronisation)."""
 STOP_S = 15.0
 CLEAN_ENV = {
@@ -92,7 +92,7 @@ class Serve:
             await self._new_line.wait()
 
     def http(self) -> httpx2.AsyncClient:
-        return httpx2.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=20)
+        return httpx2.AsyncClient(base_url=self.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
     @asynccontextmanager
     async def feed(self, call_id: str | None = None) -> AsyncIterator[trio_websocket.WebSocketConnection]:
@@ -176,7 +176,7 @@ async def serve(
     ]
     async with _running(command, cwd, environment, preexec, merge_stdout=False) as served:
         if ready:
-            with trio.fail_after(60):  # a safety net, not a timing assumption
+            with trio.fail_after(START_S):  # a safety net, not a timing assumption
                 await served.wait_for_line("listening on http://")
         yield served
 
@@ -220,7 +220,7 @@ async def serve_refused(cwd: Path, *args: str, env: dict[str, str] | None = None
     """``callbridge serve ARGS`` that must stop by itself (something it refuses): returns once it
     exited (``process.returncode``), with everything it printed."""
     async with serve_process(cwd, *args, env=env) as refused:
-        with trio.fail_after(30):  # a safety net, not a timing assumption
+        with trio.fail_after(START_S):  # a safety net, not a timing assumption
             await refused.exit_status()
     return refused
 

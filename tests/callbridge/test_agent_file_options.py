@@ -8,7 +8,7 @@ from pathlib import Path
 
 import httpx2
 import trio
-from serve_process import TOKEN, serve, serve_process
+from serve_process import START_S, TOKEN, serve, serve_process
 
 AGENT = """
 instructions = "You answer calls for Acme Plumbing."
@@ -50,7 +50,7 @@ async def test_serve_refuses_a_bad_model_option_or_a_server_tool_it_lacks_naming
     for text in ("speed = 3\n", 'turn_detection = { type = "server_vad", wait = 1 }\n', 'server_tools = ["nope"]\n'):
         agent.write_text(text)
         async with serve_process(tmp_path, "--port", "0", "--agent", str(agent)) as served:
-            with trio.fail_after(30):
+            with trio.fail_after(START_S):  # a safety net, not a timing assumption
                 outputs.append((await served.exit_status(), served.lines))
 
     assert [status for status, _ in outputs] == [2, 2, 2]

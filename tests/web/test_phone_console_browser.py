@@ -90,7 +90,7 @@ async def test_the_make_run_demos_test_call_ends_in_the_agents_goodbye_when_chos
                 expect(page.locator(".toolbar .notice")).to_contain_text("placed")
                 transcript = page.locator(".transcript")
                 expect(transcript).to_contain_text("greeting starts playing", timeout=20_000)
-                expect(transcript).to_contain_text("hang-up requested by the agent", timeout=60_000)
+                expect(transcript).to_contain_text("hang-up requested by the agent", timeout=120_000)
                 expect(transcript).to_contain_text("the goodbye was heard")
                 expect(transcript).to_contain_text("phone hung up through the stream's <Connect action>")
                 expect(page.locator(".call-meta")).to_contain_text("hung up by the agent")
