@@ -2,7 +2,8 @@
 
 Each call is what ``adapters.sim.caller.place_call`` does — voice webhook, TwiML, Media Streams
 WebSocket (``peer_sockets``: the same messages, on the media path's cheaper sockets), ``run_stream``
-at real-time pace — with the stream socket wrapped by ``TimedSocket``,
+at real-time pace, every microphone woken by the process's one ``Metronome`` (``peer_clock``) —
+with the stream socket wrapped by ``TimedSocket``,
 which tags each outgoing ``media`` frame with its (call, frame) number (``frame_tags``) and notes
 ``time.monotonic()`` just before it is handed to the socket, and the arrival time and fingerprint
 of each ``media`` frame coming back. ``direct=True`` skips the webhook and opens ``/call`` at once
@@ -25,12 +26,13 @@ import httpx2
 import msgspec
 import trio
 from frame_tags import is_media, media_fingerprint, tag_media_message
+from peer_clock import Metronome
 from peer_sockets import open_peer_socket
 from trio_websocket import ConnectionClosed
 
 from callbridge.adapters.sim.caller import CallReport, Silence, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.caller_http import WebhookError, connect_url, new_sid, request_twiml, voice_webhook_params
-from callbridge.adapters.sim.caller_stream import MediaSocket, run_stream
+from callbridge.adapters.sim.caller_stream import OWN_DEADLINE, MediaSocket, Pace, run_stream
 from callbridge.adapters.twilio.twiml import TwimlError
 from callbridge.adapters.websocket import WebSocketHandshakeError
 
@@ -118,8 +120,10 @@ async def timed_call(
     client: httpx2.AsyncClient,
     stagger_s: float = EXCHANGE_S,
     direct: bool = False,
+    pace: Pace = OWN_DEADLINE,
 ) -> None:
-    """One call from webhook to close; failures end up in ``log.report.errors``."""
+    """One call from webhook to close; failures end up in ``log.report.errors``. ``pace``: how its
+    microphone waits for each frame's time (``run_callers`` gives every call one ``Metronome``)."""
     report = CallReport(call_sid=new_sid("CA"), stream_sid=new_sid("MZ"), from_number=f"+1555{log.index:07d}")
     log.call_sid, log.report = report.call_sid, report
     account_sid = new_sid("AC")
@@ -143,6 +147,7 @@ async def timed_call(
                 custom_parameters=parameters,
                 max_duration_s=seconds,
                 voice_offset_ms=log.index * 370,
+                pace=pace,
             )
         finally:
             await ws.aclose()
@@ -185,13 +190,16 @@ async def run_callers(
     """Run one timed call per index, started evenly over ``ramp_s``; ``progress`` every second.
     ``client`` (closed at the end): the webhooks' HTTP client, made in advance by ``http_client``."""
     logs = [CallLog(index=index) for index in indexes]
+    metronome = Metronome()
     ended = 0
     start = trio.current_time()
 
     async def one(position: int, log: CallLog, client: httpx2.AsyncClient) -> None:
         nonlocal ended
         await trio.sleep_until(start + ramp_s * position / max(1, len(logs)))
-        await timed_call(base_url, log, seconds=seconds, client=client, stagger_s=stagger_s, direct=direct)
+        await timed_call(
+            base_url, log, seconds=seconds, client=client, stagger_s=stagger_s, direct=direct, pace=metronome
+        )
         ended += 1
 
     def snapshot() -> Progress:
@@ -206,6 +214,7 @@ async def run_callers(
 
     async with client or http_client(len(logs)) as client, trio.open_nursery() as nursery:
         nursery.start_soon(report_progress)
+        nursery.start_soon(metronome.run)
         async with trio.open_nursery() as calls:
             for position, log in enumerate(logs):
                 calls.start_soon(one, position, log, client)

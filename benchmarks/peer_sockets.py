@@ -19,6 +19,8 @@ from trio_websocket import CloseReason, ConnectionClosed
 
 from callbridge.adapters.sim.fake_openai import FakeOpenAI, FakeOpenAIOptions
 from callbridge.adapters.websocket import (
+    SENT,
+    SENT_IN_PART,
     IncomingRequest,
     WebSocket,
     WebSocketClosed,
@@ -62,8 +64,13 @@ class PeerSocket:
                 await self._closing_done.wait()
 
     async def send_message(self, message: str | bytes) -> None:
+        """Written at once when the kernel has room (``WebSocket.send_now``: no checkpoint, no trip
+        through the scheduler, as callbridge's media path sends); otherwise the waiting way."""
+        sent = self._ws.send_now((message,))
+        if sent == SENT:
+            return
         try:
-            await self._ws.send_message(message)
+            await self._ws.send_messages(() if sent == SENT_IN_PART else (message,))
         except WebSocketClosed as error:
             raise _closed(error) from None
 

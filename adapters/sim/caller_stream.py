@@ -9,7 +9,9 @@ drive it over an in-memory socket under trio's autojump clock.
 
 A call is four tasks in one nursery: the microphone (media frames), the receiver (server frames
 into the playback model), the playback clock (echoes marks when reached) and the script (this
-task). Every frame goes through ``_send`` so sequence numbers follow send order.
+task). Every frame goes through ``_send`` so sequence numbers follow send order. The microphone
+waits for each frame's time through a ``Pace``: by default its own deadline on trio's clock; a
+process running many callers can give them one shared timer instead (the benchmark does).
 """
 
 from __future__ import annotations
@@ -63,6 +65,25 @@ class MediaSocket(Protocol):
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
 
 
+class Pace(Protocol):
+    """How the microphone waits for a frame's time."""
+
+    async def until(self, due: float, interrupted: trio.Event) -> None:
+        """Return at ``due`` on trio's clock, or soon after (never before, unless ``interrupted``
+        is set: it may return then; the microphone checks why it woke)."""
+        ...
+
+
+class _OwnDeadline:
+    """Each microphone its own deadline: exact, at a cancel scope per frame."""
+
+    async def until(self, due: float, interrupted: trio.Event) -> None:
+        with trio.move_on_at(due):
+            await interrupted.wait()
+
+
+OWN_DEADLINE: Pace = _OwnDeadline()
+
 FrameCallback = Callable[[float, FrameSent], None]
 MediaCallback = Callable[[float, MediaReceived], None]
 
@@ -85,8 +106,10 @@ class _Call:
         on_media_received: MediaCallback | None,
         remote_hang_up: trio.Event | None = None,
         on_beep: Callable[[], None] | None = None,
+        pace: Pace = OWN_DEADLINE,
     ) -> None:
         self.ws = ws
+        self.pace = pace
         self.remote_hang_up = remote_hang_up
         self.on_beep = on_beep
         self.report = report
@@ -112,8 +135,15 @@ class _Call:
     # --- sending -----------------------------------------------------------------------------------
 
     async def _send(self, build: Callable[[str], codec.TwilioInbound]) -> None:
-        """Send one frame with the next sequence number (every frame after ``connected`` has one)."""
-        async with self._send_lock:
+        """Send one frame with the next sequence number (every frame after ``connected`` has one).
+        The lock is taken without a checkpoint when free: a socket that sends at once then costs the
+        frame no trip through the scheduler (the microphone's wait is its checkpoint)."""
+        lock = self._send_lock
+        if lock.locked():
+            await lock.acquire()
+        else:
+            lock.acquire_nowait()
+        try:
             if self._stopped:
                 return
             self._sequence += 1
@@ -121,6 +151,8 @@ class _Call:
                 await self.ws.send_message(codec.encode_inbound(build(str(self._sequence))))
             except ConnectionClosed as exc:
                 self._peer_closed(exc)
+        finally:
+            lock.release()
 
     async def _echo(self, names: list[str]) -> None:
         for name in names:
@@ -191,8 +223,7 @@ class _Call:
                 await self._hanging_up.wait()
                 break
             if not self._hanging_up.is_set():
-                with trio.move_on_at(due):
-                    await self._hanging_up.wait()
+                await self.pace.until(due, self._hanging_up)
             if self._hanging_up.is_set() and due >= self._hung_up_at:
                 break  # frames due before the hang-up still go out (late, as after a network hiccup)
             payload, speech, finished = self.mouth.next_frame()
@@ -376,12 +407,13 @@ async def run_stream(
     on_media_received: MediaCallback | None = None,
     remote_hang_up: trio.Event | None = None,
     on_beep: Callable[[], None] | None = None,
+    pace: Pace = OWN_DEADLINE,
 ) -> CallReport:
     """Play Twilio's part on an open stream socket: ``report.call_sid``/``stream_sid`` name the
     call; the report is filled in and returned. Returns when the script hung up (after ``stop``
     and the close handshake), the server closed the socket (``ended_by="server"``), or
     ``remote_hang_up`` was set (the call ended on Twilio's side: ``stop`` is sent,
-    ``ended_by="remote"``)."""
+    ``ended_by="remote"``). ``pace``: how the microphone waits for each frame's time."""
     call = _Call(
         ws,
         report,
@@ -393,6 +425,7 @@ async def run_stream(
         on_media_received=on_media_received,
         remote_hang_up=remote_hang_up,
         on_beep=on_beep,
+        pace=pace,
     )
     await call.run(script, max_duration_s)
     return report
