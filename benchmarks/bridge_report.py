@@ -2,7 +2,10 @@
 
 ``check_store`` opens the store the server wrote (after it stopped and flushed) and checks, per
 call, ``CallStarted``, ``CallEnded`` and that the stored caller audio covers every frame the
-caller sent (frames counted in ``CallerAudioReceived.frame_sizes``). The tables are drawn by
+caller sent (frames counted in ``CallerAudioReceived.frame_sizes``), less the frames the bridge
+refused as a flood: ``CallerAudioDropped`` with the flood guard's reason ("faster than … frames/s"),
+which callbridge records instead of the audio. A phone never sends that way; callers that fell seconds
+behind and then sent their backlog at once do, and the table says so. The tables are drawn by
 ``bridge_table.py``.
 """
 
@@ -17,13 +20,17 @@ from bridge_analysis import Direction
 from bridge_peers import CpuSample
 from peer_callers import CallLog
 
-from callbridge.engine.events import CallEnded, CallerAudioReceived, CallStarted, TaskCrashed
+from callbridge.engine.events import CallEnded, CallerAudioDropped, CallerAudioReceived, CallStarted, TaskCrashed
 from callbridge.engine.store import EventStore
 
 TARGETS = ("callbridge", "mainstream", "floor")
 """What a run measures: ``callbridge serve``; the mainstream stack's forwarder
 (``mainstream_bridge.py``: uvicorn + ``websockets``); the floor (``peer_proxy.py``: a trivial
 forwarder on callbridge's own sockets)."""
+
+
+FLOOD_REASON = "faster than "
+"""How ``CallerAudioDropped.reason`` begins for the flood guard (``engine/call_core.py``)."""
 
 
 class StoreCheck(msgspec.Struct, kw_only=True):
@@ -37,12 +44,17 @@ class StoreCheck(msgspec.Struct, kw_only=True):
     events: int
     end_reasons: dict[str, int]
     tasks_crashed: int
+    frames_refused_as_flood: int = 0
+    """Frames the flood guard refused (arrived faster than a phone sends them): recorded as a
+    ``CallerAudioDropped``, not stored as audio."""
+    frames_dropped_by_uplink: int = 0
+    """Frames stored but dropped on the way to the model (its socket behind), oldest first."""
 
 
 def check_store(url: str, logs: Sequence[CallLog]) -> StoreCheck:
     store = EventStore(url)
     try:
-        complete = no_start = no_end = sent_total = stored_total = events = crashed = 0
+        complete = no_start = no_end = sent_total = stored_total = events = crashed = flood = uplink = 0
         reasons: Counter[str] = Counter()
         for log in logs:
             recorded = [r.event for r in store.read_call(log.call_sid)] if log.call_sid else []
@@ -51,12 +63,16 @@ def check_store(url: str, logs: Sequence[CallLog]) -> StoreCheck:
             ended = [e for e in recorded if isinstance(e, CallEnded)]
             stored = sum(len(e.frame_sizes) for e in recorded if isinstance(e, CallerAudioReceived))
             crashed += sum(1 for e in recorded if isinstance(e, TaskCrashed))
+            dropped = [e for e in recorded if isinstance(e, CallerAudioDropped)]
+            refused = sum(e.count for e in dropped if e.reason.startswith(FLOOD_REASON))
+            flood += refused
+            uplink += sum(e.count for e in dropped if not e.reason.startswith(FLOOD_REASON))
             reasons.update(e.reason for e in ended)
             no_start += not started
             no_end += not ended
             sent_total += len(log.sent)
             stored_total += stored
-            complete += started and bool(ended) and stored >= len(log.sent)
+            complete += started and bool(ended) and stored + refused >= len(log.sent)
     finally:
         store.close()
     return StoreCheck(
@@ -69,6 +85,8 @@ def check_store(url: str, logs: Sequence[CallLog]) -> StoreCheck:
         events=events,
         end_reasons=dict(reasons),
         tasks_crashed=crashed,
+        frames_refused_as_flood=flood,
+        frames_dropped_by_uplink=uplink,
     )
 
 

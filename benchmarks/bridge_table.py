@@ -62,7 +62,11 @@ def _lost(direction: Direction) -> str:
 def _stored(store: StoreCheck | None) -> str:
     if store is None:
         return "n/a"
-    return f"{store.complete}/{store.calls} calls complete; {store.frames_stored:,} of {store.frames_sent:,} frames"
+    refused = f" (+{store.frames_refused_as_flood:,} refused as a flood)" if store.frames_refused_as_flood else ""
+    return (
+        f"{store.complete}/{store.calls} calls complete; {store.frames_stored:,} of {store.frames_sent:,} frames"
+        + refused
+    )
 
 
 def _growth(direction: Direction, seconds: float) -> float:
@@ -217,6 +221,16 @@ def render_details(run: RunResult, rounds: int) -> str:
         lines.append(
             f"  store: {store.events:,} events; missing CallStarted {store.missing_started}, CallEnded "
             f"{store.missing_ended}; end reasons {store.end_reasons}; TaskCrashed {store.tasks_crashed}"
+        )
+    if run.store is not None and run.store.frames_refused_as_flood:
+        lines.append(
+            f"  ⚠ the bridge refused {run.store.frames_refused_as_flood:,} caller frames as a flood (faster than a "
+            "phone sends): callers that fell behind sent their backlog at once; they count as lost"
+        )
+    if run.store is not None and run.store.frames_dropped_by_uplink:
+        lines.append(
+            f"  the bridge dropped {run.store.frames_dropped_by_uplink:,} caller frames on the way to the model "
+            "(its socket behind: oldest first, recorded), rather than let the caller's audio fall behind"
         )
     if run.peers.other_cores_peak > TAINT_CORES:
         lines.append(

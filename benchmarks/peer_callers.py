@@ -32,7 +32,8 @@ from trio_websocket import ConnectionClosed
 
 from callbridge.adapters.sim.caller import CallReport, Silence, Speak, Step, WaitForAssistant
 from callbridge.adapters.sim.caller_http import WebhookError, connect_url, new_sid, request_twiml, voice_webhook_params
-from callbridge.adapters.sim.caller_stream import OWN_DEADLINE, MediaSocket, Pace, run_stream
+from callbridge.adapters.sim.caller_pace import OWN_DEADLINE, Pace
+from callbridge.adapters.sim.caller_stream import MediaSocket, run_stream
 from callbridge.adapters.twilio.twiml import TwimlError
 from callbridge.adapters.websocket import WebSocketHandshakeError
 

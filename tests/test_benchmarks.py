@@ -282,3 +282,35 @@ def test_websocket_echo_measures_every_server() -> None:
 def test_bad_options_are_refused_naming_the_option(script: str, args: list[str], named: str) -> None:
     done = _bench(script, *args)
     assert done.returncode == 2 and named in done.stderr and "Traceback" not in done.stderr
+
+
+def test_the_store_check_counts_frames_refused_as_a_flood_as_accounted_for_and_uplink_drops_apart(
+    tmp_path: Path,
+) -> None:
+    """Callers that fell seconds behind send their backlog at once; callbridge's flood guard refuses
+    what comes faster than a phone sends and records how many instead of the audio. The check must
+    not call those calls incomplete, and must tell both kinds of drop apart."""
+    from bridge_report import check_store
+
+    from callbridge.engine.events import CallerAudioDropped, CallerAudioReceived
+    from callbridge.engine.store import EventStore
+    from callbridge.engine.synthetic import CallLog as SyntheticCall
+
+    call = SyntheticCall("CA" + "f" * 32).start().wait(1000)
+    at = call.events[-1].at
+    call.events.append(CallerAudioDropped(call_id=call.call_id, at=at, count=30, reason="faster than 75 frames/s"))
+    call.events.append(CallerAudioDropped(call_id=call.call_id, at=at, count=5, reason="model socket behind: 5"))
+    call.end()
+    url = str(tmp_path / "bench.db")
+    store = EventStore(url)
+    call.write(store)
+    store.close()
+    stored = sum(len(e.frame_sizes) for e in call.events if isinstance(e, CallerAudioReceived))
+
+    def sent(frames: int) -> CallLog:
+        return CallLog(index=0, call_sid=call.call_id, sent=[0.0] * frames)
+
+    accounted, short = check_store(url, [sent(stored + 30)]), check_store(url, [sent(stored + 31)])
+    assert (accounted.complete, short.complete) == (1, 0)
+    assert (accounted.frames_refused_as_flood, accounted.frames_dropped_by_uplink) == (30, 5)
+    assert accounted.frames_stored == stored

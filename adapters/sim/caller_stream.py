@@ -30,6 +30,7 @@ from callbridge.adapters.sim.caller_frames import mark_frame as _mark
 from callbridge.adapters.sim.caller_frames import media_frame as _media
 from callbridge.adapters.sim.caller_frames import start_frame as _start
 from callbridge.adapters.sim.caller_frames import stop_frame as _stop
+from callbridge.adapters.sim.caller_pace import OWN_DEADLINE, Pace
 from callbridge.adapters.sim.caller_report import CallReport, FrameSent, MediaReceived, fill_from_playback
 from callbridge.adapters.sim.caller_script import (
     BargeIn,
@@ -64,25 +65,6 @@ class MediaSocket(Protocol):
 
     async def aclose(self, code: int = 1000, reason: str | None = None) -> None: ...
 
-
-class Pace(Protocol):
-    """How the microphone waits for a frame's time."""
-
-    async def until(self, due: float, interrupted: trio.Event) -> None:
-        """Return at ``due`` on trio's clock, or soon after (never before, unless ``interrupted``
-        is set: it may return then; the microphone checks why it woke)."""
-        ...
-
-
-class _OwnDeadline:
-    """Each microphone its own deadline: exact, at a cancel scope per frame."""
-
-    async def until(self, due: float, interrupted: trio.Event) -> None:
-        with trio.move_on_at(due):
-            await interrupted.wait()
-
-
-OWN_DEADLINE: Pace = _OwnDeadline()
 
 FrameCallback = Callable[[float, FrameSent], None]
 MediaCallback = Callable[[float, MediaReceived], None]
