@@ -213,6 +213,9 @@ class CallCore:
 
     def _torn_down(self, given: CallTornDown) -> None:
         self._flush_audio()
+        flooded = self.frame_limit.take_unreported()  # a run of drops the end cut short
+        if flooded:
+            self._record_flood(flooded)
         if self.end_reason is None:
             self.end_reason = given.reason or "server_shutdown"
         if self.end_reason == "held_for_transfer":  # the call goes on without us: not ended
@@ -281,14 +284,7 @@ class CallCore:
         if dropped is None:
             return
         if dropped:
-            out.record(
-                CallerAudioDropped(
-                    call_id=self.config.call_id,
-                    at=out.now,
-                    count=dropped,
-                    reason=f"faster than {self.config.frame_rate.frames_per_s:g} frames/s",
-                )
-            )
+            self._record_flood(dropped)
         try:
             chunk = self.caller_audio.add(out.now, given.chunk, given.timestamp, given.payload)
         except ValueError as error:  # not base64: record the frame as rejected, keep the call
@@ -342,6 +338,12 @@ class CallCore:
         self._out.record(
             TwilioEventIgnored(call_id=self.config.call_id, at=self._out.now, event=given.event, raw=given.raw)
         )
+
+    def _record_flood(self, dropped: int) -> None:
+        """Caller frames the flood guard dropped (``engine/frame_rate.py``)."""
+        reason = f"faster than {self.config.frame_rate.frames_per_s:g} frames/s"
+        call_id, now = self.config.call_id, self._out.now
+        self._out.record(CallerAudioDropped(call_id=call_id, at=now, count=dropped, reason=reason))
 
     def _frames_dropped(self, given: CallerFramesDropped) -> None:
         self._out.record(

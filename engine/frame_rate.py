@@ -3,7 +3,8 @@
 Twilio sends one 20 ms ``media`` frame every 20 ms (50 a second), in small bursts after network
 jitter. A peer that sends far faster is not a phone call: left alone, one such stream wrote 208 MB to
 the store and uploaded 115 MB to the model in 9.5 s. A token bucket lets the real pace and its bursts
-through and drops the excess, which the core records (``CallerAudioDropped``) once per run of drops.
+through and drops the excess, which the core records (``CallerAudioDropped``) once per run of drops,
+and at the call's end for a run still under way.
 """
 
 from __future__ import annotations
@@ -42,5 +43,11 @@ class FrameBucket:
             self._dropped += 1
             return None
         self._tokens -= 1.0
+        dropped, self._dropped = self._dropped, 0
+        return dropped
+
+    def take_unreported(self) -> int:
+        """The frames dropped since the last kept one, forgotten here: a run of drops that no kept frame
+        followed (the call ended during it) is recorded from this."""
         dropped, self._dropped = self._dropped, 0
         return dropped

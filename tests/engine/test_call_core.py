@@ -142,6 +142,21 @@ def test_a_caller_faster_than_a_phone_is_cut_to_the_limit_and_the_drop_recorded(
     assert len(call.to_model(audio=True)) == 11
 
 
+def test_drops_still_running_when_the_call_ends_are_recorded_before_call_ended() -> None:
+    """A caller that fell behind sends its backlog at once and hangs up: no kept frame follows the
+    drops, so the end records them (before, they were counted and forgotten)."""
+    call = Driver(frame_rate=FrameRateLimit(frames_per_s=50.0, burst_frames=10))
+    call.start()
+    for index in range(15):  # 10 pass, 5 are dropped, and the caller hangs up
+        call.feed(frame(index))
+    call.feed(CallerHungUp())
+    call.feed(CallTornDown(reason="server_shutdown"))
+    [dropped] = call.events(CallerAudioDropped)
+    assert dropped.count == 5 and "frames/s" in dropped.reason
+    events = call.events()
+    assert events.index(dropped) < events.index(call.events(CallEnded)[0])
+
+
 def test_the_caller_hanging_up_ends_the_call_and_call_ended_is_recorded_last_and_once() -> None:
     call = Driver()
     call.start()
