@@ -43,6 +43,8 @@ def _decode_one(byte: int) -> int:
 
 _DECODE: Final[tuple[int, ...]] = tuple(_decode_one(b) for b in range(256))
 _SQUARES: Final[tuple[int, ...]] = tuple(v * v for v in _DECODE)
+_ZERO_BYTES: Final = bytes(b for b in range(256) if _DECODE[b] == 0)
+"""The μ-law bytes that decode to 0 (0x7F and 0xFF)."""
 
 
 def ulaw_encode_sample(sample: int) -> int:
@@ -76,7 +78,7 @@ def silence(ms: int) -> bytes:
 
 def rms(data: bytes) -> float:
     """Root mean square of μ-law audio on the linear scale (0 for silence, at most ~32000)."""
-    if not data:
+    if not data.strip(_ZERO_BYTES):  # digital silence (most of a call's frames): no sum in Python
         return 0.0
     squares = _SQUARES
     return math.sqrt(sum(squares[b] for b in data) / len(data))

@@ -46,6 +46,13 @@ def test_silence() -> None:
     assert silence(20) == bytes([0xFF]) * 160
     assert rms(silence(1000)) == 0.0
     assert rms(b"") == 0.0
+    assert rms(b"\x7f\xff" * 80) == 0.0  # both μ-law zeros
+
+
+def test_a_frame_with_one_loud_sample_is_not_silence() -> None:
+    frame = bytearray(silence(20))
+    frame[80] = 0x00  # the loudest negative sample
+    assert rms(bytes(frame)) == (ulaw_decode(b"\x00")[0] ** 2 / 160) ** 0.5
 
 
 def test_speech_is_loud_in_every_frame() -> None:
