@@ -10,7 +10,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
 from peer_clock import Metronome  # noqa: E402
 
