@@ -42,14 +42,16 @@ class SessionRecord:
         self.close_code: int | None = None
         self.close_reason: str = ""
         self.closed = trio.Event()
-        self._changed = trio.Event()
+        self._changed: trio.Event | None = None
+        """Set at the next change; made only while someone waits (not once per message)."""
 
     def __repr__(self) -> str:
         return f"SessionRecord({self.index}, {len(self.client_events)} in, {len(self.server_events)} out)"
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = trio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     def received(self, raw: str, event: ClientEvent | UnknownClientEvent | None, type_: str) -> None:
         self.client_events.append(ReceivedEvent(at=trio.current_time(), type=type_, raw=raw, event=event))
@@ -77,6 +79,8 @@ class SessionRecord:
                 return found
             if self.closed.is_set():
                 raise AssertionError(f"session {self.index} closed before the awaited event arrived")
+            if self._changed is None:
+                self._changed = trio.Event()
             await self._changed.wait()
 
     async def wait_for_client(self, type_: str, count: int = 1) -> ReceivedEvent:
