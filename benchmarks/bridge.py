@@ -97,7 +97,8 @@ def heading(args: argparse.Namespace, calls: int) -> str:
     turns = "lockstep turns (every call speaks at the same moments)" if args.lockstep else "staggered turns"
     contend = f"{args.contend} busy-loop contender(s)" if args.contend else "no contenders"
     rounds = f"{args.rounds} round{'s' if args.rounds > 1 else ''}"
-    return (f"### {calls} calls x {args.seconds:g} s: {turns}, {contend}, {rounds}\n\n"
+    pinned = "; the peers on the last core, the bridge on the others (--pin)" if args.pin else ""
+    return (f"### {calls} calls x {args.seconds:g} s: {turns}, {contend}, {rounds}{pinned}\n\n"
             f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; "
             f"callbridge's store: {'the given --store' if args.store else 'SQLite'}")  # fmt: skip
 
@@ -136,6 +137,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="niceness of the peer process (default -5 where allowed: the peers stand for Twilio "
                         "and OpenAI, which are not on the bridge's host, so they get the CPU first; 0: "
                         "they compete as equals)")  # fmt: skip
+    parser.add_argument("--pin", action="store_true",
+                        help="the peer process on the last core, the bridge on the others (the peers stand for "
+                        "Twilio and OpenAI, which run on other machines)")  # fmt: skip
     parser.add_argument("--ramp", type=float, default=2.0, help="start the calls evenly over this many s (default 2)")
     parser.add_argument(
         "--lockstep", action="store_true", help="all calls speak at the same moments (default: staggered turns)"
@@ -172,6 +176,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--contend must be 0 or more")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        parser.error("--pin needs at least 2 cores")
     if "mainstream" in args.targets and not _has_bench_extra():
         parser.error("the mainstream baseline needs uvicorn and websockets: pip install -e '.[bench]' "
                      "(or leave it out: --targets callbridge,floor)")  # fmt: skip

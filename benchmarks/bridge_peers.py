@@ -41,12 +41,21 @@ class CallsRun(msgspec.Struct, kw_only=True):
 
 
 async def start_peers(
-    children: Children, out: Path, *, calls: int, seconds: float, ramp_s: float, stagger_s: float, nice: int
+    children: Children,
+    out: Path,
+    *,
+    calls: int,
+    seconds: float,
+    ramp_s: float,
+    stagger_s: float,
+    nice: int,
+    cpus: set[int] | None = None,
 ) -> tuple[trio.Process, str, int]:
-    """The peer process, its simulated model listening; returns (process, model URL, niceness)."""
+    """The peer process, its simulated model listening, on ``cpus`` (None: anywhere); returns
+    (process, model URL, niceness)."""
     args = ["peers", str(out), "--calls", str(calls), "--seconds", str(seconds), "--ramp", str(ramp_s),
             "--stagger", str(stagger_s), "--nice", str(nice)]  # fmt: skip
-    process = await start_peer(children, args, stdin=subprocess.PIPE)
+    process = await start_peer(children, args, stdin=subprocess.PIPE, cpus=cpus)
     ready = await first_json_line(process)
     return process, str(ready["model_url"]), int(ready["nice"])
 

@@ -11,6 +11,8 @@ import re
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -65,25 +67,50 @@ class Lines:
         return line.decode()
 
 
-async def start_peer(children: Children, args: list[str], stdin: int | None = None, stderr: Any = None) -> trio.Process:
-    """``peers.py ARGS`` with its stdout piped to us (stderr shared unless given: a crashing peer is seen)."""
-    return await children.start([sys.executable, PEERS, *args], stdout=subprocess.PIPE, stdin=stdin, stderr=stderr)
+def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that keeps a process (and every thread and child it makes) on ``cpus``; None: anywhere."""
+    if cpus is None:
+        return None
+    return partial(os.sched_setaffinity, 0, cpus)
 
 
-async def start_floor(children: Children, model_url: str, log_path: Path) -> tuple[trio.Process, int, str]:
+def split_cores() -> tuple[set[int], set[int]]:
+    """``--pin``: (the peers' cores, the bridge's cores) — the last core the peers', the others the bridge's:
+    the peers stand for Twilio and OpenAI, which run on other machines, not on the bridge's cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    if len(cores) < 2:
+        raise ValueError("--pin needs at least 2 cores")
+    return {cores[-1]}, set(cores[:-1])
+
+
+async def start_peer(
+    children: Children, args: list[str], stdin: int | None = None, stderr: Any = None, cpus: set[int] | None = None
+) -> trio.Process:
+    """``peers.py ARGS`` with its stdout piped to us (stderr shared unless given: a crashing peer is seen),
+    on ``cpus`` (None: anywhere)."""
+    command = [sys.executable, PEERS, *args]
+    return await children.start(command, stdout=subprocess.PIPE, stdin=stdin, stderr=stderr, preexec_fn=pinned_to(cpus))
+
+
+async def start_floor(
+    children: Children, model_url: str, log_path: Path, cpus: set[int] | None = None
+) -> tuple[trio.Process, int, str]:
     """The floor: ``peer_proxy.py``'s trivial forwarder, its stderr in ``log_path``; returns
     (process, port, stack)."""
     with log_path.open("wb") as log:
-        process = await start_peer(children, ["proxy", model_url], stderr=log)
+        process = await start_peer(children, ["proxy", model_url], stderr=log, cpus=cpus)
     port = int((await first_json_line(process))["port"])
     return process, port, "adapters.websocket (wsproto in the reading task), trio; forwards only"
 
 
-async def start_mainstream(children: Children, model_url: str, log_path: Path) -> tuple[trio.Process, int, str]:
+async def start_mainstream(
+    children: Children, model_url: str, log_path: Path, cpus: set[int] | None = None
+) -> tuple[trio.Process, int, str]:
     """The mainstream stack's forwarder (``mainstream_bridge.py``), its stderr in ``log_path``;
     returns (process, port, stack). Needs the ``bench`` extra (uvicorn, websockets)."""
     with log_path.open("wb") as log:
-        process = await children.start([sys.executable, MAINSTREAM, model_url], stdout=subprocess.PIPE, stderr=log)
+        command = [sys.executable, MAINSTREAM, model_url]
+        process = await children.start(command, stdout=subprocess.PIPE, stderr=log, preexec_fn=pinned_to(cpus))
     ready = await first_json_line(process)
     stack = ready["stack"]
     return process, int(ready["port"]), f"uvicorn {stack['uvicorn']} ({stack['websocket']}), {stack['loop']}"
@@ -130,12 +157,18 @@ PRELUDE_SITE = Path(__file__).resolve().parent / "server_prelude"
 
 
 async def start_server(
-    children: Children, workdir: Path, model_url: str, store_url: str, prelude: str | None = None
+    children: Children,
+    workdir: Path,
+    model_url: str,
+    store_url: str,
+    prelude: str | None = None,
+    cpus: set[int] | None = None,
 ) -> tuple[trio.Process, int, Path]:
     """``callbridge serve --model openai`` on a free port, recording into ``store_url`` (its views
     in ``workdir``); returns (process, port, log path). ``prelude``: a Python file run first in the
     server process and in each of its workers (to try a change without editing the code: a
-    monkeypatch, …; see ``server_prelude/sitecustomize.py``)."""
+    monkeypatch, …; see ``server_prelude/sitecustomize.py``). ``cpus``: where it and its workers run
+    (None: anywhere; its default number of workers is then the number of these cores)."""
     env = {k: v for k, v in os.environ.items() if k not in {"TWILIO_AUTH_TOKEN", "PUBLIC_URL", "HOST", "PORT"}}
     env |= {"OPENAI_API_KEY": "bench-key", "OPENAI_REALTIME_URL": model_url, "CALLBRIDGE_API_TOKEN": "bench"}
     env["CALLBRIDGE_VIEWS"] = str(workdir / "views.db")
@@ -145,7 +178,9 @@ async def start_server(
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PRELUDE_SITE), env.get("PYTHONPATH")]))
     command = [sys.executable, "-m", "callbridge", "serve", "--model", "openai", "--port", "0"]
     with log_path.open("wb") as log:
-        process = await children.start([*command, "--store", store_url], stdout=log, stderr=subprocess.STDOUT, env=env)
+        process = await children.start(
+            [*command, "--store", store_url], stdout=log, stderr=subprocess.STDOUT, env=env, preexec_fn=pinned_to(cpus)
+        )
     with trio.fail_after(30):
         while True:
             found = re.search(r"listening on http://[^:]+:(\d+)", log_path.read_text(errors="replace"))

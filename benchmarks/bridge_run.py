@@ -25,6 +25,7 @@ from bridge_procs import (
     niceness,
     say,
     server_errors,
+    split_cores,
     start_contenders,
     start_floor,
     start_mainstream,
@@ -67,13 +68,16 @@ async def _start_target(
 ) -> tuple[trio.Process, int, Path, str]:
     """The target's process, port, log file and a description of its stack."""
     log_path = plan.workdir / "server.log"
+    cpus = split_cores()[1] if args.pin else None
     if plan.target == "callbridge":
-        server, port, log_path = await start_server(children, plan.workdir, model_url, store_url, args.server_prelude)
+        server, port, log_path = await start_server(
+            children, plan.workdir, model_url, store_url, args.server_prelude, cpus
+        )
         return server, port, log_path, "callbridge serve"
     if plan.target == "mainstream":
-        server, port, stack = await start_mainstream(children, model_url, log_path)
+        server, port, stack = await start_mainstream(children, model_url, log_path, cpus)
     else:
-        server, port, stack = await start_floor(children, model_url, log_path)
+        server, port, stack = await start_floor(children, model_url, log_path, cpus)
     return server, port, log_path, stack
 
 
@@ -93,6 +97,7 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
         ramp_s=args.ramp,
         stagger_s=0.0 if args.lockstep else EXCHANGE_S,
         nice=args.peers_nice,
+        cpus=split_cores()[0] if args.pin else None,
     )
     store_url = args.store or str(workdir / "callbridge.db")
     server, port, log_path, stack = await _start_target(args, plan, children, model_url, store_url)
