@@ -12,7 +12,7 @@ import trio.testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
 
-from peer_clock import Metronome  # noqa: E402
+from peer_clock import Metronome
 
 TICK = 0.25
 """A tick that binary floating point adds up exactly."""
