@@ -189,8 +189,9 @@ def render_windows(runs: Sequence[RunResult]) -> str:
     for index in range(count):
         start = index * WINDOW_S
         end = min(start + WINDOW_S, seconds)
+        label = f"{start:g}-{end:g} s" if start < seconds else f"after {seconds:g} s (the hang-up)"
         cells = [f"{cell(r.uplink, index)} · {cell(r.downlink, index)}" for r in runs]
-        lines.append(f"| {start:g}-{end:g} s | " + " | ".join(cells) + " |")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
