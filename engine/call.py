@@ -230,7 +230,7 @@ class CallShell:
 
     def finish(self, reason: str = "") -> str:
         """Record the end (the core writes ``CallEnded`` last); returns the end reason."""
-        self.feed(CallTornDown(reason=reason))
+        self.feed(CallTornDown(reason=reason, uplink_dropped=self.model_link.take_unreported_drops()))
         assert self.core.end_reason is not None
         return self.core.end_reason
 

@@ -216,6 +216,8 @@ class CallCore:
         flooded = self.frame_limit.take_unreported()  # a run of drops the end cut short
         if flooded:
             self._record_flood(flooded)
+        if given.uplink_dropped is not None:
+            self._frames_dropped(given.uplink_dropped)
         if self.end_reason is None:
             self.end_reason = given.reason or "server_shutdown"
         if self.end_reason == "held_for_transfer":  # the call goes on without us: not ended

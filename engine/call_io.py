@@ -64,6 +64,9 @@ class CallTornDown(Input, frozen=True, kw_only=True):
 
     reason: str = ""
     """Why, when the core did not decide it (``server_shutdown``, a console hang-up)."""
+    uplink_dropped: CallerFramesDropped | None = None
+    """Caller frames the uplink dropped that no ``CallerFramesDropped`` reported (their session ended
+    first): recorded before ``CallEnded``."""
 
 
 class HangUpRequested(Input, frozen=True, kw_only=True):

@@ -56,6 +56,8 @@ class ModelLink:
         frame at once, without waking the writer: ``engine/outlet.py``)."""
         self._requests: list[OpenModelSession] = []
         self._wake = trio.Event()
+        self._unreported_drops = 0
+        """Caller frames the uplink dropped on sessions that ended before their writer reported them."""
         self._scopes: dict[int, trio.CancelScope] = {}
 
     def open(self, request: OpenModelSession) -> None:
@@ -109,15 +111,25 @@ class ModelLink:
             except (WebSocketClosed, RealtimeConnectError, ExceptionGroup) as raised:
                 error = _link_failure(raised)
                 self._forget(session)
+                dropped = self.take_unreported_drops()  # the call goes on: record them now
+                if dropped is not None:
+                    self.feed(dropped)
                 self.feed(_session_lost(session, connected, error))
                 return
             finally:
                 self._forget(session)
 
+    def take_unreported_drops(self) -> CallerFramesDropped | None:
+        """Caller frames dropped on the way to a session that ended (the call's end, a session closed)
+        before its writer reported them, to record; None when there are none."""
+        dropped, self._unreported_drops = self._unreported_drops, 0
+        return CallerFramesDropped(count=dropped, queued_limit=UPLINK_MAX_FRAMES) if dropped else None
+
     def _forget(self, session: int) -> None:
         outlet = self.outlets.pop(session, None)
         self.send_now.pop(session, None)
         if outlet is not None:
+            self._unreported_drops += outlet.take_dropped()
             outlet.clear()
         self._scopes.pop(session, None)
 

@@ -317,3 +317,36 @@ async def test_a_stalled_model_socket_drops_the_oldest_caller_frames_and_records
     assert sum(d.count for d in dropped) == 50 - UPLINK_MAX_FRAMES and "uplink" in dropped[0].reason
     stored = sum(len(e.frame_sizes) for e in events if isinstance(e, CallerAudioReceived))
     assert stored == 51  # the store still has every frame the caller sent
+
+
+async def test_frames_dropped_for_a_model_that_never_caught_up_are_recorded_when_the_call_ends(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The uplink reports its drops after each write; a write that never finished (the model stopped
+    reading for good) reported none. The call's end records them, before ``CallEnded``."""
+    model = MemoryModel()
+
+    @asynccontextmanager
+    async def opener() -> AsyncIterator[MemoryModel]:
+        yield model
+
+    events: list[Event] = []
+    twilio = MemoryTwilio()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(
+            lambda: run_call(
+                twilio.socket, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
+            )
+        )
+        await model.configured.wait()
+        model.unstalled = trio.Event()  # the model stops reading, and never reads again
+        await twilio.send(media_frame(0))
+        await trio.testing.wait_all_tasks_blocked()  # the writer is stuck sending frame 0, for good
+        for index in range(1, 51):
+            await twilio.send(media_frame(index))
+        await trio.testing.wait_all_tasks_blocked()
+        await twilio.send(stop_frame())
+    dropped = [e for e in events if isinstance(e, CallerAudioDropped)]
+    assert sum(d.count for d in dropped) == 50 - UPLINK_MAX_FRAMES and "uplink" in dropped[0].reason
+    ended = next(i for i, e in enumerate(events) if isinstance(e, CallEnded))
+    assert all(events.index(d) < ended for d in dropped)
