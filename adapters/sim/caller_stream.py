@@ -53,6 +53,7 @@ from callbridge.adapters.sim.playback import PlaybackModel
 from callbridge.adapters.sim.voice import FRAME_MS, Voice
 from callbridge.adapters.twilio import codec
 from callbridge.adapters.twilio.codec import TwilioFrameError
+from callbridge.adapters.websocket import acquire_at_once
 
 
 class MediaSocket(Protocol):
@@ -118,13 +119,9 @@ class _Call:
 
     async def _send(self, build: Callable[[str], codec.TwilioInbound]) -> None:
         """Send one frame with the next sequence number (every frame after ``connected`` has one).
-        The lock is taken without a checkpoint when free: a socket that sends at once then costs the
-        frame no trip through the scheduler (the microphone's wait is its checkpoint)."""
+        The lock is taken without a checkpoint when free (the microphone's wait is its checkpoint)."""
         lock = self._send_lock
-        if lock.locked():
-            await lock.acquire()
-        else:
-            lock.acquire_nowait()
+        await acquire_at_once(lock)
         try:
             if self._stopped:
                 return

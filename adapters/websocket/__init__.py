@@ -17,6 +17,7 @@ from callbridge.adapters.websocket.errors import (
     WebSocketRejected,
 )
 from callbridge.adapters.websocket.handshake import IncomingRequest, accept_request, connect
+from callbridge.adapters.websocket.lock import acquire_at_once
 
 __all__ = [
     "ABNORMAL_CLOSURE",
@@ -32,5 +33,6 @@ __all__ = [
     "WebSocketHandshakeTimeout",
     "WebSocketRejected",
     "accept_request",
+    "acquire_at_once",
     "connect",
 ]

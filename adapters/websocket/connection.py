@@ -38,6 +38,7 @@ from wsproto.events import (
 
 from callbridge.adapters.websocket import frames
 from callbridge.adapters.websocket.errors import WebSocketClosed
+from callbridge.adapters.websocket.lock import acquire_at_once
 from callbridge.adapters.websocket.wsproto_state import wsproto_at_frame_boundary
 
 RECEIVE_BYTES: Final = 65536
@@ -297,10 +298,7 @@ class WebSocket:
 
     async def _write(self, data: bytes) -> None:
         lock = self._send_lock
-        if lock.locked():
-            await lock.acquire()
-        else:
-            lock.acquire_nowait()
+        await acquire_at_once(lock)
         try:
             if self.closed is not None:
                 raise self.closed
