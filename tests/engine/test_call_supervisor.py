@@ -282,9 +282,9 @@ async def test_an_utterance_cut_by_a_lost_session_is_sent_again_to_the_next(
     assert second.sent[0]["type"] == "session.update"
 
 
-async def test_a_stalled_model_socket_drops_the_oldest_caller_frames_and_records_it_instead_of_queueing(
-    autojump_clock: trio.testing.MockClock,
-) -> None:
+async def call_with_a_stalled_model(*, catches_up: bool) -> tuple[MemoryModel, list[Event]]:
+    """A call whose model stops reading while the caller sends 51 frames (the writer stuck on the
+    first); with ``catches_up`` the model reads again before the caller hangs up."""
     model = MemoryModel()
 
     @asynccontextmanager
@@ -306,10 +306,18 @@ async def test_a_stalled_model_socket_drops_the_oldest_caller_frames_and_records
         for index in range(1, 51):
             await twilio.send(media_frame(index))
         await trio.testing.wait_all_tasks_blocked()
-        model.unstalled.set()
-        await model.wait_sent("input_audio_buffer.append", 1 + UPLINK_MAX_FRAMES)
-        await trio.testing.wait_all_tasks_blocked()
+        if catches_up:
+            model.unstalled.set()
+            await model.wait_sent("input_audio_buffer.append", 1 + UPLINK_MAX_FRAMES)
+            await trio.testing.wait_all_tasks_blocked()
         await twilio.send(stop_frame())
+    return model, events
+
+
+async def test_a_stalled_model_socket_drops_the_oldest_caller_frames_and_records_it_instead_of_queueing(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    model, events = await call_with_a_stalled_model(catches_up=True)
     appended = [e["audio"] for e in model.sent if e["type"] == "input_audio_buffer.append"]
     newest = [json.loads(media_frame(i))["media"]["payload"] for i in range(51 - UPLINK_MAX_FRAMES, 51)]
     assert appended[1:] == newest  # the model hears the latest 100 ms, not 1 s-old audio
@@ -324,28 +332,7 @@ async def test_frames_dropped_for_a_model_that_never_caught_up_are_recorded_when
 ) -> None:
     """The uplink reports its drops after each write; a write that never finished (the model stopped
     reading for good) reported none. The call's end records them, before ``CallEnded``."""
-    model = MemoryModel()
-
-    @asynccontextmanager
-    async def opener() -> AsyncIterator[MemoryModel]:
-        yield model
-
-    events: list[Event] = []
-    twilio = MemoryTwilio()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(
-            lambda: run_call(
-                twilio.socket, start_frame(), settings=settings_for(opener), session_config={}, sink=events.append
-            )
-        )
-        await model.configured.wait()
-        model.unstalled = trio.Event()  # the model stops reading, and never reads again
-        await twilio.send(media_frame(0))
-        await trio.testing.wait_all_tasks_blocked()  # the writer is stuck sending frame 0, for good
-        for index in range(1, 51):
-            await twilio.send(media_frame(index))
-        await trio.testing.wait_all_tasks_blocked()
-        await twilio.send(stop_frame())
+    _, events = await call_with_a_stalled_model(catches_up=False)  # the writer stays stuck for good
     dropped = [e for e in events if isinstance(e, CallerAudioDropped)]
     assert sum(d.count for d in dropped) == 50 - UPLINK_MAX_FRAMES and "uplink" in dropped[0].reason
     ended = next(i for i, e in enumerate(events) if isinstance(e, CallEnded))
