@@ -59,6 +59,7 @@ from pathlib import Path
 
 import msgspec
 import trio
+from bridge_procs import split_cores
 from bridge_report import TARGETS, RunResult
 from bridge_run import Plan, run_once
 from bridge_table import render_sitting
@@ -176,8 +177,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--contend must be 0 or more")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
-    if args.pin and len(os.sched_getaffinity(0)) < 2:
-        parser.error("--pin needs at least 2 cores")
+    try:
+        args.cores = split_cores() if args.pin else None  # (the peers' cores, the bridge's)
+    except ValueError as error:
+        parser.error(str(error))
     if "mainstream" in args.targets and not _has_bench_extra():
         parser.error("the mainstream baseline needs uvicorn and websockets: pip install -e '.[bench]' "
                      "(or leave it out: --targets callbridge,floor)")  # fmt: skip

@@ -25,7 +25,6 @@ from bridge_procs import (
     niceness,
     say,
     server_errors,
-    split_cores,
     start_contenders,
     start_floor,
     start_mainstream,
@@ -68,7 +67,7 @@ async def _start_target(
 ) -> tuple[trio.Process, int, Path, str]:
     """The target's process, port, log file and a description of its stack."""
     log_path = plan.workdir / "server.log"
-    cpus = split_cores()[1] if args.pin else None
+    cpus = args.cores[1] if args.cores else None
     if plan.target == "callbridge":
         server, port, log_path = await start_server(
             children, plan.workdir, model_url, store_url, args.server_prelude, cpus
@@ -97,7 +96,7 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
         ramp_s=args.ramp,
         stagger_s=0.0 if args.lockstep else EXCHANGE_S,
         nice=args.peers_nice,
-        cpus=split_cores()[0] if args.pin else None,
+        cpus=args.cores[0] if args.cores else None,
     )
     store_url = args.store or str(workdir / "callbridge.db")
     server, port, log_path, stack = await _start_target(args, plan, children, model_url, store_url)
