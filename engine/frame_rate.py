@@ -43,8 +43,7 @@ class FrameBucket:
             self._dropped += 1
             return None
         self._tokens -= 1.0
-        dropped, self._dropped = self._dropped, 0
-        return dropped
+        return self.take_unreported()
 
     def take_unreported(self) -> int:
         """The frames dropped since the last kept one, forgotten here: a run of drops that no kept frame

@@ -123,7 +123,7 @@ class ModelLink:
         """Caller frames dropped on the way to a session that ended (the call's end, a session closed)
         before its writer reported them, to record; None when there are none."""
         dropped, self._unreported_drops = self._unreported_drops, 0
-        return CallerFramesDropped(count=dropped, queued_limit=UPLINK_MAX_FRAMES) if dropped else None
+        return _dropped(dropped)
 
     def _forget(self, session: int) -> None:
         outlet = self.outlets.pop(session, None)
@@ -149,9 +149,14 @@ class ModelLink:
             texts = await outlet.take()
             await conn.send_raw_many(texts)
             outlet.written()
-            dropped = outlet.take_dropped()
-            if dropped:
-                self.feed(CallerFramesDropped(count=dropped, queued_limit=UPLINK_MAX_FRAMES))
+            dropped = _dropped(outlet.take_dropped())
+            if dropped is not None:
+                self.feed(dropped)
+
+
+def _dropped(count: int) -> CallerFramesDropped | None:
+    """``count`` caller frames the uplink dropped, as the core's input; None for none."""
+    return CallerFramesDropped(count=count, queued_limit=UPLINK_MAX_FRAMES) if count else None
 
 
 def _link_failure(raised: BaseException) -> WebSocketClosed | RealtimeConnectError:
