@@ -13,7 +13,7 @@ from typing import Any
 
 from callbridge.adapters.twilio import codec
 from callbridge.engine.audio_chunks import AssistantAudioChunker
-from callbridge.engine.call_io import Outbox
+from callbridge.engine.call_outbox import Outbox
 from callbridge.engine.events import AssistantAudioDiscarded, AssistantAudioPlayed, BargeInDecided, PlaybackCleared
 from callbridge.engine.playback import Playback
 

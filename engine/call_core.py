@@ -54,7 +54,6 @@ from callbridge.engine.call_io import (
     ModelSessionLost,
     ModelSessionOpened,
     OpenModelSession,
-    Outbox,
     Output,
     PhoneCommandDone,
     SessionUpdateRequested,
@@ -72,6 +71,7 @@ from callbridge.engine.call_io import (
 )
 from callbridge.engine.call_keypad import Keypad
 from callbridge.engine.call_model import ModelSide
+from callbridge.engine.call_outbox import Outbox
 from callbridge.engine.call_recycle import Recycler
 from callbridge.engine.call_state import OFFLINE, CallState
 from callbridge.engine.call_transfer import Transfers

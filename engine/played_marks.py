@@ -10,7 +10,7 @@ one item are held and recorded as one event: ``marks`` and ``played_bytes`` summ
 sum ``played_bytes`` or take the last total anyway, so a log recorded with one event per echo reads
 the same.
 
-When held echoes go out (``call_io.Outbox``): before any event the core records that is not one of
+When held echoes go out (``call_outbox.Outbox``): before any event the core records that is not one of
 the streams (``transcript_words.rides_along``), so a ``BargeInDecided``, a ``PlaybackCleared``, the end
 of the response or of the call come after what had been heard; when an echo of another item comes;
 and at the writer's batch once the first echo held is half a second old (``CALLER_HAND_OVER_S``, as
