@@ -11,7 +11,9 @@ Each run is two processes, so a bridge's own CPU is read from ``/proc`` alone:
   code behind ``callbridge fake-openai``) and every simulated caller (a 20 ms ``media`` frame per
   call at real-time pace, each tagged with its (call, frame) number; replies played and marks
   echoed like Twilio; turns staggered across calls, ``--lockstep``: all at the same moments), in
-  one process, timing every frame on one clock;
+  one process, timing every frame on one clock (``time.monotonic()``). One process is one core at
+  most, about 100 calls' worth: ``--peer-processes P`` splits the calls over P of them, their
+  models listening on one port, timing on the same machine-wide clock;
 - the target, pointed (``OPENAI_REALTIME_URL``) at that model:
   ``callbridge`` — ``callbridge serve --model openai`` with a temporary SQLite store (``--store
   URL``: another, e.g. PostgreSQL); ``mainstream`` — ``mainstream_bridge.py``, a forwarder on
@@ -141,6 +143,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--pin", action="store_true",
                         help="the peer process on the last core, the bridge on the others (the peers stand for "
                         "Twilio and OpenAI, which run on other machines)")  # fmt: skip
+    parser.add_argument("--peer-processes", type=int, default=1, metavar="P",
+                        help="split the calls over P peer processes (default 1: one process, one core at most, "
+                        "about 100 calls' worth; more calls need more, and cores for them)")  # fmt: skip
     parser.add_argument("--ramp", type=float, default=2.0, help="start the calls evenly over this many s (default 2)")
     parser.add_argument(
         "--lockstep", action="store_true", help="all calls speak at the same moments (default: staggered turns)"
@@ -175,6 +180,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error("--rounds must be at least 1")
     if args.contend < 0:
         parser.error("--contend must be 0 or more")
+    if args.peer_processes < 1 or args.peer_processes > min(args.calls):
+        parser.error("--peer-processes must be at least 1, and no more than the calls")
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
     try:

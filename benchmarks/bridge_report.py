@@ -95,7 +95,10 @@ class PeerLoad(msgspec.Struct, kw_only=True):
     latencies it timestamps, and other programs take the cores the bridge needs."""
 
     cores: float
-    """The peer process (simulated model and every caller), mean cores while the calls ran."""
+    """The peer process (simulated model and every caller), mean cores while the calls ran (all of
+    them, with ``--peer-processes``)."""
+    processes: int = 1
+    """How many peer processes shared the calls (``--peer-processes``)."""
     nice: int
     """The peer process's niceness (``--peers-nice``)."""
     loop_lag_ms_p99: float

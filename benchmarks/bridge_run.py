@@ -88,7 +88,7 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
     contenders = await start_contenders(children, args.contend)
     if contenders:
         say(f"{target}: {len(contenders)} busy loop(s) at niceness {niceness(contenders[0].pid)} keep cores busy")
-    peers, model_url, peers_nice = await start_peers(
+    peers = await start_peers(
         children,
         workdir / "peers.json",
         calls=plan.calls,
@@ -97,11 +97,14 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
         stagger_s=0.0 if args.lockstep else EXCHANGE_S,
         nice=args.peers_nice,
         cpus=args.cores[0] if args.cores else None,
+        processes=args.peer_processes,
     )
+    model_url = peers.model_url
     store_url = args.store or str(workdir / "callbridge.db")
     server, port, log_path, stack = await _start_target(args, plan, children, model_url, store_url)
     base_url = f"http://127.0.0.1:{port}"
-    say(f"{target} (round {plan.round}): {stack} on {base_url} (pid {server.pid}), peers pid {peers.pid}; "
+    say(f"{target} (round {plan.round}): {stack} on {base_url} (pid {server.pid}), peers pid "
+        f"{', '.join(str(process.pid) for process in peers.processes)}; "
         f"{plan.calls} calls x {args.seconds:g} s")  # fmt: skip
     profiler = profile = None
     if args.profile:
@@ -128,14 +131,16 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
         say(f"{target}: profile of the server (py-spy, {profile}):\n{summary}")
     say(f"{target}: calls done; stopping the server (SIGINT), then the peers")
     await stop(server, target)
-    await stop(peers, "the peer process")
+    for process in peers.processes:
+        await stop(process, "the peer process")
     await kill_all(contenders)
-    if peers.returncode != 0 or not (workdir / "peers.json").exists():
-        raise RuntimeError(f"the peer process failed (exit status {peers.returncode}): its traceback is above")
+    for process, output in zip(peers.processes, peers.outputs, strict=True):
+        if process.returncode != 0 or not output.exists():
+            raise RuntimeError(f"a peer process failed (exit status {process.returncode}): its traceback is above")
     if args.stalls:
         stalls_found = summarize_stalls(Path(os.environ["CALLBRIDGE_STALLS_DIR"]))
         say(f"{target}: trio loop stalls over 10 ms, per process:\n{stalls_found}")
-    seen = read_peers_output(workdir / "peers.json")
+    seen = read_peers_output(peers.outputs)
     logs, sessions = seen.calls, seen.sessions
     store = await trio.to_thread.run_sync(check_store, store_url, logs) if target == "callbridge" else None
     reports = [log.report for log in logs if log.report is not None]
@@ -161,7 +166,8 @@ async def measure(args: argparse.Namespace, plan: Plan, children: Children) -> R
         store=store,
         peers=PeerLoad(
             cores=calls.cores["peers"],
-            nice=peers_nice,
+            processes=len(peers.processes),
+            nice=peers.nice,
             loop_lag_ms_p99=seen.summary.loop_lag_ms_p99,
             loop_lag_ms_max=seen.summary.loop_lag_ms_max,
             send_late_ms=send_lateness(logs),

@@ -105,9 +105,9 @@ def render_runs(runs: Sequence[RunResult]) -> str:
         ("server CPU per call-minute", [f"{r.server_cpu_s_per_call_minute:.3f} s ({r.server_cpu_share:.2f} cores)"
                                         for r in runs], ""),
         ("server peak RSS", [f"{r.server_peak_rss_mb:.0f} MiB" for r in runs], ""),
-        ("peer process: CPU (cores), niceness; loop lag p99 / max (ms)",
-         [f"{r.peers.cores:.2f}, {r.peers.nice}; {r.peers.loop_lag_ms_p99:.1f} / {r.peers.loop_lag_ms_max:.1f}"
-          for r in runs],
+        ("peer process(es): CPU (cores), niceness; loop lag p99 / max (ms)",
+         [f"{r.peers.cores:.2f}{f' in {r.peers.processes}' if r.peers.processes > 1 else ''}, {r.peers.nice}; "
+          f"{r.peers.loop_lag_ms_p99:.1f} / {r.peers.loop_lag_ms_max:.1f}" for r in runs],
          f"lag p99 ≤ {PEER_LAG_MS:g} {_all(runs, lambda r: r.peers.loop_lag_ms_p99 <= PEER_LAG_MS)}"),
         ("caller frames sent late p99 / max (ms)",
          [f"{r.peers.send_late_ms.p99:.1f} / {r.peers.send_late_ms.max:.1f}" for r in runs],

@@ -11,7 +11,7 @@ socket layer differs; every message is the same.
 
 from __future__ import annotations
 
-from functools import partial
+import socket
 from typing import Any
 
 import trio
@@ -104,10 +104,12 @@ class _Request:
 
 
 async def serve_fake_model(
-    options: FakeOpenAIOptions, *, task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED
+    options: FakeOpenAIOptions, port: int = 0, *, task_status: trio.TaskStatus[FakeOpenAI] = trio.TASK_STATUS_IGNORED
 ) -> None:
-    """The simulated model (``FakeOpenAI``, unchanged) on 127.0.0.1 over ``adapters.websocket``,
-    until cancelled; ``task_status.started`` gets its handle (``.url``, ``.sessions``)."""
+    """The simulated model (``FakeOpenAI``, unchanged) on 127.0.0.1:``port`` (0: any free one) over
+    ``adapters.websocket``, until cancelled; ``task_status.started`` gets its handle (``.url``,
+    ``.sessions``). The port is bound with ``SO_REUSEPORT``: several peer processes (``bridge.py
+    --peer-processes``) listen on one port, and the kernel spreads the bridge's model sessions over them."""
     fake = FakeOpenAI(options, "127.0.0.1")
 
     async def one(stream: trio.SocketStream) -> None:
@@ -121,7 +123,12 @@ async def serve_fake_model(
         finally:
             await stream.aclose()
 
+    sock = trio.socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    await sock.bind(("127.0.0.1", port))
+    sock.listen(1024)
     async with trio.open_nursery() as nursery:
-        listeners = await nursery.start(partial(trio.serve_tcp, one, 0, host="127.0.0.1"))
-        fake.port = listeners[0].socket.getsockname()[1]
+        await nursery.start(trio.serve_listeners, one, [trio.SocketListener(sock)])
+        fake.port = sock.getsockname()[1]
         task_status.started(fake)

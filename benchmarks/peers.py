@@ -1,8 +1,10 @@
 """The benchmark's peer processes, started by ``bridge.py`` (not meant to be run by hand).
 
     python benchmarks/peers.py peers OUT --calls N --seconds S [--ramp R] [--stagger S] [--nice N]
+                                        [--first K] [--model-port P]
         the simulated realtime model AND every simulated caller, in this one process, at niceness
-        N if allowed. Prints {"model_url", "nice"}; reads one JSON line on stdin, {"base_url",
+        N if allowed (calls K to K+N-1; the model on port P, shared with other peer processes, or
+        on a free port). Prints {"model_url", "nice"}; reads one JSON line on stdin, {"base_url",
         "direct"} (the bridge to call; direct: open ``/call`` without the voice webhook); runs the
         calls, printing a progress line every second and {"done": true} at the end; on SIGINT or
         SIGTERM (sent once the bridge has stopped, so the model saw every session close) writes
@@ -13,7 +15,11 @@
 
 Both peers live in one process, as an independent measurement of the bridge did: a frame's send
 time (caller) and arrival time (model) are read in the same process, on one clock, and the
-bridge being measured competes with exactly one peer process for the cores. The peers' own
+bridge being measured competes with exactly one peer process for the cores. One process is one
+core at most, though (about 100 calls' worth): ``bridge.py --peer-processes P`` runs P of them,
+each with its share of the callers and a model listening on one shared port (``SO_REUSEPORT``),
+and merges what they saw. Their times are all ``time.monotonic()``, the machine's one clock, so a
+frame sent in one process and received in another still compares. The peers' own
 scheduling delay (their loop lag, how late the callers sent their frames) is reported next to
 the latencies, so a run whose peers could not keep up shows it.
 """
@@ -83,7 +89,7 @@ async def _peers(args: argparse.Namespace) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             options = FakeOpenAIOptions(script=BENCH_SCRIPT, expire_after_s=None)
-            fake: FakeOpenAI = await nursery.start(partial(serve_fake_model, options))
+            fake: FakeOpenAI = await nursery.start(partial(serve_fake_model, options, args.model_port))
             client = http_client(args.calls)  # before the loop lag is watched: it takes ~80 ms
             nursery.start_soon(watch_loop_lag, lags)
             _print_line({"model_url": fake.url, "nice": os.getpriority(os.PRIO_PROCESS, 0)})
@@ -94,7 +100,7 @@ async def _peers(args: argparse.Namespace) -> None:
                 logs.extend(
                     await run_callers(
                         go.base_url,
-                        range(args.calls),
+                        range(args.first, args.first + args.calls),
                         seconds=args.seconds,
                         ramp_s=args.ramp,
                         stagger_s=args.stagger,
@@ -117,8 +123,19 @@ async def _peers(args: argparse.Namespace) -> None:
     Path(args.out).write_bytes(msgspec.json.encode(output))  # noqa: ASYNC240 (everything has stopped)
 
 
-def read_peers_output(path: Path) -> PeersOutput:
-    return msgspec.json.decode(path.read_bytes(), type=PeersOutput)
+def read_peers_output(paths: list[Path]) -> PeersOutput:
+    """What every peer process saw, as one: their calls and model sessions together, their CPU
+    summed, their loop lag the worst of them."""
+    outputs = [msgspec.json.decode(path.read_bytes(), type=PeersOutput) for path in paths]
+    return PeersOutput(
+        calls=sorted((log for out in outputs for log in out.calls), key=lambda log: log.index),
+        sessions=[session for out in outputs for session in out.sessions],
+        summary=PeersSummary(
+            cpu_s=sum(out.summary.cpu_s for out in outputs),
+            loop_lag_ms_p99=max(out.summary.loop_lag_ms_p99 for out in outputs),
+            loop_lag_ms_max=max(out.summary.loop_lag_ms_max for out in outputs),
+        ),
+    )
 
 
 def decode_progress(line: str) -> Progress | None:
@@ -158,6 +175,8 @@ def main(argv: list[str]) -> int:
     peers.add_argument("--ramp", type=float, default=0.0)
     peers.add_argument("--stagger", type=float, default=EXCHANGE_S)
     peers.add_argument("--nice", type=int, default=0)
+    peers.add_argument("--first", type=int, default=0)
+    peers.add_argument("--model-port", type=int, default=0)
     proxy = sub.add_parser("proxy")
     proxy.add_argument("model_url")
     args = parser.parse_args(argv)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 import sys
 from functools import partial
@@ -106,6 +107,21 @@ def test_a_server_prelude_runs_in_the_server_and_in_each_of_its_workers(tmp_path
     workers = [args for args in ran_in if "--worker " in args]
     assert len(ran_in) == len(workers) + 1 and len(workers) >= 2, ran_in  # the parent, and every worker
     assert all(args.startswith("serve ") for args in ran_in)
+
+
+def test_the_calls_split_over_several_peer_processes_are_measured_as_one_run() -> None:
+    """One peer process is one core at most: ``--peer-processes`` shares the calls out, the models
+    listen on one port, and the timings of every process make one run (on the machine's one clock)."""
+    done = _bench("bridge.py", "--calls", "3", "--seconds", "3", "--ramp", "0", "--wait-quiet", "0",
+                  "--targets", "callbridge", "--peer-processes", "2", "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    [run] = json.loads(done.stdout)
+    assert run["peers"]["processes"] == 2 and run["peak_concurrent_calls"] == 3 and run["failed_calls"] == 0
+    up, down = run["uplink"], run["downlink"]
+    assert up["sent"] >= 3 * 140 and up["matched"] == up["sent"] and up["lost"] == 0
+    assert down["sent"] > 0 and down["matched"] == down["sent"] and down["lost"] == 0
+    assert run["store"]["complete"] == 3 and run["peers"]["send_late_ms"]["count"] == up["sent"]
+    assert done.stderr.count("peers pid ") == 1 and re.search(r"peers pid \d+, \d+;", done.stderr)
 
 
 def _nan_for_null(value: Any) -> Any:
@@ -276,6 +292,8 @@ def test_websocket_echo_measures_every_server() -> None:
         ("bridge.py", ["--calls", "0"], "--calls"),
         ("bridge.py", ["--calls", "30,x"], "--calls"),
         ("bridge.py", ["--targets", "callbridge,nginx"], "--targets"),
+        ("bridge.py", ["--calls", "2", "--peer-processes", "3"], "--peer-processes"),
+        ("cores.py", ["--bridge-cores", "64"], "--bridge-cores"),
         ("websocket_echo.py", ["--servers", "nginx"], "--servers"),
     ],
 )
