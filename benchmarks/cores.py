@@ -4,7 +4,7 @@
                                          [--seconds 30] [--p99-ms 20] [--json]
 
 Issue 12's "calls at the latency target grow with cores", as one command. For each K in
-``--bridge-cores`` (default: 1 to all the cores but one), ``callbridge serve`` runs on the first K
+``--bridge-cores`` (default: 1 to half the cores), ``callbridge serve`` runs on the first K
 cores this process may use — so with K workers, its default — and the peer process (the simulated
 model and every caller: ``bridge.py``'s instrument) on the rest, as Twilio and OpenAI run on other
 machines. The calls step up from ``--start`` by ``--step``, one ``bridge.py`` run each, until a run
@@ -16,8 +16,8 @@ They are an instrument with a limit of their own: a run in which they could not 
 callers sent frames more than ``--peers-late-ms`` late at p99, or they used ≥ 90 % of their cores)
 measures them, not callbridge. Such a run ends K's steps too, and the row says the capacity is *at
 least* the last number that held, and that more cores for the peers are needed to see further. On a
-2-core machine only K = 1 can be measured, with one core for the peers (about 100 calls' worth): the
-curve needs a machine with cores to spare.
+2-core machine only K = 1 can be measured, with one core for the peers (about 125 calls' worth): the
+curve needs a machine with cores to spare (8 cores: K = 1 to 4, the peers on the other 4).
 
 Progress goes to stderr; a Markdown table (or ``--json``) to stdout. Exit status 1 when a run could
 not be measured at all (a process would not start or died).
@@ -177,9 +177,10 @@ def _cores_list(text: str) -> list[int]:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     usable = len(os.sched_getaffinity(0))
-    parser.add_argument("--bridge-cores", type=_cores_list, default=list(range(1, usable)), metavar="K[,K…]",
-                        help=f"callbridge's cores, a search each (default 1 to {usable - 1}: the peers "
-                        "need one)")  # fmt: skip
+    half = max(1, usable // 2)
+    parser.add_argument("--bridge-cores", type=_cores_list, default=list(range(1, half + 1)), metavar="K[,K…]",
+                        help=f"callbridge's cores, a search each (default 1 to {half}: the peers need about as "
+                        "many as the bridge)")  # fmt: skip
     parser.add_argument("--start", type=int, default=50, help="calls in the first run of each search (default 50)")
     parser.add_argument("--step", type=int, default=50, help="calls added per run (default 50)")
     parser.add_argument("--max", type=int, default=2000, help="stop a search at this many calls (default 2000)")
