@@ -141,8 +141,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         "and OpenAI, which are not on the bridge's host, so they get the CPU first; 0: "
                         "they compete as equals)")  # fmt: skip
     parser.add_argument("--pin", action="store_true",
-                        help="the peer process on the last core, the bridge on the others (the peers stand for "
-                        "Twilio and OpenAI, which run on other machines)")  # fmt: skip
+                        help="the peer process on the last core (P peer processes: the last P), the bridge on the "
+                        "others (the peers stand for Twilio and OpenAI, which run on other machines)")  # fmt: skip
     parser.add_argument("--peer-processes", type=int, default=1, metavar="P",
                         help="split the calls over P peer processes (default 1: one process, one core at most, "
                         "about 100 calls' worth; more calls need more, and cores for them)")  # fmt: skip
@@ -185,9 +185,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.seconds <= 0:
         parser.error("--seconds must be positive")
     try:
-        args.cores = split_cores() if args.pin else None  # (the peers' cores, the bridge's)
+        # (the peers' cores, the bridge's): a core per peer process, the bridge on the others
+        usable = len(os.sched_getaffinity(0))
+        args.cores = split_cores(usable - args.peer_processes) if args.pin else None
     except ValueError as error:
-        parser.error(str(error))
+        parser.error(f"--pin gives each peer process a core and the bridge the rest: {args.peer_processes} peer "
+                     f"process(es) and the bridge need more than the {usable} core(s) here ({error})")  # fmt: skip
     if "mainstream" in args.targets and not _has_bench_extra():
         parser.error("the mainstream baseline needs uvicorn and websockets: pip install -e '.[bench]' "
                      "(or leave it out: --targets callbridge,floor)")  # fmt: skip

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from peer_fake import SessionTimings  # noqa: E402
 from peer_sockets import PeerSocket  # noqa: E402
 
 pytestmark = pytest.mark.slow
+CORES = len(os.sched_getaffinity(0))
 
 
 def _bench(script: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -293,6 +295,7 @@ def test_websocket_echo_measures_every_server() -> None:
         ("bridge.py", ["--calls", "30,x"], "--calls"),
         ("bridge.py", ["--targets", "callbridge,nginx"], "--targets"),
         ("bridge.py", ["--calls", "2", "--peer-processes", "3"], "--peer-processes"),
+        ("bridge.py", ["--pin", "--peer-processes", str(CORES), "--calls", str(CORES)], "--pin"),
         ("cores.py", ["--bridge-cores", "64"], "--bridge-cores"),
         ("websocket_echo.py", ["--servers", "nginx"], "--servers"),
     ],
