@@ -33,14 +33,23 @@ class AppendMarks:
         self._marks_of: Marks = {}
         self._seen_of: Marks = {}
         """As ``_marks_of``, also moved by :meth:`note_head`."""
+        self._accounted = 0
+        """Every position up to here is known by name: this writer's batches, what was there as it
+        started, or a poll that woke every waiter. A poll that finds the head here or below found
+        nothing from other processes (on PostgreSQL a NOTIFY follows this writer's own inserts too)."""
 
     def loaded(self, position: int) -> None:
         """The store's head, read as the writer started."""
         self.head.advance(position)
         self._seen.advance(position)
+        self._accounted = max(self._accounted, position)
 
-    def written(self, position: int, topics: Iterable[str]) -> None:
-        """A batch of these topics was written, up to ``position``."""
+    def written(self, position: int, topics: Iterable[str], count: int = 0) -> None:
+        """A batch of ``count`` events of these topics was written, up to ``position``. One batch is one
+        transaction, whose positions no other process's can interleave: when it starts right after
+        the accounted ones, everything up to ``position`` is known."""
+        if count and position - count == self._accounted:
+            self._accounted = position
         self.head.advance(position)
         self._seen.advance(position)
         if self._marks_of or self._seen_of:
@@ -54,7 +63,11 @@ class AppendMarks:
         """A poll of the store found its head moved to ``head``: wake every polled waiter it is beyond,
         whatever names it waits for. What other processes appended is not known by name, and may lie
         below this writer's own last batch (written between two polls), so every mark moves, not only
-        when ``head`` is beyond what this writer wrote."""
+        when ``head`` is beyond what this writer wrote — unless every position up to ``head`` is
+        already known (this writer's own batches, one after the other): then nobody is woken."""
+        if head <= self._accounted:
+            return
+        self._accounted = head
         self._seen.advance(head)
         for mark in self._seen_of.values():
             mark.advance(head)

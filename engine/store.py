@@ -29,7 +29,7 @@ import os
 import threading
 import uuid
 from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import Any
 
 from eventsourcing.persistence import ApplicationRecorder, IntegrityError, StoredEvent
@@ -43,6 +43,7 @@ from callbridge.engine.store_connections import StoreClosedError as StoreClosedE
 from callbridge.engine.store_encoding import EncodedEvent as EncodedEvent  # re-exported: part of the store API
 from callbridge.engine.store_encoding import EventEncodingError as EventEncodingError  # re-exported
 from callbridge.engine.store_encoding import encode_for_store as encode_for_store  # re-exported
+from callbridge.engine.store_postgres import one_creator_at_a_time
 from callbridge.engine.store_reads import RecordedEvent as RecordedEvent  # re-exported: part of the store API
 from callbridge.engine.store_reads import StoreReads
 from callbridge.engine.store_rows import CALL_NAMESPACE as CALL_NAMESPACE  # re-exported
@@ -99,21 +100,25 @@ class EventStore(StoreReads):
         if not create:
             target.require_existing()
             self._env["CREATE_TABLE"] = "no"
-        try:
-            if target.sqlite_path is not None:
-                target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
-            opening = Opening(self._env)
-        except StoreBackendError as exc:
-            raise StoreOpenError(str(exc)) from exc
-        except Exception as exc:
-            raise StoreOpenError(f"cannot open the event store {target.description}: {exc}; {target.hint}") from exc
-        self._connections = Connections(opening, target.description)
-        lend = self._datastore_in_use if isinstance(opening.rows, PostgresRows) else None
-        try:
-            backend = key_backend(target.sqlite_path, lend, create=create if create_keys is None else create_keys)
-        except Exception as exc:
-            opening.close()
-            raise StoreOpenError(f"cannot open the key store of {target.description}: {exc}; {target.hint}") from exc
+        with ExitStack() as creating:  # on PostgreSQL, processes opening the store together take turns
+            try:
+                if target.sqlite_path is not None:
+                    target.sqlite_path.parent.mkdir(parents=True, exist_ok=True)
+                creating.enter_context(one_creator_at_a_time(self._env))
+                opening = Opening(self._env)
+            except StoreBackendError as exc:
+                raise StoreOpenError(str(exc)) from exc
+            except Exception as exc:
+                message = f"cannot open the event store {target.description}: {exc}; {target.hint}"
+                raise StoreOpenError(message) from exc
+            self._connections = Connections(opening, target.description)
+            lend = self._datastore_in_use if isinstance(opening.rows, PostgresRows) else None
+            try:
+                backend = key_backend(target.sqlite_path, lend, create=create if create_keys is None else create_keys)
+            except Exception as exc:
+                opening.close()
+                message = f"cannot open the key store of {target.description}: {exc}; {target.hint}"
+                raise StoreOpenError(message) from exc
         self.keys = KeyRing(backend)
         """The calls' keys (crypto-shredding: ``keys.erase("call:<id>")`` makes a call unreadable)."""
         self.sealer = Sealer(self.keys, self.redaction)

@@ -352,7 +352,7 @@ class EventWriter:
             )
         self._consecutive_failures = 0
         assert write.position is not None
-        self._marks.written(write.position, (item.topic for item in write.batch))
+        self._marks.written(write.position, (item.topic for item in write.batch), len(write.batch))
 
     def _note_failure(self, exc: Exception) -> float:
         """Log a failed write (every time at first, then at most once a minute) and return how long

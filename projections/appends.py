@@ -3,8 +3,10 @@
 This process's appends wake them at once through the ``EventWriter``. Appends by other processes
 (several engines sharing one PostgreSQL log, a ``callbridge mcp`` beside a server) used to be found
 by polling every 0.5 s. On PostgreSQL the recorder NOTIFYs a channel in every insert, so
-``AppendSignal.run`` LISTENs on it in a thread and wakes every waiter within milliseconds; polling
-stays as the fallback (SQLite cannot push; a lost listener connection is retried with backoff).
+``AppendSignal.run`` LISTENs on it in a thread, and at each NOTIFY one task reads the head and hands
+it to this process's writer, which wakes every waiter it is beyond within milliseconds — a NOTIFY of
+this process's own insert wakes nobody twice; polling stays as the fallback (SQLite cannot push; a
+lost listener connection is retried with backoff).
 
 Why not eventsourcing's own listening (9.5: ``PostgresApplicationRecorder.subscribe(gt, topics)``,
 a ``PostgresSubscription``): it is a blocking iterator of notifications that runs *two* threads per
@@ -96,14 +98,26 @@ class AppendSignal:
         timeouts of their own."""
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Listen for other processes' appends until cancelled: PostgreSQL's NOTIFY; on SQLite with a
-        writer, one poll of the head for every waiter (:meth:`_poll_head`); else it returns at once
-        and waiters poll themselves."""
+        """Listen for other processes' appends until cancelled. With a writer, one reader of the head
+        tells it what other processes appended (``EventWriter.note_head``) for every waiter: on
+        PostgreSQL at each NOTIFY (:meth:`_follow_notifies`), on SQLite every ``poll_interval``
+        (:meth:`_poll_head`). Without one (``callbridge mcp``), PostgreSQL's NOTIFYs wake every waiter
+        themselves; on SQLite it returns at once and waiters poll themselves."""
         task_status.started()
         if not self.store.notifies_appends:
             if self.writer is not None:
                 await self._poll_head(self.writer)
             return
+        if self.writer is None:
+            await self._listen()
+            return
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._listen)
+            await self._follow_notifies(self.writer)
+
+    async def _listen(self) -> None:
+        """PostgreSQL: LISTEN in a thread, each NOTIFY counted in :attr:`notified`; a failed listener
+        is retried with backoff."""
         token = trio.lowlevel.current_trio_token()
         failures = 0
         while True:
@@ -126,16 +140,38 @@ class AppendSignal:
             finally:
                 stop.set()
 
+    async def _follow_notifies(self, writer: EventWriter) -> None:
+        """PostgreSQL with a writer: after each NOTIFY (those that came while the head was being read
+        count once), and every ``poll_interval`` in any case (a listener that failed is being retried),
+        read the head and tell the writer. Each follower then waits on the writer alone, as on SQLite:
+        a NOTIFY of this process's own insert wakes nobody (the writer already did, by topic), and one
+        of another process's is one read of the head for the whole process, where each follower read
+        the head and a page at every NOTIFY (two workers' batches: 20 a second, for every follower of
+        every worker — the Python of those reads, in threads, held the GIL from the media loop)."""
+        seen = self.notifications
+
+        async def next_notify() -> None:
+            nonlocal seen
+            with trio.move_on_after(self.poll_interval):
+                await self.notified.wait_beyond(seen)
+            seen = self.notifications
+
+        await self._read_heads(writer, next_notify)
+
     async def _poll_head(self, writer: EventWriter) -> None:
-        """Every ``poll_interval``: read the head, and when it moved, tell the writer, which wakes the
-        waiters it is beyond (``EventWriter.note_head``). One trip to a worker thread a poll for the
+        """SQLite: every ``poll_interval``, read the head, and when it moved, tell the writer, which wakes
+        the waiters it is beyond (``EventWriter.note_head``). One trip to a worker thread a poll for the
         whole process, where each follower made its own (five in an idle worker: a third of its CPU)."""
+        await self._read_heads(writer, partial(trio.sleep, self.poll_interval))
+
+    async def _read_heads(self, writer: EventWriter, pause: Callable[[], Awaitable[None]]) -> None:
+        """After each ``pause()``: read the head; when it moved, tell the writer."""
         last = 0
         failing = False
         self.polling = True
         try:
             while True:
-                await trio.sleep(self.poll_interval)
+                await pause()
                 try:
                     head = await trio.to_thread.run_sync(self.store.head, abandon_on_cancel=True)
                 except Exception as exc:  # the followers meet it too, and say so; one line here
@@ -159,9 +195,10 @@ class AppendSignal:
 
     def waiter(self, interval: float = 0.5, *, names: Iterable[str] | None = None) -> WaitForAppends:
         """A ``wait(position)`` for one follower: returns as soon as this process's writer wrote
-        beyond ``position`` or any process appended since the follower's last wait, else after
-        ``interval`` seconds (the poll) — or, on SQLite while :meth:`run` polls the head for every
-        follower, once that poll finds the head beyond ``position``.
+        beyond ``position``, or :meth:`run`'s reader of the head found it beyond (another process
+        appended), else after ``interval`` seconds unless :meth:`run` is reading the head for every
+        follower. Without a writer: as soon as any process appended (PostgreSQL's NOTIFY) since the
+        follower's last wait, else after ``interval`` seconds.
 
         ``names``: the event classes the follower reads. Then only this process's batches holding one
         of them wake it (``EventWriter.wait_appended``): a follower of rare events skips the batches
@@ -171,11 +208,11 @@ class AppendSignal:
         seen = self.notifications
         writer = self.writer
         wanted = None if names is None else tuple(names)
-        if writer is not None and not self.store.notifies_appends:
-            # SQLite: only this process's writer and the poll wake a follower, both through the
-            # writer, so it waits on the writer alone, without a nursery and two tasks per wait (the
-            # views and the live feed wait ten times a second) — and while :meth:`run` polls for
-            # everyone, without a timeout of its own either
+        if writer is not None:
+            # only this process's writer and the reader of the head (SQLite's poll, PostgreSQL's
+            # NOTIFYs) wake a follower, both through the writer, so it waits on the writer alone,
+            # without a nursery and two tasks per wait (the views and the live feed wait ten times a
+            # second) — and while :meth:`run` reads the head for everyone, without a timeout of its own
 
             async def wait_for_writer(position: int) -> None:
                 if self.polling and interval >= self.poll_interval:
@@ -186,21 +223,11 @@ class AppendSignal:
 
             return wait_for_writer
 
-        async def wait(position: int) -> None:
+        async def wait(position: int) -> None:  # no writer here (``callbridge mcp``): NOTIFYs, or the poll
             nonlocal seen
             with trio.move_on_after(interval):
                 if self.notifications == seen:  # else: appended while the follower was reading
-                    async with trio.open_nursery() as nursery:
-                        notified = partial(self.notified.wait_beyond, seen)
-                        nursery.start_soon(_then_cancel, notified, nursery.cancel_scope)
-                        if writer is not None:
-                            written = partial(writer.wait_appended, position, wanted)
-                            nursery.start_soon(_then_cancel, written, nursery.cancel_scope)
+                    await self.notified.wait_beyond(seen)
             seen = self.notifications
 
         return wait
-
-
-async def _then_cancel(wait: Callable[[], Awaitable[object]], scope: trio.CancelScope) -> None:
-    await wait()
-    scope.cancel()

@@ -93,3 +93,82 @@ async def test_the_writer_flushes_on_cancellation(postgres_store_url: str) -> No
     reopened = EventStore(postgres_store_url)
     assert [r.event for r in reopened.read_call("CA1")] == a_call("CA1")
     reopened.close()
+
+
+def test_batches_are_inserted_with_binary_values_as_the_same_rows_in_the_same_order(postgres_store_url: str) -> None:
+    """The library dumps its composite array as text in Python (slow, holding the GIL from the media
+    loop); ours sends four arrays in binary. Every byte of a state (quotes, backslashes, commas, NUL),
+    a topic and a version must come back as written, in order, at consecutive positions, and the
+    NOTIFY that wakes other engines must still be sent."""
+    from psycopg.sql import SQL, Identifier
+
+    store = EventStore(postgres_store_url)
+    try:
+        with store.connections() as opening:
+            recorder = opening.recorder
+            assert recorder._insert_stored_events.__qualname__.startswith("insert_in_binary")  # type: ignore[attr-defined]
+            channel = recorder.channel_name  # type: ignore[attr-defined]
+            datastore = recorder.datastore  # type: ignore[attr-defined]
+        awkward = bytes(range(256)) + b'",\\() {}\x00' * 500
+        batch: list[Event] = []
+        for n in range(1, 60):
+            batch += [
+                CallerAudioReceived(
+                    call_id=f"CA{n % 3}",
+                    at=float(n),
+                    first_chunk=n,
+                    timestamps=[0],
+                    frame_sizes=[len(awkward) - n],
+                    payload=awkward[n:],
+                ),
+                ToolCallRequested(
+                    call_id=f"CA{n % 3}",
+                    at=n + 0.5,
+                    tool_call_id=f"t{n}",
+                    name="look up",
+                    arguments='{"q": "a \\"quoted\\", (odd) {text}"}',
+                ),
+            ]
+        with datastore.get_connection() as listener:
+            listener.execute(SQL("LISTEN {0}").format(Identifier(channel)))
+            before = store.head()
+            last = store.append(batch)
+            notified = list(listener.notifies(timeout=5, stop_after=1))
+        assert notified, "no NOTIFY after an insert: other engines would not wake"
+        everything = store.read_all(after=before)
+        assert [r.event for r in everything] == batch
+        assert [r.position for r in everything] == list(range(before + 1, last + 1))
+        assert [r.version for r in store.read_call("CA1")] == list(range(1, 41))
+    finally:
+        store.close()
+
+
+def test_processes_opening_a_new_store_together_take_turns_creating_it(postgres_store_url: str) -> None:
+    """``serve``'s workers open the store as they start, together; on a new database the library's
+    creation (its ``CREATE OR REPLACE FUNCTION`` runs at every opening) then failed one of them with
+    "tuple concurrently updated" and the server stopped. Eight openings at once must all succeed."""
+    import threading
+
+    start = threading.Barrier(8)
+    opened: list[EventStore] = []
+    failed: list[BaseException] = []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            opened.append(EventStore(postgres_store_url))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_store) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    try:
+        assert failed == [] and len(opened) == 8
+        opened[0].append(a_call("CA1"))
+        assert [r.version for r in opened[-1].read_call("CA1")] == [1, 2, 3, 4]
+    finally:
+        for store in opened:
+            store.close()

@@ -125,3 +125,83 @@ async def test_a_poll_does_not_wake_those_who_wait_for_this_writers_own_batches_
             nursery.cancel_scope.cancel()
     finally:
         store.close()
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_with_a_writer_one_read_of_the_head_per_notify_wakes_the_followers(
+    postgres_store_url: str, tmp_path: Path
+) -> None:
+    """A server's followers wait on its writer, as on SQLite: at each NOTIFY the signal reads the head
+    once for all of them. Polling is an hour, so only a NOTIFY can bring another engine's events in."""
+    here, elsewhere = EventStore(postgres_store_url), EventStore(postgres_store_url)  # two engines, one log
+    writer = EventWriter(here)
+    signal = AppendSignal(here, writer, poll_interval=AN_HOUR)
+    try:
+        wait_for_commands = signal.waiter(AN_HOUR, names=["CallCommandIssued"])
+        service = ProjectionService(here, tmp_path / "views.db", writer=writer, wait_for_appends=signal.waiter(AN_HOUR))
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            await nursery.start(signal.run)
+            await nursery.start(service.run)
+            woken = trio.Event()
+
+            async def follow_commands() -> None:
+                await wait_for_commands(await writer.flush())
+                woken.set()
+
+            nursery.start_soon(follow_commands)
+            await trio.testing.wait_all_tasks_blocked()
+            assert signal.polling and not woken.is_set()
+            head = await trio.to_thread.run_sync(normal_call().write, elsewhere)  # no command among them
+            with trio.fail_after(DEADLINE):
+                await woken.wait()  # what another engine appended is not known by name: it wakes
+                await service.wait_for_position(head)
+            assert signal.notifications >= 1
+            nursery.cancel_scope.cancel()
+    finally:
+        here.close()
+        elsewhere.close()
+
+
+async def test_a_head_holding_only_this_writers_own_batches_wakes_no_follower_of_other_names(
+    tmp_path: Path,
+) -> None:
+    """On PostgreSQL a NOTIFY follows this writer's own inserts too. The head read after it then holds
+    nothing that is not known by name, and a follower of rare events must not wake for the audio this
+    writer wrote (ten batches a second); another process's append between two of this writer's
+    batches must still wake it."""
+    path = str(tmp_path / "callbridge.db")
+    store, elsewhere = EventStore(path), EventStore(path)
+    writer = EventWriter(store)
+
+    def record(call_id: str) -> None:
+        for event in normal_call(call_id).events:
+            writer.record(event)
+
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(writer.run)
+            start = await writer.flush()
+            woken = trio.Event()
+
+            async def follow_commands() -> None:
+                await writer.wait_appended(start, ["CallCommandIssued"], polls=True)
+                woken.set()
+
+            nursery.start_soon(follow_commands)
+            record("CAours1")
+            writer.note_head(await writer.flush())
+            record("CAours2")
+            writer.note_head(await writer.flush())
+            await trio.testing.wait_all_tasks_blocked()
+            assert not woken.is_set()
+
+            await trio.to_thread.run_sync(normal_call("CAtheirs").write, elsewhere)
+            record("CAours3")  # after theirs: the head is this writer's again, but not all of it
+            writer.note_head(await writer.flush())
+            with trio.fail_after(DEADLINE):
+                await woken.wait()
+            nursery.cancel_scope.cancel()
+    finally:
+        store.close()
+        elsewhere.close()
