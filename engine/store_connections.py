@@ -21,7 +21,6 @@ from eventsourcing.application import Application
 from eventsourcing.persistence import ApplicationRecorder
 from eventsourcing.utils import Environment, EnvType
 
-from callbridge.engine.store_postgres import insert_in_binary
 from callbridge.engine.store_rows import RowReader, row_reader
 
 logger = logging.getLogger(__name__)
@@ -51,7 +50,6 @@ class Opening:
         self._app = _CallLog(env=env)
         self.recorder: ApplicationRecorder = self._app.recorder
         try:
-            insert_in_binary(self.recorder)
             self.rows: RowReader = row_reader(self.recorder)
         except BaseException:
             self._app.close()

@@ -111,6 +111,11 @@ def _sqlite_target(path_text: str) -> StoreTarget:
     return StoreTarget(env, f"sqlite:{path}", sqlite_path=path)
 
 
+POSTGRES_RECORDER_TOPIC = "callbridge.engine.store_postgres_recorder:BinaryInsertRecorder"
+"""The library's PostgreSQL recorder with its insert sent in binary (``engine/store_postgres_recorder.py``),
+named here so that a SQLite store never imports psycopg."""
+
+
 def _postgres_target(text: str) -> StoreTarget:
     parts = urlsplit(text)
     try:
@@ -130,6 +135,7 @@ def _postgres_target(text: str) -> StoreTarget:
         "POSTGRES_USER": user,
         "POSTGRES_PASSWORD": unquote(parts.password or ""),
         "POSTGRES_CONNECT_TIMEOUT": "5",
+        "APPLICATION_RECORDER_TOPIC": POSTGRES_RECORDER_TOPIC,
     }
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key not in _PG_OPTIONS:

@@ -17,6 +17,7 @@ from callbridge.engine.events import (
     ToolCallRequested,
 )
 from callbridge.engine.store import EventStore
+from callbridge.engine.store_postgres_recorder import BinaryInsertRecorder
 from callbridge.engine.store_writer import EventWriter
 
 pytestmark = pytest.mark.postgres
@@ -97,16 +98,17 @@ async def test_the_writer_flushes_on_cancellation(postgres_store_url: str) -> No
 
 def test_batches_are_inserted_with_binary_values_as_the_same_rows_in_the_same_order(postgres_store_url: str) -> None:
     """The library dumps its composite array as text in Python (slow, holding the GIL from the media
-    loop); ours sends four arrays in binary. Every byte of a state (quotes, backslashes, commas, NUL),
-    a topic and a version must come back as written, in order, at consecutive positions, and the
-    NOTIFY that wakes other engines must still be sent."""
+    loop); the store's recorder (the library's, built from the store URL) sends four arrays in binary.
+    Every byte of a state (quotes, backslashes, commas, NUL), a topic and a version must come back as
+    written, in order, at consecutive positions, and the NOTIFY that wakes other engines must still
+    be sent."""
     from psycopg.sql import SQL, Identifier
 
     store = EventStore(postgres_store_url)
     try:
         with store.connections() as opening:
             recorder = opening.recorder
-            assert recorder._insert_stored_events.__qualname__.startswith("insert_in_binary")  # type: ignore[attr-defined]
+            assert isinstance(recorder, BinaryInsertRecorder)
             channel = recorder.channel_name  # type: ignore[attr-defined]
             datastore = recorder.datastore  # type: ignore[attr-defined]
         awkward = bytes(range(256)) + b'",\\() {}\x00' * 500
