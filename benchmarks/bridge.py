@@ -100,7 +100,7 @@ def heading(args: argparse.Namespace, calls: int) -> str:
     turns = "lockstep turns (every call speaks at the same moments)" if args.lockstep else "staggered turns"
     contend = f"{args.contend} busy-loop contender(s)" if args.contend else "no contenders"
     rounds = f"{args.rounds} round{'s' if args.rounds > 1 else ''}"
-    pinned = "; the peers on the last core, the bridge on the others (--pin)" if args.pin else ""
+    pinned = "; a core per peer process (the last), the bridge on the others (--pin)" if args.pin else ""
     return (f"### {calls} calls x {args.seconds:g} s: {turns}, {contend}, {rounds}{pinned}\n\n"
             f"{time.strftime('%Y-%m-%d %H:%M')}, {os.cpu_count()} cores; "
             f"callbridge's store: {'the given --store' if args.store else 'SQLite'}")  # fmt: skip

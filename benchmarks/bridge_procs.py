@@ -74,17 +74,14 @@ def pinned_to(cpus: set[int] | None) -> Callable[[], None] | None:
     return partial(os.sched_setaffinity, 0, cpus)
 
 
-def split_cores(bridge: int | None = None) -> tuple[set[int], set[int]]:
+def split_cores(bridge: int) -> tuple[set[int], set[int]]:
     """(the peers' cores, the bridge's cores): the bridge on the first ``bridge`` cores this process may
-    use (default: all but the last), the peers on the rest — they stand for Twilio and OpenAI, which run
-    on other machines, not on the bridge's cores (``--pin``; ``cores.py``'s curve)."""
+    use, the peers on the rest — they stand for Twilio and OpenAI, which run on other machines, not on
+    the bridge's cores (``--pin``; ``cores.py``'s curve)."""
     cores = sorted(os.sched_getaffinity(0))
-    if len(cores) < 2:
-        raise ValueError(f"pinning needs at least 2 cores (this process may use {len(cores)})")
-    bridge = len(cores) - 1 if bridge is None else bridge
     if not 1 <= bridge < len(cores):
-        raise ValueError(f"the bridge can have 1 to {len(cores) - 1} of the {len(cores)} cores (the peers need one), "
-                         f"not {bridge}")  # fmt: skip
+        raise ValueError(f"the bridge can have 1 to {len(cores) - 1} of the {len(cores)} cores this process may "
+                         f"use (the peers need at least one), not {bridge}")  # fmt: skip
     return set(cores[bridge:]), set(cores[:bridge])
 
 

@@ -113,10 +113,11 @@ async def curve(args: argparse.Namespace, workroot: Path) -> tuple[list[CoreRow]
     failures: list[str] = []
     for bridge_cores in args.bridge_cores:
         peers, bridge = split_cores(bridge_cores)
-        processes = args.peer_processes or len(peers)
+        processes = args.peer_processes or min(len(peers), args.start)  # each process needs a call
+        # bridge.py's options for its runs (--calls: the first run's, which bridge.py checks them against)
         run_args = bridge_args(["--targets", "callbridge", "--seconds", str(args.seconds), "--wait-quiet",
                                 str(args.wait_quiet), "--peer-processes", str(processes), "--calls",
-                                str(max(processes, args.start))])  # fmt: skip
+                                str(args.start)])  # fmt: skip
         run_args.cores, run_args.workroot, run_args.failures = (peers, bridge), workroot, []
         steps: list[Step] = []
         while (calls := next_calls(steps, args.start, args.step, args.max)) is not None:

@@ -63,23 +63,23 @@ async def test_on_sqlite_the_signal_has_nothing_to_listen_to_and_followers_poll(
         nursery.cancel_scope.cancel()
 
 
-async def test_on_sqlite_one_poll_of_the_head_wakes_every_follower_of_another_processs_appends(
-    tmp_path: Path,
-) -> None:
-    """A server's followers (here a follower of operator commands, waiting for those names only, and
-    the views, waiting for anything) wait without timeouts of their own; the signal's one poll of the
-    head wakes them when another process appends."""
-    here, elsewhere = EventStore(str(tmp_path / "callbridge.db")), EventStore(str(tmp_path / "callbridge.db"))
+async def another_processs_append_wakes_the_followers(
+    url: str, views: Path, *, poll_interval: float, interval: float = 0.5
+) -> AppendSignal:
+    """A server's followers (a follower of operator commands, waiting for those names only, and the
+    views, waiting for anything) wait on its writer, without timeouts of their own, until a process
+    with a store of its own (``elsewhere``) appends a call with no command in it. Returns the signal
+    that woke them."""
+    here, elsewhere = EventStore(url), EventStore(url)
     writer = EventWriter(here)
-    signal = AppendSignal(here, writer, poll_interval=0.05)
+    signal = AppendSignal(here, writer, poll_interval=poll_interval)
     try:
-        wait_for_commands = signal.waiter(names=["CallCommandIssued"])
-        service = ProjectionService(here, tmp_path / "views.db", writer=writer, wait_for_appends=signal.waiter())
+        wait_for_commands = signal.waiter(interval, names=["CallCommandIssued"])
+        service = ProjectionService(here, views, writer=writer, wait_for_appends=signal.waiter(interval))
         async with trio.open_nursery() as nursery:
             await nursery.start(writer.run)
             await nursery.start(signal.run)
             await nursery.start(service.run)
-            assert signal.polling
             woken = trio.Event()
 
             async def follow_commands() -> None:
@@ -88,7 +88,7 @@ async def test_on_sqlite_one_poll_of_the_head_wakes_every_follower_of_another_pr
 
             nursery.start_soon(follow_commands)
             await trio.testing.wait_all_tasks_blocked()
-            assert not woken.is_set()
+            assert signal.polling and not woken.is_set()
             head = await trio.to_thread.run_sync(normal_call().write, elsewhere)  # no command among them
             with trio.fail_after(DEADLINE):
                 await woken.wait()  # what another process appended is not known by name: it wakes
@@ -97,6 +97,17 @@ async def test_on_sqlite_one_poll_of_the_head_wakes_every_follower_of_another_pr
     finally:
         here.close()
         elsewhere.close()
+    return signal
+
+
+async def test_on_sqlite_one_poll_of_the_head_wakes_every_follower_of_another_processs_appends(
+    tmp_path: Path,
+) -> None:
+    """The signal's one poll of the head wakes the followers when another process appends."""
+    signal = await another_processs_append_wakes_the_followers(
+        str(tmp_path / "callbridge.db"), tmp_path / "views.db", poll_interval=0.05
+    )
+    assert signal.notifications == 0  # SQLite cannot push: the poll found it
 
 
 async def test_a_poll_does_not_wake_those_who_wait_for_this_writers_own_batches_of_some_names(
@@ -131,36 +142,12 @@ async def test_a_poll_does_not_wake_those_who_wait_for_this_writers_own_batches_
 async def test_on_postgresql_with_a_writer_one_read_of_the_head_per_notify_wakes_the_followers(
     postgres_store_url: str, tmp_path: Path
 ) -> None:
-    """A server's followers wait on its writer, as on SQLite: at each NOTIFY the signal reads the head
-    once for all of them. Polling is an hour, so only a NOTIFY can bring another engine's events in."""
-    here, elsewhere = EventStore(postgres_store_url), EventStore(postgres_store_url)  # two engines, one log
-    writer = EventWriter(here)
-    signal = AppendSignal(here, writer, poll_interval=AN_HOUR)
-    try:
-        wait_for_commands = signal.waiter(AN_HOUR, names=["CallCommandIssued"])
-        service = ProjectionService(here, tmp_path / "views.db", writer=writer, wait_for_appends=signal.waiter(AN_HOUR))
-        async with trio.open_nursery() as nursery:
-            await nursery.start(writer.run)
-            await nursery.start(signal.run)
-            await nursery.start(service.run)
-            woken = trio.Event()
-
-            async def follow_commands() -> None:
-                await wait_for_commands(await writer.flush())
-                woken.set()
-
-            nursery.start_soon(follow_commands)
-            await trio.testing.wait_all_tasks_blocked()
-            assert signal.polling and not woken.is_set()
-            head = await trio.to_thread.run_sync(normal_call().write, elsewhere)  # no command among them
-            with trio.fail_after(DEADLINE):
-                await woken.wait()  # what another engine appended is not known by name: it wakes
-                await service.wait_for_position(head)
-            assert signal.notifications >= 1
-            nursery.cancel_scope.cancel()
-    finally:
-        here.close()
-        elsewhere.close()
+    """The followers wait on the writer, as on SQLite: at each NOTIFY the signal reads the head once for
+    all of them. Polling is an hour, so only a NOTIFY can bring another engine's events in."""
+    signal = await another_processs_append_wakes_the_followers(
+        postgres_store_url, tmp_path / "views.db", poll_interval=AN_HOUR, interval=AN_HOUR
+    )
+    assert signal.notifications >= 1
 
 
 async def test_a_head_holding_only_this_writers_own_batches_wakes_no_follower_of_other_names(
